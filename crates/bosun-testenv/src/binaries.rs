@@ -1,0 +1,571 @@
+//! The control-plane binaries: etcd, kube-apiserver, kube-controller-manager and kubectl,
+//! built once from the official Go modules with the machine's Go toolchain and cached per
+//! version outside the repository.
+//!
+//! `k8s.io/kubernetes` is not meant to be a dependency: its `go.mod` replaces every
+//! `k8s.io/*` staging module with a local path. The small module written here requires it
+//! and replaces each of those staging modules with its published `v0.X.Y` release, which is
+//! exactly the source the Kubernetes release was cut from. Versions are stamped into the
+//! binaries the way the Kubernetes build does, so the server reports its real version.
+//!
+//! A cache entry is valid only when its `manifest.json` lists every binary with the SHA-256
+//! it had when built; a missing, partial or corrupt entry is rebuilt. A file lock keeps two
+//! processes (parallel test binaries, `bosun dev`) from building the same entry at once.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::progress::Progress;
+
+/// The Kubernetes release the control plane is built from.
+pub const KUBERNETES_VERSION: &str = "v1.37.2";
+/// The etcd release the control plane is built from.
+pub const ETCD_VERSION: &str = "v3.6.16";
+/// The `go` directive of the build modules: what [`KUBERNETES_VERSION`]'s own `go.mod` says. An
+/// older local Go fetches this toolchain through the module proxy (`GOTOOLCHAIN=auto`), or,
+/// with `GOTOOLCHAIN=local`, says that it is too old.
+const GO_DIRECTIVE: &str = "1.26.0";
+
+/// Set to a directory holding `etcd`, `kube-apiserver`, `kube-controller-manager` and `kubectl`
+/// to use those binaries instead of building them.
+pub const BIN_DIR_ENV: &str = "BOSUN_TESTENV_BIN_DIR";
+
+/// Why the control-plane binaries could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No `go` command was found, or it could not be run.
+    #[error(
+        "the Go toolchain is needed once to build the local control plane, but `go version` failed: {0}\n\
+         Install Go (Debian: `apt-get install golang-go`; Go {GO_DIRECTIVE} or newer is fetched through the \
+         module proxy if the installed one is older) and make sure `go` is on PATH, or set {BIN_DIR_ENV} to a \
+         directory with prebuilt binaries."
+    )]
+    GoMissing(String),
+    /// A `go` step of the build failed.
+    #[error("building the local control plane failed at step `{step}` (exit {status}); last output:\n{output}")]
+    GoCommand {
+        /// The command that failed.
+        step: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines it printed.
+        output: String,
+    },
+    /// A binary named by [`BIN_DIR_ENV`] does not exist.
+    #[error("{BIN_DIR_ENV} is set, but {0} does not exist")]
+    MissingPrebuilt(PathBuf),
+    /// Reading or writing the cache failed.
+    #[error("control-plane cache at {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io { path: path.to_owned(), source }
+}
+
+/// One binary of the control plane and the Go package it is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// `go.etcd.io/etcd/server/v3`.
+    Etcd,
+    /// `k8s.io/kubernetes/cmd/kube-apiserver`.
+    KubeApiserver,
+    /// `k8s.io/kubernetes/cmd/kube-controller-manager`.
+    KubeControllerManager,
+    /// `k8s.io/kubernetes/cmd/kubectl`.
+    Kubectl,
+}
+
+impl Component {
+    /// Every component, in build order.
+    pub const ALL: [Component; 4] =
+        [Component::KubeApiserver, Component::KubeControllerManager, Component::Kubectl, Component::Etcd];
+
+    /// The binary's file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::KubeApiserver => "kube-apiserver",
+            Component::KubeControllerManager => "kube-controller-manager",
+            Component::Kubectl => "kubectl",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Component::Etcd => "go.etcd.io/etcd/server/v3",
+            Component::KubeApiserver => "k8s.io/kubernetes/cmd/kube-apiserver",
+            Component::KubeControllerManager => "k8s.io/kubernetes/cmd/kube-controller-manager",
+            Component::Kubectl => "k8s.io/kubernetes/cmd/kubectl",
+        }
+    }
+
+    fn module(self) -> GoModule {
+        match self {
+            Component::Etcd => GoModule::Etcd,
+            _ => GoModule::Kubernetes,
+        }
+    }
+}
+
+/// The two small Go modules the components are built in: etcd's dependencies and
+/// Kubernetes' would otherwise constrain each other's versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GoModule {
+    Kubernetes,
+    Etcd,
+}
+
+impl GoModule {
+    fn dir_name(self) -> &'static str {
+        match self {
+            GoModule::Kubernetes => "kubernetes",
+            GoModule::Etcd => "etcd",
+        }
+    }
+}
+
+/// A directory holding a complete, verified set of control-plane binaries.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    kubernetes: String,
+    etcd: String,
+    /// Binary name → SHA-256 (hex) of its contents when it was built.
+    sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl Binaries {
+    /// The binaries from [`BIN_DIR_ENV`] if it is set, otherwise from the cache, built first
+    /// when the cache entry is missing, partial or corrupt. The first build takes minutes and
+    /// reports its progress on standard error.
+    pub fn ensure() -> Result<Binaries, BuildError> {
+        if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+            let binaries = Binaries { dir: PathBuf::from(dir) };
+            for component in Component::ALL {
+                let path = binaries.path(component);
+                if !path.is_file() {
+                    return Err(BuildError::MissingPrebuilt(path));
+                }
+            }
+            return Ok(binaries);
+        }
+        Self::ensure_in(&cache_root())
+    }
+
+    /// Like [`Binaries::ensure`], with the cache rooted at `root` instead of the default.
+    pub fn ensure_in(root: &Path) -> Result<Binaries, BuildError> {
+        let entry = root.join(format!("kubernetes-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}"));
+        let binaries = Binaries { dir: entry.join("bin") };
+        if binaries.verify() {
+            return Ok(binaries);
+        }
+        fs::create_dir_all(&entry).map_err(io_error(&entry))?;
+        let lock_path = entry.join(".lock");
+        let lock = File::create(&lock_path).map_err(io_error(&lock_path))?;
+        if lock.try_lock().is_err() {
+            Progress::line(format_args!(
+                "waiting for another process that is building the control plane in {}",
+                entry.display()
+            ));
+            lock.lock().map_err(io_error(&lock_path))?;
+        }
+        // The other process may have finished the build while we waited.
+        if binaries.verify() {
+            return Ok(binaries);
+        }
+        build(&entry)?;
+        Ok(binaries)
+    }
+
+    /// The directory that holds the binaries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of one binary.
+    pub fn path(&self, component: Component) -> PathBuf {
+        self.dir.join(component.name())
+    }
+
+    fn verify(&self) -> bool {
+        let Some(entry) = self.dir.parent() else { return false };
+        let Ok(text) = fs::read(entry.join("manifest.json")) else { return false };
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(&text) else { return false };
+        if manifest.kubernetes != KUBERNETES_VERSION || manifest.etcd != ETCD_VERSION {
+            return false;
+        }
+        Component::ALL.iter().all(|component| {
+            let expected = manifest.sha256.get(component.name());
+            expected.is_some() && sha256_file(&self.path(*component)).ok().as_ref() == expected
+        })
+    }
+}
+
+/// `$XDG_CACHE_HOME/bosun`, else `$HOME/.cache/bosun`, else a directory under the system
+/// temporary directory.
+pub fn cache_root() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("bosun")
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+fn build(entry: &Path) -> Result<(), BuildError> {
+    let started = Instant::now();
+    let go_version = check_go()?;
+    Progress::line(format_args!(
+        "building the local control plane (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}) with {go_version} \
+         into {}; this happens once and takes several minutes",
+        entry.display()
+    ));
+    let steps = 2 + Component::ALL.len();
+    let bin = entry.join("bin");
+    fs::create_dir_all(&bin).map_err(io_error(&bin))?;
+    // The manifest goes first, so an interrupted build can never look complete.
+    let manifest_path = entry.join("manifest.json");
+    match fs::remove_file(&manifest_path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&manifest_path)(error)),
+        _ => {}
+    }
+
+    let kubernetes = prepare_kubernetes_module(entry, Step { number: 1, of: steps })?;
+    let etcd = prepare_etcd_module(entry, Step { number: 2, of: steps })?;
+    let mut manifest = Manifest {
+        kubernetes: KUBERNETES_VERSION.to_owned(),
+        etcd: ETCD_VERSION.to_owned(),
+        sha256: Default::default(),
+    };
+    for (index, component) in Component::ALL.into_iter().enumerate() {
+        let module_dir = match component.module() {
+            GoModule::Kubernetes => &kubernetes,
+            GoModule::Etcd => &etcd,
+        };
+        let target = bin.join(component.name());
+        compile(module_dir, component, &target, Step { number: 3 + index, of: steps })?;
+        let digest = sha256_file(&target).map_err(io_error(&target))?;
+        manifest.sha256.insert(component.name().to_owned(), digest);
+    }
+    let text = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    let partial = entry.join("manifest.json.partial");
+    fs::write(&partial, text).map_err(io_error(&partial))?;
+    fs::rename(&partial, &manifest_path).map_err(io_error(&manifest_path))?;
+    Progress::line(format_args!(
+        "local control plane built in {}; cached in {}",
+        Progress::elapsed(started),
+        entry.display()
+    ));
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Step {
+    number: usize,
+    of: usize,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "step {}/{}", self.number, self.of)
+    }
+}
+
+/// What `go version` prints, or why Go cannot be run.
+fn check_go() -> Result<String, BuildError> {
+    let output = Command::new("go").arg("version").output().map_err(|error| BuildError::GoMissing(error.to_string()))?;
+    if !output.status.success() {
+        return Err(BuildError::GoMissing(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Writes the module that builds Kubernetes: it requires `k8s.io/kubernetes` and replaces each
+/// staging module that Kubernetes' own `go.mod` points at a local path with the published
+/// release of the same version (`v1.37.2` → `v0.37.2`).
+fn prepare_kubernetes_module(entry: &Path, step: Step) -> Result<PathBuf, BuildError> {
+    Progress::line(format_args!("{step}: resolving k8s.io/kubernetes {KUBERNETES_VERSION} and its modules"));
+    let dir = entry.join("src").join(GoModule::Kubernetes.dir_name());
+    fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let download = go(&dir, &["mod", "download", "-json", &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}")], step)?;
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Downloaded {
+        go_mod: PathBuf,
+    }
+    let downloaded: Downloaded = serde_json::from_str(&download).map_err(|error| BuildError::GoCommand {
+        step: "go mod download -json k8s.io/kubernetes".into(),
+        status: "0".into(),
+        output: format!("unexpected output ({error}): {download}"),
+    })?;
+    let upstream = fs::read_to_string(&downloaded.go_mod).map_err(io_error(&downloaded.go_mod))?;
+    let staging_version = KUBERNETES_VERSION.replacen("v1.", "v0.", 1);
+    let replaces: Vec<String> = staging_modules(&upstream)
+        .map(|module| format!("\t{module} => {module} {staging_version}\n"))
+        .collect();
+    let go_mod = format!(
+        "// Written by bosun-testenv: builds the Kubernetes {KUBERNETES_VERSION} control plane from the\n\
+         // published modules. Kubernetes replaces its staging modules with local paths; here each\n\
+         // one is replaced by its published release instead.\n\
+         module bosun.dev/testenv/kubernetes\n\ngo {GO_DIRECTIVE}\n\nrequire k8s.io/kubernetes {KUBERNETES_VERSION}\n\nreplace (\n{})\n",
+        replaces.concat()
+    );
+    write_go_mod(&dir, &go_mod)?;
+    let packages: Vec<String> = Component::ALL
+        .iter()
+        .filter(|component| component.module() == GoModule::Kubernetes)
+        .map(|component| format!("{}@{KUBERNETES_VERSION}", component.package()))
+        .collect();
+    let mut args = vec!["get"];
+    args.extend(packages.iter().map(String::as_str));
+    go(&dir, &args, step)?;
+    Ok(dir)
+}
+
+/// The `k8s.io/…` modules that a Kubernetes `go.mod` replaces with `./staging/…` paths.
+fn staging_modules(go_mod: &str) -> impl Iterator<Item = &str> {
+    go_mod.lines().filter_map(|line| {
+        let (module, target) = line.trim().split_once("=>")?;
+        target.trim().starts_with("./staging/").then(|| module.trim())
+    })
+}
+
+fn prepare_etcd_module(entry: &Path, step: Step) -> Result<PathBuf, BuildError> {
+    Progress::line(format_args!("{step}: resolving go.etcd.io/etcd/server/v3 {ETCD_VERSION}"));
+    let dir = entry.join("src").join(GoModule::Etcd.dir_name());
+    fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let go_mod = format!(
+        "// Written by bosun-testenv: builds etcd {ETCD_VERSION} from its published module.\n\
+         module bosun.dev/testenv/etcd\n\ngo {GO_DIRECTIVE}\n"
+    );
+    write_go_mod(&dir, &go_mod)?;
+    go(&dir, &["get", &format!("{}@{ETCD_VERSION}", Component::Etcd.package())], step)?;
+    Ok(dir)
+}
+
+fn write_go_mod(dir: &Path, text: &str) -> Result<(), BuildError> {
+    let path = dir.join("go.mod");
+    fs::write(&path, text).map_err(io_error(&path))?;
+    // A go.sum from an earlier, interrupted build may be partial; `go get` writes a full one.
+    let sum = dir.join("go.sum");
+    match fs::remove_file(&sum) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io_error(&sum)(error)),
+        _ => Ok(()),
+    }
+}
+
+/// The `-ldflags` the Kubernetes build uses to stamp its version (hack/lib/version.sh).
+fn version_ldflags(component: Component) -> String {
+    let mut flags = String::from("-s -w");
+    if component.module() == GoModule::Kubernetes {
+        let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or_default();
+        for package in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+            for (name, value) in [
+                ("gitVersion", KUBERNETES_VERSION),
+                ("gitMajor", "1"),
+                ("gitMinor", minor),
+                ("gitTreeState", "clean"),
+            ] {
+                flags.push_str(&format!(" -X {package}.{name}={value}"));
+            }
+        }
+    }
+    flags
+}
+
+fn compile(module_dir: &Path, component: Component, target: &Path, step: Step) -> Result<(), BuildError> {
+    let started = Instant::now();
+    let what = format!("{step}: compiling {}", component.name());
+    // `go build -v` names each package as it compiles it; the dependency count makes that a fraction.
+    let total = go(module_dir, &["list", "-deps", component.package()], step)?.lines().count();
+    Progress::line(format_args!("{what} ({total} packages)"));
+    let partial = target.with_extension("partial");
+    let ldflags = version_ldflags(component);
+    let mut child = go_command(module_dir)
+        .args(["build", "-v", "-trimpath", "-ldflags", &ldflags, "-o"])
+        .arg(&partial)
+        .arg(component.package())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| BuildError::GoMissing(error.to_string()))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut compiled = 0usize;
+    let mut tail = Tail::default();
+    let mut last_report = Instant::now();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        if is_package_path(&line) {
+            compiled += 1;
+        } else {
+            tail.push(line);
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            Progress::line(format_args!(
+                "{what}: {}% ({compiled}/{total} packages compiled, {} so far)",
+                (compiled * 100 / total.max(1)).min(99),
+                Progress::elapsed(started)
+            ));
+        }
+    }
+    let status = child.wait().map_err(|error| BuildError::GoMissing(error.to_string()))?;
+    if !status.success() {
+        return Err(BuildError::GoCommand {
+            step: format!("go build {}", component.package()),
+            status: status.to_string(),
+            output: tail.text(),
+        });
+    }
+    fs::rename(&partial, target).map_err(io_error(target))?;
+    Progress::line(format_args!("{what}: done in {}", Progress::elapsed(started)));
+    Ok(())
+}
+
+/// A line of `go build -v` that names a package rather than reporting an error.
+fn is_package_path(line: &str) -> bool {
+    !line.is_empty() && !line.contains(char::is_whitespace) && !line.starts_with('#')
+}
+
+fn go_command(dir: &Path) -> Command {
+    let mut command = Command::new("go");
+    command
+        .current_dir(dir)
+        // Kubernetes' components are static binaries without cgo, as in its release build.
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod");
+    command
+}
+
+/// Runs a short `go` command, returns its standard output, and reports progress while it runs.
+fn go(dir: &Path, args: &[&str], step: Step) -> Result<String, BuildError> {
+    let started = Instant::now();
+    let mut child = go_command(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| BuildError::GoMissing(error.to_string()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stdout).read_to_string(&mut text).map(|_| text)
+    });
+    let mut tail = Tail::default();
+    let mut last_report = Instant::now();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        tail.push(line);
+        if last_report.elapsed() >= Duration::from_secs(15) {
+            last_report = Instant::now();
+            Progress::line(format_args!("{step}: `go {}` still running, {} so far", args[0], Progress::elapsed(started)));
+        }
+    }
+    let status = child.wait().map_err(|error| BuildError::GoMissing(error.to_string()))?;
+    let stdout = reader.join().expect("reader thread does not panic").unwrap_or_default();
+    if !status.success() {
+        return Err(BuildError::GoCommand {
+            step: format!("go {}", args.join(" ")),
+            status: status.to_string(),
+            output: tail.text(),
+        });
+    }
+    Ok(stdout)
+}
+
+/// The last lines of a command's output, for error messages.
+#[derive(Default)]
+struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    const LINES: usize = 30;
+
+    fn push(&mut self, line: String) {
+        if self.0.len() == Self::LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(line);
+    }
+
+    fn text(&self) -> String {
+        self.0.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_modules_are_the_local_replaces() {
+        let go_mod = "module k8s.io/kubernetes\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\
+                      \tk8s.io/client-go => ./staging/src/k8s.io/client-go\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)\n";
+        assert_eq!(staging_modules(go_mod).collect::<Vec<_>>(), ["k8s.io/api", "k8s.io/client-go"]);
+    }
+
+    #[test]
+    fn kubernetes_binaries_are_stamped_with_their_version() {
+        let flags = version_ldflags(Component::KubeApiserver);
+        assert!(flags.contains(&format!("-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}")));
+        assert!(flags.contains("-X k8s.io/component-base/version.gitMinor=37"));
+        assert_eq!(version_ldflags(Component::Etcd), "-s -w");
+    }
+
+    #[test]
+    fn build_output_lines_are_told_apart() {
+        assert!(is_package_path("k8s.io/apiserver/pkg/server"));
+        assert!(!is_package_path("# k8s.io/apiserver/pkg/server"));
+        assert!(!is_package_path("./main.go:3:2: undefined: x"));
+    }
+
+    #[test]
+    fn a_partial_cache_entry_is_not_valid() {
+        let root = std::env::temp_dir().join(format!("bosun-testenv-cache-test-{}", std::process::id()));
+        let entry = root.join("entry");
+        fs::create_dir_all(entry.join("bin")).unwrap();
+        let binaries = Binaries { dir: entry.join("bin") };
+        assert!(!binaries.verify(), "no manifest");
+        let mut sha256 = std::collections::BTreeMap::new();
+        for component in Component::ALL {
+            fs::write(binaries.path(component), component.name()).unwrap();
+            sha256.insert(component.name().to_owned(), sha256_file(&binaries.path(component)).unwrap());
+        }
+        let manifest = Manifest { kubernetes: KUBERNETES_VERSION.into(), etcd: ETCD_VERSION.into(), sha256 };
+        fs::write(entry.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        assert!(binaries.verify(), "complete entry");
+        fs::write(binaries.path(Component::Etcd), "truncated").unwrap();
+        assert!(!binaries.verify(), "a changed binary");
+        fs::remove_dir_all(root).unwrap();
+    }
+}

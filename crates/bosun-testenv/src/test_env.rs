@@ -1,0 +1,120 @@
+//! The control plane shared by all tests of one test binary, with helpers for what almost
+//! every test needs: a fresh namespace, an admin client, and a client that acts as a
+//! ServiceAccount.
+//!
+//! The helpers panic with a clear message instead of returning errors: they are for tests,
+//! where a failure to set up is a failed test.
+
+use std::sync::OnceLock;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::ControlPlane;
+
+/// The shared control plane of a test binary.
+#[derive(Debug)]
+pub struct TestEnv {
+    control_plane: ControlPlane,
+}
+
+static SHARED: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+
+extern "C" fn stop_shared_at_exit() {
+    if let Some(Ok(env)) = SHARED.get() {
+        env.control_plane.stop();
+    }
+}
+
+impl TestEnv {
+    /// The control plane of this test binary, started by the first caller (building the
+    /// binaries first if they are not cached) and stopped when the binary exits, whether its
+    /// tests passed or panicked. If a test binary is killed, the processes die with it.
+    ///
+    /// # Panics
+    /// If the control plane cannot be started; every later call panics with the same message.
+    pub fn shared() -> &'static TestEnv {
+        let shared = SHARED.get_or_init(|| {
+            // Its own thread and runtime: the caller may be inside a runtime, and the control
+            // plane must not depend on any one test's runtime staying alive.
+            let started = std::thread::spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(ControlPlane::start()).map_err(std::io::Error::other)
+            })
+            .join();
+            match started {
+                Ok(Ok(control_plane)) => {
+                    // SAFETY: registers a plain `extern "C"` function with no captured state.
+                    unsafe { libc::atexit(stop_shared_at_exit) };
+                    Ok(TestEnv { control_plane })
+                }
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err("starting the control plane panicked".to_owned()),
+            }
+        });
+        match shared {
+            Ok(env) => env,
+            Err(error) => panic!("the local control plane could not start: {error}"),
+        }
+    }
+
+    /// The control plane itself: kubeconfig path, server URL, process ids.
+    pub fn control_plane(&self) -> &ControlPlane {
+        &self.control_plane
+    }
+
+    /// A new admin client (user in `system:masters`), bound to the calling test's runtime.
+    pub fn client(&self) -> kube::Client {
+        self.control_plane.client().expect("building an admin client")
+    }
+
+    /// Creates a namespace named `<prefix>-<5 random characters>` and returns its name.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", crate::unique_suffix());
+        let namespace = Namespace {
+            metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.client())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|error| panic!("creating namespace {name}: {error}"));
+        name
+    }
+
+    /// A client that authenticates as ServiceAccount `name` in `namespace` with a token from
+    /// the TokenRequest API, so RBAC applies to it as to a Pod running as that account. The
+    /// ServiceAccount is created if it does not exist.
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> kube::Client {
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
+        let account = ServiceAccount {
+            metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+            ..Default::default()
+        };
+        match accounts.create(&PostParams::default(), &account).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => panic!("creating ServiceAccount {namespace}/{name}: {error}"),
+        }
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }),
+            ..Default::default()
+        };
+        let token = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap_or_else(|error| panic!("requesting a token for {namespace}/{name}: {error}"))
+            .status
+            .and_then(|status| status.token)
+            .expect("a TokenRequest response carries a token");
+        let config = self
+            .control_plane
+            .config_for_token(&token)
+            .await
+            .unwrap_or_else(|error| panic!("a client config for {namespace}/{name}: {error}"));
+        kube::Client::try_from(config).expect("building a ServiceAccount client")
+    }
+}

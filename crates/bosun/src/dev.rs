@@ -1,0 +1,66 @@
+//! `bosun dev`: a local control plane for development, up until Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use bosun_testenv::ControlPlane;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Also run this kube-controller-manager controller (repeatable), e.g. `job` or
+    /// `deployment`. Always running: garbagecollector, namespace, serviceaccount,
+    /// serviceaccount-token, clusterrole-aggregation.
+    #[arg(long = "controller", value_name = "NAME")]
+    controllers: Vec<String>,
+    /// Also write the admin kubeconfig to this file (it is removed again on exit).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig_out: Option<PathBuf>,
+}
+
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let started = Instant::now();
+        let mut builder = ControlPlane::builder();
+        for controller in args.controllers {
+            builder = builder.controller(controller);
+        }
+        let plane = builder.start().await.context("starting the local control plane")?;
+        let mut kubeconfig = plane.kubeconfig_path().to_owned();
+        if let Some(out) = &args.kubeconfig_out {
+            std::fs::copy(&kubeconfig, out).with_context(|| format!("writing {}", out.display()))?;
+            kubeconfig = out.clone();
+        }
+        println!(
+            "local control plane ready in {:.1}s: Kubernetes {} at {}",
+            started.elapsed().as_secs_f64(),
+            bosun_testenv::KUBERNETES_VERSION,
+            plane.server()
+        );
+        println!("kubeconfig: {}", kubeconfig.display());
+        println!("kubectl:    {}", plane.binaries().path(bosun_testenv::Component::Kubectl).display());
+        println!();
+        println!("export KUBECONFIG={}", kubeconfig.display());
+        println!();
+        println!("Press Ctrl-C to stop.");
+        wait_for_shutdown_signal().await?;
+        println!("stopping the local control plane");
+        plane.stop();
+        if let Some(out) = &args.kubeconfig_out {
+            let _ = std::fs::remove_file(out);
+        }
+        Ok(())
+    })
+}
+
+async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! The `bosun` command: wiring only. Each subcommand lives in its own module and calls into
+//! the library crates.
+
+mod dev;
+mod logging;
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes custom controllers: a Metacontroller-compatible engine, a controller runtime,
+/// and native operators.
+#[derive(Debug, Parser)]
+#[command(name = "bosun", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    logging: logging::LoggingArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a local Kubernetes control plane for development and keep it up until Ctrl-C.
+    ///
+    /// Builds etcd, kube-apiserver, kube-controller-manager and kubectl from the official Go
+    /// modules on first use (minutes, once; cached under $XDG_CACHE_HOME/bosun), starts them
+    /// on random loopback ports, and prints the kubeconfig path and the `export KUBECONFIG=…`
+    /// line for kubectl. Ctrl-C (or SIGTERM) stops everything it started.
+    Dev(dev::DevArgs),
+    /// Print bosun's version and the Kubernetes and etcd versions of the local control plane.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(&cli.logging)?;
+    match cli.command {
+        Command::Dev(args) => dev::run(args),
+        Command::Version => {
+            println!("bosun {}", env!("CARGO_PKG_VERSION"));
+            println!("kubernetes {} (API types and local control plane)", bosun_testenv::KUBERNETES_VERSION);
+            println!("etcd {} (local control plane)", bosun_testenv::ETCD_VERSION);
+            Ok(())
+        }
+    }
+}
