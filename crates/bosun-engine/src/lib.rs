@@ -1,0 +1,61 @@
+//! The Metacontroller-compatible engine: declare a `CompositeController`
+//! (`metacontroller.k8s.io/v1alpha1`), write its sync logic as an HTTP hook in any language,
+//! and the engine watches the parents and children, calls the hook, and applies the children
+//! it declares.
+//!
+//! - [`api`]: the resource types and their CRDs.
+//! - [`hooks`]: the hook protocol and HTTP client.
+//! - [`children`]: claiming, merging and applying children.
+//! - [`composite`]: hosted CompositeControllers and the sync of each parent.
+//!
+//! [`Engine::run`] ties them together; `bosun run` and `bosun dev` call it.
+
+pub mod api;
+pub mod children;
+pub mod composite;
+mod context;
+pub mod discovery;
+pub mod hooks;
+pub mod selector;
+
+use std::sync::Arc;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, ResourceExt};
+
+pub use children::ApplyStrategy;
+pub use context::{EngineConfig, EngineContext};
+
+/// The Metacontroller-compatible engine.
+pub struct Engine {
+    ctx: Arc<EngineContext>,
+}
+
+impl Engine {
+    /// An engine on `client` with `config`.
+    pub fn new(client: kube::Client, config: EngineConfig) -> Self {
+        Engine { ctx: Arc::new(EngineContext::new(client, config)) }
+    }
+
+    /// Runs every CompositeController until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        composite::run(self.ctx, shutdown).await;
+    }
+}
+
+/// Installs (or updates) the engine's CRDs with server-side apply and waits until the API
+/// server serves them.
+pub async fn install_crds(client: &kube::Client) -> Result<(), kube::Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in api::crds() {
+        crds.patch(&crd.name_any(), &PatchParams::apply("bosun").force(), &Patch::Apply(&crd)).await?;
+    }
+    for crd in api::crds() {
+        let name = crd.name_any();
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), established).await;
+    }
+    Ok(())
+}

@@ -406,47 +406,24 @@ fn version_ldflags(component: Component) -> String {
 fn compile(module_dir: &Path, component: Component, target: &Path, step: Step) -> Result<(), BuildError> {
     let started = Instant::now();
     let what = format!("{step}: compiling {}", component.name());
-    // `go build -v` names each package as it compiles it; the dependency count makes that a fraction.
-    let total = go(module_dir, &["list", "-deps", component.package()], step)?.lines().count();
-    Progress::line(format_args!("{what} ({total} packages)"));
     let partial = target.with_extension("partial");
     let ldflags = version_ldflags(component);
-    let mut child = go_command(module_dir)
-        .args(["build", "-v", "-trimpath", "-ldflags", &ldflags, "-o"])
-        .arg(&partial)
-        .arg(component.package())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| BuildError::GoMissing(error.to_string()))?;
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut compiled = 0usize;
-    let mut tail = Tail::default();
-    let mut last_report = Instant::now();
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { break };
-        if is_package_path(&line) {
-            compiled += 1;
-        } else {
-            tail.push(line);
-        }
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            last_report = Instant::now();
-            Progress::line(format_args!(
-                "{what}: {}% ({compiled}/{total} packages compiled, {} so far)",
-                (compiled * 100 / total.max(1)).min(99),
-                Progress::elapsed(started)
-            ));
-        }
-    }
-    let status = child.wait().map_err(|error| BuildError::GoMissing(error.to_string()))?;
-    if !status.success() {
-        return Err(BuildError::GoCommand {
-            step: format!("go build {}", component.package()),
-            status: status.to_string(),
-            output: tail.text(),
-        });
-    }
+    let flags = ["-trimpath", "-ldflags", ldflags.as_str()];
+    // Packages already in Go's build cache are not rebuilt (nor printed by `-v`): count the stale ones.
+    let mut list = vec!["list", "-deps", "-f", "{{if .Stale}}{{.ImportPath}}{{end}}"];
+    list.extend(flags);
+    list.push(component.package());
+    let total = go(module_dir, &list, step)?.lines().filter(|line| !line.is_empty()).count();
+    Progress::line(format_args!("{what} ({total} packages to compile)"));
+    let mut command = go_command(module_dir);
+    command.args(["build", "-v"]).args(flags).arg("-o").arg(&partial).arg(component.package());
+    supervise(command, &format!("go build {}", component.package()), |elapsed, compiled| {
+        Progress::line(format_args!(
+            "{what}: {}% ({compiled}/{total} packages, {} so far)",
+            (compiled * 100 / total.max(1)).min(99),
+            Progress::format(elapsed)
+        ));
+    })?;
     fs::rename(&partial, target).map_err(io_error(target))?;
     Progress::line(format_args!("{what}: done in {}", Progress::elapsed(started)));
     Ok(())
@@ -467,42 +444,66 @@ fn go_command(dir: &Path) -> Command {
     command
 }
 
-/// Runs a short `go` command, returns its standard output, and reports progress while it runs.
+/// Runs a `go` command, returns its standard output, and reports progress while it runs.
 fn go(dir: &Path, args: &[&str], step: Step) -> Result<String, BuildError> {
+    let mut command = go_command(dir);
+    command.args(args);
+    supervise(command, &format!("go {}", args.join(" ")), |elapsed, _| {
+        Progress::line(format_args!("{step}: `go {}` still running, {} so far", args[0], Progress::format(elapsed)));
+    })
+}
+
+/// Runs `command` to completion, calling `report` with the elapsed time and the number of
+/// package lines printed so far every [`REPORT_EVERY`], and returns its standard output. On
+/// failure the error carries the last lines it printed.
+fn supervise(mut command: Command, name: &str, mut report: impl FnMut(Duration, usize)) -> Result<String, BuildError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
     let started = Instant::now();
-    let mut child = go_command(dir)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| BuildError::GoMissing(error.to_string()))?;
+    let spawn_error = |error: std::io::Error| BuildError::GoMissing(error.to_string());
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(spawn_error)?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let reader = std::thread::spawn(move || {
+    let output = std::thread::spawn(move || {
         let mut text = String::new();
         BufReader::new(stdout).read_to_string(&mut text).map(|_| text)
     });
-    let mut tail = Tail::default();
-    let mut last_report = Instant::now();
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { break };
-        tail.push(line);
-        if last_report.elapsed() >= Duration::from_secs(15) {
-            last_report = Instant::now();
-            Progress::line(format_args!("{step}: `go {}` still running, {} so far", args[0], Progress::elapsed(started)));
+    let packages = Arc::new(AtomicUsize::new(0));
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let errors = std::thread::spawn({
+        let (packages, tail) = (packages.clone(), tail.clone());
+        move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if is_package_path(&line) {
+                    packages.fetch_add(1, Ordering::Relaxed);
+                }
+                tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line);
+            }
         }
-    }
-    let status = child.wait().map_err(|error| BuildError::GoMissing(error.to_string()))?;
-    let stdout = reader.join().expect("reader thread does not panic").unwrap_or_default();
+    });
+    let mut last_report = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_error)? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if last_report.elapsed() >= REPORT_EVERY {
+            last_report = Instant::now();
+            report(started.elapsed(), packages.load(Ordering::Relaxed));
+        }
+    };
+    let _ = errors.join();
+    let stdout = output.join().expect("reader thread does not panic").unwrap_or_default();
     if !status.success() {
-        return Err(BuildError::GoCommand {
-            step: format!("go {}", args.join(" ")),
-            status: status.to_string(),
-            output: tail.text(),
-        });
+        let output = tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).text();
+        return Err(BuildError::GoCommand { step: name.to_owned(), status: status.to_string(), output });
     }
     Ok(stdout)
 }
+
+/// How often long steps report progress.
+const REPORT_EVERY: Duration = Duration::from_secs(15);
 
 /// The last lines of a command's output, for error messages.
 #[derive(Default)]

@@ -31,6 +31,7 @@ mod test_env;
 pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, KUBERNETES_VERSION, cache_root};
 pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_CONTROLLERS, Error};
 pub use kubeconfig::CONTEXT;
+pub use process::is_running;
 pub use test_env::TestEnv;
 
 /// Five characters of `[a-z0-9]` that differ between calls and between processes, for names

@@ -25,6 +25,15 @@ pub(crate) struct ManagedProcess {
     log: PathBuf,
 }
 
+/// Whether process `pid` is running: it exists and is not a zombie waiting to be reaped.
+pub fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // `pid (comm) S …`: the state follows the last parenthesis.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
 type SpawnRequest = (Command, Sender<std::io::Result<Child>>);
 
 /// Spawns `command` from the spawner thread (see the module documentation).

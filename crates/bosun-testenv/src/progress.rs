@@ -14,9 +14,13 @@ impl Progress {
         let _ = writeln!(stderr, "bosun-testenv: {message}");
     }
 
-    /// `1m05s` or `4.2s`.
+    /// The time since `since`, as `1m05s` or `4.2s`.
     pub(crate) fn elapsed(since: Instant) -> String {
-        let elapsed = since.elapsed();
+        Self::format(since.elapsed())
+    }
+
+    /// `1m05s` or `4.2s`.
+    pub(crate) fn format(elapsed: std::time::Duration) -> String {
         let seconds = elapsed.as_secs();
         if seconds >= 60 {
             format!("{}m{:02}s", seconds / 60, seconds % 60)

@@ -30,13 +30,8 @@ impl Ending {
     }
 }
 
-/// Whether `pid` no longer runs (gone, or a zombie waiting for init to reap it).
 fn is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // `pid (comm) S …`: the state follows the last parenthesis.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-    }
+    !bosun_testenv::is_running(pid)
 }
 
 fn wait_until(what: &str, check: impl Fn() -> bool) {

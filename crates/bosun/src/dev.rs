@@ -17,9 +17,18 @@ pub struct DevArgs {
     /// Also write the admin kubeconfig to this file (it is removed again on exit).
     #[arg(long, value_name = "PATH")]
     kubeconfig_out: Option<PathBuf>,
+    /// Only build and cache the control-plane binaries (if they are not cached yet), then
+    /// exit: for CI images and machines that should not build on first use.
+    #[arg(long, conflicts_with_all = ["controllers", "kubeconfig_out"])]
+    build_only: bool,
 }
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    if args.build_only {
+        let binaries = bosun_testenv::Binaries::ensure()?;
+        println!("control-plane binaries ready in {}", binaries.dir().display());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let started = Instant::now();

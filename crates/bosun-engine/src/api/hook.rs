@@ -1,0 +1,212 @@
+//! Hooks and webhooks, shared by CompositeController and DecoratorController: where a hook
+//! is, which protocol version it speaks, and how to reach it securely.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A hook: a webhook and the protocol version it speaks.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hook {
+    /// The protocol version: `v1` (relative object-map keys, loose decoding) or `v2` (uniform
+    /// `namespace/name` keys, strict decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(default = "HookVersion::default_v1")]
+    pub version: Option<HookVersion>,
+    /// The HTTP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// The hook protocol version.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HookVersion {
+    /// Object maps keyed by name relative to the parent; other namespaces filtered out.
+    #[default]
+    #[serde(rename = "v1")]
+    V1,
+    /// Object maps keyed by `namespace/name`; nothing filtered; strict decoding.
+    #[serde(rename = "v2")]
+    V2,
+}
+
+impl HookVersion {
+    fn default_v1() -> Option<HookVersion> {
+        Some(HookVersion::V1)
+    }
+}
+
+/// How a hook's JSON response is decoded.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseUnmarshallMode {
+    /// Unknown fields are ignored.
+    Loose,
+    /// Unknown or duplicate fields are errors.
+    Strict,
+}
+
+/// Where and how to call a hook.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// The full URL; takes precedence over `service` and `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The request timeout as a duration (`10s`, `1m30s`); default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "duration"))]
+    pub timeout: Option<String>,
+    /// The path, with `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A Service to call, as `<protocol>://<name>.<namespace>:<port><path>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceReference>,
+    /// Opt-in caching of responses by ETag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<WebhookEtagConfig>,
+    /// `loose` (default for v1 hooks) or `strict` (default for v2 hooks).
+    #[serde(default, rename = "responseUnMarshallMode", skip_serializing_if = "Option::is_none")]
+    pub response_unmarshall_mode: Option<ResponseUnmarshallMode>,
+    /// CA certificates that verify an HTTPS hook, instead of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundle>,
+    /// A client certificate for mutual TLS.
+    #[serde(default, rename = "clientTLS", skip_serializing_if = "Option::is_none")]
+    pub client_tls: Option<ClientTls>,
+    /// An `Authorization` header from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// HTTP basic authentication from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// A Service that serves a hook.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReference {
+    /// The Service's name.
+    pub name: String,
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The port; default 80.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+    /// `http` (default) or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
+/// ETag caching of hook responses.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEtagConfig {
+    /// Whether to send `If-None-Match` and replay cached responses on 304.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How long a cached response lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_timeout_seconds: Option<i32>,
+    /// How often expired responses are removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_cleanup_seconds: Option<i32>,
+}
+
+/// A key of a Secret or ConfigMap in a given namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyReference {
+    /// The object's name.
+    pub name: String,
+    /// The object's namespace.
+    pub namespace: String,
+    /// The key; default `ca.crt` for CA bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A Secret in a given namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// The Secret's name.
+    pub name: String,
+    /// The Secret's namespace.
+    pub namespace: String,
+}
+
+/// Exactly one source of PEM CA certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaBundle {
+    /// The PEM certificates themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+    /// A Secret key holding them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<KeyReference>,
+    /// A ConfigMap key holding them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<KeyReference>,
+}
+
+/// A client certificate and key from a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTls {
+    /// The Secret.
+    pub secret_ref: SecretReference,
+    /// The certificate's key in the Secret; default `tls.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_key: Option<String>,
+    /// The private key's key in the Secret; default `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_key: Option<String>,
+}
+
+/// `Authorization: <type> <secret value>`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    /// The scheme; default `Bearer`. `Basic` is refused: use `basicAuth`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// The Secret key holding the credentials.
+    pub secret_ref: KeyReference,
+}
+
+/// HTTP basic authentication.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// The Secret.
+    pub secret_ref: SecretReference,
+    /// The username's key; default `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_key: Option<String>,
+    /// The password's key; default `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_key: Option<String>,
+}
+
+/// TLS and authentication settings for every hook whose URL has this host.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointConfig {
+    /// `host` or `host:port`, matched case-insensitively.
+    pub host: String,
+    /// As in [`Webhook`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundle>,
+    /// As in [`Webhook`].
+    #[serde(default, rename = "clientTLS", skip_serializing_if = "Option::is_none")]
+    pub client_tls: Option<ClientTls>,
+    /// As in [`Webhook`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// As in [`Webhook`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+}

@@ -1,0 +1,468 @@
+//! Writing a child's desired state, by the chosen apply strategy and the child type's update
+//! method. A child whose desired state equals its observed state is never written.
+//!
+//! - `dynamic-apply` merges client-side ([`super::merge`]) and sends a full update with the
+//!   observed `resourceVersion`, so a concurrent change makes it fail rather than be lost.
+//! - `server-side-apply` sends an apply patch with `force`. A process-wide record of the last
+//!   apply per child (hash of the body, UID, resulting `resourceVersion`) skips applies that
+//!   cannot change anything: nothing was applied differently, and nobody changed the object
+//!   since. The first apply of each child after a restart is sent (and is a no-op on the
+//!   server when nothing changed).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+use super::ChildType;
+use super::merge::{LAST_APPLIED_ANNOTATION, MergeError, merge};
+use crate::api::ChildUpdateMethod;
+
+/// How children are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyStrategy {
+    /// Client-side three-way merge with the last-applied annotation (the default).
+    DynamicApply,
+    /// Server-side apply with this field manager, forcing conflicts.
+    ServerSideApply {
+        /// The field manager name.
+        field_manager: String,
+    },
+}
+
+impl std::str::FromStr for ApplyStrategy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "dynamic-apply" => Ok(ApplyStrategy::DynamicApply),
+            "server-side-apply" => Ok(ApplyStrategy::ServerSideApply { field_manager: "metacontroller".into() }),
+            other => Err(format!("unknown apply strategy {other:?}: use dynamic-apply or server-side-apply")),
+        }
+    }
+}
+
+/// What applying did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The child was created.
+    Created,
+    /// The child was updated in place.
+    Updated,
+    /// The child differed and was deleted, to be recreated by a later sync (`Recreate`).
+    Deleted,
+    /// The child already had its desired state, or differs under `OnDelete`: nothing written.
+    Unchanged,
+}
+
+/// Why a child could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The API server refused the write.
+    #[error("{action} {kind} {key}: {source}")]
+    Api {
+        /// `creating`, `updating` or `deleting`.
+        action: &'static str,
+        /// The child's kind.
+        kind: String,
+        /// `namespace/name`.
+        key: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The desired state cannot be merged onto the observed one.
+    #[error("merging the desired state of {kind} {key}: {source}")]
+    Merge {
+        /// The child's kind.
+        kind: String,
+        /// `namespace/name`.
+        key: String,
+        /// Where the types disagree.
+        source: MergeError,
+    },
+    /// A child of that name exists but belongs to someone else.
+    #[error("{kind} {key} already exists and is not controlled by this parent{detail}; rename the child or delete the existing object")]
+    Taken {
+        /// The child's kind.
+        kind: String,
+        /// `namespace/name`.
+        key: String,
+        /// Who controls it, if anyone.
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AppliedRecord {
+    body_hash: u64,
+    uid: String,
+    resource_version: String,
+}
+
+/// Writes children with one strategy; shared by every hosted controller of the process.
+#[derive(Debug)]
+pub struct Applier {
+    strategy: ApplyStrategy,
+    /// Server-side apply only: the last apply of each child, by (apiVersion/plural, namespace/name).
+    applied: Mutex<HashMap<(String, String), AppliedRecord>>,
+}
+
+/// Metadata the server owns; the desired state never sets it and comparisons ignore it.
+const SYSTEM_METADATA: [&str; 8] = [
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+];
+
+fn key_of(object: &DynamicObject) -> String {
+    match object.namespace() {
+        Some(namespace) => format!("{namespace}/{}", object.name_any()),
+        None => object.name_any(),
+    }
+}
+
+fn key_of_value(desired: &Value) -> String {
+    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
+    match desired["metadata"]["namespace"].as_str() {
+        Some(namespace) if !namespace.is_empty() => format!("{namespace}/{name}"),
+        _ => name.to_owned(),
+    }
+}
+
+/// Sets `value[path…]`, creating objects on the way.
+fn set_path(value: &mut Value, path: &[&str], leaf: Value) {
+    let mut current = value;
+    for segment in &path[..path.len() - 1] {
+        if !current[*segment].is_object() {
+            current[*segment] = json!({});
+        }
+        current = &mut current[*segment];
+    }
+    current[path[path.len() - 1]] = leaf;
+}
+
+impl Applier {
+    /// An applier with this strategy.
+    pub fn new(strategy: ApplyStrategy) -> Self {
+        Applier { strategy, applied: Mutex::default() }
+    }
+
+    /// The strategy in use.
+    pub fn strategy(&self) -> &ApplyStrategy {
+        &self.strategy
+    }
+
+    fn record_key(child_type: &ChildType, key: &str) -> (String, String) {
+        (format!("{}/{}", child_type.resource.api_version, child_type.resource.plural), key.to_owned())
+    }
+
+    fn api(child_type: &ChildType, client: &kube::Client, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(namespace) if child_type.namespaced => Api::namespaced_with(client.clone(), namespace, &child_type.resource),
+            _ => Api::all_with(client.clone(), &child_type.resource),
+        }
+    }
+
+    fn api_error(action: &'static str, child_type: &ChildType, key: String) -> impl FnOnce(kube::Error) -> ApplyError {
+        let kind = child_type.resource.kind.clone();
+        move |source| ApplyError::Api { action, kind, key, source }
+    }
+
+    /// Creates a child that does not exist yet. `desired` is the validated desired object;
+    /// `owner` the parent's controller reference.
+    pub async fn create(
+        &self,
+        client: &kube::Client,
+        child_type: &ChildType,
+        mut desired: Value,
+        owner: &Value,
+    ) -> Result<Applied, ApplyError> {
+        let key = key_of_value(&desired);
+        let namespace = desired["metadata"]["namespace"].as_str().map(str::to_owned);
+        let api = Self::api(child_type, client, namespace.as_deref());
+        let name = desired["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        match &self.strategy {
+            ApplyStrategy::DynamicApply => {
+                let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
+                set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
+                set_path(&mut desired, &["metadata", "ownerReferences"], json!([owner]));
+                let object: DynamicObject = serde_json::from_value(desired).map_err(|error| ApplyError::Api {
+                    action: "creating",
+                    kind: child_type.resource.kind.clone(),
+                    key: key.clone(),
+                    source: kube::Error::SerdeError(error),
+                })?;
+                match api.create(&PostParams::default(), &object).await {
+                    Ok(_) => Ok(Applied::Created),
+                    Err(kube::Error::Api(status)) if status.code == 409 => self.explain_existing(&api, child_type, &name, &key, owner).await,
+                    Err(error) => Err(Self::api_error("creating", child_type, key)(error)),
+                }
+            }
+            ApplyStrategy::ServerSideApply { .. } => {
+                // Apply creates, but would also take over an object someone else controls.
+                if let Some(existing) = api.get_opt(&name).await.map_err(Self::api_error("creating", child_type, key.clone()))? {
+                    return self.refuse_taken(child_type, &existing, &key, owner);
+                }
+                self.server_side_apply(&api, child_type, &name, &key, desired, owner).await?;
+                Ok(Applied::Created)
+            }
+        }
+    }
+
+    /// After a create found the name taken: fine if the object is ours or an orphan our cache
+    /// has not seen yet (the next sync claims it), an error if someone else controls it.
+    async fn explain_existing(
+        &self,
+        api: &Api<DynamicObject>,
+        child_type: &ChildType,
+        name: &str,
+        key: &str,
+        owner: &Value,
+    ) -> Result<Applied, ApplyError> {
+        match api.get_opt(name).await.map_err(Self::api_error("creating", child_type, key.to_owned()))? {
+            Some(existing) => self.refuse_taken(child_type, &existing, key, owner),
+            None => Ok(Applied::Unchanged),
+        }
+    }
+
+    fn refuse_taken(&self, child_type: &ChildType, existing: &DynamicObject, key: &str, owner: &Value) -> Result<Applied, ApplyError> {
+        let controller = existing.owner_references().iter().find(|reference| reference.controller == Some(true));
+        match controller {
+            Some(reference) if reference.uid == owner["uid"].as_str().unwrap_or_default() => Ok(Applied::Unchanged),
+            Some(reference) => Err(ApplyError::Taken {
+                kind: child_type.resource.kind.clone(),
+                key: key.to_owned(),
+                detail: format!(" (it is controlled by {} {})", reference.kind, reference.name),
+            }),
+            // An orphan: claimed on the next sync if the parent's selector matches it.
+            None => Ok(Applied::Unchanged),
+        }
+    }
+
+    async fn server_side_apply(
+        &self,
+        api: &Api<DynamicObject>,
+        child_type: &ChildType,
+        name: &str,
+        key: &str,
+        mut desired: Value,
+        owner: &Value,
+    ) -> Result<DynamicObject, ApplyError> {
+        let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else {
+            unreachable!("only called for server-side apply")
+        };
+        set_path(&mut desired, &["metadata", "ownerReferences"], json!([owner]));
+        let body_hash = hash_of(&desired);
+        let params = PatchParams::apply(field_manager).force();
+        let applied = api
+            .patch(name, &params, &Patch::Apply(&desired))
+            .await
+            .map_err(Self::api_error("applying", child_type, key.to_owned()))?;
+        self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(
+            Self::record_key(child_type, key),
+            AppliedRecord {
+                body_hash,
+                uid: applied.uid().unwrap_or_default(),
+                resource_version: applied.resource_version().unwrap_or_default(),
+            },
+        );
+        Ok(applied)
+    }
+
+    /// Brings an existing child to its desired state according to `method`.
+    pub async fn update(
+        &self,
+        client: &kube::Client,
+        child_type: &ChildType,
+        observed: &DynamicObject,
+        desired: Value,
+        owner: &Value,
+        method: ChildUpdateMethod,
+    ) -> Result<Applied, ApplyError> {
+        let key = key_of(observed);
+        let api = Self::api(child_type, client, observed.namespace().as_deref());
+        let name = observed.name_any();
+        match &self.strategy {
+            ApplyStrategy::DynamicApply => {
+                let observed_value = serde_json::to_value(observed).expect("objects serialize");
+                let mut wanted = desired;
+                let last_applied = serde_json::to_string(&wanted).expect("JSON serializes");
+                set_path(&mut wanted, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
+                let previous = observed
+                    .annotations()
+                    .get(LAST_APPLIED_ANNOTATION)
+                    .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                    .unwrap_or_else(|| json!({}));
+                let mut merged = merge(&observed_value, &previous, &wanted).map_err(|source| ApplyError::Merge {
+                    kind: child_type.resource.kind.clone(),
+                    key: key.clone(),
+                    source,
+                })?;
+                revert_server_owned(&mut merged, &observed_value);
+                if merged == observed_value {
+                    return Ok(Applied::Unchanged);
+                }
+                match method {
+                    ChildUpdateMethod::OnDelete => Ok(Applied::Unchanged),
+                    ChildUpdateMethod::Recreate | ChildUpdateMethod::RollingRecreate => {
+                        self.delete(client, child_type, observed).await.map(|()| Applied::Deleted)
+                    }
+                    ChildUpdateMethod::InPlace | ChildUpdateMethod::RollingInPlace => {
+                        let object: DynamicObject = serde_json::from_value(merged).expect("a merged object is an object");
+                        match api.replace(&name, &PostParams::default(), &object).await {
+                            Ok(_) => Ok(Applied::Updated),
+                            // Changed or deleted meanwhile: the watch event brings a new sync.
+                            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(Applied::Unchanged),
+                            Err(error) => Err(Self::api_error("updating", child_type, key)(error)),
+                        }
+                    }
+                }
+            }
+            ApplyStrategy::ServerSideApply { .. } => {
+                if method == ChildUpdateMethod::OnDelete || self.unchanged_since_applied(child_type, &key, observed, &desired, owner) {
+                    return Ok(Applied::Unchanged);
+                }
+                match method {
+                    ChildUpdateMethod::Recreate | ChildUpdateMethod::RollingRecreate => {
+                        let mut body = desired;
+                        set_path(&mut body, &["metadata", "ownerReferences"], json!([owner]));
+                        let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else { unreachable!() };
+                        let dry_run = PatchParams { dry_run: true, ..PatchParams::apply(field_manager).force() };
+                        let preview = match api.patch(&name, &dry_run, &Patch::Apply(&body)).await {
+                            Ok(preview) => preview,
+                            // Metacontroller skips rather than deletes when it cannot tell.
+                            Err(kube::Error::Api(status)) if status.code == 400 || status.code == 403 => return Ok(Applied::Unchanged),
+                            Err(error) => return Err(Self::api_error("previewing", child_type, key)(error)),
+                        };
+                        if comparable(&preview) == comparable(observed) {
+                            return Ok(Applied::Unchanged);
+                        }
+                        self.delete(client, child_type, observed).await.map(|()| Applied::Deleted)
+                    }
+                    _ => {
+                        if observed.annotations().contains_key(LAST_APPLIED_ANNOTATION) {
+                            // Switched from dynamic-apply: the annotation is no longer ours to keep.
+                            let escaped = LAST_APPLIED_ANNOTATION.replace('~', "~0").replace('/', "~1");
+                            let patch: json_patch::Patch =
+                                serde_json::from_value(json!([{ "op": "remove", "path": format!("/metadata/annotations/{escaped}") }]))
+                                    .expect("a valid JSON patch");
+                            api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                                .await
+                                .map_err(Self::api_error("updating", child_type, key.clone()))?;
+                        }
+                        let applied = self.server_side_apply(&api, child_type, &name, &key, desired, owner).await?;
+                        Ok(if applied.resource_version() == observed.resource_version() {
+                            Applied::Unchanged
+                        } else {
+                            Applied::Updated
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether this exact body was applied to this object and nobody changed it since.
+    fn unchanged_since_applied(
+        &self,
+        child_type: &ChildType,
+        key: &str,
+        observed: &DynamicObject,
+        desired: &Value,
+        owner: &Value,
+    ) -> bool {
+        let mut body = desired.clone();
+        set_path(&mut body, &["metadata", "ownerReferences"], json!([owner]));
+        let records = self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        records.get(&Self::record_key(child_type, key)).is_some_and(|record| {
+            record.body_hash == hash_of(&body)
+                && Some(&record.uid) == observed.metadata.uid.as_ref()
+                && Some(&record.resource_version) == observed.metadata.resource_version.as_ref()
+        })
+    }
+
+    /// Deletes a child in the background, only if it is still the object we observed.
+    pub async fn delete(&self, client: &kube::Client, child_type: &ChildType, observed: &DynamicObject) -> Result<(), ApplyError> {
+        let key = key_of(observed);
+        let api = Self::api(child_type, client, observed.namespace().as_deref());
+        let params = DeleteParams::background()
+            .preconditions(Preconditions { uid: observed.uid(), resource_version: None });
+        self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&Self::record_key(child_type, &key));
+        match api.delete(&observed.name_any(), &params).await {
+            Ok(_) => Ok(()),
+            // Gone already, or replaced by a new object of the same name.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(error) => Err(Self::api_error("deleting", child_type, key)(error)),
+        }
+    }
+}
+
+fn hash_of(value: &Value) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Puts back what only the server may change: system metadata and status.
+fn revert_server_owned(merged: &mut Value, observed: &Value) {
+    for field in SYSTEM_METADATA {
+        match observed["metadata"].get(field) {
+            Some(value) => merged["metadata"][field] = value.clone(),
+            None => {
+                if let Some(metadata) = merged["metadata"].as_object_mut() {
+                    metadata.remove(field);
+                }
+            }
+        }
+    }
+    match observed.get("status") {
+        Some(status) => merged["status"] = status.clone(),
+        None => {
+            if let Some(object) = merged.as_object_mut() {
+                object.remove("status");
+            }
+        }
+    }
+}
+
+/// An object without server-owned metadata, for comparing a dry run with what exists.
+fn comparable(object: &DynamicObject) -> Value {
+    let mut value = serde_json::to_value(object).expect("objects serialize");
+    if let Some(metadata) = value["metadata"].as_object_mut() {
+        for field in SYSTEM_METADATA {
+            metadata.remove(field);
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_owned_fields_are_reverted() {
+        let observed = json!({ "metadata": { "name": "a", "resourceVersion": "5", "uid": "u" }, "status": { "ok": true } });
+        let mut merged = json!({ "metadata": { "name": "a", "resourceVersion": "1", "generation": 3 }, "status": { "ok": false }, "data": {} });
+        revert_server_owned(&mut merged, &observed);
+        assert_eq!(
+            merged,
+            json!({ "metadata": { "name": "a", "resourceVersion": "5", "uid": "u" }, "status": { "ok": true }, "data": {} })
+        );
+    }
+
+    #[test]
+    fn strategies_parse_from_flags() {
+        assert_eq!("dynamic-apply".parse::<ApplyStrategy>(), Ok(ApplyStrategy::DynamicApply));
+        assert!(matches!("server-side-apply".parse::<ApplyStrategy>(), Ok(ApplyStrategy::ServerSideApply { .. })));
+        assert!("kubectl".parse::<ApplyStrategy>().is_err());
+    }
+}

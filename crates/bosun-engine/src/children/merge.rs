@@ -1,0 +1,244 @@
+//! The client-side three-way merge of `dynamic-apply`, like `kubectl apply` without type
+//! knowledge, with Metacontroller's semantics: what the hook applied last time
+//! (`metacontroller.k8s.io/last-applied-configuration`) tells which fields it owns, so fields
+//! it stopped returning are removed while fields others set are kept.
+//!
+//! Objects merge key by key. Lists are replaced, except "list maps": lists whose items are all
+//! objects sharing one conventional key (`containerPort`, `port`, `mountPath`, `name`, `uid`,
+//! `ip`, `path`, in that order of precedence), which merge item by item, keeping the observed
+//! order and appending new items.
+
+use serde_json::{Map, Value};
+
+/// The annotation holding the hook's last desired state of a child.
+pub const LAST_APPLIED_ANNOTATION: &str = "metacontroller.k8s.io/last-applied-configuration";
+
+/// Keys that make a list of objects a list map, by precedence.
+const LIST_MAP_KEYS: [&str; 7] = ["containerPort", "port", "mountPath", "name", "uid", "ip", "path"];
+
+/// Where the desired and last-applied states disagree in type with the observed state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{side} value at {path} is a {found}, but the observed value is a {expected}")]
+pub struct MergeError {
+    /// `desired` or `last-applied`.
+    pub side: &'static str,
+    /// The field path, such as `.spec.ports`.
+    pub path: String,
+    /// What it is.
+    pub found: &'static str,
+    /// What it should be.
+    pub expected: &'static str,
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Applies the change from `last_applied` to `desired` onto `observed`, returning the result.
+pub fn merge(observed: &Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
+    merge_value("", observed.clone(), last_applied, desired)
+}
+
+fn merge_value(path: &str, destination: Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
+    let check = |side: &'static str, value: &Value, expected: &'static str| -> Result<(), MergeError> {
+        if value.is_null() || type_name(value) == expected {
+            Ok(())
+        } else {
+            Err(MergeError { side, path: path.to_owned(), found: type_name(value), expected })
+        }
+    };
+    match destination {
+        Value::Object(destination) => {
+            check("last-applied", last_applied, "object")?;
+            check("desired", desired, "object")?;
+            let empty = Map::new();
+            let last = last_applied.as_object().unwrap_or(&empty);
+            let wanted = desired.as_object().unwrap_or(&empty);
+            merge_object(path, destination, last, wanted).map(Value::Object)
+        }
+        Value::Array(destination) => {
+            check("last-applied", last_applied, "list")?;
+            check("desired", desired, "list")?;
+            let empty = Vec::new();
+            let last = last_applied.as_array().unwrap_or(&empty);
+            let wanted = desired.as_array().unwrap_or(&empty);
+            merge_list(path, destination, last, wanted)
+        }
+        // A scalar, null or absent observed value: the desired value wins outright.
+        _ => Ok(desired.clone()),
+    }
+}
+
+fn merge_object(
+    path: &str,
+    mut destination: Map<String, Value>,
+    last_applied: &Map<String, Value>,
+    desired: &Map<String, Value>,
+) -> Result<Map<String, Value>, MergeError> {
+    for key in last_applied.keys() {
+        if !desired.contains_key(key) {
+            destination.remove(key);
+        }
+    }
+    for (key, wanted) in desired {
+        let current = destination.remove(key).unwrap_or(Value::Null);
+        let last = last_applied.get(key).unwrap_or(&Value::Null);
+        let merged = merge_value(&format!("{path}.{key}"), current, last, wanted)?;
+        destination.insert(key.clone(), merged);
+    }
+    Ok(destination)
+}
+
+fn merge_list(path: &str, destination: Vec<Value>, last_applied: &[Value], desired: &[Value]) -> Result<Value, MergeError> {
+    let Some(merge_key) = list_map_key(&[&destination, last_applied, desired]) else {
+        return Ok(Value::Array(desired.to_vec()));
+    };
+    let item_key = |item: &Value| match &item[merge_key] {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let as_map = |items: &[Value]| -> Map<String, Value> { items.iter().map(|item| (item_key(item), item.clone())).collect() };
+    let merged = merge_object(path, as_map(&destination), &as_map(last_applied), &as_map(desired))?;
+
+    // Keep the observed order, then append what is new, in desired order.
+    let mut list = Vec::with_capacity(merged.len());
+    let mut placed = std::collections::HashSet::new();
+    for item in destination.iter().chain(desired) {
+        let key = item_key(item);
+        if let Some(value) = merged.get(&key)
+            && placed.insert(key)
+        {
+            list.push(value.clone());
+        }
+    }
+    Ok(Value::Array(list))
+}
+
+/// The list-map key shared by every item of every list, if all items are objects.
+fn list_map_key(lists: &[&[Value]]) -> Option<&'static str> {
+    let mut common: Option<Vec<&str>> = None;
+    for item in lists.iter().flat_map(|list| list.iter()) {
+        let object = item.as_object()?;
+        let keys = common.get_or_insert_with(|| LIST_MAP_KEYS.to_vec());
+        keys.retain(|key| object.contains_key(*key));
+    }
+    common?.first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_dropped_from_desired_are_removed_and_others_fields_kept() {
+        let observed = json!({ "data": { "a": "1", "b": "2", "theirs": "x" } });
+        let last = json!({ "data": { "a": "1", "b": "2" } });
+        let desired = json!({ "data": { "a": "9" } });
+        assert_eq!(merge(&observed, &last, &desired).unwrap(), json!({ "data": { "a": "9", "theirs": "x" } }));
+    }
+
+    #[test]
+    fn list_maps_merge_by_key_keeping_order() {
+        let observed = json!({ "ports": [
+            { "port": 80, "name": "http", "nodePort": 30080 },
+            { "port": 443, "name": "https" },
+            { "port": 9000, "name": "theirs" },
+        ]});
+        let last = json!({ "ports": [{ "port": 80, "name": "http" }, { "port": 443, "name": "https" }] });
+        let desired = json!({ "ports": [{ "port": 8080, "name": "alt" }, { "port": 80, "name": "web" }] });
+        let merged = merge(&observed, &last, &desired).unwrap();
+        assert_eq!(
+            merged,
+            json!({ "ports": [
+                { "port": 80, "name": "web", "nodePort": 30080 },
+                { "port": 9000, "name": "theirs" },
+                { "port": 8080, "name": "alt" },
+            ]})
+        );
+    }
+
+    #[test]
+    fn plain_lists_are_replaced() {
+        let observed = json!({ "args": ["a", "b"], "items": [{ "x": 1 }] });
+        let desired = json!({ "args": ["c"], "items": [{ "x": 2 }] });
+        assert_eq!(merge(&observed, &json!({}), &desired).unwrap(), desired);
+    }
+
+    #[test]
+    fn an_empty_desired_list_replaces() {
+        let observed = json!({ "containers": [{ "name": "a" }] });
+        let merged = merge(&observed, &json!({ "containers": [{ "name": "a" }] }), &json!({ "containers": [] }));
+        assert_eq!(merged.unwrap(), json!({ "containers": [] }));
+    }
+
+    #[test]
+    fn a_type_mismatch_is_an_error() {
+        let error = merge(&json!({ "spec": { "a": 1 } }), &json!({}), &json!({ "spec": [1] })).unwrap_err();
+        assert_eq!(error.path, ".spec");
+        assert_eq!(error.side, "desired");
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (0i64..100).prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-d]", inner, 0..4).prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn object() -> impl Strategy<Value = Value> {
+        prop::collection::btree_map("[a-e]", json_value(), 0..5).prop_map(|map| Value::Object(map.into_iter().collect()))
+    }
+
+    proptest! {
+        /// Applying what was already applied to what it produced changes nothing: a steady
+        /// state makes no writes.
+        #[test]
+        fn merging_is_idempotent(observed in object(), desired in object()) {
+            if let Ok(once) = merge(&observed, &desired, &desired) {
+                prop_assert_eq!(merge(&once, &desired, &desired).unwrap(), once);
+            }
+        }
+
+        /// Every top-level field of the desired state is in the result, as desired when the
+        /// observed value is not an object or list.
+        #[test]
+        fn desired_scalars_win(observed in object(), desired in object()) {
+            if let Ok(merged) = merge(&observed, &json!({}), &desired) {
+                for (key, value) in desired.as_object().unwrap() {
+                    prop_assert!(merged.get(key).is_some());
+                    if !observed.get(key).is_some_and(|v| v.is_object() || v.is_array()) {
+                        prop_assert_eq!(&merged[key], value);
+                    }
+                }
+            }
+        }
+
+        /// Fields nobody applied survive any merge that does not name them.
+        #[test]
+        fn fields_of_others_survive(theirs in json_value(), desired in object()) {
+            let mut observed = json!({ "theirs": theirs.clone() });
+            observed.as_object_mut().unwrap().extend(desired.as_object().unwrap().clone());
+            let mut desired = desired;
+            desired.as_object_mut().unwrap().remove("theirs");
+            let merged = merge(&observed, &desired, &desired).unwrap();
+            prop_assert_eq!(&merged["theirs"], &theirs);
+        }
+    }
+}

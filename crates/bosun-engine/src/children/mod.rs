@@ -1,0 +1,38 @@
+//! Children: the objects a parent's hook declares. Claiming them by owner reference
+//! ([`claim`]), merging desired onto observed state ([`merge`]), and writing them with the
+//! chosen apply strategy ([`apply`]).
+
+pub mod apply;
+pub mod claim;
+pub mod merge;
+
+use std::sync::Arc;
+
+use bosun_runtime::Cache;
+use kube::api::ApiResource;
+
+use crate::api::ChildUpdateMethod;
+
+pub use apply::{Applied, ApplyError, ApplyStrategy, Applier};
+pub use claim::{ClaimError, Claimant};
+
+/// A resolved type of child (or attachment): what the rule names, and its shared cache.
+#[derive(Clone)]
+pub struct ChildType {
+    /// The resource.
+    pub resource: ApiResource,
+    /// Whether its objects live in namespaces.
+    pub namespaced: bool,
+    /// How differing children are updated.
+    pub method: ChildUpdateMethod,
+    /// The outer key of object maps: `Kind.apiVersion`.
+    pub group_key: String,
+    /// Every object of the type.
+    pub cache: Arc<Cache>,
+}
+
+impl std::fmt::Debug for ChildType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildType").field("group_key", &self.group_key).field("method", &self.method).finish()
+    }
+}

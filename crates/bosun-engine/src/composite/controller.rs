@@ -1,0 +1,339 @@
+//! A hosted controller: what one CompositeController object runs. It resolves the parent and
+//! child types, subscribes to their shared caches, maps every change to the parents it
+//! concerns, and runs a bounded set of workers over a queue of parent keys.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_runtime::{CacheEvent, ObjectKey, Subscription, WorkQueue};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::DynamicObject;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use super::sync::{SyncError, finalizer_name};
+use crate::api::{CompositeController, CompositeControllerSpec, ResourceRule};
+use crate::children::ChildType;
+use crate::context::EngineContext;
+use crate::discovery::ResolvedResource;
+use crate::hooks::{HookEndpoint, HookKind, group_key};
+use crate::selector;
+
+/// Why a CompositeController cannot run; reported in a `CreateError` event.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A resource rule names something the API server does not serve.
+    #[error("{0}")]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+    /// The parent resource has no status subresource.
+    #[error(
+        "parent resource {resource} in {api_version} does not have the status subresource enabled; \
+         bosun writes status.observedGeneration through it (add `subresources: {{status: {{}}}}` to the CRD version)"
+    )]
+    NoStatusSubresource {
+        /// The parent's apiVersion.
+        api_version: String,
+        /// The parent's resource.
+        resource: String,
+    },
+    /// The spec is invalid in another way.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything a sync of one parent needs, shared by the workers.
+pub struct Hosted {
+    /// The engine's shared parts.
+    pub ctx: Arc<EngineContext>,
+    /// The CompositeController's name.
+    pub name: String,
+    /// It, as JSON for hook requests (with `status: {}`, as Metacontroller sends it).
+    pub controller_json: Value,
+    /// Its spec.
+    pub spec: CompositeControllerSpec,
+    /// The parent type.
+    pub parent: ResolvedResource,
+    /// Every parent object.
+    pub parents: Arc<bosun_runtime::Cache>,
+    /// The child types, in spec order.
+    pub children: Vec<ChildType>,
+    /// The sync hook, if any.
+    pub sync_hook: Option<HookEndpoint>,
+    /// The finalize hook, if any.
+    pub finalize_hook: Option<HookEndpoint>,
+    /// Parent keys to sync.
+    pub queue: WorkQueue<ObjectKey>,
+}
+
+impl Hosted {
+    /// `metacontroller.io/compositecontroller-<name>`.
+    pub fn finalizer(&self) -> String {
+        finalizer_name(&self.name)
+    }
+
+    /// Whether the parent's labels match `parentResource.labelSelector` (absent: all match).
+    pub fn handles(&self, parent: &DynamicObject) -> bool {
+        match &self.spec.parent_resource.label_selector {
+            None => true,
+            Some(selector) => selector::matches(selector, parent.labels()).unwrap_or(false),
+        }
+    }
+
+    /// The selector of a parent's children: `controller-uid` with `generateSelector`, else
+    /// the parent's `spec.selector`.
+    pub fn child_selector(&self, parent: &DynamicObject) -> Result<LabelSelector, SyncError> {
+        if self.spec.generate_selector == Some(true) {
+            let uid = parent.uid().unwrap_or_default();
+            return Ok(LabelSelector {
+                match_labels: Some(BTreeMap::from([("controller-uid".to_owned(), uid)])),
+                ..Default::default()
+            });
+        }
+        let selector = parent.data.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
+        let selector: LabelSelector = serde_json::from_value(selector).map_err(|error| {
+            SyncError::InvalidParent(format!(".spec.selector is not a label selector: {error}"))
+        })?;
+        if selector::is_empty(&selector) {
+            return Err(SyncError::InvalidParent(
+                ".spec.selector must have either matchLabels, matchExpressions, or both \
+                 (or set generateSelector: true on the CompositeController)"
+                    .into(),
+            ));
+        }
+        Ok(selector)
+    }
+
+    /// The key under which `object`'s controller parent is queued, if it is one of ours.
+    fn owner_key(&self, object: &DynamicObject) -> Option<ObjectKey> {
+        let reference = object.owner_references().iter().find(|reference| reference.controller == Some(true))?;
+        let group = |api_version: &str| api_version.rsplit_once('/').map(|(group, _)| group.to_owned()).unwrap_or_default();
+        if reference.kind != self.parent.resource.kind || group(&reference.api_version) != self.parent.resource.group {
+            return None;
+        }
+        Some(ObjectKey {
+            namespace: if self.parent.namespaced { object.namespace() } else { None },
+            name: reference.name.clone(),
+        })
+    }
+
+    fn on_parent_event(&self, event: &CacheEvent<'_>) {
+        let CacheEvent::Applied { old, new } = event else { return };
+        if self.spec.parent_resource.ignore_status_changes == Some(true)
+            && let Some(old) = old
+            && old.metadata.generation == new.metadata.generation
+            && old.metadata.labels == new.metadata.labels
+            && old.metadata.annotations == new.metadata.annotations
+            && new.metadata.deletion_timestamp.is_none()
+        {
+            return;
+        }
+        let ours = |parent: &DynamicObject| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
+        if ours(new) || old.is_some_and(|old| ours(old)) {
+            self.queue.add(ObjectKey::of(new));
+        }
+    }
+
+    fn on_child_event(&self, event: &CacheEvent<'_>) {
+        let (old, new) = match event {
+            CacheEvent::Applied { old, new } => (*old, Some(*new)),
+            CacheEvent::Deleted(object) => (Some(*object), None),
+        };
+        let mut owned = false;
+        for object in old.into_iter().chain(new) {
+            if let Some(key) = self.owner_key(object) {
+                owned = true;
+                self.queue.add(key);
+            }
+        }
+        // An orphan may be adopted by any parent whose selector matches it.
+        if let Some(orphan) = new.filter(|object| !owned && object.metadata.deletion_timestamp.is_none())
+            && bosun_runtime::cache::controller_uid(orphan).is_none()
+        {
+            for parent in self.parents.list() {
+                if self.parent.namespaced && parent.namespace() != orphan.namespace() {
+                    continue;
+                }
+                let matches = self
+                    .child_selector(&parent)
+                    .ok()
+                    .is_some_and(|selector| selector::matches(&selector, orphan.labels()).unwrap_or(false));
+                if matches && self.handles(&parent) {
+                    self.queue.add(ObjectKey::of(&parent));
+                }
+            }
+        }
+    }
+
+    /// Queues every parent this controller handles.
+    pub fn queue_all(&self) {
+        for parent in self.parents.list() {
+            if self.handles(&parent) || parent.finalizers().contains(&self.finalizer()) {
+                self.queue.add(ObjectKey::of(&parent));
+            }
+        }
+    }
+}
+
+/// A running hosted controller; stopped when dropped.
+pub struct HostedController {
+    /// The spec it runs, to tell whether a change needs a restart.
+    pub spec: CompositeControllerSpec,
+    /// Shared with its workers.
+    pub hosted: Arc<Hosted>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _subscriptions: Vec<Subscription>,
+}
+
+impl Drop for HostedController {
+    fn drop(&mut self) {
+        self.hosted.queue.shut_down();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl HostedController {
+    /// Resolves the CompositeController's types and hooks and starts its workers.
+    pub async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<HostedController, CreateError> {
+        let spec = controller.spec.clone();
+        let rule = &spec.parent_resource;
+        let parent = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
+        if !parent.has_status {
+            return Err(CreateError::NoStatusSubresource {
+                api_version: rule.api_version.clone(),
+                resource: rule.resource.clone(),
+            });
+        }
+        let mut children = Vec::new();
+        for rule in spec.child_resources.iter().flatten() {
+            if rule.method().is_rolling() {
+                return Err(CreateError::Invalid(format!(
+                    "child resource {} uses update method {:?}; rolling updates are not supported yet \
+                     (use OnDelete, Recreate or InPlace)",
+                    rule.resource,
+                    rule.method()
+                )));
+            }
+            let resolved = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
+            children.push(ChildType {
+                group_key: group_key(&resolved.resource.kind, &rule.api_version),
+                cache: ctx.caches.cache(&resolved.resource),
+                resource: resolved.resource,
+                namespaced: resolved.namespaced,
+                method: rule.method(),
+            });
+        }
+        let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
+        let endpoint = |kind, hook: &Option<crate::api::Hook>| {
+            hook.as_ref().map(|hook| HookEndpoint::new(kind, hook)).transpose().map_err(CreateError::Invalid)
+        };
+        let sync_hook = endpoint(HookKind::Sync, &hooks.sync)?;
+        let finalize_hook = endpoint(HookKind::Finalize, &hooks.finalize)?;
+        if sync_hook.is_none() && finalize_hook.is_none() {
+            return Err(CreateError::Invalid("no sync or finalize hook defined".into()));
+        }
+        if hooks.customize.is_some() {
+            tracing::warn!(controller = %controller.name_any(), "the customize hook is not supported yet; related objects are empty");
+        }
+        let mut controller_json = serde_json::to_value(controller).expect("a CompositeController serializes");
+        controller_json["status"] = serde_json::json!({});
+        if let Some(metadata) = controller_json["metadata"].as_object_mut() {
+            metadata.remove("managedFields");
+        }
+        let hosted = Arc::new(Hosted {
+            parents: ctx.caches.cache(&parent.resource),
+            name: controller.name_any(),
+            queue: WorkQueue::default(),
+            ctx,
+            controller_json,
+            spec: spec.clone(),
+            parent,
+            children,
+            sync_hook,
+            finalize_hook,
+        });
+
+        let mut subscriptions = Vec::new();
+        let weak = Arc::downgrade(&hosted);
+        subscriptions.push(hosted.parents.subscribe(Arc::new(move |event| {
+            if let Some(hosted) = weak.upgrade() {
+                hosted.on_parent_event(event);
+            }
+        })));
+        for child in &hosted.children {
+            let weak = Arc::downgrade(&hosted);
+            subscriptions.push(child.cache.subscribe(Arc::new(move |event| {
+                if let Some(hosted) = weak.upgrade() {
+                    hosted.on_child_event(event);
+                }
+            })));
+        }
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(run_workers(hosted.clone())));
+        let resync = spec
+            .resync_period_seconds
+            .map(|seconds| Duration::from_secs(seconds.max(1) as u64))
+            .unwrap_or(hosted.ctx.config.resync_interval);
+        let weak = Arc::downgrade(&hosted);
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(resync);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(hosted) = weak.upgrade() else { return };
+                hosted.queue_all();
+            }
+        }));
+        Ok(HostedController { spec, hosted, tasks, _subscriptions: subscriptions })
+    }
+}
+
+async fn run_workers(hosted: Arc<Hosted>) {
+    hosted.parents.wait_synced().await;
+    for child in &hosted.children {
+        child.cache.wait_synced().await;
+    }
+    hosted.queue_all();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..hosted.ctx.config.workers.max(1) {
+        let hosted = hosted.clone();
+        workers.spawn(async move {
+            while let Some(key) = hosted.queue.next().await {
+                hosted.process(&key).await;
+                hosted.queue.done(&key);
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+impl Hosted {
+    async fn process(&self, key: &ObjectKey) {
+        match self.sync(key).await {
+            Ok(resync_after) => {
+                self.queue.forget(key);
+                if let Some(delay) = resync_after {
+                    self.queue.add_after(key.clone(), delay);
+                }
+            }
+            Err(SyncError::RetryAfter(delay)) => match delay {
+                Some(delay) => self.queue.add_after(key.clone(), delay),
+                None => {
+                    self.queue.add_rate_limited(key.clone());
+                }
+            },
+            Err(SyncError::Conflict) => self.queue.add_after(key.clone(), Duration::from_millis(200)),
+            Err(error) => {
+                let delay = self.queue.add_rate_limited(key.clone());
+                tracing::warn!(controller = %self.name, parent = %key, %error, retry_in = ?delay, "sync failed");
+                if let Some(parent) = self.parents.get(key) {
+                    let reference = parent.object_ref(&self.parent.resource);
+                    self.ctx.event(&reference, true, "SyncError", format!("Sync error: {error}")).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! CompositeController: one hosted controller per CompositeController object, started when it
+//! appears, restarted when its spec changes, stopped when it is deleted — and then its
+//! finalizers are removed from the parents, which Metacontroller leaves behind (#1062).
+
+mod controller;
+mod sync;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Resource, ResourceExt};
+
+pub use controller::{CreateError, Hosted, HostedController};
+pub use sync::{SyncError, controller_reference, finalizer_name};
+
+use crate::api::CompositeController;
+use crate::context::EngineContext;
+
+struct Running {
+    controller: HostedController,
+    reference: ObjectReference,
+}
+
+/// Runs a hosted controller for every CompositeController until `shutdown` completes.
+pub async fn run(ctx: Arc<EngineContext>, shutdown: impl Future<Output = ()>) {
+    let resource = ApiResource::erase::<CompositeController>(&());
+    let cache = ctx.caches.cache(&resource);
+    let queue: WorkQueue<String> = WorkQueue::default();
+    let _subscription = cache.subscribe(Arc::new({
+        let queue = queue.clone();
+        move |event| {
+            let object = match event {
+                CacheEvent::Applied { new, .. } => new,
+                CacheEvent::Deleted(object) => object,
+            };
+            queue.add(object.name_any());
+        }
+    }));
+    let reconcile = async {
+        cache.wait_synced().await;
+        for controller in cache.list() {
+            queue.add(controller.name_any());
+        }
+        let mut running: HashMap<String, Running> = HashMap::new();
+        while let Some(name) = queue.next().await {
+            let current = cache.get(&ObjectKey { namespace: None, name: name.clone() });
+            if reconcile(&ctx, &mut running, &name, current).await {
+                queue.forget(&name);
+            } else {
+                queue.add_rate_limited(name.clone());
+            }
+            queue.done(&name);
+        }
+        for (name, running) in running.drain() {
+            stop(&ctx, &name, running, false).await;
+        }
+    };
+    tokio::select! {
+        _ = reconcile => {}
+        _ = shutdown => queue.shut_down(),
+    }
+}
+
+/// Brings the hosted controller of `name` in line with its CompositeController; `false` to
+/// retry later.
+async fn reconcile(
+    ctx: &Arc<EngineContext>,
+    running: &mut HashMap<String, Running>,
+    name: &str,
+    current: Option<Arc<DynamicObject>>,
+) -> bool {
+    let Some(object) = current.filter(|object| object.metadata.deletion_timestamp.is_none()) else {
+        if let Some(old) = running.remove(name) {
+            stop(ctx, name, old, true).await;
+        }
+        return true;
+    };
+    let reference = object.object_ref(&ApiResource::erase::<CompositeController>(&()));
+    let controller: CompositeController =
+        match serde_json::to_value(object.as_ref()).and_then(serde_json::from_value) {
+            Ok(controller) => controller,
+            Err(error) => {
+                ctx.event(&reference, true, "CreateError", format!("the CompositeController is not valid: {error}")).await;
+                return true;
+            }
+        };
+    if running.get(name).is_some_and(|old| old.controller.spec == controller.spec) {
+        return true;
+    }
+    if let Some(old) = running.remove(name) {
+        stop(ctx, name, old, false).await;
+    }
+    ctx.event(&reference, false, "Starting", format!("Starting controller {name}")).await;
+    match HostedController::start(ctx.clone(), &controller).await {
+        Ok(started) => {
+            tracing::info!(controller = name, "started");
+            ctx.event(&reference, false, "Started", format!("Started controller {name}")).await;
+            running.insert(name.to_owned(), Running { controller: started, reference });
+            true
+        }
+        Err(error) => {
+            tracing::warn!(controller = name, %error, "cannot start");
+            ctx.event(&reference, true, "CreateError", format!("Cannot create controller {name}: {error}")).await;
+            // A missing CRD may be installed later; anything else needs a spec change.
+            !matches!(error, CreateError::Discovery(_))
+        }
+    }
+}
+
+async fn stop(ctx: &EngineContext, name: &str, old: Running, deleted: bool) {
+    ctx.event(&old.reference, false, "Stopping", format!("Stopping controller {name}")).await;
+    let hosted = old.controller.hosted.clone();
+    drop(old.controller);
+    if deleted && let Err(error) = hosted.release_finalizers().await {
+        tracing::warn!(controller = name, %error, "removing finalizers from parents failed");
+    }
+    ctx.event(&old.reference, false, "Stopped", format!("Stopped controller {name}")).await;
+    tracing::info!(controller = name, "stopped");
+}

@@ -1,0 +1,404 @@
+//! Syncing one parent: claim its children, call its sync (or finalize) hook, validate the
+//! whole response, then delete, create and update children and write the parent's status.
+//!
+//! Nothing is written before the response has been validated as a whole: a hook that fails,
+//! times out, answers garbage or declares a child it may not have changes nothing in the
+//! cluster. Writes happen only where desired and observed differ, so a steady state costs no
+//! write at all.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_runtime::ObjectKey;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::controller::Hosted;
+use crate::children::{ApplyError, ChildType, ClaimError, Claimant};
+use crate::hooks::{self, HookError, HookResponse, ObjectMaps};
+use crate::selector;
+
+/// The finalizer a CompositeController with a finalize hook puts on its parents.
+pub fn finalizer_name(controller: &str) -> String {
+    format!("metacontroller.io/compositecontroller-{controller}")
+}
+
+/// Finalizers that mean the garbage collector is deleting the parent's dependents itself.
+const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
+
+/// Why a sync did not complete. Every variant but the last two is reported as a `SyncError`
+/// event on the parent and retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The hook failed; nothing was changed.
+    #[error("{0}")]
+    Hook(HookError),
+    /// The hook's response is not acceptable; nothing was changed.
+    #[error("invalid {hook} hook response: {message}")]
+    InvalidResponse {
+        /// Which hook.
+        hook: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The parent object is not acceptable (e.g. no selector).
+    #[error("{0}")]
+    InvalidParent(String),
+    /// Claiming children failed.
+    #[error("{0}")]
+    Claim(#[from] ClaimError),
+    /// Some children could not be written; the others were.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Children(Vec<ApplyError>),
+    /// Updating the parent (finalizer, status) failed.
+    #[error("updating the parent: {0}")]
+    Parent(kube::Error),
+    /// The hook asked to be called later (429): requeue after the delay, without an event.
+    #[error("the hook asked to retry later")]
+    RetryAfter(Option<Duration>),
+    /// The parent changed while we wrote it: sync again soon, without an event.
+    #[error("the parent changed during the sync")]
+    Conflict,
+}
+
+/// The request to a CompositeController's sync and finalize hooks.
+#[derive(Serialize)]
+struct SyncRequest<'a> {
+    controller: &'a Value,
+    parent: &'a DynamicObject,
+    children: ObjectMaps<'a>,
+    related: ObjectMaps<'a>,
+    finalizing: bool,
+}
+
+/// The response of a CompositeController's sync and finalize hooks.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SyncResponse {
+    #[serde(default)]
+    status: Option<Value>,
+    #[serde(default)]
+    children: Option<Vec<Value>>,
+    #[serde(default)]
+    resync_after_seconds: Option<f64>,
+    #[serde(default)]
+    finalized: Option<bool>,
+}
+
+impl HookResponse for SyncResponse {
+    const FIELDS: &'static [&'static str] = &["status", "children", "resyncAfterSeconds", "finalized"];
+}
+
+/// A validated desired child.
+struct DesiredChild {
+    /// Index into the hosted controller's child types.
+    child_type: usize,
+    key: ObjectKey,
+    object: Value,
+}
+
+impl Hosted {
+    /// Syncs one parent; returns when to sync it again (`resyncAfterSeconds`).
+    pub async fn sync(&self, key: &ObjectKey) -> Result<Option<Duration>, SyncError> {
+        let Some(parent) = self.parents.get(key) else { return Ok(None) };
+        let finalizer = self.finalizer();
+        let handled = self.handles(&parent);
+        let has_finalizer = parent.finalizers().contains(&finalizer);
+        if !handled && !has_finalizer {
+            return Ok(None);
+        }
+        let deleting = parent.metadata.deletion_timestamp.is_some();
+        match (&self.finalize_hook, has_finalizer) {
+            (Some(_), false) if handled && !deleting => self.patch_finalizers(&parent, Some(&finalizer)).await?,
+            (None, true) => {
+                // The finalize hook was removed from the CompositeController: let go of the parent.
+                return self.patch_finalizers(&parent, None).await.map(|()| None);
+            }
+            _ => {}
+        }
+        let finalizing = self.finalize_hook.is_some() && (deleting || !handled);
+        let Some(hook) = (if finalizing { &self.finalize_hook } else { &self.sync_hook }) else {
+            return Ok(None);
+        };
+
+        let selector = self.child_selector(&parent)?;
+        let owner = controller_reference(&parent, &self.parent.resource);
+        let mut observed: Vec<Vec<Arc<DynamicObject>>> = Vec::with_capacity(self.children.len());
+        let may_adopt = !deleting && self.has_adoptable_orphans(&parent, &selector)? && self.parent_is_live(&parent).await?;
+        let claimant = Claimant { parent: &parent, owner: &owner, selector: &selector, may_adopt };
+        for child_type in &self.children {
+            observed.push(claimant.claim(&self.ctx.client, child_type).await?);
+        }
+
+        let parent_namespace = parent.namespace();
+        let mut children = ObjectMaps::new();
+        for (child_type, objects) in self.children.iter().zip(&observed) {
+            hooks::insert_objects(
+                &mut children,
+                &child_type.group_key,
+                hook.version,
+                parent_namespace.as_deref(),
+                objects.iter().map(Arc::as_ref),
+            );
+        }
+        let request = SyncRequest {
+            controller: &self.controller_json,
+            parent: &parent,
+            children,
+            related: ObjectMaps::new(),
+            finalizing,
+        };
+        let response: SyncResponse = match self.ctx.hooks.call(hook, hooks::encode(&request)).await {
+            Ok(response) => response,
+            Err(HookError::TooManyRequests { retry_after, .. }) => return Err(SyncError::RetryAfter(retry_after)),
+            Err(error) => return Err(SyncError::Hook(error)),
+        };
+        let hook_name = hook.kind.name();
+        let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
+        let desired = self.validate_children(&parent, &selector, response.children.unwrap_or_default()).map_err(invalid)?;
+        let status = match response.status {
+            None | Some(Value::Null) => json!({}),
+            Some(status @ Value::Object(_)) => status,
+            Some(other) => return Err(invalid(format!("status must be an object, not {other}"))),
+        };
+        let resync_after = response
+            .resync_after_seconds
+            .filter(|seconds| *seconds > 0.0)
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+
+        if finalizing && response.finalized == Some(true) && has_finalizer {
+            self.patch_finalizers(&parent, None).await?;
+        }
+        // While the garbage collector deletes dependents itself (foreground or orphan
+        // deletion), the children are left to it; without a finalize hook, to owner references.
+        let gc_acting = parent.finalizers().iter().any(|finalizer| GC_FINALIZERS.contains(&finalizer.as_str()));
+        let manage = !deleting || (finalizing && !gc_acting);
+        let children_result = if manage { self.manage_children(&owner, &observed, desired).await } else { Ok(()) };
+        self.write_status(&parent, status).await?;
+        children_result.map(|()| resync_after)
+    }
+
+    /// Whether any child type has an orphan this parent's selector matches.
+    fn has_adoptable_orphans(&self, parent: &DynamicObject, selector: &LabelSelector) -> Result<bool, SyncError> {
+        let namespace = parent.namespace();
+        for child_type in &self.children {
+            let scope = if child_type.namespaced { namespace.as_deref().unwrap_or_default() } else { "" };
+            for orphan in child_type.cache.orphans(Some(scope)) {
+                if selector::matches(selector, orphan.labels()).map_err(ClaimError::from)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// An uncached read confirming the parent still exists, unchanged in identity and not
+    /// being deleted, before adopting anything for it.
+    async fn parent_is_live(&self, parent: &DynamicObject) -> Result<bool, SyncError> {
+        let live = self.parent_api(parent).get_opt(&parent.name_any()).await.map_err(SyncError::Parent)?;
+        Ok(live.is_some_and(|live| live.uid() == parent.uid() && live.metadata.deletion_timestamp.is_none()))
+    }
+
+    fn parent_api(&self, parent: &DynamicObject) -> Api<DynamicObject> {
+        match parent.namespace() {
+            Some(namespace) => Api::namespaced_with(self.ctx.client.clone(), &namespace, &self.parent.resource),
+            None => Api::all_with(self.ctx.client.clone(), &self.parent.resource),
+        }
+    }
+
+    /// Adds `add` to the parent's finalizers, or removes this controller's finalizer when
+    /// `add` is `None`, guarded by the parent's resourceVersion.
+    async fn patch_finalizers(&self, parent: &DynamicObject, add: Option<&str>) -> Result<(), SyncError> {
+        let finalizers = parent.finalizers();
+        let operation = match add {
+            Some(finalizer) if finalizers.is_empty() => json!({ "op": "add", "path": "/metadata/finalizers", "value": [finalizer] }),
+            Some(finalizer) => json!({ "op": "add", "path": "/metadata/finalizers/-", "value": finalizer }),
+            None => match finalizers.iter().position(|finalizer| *finalizer == self.finalizer()) {
+                Some(index) => json!({ "op": "remove", "path": format!("/metadata/finalizers/{index}") }),
+                None => return Ok(()),
+            },
+        };
+        patch_with_version(&self.parent_api(parent), parent, operation, false).await
+    }
+
+    /// Removes this controller's finalizer from every parent: when the CompositeController is
+    /// deleted, nothing is left to ever remove it.
+    pub async fn release_finalizers(&self) -> Result<(), SyncError> {
+        let finalizer = self.finalizer();
+        for parent in self.parents.list() {
+            if parent.finalizers().contains(&finalizer) {
+                match self.patch_finalizers(&parent, None).await {
+                    Ok(()) | Err(SyncError::Conflict) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates every desired child before any is written: declared type, name, namespace
+    /// rules, labels matching the parent's selector, no duplicates.
+    fn validate_children(
+        &self,
+        parent: &DynamicObject,
+        selector: &LabelSelector,
+        children: Vec<Value>,
+    ) -> Result<Vec<DesiredChild>, String> {
+        let parent_namespace = parent.namespace();
+        let mut seen = HashSet::new();
+        let mut desired = Vec::with_capacity(children.len());
+        for (index, mut child) in children.into_iter().enumerate() {
+            let at = format!("children[{index}]");
+            if !child.is_object() {
+                return Err(format!("{at} is {child}, not an object"));
+            }
+            let text = |value: &Value| value.as_str().filter(|text| !text.is_empty()).map(str::to_owned);
+            let api_version = text(&child["apiVersion"]).ok_or_else(|| format!("{at} has no apiVersion"))?;
+            let kind = text(&child["kind"]).ok_or_else(|| format!("{at} has no kind"))?;
+            let name = text(&child["metadata"]["name"]).ok_or_else(|| format!("{at} ({kind}) has no metadata.name"))?;
+            let described = format!("{at} ({kind} {name})");
+            let (type_index, child_type) = self
+                .children
+                .iter()
+                .enumerate()
+                .find(|(_, child_type)| child_type.resource.api_version == api_version && child_type.resource.kind == kind)
+                .ok_or_else(|| {
+                    format!("{described}: {kind} in {api_version} is not one of the CompositeController's childResources")
+                })?;
+            let namespace = match (child_type.namespaced, text(&child["metadata"]["namespace"]), &parent_namespace) {
+                (false, None, _) => None,
+                (false, Some(namespace), _) => {
+                    return Err(format!("{described} is cluster-scoped, but has namespace {namespace:?}"));
+                }
+                (true, None, Some(parent_namespace)) => Some(parent_namespace.clone()),
+                (true, None, None) => {
+                    return Err(format!("{described} needs metadata.namespace: its parent is cluster-scoped"));
+                }
+                (true, Some(namespace), Some(parent_namespace)) if &namespace != parent_namespace => {
+                    return Err(format!(
+                        "{described} is in namespace {namespace:?}, but a parent in namespace {parent_namespace:?} \
+                         can only own children in its own namespace"
+                    ));
+                }
+                (true, Some(namespace), _) => Some(namespace),
+            };
+            let metadata = child["metadata"].as_object_mut().expect("checked to have a name");
+            match &namespace {
+                Some(namespace) => metadata.insert("namespace".into(), Value::String(namespace.clone())),
+                None => metadata.remove("namespace"),
+            };
+            // Hooks often echo observed children back; what the server owns is not theirs to set.
+            for field in ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "ownerReferences"] {
+                metadata.remove(field);
+            }
+            if self.spec.generate_selector == Some(true) {
+                let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+                if !labels.is_object() {
+                    *labels = json!({});
+                }
+                labels["controller-uid"] = Value::String(parent.uid().unwrap_or_default());
+            }
+            child.as_object_mut().expect("an object").remove("status");
+            let labels: BTreeMap<String, String> = serde_json::from_value(child["metadata"]["labels"].clone())
+                .or_else(|_| if child["metadata"]["labels"].is_null() { Ok(BTreeMap::new()) } else { Err(()) })
+                .map_err(|()| format!("{described}: metadata.labels must map strings to strings"))?;
+            if !selector::matches(selector, &labels).map_err(|error| error.to_string())? {
+                return Err(format!(
+                    "{described} has labels {labels:?} that do not match the parent's selector {}; \
+                     a child must carry the selector's labels",
+                    serde_json::to_string(selector).unwrap_or_default()
+                ));
+            }
+            let key = ObjectKey { namespace, name };
+            if !seen.insert((type_index, key.clone())) {
+                return Err(format!("{described} appears more than once"));
+            }
+            desired.push(DesiredChild { child_type: type_index, key, object: child });
+        }
+        Ok(desired)
+    }
+
+    /// Deletes observed children the hook no longer returns, then creates and updates the
+    /// rest. Failures are collected; the other children are still written.
+    async fn manage_children(&self, owner: &Value, observed: &[Vec<Arc<DynamicObject>>], desired: Vec<DesiredChild>) -> Result<(), SyncError> {
+        let client = &self.ctx.client;
+        let applier = &self.ctx.applier;
+        let wanted: HashSet<(usize, &ObjectKey)> = desired.iter().map(|child| (child.child_type, &child.key)).collect();
+        let mut errors = Vec::new();
+        for (index, (child_type, objects)) in self.children.iter().zip(observed).enumerate() {
+            for object in objects {
+                let key = ObjectKey::of(object);
+                if object.metadata.deletion_timestamp.is_none() && !wanted.contains(&(index, &key)) {
+                    if let Err(error) = applier.delete(client, child_type, object).await {
+                        errors.push(error);
+                    }
+                }
+            }
+        }
+        let mut desired = desired;
+        desired.sort_by(|a, b| (a.child_type, &a.key).cmp(&(b.child_type, &b.key)));
+        for child in desired {
+            let child_type: &ChildType = &self.children[child.child_type];
+            let existing = observed[child.child_type].iter().find(|object| ObjectKey::of(object) == child.key);
+            let result = match existing {
+                None => applier.create(client, child_type, child.object, owner).await,
+                Some(existing) if existing.metadata.deletion_timestamp.is_some() => continue,
+                Some(existing) => applier.update(client, child_type, existing, child.object, owner, child_type.method).await,
+            };
+            if let Err(error) = result {
+                errors.push(error);
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(SyncError::Children(errors)) }
+    }
+
+    /// Writes the hook's status plus `observedGeneration` through the status subresource,
+    /// only if it differs from the parent's current status.
+    async fn write_status(&self, parent: &DynamicObject, mut status: Value) -> Result<(), SyncError> {
+        status["observedGeneration"] = json!(parent.metadata.generation.unwrap_or(0));
+        if parent.data.get("status") == Some(&status) {
+            return Ok(());
+        }
+        let operation = json!({ "op": "add", "path": "/status", "value": status });
+        patch_with_version(&self.parent_api(parent), parent, operation, true).await
+    }
+}
+
+/// The controller reference a parent puts on its children.
+pub fn controller_reference(parent: &DynamicObject, resource: &kube::api::ApiResource) -> Value {
+    json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "name": parent.name_any(),
+        "uid": parent.uid().unwrap_or_default(),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// Applies one JSON patch operation to the parent (or its status), guarded by its UID so a
+/// recreated parent of the same name is never touched. A concurrent change or deletion is
+/// not an error: the watch brings a new sync.
+async fn patch_with_version(api: &Api<DynamicObject>, parent: &DynamicObject, operation: Value, status: bool) -> Result<(), SyncError> {
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "test", "path": "/metadata/uid", "value": parent.uid() },
+        operation,
+    ]))
+    .expect("a valid JSON patch");
+    let name = parent.name_any();
+    let result = if status {
+        api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
+    } else {
+        api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 422 => Err(SyncError::Conflict),
+        Err(error) => Err(SyncError::Parent(error)),
+    }
+}

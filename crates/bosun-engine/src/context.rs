@@ -1,0 +1,85 @@
+//! What every hosted controller of one engine shares: the client, the shared caches,
+//! discovery, the hook client, the applier, the event recorder and the settings.
+
+use std::time::Duration;
+
+use bosun_runtime::SharedCaches;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::children::{Applier, ApplyStrategy};
+use crate::discovery::Discovery;
+use crate::hooks::HookClient;
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Concurrent syncs per hosted controller.
+    pub workers: usize,
+    /// How children are written.
+    pub apply_strategy: ApplyStrategy,
+    /// How long a discovery answer is trusted.
+    pub discovery_interval: Duration,
+    /// Every parent is synced this often even without events (Metacontroller's
+    /// `--cache-flush-interval`).
+    pub resync_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 5,
+            apply_strategy: ApplyStrategy::DynamicApply,
+            discovery_interval: Duration::from_secs(30),
+            resync_interval: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Shared by every hosted controller.
+pub struct EngineContext {
+    /// The API client.
+    pub client: kube::Client,
+    /// One watch per resource type.
+    pub caches: SharedCaches,
+    /// Resource resolution.
+    pub discovery: Discovery,
+    /// Calls hooks.
+    pub hooks: HookClient,
+    /// Writes children.
+    pub applier: Applier,
+    /// The settings.
+    pub config: EngineConfig,
+    recorder: Recorder,
+}
+
+impl EngineContext {
+    /// A context on `client` with `config`.
+    pub fn new(client: kube::Client, config: EngineConfig) -> Self {
+        let reporter = Reporter { controller: "metacontroller".into(), instance: std::env::var("HOSTNAME").ok() };
+        EngineContext {
+            caches: SharedCaches::new(client.clone()),
+            discovery: Discovery::new(client.clone(), config.discovery_interval),
+            hooks: HookClient::new(),
+            applier: Applier::new(config.apply_strategy.clone()),
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+        }
+    }
+
+    /// Records an event on `regarding`; failing to record is logged, never fatal.
+    pub async fn event(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_owned(),
+            // The API server refuses notes over 1 KiB.
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            tracing::warn!(%error, reason, "recording an event failed");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Label selectors (`matchLabels` and `matchExpressions`) evaluated over a label map, with
+//! Kubernetes' semantics: an absent selector matches nothing where that is the rule's meaning,
+//! an empty one matches everything.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// Why a selector cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// An operator other than `In`, `NotIn`, `Exists`, `DoesNotExist`.
+    #[error("unknown label selector operator {0:?} (expected In, NotIn, Exists or DoesNotExist)")]
+    UnknownOperator(String),
+    /// `In` or `NotIn` without values, or `Exists`/`DoesNotExist` with values.
+    #[error("label selector operator {operator} on key {key:?} {problem}")]
+    Values {
+        /// The operator.
+        operator: String,
+        /// The key.
+        key: String,
+        /// What is wrong with its values.
+        problem: &'static str,
+    },
+}
+
+/// Whether `labels` satisfy `selector`. An empty selector matches everything.
+pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> Result<bool, SelectorError> {
+    if let Some(match_labels) = &selector.match_labels {
+        if match_labels.iter().any(|(key, value)| labels.get(key) != Some(value)) {
+            return Ok(false);
+        }
+    }
+    for requirement in selector.match_expressions.iter().flatten() {
+        let values = requirement.values.as_deref().unwrap_or_default();
+        let value = labels.get(&requirement.key);
+        let values_problem = |problem| SelectorError::Values {
+            operator: requirement.operator.clone(),
+            key: requirement.key.clone(),
+            problem,
+        };
+        let satisfied = match requirement.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => return Err(values_problem("needs values")),
+            "Exists" | "DoesNotExist" if !values.is_empty() => return Err(values_problem("takes no values")),
+            "In" => value.is_some_and(|value| values.contains(value)),
+            "NotIn" => value.is_none_or(|value| !values.contains(value)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            other => return Err(SelectorError::UnknownOperator(other.to_owned())),
+        };
+        if !satisfied {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether the selector has at least one term (an empty selector selects everything).
+pub fn is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn selector(value: serde_json::Value) -> LabelSelector {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn operators() {
+        let app = labels(&[("app", "web"), ("tier", "front")]);
+        let cases = [
+            (json!({ "matchLabels": { "app": "web" } }), true),
+            (json!({ "matchLabels": { "app": "db" } }), false),
+            (json!({ "matchExpressions": [{ "key": "app", "operator": "In", "values": ["web", "db"] }] }), true),
+            (json!({ "matchExpressions": [{ "key": "app", "operator": "NotIn", "values": ["web"] }] }), false),
+            (json!({ "matchExpressions": [{ "key": "missing", "operator": "NotIn", "values": ["x"] }] }), true),
+            (json!({ "matchExpressions": [{ "key": "tier", "operator": "Exists" }] }), true),
+            (json!({ "matchExpressions": [{ "key": "tier", "operator": "DoesNotExist" }] }), false),
+            (json!({}), true),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(matches(&selector(value.clone()), &app).unwrap(), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn malformed_requirements_are_errors() {
+        let no_values = selector(json!({ "matchExpressions": [{ "key": "a", "operator": "In" }] }));
+        assert!(matches(&no_values, &labels(&[])).is_err());
+        let unknown = selector(json!({ "matchExpressions": [{ "key": "a", "operator": "Gt", "values": ["1"] }] }));
+        assert_eq!(matches(&unknown, &labels(&[])), Err(SelectorError::UnknownOperator("Gt".into())));
+    }
+
+    proptest! {
+        /// A selector built from a subset of an object's labels always matches it.
+        #[test]
+        fn match_labels_from_own_labels_match(
+            object in prop::collection::btree_map("[a-z]{1,3}", "[a-z]{0,3}", 0..6),
+            take in 0usize..6,
+        ) {
+            let subset: BTreeMap<String, String> = object.iter().take(take).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let selector = LabelSelector { match_labels: Some(subset), ..Default::default() };
+            prop_assert!(matches(&selector, &object).unwrap());
+        }
+
+        /// `In` and `NotIn` over the same values never agree.
+        #[test]
+        fn in_and_not_in_are_complements(
+            object in prop::collection::btree_map("[a-c]", "[a-c]", 0..3),
+            values in prop::collection::vec("[a-c]", 1..3),
+        ) {
+            let with = |operator: &str| selector(json!({ "matchExpressions": [{ "key": "a", "operator": operator, "values": values }] }));
+            prop_assert_ne!(matches(&with("In"), &object).unwrap(), matches(&with("NotIn"), &object).unwrap());
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Shared watch caches: one watch per resource type for the whole process, however many
+//! controllers read it, kept as an in-memory store with the indexes controllers need.
+//!
+//! A [`Cache`] holds every object of one resource type (as `Arc<DynamicObject>`, so readers
+//! share rather than copy), indexed by namespace and by the UID of each object's controller
+//! owner, and tells subscribed [`Handler`]s about every change. [`SharedCaches`] hands out
+//! the cache of a resource type, starting its watch on first use and stopping it when the last
+//! user lets go. Managed fields are dropped on the way in: no controller reads them, and they
+//! are often the largest part of an object.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, TypeMeta};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+/// Identifies an object within its resource type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// The namespace, or `None` for a cluster-scoped object.
+    pub namespace: Option<String>,
+    /// The name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The key of `object`.
+    pub fn of(object: &DynamicObject) -> ObjectKey {
+        ObjectKey { namespace: object.namespace(), name: object.name_any() }
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    /// `namespace/name`, or `name` for a cluster-scoped object.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{namespace}/{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// A change to a cache.
+#[derive(Debug)]
+pub enum CacheEvent<'a> {
+    /// An object was added (`old` is `None`) or changed.
+    Applied {
+        /// The object before the change.
+        old: Option<&'a Arc<DynamicObject>>,
+        /// The object now.
+        new: &'a Arc<DynamicObject>,
+    },
+    /// An object was deleted.
+    Deleted(&'a Arc<DynamicObject>),
+}
+
+/// Called for every change, on the cache's watch task: it should only map the change to keys
+/// and queue them, never block.
+pub type Handler = Arc<dyn Fn(&CacheEvent<'_>) + Send + Sync>;
+
+/// The UID of `object`'s controller owner, if it has one.
+pub fn controller_uid(object: &DynamicObject) -> Option<&str> {
+    object
+        .metadata
+        .owner_references
+        .as_deref()?
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| owner.uid.as_str())
+}
+
+#[derive(Default)]
+struct Store {
+    objects: HashMap<ObjectKey, Arc<DynamicObject>>,
+    /// Controller owner UID → the objects it controls.
+    by_controller: HashMap<String, HashSet<ObjectKey>>,
+    /// Namespace (`""` for cluster-scoped objects) → the objects without a controller owner.
+    orphans: HashMap<String, HashSet<ObjectKey>>,
+}
+
+impl Store {
+    fn insert(&mut self, object: Arc<DynamicObject>) -> Option<Arc<DynamicObject>> {
+        let key = ObjectKey::of(&object);
+        let old = self.remove(&key);
+        match controller_uid(&object) {
+            Some(uid) => self.by_controller.entry(uid.to_owned()).or_default().insert(key.clone()),
+            None => self.orphans.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone()),
+        };
+        self.objects.insert(key, object);
+        old
+    }
+
+    fn remove(&mut self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
+        let old = self.objects.remove(key)?;
+        let index = match controller_uid(&old) {
+            Some(uid) => self.by_controller.get_mut(uid).map(|keys| (keys, uid.to_owned(), true)),
+            None => {
+                let namespace = key.namespace.clone().unwrap_or_default();
+                self.orphans.get_mut(&namespace).map(|keys| (keys, namespace, false))
+            }
+        };
+        if let Some((keys, index_key, controlled)) = index {
+            keys.remove(key);
+            if keys.is_empty() {
+                if controlled {
+                    self.by_controller.remove(&index_key);
+                } else {
+                    self.orphans.remove(&index_key);
+                }
+            }
+        }
+        Some(old)
+    }
+}
+
+/// The watched objects of one resource type.
+pub struct Cache {
+    resource: ApiResource,
+    store: RwLock<Store>,
+    handlers: Mutex<BTreeMap<u64, Handler>>,
+    next_handler: std::sync::atomic::AtomicU64,
+    synced: tokio::sync::watch::Sender<bool>,
+    watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("resource", &self.resource).finish_non_exhaustive()
+    }
+}
+
+/// Keeps a handler subscribed; dropping it unsubscribes.
+#[must_use = "dropping a subscription unsubscribes its handler"]
+pub struct Subscription {
+    cache: Weak<Cache>,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache.upgrade() {
+            cache.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
+        }
+    }
+}
+
+impl Cache {
+    /// The resource type this cache holds.
+    pub fn resource(&self) -> &ApiResource {
+        &self.resource
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The object with this key.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
+        self.read().objects.get(key).cloned()
+    }
+
+    /// Every object.
+    pub fn list(&self) -> Vec<Arc<DynamicObject>> {
+        self.read().objects.values().cloned().collect()
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.read().objects.len()
+    }
+
+    /// Whether the cache holds no objects.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The objects whose controller owner has this UID.
+    pub fn controlled_by(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
+        let store = self.read();
+        let Some(keys) = store.by_controller.get(uid) else { return Vec::new() };
+        keys.iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+    }
+
+    /// The objects without a controller owner in `namespace` (`None`: every namespace and
+    /// cluster-scoped objects).
+    pub fn orphans(&self, namespace: Option<&str>) -> Vec<Arc<DynamicObject>> {
+        let store = self.read();
+        let keys: Vec<&ObjectKey> = match namespace {
+            Some(namespace) => store.orphans.get(namespace).into_iter().flatten().collect(),
+            None => store.orphans.values().flatten().collect(),
+        };
+        keys.into_iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+    }
+
+    /// Whether the initial list has completed.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Waits until the initial list has completed.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.subscribe();
+        let _ = synced.wait_for(|synced| *synced).await;
+    }
+
+    /// Calls `handler` for every future change until the subscription is dropped.
+    pub fn subscribe(self: &Arc<Self>, handler: Handler) -> Subscription {
+        let id = self.next_handler.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id, handler);
+        Subscription { cache: Arc::downgrade(self), id }
+    }
+
+    fn notify(&self, event: &CacheEvent<'_>) {
+        let handlers: Vec<Handler> =
+            self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+        for handler in handlers {
+            handler(event);
+        }
+    }
+
+    fn prepare(&self, mut object: DynamicObject) -> Arc<DynamicObject> {
+        object.metadata.managed_fields = None;
+        // Watch and list items of built-in types can lack apiVersion and kind; hooks need them.
+        object.types = Some(TypeMeta { api_version: self.resource.api_version.clone(), kind: self.resource.kind.clone() });
+        Arc::new(object)
+    }
+
+    fn apply(&self, object: DynamicObject) {
+        let new = self.prepare(object);
+        let old = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(new.clone());
+        if old.as_ref().is_some_and(|old| old.resource_version() == new.resource_version()) {
+            return;
+        }
+        self.notify(&CacheEvent::Applied { old: old.as_ref(), new: &new });
+    }
+
+    fn delete(&self, object: DynamicObject) {
+        let key = ObjectKey::of(&object);
+        let old = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
+        let deleted = old.unwrap_or_else(|| self.prepare(object));
+        self.notify(&CacheEvent::Deleted(&deleted));
+    }
+
+    /// Replaces the store with a complete relist, reporting what changed meanwhile.
+    fn replace(&self, listed: Vec<DynamicObject>) {
+        let mut fresh = Store::default();
+        for object in listed {
+            fresh.insert(self.prepare(object));
+        }
+        let old = std::mem::replace(&mut *self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()), fresh);
+        let store = self.read();
+        let applied: Vec<(Option<Arc<DynamicObject>>, Arc<DynamicObject>)> = store
+            .objects
+            .iter()
+            .filter_map(|(key, new)| {
+                let previous = old.objects.get(key);
+                let unchanged = previous.is_some_and(|previous| previous.resource_version() == new.resource_version());
+                (!unchanged).then(|| (previous.cloned(), new.clone()))
+            })
+            .collect();
+        let deleted: Vec<Arc<DynamicObject>> =
+            old.objects.iter().filter(|(key, _)| !store.objects.contains_key(key)).map(|(_, object)| object.clone()).collect();
+        drop(store);
+        for (old, new) in &applied {
+            self.notify(&CacheEvent::Applied { old: old.as_ref(), new });
+        }
+        for object in &deleted {
+            self.notify(&CacheEvent::Deleted(object));
+        }
+        self.synced.send_replace(true);
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            watch.abort();
+        }
+    }
+}
+
+/// The process-wide set of caches, one per resource type.
+#[derive(Clone)]
+pub struct SharedCaches {
+    client: Client,
+    caches: Arc<Mutex<HashMap<(String, String), Weak<Cache>>>>,
+}
+
+impl SharedCaches {
+    /// Caches that watch through `client`.
+    pub fn new(client: Client) -> Self {
+        SharedCaches { client, caches: Default::default() }
+    }
+
+    /// The cache of `resource`, watching it from the first call until every returned `Arc` is
+    /// dropped.
+    pub fn cache(&self, resource: &ApiResource) -> Arc<Cache> {
+        let key = (resource.api_version.clone(), resource.plural.clone());
+        let mut caches = self.caches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(cache) = caches.get(&key).and_then(Weak::upgrade) {
+            return cache;
+        }
+        caches.retain(|_, cache| cache.strong_count() > 0);
+        let cache = Arc::new(Cache {
+            resource: resource.clone(),
+            store: RwLock::default(),
+            handlers: Mutex::default(),
+            next_handler: Default::default(),
+            synced: tokio::sync::watch::channel(false).0,
+            watch: Mutex::new(None),
+        });
+        let watch = tokio::spawn(run_watch(self.client.clone(), Arc::downgrade(&cache)));
+        *cache.watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(watch);
+        caches.insert(key, Arc::downgrade(&cache));
+        cache
+    }
+}
+
+async fn run_watch(client: Client, cache: Weak<Cache>) {
+    let resource = match cache.upgrade() {
+        Some(cache) => cache.resource.clone(),
+        None => return,
+    };
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut listing: Option<Vec<DynamicObject>> = None;
+    while let Some(event) = events.next().await {
+        let Some(cache) = cache.upgrade() else { return };
+        match event {
+            Ok(watcher::Event::Init) => listing = Some(Vec::new()),
+            Ok(watcher::Event::InitApply(object)) => listing.get_or_insert_with(Vec::new).push(object),
+            Ok(watcher::Event::InitDone) => cache.replace(listing.take().unwrap_or_default()),
+            Ok(watcher::Event::Apply(object)) => cache.apply(object),
+            Ok(watcher::Event::Delete(object)) => cache.delete(object),
+            Err(error) => {
+                tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(namespace: &str, name: &str, controller: Option<&str>) -> DynamicObject {
+        let owners = controller.map(|uid| {
+            json!([{ "apiVersion": "v1", "kind": "X", "name": "p", "uid": uid, "controller": true }])
+        });
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "namespace": namespace, "name": name, "resourceVersion": "1", "ownerReferences": owners },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_indexes_follow_changes_of_controller() {
+        let mut store = Store::default();
+        store.insert(Arc::new(object("a", "x", Some("u1"))));
+        store.insert(Arc::new(object("a", "y", None)));
+        assert_eq!(store.by_controller["u1"].len(), 1);
+        assert_eq!(store.orphans["a"].len(), 1);
+        // Released: x loses its controller.
+        store.insert(Arc::new(object("a", "x", None)));
+        assert!(!store.by_controller.contains_key("u1"));
+        assert_eq!(store.orphans["a"].len(), 2);
+        store.remove(&ObjectKey { namespace: Some("a".into()), name: "x".into() });
+        store.remove(&ObjectKey { namespace: Some("a".into()), name: "y".into() });
+        assert!(store.orphans.is_empty() && store.objects.is_empty());
+    }
+
+    #[test]
+    fn keys_print_as_namespace_slash_name() {
+        assert_eq!(ObjectKey { namespace: Some("ns".into()), name: "n".into() }.to_string(), "ns/n");
+        assert_eq!(ObjectKey { namespace: None, name: "n".into() }.to_string(), "n");
+    }
+}
