@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use bosun_runtime::SharedCaches;
+use bosun_runtime::{EventRecorder, EventType, SharedCaches};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::children::{Applier, ApplyStrategy};
 use crate::discovery::Discovery;
@@ -23,6 +23,9 @@ pub struct EngineConfig {
     /// Every parent is synced this often even without events (Metacontroller's
     /// `--cache-flush-interval`).
     pub resync_interval: Duration,
+    /// Only CompositeControllers whose labels match are run (Metacontroller's
+    /// `--target-label-selector`), so several engines can share a cluster.
+    pub target_label_selector: Option<LabelSelector>,
 }
 
 impl Default for EngineConfig {
@@ -32,6 +35,7 @@ impl Default for EngineConfig {
             apply_strategy: ApplyStrategy::DynamicApply,
             discovery_interval: Duration::from_secs(30),
             resync_interval: Duration::from_secs(30 * 60),
+            target_label_selector: None,
         }
     }
 }
@@ -50,19 +54,19 @@ pub struct EngineContext {
     pub applier: Applier,
     /// The settings.
     pub config: EngineConfig,
-    recorder: Recorder,
+    recorder: EventRecorder,
 }
 
 impl EngineContext {
     /// A context on `client` with `config`.
     pub fn new(client: kube::Client, config: EngineConfig) -> Self {
-        let reporter = Reporter { controller: "metacontroller".into(), instance: std::env::var("HOSTNAME").ok() };
+        let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
         EngineContext {
             caches: SharedCaches::new(client.clone()),
             discovery: Discovery::new(client.clone(), config.discovery_interval),
             hooks: HookClient::new(),
             applier: Applier::new(config.apply_strategy.clone()),
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), "metacontroller", instance),
             client,
             config,
         }
@@ -70,15 +74,8 @@ impl EngineContext {
 
     /// Records an event on `regarding`; failing to record is logged, never fatal.
     pub async fn event(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_owned(),
-            // The API server refuses notes over 1 KiB.
-            note: Some(note.chars().take(1000).collect()),
-            action: reason.to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        let type_ = if warning { EventType::Warning } else { EventType::Normal };
+        if let Err(error) = self.recorder.publish(regarding, type_, reason, &note).await {
             tracing::warn!(%error, reason, "recording an event failed");
         }
     }

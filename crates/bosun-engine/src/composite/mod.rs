@@ -14,9 +14,9 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
 
 pub use controller::{CreateError, Hosted, HostedController};
-pub use sync::{SyncError, controller_reference, finalizer_name};
+pub use sync::{SyncError, controller_reference, finalizer_name, release_parents};
 
-use crate::api::CompositeController;
+use crate::api::{CompositeController, CompositeControllerSpec};
 use crate::context::EngineContext;
 
 struct Running {
@@ -45,9 +45,10 @@ pub async fn run(ctx: Arc<EngineContext>, shutdown: impl Future<Output = ()>) {
             queue.add(controller.name_any());
         }
         let mut running: HashMap<String, Running> = HashMap::new();
+        let mut known: HashMap<String, CompositeControllerSpec> = HashMap::new();
         while let Some(name) = queue.next().await {
             let current = cache.get(&ObjectKey { namespace: None, name: name.clone() });
-            if reconcile(&ctx, &mut running, &name, current).await {
+            if reconcile(&ctx, &mut running, &mut known, &name, current).await {
                 queue.forget(&name);
             } else {
                 queue.add_rate_limited(name.clone());
@@ -55,7 +56,7 @@ pub async fn run(ctx: Arc<EngineContext>, shutdown: impl Future<Output = ()>) {
             queue.done(&name);
         }
         for (name, running) in running.drain() {
-            stop(&ctx, &name, running, false).await;
+            stop(&ctx, &name, running).await;
         }
     };
     tokio::select! {
@@ -69,12 +70,23 @@ pub async fn run(ctx: Arc<EngineContext>, shutdown: impl Future<Output = ()>) {
 async fn reconcile(
     ctx: &Arc<EngineContext>,
     running: &mut HashMap<String, Running>,
+    known: &mut HashMap<String, CompositeControllerSpec>,
     name: &str,
     current: Option<Arc<DynamicObject>>,
 ) -> bool {
-    let Some(object) = current.filter(|object| object.metadata.deletion_timestamp.is_none()) else {
+    let targeted = |object: &DynamicObject| match &ctx.config.target_label_selector {
+        Some(selector) => crate::selector::matches(selector, object.labels()).unwrap_or(false),
+        None => true,
+    };
+    let Some(object) = current.filter(|object| object.metadata.deletion_timestamp.is_none() && targeted(object)) else {
         if let Some(old) = running.remove(name) {
-            stop(ctx, name, old, true).await;
+            stop(ctx, name, old).await;
+        }
+        if let Some(spec) = known.get(name) {
+            if !release(ctx, name, spec).await {
+                return false;
+            }
+            known.remove(name);
         }
         return true;
     };
@@ -87,11 +99,12 @@ async fn reconcile(
                 return true;
             }
         };
+    known.insert(name.to_owned(), controller.spec.clone());
     if running.get(name).is_some_and(|old| old.controller.spec == controller.spec) {
         return true;
     }
     if let Some(old) = running.remove(name) {
-        stop(ctx, name, old, false).await;
+        stop(ctx, name, old).await;
     }
     ctx.event(&reference, false, "Starting", format!("Starting controller {name}")).await;
     match HostedController::start(ctx.clone(), &controller).await {
@@ -110,13 +123,34 @@ async fn reconcile(
     }
 }
 
-async fn stop(ctx: &EngineContext, name: &str, old: Running, deleted: bool) {
+async fn stop(ctx: &EngineContext, name: &str, old: Running) {
     ctx.event(&old.reference, false, "Stopping", format!("Stopping controller {name}")).await;
-    let hosted = old.controller.hosted.clone();
     drop(old.controller);
-    if deleted && let Err(error) = hosted.release_finalizers().await {
-        tracing::warn!(controller = name, %error, "removing finalizers from parents failed");
-    }
     ctx.event(&old.reference, false, "Stopped", format!("Stopped controller {name}")).await;
     tracing::info!(controller = name, "stopped");
+}
+
+/// After a CompositeController with a finalize hook is deleted, removes its finalizer from
+/// its parents (whether or not its hosted controller was running); `false` to retry later.
+async fn release(ctx: &EngineContext, name: &str, spec: &CompositeControllerSpec) -> bool {
+    if spec.hooks.as_ref().and_then(|hooks| hooks.finalize.as_ref()).is_none() {
+        return true;
+    }
+    let rule = &spec.parent_resource;
+    let parent = match ctx.discovery.resolve(&rule.api_version, &rule.resource).await {
+        Ok(parent) => parent,
+        Err(error) => {
+            tracing::warn!(controller = name, %error, "cannot find its parents to remove its finalizer");
+            return true;
+        }
+    };
+    let parents = ctx.caches.cache(&parent.resource);
+    parents.wait_synced().await;
+    match release_parents(&ctx.client, &parents, &finalizer_name(name)).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(controller = name, %error, "removing its finalizer from parents failed");
+            false
+        }
+    }
 }

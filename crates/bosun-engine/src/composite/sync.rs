@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_runtime::ObjectKey;
+use bosun_runtime::{Cache, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -113,10 +113,10 @@ impl Hosted {
         }
         let deleting = parent.metadata.deletion_timestamp.is_some();
         match (&self.finalize_hook, has_finalizer) {
-            (Some(_), false) if handled && !deleting => self.patch_finalizers(&parent, Some(&finalizer)).await?,
+            (Some(_), false) if handled && !deleting => self.patch_finalizers(&parent, true).await?,
             (None, true) => {
                 // The finalize hook was removed from the CompositeController: let go of the parent.
-                return self.patch_finalizers(&parent, None).await.map(|()| None);
+                return self.patch_finalizers(&parent, false).await.map(|()| None);
             }
             _ => {}
         }
@@ -171,7 +171,7 @@ impl Hosted {
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
 
         if finalizing && response.finalized == Some(true) && has_finalizer {
-            self.patch_finalizers(&parent, None).await?;
+            self.patch_finalizers(&parent, false).await?;
         }
         // While the garbage collector deletes dependents itself (foreground or orphan
         // deletion), the children are left to it; without a finalize hook, to owner references.
@@ -204,40 +204,12 @@ impl Hosted {
     }
 
     fn parent_api(&self, parent: &DynamicObject) -> Api<DynamicObject> {
-        match parent.namespace() {
-            Some(namespace) => Api::namespaced_with(self.ctx.client.clone(), &namespace, &self.parent.resource),
-            None => Api::all_with(self.ctx.client.clone(), &self.parent.resource),
-        }
+        parent_api(&self.ctx.client, &self.parent.resource, parent)
     }
 
-    /// Adds `add` to the parent's finalizers, or removes this controller's finalizer when
-    /// `add` is `None`, guarded by the parent's resourceVersion.
-    async fn patch_finalizers(&self, parent: &DynamicObject, add: Option<&str>) -> Result<(), SyncError> {
-        let finalizers = parent.finalizers();
-        let operation = match add {
-            Some(finalizer) if finalizers.is_empty() => json!({ "op": "add", "path": "/metadata/finalizers", "value": [finalizer] }),
-            Some(finalizer) => json!({ "op": "add", "path": "/metadata/finalizers/-", "value": finalizer }),
-            None => match finalizers.iter().position(|finalizer| *finalizer == self.finalizer()) {
-                Some(index) => json!({ "op": "remove", "path": format!("/metadata/finalizers/{index}") }),
-                None => return Ok(()),
-            },
-        };
-        patch_with_version(&self.parent_api(parent), parent, operation, false).await
-    }
-
-    /// Removes this controller's finalizer from every parent: when the CompositeController is
-    /// deleted, nothing is left to ever remove it.
-    pub async fn release_finalizers(&self) -> Result<(), SyncError> {
-        let finalizer = self.finalizer();
-        for parent in self.parents.list() {
-            if parent.finalizers().contains(&finalizer) {
-                match self.patch_finalizers(&parent, None).await {
-                    Ok(()) | Err(SyncError::Conflict) => {}
-                    Err(error) => return Err(error),
-                }
-            }
-        }
-        Ok(())
+    /// Adds this controller's finalizer to the parent, or removes it.
+    async fn patch_finalizers(&self, parent: &DynamicObject, add: bool) -> Result<(), SyncError> {
+        patch_finalizer(&self.parent_api(parent), parent, &self.finalizer(), add).await
     }
 
     /// Validates every desired child before any is written: declared type, name, namespace
@@ -378,6 +350,40 @@ pub fn controller_reference(parent: &DynamicObject, resource: &kube::api::ApiRes
         "controller": true,
         "blockOwnerDeletion": true,
     })
+}
+
+fn parent_api(client: &kube::Client, resource: &ApiResource, parent: &DynamicObject) -> Api<DynamicObject> {
+    match parent.namespace() {
+        Some(namespace) => Api::namespaced_with(client.clone(), &namespace, resource),
+        None => Api::all_with(client.clone(), resource),
+    }
+}
+
+/// Adds `finalizer` to the parent's finalizers, or removes it.
+async fn patch_finalizer(api: &Api<DynamicObject>, parent: &DynamicObject, finalizer: &str, add: bool) -> Result<(), SyncError> {
+    let finalizers = parent.finalizers();
+    let operation = match finalizers.iter().position(|existing| existing == finalizer) {
+        None if add && finalizers.is_empty() => json!({ "op": "add", "path": "/metadata/finalizers", "value": [finalizer] }),
+        None if add => json!({ "op": "add", "path": "/metadata/finalizers/-", "value": finalizer }),
+        Some(index) if !add => json!({ "op": "remove", "path": format!("/metadata/finalizers/{index}") }),
+        _ => return Ok(()),
+    };
+    patch_with_version(api, parent, operation, false).await
+}
+
+/// Removes `finalizer` from every parent in `parents`: once its CompositeController is
+/// deleted, nothing else would ever remove it.
+pub async fn release_parents(client: &kube::Client, parents: &Cache, finalizer: &str) -> Result<(), SyncError> {
+    for parent in parents.list() {
+        if parent.finalizers().iter().any(|existing| existing == finalizer) {
+            let api = parent_api(client, parents.resource(), &parent);
+            match patch_finalizer(&api, &parent, finalizer, false).await {
+                Ok(()) | Err(SyncError::Conflict) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies one JSON patch operation to the parent (or its status), guarded by its UID so a

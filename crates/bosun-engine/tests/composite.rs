@@ -1,0 +1,494 @@
+//! CompositeController against a real control plane and real loopback hook servers. Every
+//! scenario that writes children runs with both apply strategies.
+
+mod support;
+
+use std::time::Duration;
+
+use bosun_engine::ApplyStrategy;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+use support::{Fixture, HookServer, Reply, config_map_per_parent, desired_config_map, eventually};
+
+fn server_side_apply() -> ApplyStrategy {
+    ApplyStrategy::ServerSideApply { field_manager: "metacontroller".into() }
+}
+
+/// Runs a scenario once per apply strategy, as two tests.
+macro_rules! with_both_strategies {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn dynamic_apply() {
+                super::$scenario(bosun_engine::ApplyStrategy::DynamicApply).await
+            }
+            #[tokio::test]
+            async fn server_side_apply() {
+                super::$scenario(super::server_side_apply()).await
+            }
+        }
+    )*};
+}
+
+with_both_strategies!(
+    sync_creates_children_and_writes_status,
+    deleted_child_is_recreated,
+    in_place_restores_out_of_band_changes,
+    on_delete_leaves_changed_children_alone,
+    recreate_replaces_changed_children,
+    deleting_the_parent_garbage_collects_children,
+    resync_after_and_resync_period_sync_again,
+    hook_versions_key_and_decode_differently,
+    orphans_are_adopted_and_non_matching_children_released,
+    generate_selector_labels_children_with_the_parent_uid,
+    finalize_runs_until_finalized_then_removes_the_finalizer,
+    every_hook_failure_leaves_children_untouched,
+    too_many_requests_retries_after_the_delay_without_an_error,
+    steady_state_makes_no_writes,
+);
+
+/// A fixture with the standard hook and one converged parent `p` with `data: {a: "1"}`.
+async fn converged(strategy: ApplyStrategy, controller: Value) -> (Fixture, HookServer) {
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(config_map_per_parent).await;
+    let mut spec = json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } });
+    support::merge_into(&mut spec, controller);
+    fixture.composite_controller(spec).await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    wait_for_data(&fixture, "p-config", "1").await;
+    (fixture, hooks)
+}
+
+async fn wait_for_data(fixture: &Fixture, name: &str, value: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+    eventually(&format!("{name} with a={value}"), async || {
+        let config_map = fixture.config_maps().get_opt(name).await.unwrap()?;
+        (config_map.data.as_ref()?.get("a")? == value).then_some(config_map)
+    })
+    .await
+}
+
+/// Waits until the parent's status reports its current generation.
+async fn wait_for_observed_generation(fixture: &Fixture, name: &str) -> Value {
+    eventually("status.observedGeneration to reach the generation", async || {
+        let parent = fixture.parents().get(name).await.unwrap();
+        let status = parent.data.get("status")?.clone();
+        (status["observedGeneration"] == json!(parent.metadata.generation?)).then_some(status)
+    })
+    .await
+}
+
+async fn set_parent_data(fixture: &Fixture, name: &str, value: &str) {
+    let patch = json!({ "spec": { "data": { "a": value } } });
+    fixture.parents().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+async fn edit_child_by_hand(fixture: &Fixture, name: &str, value: &str) {
+    let patch = json!({ "data": { "a": value } });
+    fixture.config_maps().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+async fn sync_creates_children_and_writes_status(strategy: ApplyStrategy) {
+    let (fixture, _hooks) = converged(strategy, json!({})).await;
+    let child = fixture.config_maps().get("p-config").await.unwrap();
+    let parent = fixture.parents().get("p").await.unwrap();
+    let owner = &child.owner_references()[0];
+    assert_eq!((owner.uid.as_str(), owner.controller, owner.block_owner_deletion), (parent.uid().unwrap().as_str(), Some(true), Some(true)));
+    assert_eq!(child.labels().get("thing").map(String::as_str), Some("p"));
+    let status = wait_for_observed_generation(&fixture, "p").await;
+    assert_eq!(status["phase"], "Synced");
+    assert_eq!(status["observedGeneration"], 1);
+}
+
+async fn deleted_child_is_recreated(strategy: ApplyStrategy) {
+    let (fixture, _hooks) = converged(strategy, json!({})).await;
+    let first = fixture.config_maps().get("p-config").await.unwrap().uid();
+    fixture.config_maps().delete("p-config", &DeleteParams::default()).await.unwrap();
+    eventually("the child to be recreated", async || {
+        let again = fixture.config_maps().get_opt("p-config").await.unwrap()?;
+        (again.uid() != first).then_some(())
+    })
+    .await;
+}
+
+fn with_method(method: &str) -> Value {
+    json!({ "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": method } }] })
+}
+
+async fn in_place_restores_out_of_band_changes(strategy: ApplyStrategy) {
+    let (fixture, _hooks) = converged(strategy, with_method("InPlace")).await;
+    let uid = fixture.config_maps().get("p-config").await.unwrap().uid();
+    edit_child_by_hand(&fixture, "p-config", "by hand").await;
+    assert_eq!(wait_for_data(&fixture, "p-config", "1").await.uid(), uid, "restored in place");
+    set_parent_data(&fixture, "p", "2").await;
+    assert_eq!(wait_for_data(&fixture, "p-config", "2").await.uid(), uid, "updated in place");
+}
+
+async fn on_delete_leaves_changed_children_alone(strategy: ApplyStrategy) {
+    let (fixture, hooks) = converged(strategy, json!({})).await;
+    let uid = fixture.config_maps().get("p-config").await.unwrap().uid();
+    edit_child_by_hand(&fixture, "p-config", "by hand").await;
+    set_parent_data(&fixture, "p", "2").await;
+    // The sync for generation 2 has run once its status reports it; the child is untouched.
+    wait_for_observed_generation(&fixture, "p").await;
+    assert!(hooks.requests().iter().any(|(_, request)| request["parent"]["spec"]["data"]["a"] == "2"));
+    let child = fixture.config_maps().get("p-config").await.unwrap();
+    assert_eq!((child.uid(), child.data.unwrap()["a"].as_str()), (uid, "by hand"));
+    // Deleting it is how OnDelete updates: the replacement has the new state.
+    fixture.config_maps().delete("p-config", &DeleteParams::default()).await.unwrap();
+    wait_for_data(&fixture, "p-config", "2").await;
+}
+
+async fn recreate_replaces_changed_children(strategy: ApplyStrategy) {
+    let (fixture, _hooks) = converged(strategy, with_method("Recreate")).await;
+    let uid = fixture.config_maps().get("p-config").await.unwrap().uid();
+    edit_child_by_hand(&fixture, "p-config", "by hand").await;
+    let replaced = wait_for_data(&fixture, "p-config", "1").await;
+    assert_ne!(replaced.uid(), uid, "recreated, not updated");
+}
+
+async fn deleting_the_parent_garbage_collects_children(strategy: ApplyStrategy) {
+    let (fixture, _hooks) = converged(strategy, json!({})).await;
+    fixture.parents().delete("p", &DeleteParams::background()).await.unwrap();
+    eventually("the garbage collector to delete the child", async || {
+        fixture.config_maps().get_opt("p-config").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+async fn resync_after_and_resync_period_sync_again(strategy: ApplyStrategy) {
+    // resyncAfterSeconds from the hook.
+    let fixture = Fixture::new(strategy.clone()).await;
+    let hooks = HookServer::start(|_, request| {
+        let mut response = desired_config_map(request);
+        response["resyncAfterSeconds"] = json!(0.2);
+        Reply::Json(response)
+    })
+    .await;
+    fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    wait_for_data(&fixture, "p-config", "1").await;
+    let calls = hooks.calls();
+    eventually("resyncAfterSeconds to bring more syncs", async || (hooks.calls() >= calls + 3).then_some(())).await;
+
+    // resyncPeriodSeconds on the controller.
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(config_map_per_parent).await;
+    fixture
+        .composite_controller(json!({ "resyncPeriodSeconds": 1, "hooks": { "sync": hooks.hook("sync", json!({})) } }))
+        .await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    wait_for_data(&fixture, "p-config", "1").await;
+    let calls = hooks.calls();
+    eventually("resyncPeriodSeconds to bring more syncs", async || (hooks.calls() >= calls + 2).then_some(())).await;
+}
+
+async fn hook_versions_key_and_decode_differently(strategy: ApplyStrategy) {
+    for (version, expected_key) in [("v1", "p-config".to_owned()), ("v2", String::new())] {
+        let fixture = Fixture::new(strategy.clone()).await;
+        let hooks = HookServer::start(|_, request| {
+            let mut response = desired_config_map(request);
+            response["unknownField"] = json!(true);
+            Reply::Json(response)
+        })
+        .await;
+        let hook = hooks.hook("sync", json!({ "version": version }));
+        let mut spec = with_method("InPlace");
+        spec["hooks"] = json!({ "sync": hook });
+        fixture.composite_controller(spec).await;
+        fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+        if version == "v1" {
+            // Loose decoding ignores the unknown field; children are keyed by name.
+            wait_for_data(&fixture, "p-config", "1").await;
+            set_parent_data(&fixture, "p", "2").await;
+            wait_for_data(&fixture, "p-config", "2").await;
+            let keys = eventually("a request that observed the child", async || {
+                hooks.requests().into_iter().rev().find_map(|(_, request)| {
+                    let children = request["children"]["ConfigMap.v1"].as_object()?.clone();
+                    (!children.is_empty()).then_some(children.keys().cloned().collect::<Vec<_>>())
+                })
+            })
+            .await;
+            assert_eq!(keys, [expected_key.clone()]);
+        } else {
+            // Strict decoding refuses it: nothing is created, and the event says why.
+            let message = fixture.event_with_reason("p", None, "SyncError").await;
+            assert!(message.contains("unknownField") && message.contains("loose"), "{message}");
+            assert!(fixture.config_maps().get_opt("p-config").await.unwrap().is_none());
+            // Without the unknown field, v2 keys are namespace/name.
+            hooks.script(config_map_per_parent);
+            wait_for_data(&fixture, "p-config", "1").await;
+            set_parent_data(&fixture, "p", "2").await;
+            wait_for_data(&fixture, "p-config", "2").await;
+            let expected = format!("{}/p-config", fixture.namespace);
+            let keys = eventually("a request that observed the child", async || {
+                hooks.requests().into_iter().rev().find_map(|(_, request)| {
+                    let children = request["children"]["ConfigMap.v1"].as_object()?.clone();
+                    (!children.is_empty()).then_some(children.keys().cloned().collect::<Vec<_>>())
+                })
+            })
+            .await;
+            assert_eq!(keys, [expected]);
+        }
+    }
+}
+
+async fn orphans_are_adopted_and_non_matching_children_released(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(config_map_per_parent).await;
+    // An orphan with the desired name and matching labels exists before the parent.
+    let orphan: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "p-config", "labels": { "thing": "p" } },
+        "data": { "a": "old" },
+    }))
+    .unwrap();
+    let orphan = fixture.config_maps().create(&PostParams::default(), &orphan).await.unwrap();
+    fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    let parent = fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    eventually("the orphan to be adopted", async || {
+        let child = fixture.config_maps().get("p-config").await.unwrap();
+        child.owner_references().iter().any(|owner| Some(&owner.uid) == parent.uid().as_ref()).then_some(())
+    })
+    .await;
+    assert_eq!(fixture.config_maps().get("p-config").await.unwrap().uid(), orphan.uid(), "adopted, not replaced");
+
+    // A child the parent controls whose labels stop matching is released, not deleted.
+    let owned: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {
+            "name": "stray",
+            "labels": { "thing": "someone-else" },
+            "ownerReferences": [support_owner(&fixture, &parent)],
+        },
+    }))
+    .unwrap();
+    fixture.config_maps().create(&PostParams::default(), &owned).await.unwrap();
+    eventually("the non-matching child to be released", async || {
+        let stray = fixture.config_maps().get("stray").await.unwrap();
+        stray.owner_references().is_empty().then_some(())
+    })
+    .await;
+}
+
+fn support_owner(fixture: &Fixture, parent: &kube::api::DynamicObject) -> Value {
+    json!({
+        "apiVersion": fixture.things.api_version, "kind": "Thing", "name": parent.name_any(),
+        "uid": parent.uid(), "controller": true, "blockOwnerDeletion": true,
+    })
+}
+
+async fn generate_selector_labels_children_with_the_parent_uid(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(|_, request| {
+        let name = request["parent"]["metadata"]["name"].as_str().unwrap_or_default();
+        Reply::Json(json!({ "children": [{
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": format!("{name}-config") }, "data": { "a": "1" },
+        }]}))
+    })
+    .await;
+    fixture
+        .composite_controller(json!({ "generateSelector": true, "hooks": { "sync": hooks.hook("sync", json!({})) } }))
+        .await;
+    let object = kube::api::DynamicObject::new("p", &fixture.things).data(json!({ "spec": {} }));
+    let parent = fixture.parents().create(&PostParams::default(), &object).await.unwrap();
+    let child = wait_for_data(&fixture, "p-config", "1").await;
+    assert_eq!(child.labels().get("controller-uid"), parent.uid().as_ref());
+}
+
+async fn finalize_runs_until_finalized_then_removes_the_finalizer(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(|hook, request| match hook {
+        // Cleanup takes a few calls: not finalized until the hook has seen finalizing twice.
+        "finalize" => Reply::Json(json!({
+            "children": [],
+            "finalized": request["parent"]["metadata"]["annotations"]["finalize-calls"] == "done",
+        })),
+        _ => config_map_per_parent(hook, request),
+    })
+    .await;
+    let name = fixture
+        .composite_controller(json!({ "hooks": {
+            "sync": hooks.hook("sync", json!({})),
+            "finalize": hooks.hook("finalize", json!({})),
+        }}))
+        .await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    wait_for_data(&fixture, "p-config", "1").await;
+    let finalizer = format!("metacontroller.io/compositecontroller-{name}");
+    eventually("the finalizer to be added", async || {
+        fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())
+    })
+    .await;
+
+    fixture.parents().delete("p", &DeleteParams::default()).await.unwrap();
+    eventually("finalize to be called", async || {
+        hooks.requests().iter().any(|(hook, request)| hook == "finalize" && request["finalizing"] == true).then_some(())
+    })
+    .await;
+    eventually("the children to be removed by the finalize response", async || {
+        fixture.config_maps().get_opt("p-config").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(fixture.parents().get_opt("p").await.unwrap().is_some(), "held by the finalizer until finalized");
+    let done = json!({ "metadata": { "annotations": { "finalize-calls": "done" } } });
+    fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&done)).await.unwrap();
+    eventually("the parent to be deleted once finalized", async || {
+        fixture.parents().get_opt("p").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+async fn every_hook_failure_leaves_children_untouched(strategy: ApplyStrategy) {
+    let (fixture, hooks) = converged(strategy, json!({})).await;
+    let before = fixture.config_maps().get("p-config").await.unwrap();
+    let parent_namespace = fixture.namespace.clone();
+    let failures: Vec<(&str, Box<dyn Fn(&str, &Value) -> Reply + Send + Sync>, &str)> = vec![
+        ("non-200", Box::new(|_, _| Reply::Status(500, "boom".into())), "HTTP 500: boom"),
+        ("malformed JSON", Box::new(|_, _| Reply::Status(200, "{not json".into())), "not valid"),
+        ("a child without kind", Box::new(|_, _| Reply::Json(json!({ "children": [{ "apiVersion": "v1", "metadata": { "name": "x" } }] }))), "has no kind"),
+        ("a null child", Box::new(|_, _| Reply::Json(json!({ "children": [null] }))), "children[0] is null"),
+        (
+            "a child in another namespace",
+            Box::new(|_, request| {
+                let mut response = desired_config_map(request);
+                response["children"][0]["metadata"]["namespace"] = json!("elsewhere");
+                Reply::Json(response)
+            }),
+            "can only own children in its own namespace",
+        ),
+        (
+            "a child outside the selector",
+            Box::new(|_, request| {
+                let mut response = desired_config_map(request);
+                response["children"][0]["metadata"]["labels"] = json!({ "thing": "other" });
+                Reply::Json(response)
+            }),
+            "do not match the parent's selector",
+        ),
+        (
+            "a child of an undeclared type",
+            Box::new(|_, _| Reply::Json(json!({ "children": [{ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "s" } }] }))),
+            "not one of the CompositeController's childResources",
+        ),
+        ("an empty response, which would delete every child, after a 503", Box::new(|_, _| Reply::Status(503, "unavailable".into())), "HTTP 503"),
+    ];
+    for (round, (what, script, expected)) in failures.into_iter().enumerate() {
+        hooks.script(script);
+        set_parent_data(&fixture, "p", &format!("round-{round}")).await;
+        eventually(&format!("a SyncError event for {what}"), async || {
+            let events = fixture.events("p", Some(&parent_namespace)).await;
+            events.iter().any(|(kind, reason, message)| kind == "Warning" && reason == "SyncError" && message.contains(expected)).then_some(())
+        })
+        .await;
+        let after = fixture.config_maps().get("p-config").await.unwrap();
+        assert_eq!((after.uid(), after.data.clone()), (before.uid(), before.data.clone()), "{what}: the child is untouched");
+    }
+
+    // A timeout (a shorter one, so the test stays quick) and a refused connection.
+    let hanging = HookServer::start(|_, _| Reply::Hang(Duration::from_secs(5))).await;
+    let timeout = json!({ "hooks": { "sync": hanging.hook("sync", json!({ "webhook": { "timeout": "500ms" } })) } });
+    restart_with(&fixture, timeout).await;
+    set_parent_data(&fixture, "p", "timeout").await;
+    let message = fixture.event_with_reason_containing("p", "no response within the timeout").await;
+    assert!(message.contains("500ms"), "{message}");
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    restart_with(&fixture, json!({ "hooks": { "sync": { "webhook": { "url": format!("http://{refused}/sync") } } } })).await;
+    set_parent_data(&fixture, "p", "refused").await;
+    fixture.event_with_reason_containing("p", "refused").await;
+    let after = fixture.config_maps().get("p-config").await.unwrap();
+    assert_eq!((after.uid(), after.data), (before.uid(), before.data), "the child is untouched");
+}
+
+/// Replaces the CompositeController's spec fields in `spec` (the hosted controller restarts).
+async fn restart_with(fixture: &Fixture, spec: Value) {
+    let name = format!("things-{}", fixture.id);
+    let patch = json!({ "spec": spec });
+    fixture.controllers().patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+impl Fixture {
+    async fn event_with_reason_containing(&self, name: &str, text: &str) -> String {
+        eventually(&format!("a SyncError event on {name} containing {text:?}"), async || {
+            self.events(name, None)
+                .await
+                .into_iter()
+                .find(|(_, reason, message)| reason == "SyncError" && message.contains(text))
+                .map(|(_, _, message)| message)
+        })
+        .await
+    }
+}
+
+async fn too_many_requests_retries_after_the_delay_without_an_error(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(|_, _| Reply::TooManyRequests(Some("1".into()))).await;
+    fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    eventually("the first call", async || (hooks.calls() >= 1).then_some(())).await;
+    hooks.script(config_map_per_parent);
+    wait_for_data(&fixture, "p-config", "1").await;
+    let events = fixture.events("p", None).await;
+    assert!(events.iter().all(|(_, reason, _)| reason != "SyncError"), "429 is not an error: {events:?}");
+}
+
+async fn steady_state_makes_no_writes(strategy: ApplyStrategy) {
+    let (fixture, hooks) = converged(strategy, json!({ "resyncPeriodSeconds": 1 })).await;
+    wait_for_observed_generation(&fixture, "p").await;
+    // Let the sync that follows the status write settle, then watch several full resyncs.
+    let settled = eventually("the writes to settle", async || {
+        let writes = fixture.requests.writes();
+        let calls = hooks.calls();
+        eventually("a resync", async || (hooks.calls() > calls).then_some(())).await;
+        (fixture.requests.writes() == writes).then_some(writes)
+    })
+    .await;
+    let calls = hooks.calls();
+    eventually("three more resyncs", async || (hooks.calls() >= calls + 3).then_some(())).await;
+    assert_eq!(fixture.requests.writes(), settled, "requests: {:?}", fixture.requests.snapshot());
+}
+
+#[tokio::test]
+async fn a_parent_without_status_subresource_gets_a_create_error() {
+    let fixture = Fixture::with_parent_crd(ApplyStrategy::DynamicApply, false).await;
+    let hooks = HookServer::start(config_map_per_parent).await;
+    let name = fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    let message = fixture.event_with_reason(&name, Some("default"), "CreateError").await;
+    assert!(message.contains("status subresource"), "{message}");
+}
+
+#[tokio::test]
+async fn controller_lifecycle_events_and_finalizers_released_on_delete() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let hooks = HookServer::start(|hook, request| match hook {
+        "finalize" => Reply::Json(json!({ "finalized": false })),
+        _ => config_map_per_parent(hook, request),
+    })
+    .await;
+    let name = fixture
+        .composite_controller(json!({ "hooks": {
+            "sync": hooks.hook("sync", json!({})),
+            "finalize": hooks.hook("finalize", json!({})),
+        }}))
+        .await;
+    fixture.event_with_reason(&name, Some("default"), "Started").await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    let finalizer = format!("metacontroller.io/compositecontroller-{name}");
+    eventually("the finalizer", async || {
+        fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())
+    })
+    .await;
+
+    // A rolling update method is refused with a clear event.
+    restart_with(&fixture, with_method("RollingInPlace")).await;
+    let message = fixture.event_with_reason(&name, Some("default"), "CreateError").await;
+    assert!(message.contains("rolling updates are not supported"), "{message}");
+    restart_with(&fixture, with_method("OnDelete")).await;
+    fixture.event_with_reason(&name, Some("default"), "Stopped").await;
+
+    // Deleting the CompositeController releases its parents.
+    fixture.controllers().delete(&name, &DeleteParams::default()).await.unwrap();
+    eventually("the finalizer to be removed", async || {
+        (!fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer)).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,381 @@
+//! What the engine's integration tests share: a fixture with a fresh namespace, a parent CRD
+//! of its own, and an engine running only this test's CompositeControllers (selected by
+//! label); a real hook server on loopback whose answers each test scripts; and helpers to
+//! wait for and inspect the results.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
+use bosun_testenv::TestEnv;
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+/// The label that ties a CompositeController to the engine of one test.
+pub const TEST_LABEL: &str = "test.bosun.dev/engine";
+
+/// The engine's API requests by HTTP method.
+#[derive(Default)]
+pub struct RequestCounts(Mutex<BTreeMap<String, usize>>);
+
+impl RequestCounts {
+    /// Write requests (POST, PUT, PATCH, DELETE) so far.
+    pub fn writes(&self) -> usize {
+        let counts = self.0.lock().unwrap();
+        ["POST", "PUT", "PATCH", "DELETE"].iter().map(|method| counts.get(*method).copied().unwrap_or(0)).sum()
+    }
+
+    /// All requests so far, by method.
+    pub fn snapshot(&self) -> BTreeMap<String, usize> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A test's namespace, parent CRD and engine.
+pub struct Fixture {
+    pub env: &'static TestEnv,
+    pub client: Client,
+    pub namespace: String,
+    pub id: String,
+    /// The parent type: namespaced `Thing`, spec and status free-form.
+    pub things: ApiResource,
+    pub requests: Arc<RequestCounts>,
+    engine: Option<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(engine) = self.engine.take() {
+            engine.abort();
+        }
+    }
+}
+
+impl Fixture {
+    /// A fixture whose parent CRD has the status subresource, with the engine running.
+    pub async fn new(strategy: ApplyStrategy) -> Fixture {
+        Self::with_parent_crd(strategy, true).await
+    }
+
+    /// A fixture whose parent CRD has the status subresource only if `status` is set.
+    pub async fn with_parent_crd(strategy: ApplyStrategy, status: bool) -> Fixture {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        }
+        let env = TestEnv::shared();
+        let client = env.client();
+        bosun_engine::install_crds(&client).await.unwrap();
+        let namespace = env.namespace("engine").await;
+        let id = bosun_testenv::unique_suffix();
+        let things = install_thing_crd(&client, &id, status).await;
+        let mut fixture = Fixture {
+            env,
+            client,
+            namespace,
+            id,
+            things,
+            requests: Arc::default(),
+            engine: None,
+            stop: None,
+        };
+        fixture.start_engine(strategy);
+        fixture
+    }
+
+    fn start_engine(&mut self, strategy: ApplyStrategy) {
+        let requests = self.requests.clone();
+        let counting = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            *requests.0.lock().unwrap().entry(request.method().to_string()).or_insert(0) += 1;
+            request
+        });
+        let client = kube::client::ClientBuilder::try_from(self.env.control_plane().config())
+            .unwrap()
+            .with_layer(&counting)
+            .build();
+        let config = EngineConfig {
+            apply_strategy: strategy,
+            discovery_interval: Duration::from_millis(500),
+            target_label_selector: Some(
+                serde_json::from_value(json!({ "matchLabels": { TEST_LABEL: self.id } })).unwrap(),
+            ),
+            ..EngineConfig::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.engine = Some(tokio::spawn(Engine::new(client, config).run(async {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+    }
+
+    pub fn parents(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &self.things)
+    }
+
+    pub fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn controllers(&self) -> Api<DynamicObject> {
+        Api::all_with(self.client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()))
+    }
+
+    /// Creates this test's CompositeController over `Thing` with ConfigMap children; `spec`
+    /// is merged over those defaults (hooks, updateStrategy, …).
+    pub async fn composite_controller(&self, spec: Value) -> String {
+        let name = format!("things-{}", self.id);
+        let mut full = json!({
+            "parentResource": { "apiVersion": self.things.api_version, "resource": "things" },
+            "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }],
+        });
+        merge_into(&mut full, spec);
+        let controller = json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1",
+            "kind": "CompositeController",
+            "metadata": { "name": name, "labels": { TEST_LABEL: self.id } },
+            "spec": full,
+        });
+        let object: DynamicObject = serde_json::from_value(controller).unwrap();
+        self.controllers().create(&PostParams::default(), &object).await.unwrap();
+        name
+    }
+
+    /// Creates a `Thing` with `spec` (and `selector.matchLabels: {thing: <name>}` unless the
+    /// spec has a selector).
+    pub async fn parent(&self, name: &str, spec: Value) -> DynamicObject {
+        let mut full = json!({ "selector": { "matchLabels": { "thing": name } } });
+        merge_into(&mut full, spec);
+        let object = DynamicObject::new(name, &self.things).data(json!({ "spec": full }));
+        self.parents().create(&PostParams::default(), &object).await.unwrap()
+    }
+
+    /// Events about the object named `name` in this test's namespace (or `default` for
+    /// cluster-scoped objects), as (type, reason, message).
+    pub async fn events(&self, name: &str, namespace: Option<&str>) -> Vec<(String, String, String)> {
+        let namespace = namespace.unwrap_or(&self.namespace);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await.unwrap();
+        list.items
+            .into_iter()
+            .map(|event| (event.type_.unwrap_or_default(), event.reason.unwrap_or_default(), event.message.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Waits for an event with `reason` about `name`, and returns its message.
+    pub async fn event_with_reason(&self, name: &str, namespace: Option<&str>, reason: &str) -> String {
+        eventually(&format!("a {reason} event on {name}"), async || {
+            self.events(name, namespace).await.into_iter().find(|(_, r, _)| r == reason).map(|(_, _, message)| message)
+        })
+        .await
+    }
+}
+
+/// Merges `patch` into `target` (objects key by key, anything else replaced).
+pub fn merge_into(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge_into(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+/// Installs a namespaced, free-form `Thing` CRD in a group of its own.
+pub async fn install_thing_crd(client: &Client, id: &str, status: bool) -> ApiResource {
+    let group = format!("{id}.engine.bosun.dev");
+    let mut version = json!({
+        "name": "v1",
+        "served": true,
+        "storage": true,
+        "schema": { "openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "spec": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
+                "status": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
+            },
+        }},
+    });
+    if status {
+        version["subresources"] = json!({ "status": {} });
+    }
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": { "name": format!("things.{group}") },
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": { "plural": "things", "singular": "thing", "kind": "Thing" },
+            "versions": [version],
+        },
+    }))
+    .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let name = crd.name_any();
+    let established = await_condition(crds, &name, conditions::is_crd_established());
+    tokio::time::timeout(Duration::from_secs(60), established).await.unwrap().unwrap();
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Thing"), "things")
+}
+
+/// Polls `check` every 100 ms until it returns `Some`; fails the test after a generous
+/// deadline (a liveness bound, not a timing assertion).
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Checks that `check` holds for the whole of `period`: for "nothing happens" assertions.
+pub async fn throughout(what: &str, period: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let end = tokio::time::Instant::now() + period;
+    while tokio::time::Instant::now() < end {
+        assert!(check().await, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the hook server answers.
+pub enum Reply {
+    /// 200 with this JSON body.
+    Json(Value),
+    /// This status and body.
+    Status(u16, String),
+    /// 429 with this `Retry-After` header.
+    TooManyRequests(Option<String>),
+    /// No answer for this long (then an empty 200).
+    Hang(Duration),
+}
+
+type Script = dyn Fn(&str, &Value) -> Reply + Send + Sync;
+
+/// A real HTTP hook server on 127.0.0.1, answering `/sync` and `/finalize` as scripted.
+pub struct HookServer {
+    pub base: String,
+    script: Arc<Mutex<Arc<Script>>>,
+    requests: Arc<Mutex<Vec<(String, Value)>>>,
+    calls: Arc<AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HookServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl HookServer {
+    /// Starts a server answering with `script(path, request)`.
+    pub async fn start(script: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static) -> HookServer {
+        let script: Arc<Mutex<Arc<Script>>> = Arc::new(Mutex::new(Arc::new(script)));
+        let requests: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let state = (script.clone(), requests.clone(), calls.clone());
+        let app = axum::Router::new().route(
+            "/{hook}",
+            axum::routing::post(
+                |axum::extract::State((script, requests, calls)): axum::extract::State<(
+                    Arc<Mutex<Arc<Script>>>,
+                    Arc<Mutex<Vec<(String, Value)>>>,
+                    Arc<AtomicUsize>,
+                )>,
+                 axum::extract::Path(hook): axum::extract::Path<String>,
+                 body: String| async move {
+                    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    requests.lock().unwrap().push((hook.clone(), request.clone()));
+                    let script = script.lock().unwrap().clone();
+                    let reply = script(&hook, &request);
+                    let mut headers = HeaderMap::new();
+                    match reply {
+                        Reply::Json(value) => (StatusCode::OK, headers, value.to_string()),
+                        Reply::Status(code, body) => (StatusCode::from_u16(code).unwrap(), headers, body),
+                        Reply::TooManyRequests(retry_after) => {
+                            if let Some(value) = retry_after {
+                                headers.insert("retry-after", value.parse().unwrap());
+                            }
+                            (StatusCode::TOO_MANY_REQUESTS, headers, String::new())
+                        }
+                        Reply::Hang(duration) => {
+                            tokio::time::sleep(duration).await;
+                            (StatusCode::OK, headers, "{}".into())
+                        }
+                    }
+                },
+            ),
+        );
+        let app = app.with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        HookServer { base, script, requests, calls, server }
+    }
+
+    /// Changes what the server answers from now on.
+    pub fn script(&self, script: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static) {
+        *self.script.lock().unwrap() = Arc::new(script);
+    }
+
+    /// The URL of a hook path.
+    pub fn url(&self, hook: &str) -> String {
+        format!("{}/{hook}", self.base)
+    }
+
+    /// `{ "webhook": { "url": … } }` for a hook path, with extra hook fields merged in.
+    pub fn hook(&self, hook: &str, extra: Value) -> Value {
+        let mut value = json!({ "webhook": { "url": self.url(hook) } });
+        merge_into(&mut value, extra);
+        value
+    }
+
+    /// Requests received so far, as (path, body).
+    pub fn requests(&self) -> Vec<(String, Value)> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// How many requests arrived.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// The standard test hook: one ConfigMap per parent, `<parent>-config`, carrying the parent's
+/// `spec.data` and its selector's labels; status counts the observed children.
+pub fn config_map_per_parent(_hook: &str, request: &Value) -> Reply {
+    Reply::Json(desired_config_map(request))
+}
+
+/// The standard test hook's response for `request`.
+pub fn desired_config_map(request: &Value) -> Value {
+    let parent = &request["parent"];
+    let name = parent["metadata"]["name"].as_str().unwrap_or_default();
+    let labels = parent["spec"]["selector"]["matchLabels"].clone();
+    let observed = request["children"]["ConfigMap.v1"].as_object().map(|map| map.len()).unwrap_or(0);
+    json!({
+        "status": { "observedChildren": observed, "phase": "Synced" },
+        "children": [{
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": { "name": format!("{name}-config"), "labels": labels },
+            "data": parent["spec"]["data"].clone(),
+        }],
+    })
+}

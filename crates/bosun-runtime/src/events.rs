@@ -1,0 +1,132 @@
+//! Recording Kubernetes Events (`events.k8s.io/v1`) about objects, with repeats folded into
+//! a series: the same reason *and message* about the same object updates the existing event's
+//! count instead of creating another.
+//!
+//! kube-runtime's `Recorder` folds by reason alone, so a second, different message for the same
+//! reason only bumps the count of the first event and the new message is never shown; a
+//! controller whose failure changes cause would keep reporting the old one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// Whether an event reports normal operation or a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// Normal operation.
+    Normal,
+    /// Something needs attention.
+    Warning,
+}
+
+/// The API server refuses longer notes.
+const MAX_NOTE: usize = 1024;
+/// How long a repeat is folded into the same event.
+const SERIES_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// Bound on remembered events.
+const MAX_REMEMBERED: usize = 4096;
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+struct SeriesKey {
+    regarding: (Option<String>, Option<String>, Option<String>, Option<String>),
+    type_: EventType,
+    reason: String,
+    note: String,
+}
+
+struct Series {
+    name: String,
+    count: i32,
+    last: Instant,
+}
+
+/// Records events for one controller.
+pub struct EventRecorder {
+    client: Client,
+    controller: String,
+    instance: String,
+    series: Mutex<HashMap<SeriesKey, Series>>,
+}
+
+impl EventRecorder {
+    /// A recorder reporting as `controller` (and `instance`, e.g. the pod name).
+    pub fn new(client: Client, controller: impl Into<String>, instance: impl Into<String>) -> Self {
+        EventRecorder { client, controller: controller.into(), instance: instance.into(), series: Mutex::default() }
+    }
+
+    /// Records an event about `regarding`. Events of cluster-scoped objects go to `default`.
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) -> Result<(), kube::Error> {
+        let note: String = note.chars().take(MAX_NOTE).collect();
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let key = SeriesKey {
+            regarding: (regarding.api_version.clone(), regarding.kind.clone(), regarding.namespace.clone(), regarding.uid.clone().or_else(|| regarding.name.clone())),
+            type_,
+            reason: reason.to_owned(),
+            note: note.clone(),
+        };
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let now = Timestamp::now();
+        let repeat = {
+            let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            series.retain(|_, entry| entry.last.elapsed() < SERIES_WINDOW);
+            series.get_mut(&key).map(|entry| {
+                entry.count += 1;
+                entry.last = Instant::now();
+                (entry.name.clone(), entry.count)
+            })
+        };
+        if let Some((name, count)) = repeat {
+            let series = json!({ "series": EventSeries { count, last_observed_time: MicroTime(now) } });
+            match events.patch(&name, &PatchParams::default(), &Patch::Merge(&series)).await {
+                Ok(_) => return Ok(()),
+                // Expired or deleted meanwhile: record it anew.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let object_name = regarding.name.clone().unwrap_or_else(|| self.controller.clone());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{object_name}.{:x}", now.as_nanosecond())),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(match type_ {
+                EventType::Normal => "Normal".into(),
+                EventType::Warning => "Warning".into(),
+            }),
+            reason: Some(reason.to_owned()),
+            action: Some(reason.to_owned()),
+            note: Some(note),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        };
+        let created = events.create(&PostParams::default(), &event).await?;
+        let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if series.len() >= MAX_REMEMBERED {
+            series.clear();
+        }
+        series.insert(
+            key,
+            Series { name: created.metadata.name.unwrap_or_default(), count: 1, last: Instant::now() },
+        );
+        Ok(())
+    }
+}
