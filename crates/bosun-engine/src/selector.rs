@@ -55,6 +55,58 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> R
     Ok(true)
 }
 
+/// Parses Kubernetes' label selector syntax, as `kubectl -l` and `--target-label-selector`
+/// take it: comma-separated `key=value`, `key==value`, `key!=value`, `key`, `!key`,
+/// `key in (a,b)` and `key notin (a,b)`.
+pub fn parse(text: &str) -> Result<LabelSelector, String> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    let mut selector = LabelSelector::default();
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (index, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&text[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&text[start..]);
+    let requirement = |key: &str, operator: &str, values: Option<Vec<String>>| LabelSelectorRequirement {
+        key: key.trim().to_owned(),
+        operator: operator.to_owned(),
+        values,
+    };
+    for term in terms.into_iter().map(str::trim).filter(|term| !term.is_empty()) {
+        let set = |keyword: &str| {
+            let (key, rest) = term.split_once(keyword)?;
+            let values = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+            Some((key.trim().to_owned(), values.split(',').map(|value| value.trim().to_owned()).collect::<Vec<_>>()))
+        };
+        let expression = if let Some((key, values)) = set(" notin ") {
+            requirement(&key, "NotIn", Some(values))
+        } else if let Some((key, values)) = set(" in ") {
+            requirement(&key, "In", Some(values))
+        } else if let Some((key, value)) = term.split_once("!=") {
+            requirement(key, "NotIn", Some(vec![value.trim().to_owned()]))
+        } else if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            selector.match_labels.get_or_insert_default().insert(key.trim().to_owned(), value.trim().to_owned());
+            continue;
+        } else if let Some(key) = term.strip_prefix('!') {
+            requirement(key, "DoesNotExist", None)
+        } else if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            requirement(term, "Exists", None)
+        } else {
+            return Err(format!("{term:?} is not a label selector term (key=value, key!=value, key, !key, key in (a,b), key notin (a,b))"));
+        };
+        selector.match_expressions.get_or_insert_default().push(expression);
+    }
+    Ok(selector)
+}
+
 /// Whether the selector has at least one term (an empty selector selects everything).
 pub fn is_empty(selector: &LabelSelector) -> bool {
     selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
@@ -99,6 +151,16 @@ mod tests {
         assert!(matches(&no_values, &labels(&[])).is_err());
         let unknown = selector(json!({ "matchExpressions": [{ "key": "a", "operator": "Gt", "values": ["1"] }] }));
         assert_eq!(matches(&unknown, &labels(&[])), Err(SelectorError::UnknownOperator("Gt".into())));
+    }
+
+    #[test]
+    fn selector_syntax() {
+        let parsed = parse("tier=front, env in (prod, staging),!legacy,team!=ops,owner").unwrap();
+        let object = labels(&[("tier", "front"), ("env", "prod"), ("owner", "me")]);
+        assert!(matches(&parsed, &object).unwrap());
+        assert!(!matches(&parsed, &labels(&[("tier", "front"), ("env", "dev"), ("owner", "me")])).unwrap());
+        assert_eq!(parse("").unwrap(), LabelSelector::default());
+        assert!(parse("a b").is_err());
     }
 
     proptest! {

@@ -1,4 +1,4 @@
-//! `bosun dev`: a local control plane for development, up until Ctrl-C.
+//! `bosun dev`: a local control plane with the engine running on it, up until Ctrl-C.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -6,6 +6,8 @@ use std::time::Instant;
 use anyhow::Context;
 use bosun_testenv::ControlPlane;
 use clap::Args;
+
+use crate::run::EngineArgs;
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -21,6 +23,8 @@ pub struct DevArgs {
     /// exit: for CI images and machines that should not build on first use.
     #[arg(long, conflicts_with_all = ["controllers", "kubeconfig_out"])]
     build_only: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -53,8 +57,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         println!();
         println!("export KUBECONFIG={}", kubeconfig.display());
         println!();
+        let client = plane.client()?;
+        bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
+        println!("The engine is running: apply a CompositeController and its parents with kubectl.");
         println!("Press Ctrl-C to stop.");
-        wait_for_shutdown_signal().await?;
+        crate::run::serve(client, &args.engine).await?;
         println!("stopping the local control plane");
         plane.stop();
         if let Some(out) = &args.kubeconfig_out {
@@ -62,14 +69,4 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
-    }
-    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod dev;
 mod logging;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,17 @@ enum Command {
     /// on random loopback ports, and prints the kubeconfig path and the `export KUBECONFIG=…`
     /// line for kubectl. Ctrl-C (or SIGTERM) stops everything it started.
     Dev(dev::DevArgs),
+    /// Run the Metacontroller-compatible engine against a cluster until SIGINT or SIGTERM.
+    ///
+    /// Runs a hosted controller for every CompositeController in the cluster. Accepts
+    /// Metacontroller's flag names, so an existing Deployment's args keep working. The CRDs
+    /// must be installed first (`bosun crds | kubectl apply --server-side -f -`).
+    Run(run::RunArgs),
+    /// Print the CompositeController, DecoratorController and ControllerRevision CRDs as YAML.
+    ///
+    /// The same CRDs as `deploy/crds/`; apply them with
+    /// `bosun crds | kubectl apply --server-side -f -`.
+    Crds,
     /// Print bosun's version and the Kubernetes and etcd versions of the local control plane.
     Version,
 }
@@ -35,11 +47,26 @@ fn main() -> anyhow::Result<()> {
     logging::init(&cli.logging)?;
     match cli.command {
         Command::Dev(args) => dev::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Crds => {
+            print!("{}", bosun_engine::api::crds_yaml());
+            Ok(())
+        }
         Command::Version => {
             println!("bosun {}", env!("CARGO_PKG_VERSION"));
             println!("kubernetes {} (API types and local control plane)", bosun_testenv::KUBERNETES_VERSION);
             println!("etcd {} (local control plane)", bosun_testenv::ETCD_VERSION);
             Ok(())
         }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }

@@ -1,0 +1,119 @@
+//! `bosun run`: the engine against a cluster, configured with Metacontroller's flag names so
+//! that existing Deployments need no change.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
+use clap::Args;
+
+/// Which cluster to talk to.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Path to a kubeconfig. Without it: $KUBECONFIG, then ~/.kube/config, then the in-cluster
+    /// ServiceAccount.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of its current context.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// A client for the chosen cluster.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let options = kube::config::KubeConfigOptions { context: self.context.clone(), ..Default::default() };
+        let config = match (&self.kubeconfig, &self.context) {
+            (Some(path), _) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            }
+            (None, Some(_)) => kube::Config::from_kubeconfig(&options).await?,
+            (None, None) => kube::Config::infer().await.context(
+                "no cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a Pod with a ServiceAccount",
+            )?,
+        };
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    bosun_engine::hooks::parse_duration(text)
+}
+
+fn label_selector(text: &str) -> Result<String, String> {
+    bosun_engine::selector::parse(text).map(|_| text.to_owned())
+}
+
+/// The engine's settings (Metacontroller's flags).
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Concurrent syncs per CompositeController.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
+    /// How children are written: `dynamic-apply` (client-side three-way merge with the
+    /// last-applied annotation) or `server-side-apply`.
+    #[arg(long, default_value = "dynamic-apply", value_parser = ["dynamic-apply", "server-side-apply"])]
+    apply_strategy: String,
+    /// The field manager of server-side apply.
+    #[arg(long, default_value = "metacontroller", value_name = "NAME")]
+    apply_strategy_ssa_field_manager: String,
+    /// How long a discovery answer (which resources exist) is trusted.
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    discovery_interval: Duration,
+    /// Every parent is synced this often even without changes.
+    #[arg(long, default_value = "30m", value_parser = duration, value_name = "DURATION")]
+    cache_flush_interval: Duration,
+    /// Only run CompositeControllers whose labels match this selector (e.g. `shard=a`), so
+    /// several engines can share a cluster.
+    #[arg(long, default_value = "", value_parser = label_selector, value_name = "SELECTOR")]
+    target_label_selector: String,
+}
+
+impl EngineArgs {
+    /// The engine configuration these flags describe.
+    pub fn config(&self) -> EngineConfig {
+        let apply_strategy = match self.apply_strategy.as_str() {
+            "server-side-apply" => {
+                ApplyStrategy::ServerSideApply { field_manager: self.apply_strategy_ssa_field_manager.clone() }
+            }
+            _ => ApplyStrategy::DynamicApply,
+        };
+        let selector = bosun_engine::selector::parse(&self.target_label_selector).expect("validated by clap");
+        EngineConfig {
+            workers: self.workers.into(),
+            apply_strategy,
+            discovery_interval: self.discovery_interval,
+            resync_interval: self.cache_flush_interval,
+            target_label_selector: (!bosun_engine::selector::is_empty(&selector)).then_some(selector),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let client = args.cluster.client().await?;
+        let version = client.apiserver_version().await.context("reaching the API server")?;
+        tracing::info!(server = %version.git_version, "connected");
+        serve(client, &args.engine).await
+    })
+}
+
+/// Runs the engine until SIGINT or SIGTERM.
+pub async fn serve(client: kube::Client, engine: &EngineArgs) -> anyhow::Result<()> {
+    let config = engine.config();
+    tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
+    Engine::new(client, config).run(crate::shutdown_signal()).await;
+    tracing::info!("engine stopped");
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The `bosun` command as users run it: `bosun dev` brings up a working cluster with the
+//! engine on it and stops everything on Ctrl-C; `bosun run` runs the engine against the
+//! cluster of a kubeconfig until SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use kube::api::{DynamicObject, ListParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// Creates a CompositeController (labelled `label`) whose parent resource does not exist, and
+/// waits for the engine's CreateError event about it: proof that an engine is running it.
+async fn engine_reports_on_a_controller(client: &Client, label: &str) {
+    let name = format!("missing-parent-{}", bosun_testenv::unique_suffix());
+    let controller: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1",
+        "kind": "CompositeController",
+        "metadata": { "name": name, "labels": { "shard": label } },
+        "spec": {
+            "parentResource": { "apiVersion": "nowhere.bosun.dev/v1", "resource": "ghosts" },
+            "hooks": { "sync": { "webhook": { "url": "http://127.0.0.1:1/sync" } } },
+        },
+    }))
+    .unwrap();
+    let resource = kube::api::ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await.unwrap();
+        if list.items.iter().any(|event| event.reason.as_deref() == Some("CreateError")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no CreateError event for {name}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_serves_the_kubeconfig_cluster_until_terminated() {
+    let env = bosun_testenv::TestEnv::shared();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    let shard = bosun_testenv::unique_suffix();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["run", "--workers", "2", "--apply-strategy", "server-side-apply", "--discovery-interval", "1s"])
+        .arg("--kubeconfig")
+        .arg(env.control_plane().kubeconfig_path())
+        .arg(format!("--target-label-selector=shard={shard}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    engine_reports_on_a_controller(&client, &shard).await;
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(run.wait().unwrap().success(), "SIGTERM is a clean exit");
+}
+
+#[test]
+fn run_refuses_bad_flags_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["run", "--apply-strategy", "kubectl-apply"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("dynamic-apply") && stderr.contains("server-side-apply"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun")).args(["run", "--discovery-interval", "soon"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a duration"));
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // `pid (comm) state ppid …`
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            children.push(child);
+        }
+    }
+    children
+}
+
+#[tokio::test]
+async fn dev_serves_a_cluster_until_interrupted() {
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .arg("dev")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut printed = Vec::new();
+    let kubeconfig = loop {
+        let line = lines.next().expect("bosun dev prints the export line before waiting");
+        printed.push(line.clone());
+        if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+            break std::path::PathBuf::from(path);
+        }
+    };
+    assert!(printed.iter().any(|line| line.starts_with("kubeconfig: ")), "{printed:?}");
+    assert!(lines.any(|line| line == "Press Ctrl-C to stop."));
+
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(namespaces.get_opt("default").await.unwrap().is_some());
+    engine_reports_on_a_controller(&client, "any").await;
+
+    let control_plane = children_of(dev.id());
+    assert_eq!(control_plane.len(), 3, "etcd, kube-apiserver and kube-controller-manager");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(dev.id() as libc::pid_t, libc::SIGINT) };
+    assert!(dev.wait().unwrap().success(), "Ctrl-C is a clean exit");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while control_plane.iter().any(|pid| bosun_testenv::is_running(*pid)) {
+        assert!(Instant::now() < deadline, "the control plane outlived bosun dev");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!kubeconfig.exists(), "the control plane's files are removed");
+}
