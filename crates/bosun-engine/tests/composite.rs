@@ -43,6 +43,8 @@ with_both_strategies!(
     orphans_are_adopted_and_non_matching_children_released,
     generate_selector_labels_children_with_the_parent_uid,
     finalize_runs_until_finalized_then_removes_the_finalizer,
+    finalize_runs_when_a_parent_stops_matching,
+    a_child_name_taken_by_another_controller_is_reported,
     every_hook_failure_leaves_children_untouched,
     too_many_requests_retries_after_the_delay_without_an_error,
     steady_state_makes_no_writes,
@@ -109,6 +111,10 @@ async fn deleted_child_is_recreated(strategy: ApplyStrategy) {
         (again.uid() != first).then_some(())
     })
     .await;
+}
+
+fn sync_and_finalize(hooks: &HookServer) -> Value {
+    json!({ "hooks": { "sync": hooks.hook("sync", json!({})), "finalize": hooks.hook("finalize", json!({})) } })
 }
 
 fn with_method(method: &str) -> Value {
@@ -306,12 +312,7 @@ async fn finalize_runs_until_finalized_then_removes_the_finalizer(strategy: Appl
         _ => config_map_per_parent(hook, request),
     })
     .await;
-    let name = fixture
-        .composite_controller(json!({ "hooks": {
-            "sync": hooks.hook("sync", json!({})),
-            "finalize": hooks.hook("finalize", json!({})),
-        }}))
-        .await;
+    let name = fixture.composite_controller(sync_and_finalize(&hooks)).await;
     fixture.parent("p", json!({ "data": { "a": "1" } })).await;
     wait_for_data(&fixture, "p-config", "1").await;
     let finalizer = format!("metacontroller.io/compositecontroller-{name}");
@@ -336,6 +337,65 @@ async fn finalize_runs_until_finalized_then_removes_the_finalizer(strategy: Appl
         fixture.parents().get_opt("p").await.unwrap().is_none().then_some(())
     })
     .await;
+}
+
+async fn finalize_runs_when_a_parent_stops_matching(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(|hook, request| match hook {
+        "finalize" => Reply::Json(json!({ "children": [], "finalized": true })),
+        _ => config_map_per_parent(hook, request),
+    })
+    .await;
+    let mut spec = sync_and_finalize(&hooks);
+    spec["parentResource"] = json!({ "labelSelector": { "matchLabels": { "managed": "yes" } } });
+    let name = fixture.composite_controller(spec).await;
+    let mut object = kube::api::DynamicObject::new("p", &fixture.things)
+        .data(json!({ "spec": { "selector": { "matchLabels": { "thing": "p" } }, "data": { "a": "1" } } }));
+    object.metadata.labels = Some([("managed".to_owned(), "yes".to_owned())].into());
+    fixture.parents().create(&PostParams::default(), &object).await.unwrap();
+    wait_for_data(&fixture, "p-config", "1").await;
+    let finalizer = format!("metacontroller.io/compositecontroller-{name}");
+    eventually("the finalizer", async || {
+        fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())
+    })
+    .await;
+
+    // Opting out runs finalize: its children go, the finalizer goes, the parent stays.
+    let opt_out = json!({ "metadata": { "labels": { "managed": "no" } } });
+    fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&opt_out)).await.unwrap();
+    eventually("finalize to clean up after the opt-out", async || {
+        let parent = fixture.parents().get("p").await.unwrap();
+        let child = fixture.config_maps().get_opt("p-config").await.unwrap();
+        (child.is_none() && !parent.finalizers().contains(&finalizer)).then_some(())
+    })
+    .await;
+    assert!(hooks.requests().iter().any(|(hook, request)| hook == "finalize" && request["finalizing"] == true));
+}
+
+async fn a_child_name_taken_by_another_controller_is_reported(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let hooks = HookServer::start(config_map_per_parent).await;
+    let other: k8s_openapi::api::core::v1::ConfigMap = fixture
+        .config_maps()
+        .create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": "other-owner" } })).unwrap())
+        .await
+        .unwrap();
+    let taken: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {
+            "name": "p-config",
+            "labels": { "thing": "p" },
+            "ownerReferences": [{ "apiVersion": "v1", "kind": "ConfigMap", "name": "other-owner", "uid": other.uid(), "controller": true }],
+        },
+        "data": { "a": "theirs" },
+    }))
+    .unwrap();
+    fixture.config_maps().create(&PostParams::default(), &taken).await.unwrap();
+    fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    let message = fixture.event_with_reason_containing("p", "already exists").await;
+    assert!(message.contains("controlled by ConfigMap other-owner"), "{message}");
+    let untouched = fixture.config_maps().get("p-config").await.unwrap();
+    assert_eq!(untouched.data.unwrap()["a"], "theirs");
 }
 
 async fn every_hook_failure_leaves_children_untouched(strategy: ApplyStrategy) {
@@ -447,6 +507,38 @@ async fn steady_state_makes_no_writes(strategy: ApplyStrategy) {
     assert_eq!(fixture.requests.writes(), settled, "requests: {:?}", fixture.requests.snapshot());
 }
 
+/// With `ignoreStatusChanges`, a change to a parent's status alone brings no sync; without
+/// it, it does. A status-only change is made by hand, then a label; every hook request in
+/// between would carry the hand-made status without the label.
+#[tokio::test]
+async fn ignore_status_changes_skips_status_only_updates() {
+    for ignore in [true, false] {
+        let (fixture, hooks) = converged(
+            ApplyStrategy::DynamicApply,
+            json!({ "parentResource": { "ignoreStatusChanges": ignore } }),
+        )
+        .await;
+        wait_for_observed_generation(&fixture, "p").await;
+        let status = json!({ "status": { "byHand": true } });
+        fixture.parents().patch_status("p", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        let label = json!({ "metadata": { "labels": { "touched": "yes" } } });
+        fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
+        eventually("the sync for the label change", async || {
+            hooks.requests().iter().any(|(_, request)| request["parent"]["metadata"]["labels"]["touched"] == "yes").then_some(())
+        })
+        .await;
+        let status_only_syncs = hooks
+            .requests()
+            .iter()
+            .filter(|(_, request)| {
+                let parent = &request["parent"];
+                parent["status"]["byHand"] == true && parent["metadata"]["labels"]["touched"].is_null()
+            })
+            .count();
+        assert_eq!(status_only_syncs == 0, ignore, "ignoreStatusChanges: {ignore}");
+    }
+}
+
 #[tokio::test]
 async fn a_parent_without_status_subresource_gets_a_create_error() {
     let fixture = Fixture::with_parent_crd(ApplyStrategy::DynamicApply, false).await;
@@ -464,12 +556,7 @@ async fn controller_lifecycle_events_and_finalizers_released_on_delete() {
         _ => config_map_per_parent(hook, request),
     })
     .await;
-    let name = fixture
-        .composite_controller(json!({ "hooks": {
-            "sync": hooks.hook("sync", json!({})),
-            "finalize": hooks.hook("finalize", json!({})),
-        }}))
-        .await;
+    let name = fixture.composite_controller(sync_and_finalize(&hooks)).await;
     fixture.event_with_reason(&name, Some("default"), "Started").await;
     fixture.parent("p", json!({ "data": { "a": "1" } })).await;
     let finalizer = format!("metacontroller.io/compositecontroller-{name}");
@@ -484,6 +571,20 @@ async fn controller_lifecycle_events_and_finalizers_released_on_delete() {
     assert!(message.contains("rolling updates are not supported"), "{message}");
     restart_with(&fixture, with_method("OnDelete")).await;
     fixture.event_with_reason(&name, Some("default"), "Stopped").await;
+
+    // Without a finalize hook, the controller lets go of its parents.
+    let without_finalize = json!({ "spec": { "hooks": { "finalize": null } } });
+    fixture.controllers().patch(&name, &PatchParams::default(), &Patch::Merge(&without_finalize)).await.unwrap();
+    eventually("the finalizer to be removed with the finalize hook", async || {
+        (!fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer)).then_some(())
+    })
+    .await;
+    let with_finalize = json!({ "spec": { "hooks": { "finalize": hooks.hook("finalize", json!({})) } } });
+    fixture.controllers().patch(&name, &PatchParams::default(), &Patch::Merge(&with_finalize)).await.unwrap();
+    eventually("the finalizer to come back with the finalize hook", async || {
+        fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())
+    })
+    .await;
 
     // Deleting the CompositeController releases its parents.
     fixture.controllers().delete(&name, &DeleteParams::default()).await.unwrap();

@@ -9,9 +9,12 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::ResourceExt;
 
 use crate::ControlPlane;
 
@@ -83,6 +86,21 @@ impl TestEnv {
             .await
             .unwrap_or_else(|error| panic!("creating namespace {name}: {error}"));
         name
+    }
+
+    /// Installs (or updates) a CRD with server-side apply and waits until the API server
+    /// serves it.
+    pub async fn install_crd(&self, crd: &CustomResourceDefinition) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client());
+        let name = crd.name_any();
+        crds.patch(&name, &PatchParams::apply("bosun-testenv").force(), &Patch::Apply(crd))
+            .await
+            .unwrap_or_else(|error| panic!("installing CRD {name}: {error}"));
+        let established = await_condition(crds, &name, conditions::is_crd_established());
+        tokio::time::timeout(std::time::Duration::from_secs(60), established)
+            .await
+            .unwrap_or_else(|_| panic!("CRD {name} was not established within 60 s"))
+            .unwrap_or_else(|error| panic!("watching CRD {name}: {error}"));
     }
 
     /// A client that authenticates as ServiceAccount `name` in `namespace` with a token from

@@ -13,8 +13,7 @@ use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, WatchEvent,
     WatchParams,
 };
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 /// Polls `check` every 100 ms until it returns `Some`, failing the test after a generous
@@ -36,7 +35,7 @@ fn config_map(name: &str, data: serde_json::Value) -> ConfigMap {
 
 /// Installs a namespaced `Widget` CRD (unique per call) with a status subresource and a
 /// schema that requires `spec.size` to be an integer from 1 to 10.
-async fn install_widget_crd(client: &Client) -> ApiResource {
+async fn install_widget_crd(env: &TestEnv) -> ApiResource {
     let group = format!("{}.testenv.bosun.dev", bosun_testenv::unique_suffix());
     let crd: CustomResourceDefinition = serde_json::from_value(json!({
         "metadata": { "name": format!("widgets.{group}") },
@@ -67,11 +66,7 @@ async fn install_widget_crd(client: &Client) -> ApiResource {
         },
     }))
     .unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &crd).await.unwrap();
-    let name = crd.name_any();
-    let established = await_condition(crds, &name, conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(60), established).await.unwrap().unwrap();
+    env.install_crd(&crd).await;
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Widget"), "widgets")
 }
 
@@ -91,7 +86,7 @@ async fn custom_resource_with_status_subresource() {
     let env = TestEnv::shared();
     let client = env.client();
     let namespace = env.namespace("crd").await;
-    let resource = install_widget_crd(&client).await;
+    let resource = install_widget_crd(env).await;
     let widgets: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
 
     let created = widgets.create(&PostParams::default(), &widget(&resource, "w", json!({ "size": 3 }))).await.unwrap();
@@ -115,7 +110,7 @@ async fn schema_validation_rejects_bad_objects() {
     let env = TestEnv::shared();
     let client = env.client();
     let namespace = env.namespace("schema").await;
-    let resource = install_widget_crd(&client).await;
+    let resource = install_widget_crd(env).await;
     let widgets: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
 
     for (spec, complaint) in [

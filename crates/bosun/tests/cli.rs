@@ -131,3 +131,20 @@ async fn dev_serves_a_cluster_until_interrupted() {
     }
     assert!(!kubeconfig.exists(), "the control plane's files are removed");
 }
+
+#[test]
+fn building_without_go_says_what_to_install() {
+    let empty = std::env::temp_dir().join(format!("bosun-no-go-{}", bosun_testenv::unique_suffix()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["dev", "--build-only"])
+        .env("PATH", &empty)
+        .env("XDG_CACHE_HOME", &empty)
+        .env_remove(bosun_testenv::BIN_DIR_ENV)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&empty).unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the Go toolchain is needed") && stderr.contains("apt-get install golang-go"), "{stderr}");
+}

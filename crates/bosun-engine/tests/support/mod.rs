@@ -15,8 +15,7 @@ use bosun_testenv::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 
 /// The label that ties a CompositeController to the engine of one test.
@@ -79,7 +78,7 @@ impl Fixture {
         bosun_engine::install_crds(&client).await.unwrap();
         let namespace = env.namespace("engine").await;
         let id = bosun_testenv::unique_suffix();
-        let things = install_thing_crd(&client, &id, status).await;
+        let things = install_thing_crd(env, &id, status).await;
         let mut fixture = Fixture {
             env,
             client,
@@ -194,7 +193,7 @@ pub fn merge_into(target: &mut Value, patch: Value) {
 }
 
 /// Installs a namespaced, free-form `Thing` CRD in a group of its own.
-pub async fn install_thing_crd(client: &Client, id: &str, status: bool) -> ApiResource {
+pub async fn install_thing_crd(env: &TestEnv, id: &str, status: bool) -> ApiResource {
     let group = format!("{id}.engine.bosun.dev");
     let mut version = json!({
         "name": "v1",
@@ -221,11 +220,7 @@ pub async fn install_thing_crd(client: &Client, id: &str, status: bool) -> ApiRe
         },
     }))
     .unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &crd).await.unwrap();
-    let name = crd.name_any();
-    let established = await_condition(crds, &name, conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(60), established).await.unwrap().unwrap();
+    env.install_crd(&crd).await;
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Thing"), "things")
 }
 

@@ -1,0 +1,65 @@
+//! Measures the local control plane: start-to-ready time over several starts (binaries
+//! already cached), and the memory of each process once ready and after some work.
+//!
+//! `cargo run -p bosun-testenv --example startup -- [starts]`
+
+use std::time::Instant;
+
+use bosun_testenv::ControlPlane;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::PostParams;
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn print_memory(plane: &ControlPlane, when: &str) {
+    let mut total = 0.0;
+    for (name, pid) in plane.pids() {
+        let rss = rss_mib(pid);
+        total += rss;
+        println!("  {when:<28} {name:<24} {rss:>7.1} MiB");
+    }
+    println!("  {when:<28} {:<24} {total:>7.1} MiB", "total");
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let starts: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(5);
+    bosun_testenv::Binaries::ensure()?;
+    let mut times = Vec::new();
+    for start in 1..=starts {
+        let began = Instant::now();
+        let plane = ControlPlane::start().await?;
+        let elapsed = began.elapsed().as_secs_f64();
+        println!("start {start}: ready in {elapsed:.2} s");
+        times.push(elapsed);
+        if start == starts {
+            print_memory(&plane, "idle, just ready");
+            let config_maps: Api<ConfigMap> = Api::namespaced(plane.client()?, "default");
+            for index in 0..1000 {
+                let object: ConfigMap = serde_json::from_value(serde_json::json!({
+                    "metadata": { "name": format!("load-{index}") }, "data": { "k": "v".repeat(100) },
+                }))?;
+                config_maps.create(&PostParams::default(), &object).await?;
+            }
+            print_memory(&plane, "after 1,000 ConfigMaps");
+        }
+        plane.stop();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "start-to-ready over {starts} starts: min {:.2} s, median {:.2} s, max {:.2} s",
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    Ok(())
+}
