@@ -166,16 +166,6 @@ impl Cache {
         self.read().objects.values().cloned().collect()
     }
 
-    /// The number of objects.
-    pub fn len(&self) -> usize {
-        self.read().objects.len()
-    }
-
-    /// Whether the cache holds no objects.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The objects whose controller owner has this UID.
     pub fn controlled_by(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
@@ -192,11 +182,6 @@ impl Cache {
             None => store.orphans.values().flatten().collect(),
         };
         keys.into_iter().filter_map(|key| store.objects.get(key).cloned()).collect()
-    }
-
-    /// Whether the initial list has completed.
-    pub fn is_synced(&self) -> bool {
-        *self.synced.borrow()
     }
 
     /// Waits until the initial list has completed.

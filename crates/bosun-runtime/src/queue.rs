@@ -153,11 +153,6 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         self.lock().failures.remove(key);
     }
 
-    /// How many times in a row `key` has failed.
-    pub fn failures(&self, key: &K) -> u32 {
-        self.lock().failures.get(key).copied().unwrap_or(0)
-    }
-
     /// Waits for the next key and marks it in process; `None` once the queue is shut down.
     /// Call [`WorkQueue::done`] when finished with it.
     pub async fn next(&self) -> Option<K> {

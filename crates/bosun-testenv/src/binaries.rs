@@ -168,8 +168,7 @@ impl Binaries {
         Self::ensure_in(&cache_root())
     }
 
-    /// Like [`Binaries::ensure`], with the cache rooted at `root` instead of the default.
-    pub fn ensure_in(root: &Path) -> Result<Binaries, BuildError> {
+    fn ensure_in(root: &Path) -> Result<Binaries, BuildError> {
         let entry = root.join(format!("kubernetes-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}"));
         let binaries = Binaries { dir: entry.join("bin") };
         if binaries.verify() {
@@ -219,7 +218,7 @@ impl Binaries {
 
 /// `$XDG_CACHE_HOME/bosun`, else `$HOME/.cache/bosun`, else a directory under the system
 /// temporary directory.
-pub fn cache_root() -> PathBuf {
+fn cache_root() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)

@@ -83,7 +83,6 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 #[derive(Debug, Clone)]
 pub struct ControlPlaneBuilder {
     controllers: Vec<String>,
-    apiserver_args: Vec<String>,
     binaries: Option<Binaries>,
 }
 
@@ -91,7 +90,6 @@ impl Default for ControlPlaneBuilder {
     fn default() -> Self {
         ControlPlaneBuilder {
             controllers: DEFAULT_CONTROLLERS.iter().map(|name| name.to_string()).collect(),
-            apiserver_args: Vec::new(),
             binaries: None,
         }
     }
@@ -101,13 +99,6 @@ impl ControlPlaneBuilder {
     /// Also run this kube-controller-manager controller (e.g. `job`, `deployment`).
     pub fn controller(mut self, name: impl Into<String>) -> Self {
         self.controllers.push(name.into());
-        self
-    }
-
-    /// An extra kube-apiserver flag such as `--feature-gates=…`; it overrides a default flag of
-    /// the same name.
-    pub fn apiserver_arg(mut self, arg: impl Into<String>) -> Self {
-        self.apiserver_args.push(arg.into());
         self
     }
 
@@ -137,7 +128,7 @@ impl ControlPlaneBuilder {
         };
         plane.write_pki()?;
         let etcd = plane.start_etcd().await?;
-        plane.start_apiserver(&etcd, &self.apiserver_args).await?;
+        plane.start_apiserver(&etcd).await?;
         plane.start_controller_manager(&self.controllers).await?;
         tracing::info!(elapsed = ?started.elapsed(), server = %plane.server, "local control plane ready");
         Ok(plane)
@@ -165,7 +156,7 @@ impl std::fmt::Debug for Pki {
 }
 
 impl ControlPlane {
-    /// A builder, to choose controllers or extra kube-apiserver flags.
+    /// A builder, to choose more kube-controller-manager controllers.
     pub fn builder() -> ControlPlaneBuilder {
         ControlPlaneBuilder::default()
     }
@@ -211,12 +202,6 @@ impl ControlPlane {
     pub async fn config_for_token(&self, token: &str) -> Result<kube::Config, Error> {
         let document = kubeconfig::document(&self.server, &self.pki.serving_ca, Credentials::Token(token));
         Ok(kubeconfig::client_config(&document).await?)
-    }
-
-    /// A kubeconfig document for `user` in `groups`, with a new client certificate.
-    pub fn kubeconfig_for_user(&self, user: &str, groups: &[&str]) -> Result<String, Error> {
-        let certified = self.pki.client_certificate(user, groups)?;
-        Ok(kubeconfig::document(&self.server, &self.pki.serving_ca, Credentials::Certificate(&certified)))
     }
 
     /// The process ids of etcd, kube-apiserver and kube-controller-manager, while running.
@@ -291,14 +276,14 @@ impl ControlPlane {
         Ok(format!("http://127.0.0.1:{client_port}"))
     }
 
-    async fn start_apiserver(&mut self, etcd: &str, extra: &[String]) -> Result<(), Error> {
+    async fn start_apiserver(&mut self, etcd: &str) -> Result<(), Error> {
         let admin = self.pki.client_certificate(ADMIN_USER, &["system:masters"])?;
         let binary = self.binaries.path(Component::KubeApiserver);
         let serving_ca = self.pki.serving_ca.clone();
         let (process, (server, document)) = self
             .start_process("kube-apiserver", &binary, || {
                 let port = free_port();
-                let mut args = vec![
+                let args = vec![
                     format!("--etcd-servers={etcd}"),
                     "--bind-address=127.0.0.1".to_owned(),
                     format!("--secure-port={port}"),
@@ -315,7 +300,6 @@ impl ControlPlane {
                     // ServiceAccount must not race Pod creation.
                     "--disable-admission-plugins=ServiceAccount".to_owned(),
                 ];
-                override_flags(&mut args, extra);
                 let server = format!("https://127.0.0.1:{port}");
                 let document = kubeconfig::document(&server, &serving_ca, Credentials::Certificate(&admin));
                 (args, (server, document))
@@ -411,16 +395,6 @@ impl Drop for ControlPlane {
     }
 }
 
-/// Replaces default flags with extra ones of the same name, and appends the rest.
-fn override_flags(args: &mut Vec<String>, extra: &[String]) {
-    let flag_name = |arg: &str| arg.split('=').next().unwrap_or(arg).to_owned();
-    for arg in extra {
-        let name = flag_name(arg);
-        args.retain(|existing| flag_name(existing) != name);
-        args.push(arg.clone());
-    }
-}
-
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -486,16 +460,4 @@ async fn get_ok(document: &str, path: &str) -> bool {
         Some(body.as_ref() == b"ok")
     };
     matches!(tokio::time::timeout(Duration::from_secs(2), request).await, Ok(Some(true)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extra_flags_replace_defaults_of_the_same_name() {
-        let mut args = vec!["--authorization-mode=RBAC".to_owned(), "--allow-privileged=true".to_owned()];
-        override_flags(&mut args, &["--authorization-mode=AlwaysAllow".to_owned(), "--v=4".to_owned()]);
-        assert_eq!(args, ["--allow-privileged=true", "--authorization-mode=AlwaysAllow", "--v=4"]);
-    }
 }

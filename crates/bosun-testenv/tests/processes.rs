@@ -2,8 +2,9 @@
 //! panics, not when the binary is killed with SIGKILL.
 //!
 //! The test re-runs its own binary as a child (selected by an environment variable); the
-//! child starts the shared control plane, prints its process ids and directory, and then ends
-//! the way the parent asked.
+//! child starts the shared control plane, prints its process ids and directory, waits until
+//! the parent has seen them running (its standard input closes), and then ends the way the
+//! parent asked.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ fn run_child(ending: Ending) -> (Vec<u32>, PathBuf) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, ending.name())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -61,8 +63,10 @@ fn run_child(ending: Ending) -> (Vec<u32>, PathBuf) {
     let pids: Vec<u32> = pids.split(',').map(|pid| pid.parse().unwrap()).collect();
     assert_eq!(pids.len(), 3, "etcd, kube-apiserver, kube-controller-manager: {report}");
     assert!(pids.iter().all(|pid| !is_dead(*pid)), "running while the child runs");
-    if let Ending::SigKill = ending {
-        child.kill().unwrap();
+    match ending {
+        Ending::SigKill => child.kill().unwrap(),
+        // Closing its standard input lets the child go on to its ending.
+        Ending::Pass | Ending::Panic => drop(child.stdin.take()),
     }
     lines.for_each(drop);
     let status = child.wait().unwrap();
@@ -79,6 +83,8 @@ fn child(ending: &str) {
     let plane = env.control_plane();
     let pids: Vec<String> = plane.pids().iter().map(|(_, pid)| pid.to_string()).collect();
     println!("CONTROL-PLANE {} {}", pids.join(","), plane.dir().display());
+    let mut go_ahead = String::new();
+    let _ = std::io::stdin().read_line(&mut go_ahead);
     match ending {
         "pass" => {}
         "panic" => panic!("a test panics while the control plane runs"),

@@ -155,11 +155,6 @@ impl Applier {
         Applier { strategy, applied: Mutex::default() }
     }
 
-    /// The strategy in use.
-    pub fn strategy(&self) -> &ApplyStrategy {
-        &self.strategy
-    }
-
     fn record_key(child_type: &ChildType, key: &str) -> (String, String) {
         (format!("{}/{}", child_type.resource.api_version, child_type.resource.plural), key.to_owned())
     }
