@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bosun_runtime::{EventRecorder, EventType, SharedCaches};
+use bosun_runtime::{EventRecorder, EventType, Metrics, SharedCaches};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -54,17 +54,20 @@ pub struct EngineContext {
     pub applier: Applier,
     /// The settings.
     pub config: EngineConfig,
+    /// Where hook, reconcile and queue metrics go.
+    pub metrics: Metrics,
     recorder: EventRecorder,
 }
 
 impl EngineContext {
-    /// A context on `client` with `config`.
-    pub fn new(client: kube::Client, config: EngineConfig) -> Self {
+    /// A context on `client` with `config`, recording into `metrics`.
+    pub fn new(client: kube::Client, config: EngineConfig, metrics: Metrics) -> Self {
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
         EngineContext {
             caches: SharedCaches::new(client.clone()),
             discovery: Discovery::new(client.clone(), config.discovery_interval),
-            hooks: HookClient::new(),
+            hooks: HookClient::new(metrics.clone()),
+            metrics,
             applier: Applier::new(config.apply_strategy.clone()),
             recorder: EventRecorder::new(client.clone(), "metacontroller", instance),
             client,

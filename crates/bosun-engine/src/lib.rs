@@ -20,6 +20,8 @@ pub mod selector;
 
 use std::sync::Arc;
 
+use bosun_runtime::{Health, Metrics};
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -30,18 +32,35 @@ pub use context::{EngineConfig, EngineContext};
 
 /// The Metacontroller-compatible engine.
 pub struct Engine {
-    ctx: Arc<EngineContext>,
+    client: kube::Client,
+    config: EngineConfig,
+    metrics: Metrics,
+    health: Health,
 }
 
 impl Engine {
     /// An engine on `client` with `config`.
     pub fn new(client: kube::Client, config: EngineConfig) -> Self {
-        Engine { ctx: Arc::new(EngineContext::new(client, config)) }
+        Engine { client, config, metrics: Metrics::new(), health: Health::default() }
     }
 
-    /// Runs every CompositeController until `shutdown` completes.
+    /// Records hook, reconcile and work-queue metrics into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Registers the engine's readiness (its CompositeController cache has synced) in `health`.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Runs every CompositeController until `shutdown` completes; then stops taking work and
+    /// returns once the syncs in flight have finished.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        composite::run(self.ctx, shutdown).await;
+        let ctx = Arc::new(EngineContext::new(self.client, self.config, self.metrics));
+        composite::run(ctx, self.health, shutdown).await;
     }
 }
 

@@ -1,12 +1,20 @@
 //! The controller runtime: what kube-rs leaves to each operator and controller-runtime
 //! provides — shared watch caches with indexes ([`cache`]), a work queue with sane backoff
-//! defaults ([`queue`]), an event recorder that keeps distinct messages apart ([`events`]), and (to come) a Manager with leader election, metrics, health probes
-//! and graceful shutdown.
+//! defaults ([`queue`]), an event recorder that keeps distinct messages apart ([`events`]),
+//! Prometheus metrics under Metacontroller's and controller-runtime's names ([`metrics`]),
+//! health probes ([`health`]), and a [`Manager`] that runs it all with one lifecycle and a
+//! graceful shutdown. (Leader election: to come.)
 
 pub mod cache;
 pub mod events;
+pub mod health;
+pub mod manager;
+pub mod metrics;
 pub mod queue;
 
 pub use events::{EventRecorder, EventType};
+pub use health::Health;
+pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown};
+pub use metrics::{HookLabels, Metrics, QueueMetrics, ReconcileResult};
 pub use cache::{Cache, CacheEvent, Handler, ObjectKey, SharedCaches, Subscription};
 pub use queue::{Backoff, WorkQueue};

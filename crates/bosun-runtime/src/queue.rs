@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::metrics::QueueMetrics;
+
 /// Per-key exponential backoff with jitter.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -59,11 +61,12 @@ pub struct WorkQueue<K> {
     state: Arc<Mutex<State<K>>>,
     ready: Arc<Notify>,
     backoff: Backoff,
+    metrics: QueueMetrics,
 }
 
 impl<K> Clone for WorkQueue<K> {
     fn clone(&self) -> Self {
-        WorkQueue { state: self.state.clone(), ready: self.ready.clone(), backoff: self.backoff }
+        WorkQueue { state: self.state.clone(), ready: self.ready.clone(), backoff: self.backoff, metrics: self.metrics.clone() }
     }
 }
 
@@ -87,7 +90,14 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             })),
             ready: Arc::new(Notify::new()),
             backoff,
+            metrics: QueueMetrics::default(),
         }
+    }
+
+    /// Records depth, adds and retries into `metrics` (`workqueue_*{name}`).
+    pub fn with_metrics(mut self, metrics: QueueMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
@@ -102,6 +112,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
         if !state.processing.contains(&key) {
             state.queue.push_back(key);
+            self.metrics.added(state.queue.len());
             drop(state);
             self.ready.notify_one();
         }
@@ -144,6 +155,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             *failures
         };
         let delay = self.backoff.delay(failures);
+        self.metrics.retried();
         self.add_after(key, delay);
         delay
     }
@@ -166,6 +178,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 if let Some(key) = state.queue.pop_front() {
                     state.dirty.remove(&key);
                     state.processing.insert(key.clone());
+                    self.metrics.taken(state.queue.len());
                     if !state.queue.is_empty() {
                         self.ready.notify_one();
                     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use bosun_testenv::ControlPlane;
 use clap::Args;
 
-use crate::run::EngineArgs;
+use crate::run::{EngineArgs, ServeArgs};
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -25,6 +25,8 @@ pub struct DevArgs {
     build_only: bool,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -57,11 +59,12 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         println!();
         println!("export KUBECONFIG={}", kubeconfig.display());
         println!();
-        let client = plane.client()?;
+        let manager = bosun_runtime::Manager::new(args.serve.config(std::net::IpAddr::from([127, 0, 0, 1])));
+        let client = crate::run::instrumented_client(plane.config(), &manager.metrics())?;
         bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
         println!("The engine is running: apply a CompositeController and its parents with kubectl.");
         println!("Press Ctrl-C to stop.");
-        crate::run::serve(client, &args.engine).await?;
+        crate::run::serve(manager, client, &args.engine).await?;
         println!("stopping the local control plane");
         plane.stop();
         if let Some(out) = &args.kubeconfig_out {

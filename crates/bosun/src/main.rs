@@ -29,9 +29,11 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run the Metacontroller-compatible engine against a cluster until SIGINT or SIGTERM.
     ///
-    /// Runs a hosted controller for every CompositeController in the cluster. Accepts
-    /// Metacontroller's flag names, so an existing Deployment's args keep working. The CRDs
-    /// must be installed first (`bosun crds | kubectl apply --server-side -f -`).
+    /// Runs a hosted controller for every CompositeController in the cluster, serving
+    /// Prometheus metrics and health probes. Accepts Metacontroller's flag names, so an
+    /// existing Deployment's args keep working; its `--zap-*` logging flags are accepted and
+    /// ignored with a warning (use --log-level and --log-format). The CRDs must be installed
+    /// first (`bosun crds | kubectl apply --server-side -f -`).
     Run(run::RunArgs),
     /// Print the CompositeController, DecoratorController and ControllerRevision CRDs as YAML.
     ///
@@ -42,9 +44,33 @@ enum Command {
     Version,
 }
 
+/// Metacontroller's logging flags (`--zap-log-level=4`, `--zap-devel`, …): accepted so that
+/// existing Deployments start, and ignored in favour of `--log-level` and `--log-format`.
+fn without_zap_flags(args: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
+    let (mut kept, mut ignored) = (Vec::new(), Vec::new());
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        if !arg.starts_with("--zap-") {
+            kept.push(arg);
+            continue;
+        }
+        // `--zap-log-level 4`: the value belongs to the flag.
+        if !arg.contains('=') && args.peek().is_some_and(|next| !next.starts_with('-')) {
+            ignored.push(format!("{arg} {}", args.next().unwrap_or_default()));
+        } else {
+            ignored.push(arg);
+        }
+    }
+    (kept, ignored)
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let (args, ignored) = without_zap_flags(std::env::args());
+    let cli = Cli::parse_from(args);
     logging::init(&cli.logging)?;
+    if !ignored.is_empty() {
+        tracing::warn!(?ignored, "ignoring Metacontroller's zap logging flags; use --log-level and --log-format");
+    }
     match cli.command {
         Command::Dev(args) => dev::run(args),
         Command::Run(args) => run::run(args),
@@ -68,5 +94,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zap_flags_are_set_aside_with_their_values() {
+        let args = ["bosun", "run", "--zap-devel", "--zap-log-level", "4", "--zap-encoder=json", "--workers=2"];
+        let (kept, ignored) = without_zap_flags(args.iter().map(|arg| arg.to_string()));
+        assert_eq!(kept, ["bosun", "run", "--workers=2"]);
+        assert_eq!(ignored, ["--zap-devel", "--zap-log-level 4", "--zap-encoder=json"]);
     }
 }

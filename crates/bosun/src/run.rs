@@ -1,11 +1,13 @@
 //! `bosun run`: the engine against a cluster, configured with Metacontroller's flag names so
 //! that existing Deployments need no change.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
+use bosun_runtime::{Manager, ManagerConfig, Metrics};
 use clap::Args;
 
 /// Which cluster to talk to.
@@ -21,8 +23,8 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// A client for the chosen cluster.
-    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+    /// A client for the chosen cluster, counting its requests in `metrics`.
+    pub async fn client(&self, metrics: &Metrics) -> anyhow::Result<kube::Client> {
         let options = kube::config::KubeConfigOptions { context: self.context.clone(), ..Default::default() };
         let config = match (&self.kubeconfig, &self.context) {
             (Some(path), _) => {
@@ -35,7 +37,55 @@ impl ClusterArgs {
                 "no cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a Pod with a ServiceAccount",
             )?,
         };
-        Ok(kube::Client::try_from(config)?)
+        Ok(instrumented_client(config, metrics)?)
+    }
+}
+
+/// A client whose requests are counted in `rest_client_requests_total`.
+pub fn instrumented_client(config: kube::Config, metrics: &Metrics) -> Result<kube::Client, kube::Error> {
+    let layer = metrics.rest_client_layer(config.cluster_url.host().unwrap_or_default());
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())
+}
+
+/// An address to listen on, or `None` where the flag said `0` (disabled).
+#[derive(Debug, Clone, Copy)]
+struct ListenAddress(Option<SocketAddr>);
+
+/// `:9999`, `127.0.0.1:9999`, `[::1]:9999`, or `0` to disable.
+fn listen_address(text: &str) -> Result<ListenAddress, String> {
+    if text == "0" {
+        return Ok(ListenAddress(None));
+    }
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
+    full.parse()
+        .map(|address| ListenAddress(Some(address)))
+        .map_err(|_| format!("{text:?} is not an address such as :9999 or 127.0.0.1:9999 (0 disables)"))
+}
+
+/// Where metrics and health probes are served (Metacontroller's flags).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve Prometheus metrics at /metrics on this address (`:9999`, `127.0.0.1:9999`; `0`
+    /// disables). Default `:9999`; `127.0.0.1:9999` for `bosun dev`.
+    #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
+    metrics_address: Option<ListenAddress>,
+    /// Serve /healthz and /readyz on this address (`0` disables). Default `:8081`;
+    /// `127.0.0.1:8081` for `bosun dev`.
+    #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
+    health_probe_bind_address: Option<ListenAddress>,
+    /// How long in-flight syncs may take to finish after SIGTERM or SIGINT.
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    graceful_shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The Manager's configuration; unset addresses default to their port on `host`.
+    pub fn config(&self, host: IpAddr) -> ManagerConfig {
+        ManagerConfig {
+            metrics_address: self.metrics_address.map_or(Some(SocketAddr::new(host, 9999)), |address| address.0),
+            health_address: self.health_probe_bind_address.map_or(Some(SocketAddr::new(host, 8081)), |address| address.0),
+            shutdown_timeout: self.graceful_shutdown_timeout,
+        }
     }
 }
 
@@ -98,22 +148,27 @@ pub struct RunArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
-        let client = args.cluster.client().await?;
+        let manager = Manager::new(args.serve.config(IpAddr::from([0, 0, 0, 0])));
+        let client = args.cluster.client(&manager.metrics()).await?;
         let version = client.apiserver_version().await.context("reaching the API server")?;
         tracing::info!(server = %version.git_version, "connected");
-        serve(client, &args.engine).await
+        serve(manager, client, &args.engine).await
     })
 }
 
-/// Runs the engine until SIGINT or SIGTERM.
-pub async fn serve(client: kube::Client, engine: &EngineArgs) -> anyhow::Result<()> {
+/// Runs the engine under `manager` until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn serve(mut manager: Manager, client: kube::Client, engine: &EngineArgs) -> anyhow::Result<()> {
     let config = engine.config();
     tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
-    Engine::new(client, config).run(crate::shutdown_signal()).await;
+    let engine = Engine::new(client, config).with_metrics(manager.metrics()).with_health(manager.health());
+    manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
+    manager.run(crate::shutdown_signal()).await?;
     tracing::info!("engine stopped");
     Ok(())
 }

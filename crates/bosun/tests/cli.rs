@@ -47,6 +47,7 @@ async fn run_serves_the_kubeconfig_cluster_until_terminated() {
     let shard = bosun_testenv::unique_suffix();
     let mut run = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .args(["run", "--workers", "2", "--apply-strategy", "server-side-apply", "--discovery-interval", "1s"])
+        .args(["--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
         .arg("--kubeconfig")
         .arg(env.control_plane().kubeconfig_path())
         .arg(format!("--target-label-selector=shard={shard}"))
@@ -91,7 +92,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 #[tokio::test]
 async fn dev_serves_a_cluster_until_interrupted() {
     let mut dev = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .arg("dev")
+        .args(["dev", "--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -147,4 +148,31 @@ fn building_without_go_says_what_to_install() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the Go toolchain is needed") && stderr.contains("apt-get install golang-go"), "{stderr}");
+}
+
+/// The args of Metacontroller's production and dev manifests start `bosun run`: the run gets
+/// as far as reading the kubeconfig, so every flag was accepted.
+#[test]
+fn metacontroller_deployment_args_are_accepted() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args([
+            "run",
+            "--zap-log-level=4",
+            "--zap-devel",
+            "--discovery-interval=20s",
+            "--cache-flush-interval=30m",
+            "--workers=5",
+            "--apply-strategy=server-side-apply",
+            "--apply-strategy-ssa-field-manager=metacontroller",
+            "--metrics-address=:9999",
+            "--health-probe-bind-address=:8081",
+            "--target-label-selector=team=a",
+            "--kubeconfig=/nonexistent/kubeconfig",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("reading kubeconfig /nonexistent/kubeconfig"), "{stderr}");
+    assert!(stderr.contains("ignoring Metacontroller's zap logging flags"), "{stderr}");
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_runtime::{CacheEvent, ObjectKey, Subscription, WorkQueue};
+use bosun_runtime::{CacheEvent, ObjectKey, ReconcileResult, Subscription, WorkQueue};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
@@ -64,6 +64,8 @@ pub struct Hosted {
     pub finalize_hook: Option<HookEndpoint>,
     /// Parent keys to sync.
     pub queue: WorkQueue<ObjectKey>,
+    /// `CompositeController-<name>`: the queue's and the reconcile metrics' name.
+    pub queue_name: String,
 }
 
 impl Hosted {
@@ -195,6 +197,15 @@ impl Drop for HostedController {
 }
 
 impl HostedController {
+    /// Stops taking work and waits for the syncs in flight to finish.
+    pub async fn stop_gracefully(mut self) {
+        self.hosted.queue.shut_down();
+        if !self.tasks.is_empty() {
+            // The first task runs the workers; they return once their current sync is done.
+            let _ = (&mut self.tasks[0]).await;
+        }
+    }
+
     /// Resolves the CompositeController's types and hooks and starts its workers.
     pub async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<HostedController, CreateError> {
         let spec = controller.spec.clone();
@@ -226,8 +237,12 @@ impl HostedController {
             });
         }
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
+        let name = controller.name_any();
         let endpoint = |kind, hook: &Option<crate::api::Hook>| {
-            hook.as_ref().map(|hook| HookEndpoint::new(kind, hook)).transpose().map_err(CreateError::Invalid)
+            hook.as_ref()
+                .map(|hook| HookEndpoint::new(kind, hook, ("CompositeController", &name)))
+                .transpose()
+                .map_err(CreateError::Invalid)
         };
         let sync_hook = endpoint(HookKind::Sync, &hooks.sync)?;
         let finalize_hook = endpoint(HookKind::Finalize, &hooks.finalize)?;
@@ -242,10 +257,12 @@ impl HostedController {
         if let Some(metadata) = controller_json["metadata"].as_object_mut() {
             metadata.remove("managedFields");
         }
+        let queue_name = format!("CompositeController-{name}");
         let hosted = Arc::new(Hosted {
             parents: ctx.caches.cache(&parent.resource),
-            name: controller.name_any(),
-            queue: WorkQueue::default(),
+            queue: WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name)),
+            queue_name,
+            name,
             ctx,
             controller_json,
             spec: spec.clone(),
@@ -312,7 +329,15 @@ async fn run_workers(hosted: Arc<Hosted>) {
 
 impl Hosted {
     async fn process(&self, key: &ObjectKey) {
-        match self.sync(key).await {
+        let started = std::time::Instant::now();
+        let outcome = self.sync(key).await;
+        let result = match &outcome {
+            Ok(None) => ReconcileResult::Success,
+            Ok(Some(_)) | Err(SyncError::RetryAfter(_) | SyncError::Conflict) => ReconcileResult::RequeueAfter,
+            Err(_) => ReconcileResult::Error,
+        };
+        self.ctx.metrics.reconcile(&self.queue_name, result, started.elapsed());
+        match outcome {
             Ok(resync_after) => {
                 self.queue.forget(key);
                 if let Some(delay) = resync_after {

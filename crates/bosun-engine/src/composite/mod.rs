@@ -7,8 +7,9 @@ mod sync;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
+use bosun_runtime::{CacheEvent, Health, ObjectKey, WorkQueue};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
@@ -24,10 +25,17 @@ struct Running {
     reference: ObjectReference,
 }
 
-/// Runs a hosted controller for every CompositeController until `shutdown` completes.
-pub async fn run(ctx: Arc<EngineContext>, shutdown: impl Future<Output = ()>) {
+/// Runs a hosted controller for every CompositeController until `shutdown` completes, then
+/// stops taking work and returns once the syncs in flight have finished. Reports ready in
+/// `health` once the CompositeController cache has synced.
+pub async fn run(ctx: Arc<EngineContext>, health: Health, shutdown: impl Future<Output = ()>) {
     let resource = ApiResource::erase::<CompositeController>(&());
     let cache = ctx.caches.cache(&resource);
+    let synced = Arc::new(AtomicBool::new(false));
+    health.add_readiness_check("compositecontrollers-synced", {
+        let synced = synced.clone();
+        move || synced.load(Ordering::Relaxed)
+    });
     let queue: WorkQueue<String> = WorkQueue::default();
     let _subscription = cache.subscribe(Arc::new({
         let queue = queue.clone();
@@ -41,6 +49,7 @@ pub async fn run(ctx: Arc<EngineContext>, shutdown: impl Future<Output = ()>) {
     }));
     let reconcile = async {
         cache.wait_synced().await;
+        synced.store(true, Ordering::Relaxed);
         for controller in cache.list() {
             queue.add(controller.name_any());
         }
@@ -55,14 +64,14 @@ pub async fn run(ctx: Arc<EngineContext>, shutdown: impl Future<Output = ()>) {
             }
             queue.done(&name);
         }
-        for (name, running) in running.drain() {
-            stop(&ctx, &name, running).await;
-        }
+        let stopping: Vec<_> = running.into_values().map(|running| running.controller.stop_gracefully()).collect();
+        futures::future::join_all(stopping).await;
     };
-    tokio::select! {
-        _ = reconcile => {}
-        _ = shutdown => queue.shut_down(),
-    }
+    let stop_taking_work = async {
+        shutdown.await;
+        queue.shut_down();
+    };
+    tokio::join!(reconcile, stop_taking_work);
 }
 
 /// Brings the hosted controller of `name` in line with its CompositeController; `false` to

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
+use bosun_runtime::{HookLabels, Metrics};
+
 use super::{DecodeError, HookResponse, decode, parse_duration, unmarshall_mode};
 use crate::api::{Hook, HookVersion, ResponseUnmarshallMode};
 
@@ -51,14 +53,17 @@ pub struct HookEndpoint {
     pub version: HookVersion,
     /// How responses are decoded.
     pub mode: ResponseUnmarshallMode,
+    /// `CompositeController` or `DecoratorController`, and its name: metric labels.
+    pub controller: (&'static str, String),
 }
 
 /// The default hook timeout, as in Metacontroller.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HookEndpoint {
-    /// Resolves a hook's webhook to an endpoint, or says what is wrong with it.
-    pub fn new(kind: HookKind, hook: &Hook) -> Result<HookEndpoint, String> {
+    /// Resolves a hook of the controller of type `controller.0` named `controller.1` to an
+    /// endpoint, or says what is wrong with it.
+    pub fn new(kind: HookKind, hook: &Hook, controller: (&'static str, &str)) -> Result<HookEndpoint, String> {
         let webhook = hook.webhook.as_ref().ok_or_else(|| format!("the {kind} hook has no webhook"))?;
         let url = match (&webhook.url, &webhook.service, &webhook.path) {
             (Some(url), _, _) => url.clone(),
@@ -84,7 +89,14 @@ impl HookEndpoint {
             },
         };
         let version = hook.version.unwrap_or_default();
-        Ok(HookEndpoint { kind, url, timeout, version, mode: unmarshall_mode(version, webhook.response_unmarshall_mode) })
+        Ok(HookEndpoint {
+            kind,
+            url,
+            timeout,
+            version,
+            mode: unmarshall_mode(version, webhook.response_unmarshall_mode),
+            controller: (controller.0, controller.1.to_owned()),
+        })
     }
 }
 
@@ -135,34 +147,39 @@ pub enum HookError {
     },
 }
 
-/// Calls hooks, reusing connections where servers allow it.
+/// Calls hooks, reusing connections where servers allow it, and records Metacontroller's
+/// hook metrics.
 #[derive(Debug, Clone)]
 pub struct HookClient {
     http: reqwest::Client,
-}
-
-impl Default for HookClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    metrics: Metrics,
 }
 
 impl HookClient {
     /// A client that verifies HTTPS hooks against the system's trusted roots.
-    pub fn new() -> Self {
+    pub fn new(metrics: Metrics) -> Self {
         // reqwest is built without a default crypto provider; ring is the one kube uses too.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client with the default settings builds");
-        HookClient { http }
+        HookClient { http, metrics }
     }
 
     /// POSTs `body` to the hook and decodes its response.
     pub async fn call<T: HookResponse>(&self, endpoint: &HookEndpoint, body: Vec<u8>) -> Result<T, HookError> {
         let kind = endpoint.kind;
         let url = endpoint.url.clone();
+        let request = self.metrics.hook_request(
+            kind.name(),
+            HookLabels {
+                controller_name: endpoint.controller.1.clone(),
+                controller_type: endpoint.controller.0.to_owned(),
+                url: url.to_string(),
+                method: "POST".into(),
+            },
+        );
         let transport = |error: reqwest::Error| {
             let message = if error.is_timeout() {
                 format!("no response within the timeout of {:?}", endpoint.timeout)
@@ -181,6 +198,7 @@ impl HookClient {
             .await
             .map_err(transport)?;
         let status = response.status().as_u16();
+        request.finish(Some(status));
         if status == 429 {
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|value| parse_retry_after(value.to_str().ok()?));
             return Err(HookError::TooManyRequests { kind, url, retry_after });
@@ -220,6 +238,8 @@ mod tests {
     use super::*;
     use crate::api::{ServiceReference, Webhook};
 
+    const CONTROLLER: (&str, &str) = ("CompositeController", "things");
+
     fn hook(webhook: Webhook) -> Hook {
         Hook { version: None, webhook: Some(webhook) }
     }
@@ -227,7 +247,7 @@ mod tests {
     #[test]
     fn url_or_service_and_path() {
         let by_url = hook(Webhook { url: Some("http://127.0.0.1:8080/sync".into()), ..Default::default() });
-        let endpoint = HookEndpoint::new(HookKind::Sync, &by_url).unwrap();
+        let endpoint = HookEndpoint::new(HookKind::Sync, &by_url, CONTROLLER).unwrap();
         assert_eq!(endpoint.url.as_str(), "http://127.0.0.1:8080/sync");
         assert_eq!(endpoint.timeout, DEFAULT_TIMEOUT);
         assert_eq!(endpoint.mode, ResponseUnmarshallMode::Loose, "v1 decodes loosely");
@@ -238,14 +258,14 @@ mod tests {
             timeout: Some("2s".into()),
             ..Default::default()
         });
-        let endpoint = HookEndpoint::new(HookKind::Sync, &by_service).unwrap();
+        let endpoint = HookEndpoint::new(HookKind::Sync, &by_service, CONTROLLER).unwrap();
         assert_eq!(endpoint.url.as_str(), "http://hooks.ops/sync", "port 80 is implied");
         assert_eq!(endpoint.timeout, Duration::from_secs(2));
 
         let neither = hook(Webhook { path: Some("/sync".into()), ..Default::default() });
-        assert!(HookEndpoint::new(HookKind::Sync, &neither).unwrap_err().contains("url, or service and path"));
+        assert!(HookEndpoint::new(HookKind::Sync, &neither, CONTROLLER).unwrap_err().contains("url, or service and path"));
         let bad_timeout = hook(Webhook { url: Some("http://h/".into()), timeout: Some("soon".into()), ..Default::default() });
-        assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout).unwrap_err().contains("timeout"));
+        assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout, CONTROLLER).unwrap_err().contains("timeout"));
     }
 
     #[test]

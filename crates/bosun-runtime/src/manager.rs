@@ -1,0 +1,279 @@
+//! The Manager: runs a set of runnables (controllers, the engine) with one lifecycle, serves
+//! `/metrics` and the health probes, and shuts down gracefully — on a signal it tells every
+//! runnable to stop taking work and gives them a deadline to finish what is in flight.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::{Health, Metrics};
+
+/// Where the Manager serves, and how long shutdown may take.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// `/metrics`; `None` to disable.
+    pub metrics_address: Option<SocketAddr>,
+    /// `/healthz` and `/readyz`; `None` to disable.
+    pub health_address: Option<SocketAddr>,
+    /// How long runnables get to finish in-flight work after a shutdown signal.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            metrics_address: Some(SocketAddr::from(([0, 0, 0, 0], 9999))),
+            health_address: Some(SocketAddr::from(([0, 0, 0, 0], 8081))),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the Manager could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// A server could not listen.
+    #[error("serving {what} on {address}: {source}")]
+    Bind {
+        /// `metrics` or `health probes`.
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Tells a runnable that the Manager is shutting down.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Completes when shutdown begins.
+    pub async fn requested(mut self) {
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+}
+
+type Runnable = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Runs runnables, metrics and health with one lifecycle.
+pub struct Manager {
+    config: ManagerConfig,
+    metrics: Metrics,
+    health: Health,
+    runnables: Vec<(String, Runnable)>,
+}
+
+/// A started Manager.
+pub struct RunningManager {
+    /// Where `/metrics` is served (the bound address, when the port was 0).
+    pub metrics_address: Option<SocketAddr>,
+    /// Where the health probes are served.
+    pub health_address: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    runnables: tokio::task::JoinSet<String>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl Manager {
+    /// A Manager with this configuration and a fresh metrics registry.
+    pub fn new(config: ManagerConfig) -> Self {
+        Manager { config, metrics: Metrics::new(), health: Health::default(), runnables: Vec::new() }
+    }
+
+    /// The metrics registry runnables record into.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// The readiness checks `/readyz` evaluates.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Adds a runnable: it gets a [`Shutdown`] and should return soon after it is requested,
+    /// having finished its in-flight work.
+    pub fn add<F, Fut>(&mut self, name: impl Into<String>, runnable: F)
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.runnables.push((name.into(), Box::new(move |shutdown| Box::pin(runnable(shutdown)))));
+    }
+
+    /// Binds the servers and starts every runnable.
+    pub async fn start(self) -> Result<RunningManager, ManagerError> {
+        let mut servers = Vec::new();
+        let metrics_address = match self.config.metrics_address {
+            Some(address) => {
+                let metrics = self.metrics.clone();
+                let router = axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let metrics = metrics.clone();
+                        async move {
+                            (
+                                [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                                metrics.encode(),
+                            )
+                        }
+                    }),
+                );
+                Some(serve("metrics", address, router, &mut servers).await?)
+            }
+            None => None,
+        };
+        let health_address = match self.config.health_address {
+            Some(address) => {
+                let health = self.health.clone();
+                let router = axum::Router::new()
+                    .route("/healthz", axum::routing::get(|| async { "ok" }))
+                    .route(
+                        "/readyz",
+                        axum::routing::get(move || {
+                            let (code, body) = health.readyz();
+                            async move { (http::StatusCode::from_u16(code).expect("a valid status"), body) }
+                        }),
+                    );
+                Some(serve("health probes", address, router, &mut servers).await?)
+            }
+            None => None,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut runnables = tokio::task::JoinSet::new();
+        for (name, runnable) in self.runnables {
+            let shutdown = Shutdown(stopped.clone());
+            runnables.spawn(async move {
+                runnable(shutdown).await;
+                name
+            });
+        }
+        Ok(RunningManager {
+            metrics_address,
+            health_address,
+            stop,
+            runnables,
+            servers,
+            shutdown_timeout: self.config.shutdown_timeout,
+        })
+    }
+
+    /// Starts, runs until `signal` completes (or every runnable returns), then shuts down.
+    pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), ManagerError> {
+        let mut running = self.start().await?;
+        tokio::select! {
+            _ = signal => {}
+            _ = running.all_returned() => {}
+        }
+        running.shutdown().await;
+        Ok(())
+    }
+}
+
+async fn serve(
+    what: &'static str,
+    address: SocketAddr,
+    router: axum::Router,
+    servers: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<SocketAddr, ManagerError> {
+    let listener =
+        tokio::net::TcpListener::bind(address).await.map_err(|source| ManagerError::Bind { what, address, source })?;
+    let bound = listener.local_addr().map_err(|source| ManagerError::Bind { what, address, source })?;
+    tracing::info!(%bound, "serving {what}");
+    servers.push(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "serving {what} failed");
+        }
+    }));
+    Ok(bound)
+}
+
+impl RunningManager {
+    /// Completes when every runnable has returned by itself.
+    async fn all_returned(&mut self) {
+        while let Some(result) = self.runnables.join_next().await {
+            match result {
+                Ok(name) => tracing::info!(runnable = %name, "returned"),
+                Err(error) => tracing::error!(%error, "a runnable panicked"),
+            }
+        }
+    }
+
+    /// Asks every runnable to stop, waits for them up to the shutdown timeout (then aborts the
+    /// rest), and stops the servers.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let timeout = self.shutdown_timeout;
+        if tokio::time::timeout(timeout, self.all_returned()).await.is_err() {
+            tracing::warn!(?timeout, remaining = self.runnables.len(), "runnables did not finish in time; aborting them");
+            self.runnables.abort_all();
+        }
+        for server in &self.servers {
+            server.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(address: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    fn loopback() -> ManagerConfig {
+        ManagerConfig {
+            metrics_address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            health_address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            shutdown_timeout: Duration::from_millis(500),
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_runnables_finish_and_aborts_stragglers() {
+        let mut manager = Manager::new(loopback());
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = finished.clone();
+        manager.add("tidy", move |shutdown| async move {
+            shutdown.requested().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        manager.add("stubborn", |_shutdown| std::future::pending::<()>());
+        let running = manager.start().await.unwrap();
+        let started = std::time::Instant::now();
+        running.shutdown().await;
+        assert!(finished.load(Ordering::SeqCst), "the tidy runnable finished its work");
+        assert!(started.elapsed() < Duration::from_secs(5), "the stubborn one was aborted at the deadline");
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_and_probes() {
+        let manager = Manager::new(loopback());
+        let ready = Arc::new(AtomicBool::new(false));
+        let flag = ready.clone();
+        manager.health().add_readiness_check("warm", move || flag.load(Ordering::SeqCst));
+        manager.metrics().set_leader("bosun", true);
+        let running = manager.start().await.unwrap();
+        let (metrics, health) = (running.metrics_address.unwrap(), running.health_address.unwrap());
+        assert!(get(metrics, "/metrics").await.contains("leader_election_master_status{name=\"bosun\"} 1"));
+        assert!(get(health, "/healthz").await.starts_with("HTTP/1.0 200"));
+        let not_ready = get(health, "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.0 503") && not_ready.contains("[-]warm failed"), "{not_ready}");
+        ready.store(true, Ordering::SeqCst);
+        assert!(get(health, "/readyz").await.starts_with("HTTP/1.0 200"));
+        running.shutdown().await;
+    }
+}

@@ -1,0 +1,428 @@
+//! Prometheus metrics under the names existing dashboards know: Metacontroller's hook metrics
+//! (`metacontroller_<hook>_requests_total`, `…_request_duration_histogram_seconds`,
+//! `…_in_flight_requests`), controller-runtime's reconcile and work-queue metrics, REST client
+//! requests by verb and code, and process memory and CPU.
+//!
+//! [`Metrics`] is cheap to clone; every clone records into the same registry, which
+//! [`Metrics::encode`] renders in the text format.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of Metacontroller's hook metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// The CompositeController or DecoratorController.
+    pub controller_name: String,
+    /// `CompositeController` or `DecoratorController`.
+    pub controller_type: String,
+    /// The hook's URL.
+    pub url: String,
+    /// Always `POST`.
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookRequestLabels {
+    controller_name: String,
+    controller_type: String,
+    url: String,
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestLabels {
+    code: String,
+    method: String,
+    host: String,
+}
+
+/// The outcome of one reconcile, as controller-runtime labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileResult {
+    /// Done.
+    Success,
+    /// Failed; retried with backoff.
+    Error,
+    /// Asked to run again after a delay.
+    RequeueAfter,
+}
+
+impl ReconcileResult {
+    fn label(self) -> &'static str {
+        match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Error => "error",
+            ReconcileResult::RequeueAfter => "requeue_after",
+        }
+    }
+}
+
+type HookFamilies = (Family<HookRequestLabels, Counter>, Family<HookLabels, Histogram>, Family<HookLabels, Gauge>);
+
+struct Families {
+    hooks: Mutex<std::collections::HashMap<String, HookFamilies>>,
+    reconcile_total: Family<ReconcileLabels, Counter>,
+    reconcile_errors: Family<ControllerLabels, Counter>,
+    reconcile_time: Family<ControllerLabels, Histogram>,
+    queue_depth: Family<QueueLabels, Gauge>,
+    queue_adds: Family<QueueLabels, Counter>,
+    queue_retries: Family<QueueLabels, Counter>,
+    leader: Family<QueueLabels, Gauge>,
+    rest_requests: Family<RestLabels, Counter>,
+}
+
+/// The process's metrics registry and the families bosun records.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    families: Arc<Families>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn seconds_histogram() -> Histogram {
+    // 5 ms to about 40 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl Metrics {
+    /// A registry with every family registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let families = Families {
+            hooks: Mutex::default(),
+            reconcile_total: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_time: Family::new_with_constructor(seconds_histogram),
+            queue_depth: Family::default(),
+            queue_adds: Family::default(),
+            queue_retries: Family::default(),
+            leader: Family::default(),
+            rest_requests: Family::default(),
+        };
+        registry.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            families.reconcile_total.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            families.reconcile_errors.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            families.reconcile_time.clone(),
+        );
+        registry.register("workqueue_depth", "Current depth of workqueue", families.queue_depth.clone());
+        registry.register("workqueue_adds", "Total number of adds handled by workqueue", families.queue_adds.clone());
+        registry.register("workqueue_retries", "Total number of retries handled by workqueue", families.queue_retries.clone());
+        registry.register(
+            "leader_election_master_status",
+            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master",
+            families.leader.clone(),
+        );
+        registry.register(
+            "rest_client_requests",
+            "Number of HTTP requests to the API server, partitioned by status code, method, and host",
+            families.rest_requests.clone(),
+        );
+        registry.register_collector(Box::new(ProcessCollector { started: Instant::now() }));
+        Metrics { registry: Arc::new(Mutex::new(registry)), families: Arc::new(families) }
+    }
+
+    fn hook_families(&self, hook: &str) -> HookFamilies {
+        let mut hooks = self.families.hooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        hooks
+            .entry(hook.to_owned())
+            .or_insert_with(|| {
+                let families: HookFamilies =
+                    (Family::default(), Family::new_with_constructor(seconds_histogram), Family::default());
+                let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                registry.register(format!("metacontroller_{hook}_requests"), format!("Number of {hook} hook requests"), families.0.clone());
+                registry.register(
+                    format!("metacontroller_{hook}_request_duration_histogram_seconds"),
+                    format!("Duration of {hook} hook requests"),
+                    families.1.clone(),
+                );
+                registry.register(
+                    format!("metacontroller_{hook}_in_flight_requests"),
+                    format!("{hook} hook requests in flight"),
+                    families.2.clone(),
+                );
+                families
+            })
+            .clone()
+    }
+
+    /// Marks a hook request as started; the returned guard records it when finished.
+    pub fn hook_request(&self, hook: &str, labels: HookLabels) -> HookRequest {
+        let families = self.hook_families(hook);
+        families.2.get_or_create(&labels).inc();
+        HookRequest { families, labels, started: Instant::now(), finished: false }
+    }
+
+    /// Records one reconcile of `controller`.
+    pub fn reconcile(&self, controller: &str, result: ReconcileResult, took: Duration) {
+        let labels = ControllerLabels { controller: controller.to_owned() };
+        let result_labels = ReconcileLabels { controller: controller.to_owned(), result: result.label().to_owned() };
+        self.families.reconcile_total.get_or_create(&result_labels).inc();
+        if result == ReconcileResult::Error {
+            self.families.reconcile_errors.get_or_create(&labels).inc();
+        }
+        self.families.reconcile_time.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// Work-queue metrics for the queue called `name`.
+    pub fn queue(&self, name: &str) -> QueueMetrics {
+        let labels = QueueLabels { name: name.to_owned() };
+        QueueMetrics {
+            depth: self.families.queue_depth.get_or_create(&labels).clone(),
+            adds: self.families.queue_adds.get_or_create(&labels).clone(),
+            retries: self.families.queue_retries.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Sets `leader_election_master_status{name}`.
+    pub fn set_leader(&self, lease: &str, leader: bool) {
+        self.families.leader.get_or_create(&QueueLabels { name: lease.to_owned() }).set(i64::from(leader));
+    }
+
+    /// A tower layer that counts the requests of a kube client to the API server at `host`
+    /// (`rest_client_requests_total`). Added with `ClientBuilder::with_layer`, it sees request
+    /// paths before the server URL is filled in, hence the host is given here.
+    pub fn rest_client_layer(&self, host: &str) -> RestClientLayer {
+        RestClientLayer { metrics: self.clone(), host: host.to_owned() }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// An in-flight hook request; records count, code and duration when [`HookRequest::finish`]
+/// is called (or as code `<error>` if dropped unfinished).
+pub struct HookRequest {
+    families: HookFamilies,
+    labels: HookLabels,
+    started: Instant,
+    finished: bool,
+}
+
+impl HookRequest {
+    /// Records the request with its HTTP status code, or `None` if no response came.
+    pub fn finish(mut self, code: Option<u16>) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: Option<u16>) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let (requests, durations, in_flight) = &self.families;
+        in_flight.get_or_create(&self.labels).dec();
+        durations.get_or_create(&self.labels).observe(self.started.elapsed().as_secs_f64());
+        let labels = HookRequestLabels {
+            controller_name: self.labels.controller_name.clone(),
+            controller_type: self.labels.controller_type.clone(),
+            url: self.labels.url.clone(),
+            method: self.labels.method.clone(),
+            code: code.map(|code| code.to_string()).unwrap_or_else(|| "<error>".into()),
+        };
+        requests.get_or_create(&labels).inc();
+    }
+}
+
+impl Drop for HookRequest {
+    fn drop(&mut self) {
+        self.record(None);
+    }
+}
+
+/// The metrics of one work queue.
+#[derive(Clone, Debug, Default)]
+pub struct QueueMetrics {
+    depth: Gauge,
+    adds: Counter,
+    retries: Counter,
+}
+
+impl QueueMetrics {
+    /// A key was queued; the queue now holds `depth` keys.
+    pub fn added(&self, depth: usize) {
+        self.adds.inc();
+        self.depth.set(depth as i64);
+    }
+
+    /// A key was taken; the queue now holds `depth` keys.
+    pub fn taken(&self, depth: usize) {
+        self.depth.set(depth as i64);
+    }
+
+    /// A failed key was scheduled again.
+    pub fn retried(&self) {
+        self.retries.inc();
+    }
+}
+
+/// Process memory and CPU, read from `/proc` on each scrape.
+#[derive(Debug)]
+struct ProcessCollector {
+    started: Instant,
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let rss_kib: i64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let rss = ConstGauge::new(rss_kib * 1024);
+        rss.encode(encoder.encode_descriptor("process_resident_memory_bytes", "Resident memory size in bytes", None, rss.metric_type())?)?;
+        // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let ticks: f64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().skip(11).take(2).filter_map(|field| field.parse::<f64>().ok()).sum())
+            .unwrap_or(0.0);
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let cpu = ConstCounter::new(ticks / per_second);
+        cpu.encode(encoder.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds", None, cpu.metric_type())?)?;
+        let uptime = ConstGauge::new(self.started.elapsed().as_secs_f64());
+        uptime.encode(encoder.encode_descriptor("process_uptime_seconds", "Seconds since the metrics registry was created", None, uptime.metric_type())?)?;
+        Ok(())
+    }
+}
+
+/// Counts a kube client's requests by status code, method and host.
+#[derive(Clone)]
+pub struct RestClientLayer {
+    metrics: Metrics,
+    host: String,
+}
+
+impl<S> tower::Layer<S> for RestClientLayer {
+    type Service = RestClientMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RestClientMetrics { inner, metrics: self.metrics.clone(), host: self.host.clone() }
+    }
+}
+
+/// The service [`RestClientLayer`] wraps a client's stack in.
+#[derive(Clone)]
+pub struct RestClientMetrics<S> {
+    inner: S,
+    metrics: Metrics,
+    host: String,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RestClientMetrics<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.method().to_string();
+        let host = self.host.clone();
+        let response = self.inner.call(request);
+        let families = self.metrics.families.clone();
+        Box::pin(async move {
+            let result = response.await;
+            let code = match &result {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(_) => "<error>".to_owned(),
+            };
+            families.rest_requests.get_or_create(&RestLabels { code, method, host }).inc();
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_metacontroller_and_controller_runtime() {
+        let metrics = Metrics::new();
+        let labels = HookLabels {
+            controller_name: "things".into(),
+            controller_type: "CompositeController".into(),
+            url: "http://hook/sync".into(),
+            method: "POST".into(),
+        };
+        metrics.hook_request("sync", labels).finish(Some(200));
+        metrics.reconcile("CompositeController-things", ReconcileResult::Success, Duration::from_millis(3));
+        metrics.queue("CompositeController-things").added(1);
+        metrics.set_leader("bosun", true);
+        let text = metrics.encode();
+        for name in [
+            "metacontroller_sync_requests_total{controller_name=\"things\",controller_type=\"CompositeController\",url=\"http://hook/sync\",method=\"POST\",code=\"200\"} 1",
+            "metacontroller_sync_request_duration_histogram_seconds_count",
+            "metacontroller_sync_in_flight_requests",
+            "controller_runtime_reconcile_total{controller=\"CompositeController-things\",result=\"success\"} 1",
+            "controller_runtime_reconcile_time_seconds_bucket",
+            "workqueue_depth{name=\"CompositeController-things\"} 1",
+            "workqueue_adds_total{name=\"CompositeController-things\"} 1",
+            "leader_election_master_status{name=\"bosun\"} 1",
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}
