@@ -2,18 +2,20 @@
 //! provides — shared watch caches with indexes ([`cache`]), a work queue with sane backoff
 //! defaults ([`queue`]), an event recorder that keeps distinct messages apart ([`events`]),
 //! Prometheus metrics under Metacontroller's and controller-runtime's names ([`metrics`]),
-//! health probes ([`health`]), and a [`Manager`] that runs it all with one lifecycle and a
-//! graceful shutdown. (Leader election: to come.)
+//! health probes ([`health`]), leader election with a Lease ([`leader`]), and a [`Manager`]
+//! that runs it all with one lifecycle and a graceful shutdown.
 
 pub mod cache;
 pub mod events;
 pub mod health;
+pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod queue;
 
 pub use events::{EventRecorder, EventType};
 pub use health::Health;
+pub use leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};
 pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown};
 pub use metrics::{HookLabels, Metrics, QueueMetrics, ReconcileResult};
 pub use cache::{Cache, CacheEvent, Handler, ObjectKey, SharedCaches, Subscription};

@@ -1,14 +1,27 @@
 //! The Manager: runs a set of runnables (controllers, the engine) with one lifecycle, serves
 //! `/metrics` and the health probes, and shuts down gracefully — on a signal it tells every
 //! runnable to stop taking work and gives them a deadline to finish what is in flight.
+//!
+//! With leader election, runnables start only once this process holds the Lease; a standby
+//! is ready (for its readiness probe) as long as it can reach the API server. A leader that
+//! shuts down releases the Lease after its runnables have finished; one that loses the Lease
+//! stops at once and [`Manager::run`] returns [`ManagerError::LeadershipLost`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};
 use crate::{Health, Metrics};
+
+/// Leadership as the readiness probe sees it.
+const LEADING: u8 = 0;
+const STANDBY: u8 = 1;
+const STANDBY_UNREACHABLE: u8 = 2;
 
 /// Where the Manager serves, and how long shutdown may take.
 #[derive(Debug, Clone)]
@@ -44,6 +57,9 @@ pub enum ManagerError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another process took the Lease; this one must stop.
+    #[error(transparent)]
+    LeadershipLost(#[from] LeadershipLost),
 }
 
 /// Tells a runnable that the Manager is shutting down.
@@ -65,6 +81,7 @@ pub struct Manager {
     metrics: Metrics,
     health: Health,
     runnables: Vec<(String, Runnable)>,
+    elector: Option<LeaderElector>,
 }
 
 /// A started Manager.
@@ -77,12 +94,21 @@ pub struct RunningManager {
     runnables: tokio::task::JoinSet<String>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     shutdown_timeout: Duration,
+    /// Runs the election; returns the elector for release, or why leadership was lost.
+    leader: Option<tokio::task::JoinHandle<Result<LeaderElector, LeadershipLost>>>,
 }
 
 impl Manager {
     /// A Manager with this configuration and a fresh metrics registry.
     pub fn new(config: ManagerConfig) -> Self {
-        Manager { config, metrics: Metrics::new(), health: Health::default(), runnables: Vec::new() }
+        Manager { config, metrics: Metrics::new(), health: Health::default(), runnables: Vec::new(), elector: None }
+    }
+
+    /// Runs the runnables only while this process holds the Lease of `election`.
+    pub fn with_leader_election(mut self, client: kube::Client, election: LeaderElectionConfig) -> Self {
+        self.metrics.set_leader(&election.lease_name, false);
+        self.elector = Some(LeaderElector::new(client, election));
+        self
     }
 
     /// The metrics registry runnables record into.
@@ -127,15 +153,21 @@ impl Manager {
             }
             None => None,
         };
+        let leadership = Arc::new(AtomicU8::new(if self.elector.is_some() { STANDBY } else { LEADING }));
         let health_address = match self.config.health_address {
             Some(address) => {
                 let health = self.health.clone();
+                let leadership = leadership.clone();
                 let router = axum::Router::new()
                     .route("/healthz", axum::routing::get(|| async { "ok" }))
                     .route(
                         "/readyz",
                         axum::routing::get(move || {
-                            let (code, body) = health.readyz();
+                            let (code, body) = match leadership.load(Ordering::Relaxed) {
+                                LEADING => health.readyz(),
+                                STANDBY => (200, "ok (standby)".to_owned()),
+                                _ => (503, "[-]leader-election failed: the Lease cannot be read\nreadyz check failed".to_owned()),
+                            };
                             async move { (http::StatusCode::from_u16(code).expect("a valid status"), body) }
                         }),
                     );
@@ -144,14 +176,29 @@ impl Manager {
             None => None,
         };
         let (stop, stopped) = watch::channel(false);
+        // Opens when this process leads (at once without leader election).
+        let (lead, gate) = watch::channel(self.elector.is_none());
         let mut runnables = tokio::task::JoinSet::new();
         for (name, runnable) in self.runnables {
             let shutdown = Shutdown(stopped.clone());
+            let mut gate = gate.clone();
+            let mut stopping = stopped.clone();
             runnables.spawn(async move {
-                runnable(shutdown).await;
+                let leading = tokio::select! {
+                    // An open gate wins: without leader election the runnable always runs.
+                    biased;
+                    opened = gate.wait_for(|open| *open) => opened.is_ok(),
+                    _ = stopping.wait_for(|stop| *stop) => false,
+                };
+                if leading {
+                    runnable(shutdown).await;
+                }
                 name
             });
         }
+        let leader = self.elector.map(|elector| {
+            tokio::spawn(elect(elector, lead, Shutdown(stopped), leadership, self.metrics.clone()))
+        });
         Ok(RunningManager {
             metrics_address,
             health_address,
@@ -159,19 +206,73 @@ impl Manager {
             runnables,
             servers,
             shutdown_timeout: self.config.shutdown_timeout,
+            leader,
         })
     }
 
     /// Starts, runs until `signal` completes (or every runnable returns), then shuts down.
+    /// Returns [`ManagerError::LeadershipLost`] at once if another process takes the Lease.
     pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), ManagerError> {
         let mut running = self.start().await?;
+        let mut leader = running.leader.take();
+        let lost = async {
+            match leader.as_mut() {
+                Some(task) => match task.await {
+                    Ok(Err(lost)) => lost,
+                    // Ended for shutdown: wait for the others.
+                    _ => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = signal => {}
             _ = running.all_returned() => {}
+            lost = lost => return Err(lost.into()),
         }
+        running.leader = leader;
         running.shutdown().await;
         Ok(())
     }
+}
+
+/// Acquires the Lease, opens the gate, and holds the Lease until shutdown (returning the
+/// elector, to release it once the runnables are done) or until it is lost.
+async fn elect(
+    mut elector: LeaderElector,
+    lead: watch::Sender<bool>,
+    shutdown: Shutdown,
+    leadership: Arc<AtomicU8>,
+    metrics: Metrics,
+) -> Result<LeaderElector, LeadershipLost> {
+    let lease = elector.config().lease_name.clone();
+    let acquired = {
+        let acquire = async {
+            loop {
+                if elector.try_once().await {
+                    return;
+                }
+                leadership.store(if elector.healthy { STANDBY } else { STANDBY_UNREACHABLE }, Ordering::Relaxed);
+                tokio::time::sleep(elector.config().retry_period).await;
+            }
+        };
+        tokio::select! {
+            _ = acquire => true,
+            _ = shutdown.clone().requested() => false,
+        }
+    };
+    if !acquired {
+        return Ok(elector);
+    }
+    leadership.store(LEADING, Ordering::Relaxed);
+    metrics.set_leader(&lease, true);
+    let _ = lead.send(true);
+    let result = tokio::select! {
+        lost = elector.hold() => Err(lost),
+        _ = shutdown.requested() => Ok(()),
+    };
+    metrics.set_leader(&lease, false);
+    result.map(|()| elector)
 }
 
 async fn serve(
@@ -211,6 +312,11 @@ impl RunningManager {
         if tokio::time::timeout(timeout, self.all_returned()).await.is_err() {
             tracing::warn!(?timeout, remaining = self.runnables.len(), "runnables did not finish in time; aborting them");
             self.runnables.abort_all();
+        }
+        if let Some(leader) = self.leader.take()
+            && let Ok(Ok(mut elector)) = leader.await
+        {
+            elector.release().await;
         }
         for server in &self.servers {
             server.abort();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
-use bosun_runtime::{Manager, ManagerConfig, Metrics};
+use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics};
 use clap::Args;
 
 /// Which cluster to talk to.
@@ -142,6 +142,60 @@ impl EngineArgs {
     }
 }
 
+/// Leader election (Metacontroller's flags, controller-runtime's durations).
+#[derive(Debug, Args)]
+pub struct LeaderElectionArgs {
+    /// Run only while holding a coordination.k8s.io Lease, so that several replicas can run
+    /// with one active.
+    #[arg(long)]
+    leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "metacontroller", value_name = "NAME")]
+    leader_election_id: String,
+    /// The Lease's namespace. Default: the namespace of the Pod's ServiceAccount; required
+    /// outside a cluster.
+    #[arg(long, value_name = "NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// The lock type; only `leases` exists in current Kubernetes.
+    #[arg(long, default_value = "leases", value_parser = ["leases"])]
+    leader_election_resource_lock: String,
+    /// How long a Lease that is not renewed stays with its holder.
+    #[arg(long, default_value = "15s", value_parser = duration, value_name = "DURATION")]
+    leader_election_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before giving up leadership.
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    leader_election_renew_deadline: Duration,
+    /// How often to try to acquire or renew the Lease.
+    #[arg(long, default_value = "2s", value_parser = duration, value_name = "DURATION")]
+    leader_election_retry_period: Duration,
+}
+
+/// Where a Pod's ServiceAccount namespace is mounted.
+const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+impl LeaderElectionArgs {
+    /// The election to run, if enabled.
+    fn config(&self) -> anyhow::Result<Option<LeaderElectionConfig>> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let namespace = match &self.leader_election_namespace {
+            Some(namespace) => namespace.clone(),
+            None => std::fs::read_to_string(POD_NAMESPACE_FILE).map(|text| text.trim().to_owned()).map_err(|_| {
+                anyhow::anyhow!("--leader-election needs --leader-election-namespace when not running in a Pod")
+            })?,
+        };
+        if self.leader_election_renew_deadline >= self.leader_election_lease_duration {
+            anyhow::bail!("--leader-election-renew-deadline must be shorter than --leader-election-lease-duration");
+        }
+        let mut config = LeaderElectionConfig::new(&self.leader_election_id, namespace);
+        config.lease_duration = self.leader_election_lease_duration;
+        config.renew_deadline = self.leader_election_renew_deadline;
+        config.retry_period = self.leader_election_retry_period;
+        Ok(Some(config))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -150,14 +204,21 @@ pub struct RunArgs {
     engine: EngineArgs,
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    election: LeaderElectionArgs,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
-        let manager = Manager::new(args.serve.config(IpAddr::from([0, 0, 0, 0])));
+        let election = args.election.config()?;
+        let mut manager = Manager::new(args.serve.config(IpAddr::from([0, 0, 0, 0])));
         let client = args.cluster.client(&manager.metrics()).await?;
         let version = client.apiserver_version().await.context("reaching the API server")?;
         tracing::info!(server = %version.git_version, "connected");
+        if let Some(election) = election {
+            tracing::info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity, "leader election enabled");
+            manager = manager.with_leader_election(client.clone(), election);
+        }
         serve(manager, client, &args.engine).await
     })
 }

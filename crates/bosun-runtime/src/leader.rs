@@ -1,0 +1,183 @@
+//! Leader election with a `coordination.k8s.io/v1` Lease, as client-go does it: one process
+//! holds the Lease and renews it every retry period; the others watch it and take it over once
+//! it has not been renewed for the lease duration. Expiry is judged by the local time at which
+//! a process last saw the record change, never by comparing clocks between machines. A leader
+//! that shuts down cleanly releases the Lease, so a standby takes over at its next retry.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+
+/// How leadership is decided; controller-runtime's defaults.
+#[derive(Debug, Clone)]
+pub struct LeaderElectionConfig {
+    /// The Lease's name (`--leader-election-id`).
+    pub lease_name: String,
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// This process's identity in `holderIdentity`.
+    pub identity: String,
+    /// How long a Lease that is not renewed stays with its holder (15 s).
+    pub lease_duration: Duration,
+    /// How long a leader keeps trying to renew before it gives up leadership (10 s).
+    pub renew_deadline: Duration,
+    /// How often to try to acquire or renew (2 s).
+    pub retry_period: Duration,
+}
+
+impl LeaderElectionConfig {
+    /// controller-runtime's durations (15 s, 10 s, 2 s) for `lease_name` in `namespace`, with
+    /// an identity of `<hostname>_<pid>_<random>`.
+    pub fn new(lease_name: impl Into<String>, namespace: impl Into<String>) -> Self {
+        let host = std::env::var("HOSTNAME").ok().filter(|host| !host.is_empty()).unwrap_or_else(|| "bosun".into());
+        LeaderElectionConfig {
+            lease_name: lease_name.into(),
+            namespace: namespace.into(),
+            identity: format!("{host}_{}_{:08x}", std::process::id(), fastrand::u32(..)),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why leadership ended without a shutdown.
+#[derive(Debug, thiserror::Error)]
+#[error("lost the leader election Lease {namespace}/{name}: not renewed within {deadline:?}")]
+pub struct LeadershipLost {
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The Lease's name.
+    pub name: String,
+    /// The renew deadline that passed.
+    pub deadline: Duration,
+}
+
+/// Tries for and holds one Lease.
+pub struct LeaderElector {
+    api: Api<Lease>,
+    config: LeaderElectionConfig,
+    /// The holder and renew time last seen, and when this process saw them.
+    observed: Option<(Option<String>, Option<MicroTime>, Instant)>,
+    /// Whether the last attempt reached the API server.
+    pub(crate) healthy: bool,
+}
+
+impl LeaderElector {
+    /// An elector for `config`'s Lease.
+    pub fn new(client: kube::Client, config: LeaderElectionConfig) -> Self {
+        LeaderElector { api: Api::namespaced(client, &config.namespace), config, observed: None, healthy: true }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LeaderElectionConfig {
+        &self.config
+    }
+
+    /// One attempt to acquire the Lease; `true` if this process now holds it.
+    pub async fn try_once(&mut self) -> bool {
+        let acquired = self.try_acquire_or_renew().await;
+        if acquired {
+            tracing::info!(lease = %self.config.lease_name, identity = %self.config.identity, "became leader");
+        }
+        acquired
+    }
+
+    /// Renews the Lease every retry period; returns when renewing has failed for the renew
+    /// deadline.
+    pub async fn hold(&mut self) -> LeadershipLost {
+        let mut last_renewed = Instant::now();
+        loop {
+            tokio::time::sleep(self.config.retry_period).await;
+            if self.try_acquire_or_renew().await {
+                last_renewed = Instant::now();
+            } else if last_renewed.elapsed() >= self.config.renew_deadline {
+                return LeadershipLost {
+                    namespace: self.config.namespace.clone(),
+                    name: self.config.lease_name.clone(),
+                    deadline: self.config.renew_deadline,
+                };
+            }
+        }
+    }
+
+    /// Gives the Lease up, so a standby can take over at its next retry.
+    pub async fn release(&mut self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.config.lease_name).await else { return };
+        let spec = lease.spec.get_or_insert_default();
+        if spec.holder_identity.as_deref() != Some(&self.config.identity) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self.api.replace(&self.config.lease_name, &PostParams::default(), &lease).await {
+            Ok(_) => tracing::info!(lease = %self.config.lease_name, "released leadership"),
+            Err(error) => tracing::warn!(lease = %self.config.lease_name, %error, "releasing leadership failed"),
+        }
+    }
+
+    /// One round: take or renew the Lease if it is free, expired or ours. `true` if we hold it.
+    async fn try_acquire_or_renew(&mut self) -> bool {
+        let now = MicroTime(Timestamp::now());
+        let seconds = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX);
+        let existing = match self.api.get_opt(&self.config.lease_name).await {
+            Ok(existing) => existing,
+            Err(error) => {
+                self.healthy = false;
+                tracing::warn!(%error, "reading the leader election Lease failed");
+                return false;
+            }
+        };
+        self.healthy = true;
+        let Some(mut lease) = existing else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.config.lease_name.clone()),
+                    namespace: Some(self.config.namespace.clone()),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.config.identity.clone()),
+                    lease_duration_seconds: Some(seconds),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    lease_transitions: Some(0),
+                    ..Default::default()
+                }),
+            };
+            return self.api.create(&PostParams::default(), &lease).await.is_ok();
+        };
+        let spec = lease.spec.get_or_insert_default();
+        let holder = spec.holder_identity.clone().filter(|holder| !holder.is_empty());
+        let ours = holder.as_deref() == Some(&self.config.identity);
+        let record = (holder.clone(), spec.renew_time.clone());
+        if self.observed.as_ref().is_none_or(|(holder, renewed, _)| (holder, renewed) != (&record.0, &record.1)) {
+            self.observed = Some((record.0, record.1, Instant::now()));
+        }
+        let held_for = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(seconds).max(0) as u64);
+        let expired = self.observed.as_ref().is_some_and(|(_, _, seen)| seen.elapsed() >= held_for);
+        if holder.is_some() && !ours && !expired {
+            return false;
+        }
+        if !ours {
+            spec.acquire_time = Some(now.clone());
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        }
+        spec.holder_identity = Some(self.config.identity.clone());
+        spec.lease_duration_seconds = Some(seconds);
+        spec.renew_time = Some(now);
+        // The resourceVersion in the body makes a concurrent update by another candidate fail.
+        match self.api.replace(&self.config.lease_name, &PostParams::default(), &lease).await {
+            Ok(updated) => {
+                let spec = updated.spec.unwrap_or_default();
+                self.observed = Some((spec.holder_identity, spec.renew_time, Instant::now()));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
