@@ -26,6 +26,10 @@ pub struct EngineConfig {
     /// Only CompositeControllers whose labels match are run (Metacontroller's
     /// `--target-label-selector`), so several engines can share a cluster.
     pub target_label_selector: Option<LabelSelector>,
+    /// Events per object per second after the burst (client-go's 1/300).
+    pub events_qps: f64,
+    /// Events per object at once (client-go's 25).
+    pub events_burst: u32,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +40,8 @@ impl Default for EngineConfig {
             discovery_interval: Duration::from_secs(30),
             resync_interval: Duration::from_secs(30 * 60),
             target_label_selector: None,
+            events_qps: 1.0 / 300.0,
+            events_burst: 25,
         }
     }
 }
@@ -60,16 +66,17 @@ pub struct EngineContext {
 }
 
 impl EngineContext {
-    /// A context on `client` with `config`, recording into `metrics`.
-    pub fn new(client: kube::Client, config: EngineConfig, metrics: Metrics) -> Self {
+    /// A context on `client` with `config`, watching through `caches` and recording into
+    /// `metrics`.
+    pub fn new(client: kube::Client, config: EngineConfig, caches: SharedCaches, metrics: Metrics) -> Self {
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
         EngineContext {
-            caches: SharedCaches::new(client.clone()),
+            caches,
             discovery: Discovery::new(client.clone(), config.discovery_interval),
             hooks: HookClient::new(metrics.clone()),
             metrics,
             applier: Applier::new(config.apply_strategy.clone()),
-            recorder: EventRecorder::new(client.clone(), "metacontroller", instance),
+            recorder: EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst),
             client,
             config,
         }

@@ -20,7 +20,7 @@ pub mod selector;
 
 use std::sync::Arc;
 
-use bosun_runtime::{Health, Metrics};
+use bosun_runtime::{Health, Metrics, SharedCaches};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
@@ -34,6 +34,7 @@ pub use context::{EngineConfig, EngineContext};
 pub struct Engine {
     client: kube::Client,
     config: EngineConfig,
+    caches: SharedCaches,
     metrics: Metrics,
     health: Health,
 }
@@ -41,7 +42,14 @@ pub struct Engine {
 impl Engine {
     /// An engine on `client` with `config`.
     pub fn new(client: kube::Client, config: EngineConfig) -> Self {
-        Engine { client, config, metrics: Metrics::new(), health: Health::default() }
+        Engine { caches: SharedCaches::new(client.clone()), client, config, metrics: Metrics::new(), health: Health::default() }
+    }
+
+    /// Watches through `caches`, shared with the process's other controllers, instead of
+    /// caches of its own: one watch per resource type for the whole process.
+    pub fn with_caches(mut self, caches: SharedCaches) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// Records hook, reconcile and work-queue metrics into `metrics`.
@@ -59,7 +67,7 @@ impl Engine {
     /// Runs every CompositeController until `shutdown` completes; then stops taking work and
     /// returns once the syncs in flight have finished.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let ctx = Arc::new(EngineContext::new(self.client, self.config, self.metrics));
+        let ctx = Arc::new(EngineContext::new(self.client, self.config, self.caches, self.metrics));
         composite::run(ctx, self.health, shutdown).await;
     }
 }

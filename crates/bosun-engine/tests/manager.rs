@@ -14,7 +14,7 @@ use bosun_testenv::TestEnv;
 use kube::api::{DynamicObject, PostParams};
 use kube::Api;
 use serde_json::json;
-use support::{HookServer, config_map_per_parent, eventually, install_thing_crd};
+use support::{HookServer, Reply, config_map_per_parent, create_thing_controller, desired_config_map, eventually, install_thing_crd};
 
 async fn get(address: SocketAddr, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{address}{path}")).await.unwrap();
@@ -59,24 +59,13 @@ async fn readiness_metrics_and_graceful_shutdown() {
     let things = install_thing_crd(env, &bosun_testenv::unique_suffix(), true).await;
     let hooks = HookServer::start(|hook, request| {
         if request["parent"]["metadata"]["name"] == "slow" {
-            std::thread::sleep(Duration::from_secs(2));
+            return Reply::Slow(Duration::from_secs(2), desired_config_map(request));
         }
         config_map_per_parent(hook, request)
     })
     .await;
-    let controller: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "metacontroller.k8s.io/v1alpha1",
-        "kind": "CompositeController",
-        "metadata": { "name": "measured" },
-        "spec": {
-            "parentResource": { "apiVersion": things.api_version, "resource": "things" },
-            "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }],
-            "hooks": { "sync": hooks.hook("sync", json!({})) },
-        },
-    }))
-    .unwrap();
-    let resource = kube::api::ApiResource::erase::<bosun_engine::api::CompositeController>(&());
-    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
+    let spec = json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } });
+    create_thing_controller(&client, "measured", json!({}), &things, spec).await;
     let parents: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &things);
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let parent = |name: &str| {
@@ -124,4 +113,27 @@ async fn readiness_metrics_and_graceful_shutdown() {
     assert!(config_maps.get_opt("slow-config").await.unwrap().is_none(), "the hook is still answering");
     running.shutdown().await;
     assert!(config_maps.get_opt("slow-config").await.unwrap().is_some(), "the sync in flight completed before shutdown returned");
+}
+
+/// `--events-burst` events about one object are recorded, further ones dropped until the
+/// budget refills at `--events-qps`.
+#[tokio::test]
+async fn events_per_object_are_limited() {
+    let env = TestEnv::shared();
+    let namespace = env.namespace("event-budget").await;
+    let recorder = bosun_runtime::EventRecorder::new(env.client(), "test", "test", 1.0 / 300.0, 3);
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some("noisy".into()),
+        namespace: Some(namespace.clone()),
+        uid: Some("1234".into()),
+        ..Default::default()
+    };
+    for attempt in 0..5 {
+        recorder.publish(&regarding, bosun_runtime::EventType::Warning, "SyncError", &format!("failure {attempt}")).await.unwrap();
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client(), &namespace);
+    let notes: Vec<String> = events.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|event| event.note).collect();
+    assert_eq!(notes.len(), 3, "{notes:?}");
 }

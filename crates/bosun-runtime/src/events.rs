@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
+
+use crate::rate_limit::TokenBucket;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -36,7 +38,7 @@ const MAX_REMEMBERED: usize = 4096;
 
 #[derive(Hash, PartialEq, Eq, Clone)]
 struct SeriesKey {
-    regarding: (Option<String>, Option<String>, Option<String>, Option<String>),
+    regarding: ObjectKey,
     type_: EventType,
     reason: String,
     note: String,
@@ -54,12 +56,27 @@ pub struct EventRecorder {
     controller: String,
     instance: String,
     series: Mutex<HashMap<SeriesKey, Series>>,
+    /// Per object: `--events-qps` and `--events-burst` (client-go's spam filter).
+    limits: Mutex<HashMap<ObjectKey, TokenBucket>>,
+    qps: f64,
+    burst: u32,
 }
 
+type ObjectKey = (Option<String>, Option<String>, Option<String>, Option<String>);
+
 impl EventRecorder {
-    /// A recorder reporting as `controller` (and `instance`, e.g. the pod name).
-    pub fn new(client: Client, controller: impl Into<String>, instance: impl Into<String>) -> Self {
-        EventRecorder { client, controller: controller.into(), instance: instance.into(), series: Mutex::default() }
+    /// A recorder reporting as `controller` (and `instance`, e.g. the pod name), allowing each
+    /// object `burst` events at once and `qps` a second after that (client-go: 25 and 1/300).
+    pub fn new(client: Client, controller: impl Into<String>, instance: impl Into<String>, qps: f64, burst: u32) -> Self {
+        EventRecorder {
+            client,
+            controller: controller.into(),
+            instance: instance.into(),
+            series: Mutex::default(),
+            limits: Mutex::default(),
+            qps,
+            burst,
+        }
     }
 
     /// Records an event about `regarding`. Events of cluster-scoped objects go to `default`.
@@ -72,8 +89,20 @@ impl EventRecorder {
     ) -> Result<(), kube::Error> {
         let note: String = note.chars().take(MAX_NOTE).collect();
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let object: ObjectKey =
+            (regarding.api_version.clone(), regarding.kind.clone(), regarding.namespace.clone(), regarding.uid.clone().or_else(|| regarding.name.clone()));
+        {
+            let mut limits = self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if limits.len() >= MAX_REMEMBERED {
+                limits.clear();
+            }
+            if !limits.entry(object.clone()).or_insert_with(|| TokenBucket::new(self.qps, self.burst)).try_take() {
+                tracing::debug!(reason, "event dropped: too many events about this object");
+                return Ok(());
+            }
+        }
         let key = SeriesKey {
-            regarding: (regarding.api_version.clone(), regarding.kind.clone(), regarding.namespace.clone(), regarding.uid.clone().or_else(|| regarding.name.clone())),
+            regarding: object,
             type_,
             reason: reason.to_owned(),
             note: note.clone(),

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod queue;
+pub mod rate_limit;
 
 pub use events::{EventRecorder, EventType};
 pub use health::Health;
@@ -20,3 +21,4 @@ pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown
 pub use metrics::{HookLabels, Metrics, QueueMetrics, ReconcileResult};
 pub use cache::{Cache, CacheEvent, Handler, ObjectKey, SharedCaches, Subscription};
 pub use queue::{Backoff, WorkQueue};
+pub use rate_limit::{RateLimitLayer, TokenBucket};

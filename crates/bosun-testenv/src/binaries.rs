@@ -27,6 +27,8 @@ use crate::progress::Progress;
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
 /// The etcd release the control plane is built from.
 pub const ETCD_VERSION: &str = "v3.6.16";
+/// The Helm release built alongside, for validating charts.
+pub const HELM_VERSION: &str = "v3.22.0";
 /// The `go` directive of the build modules: what [`KUBERNETES_VERSION`]'s own `go.mod` says. An
 /// older local Go fetches this toolchain through the module proxy (`GOTOOLCHAIN=auto`), or,
 /// with `GOTOOLCHAIN=local`, says that it is too old.
@@ -85,12 +87,19 @@ pub enum Component {
     KubeControllerManager,
     /// `k8s.io/kubernetes/cmd/kubectl`.
     Kubectl,
+    /// `helm.sh/helm/v3/cmd/helm`, to render charts for tests.
+    Helm,
 }
 
 impl Component {
     /// Every component, in build order.
-    pub const ALL: [Component; 4] =
-        [Component::KubeApiserver, Component::KubeControllerManager, Component::Kubectl, Component::Etcd];
+    pub const ALL: [Component; 5] = [
+        Component::KubeApiserver,
+        Component::KubeControllerManager,
+        Component::Kubectl,
+        Component::Etcd,
+        Component::Helm,
+    ];
 
     /// The binary's file name.
     pub fn name(self) -> &'static str {
@@ -99,6 +108,7 @@ impl Component {
             Component::KubeApiserver => "kube-apiserver",
             Component::KubeControllerManager => "kube-controller-manager",
             Component::Kubectl => "kubectl",
+            Component::Helm => "helm",
         }
     }
 
@@ -108,23 +118,26 @@ impl Component {
             Component::KubeApiserver => "k8s.io/kubernetes/cmd/kube-apiserver",
             Component::KubeControllerManager => "k8s.io/kubernetes/cmd/kube-controller-manager",
             Component::Kubectl => "k8s.io/kubernetes/cmd/kubectl",
+            Component::Helm => "helm.sh/helm/v3/cmd/helm",
         }
     }
 
     fn module(self) -> GoModule {
         match self {
             Component::Etcd => GoModule::Etcd,
+            Component::Helm => GoModule::Helm,
             _ => GoModule::Kubernetes,
         }
     }
 }
 
-/// The two small Go modules the components are built in: etcd's dependencies and
-/// Kubernetes' would otherwise constrain each other's versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The small Go modules the components are built in, one per project, so that their
+/// dependency graphs do not constrain each other's versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum GoModule {
     Kubernetes,
     Etcd,
+    Helm,
 }
 
 impl GoModule {
@@ -132,6 +145,15 @@ impl GoModule {
         match self {
             GoModule::Kubernetes => "kubernetes",
             GoModule::Etcd => "etcd",
+            GoModule::Helm => "helm",
+        }
+    }
+
+    fn version(self) -> &'static str {
+        match self {
+            GoModule::Kubernetes => KUBERNETES_VERSION,
+            GoModule::Etcd => ETCD_VERSION,
+            GoModule::Helm => HELM_VERSION,
         }
     }
 }
@@ -142,12 +164,16 @@ pub struct Binaries {
     dir: PathBuf,
 }
 
-#[derive(Serialize, Deserialize)]
+/// What the cache holds: each binary with the version it was built from and its SHA-256.
+#[derive(Serialize, Deserialize, Default)]
 struct Manifest {
-    kubernetes: String,
-    etcd: String,
-    /// Binary name → SHA-256 (hex) of its contents when it was built.
-    sha256: std::collections::BTreeMap<String, String>,
+    binaries: std::collections::BTreeMap<String, Built>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Built {
+    version: String,
+    sha256: String,
 }
 
 impl Binaries {
@@ -171,7 +197,7 @@ impl Binaries {
     fn ensure_in(root: &Path) -> Result<Binaries, BuildError> {
         let entry = root.join(format!("kubernetes-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}"));
         let binaries = Binaries { dir: entry.join("bin") };
-        if binaries.verify() {
+        if binaries.missing().is_empty() {
             return Ok(binaries);
         }
         fs::create_dir_all(&entry).map_err(io_error(&entry))?;
@@ -185,10 +211,10 @@ impl Binaries {
             lock.lock().map_err(io_error(&lock_path))?;
         }
         // The other process may have finished the build while we waited.
-        if binaries.verify() {
-            return Ok(binaries);
+        let missing = binaries.missing();
+        if !missing.is_empty() {
+            build(&entry, &missing)?;
         }
-        build(&entry)?;
         Ok(binaries)
     }
 
@@ -202,17 +228,40 @@ impl Binaries {
         self.dir.join(component.name())
     }
 
-    fn verify(&self) -> bool {
-        let Some(entry) = self.dir.parent() else { return false };
-        let Ok(text) = fs::read(entry.join("manifest.json")) else { return false };
-        let Ok(manifest) = serde_json::from_slice::<Manifest>(&text) else { return false };
-        if manifest.kubernetes != KUBERNETES_VERSION || manifest.etcd != ETCD_VERSION {
-            return false;
-        }
-        Component::ALL.iter().all(|component| {
-            let expected = manifest.sha256.get(component.name());
-            expected.is_some() && sha256_file(&self.path(*component)).ok().as_ref() == expected
-        })
+    fn manifest_path(&self) -> PathBuf {
+        self.dir.with_file_name("manifest.json")
+    }
+
+    fn manifest(&self) -> Manifest {
+        fs::read(self.manifest_path()).ok().and_then(|text| serde_json::from_slice(&text).ok()).unwrap_or_default()
+    }
+
+    /// The components that are not in the cache as built from their pinned version with the
+    /// recorded hash.
+    fn missing(&self) -> Vec<Component> {
+        let manifest = self.manifest();
+        Component::ALL
+            .into_iter()
+            .filter(|component| {
+                let valid = manifest.binaries.get(component.name()).is_some_and(|built| {
+                    built.version == component.module().version()
+                        && sha256_file(&self.path(*component)).is_ok_and(|digest| digest == built.sha256)
+                });
+                !valid
+            })
+            .collect()
+    }
+
+    /// Records a freshly built component in the manifest, atomically.
+    fn record(&self, component: Component) -> Result<(), BuildError> {
+        let path = self.path(component);
+        let sha256 = sha256_file(&path).map_err(io_error(&path))?;
+        let mut manifest = self.manifest();
+        manifest.binaries.insert(component.name().to_owned(), Built { version: component.module().version().to_owned(), sha256 });
+        let manifest_path = self.manifest_path();
+        let partial = manifest_path.with_extension("json.partial");
+        fs::write(&partial, serde_json::to_vec_pretty(&manifest).expect("manifest serializes")).map_err(io_error(&partial))?;
+        fs::rename(&partial, &manifest_path).map_err(io_error(&manifest_path))
     }
 }
 
@@ -241,50 +290,40 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
-fn build(entry: &Path) -> Result<(), BuildError> {
+/// Builds `missing` components into the cache entry, recording each in the manifest once
+/// its binary is complete (so an interrupted build never looks complete).
+fn build(entry: &Path, missing: &[Component]) -> Result<(), BuildError> {
     let started = Instant::now();
     let go_version = check_go()?;
+    let names: Vec<&str> = missing.iter().map(|component| component.name()).collect();
     Progress::line(format_args!(
-        "building the local control plane (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}) with {go_version} \
+        "building {} (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}, Helm {HELM_VERSION}) with {go_version} \
          into {}; this happens once and takes several minutes",
+        names.join(", "),
         entry.display()
     ));
-    let steps = 2 + Component::ALL.len();
+    let mut modules: Vec<GoModule> = missing.iter().map(|component| component.module()).collect();
+    modules.sort();
+    modules.dedup();
+    let steps = modules.len() + missing.len();
     let bin = entry.join("bin");
     fs::create_dir_all(&bin).map_err(io_error(&bin))?;
-    // The manifest goes first, so an interrupted build can never look complete.
-    let manifest_path = entry.join("manifest.json");
-    match fs::remove_file(&manifest_path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&manifest_path)(error)),
-        _ => {}
-    }
-
-    let kubernetes = prepare_kubernetes_module(entry, Step { number: 1, of: steps })?;
-    let etcd = prepare_etcd_module(entry, Step { number: 2, of: steps })?;
-    let mut manifest = Manifest {
-        kubernetes: KUBERNETES_VERSION.to_owned(),
-        etcd: ETCD_VERSION.to_owned(),
-        sha256: Default::default(),
-    };
-    for (index, component) in Component::ALL.into_iter().enumerate() {
-        let module_dir = match component.module() {
-            GoModule::Kubernetes => &kubernetes,
-            GoModule::Etcd => &etcd,
+    let binaries = Binaries { dir: bin.clone() };
+    let mut dirs = std::collections::BTreeMap::new();
+    for (index, module) in modules.into_iter().enumerate() {
+        let step = Step { number: 1 + index, of: steps };
+        let dir = match module {
+            GoModule::Kubernetes => prepare_kubernetes_module(entry, missing, step)?,
+            _ => prepare_module(entry, module, step)?,
         };
-        let target = bin.join(component.name());
-        compile(module_dir, component, &target, Step { number: 3 + index, of: steps })?;
-        let digest = sha256_file(&target).map_err(io_error(&target))?;
-        manifest.sha256.insert(component.name().to_owned(), digest);
+        dirs.insert(module, dir);
     }
-    let text = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    let partial = entry.join("manifest.json.partial");
-    fs::write(&partial, text).map_err(io_error(&partial))?;
-    fs::rename(&partial, &manifest_path).map_err(io_error(&manifest_path))?;
-    Progress::line(format_args!(
-        "local control plane built in {}; cached in {}",
-        Progress::elapsed(started),
-        entry.display()
-    ));
+    for (index, component) in missing.iter().enumerate() {
+        let step = Step { number: dirs.len() + 1 + index, of: steps };
+        compile(&dirs[&component.module()], *component, &binaries.path(*component), step)?;
+        binaries.record(*component)?;
+    }
+    Progress::line(format_args!("built {} in {}; cached in {}", names.join(", "), Progress::elapsed(started), entry.display()));
     Ok(())
 }
 
@@ -312,7 +351,7 @@ fn check_go() -> Result<String, BuildError> {
 /// Writes the module that builds Kubernetes: it requires `k8s.io/kubernetes` and replaces each
 /// staging module that Kubernetes' own `go.mod` points at a local path with the published
 /// release of the same version (`v1.37.2` → `v0.37.2`).
-fn prepare_kubernetes_module(entry: &Path, step: Step) -> Result<PathBuf, BuildError> {
+fn prepare_kubernetes_module(entry: &Path, components: &[Component], step: Step) -> Result<PathBuf, BuildError> {
     Progress::line(format_args!("{step}: resolving k8s.io/kubernetes {KUBERNETES_VERSION} and its modules"));
     let dir = entry.join("src").join(GoModule::Kubernetes.dir_name());
     fs::create_dir_all(&dir).map_err(io_error(&dir))?;
@@ -340,7 +379,7 @@ fn prepare_kubernetes_module(entry: &Path, step: Step) -> Result<PathBuf, BuildE
         replaces.concat()
     );
     write_go_mod(&dir, &go_mod)?;
-    let packages: Vec<String> = Component::ALL
+    let packages: Vec<String> = components
         .iter()
         .filter(|component| component.module() == GoModule::Kubernetes)
         .map(|component| format!("{}@{KUBERNETES_VERSION}", component.package()))
@@ -359,16 +398,20 @@ fn staging_modules(go_mod: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn prepare_etcd_module(entry: &Path, step: Step) -> Result<PathBuf, BuildError> {
-    Progress::line(format_args!("{step}: resolving go.etcd.io/etcd/server/v3 {ETCD_VERSION}"));
-    let dir = entry.join("src").join(GoModule::Etcd.dir_name());
+/// Writes a module that requires `module`'s project at its pinned version, and resolves it.
+fn prepare_module(entry: &Path, module: GoModule, step: Step) -> Result<PathBuf, BuildError> {
+    let component = Component::ALL.into_iter().find(|component| component.module() == module).expect("every module builds a component");
+    let version = module.version();
+    Progress::line(format_args!("{step}: resolving {} {version}", component.package()));
+    let dir = entry.join("src").join(module.dir_name());
     fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let name = module.dir_name();
     let go_mod = format!(
-        "// Written by bosun-testenv: builds etcd {ETCD_VERSION} from its published module.\n\
-         module bosun.dev/testenv/etcd\n\ngo {GO_DIRECTIVE}\n"
+        "// Written by bosun-testenv: builds {name} {version} from its published module.\n\
+         module bosun.dev/testenv/{name}\n\ngo {GO_DIRECTIVE}\n"
     );
     write_go_mod(&dir, &go_mod)?;
-    go(&dir, &["get", &format!("{}@{ETCD_VERSION}", Component::Etcd.package())], step)?;
+    go(&dir, &["get", &format!("{}@{version}", component.package())], step)?;
     Ok(dir)
 }
 
@@ -550,22 +593,23 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_cache_entry_is_not_valid() {
+    fn only_missing_or_changed_binaries_are_rebuilt() {
         let root = std::env::temp_dir().join(format!("bosun-testenv-cache-test-{}", std::process::id()));
         let entry = root.join("entry");
         fs::create_dir_all(entry.join("bin")).unwrap();
         let binaries = Binaries { dir: entry.join("bin") };
-        assert!(!binaries.verify(), "no manifest");
-        let mut sha256 = std::collections::BTreeMap::new();
+        assert_eq!(binaries.missing(), Component::ALL, "no manifest");
         for component in Component::ALL {
             fs::write(binaries.path(component), component.name()).unwrap();
-            sha256.insert(component.name().to_owned(), sha256_file(&binaries.path(component)).unwrap());
+            if component != Component::Helm {
+                binaries.record(component).unwrap();
+            }
         }
-        let manifest = Manifest { kubernetes: KUBERNETES_VERSION.into(), etcd: ETCD_VERSION.into(), sha256 };
-        fs::write(entry.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
-        assert!(binaries.verify(), "complete entry");
+        assert_eq!(binaries.missing(), [Component::Helm], "one never recorded");
+        binaries.record(Component::Helm).unwrap();
+        assert!(binaries.missing().is_empty(), "complete entry");
         fs::write(binaries.path(Component::Etcd), "truncated").unwrap();
-        assert!(!binaries.verify(), "a changed binary");
+        assert_eq!(binaries.missing(), [Component::Etcd], "a changed binary");
         fs::remove_dir_all(root).unwrap();
     }
 }

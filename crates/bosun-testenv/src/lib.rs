@@ -28,7 +28,7 @@ mod process;
 mod progress;
 mod test_env;
 
-pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, KUBERNETES_VERSION};
+pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION};
 pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_CONTROLLERS, Error};
 pub use kubeconfig::CONTEXT;
 pub use process::is_running;

@@ -60,7 +60,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("export KUBECONFIG={}", kubeconfig.display());
         println!();
         let manager = bosun_runtime::Manager::new(args.serve.config(std::net::IpAddr::from([127, 0, 0, 1])));
-        let client = crate::run::instrumented_client(plane.config(), &manager.metrics())?;
+        let client = crate::run::instrumented_client(plane.config(), &manager.metrics(), None)?;
         bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
         println!("The engine is running: apply a CompositeController and its parents with kubectl.");
         println!("Press Ctrl-C to stop.");

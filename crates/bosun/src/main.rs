@@ -31,8 +31,9 @@ enum Command {
     ///
     /// Runs a hosted controller for every CompositeController in the cluster, serving
     /// Prometheus metrics and health probes. Accepts Metacontroller's flag names, so an
-    /// existing Deployment's args keep working; its `--zap-*` logging flags are accepted and
-    /// ignored with a warning (use --log-level and --log-format). The CRDs must be installed
+    /// existing Deployment's args keep working; its `--zap-*` logging flags and
+    /// `--pprof-address` are accepted and ignored with a warning (use --log-level and
+    /// --log-format). The CRDs must be installed
     /// first (`bosun crds | kubectl apply --server-side -f -`).
     Run(run::RunArgs),
     /// Print the CompositeController, DecoratorController and ControllerRevision CRDs as YAML.
@@ -44,17 +45,24 @@ enum Command {
     Version,
 }
 
-/// Metacontroller's logging flags (`--zap-log-level=4`, `--zap-devel`, …): accepted so that
-/// existing Deployments start, and ignored in favour of `--log-level` and `--log-format`.
-fn without_zap_flags(args: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
+/// Whether `arg` is a Metacontroller flag bosun does not need: its zap logging flags
+/// (`--zap-log-level=4`, `--zap-devel`, …; use `--log-level` and `--log-format`) and
+/// `--pprof-address`.
+fn is_ignored_flag(arg: &str) -> bool {
+    arg.starts_with("--zap-") || arg == "--pprof-address" || arg.starts_with("--pprof-address=")
+}
+
+/// Sets aside the flags of [`is_ignored_flag`] (with a separate value if they have one), so
+/// that existing Deployments start.
+fn without_ignored_flags(args: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
     let (mut kept, mut ignored) = (Vec::new(), Vec::new());
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        if !arg.starts_with("--zap-") {
+        if !is_ignored_flag(&arg) {
             kept.push(arg);
             continue;
         }
-        // `--zap-log-level 4`: the value belongs to the flag.
+        // `--zap-log-level 4`, `--pprof-address 0`: the value belongs to the flag.
         if !arg.contains('=') && args.peek().is_some_and(|next| !next.starts_with('-')) {
             ignored.push(format!("{arg} {}", args.next().unwrap_or_default()));
         } else {
@@ -65,11 +73,11 @@ fn without_zap_flags(args: impl Iterator<Item = String>) -> (Vec<String>, Vec<St
 }
 
 fn main() -> anyhow::Result<()> {
-    let (args, ignored) = without_zap_flags(std::env::args());
+    let (args, ignored) = without_ignored_flags(std::env::args());
     let cli = Cli::parse_from(args);
     logging::init(&cli.logging)?;
     if !ignored.is_empty() {
-        tracing::warn!(?ignored, "ignoring Metacontroller's zap logging flags; use --log-level and --log-format");
+        tracing::warn!(?ignored, "ignoring Metacontroller flags bosun does not use (for logs: --log-level and --log-format)");
     }
     match cli.command {
         Command::Dev(args) => dev::run(args),
@@ -102,10 +110,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zap_flags_are_set_aside_with_their_values() {
-        let args = ["bosun", "run", "--zap-devel", "--zap-log-level", "4", "--zap-encoder=json", "--workers=2"];
-        let (kept, ignored) = without_zap_flags(args.iter().map(|arg| arg.to_string()));
+    fn unused_metacontroller_flags_are_set_aside_with_their_values() {
+        let args = ["bosun", "run", "--zap-devel", "--zap-log-level", "4", "--zap-encoder=json", "--pprof-address=0", "--workers=2"];
+        let (kept, ignored) = without_ignored_flags(args.iter().map(|arg| arg.to_string()));
         assert_eq!(kept, ["bosun", "run", "--workers=2"]);
-        assert_eq!(ignored, ["--zap-devel", "--zap-log-level 4", "--zap-encoder=json"]);
+        assert_eq!(ignored, ["--zap-devel", "--zap-log-level 4", "--zap-encoder=json", "--pprof-address=0"]);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
-use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics};
+use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics, RateLimitLayer};
 use clap::Args;
 
 /// Which cluster to talk to.
@@ -20,6 +20,14 @@ pub struct ClusterArgs {
     /// The kubeconfig context to use instead of its current context.
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
+    /// Client-side limit on requests per second to the API server; 0 or negative: none (the
+    /// default, as in controller-runtime; the API server's priority and fairness governs).
+    /// Metacontroller's default was 5.
+    #[arg(long, default_value_t = -1.0, value_name = "QPS", allow_negative_numbers = true)]
+    client_go_qps: f64,
+    /// Requests allowed at once above --client-go-qps.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    client_go_burst: u32,
 }
 
 impl ClusterArgs {
@@ -37,14 +45,20 @@ impl ClusterArgs {
                 "no cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a Pod with a ServiceAccount",
             )?,
         };
-        Ok(instrumented_client(config, metrics)?)
+        let limit = (self.client_go_qps > 0.0).then_some((self.client_go_qps, self.client_go_burst));
+        Ok(instrumented_client(config, metrics, limit)?)
     }
 }
 
-/// A client whose requests are counted in `rest_client_requests_total`.
-pub fn instrumented_client(config: kube::Config, metrics: &Metrics) -> Result<kube::Client, kube::Error> {
-    let layer = metrics.rest_client_layer(config.cluster_url.host().unwrap_or_default());
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())
+/// A client whose requests are counted in `rest_client_requests_total`, limited to
+/// `limit` = (requests per second, burst) if given.
+pub fn instrumented_client(config: kube::Config, metrics: &Metrics, limit: Option<(f64, u32)>) -> Result<kube::Client, kube::Error> {
+    let counting = metrics.rest_client_layer(config.cluster_url.host().unwrap_or_default());
+    let builder = kube::client::ClientBuilder::try_from(config)?.with_layer(&counting);
+    Ok(match limit {
+        Some((qps, burst)) => builder.with_layer(&RateLimitLayer::new(qps, burst)).build(),
+        None => builder.build(),
+    })
 }
 
 /// An address to listen on, or `None` where the flag said `0` (disabled).
@@ -120,6 +134,12 @@ pub struct EngineArgs {
     /// several engines can share a cluster.
     #[arg(long, default_value = "", value_parser = label_selector, value_name = "SELECTOR")]
     target_label_selector: String,
+    /// Events per object per second after --events-burst (client-go's spam filter).
+    #[arg(long, default_value_t = 1.0 / 300.0, value_name = "QPS")]
+    events_qps: f64,
+    /// Events per object at once.
+    #[arg(long, default_value_t = 25, value_name = "N")]
+    events_burst: u32,
 }
 
 impl EngineArgs {
@@ -138,6 +158,8 @@ impl EngineArgs {
             discovery_interval: self.discovery_interval,
             resync_interval: self.cache_flush_interval,
             target_label_selector: (!bosun_engine::selector::is_empty(&selector)).then_some(selector),
+            events_qps: self.events_qps,
+            events_burst: self.events_burst,
         }
     }
 }

@@ -48,6 +48,7 @@ async fn run_serves_the_kubeconfig_cluster_until_terminated() {
     let mut run = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .args(["run", "--workers", "2", "--apply-strategy", "server-side-apply", "--discovery-interval", "1s"])
         .args(["--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
+        .args(["--client-go-qps=50", "--client-go-burst=5"])
         .arg("--kubeconfig")
         .arg(env.control_plane().kubeconfig_path())
         .arg(format!("--target-label-selector=shard={shard}"))
@@ -159,6 +160,7 @@ fn metacontroller_deployment_args_are_accepted() {
             "run",
             "--zap-log-level=4",
             "--zap-devel",
+            "--pprof-address=0",
             "--discovery-interval=20s",
             "--cache-flush-interval=30m",
             "--workers=5",
@@ -167,6 +169,10 @@ fn metacontroller_deployment_args_are_accepted() {
             "--metrics-address=:9999",
             "--health-probe-bind-address=:8081",
             "--target-label-selector=team=a",
+            "--client-go-qps=5",
+            "--client-go-burst=10",
+            "--events-qps=0.0033",
+            "--events-burst=25",
             "--kubeconfig=/nonexistent/kubeconfig",
         ])
         .output()
@@ -174,5 +180,5 @@ fn metacontroller_deployment_args_are_accepted() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("reading kubeconfig /nonexistent/kubeconfig"), "{stderr}");
-    assert!(stderr.contains("ignoring Metacontroller's zap logging flags"), "{stderr}");
+    assert!(stderr.contains("ignoring Metacontroller flags bosun does not use"), "{stderr}");
 }

@@ -109,6 +109,8 @@ impl Fixture {
             target_label_selector: Some(
                 serde_json::from_value(json!({ "matchLabels": { TEST_LABEL: self.id } })).unwrap(),
             ),
+            // Scenarios provoke many failures per parent; client-go's 25 would silence the later ones.
+            events_burst: 10_000,
             ..EngineConfig::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -134,19 +136,7 @@ impl Fixture {
     /// is merged over those defaults (hooks, updateStrategy, …).
     pub async fn composite_controller(&self, spec: Value) -> String {
         let name = format!("things-{}", self.id);
-        let mut full = json!({
-            "parentResource": { "apiVersion": self.things.api_version, "resource": "things" },
-            "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }],
-        });
-        merge_into(&mut full, spec);
-        let controller = json!({
-            "apiVersion": "metacontroller.k8s.io/v1alpha1",
-            "kind": "CompositeController",
-            "metadata": { "name": name, "labels": { TEST_LABEL: self.id } },
-            "spec": full,
-        });
-        let object: DynamicObject = serde_json::from_value(controller).unwrap();
-        self.controllers().create(&PostParams::default(), &object).await.unwrap();
+        create_thing_controller(&self.client, &name, json!({ TEST_LABEL: self.id }), &self.things, spec).await;
         name
     }
 
@@ -178,6 +168,25 @@ impl Fixture {
         })
         .await
     }
+}
+
+/// Creates CompositeController `name` (with `labels`) over `things` with ConfigMap children;
+/// `spec` is merged over those defaults.
+pub async fn create_thing_controller(client: &Client, name: &str, labels: Value, things: &ApiResource, spec: Value) {
+    let mut full = json!({
+        "parentResource": { "apiVersion": things.api_version, "resource": "things" },
+        "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }],
+    });
+    merge_into(&mut full, spec);
+    let controller: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1",
+        "kind": "CompositeController",
+        "metadata": { "name": name, "labels": labels },
+        "spec": full,
+    }))
+    .unwrap();
+    let resource = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
 }
 
 /// Merges `patch` into `target` (objects key by key, anything else replaced).
@@ -256,6 +265,8 @@ pub enum Reply {
     TooManyRequests(Option<String>),
     /// No answer for this long (then an empty 200).
     Hang(Duration),
+    /// This JSON body, after this long.
+    Slow(Duration, Value),
 }
 
 type Script = dyn Fn(&str, &Value) -> Reply + Send + Sync;
@@ -310,6 +321,10 @@ impl HookServer {
                         Reply::Hang(duration) => {
                             tokio::time::sleep(duration).await;
                             (StatusCode::OK, headers, "{}".into())
+                        }
+                        Reply::Slow(duration, value) => {
+                            tokio::time::sleep(duration).await;
+                            (StatusCode::OK, headers, value.to_string())
                         }
                     }
                 },

@@ -1,0 +1,13 @@
+# bosun's container image: a static build on a distroless, non-root base.
+#   docker build -t ghcr.io/bosun-dev/bosun:0.1.0 .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p bosun && strip target/release/bosun
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/bosun /usr/local/bin/bosun
+USER 65532:65532
+EXPOSE 9999 8081
+ENTRYPOINT ["/usr/local/bin/bosun"]
+CMD ["run"]

@@ -1,0 +1,189 @@
+//! The deploy manifests: the kustomize and Helm renderings apply to a real API server (with
+//! server-side dry-run), the chart's CRDs are the committed ones, and the RBAC they grant —
+//! the engine's own ClusterRole, the aggregated one, the leader election Role — is enough for
+//! the engine to run a controller as that ServiceAccount.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bosun_engine::{Engine, EngineConfig};
+use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig};
+use bosun_testenv::{Component, TestEnv};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Api;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::json;
+use support::{HookServer, config_map_per_parent, create_thing_controller, eventually, install_thing_crd};
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+fn run(program: &Path, args: &[&str], input: Option<&str>) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.unwrap_or_default().as_bytes()).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{} {args:?} failed:\n{}\n{text}", program.display(), String::from_utf8_lossy(&output.stderr));
+    text
+}
+
+/// Applies `manifests` with server-side dry-run into `bosun-system`, which exists for real.
+async fn dry_run(env: &TestEnv, manifests: &str) -> String {
+    let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": "bosun-system" } })).unwrap();
+    let _ = Api::<Namespace>::all(env.client()).create(&PostParams::default(), &namespace).await;
+    let kubectl = env.control_plane().binaries().path(Component::Kubectl);
+    let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
+    run(&kubectl, &["apply", "--kubeconfig", &kubeconfig, "--server-side", "--dry-run=server", "-f", "-"], Some(manifests))
+}
+
+#[tokio::test]
+async fn the_kustomization_applies() {
+    let env = TestEnv::shared();
+    let kubectl = env.control_plane().binaries().path(Component::Kubectl);
+    let rendered = run(&kubectl, &["kustomize", &deploy_dir().display().to_string()], None);
+    let applied = dry_run(env, &rendered).await;
+    for object in [
+        "customresourcedefinition.apiextensions.k8s.io/compositecontrollers.metacontroller.k8s.io serverside-applied (server dry run)",
+        "clusterrole.rbac.authorization.k8s.io/bosun-engine-managed serverside-applied (server dry run)",
+        "role.rbac.authorization.k8s.io/bosun-leader-election serverside-applied (server dry run)",
+        "deployment.apps/bosun serverside-applied (server dry run)",
+    ] {
+        assert!(applied.contains(object), "{object} missing from:\n{applied}");
+    }
+}
+
+#[tokio::test]
+async fn the_helm_chart_renders_and_applies() {
+    let env = TestEnv::shared();
+    let chart = deploy_dir().join("helm/bosun");
+    assert_eq!(
+        std::fs::read_to_string(chart.join("crds/metacontroller.k8s.io.yaml")).unwrap(),
+        std::fs::read_to_string(deploy_dir().join("crds/metacontroller.k8s.io.yaml")).unwrap(),
+        "the chart's CRDs differ from deploy/crds: copy them over"
+    );
+    let helm = env.control_plane().binaries().path(Component::Helm);
+    let chart = chart.display().to_string();
+    let extra = "extraArgs={--apply-strategy=server-side-apply}";
+    let rendered = run(&helm, &["template", "bosun", &chart, "--namespace", "bosun-system", "--include-crds", "--set", extra], None);
+    assert!(rendered.contains("- \"--apply-strategy=server-side-apply\""), "{rendered}");
+    let applied = dry_run(env, &rendered).await;
+    assert!(applied.contains("deployment.apps/bosun serverside-applied (server dry run)"), "{applied}");
+    let without_election = run(&helm, &["template", "bosun", &chart, "--set", "leaderElection.enabled=false"], None);
+    assert!(!without_election.contains("--leader-election") && !without_election.contains("kind: Role\n"));
+}
+
+#[tokio::test]
+async fn the_engine_runs_with_only_the_deployed_rbac() {
+    let env = TestEnv::shared();
+    let admin = env.client();
+    bosun_engine::install_crds(&admin).await.unwrap();
+    let system = env.namespace("bosun-rbac").await;
+    // Cluster-scoped names made unique, so the other tests' dry runs do not meet them.
+    let rbac = std::fs::read_to_string(deploy_dir().join("rbac.yaml"))
+        .unwrap()
+        .replace("bosun-system", &system)
+        .replace("name: bosun-engine", &format!("name: {system}-engine"));
+    for document in serde_yaml::Deserializer::from_str(&rbac) {
+        let object: DynamicObject = serde::Deserialize::deserialize(document).unwrap();
+        let kind = object.types.clone().unwrap().kind;
+        let resource = match kind.as_str() {
+            "ServiceAccount" => kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ServiceAccount>(&()),
+            "ClusterRole" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()),
+            "ClusterRoleBinding" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&()),
+            "Role" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::Role>(&()),
+            "RoleBinding" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()),
+            other => panic!("unexpected {other} in rbac.yaml"),
+        };
+        let api: Api<DynamicObject> = if kind.starts_with("Cluster") {
+            Api::all_with(admin.clone(), &resource)
+        } else {
+            Api::namespaced_with(admin.clone(), &system, &resource)
+        };
+        let name = object.metadata.name.clone().unwrap();
+        api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object)).await.unwrap();
+    }
+
+    // A user's controller over Things and ConfigMaps, granted by aggregation, as the Greeting
+    // example's rbac.yaml does.
+    let namespace = env.namespace("rbac-parents").await;
+    let things = install_thing_crd(env, &bosun_testenv::unique_suffix(), true).await;
+    let grant: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": { "name": "bosun-things", "labels": { "bosun.dev/aggregate-to-engine": "true" } },
+        "rules": [
+            { "apiGroups": [things.group], "resources": ["things"], "verbs": ["get", "list", "watch", "patch"] },
+            { "apiGroups": [things.group], "resources": ["things/status"], "verbs": ["patch"] },
+            { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] },
+        ],
+    }))
+    .unwrap();
+    let cluster_roles = Api::<DynamicObject>::all_with(admin.clone(), &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()));
+    cluster_roles.patch("bosun-things", &PatchParams::apply("test").force(), &Patch::Apply(&grant)).await.unwrap();
+
+    // The engine as the ServiceAccount, with leader election in its namespace.
+    let engine_client = env.service_account_client(&system, "bosun").await;
+    let mut manager = Manager::new(ManagerConfig {
+        metrics_address: None,
+        health_address: None,
+        shutdown_timeout: Duration::from_secs(10),
+    })
+    .with_leader_election(engine_client.clone(), LeaderElectionConfig::new("bosun", &system));
+    let engine = Engine::new(engine_client, EngineConfig { discovery_interval: Duration::from_millis(500), ..Default::default() })
+        .with_metrics(manager.metrics());
+    manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
+    let running = manager.start().await.unwrap();
+
+    let hooks = HookServer::start(config_map_per_parent).await;
+    let spec = json!({
+        "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
+        "hooks": { "sync": hooks.hook("sync", json!({})) },
+    });
+    create_thing_controller(&admin, "rbac-things", json!({}), &things, spec).await;
+    let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &things);
+    let parent = DynamicObject::new("p", &things)
+        .data(json!({ "spec": { "selector": { "matchLabels": { "thing": "p" } }, "data": { "a": "1" } } }));
+    parents.create(&PostParams::default(), &parent).await.unwrap();
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &namespace);
+    eventually("the child, written by the engine's ServiceAccount", async || config_maps.get_opt("p-config").await.unwrap()).await;
+    eventually("the status, written by the engine's ServiceAccount", async || {
+        let parent = parents.get("p").await.unwrap();
+        (parent.data["status"]["observedGeneration"] == 1).then_some(())
+    })
+    .await;
+    let change = json!({ "spec": { "data": { "a": "2" } } });
+    parents.patch("p", &PatchParams::default(), &Patch::Merge(&change)).await.unwrap();
+    eventually("an in-place update", async || {
+        let data = config_maps.get("p-config").await.unwrap().data?;
+        (data.get("a").map(String::as_str) == Some("2")).then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(admin.clone(), &namespace);
+    let warnings: Vec<_> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|event| event.type_.as_deref() == Some("Warning"))
+        .filter_map(|event| event.message)
+        .collect();
+    assert!(warnings.is_empty(), "the engine was refused something: {warnings:?}");
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin, &system).get("bosun").await.unwrap();
+    assert!(lease.spec.and_then(|spec| spec.holder_identity).is_some(), "the leader election Role works");
+    running.shutdown().await;
+}
