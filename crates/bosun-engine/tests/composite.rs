@@ -426,6 +426,15 @@ async fn every_hook_failure_leaves_children_untouched(strategy: ApplyStrategy) {
             "do not match the parent's selector",
         ),
         (
+            "a child with a mistyped metadata field",
+            Box::new(|_, request| {
+                let mut response = desired_config_map(request);
+                response["children"][0]["metadata"]["finalizers"] = json!(5);
+                Reply::Json(response)
+            }),
+            "not a valid object",
+        ),
+        (
             "a child of an undeclared type",
             Box::new(|_, _| Reply::Json(json!({ "children": [{ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "s" } }] }))),
             "not one of the CompositeController's childResources",

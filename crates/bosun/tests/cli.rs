@@ -92,6 +92,8 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 #[tokio::test]
 async fn dev_serves_a_cluster_until_interrupted() {
+    // Build first where the progress shows (the child's output is not shown).
+    tokio::task::spawn_blocking(bosun_testenv::Binaries::ensure).await.unwrap().unwrap();
     let mut dev = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .args(["dev", "--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
         .stdout(Stdio::piped())

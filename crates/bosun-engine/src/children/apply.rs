@@ -83,6 +83,16 @@ pub enum ApplyError {
         /// Where the types disagree.
         source: MergeError,
     },
+    /// The desired state is not a valid object of its kind.
+    #[error("the desired state of {kind} {key} is not a valid object: {message}")]
+    Invalid {
+        /// The child's kind.
+        kind: String,
+        /// `namespace/name`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A child of that name exists but belongs to someone else.
     #[error("{kind} {key} already exists and is not controlled by this parent{detail}; rename the child or delete the existing object")]
     Taken {
@@ -189,11 +199,10 @@ impl Applier {
                 let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
                 set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
                 set_path(&mut desired, &["metadata", "ownerReferences"], json!([owner]));
-                let object: DynamicObject = serde_json::from_value(desired).map_err(|error| ApplyError::Api {
-                    action: "creating",
+                let object: DynamicObject = serde_json::from_value(desired).map_err(|error| ApplyError::Invalid {
                     kind: child_type.resource.kind.clone(),
                     key: key.clone(),
-                    source: kube::Error::SerdeError(error),
+                    message: error.to_string(),
                 })?;
                 match api.create(&PostParams::default(), &object).await {
                     Ok(_) => Ok(Applied::Created),
@@ -311,7 +320,11 @@ impl Applier {
                         self.delete(client, child_type, observed).await.map(|()| Applied::Deleted)
                     }
                     ChildUpdateMethod::InPlace | ChildUpdateMethod::RollingInPlace => {
-                        let object: DynamicObject = serde_json::from_value(merged).expect("a merged object is an object");
+                        let object: DynamicObject = serde_json::from_value(merged).map_err(|error| ApplyError::Invalid {
+                            kind: child_type.resource.kind.clone(),
+                            key: key.clone(),
+                            message: error.to_string(),
+                        })?;
                         match api.replace(&name, &PostParams::default(), &object).await {
                             Ok(_) => Ok(Applied::Updated),
                             // Changed or deleted meanwhile: the watch event brings a new sync.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_runtime::{CacheEvent, ObjectKey, ReconcileResult, Subscription, WorkQueue};
+use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
@@ -319,7 +320,11 @@ async fn run_workers(hosted: Arc<Hosted>) {
         let hosted = hosted.clone();
         workers.spawn(async move {
             while let Some(key) = hosted.queue.next().await {
-                hosted.process(&key).await;
+                // A bug in one sync must not take its worker, or its parent's key, with it.
+                if std::panic::AssertUnwindSafe(hosted.process(&key)).catch_unwind().await.is_err() {
+                    tracing::error!(controller = %hosted.name, parent = %key, "sync panicked; retrying with backoff");
+                    hosted.queue.add_rate_limited(key.clone());
+                }
                 hosted.queue.done(&key);
             }
         });

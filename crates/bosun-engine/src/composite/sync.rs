@@ -275,6 +275,9 @@ impl Hosted {
                 labels["controller-uid"] = Value::String(parent.uid().unwrap_or_default());
             }
             child.as_object_mut().expect("an object").remove("status");
+            if let Err(error) = serde_json::from_value::<DynamicObject>(child.clone()) {
+                return Err(format!("{described} is not a valid object: {error}"));
+            }
             let labels: BTreeMap<String, String> = serde_json::from_value(child["metadata"]["labels"].clone())
                 .or_else(|_| if child["metadata"]["labels"].is_null() { Ok(BTreeMap::new()) } else { Err(()) })
                 .map_err(|()| format!("{described}: metadata.labels must map strings to strings"))?;
