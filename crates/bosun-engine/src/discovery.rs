@@ -45,11 +45,14 @@ pub enum DiscoveryError {
     },
 }
 
+/// The resources of one group-version, and when they were discovered.
+type Discovered = (Instant, Vec<(ApiResource, ApiCapabilities)>);
+
 /// Cached discovery.
 pub struct Discovery {
     client: kube::Client,
     interval: Duration,
-    groups: Mutex<HashMap<String, (Instant, Vec<(ApiResource, ApiCapabilities)>)>>,
+    groups: Mutex<HashMap<String, Discovered>>,
 }
 
 impl Discovery {

@@ -26,10 +26,10 @@ pub enum SelectorError {
 
 /// Whether `labels` satisfy `selector`. An empty selector matches everything.
 pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> Result<bool, SelectorError> {
-    if let Some(match_labels) = &selector.match_labels {
-        if match_labels.iter().any(|(key, value)| labels.get(key) != Some(value)) {
-            return Ok(false);
-        }
+    if let Some(match_labels) = &selector.match_labels
+        && match_labels.iter().any(|(key, value)| labels.get(key) != Some(value))
+    {
+        return Ok(false);
     }
     for requirement in selector.match_expressions.iter().flatten() {
         let values = requirement.values.as_deref().unwrap_or_default();

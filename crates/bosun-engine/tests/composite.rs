@@ -215,7 +215,7 @@ async fn hook_versions_key_and_decode_differently(strategy: ApplyStrategy) {
                 })
             })
             .await;
-            assert_eq!(keys, [expected_key.clone()]);
+            assert_eq!(keys, std::slice::from_ref(&expected_key));
         } else {
             // Strict decoding refuses it: nothing is created, and the event says why.
             let message = fixture.event_with_reason("p", None, "SyncError").await;
@@ -402,7 +402,8 @@ async fn every_hook_failure_leaves_children_untouched(strategy: ApplyStrategy) {
     let (fixture, hooks) = converged(strategy, json!({})).await;
     let before = fixture.config_maps().get("p-config").await.unwrap();
     let parent_namespace = fixture.namespace.clone();
-    let failures: Vec<(&str, Box<dyn Fn(&str, &Value) -> Reply + Send + Sync>, &str)> = vec![
+    type Script = Box<dyn Fn(&str, &Value) -> Reply + Send + Sync>;
+    let failures: Vec<(&str, Script, &str)> = vec![
         ("non-200", Box::new(|_, _| Reply::Status(500, "boom".into())), "HTTP 500: boom"),
         ("malformed JSON", Box::new(|_, _| Reply::Status(200, "{not json".into())), "not valid"),
         ("a child without kind", Box::new(|_, _| Reply::Json(json!({ "children": [{ "apiVersion": "v1", "metadata": { "name": "x" } }] }))), "has no kind"),

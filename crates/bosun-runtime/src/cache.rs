@@ -266,11 +266,14 @@ impl Drop for Cache {
     }
 }
 
+/// A resource type's identity among the caches: (apiVersion, plural).
+type CacheKey = (String, String);
+
 /// The process-wide set of caches, one per resource type.
 #[derive(Clone)]
 pub struct SharedCaches {
     client: Client,
-    caches: Arc<Mutex<HashMap<(String, String), Weak<Cache>>>>,
+    caches: Arc<Mutex<HashMap<CacheKey, Weak<Cache>>>>,
 }
 
 impl SharedCaches {

@@ -71,7 +71,7 @@ pub enum ApplyError {
         /// `namespace/name`.
         key: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// The desired state cannot be merged onto the observed one.
     #[error("merging the desired state of {kind} {key}: {source}")]
@@ -178,7 +178,7 @@ impl Applier {
 
     fn api_error(action: &'static str, child_type: &ChildType, key: String) -> impl FnOnce(kube::Error) -> ApplyError {
         let kind = child_type.resource.kind.clone();
-        move |source| ApplyError::Api { action, kind, key, source }
+        move |source| ApplyError::Api { action, kind, key, source: Box::new(source) }
     }
 
     /// Creates a child that does not exist yet. `desired` is the validated desired object;

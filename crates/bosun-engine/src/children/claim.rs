@@ -30,7 +30,7 @@ pub enum ClaimError {
         /// `namespace/name`.
         key: String,
         /// The API error.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// The parent's selector cannot be evaluated.
     #[error("the parent's selector: {0}")]
@@ -135,7 +135,7 @@ impl Claimant<'_> {
                 action,
                 kind: child_type.resource.kind.clone(),
                 key: format!("{}/{}", child.namespace().unwrap_or_default(), child.name_any()),
-                source,
+                source: Box::new(source),
             }),
         }
     }

@@ -36,7 +36,7 @@ const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
 pub enum SyncError {
     /// The hook failed; nothing was changed.
     #[error("{0}")]
-    Hook(HookError),
+    Hook(Box<HookError>),
     /// The hook's response is not acceptable; nothing was changed.
     #[error("invalid {hook} hook response: {message}")]
     InvalidResponse {
@@ -56,7 +56,7 @@ pub enum SyncError {
     Children(Vec<ApplyError>),
     /// Updating the parent (finalizer, status) failed.
     #[error("updating the parent: {0}")]
-    Parent(kube::Error),
+    Parent(Box<kube::Error>),
     /// The hook asked to be called later (429): requeue after the delay, without an event.
     #[error("the hook asked to retry later")]
     RetryAfter(Option<Duration>),
@@ -155,7 +155,7 @@ impl Hosted {
         let response: SyncResponse = match self.ctx.hooks.call(hook, hooks::encode(&request)).await {
             Ok(response) => response,
             Err(HookError::TooManyRequests { retry_after, .. }) => return Err(SyncError::RetryAfter(retry_after)),
-            Err(error) => return Err(SyncError::Hook(error)),
+            Err(error) => return Err(SyncError::Hook(Box::new(error))),
         };
         let hook_name = hook.kind.name();
         let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
@@ -199,7 +199,7 @@ impl Hosted {
     /// An uncached read confirming the parent still exists, unchanged in identity and not
     /// being deleted, before adopting anything for it.
     async fn parent_is_live(&self, parent: &DynamicObject) -> Result<bool, SyncError> {
-        let live = self.parent_api(parent).get_opt(&parent.name_any()).await.map_err(SyncError::Parent)?;
+        let live = self.parent_api(parent).get_opt(&parent.name_any()).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
         Ok(live.is_some_and(|live| live.uid() == parent.uid() && live.metadata.deletion_timestamp.is_none()))
     }
 
@@ -307,10 +307,11 @@ impl Hosted {
         for (index, (child_type, objects)) in self.children.iter().zip(observed).enumerate() {
             for object in objects {
                 let key = ObjectKey::of(object);
-                if object.metadata.deletion_timestamp.is_none() && !wanted.contains(&(index, &key)) {
-                    if let Err(error) = applier.delete(client, child_type, object).await {
-                        errors.push(error);
-                    }
+                if object.metadata.deletion_timestamp.is_none()
+                    && !wanted.contains(&(index, &key))
+                    && let Err(error) = applier.delete(client, child_type, object).await
+                {
+                    errors.push(error);
                 }
             }
         }
@@ -408,6 +409,6 @@ async fn patch_with_version(api: &Api<DynamicObject>, parent: &DynamicObject, op
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 422 => Err(SyncError::Conflict),
-        Err(error) => Err(SyncError::Parent(error)),
+        Err(error) => Err(SyncError::Parent(Box::new(error))),
     }
 }

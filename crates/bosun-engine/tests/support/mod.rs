@@ -270,12 +270,14 @@ pub enum Reply {
 }
 
 type Script = dyn Fn(&str, &Value) -> Reply + Send + Sync;
+type Requests = Arc<Mutex<Vec<(String, Value)>>>;
+type ServerState = (Arc<Mutex<Arc<Script>>>, Requests, Arc<AtomicUsize>);
 
 /// A real HTTP hook server on 127.0.0.1, answering `/sync` and `/finalize` as scripted.
 pub struct HookServer {
     pub base: String,
     script: Arc<Mutex<Arc<Script>>>,
-    requests: Arc<Mutex<Vec<(String, Value)>>>,
+    requests: Requests,
     calls: Arc<AtomicUsize>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -290,17 +292,13 @@ impl HookServer {
     /// Starts a server answering with `script(path, request)`.
     pub async fn start(script: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static) -> HookServer {
         let script: Arc<Mutex<Arc<Script>>> = Arc::new(Mutex::new(Arc::new(script)));
-        let requests: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let requests: Requests = Arc::default();
         let calls = Arc::new(AtomicUsize::new(0));
         let state = (script.clone(), requests.clone(), calls.clone());
         let app = axum::Router::new().route(
             "/{hook}",
             axum::routing::post(
-                |axum::extract::State((script, requests, calls)): axum::extract::State<(
-                    Arc<Mutex<Arc<Script>>>,
-                    Arc<Mutex<Vec<(String, Value)>>>,
-                    Arc<AtomicUsize>,
-                )>,
+                |axum::extract::State((script, requests, calls)): axum::extract::State<ServerState>,
                  axum::extract::Path(hook): axum::extract::Path<String>,
                  body: String| async move {
                     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
