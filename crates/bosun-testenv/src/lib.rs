@@ -32,7 +32,7 @@ pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, H
 pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_CONTROLLERS, Error};
 pub use kubeconfig::CONTEXT;
 pub use process::is_running;
-pub use test_env::TestEnv;
+pub use test_env::{TestEnv, eventually};
 
 /// Five characters of `[a-z0-9]` that differ between calls and between processes, for names
 /// of namespaces and directories.

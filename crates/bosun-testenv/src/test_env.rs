@@ -18,6 +18,19 @@ use kube::ResourceExt;
 
 use crate::ControlPlane;
 
+/// Polls `check` every 100 ms until it returns `Some`, and returns that. Panics after 60 s,
+/// naming `what`: a bound on liveness for tests, not a timing assertion.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The shared control plane of a test binary.
 #[derive(Debug)]
 pub struct TestEnv {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bosun_testenv::TestEnv;
+use bosun_testenv::{TestEnv, eventually};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -15,19 +15,6 @@ use kube::api::{
 };
 use kube::{Api, ResourceExt};
 use serde_json::json;
-
-/// Polls `check` every 100 ms until it returns `Some`, failing the test after a generous
-/// deadline (a liveness bound, not a timing assertion).
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn config_map(name: &str, data: serde_json::Value) -> ConfigMap {
     serde_json::from_value(json!({ "metadata": { "name": name }, "data": data })).unwrap()

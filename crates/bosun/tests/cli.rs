@@ -2,42 +2,14 @@
 //! engine on it and stops everything on Ctrl-C; `bosun run` runs the engine against the
 //! cluster of a kubeconfig until SIGTERM.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Event, Namespace};
-use kube::api::{DynamicObject, ListParams, PostParams};
-use kube::{Api, Client};
-use serde_json::json;
-
-/// Creates a CompositeController (labelled `label`) whose parent resource does not exist, and
-/// waits for the engine's CreateError event about it: proof that an engine is running it.
-async fn engine_reports_on_a_controller(client: &Client, label: &str) {
-    let name = format!("missing-parent-{}", bosun_testenv::unique_suffix());
-    let controller: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "metacontroller.k8s.io/v1alpha1",
-        "kind": "CompositeController",
-        "metadata": { "name": name, "labels": { "shard": label } },
-        "spec": {
-            "parentResource": { "apiVersion": "nowhere.bosun.dev/v1", "resource": "ghosts" },
-            "hooks": { "sync": { "webhook": { "url": "http://127.0.0.1:1/sync" } } },
-        },
-    }))
-    .unwrap();
-    let resource = kube::api::ApiResource::erase::<bosun_engine::api::CompositeController>(&());
-    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await.unwrap();
-        if list.items.iter().any(|event| event.reason.as_deref() == Some("CreateError")) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no CreateError event for {name}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
 
 #[tokio::test]
 async fn run_serves_the_kubeconfig_cluster_until_terminated() {
@@ -56,7 +28,7 @@ async fn run_serves_the_kubeconfig_cluster_until_terminated() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    engine_reports_on_a_controller(&client, &shard).await;
+    support::reporters_of_a_new_controller(&client, &shard).await;
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGTERM) };
     assert!(run.wait().unwrap().success(), "SIGTERM is a clean exit");
@@ -121,7 +93,7 @@ async fn dev_serves_a_cluster_until_interrupted() {
     let client = kube::Client::try_from(config).unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     assert!(namespaces.get_opt("default").await.unwrap().is_some());
-    engine_reports_on_a_controller(&client, "any").await;
+    support::reporters_of_a_new_controller(&client, "any").await;
 
     let control_plane = children_of(dev.id());
     assert_eq!(control_plane.len(), 3, "etcd, kube-apiserver and kube-controller-manager");

@@ -2,14 +2,13 @@
 //! is killed with SIGKILL a standby takes over after the lease duration; when the leader exits
 //! cleanly it releases the Lease and a standby takes over at its next retry.
 
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ApiResource, DynamicObject, PostParams};
-use kube::{Api, Client};
-use serde_json::json;
+use kube::Api;
 
 struct Engine(Child);
 
@@ -78,43 +77,6 @@ async fn holder_other_than(leases: &Api<Lease>, lease: &str, previous: Option<&s
     }
 }
 
-/// Creates a CompositeController that cannot start and returns which engines (by
-/// `reportingInstance`) reported on it: only a running, leading engine reconciles it.
-async fn reporters_of_a_new_controller(client: &Client, shard: &str) -> Vec<String> {
-    let name = format!("lead-{}", bosun_testenv::unique_suffix());
-    let controller: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "metacontroller.k8s.io/v1alpha1",
-        "kind": "CompositeController",
-        "metadata": { "name": name, "labels": { "shard": shard } },
-        "spec": {
-            "parentResource": { "apiVersion": "nowhere.bosun.dev/v1", "resource": "ghosts" },
-            "hooks": { "sync": { "webhook": { "url": "http://127.0.0.1:1/sync" } } },
-        },
-    }))
-    .unwrap();
-    let resource = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
-    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let reporters: Vec<String> = events
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|event| event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some(&name))
-            .filter(|event| event.reason.as_deref() == Some("CreateError"))
-            .filter_map(|event| event.reporting_instance)
-            .collect();
-        if !reporters.is_empty() {
-            return reporters;
-        }
-        assert!(Instant::now() < deadline, "nobody reconciled {name}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     let env = bosun_testenv::TestEnv::shared();
@@ -128,7 +90,7 @@ async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     let mut engines: Vec<(&str, Engine)> =
         ports.iter().map(|(name, port)| (*name, start(name, &namespace, lease, &shard, *port))).collect();
     let leader = holder_other_than(&leases, lease, None).await;
-    let reporters = reporters_of_a_new_controller(&client, &shard).await;
+    let reporters = support::reporters_of_a_new_controller(&client, &shard).await;
     assert!(reporters.iter().all(|reporter| *reporter == leader), "only the leader {leader} reconciles: {reporters:?}");
     // Both are ready: the leader with its caches synced, the standby because it reaches the Lease.
     for (name, port) in ports {
@@ -144,7 +106,7 @@ async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     let killed_at = Instant::now();
     let standby = holder_other_than(&leases, lease, Some(&leader)).await;
     println!("takeover after SIGKILL of the leader: {:.1} s (lease duration 4 s)", killed_at.elapsed().as_secs_f64());
-    let reporters = reporters_of_a_new_controller(&client, &shard).await;
+    let reporters = support::reporters_of_a_new_controller(&client, &shard).await;
     assert!(reporters.iter().all(|reporter| *reporter == standby), "the new leader {standby} reconciles: {reporters:?}");
 
     // A clean exit releases the Lease: the next standby leads at its next retry.

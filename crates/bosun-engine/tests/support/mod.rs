@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
+pub use bosun_testenv::eventually;
 use bosun_testenv::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -231,28 +232,6 @@ pub async fn install_thing_crd(env: &TestEnv, id: &str, status: bool) -> ApiReso
     .unwrap();
     env.install_crd(&crd).await;
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Thing"), "things")
-}
-
-/// Polls `check` every 100 ms until it returns `Some`; fails the test after a generous
-/// deadline (a liveness bound, not a timing assertion).
-pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Checks that `check` holds for the whole of `period`: for "nothing happens" assertions.
-pub async fn throughout(what: &str, period: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let end = tokio::time::Instant::now() + period;
-    while tokio::time::Instant::now() < end {
-        assert!(check().await, "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// What the hook server answers.
