@@ -275,7 +275,7 @@ impl Hosted {
                 labels["controller-uid"] = Value::String(parent.uid().unwrap_or_default());
             }
             child.as_object_mut().expect("an object").remove("status");
-            if let Err(error) = serde_json::from_value::<DynamicObject>(child.clone()) {
+            if let Err(error) = <DynamicObject as Deserialize>::deserialize(&child) {
                 return Err(format!("{described} is not a valid object: {error}"));
             }
             let labels: BTreeMap<String, String> = serde_json::from_value(child["metadata"]["labels"].clone())
