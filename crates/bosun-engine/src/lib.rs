@@ -16,7 +16,8 @@ pub mod composite;
 mod context;
 pub mod discovery;
 pub mod hooks;
-pub mod selector;
+
+pub use bosun_runtime::selector;
 
 use std::sync::Arc;
 

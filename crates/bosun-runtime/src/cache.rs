@@ -3,13 +3,15 @@
 //!
 //! A [`Cache`] holds every object of one resource type (as `Arc<DynamicObject>`, so readers
 //! share rather than copy), indexed by namespace and by the UID of each object's controller
-//! owner, and tells subscribed [`Handler`]s about every change. [`SharedCaches`] hands out
+//! owner, plus any custom index a controller adds ([`Cache::add_index`], controller-runtime's
+//! field indexers), and tells subscribed [`Handler`]s about every change. [`SharedCaches`] hands out
 //! the cache of a resource type, starting its watch on first use and stopping it when the last
 //! user lets go. Managed fields are dropped on the way in: no controller reads them, and they
 //! are often the largest part of an object.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject, TypeMeta};
@@ -71,6 +73,16 @@ pub fn controller_uid(object: &DynamicObject) -> Option<&str> {
         .map(|owner| owner.uid.as_str())
 }
 
+/// The values under which a custom index finds an object (none: it is not in the index).
+pub type Indexer = Arc<dyn Fn(&DynamicObject) -> Vec<String> + Send + Sync>;
+
+/// A custom index: its function and the objects under each value.
+#[derive(Clone)]
+struct Index {
+    indexer: Indexer,
+    entries: HashMap<String, HashSet<ObjectKey>>,
+}
+
 #[derive(Default)]
 struct Store {
     objects: HashMap<ObjectKey, Arc<DynamicObject>>,
@@ -78,9 +90,21 @@ struct Store {
     by_controller: HashMap<String, HashSet<ObjectKey>>,
     /// Namespace (`""` for cluster-scoped objects) → the objects without a controller owner.
     orphans: HashMap<String, HashSet<ObjectKey>>,
+    /// Custom indexes by name.
+    indexes: HashMap<String, Index>,
 }
 
 impl Store {
+    /// An empty store with the same custom indexes.
+    fn empty_like(&self) -> Store {
+        let indexes = self
+            .indexes
+            .iter()
+            .map(|(name, index)| (name.clone(), Index { indexer: index.indexer.clone(), entries: HashMap::new() }))
+            .collect();
+        Store { indexes, ..Store::default() }
+    }
+
     fn insert(&mut self, object: Arc<DynamicObject>) -> Option<Arc<DynamicObject>> {
         let key = ObjectKey::of(&object);
         let old = self.remove(&key);
@@ -88,12 +112,27 @@ impl Store {
             Some(uid) => self.by_controller.entry(uid.to_owned()).or_default().insert(key.clone()),
             None => self.orphans.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone()),
         };
+        for index in self.indexes.values_mut() {
+            for value in (index.indexer)(&object) {
+                index.entries.entry(value).or_default().insert(key.clone());
+            }
+        }
         self.objects.insert(key, object);
         old
     }
 
     fn remove(&mut self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
         let old = self.objects.remove(key)?;
+        for index in self.indexes.values_mut() {
+            for value in (index.indexer)(&old) {
+                if let Some(keys) = index.entries.get_mut(&value) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        index.entries.remove(&value);
+                    }
+                }
+            }
+        }
         let index = match controller_uid(&old) {
             Some(uid) => self.by_controller.get_mut(uid).map(|keys| (keys, uid.to_owned(), true)),
             None => {
@@ -122,6 +161,8 @@ pub struct Cache {
     handlers: Mutex<BTreeMap<u64, Handler>>,
     next_handler: std::sync::atomic::AtomicU64,
     synced: tokio::sync::watch::Sender<bool>,
+    /// Woken after every change, for [`Cache::wait_for`].
+    changed: tokio::sync::Notify,
     watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -184,6 +225,48 @@ impl Cache {
         keys.into_iter().filter_map(|key| store.objects.get(key).cloned()).collect()
     }
 
+    /// Adds a custom index named `name` (unless one by that name exists: controllers sharing
+    /// the cache share its indexes), finding each object under the values `indexer` returns.
+    pub fn add_index(&self, name: &str, indexer: impl Fn(&DynamicObject) -> Vec<String> + Send + Sync + 'static) {
+        let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if store.indexes.contains_key(name) {
+            return;
+        }
+        let mut index = Index { indexer: Arc::new(indexer), entries: HashMap::new() };
+        for (key, object) in &store.objects {
+            for value in (index.indexer)(object) {
+                index.entries.entry(value).or_default().insert(key.clone());
+            }
+        }
+        store.indexes.insert(name.to_owned(), index);
+    }
+
+    /// The objects the index `name` finds under `value` (none if there is no such index).
+    pub fn by_index(&self, name: &str, value: &str) -> Vec<Arc<DynamicObject>> {
+        let store = self.read();
+        let Some(keys) = store.indexes.get(name).and_then(|index| index.entries.get(value)) else { return Vec::new() };
+        keys.iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+    }
+
+    /// Waits until `done` holds — checked now and after every change — or `timeout` passes,
+    /// and says whether it held. A controller reads its own writes with it: after writing, it
+    /// waits until the cache has seen them, so that its next reconcile does not act on the
+    /// objects as they were before (and write them again).
+    pub async fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&Cache) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if done(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return done(self);
+            }
+        }
+    }
+
     /// Waits until the initial list has completed.
     pub async fn wait_synced(&self) {
         let mut synced = self.synced.subscribe();
@@ -218,6 +301,7 @@ impl Cache {
         if old.as_ref().is_some_and(|old| old.resource_version() == new.resource_version()) {
             return;
         }
+        self.changed.notify_waiters();
         self.notify(&CacheEvent::Applied { old: old.as_ref(), new: &new });
     }
 
@@ -225,16 +309,22 @@ impl Cache {
         let key = ObjectKey::of(&object);
         let old = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
         let deleted = old.unwrap_or_else(|| self.prepare(object));
+        self.changed.notify_waiters();
         self.notify(&CacheEvent::Deleted(&deleted));
     }
 
     /// Replaces the store with a complete relist, reporting what changed meanwhile.
     fn replace(&self, listed: Vec<DynamicObject>) {
-        let mut fresh = Store::default();
-        for object in listed {
-            fresh.insert(self.prepare(object));
-        }
-        let old = std::mem::replace(&mut *self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()), fresh);
+        let listed: Vec<Arc<DynamicObject>> = listed.into_iter().map(|object| self.prepare(object)).collect();
+        let old = {
+            let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut fresh = store.empty_like();
+            for object in listed {
+                fresh.insert(object);
+            }
+            std::mem::replace(&mut *store, fresh)
+        };
+        self.changed.notify_waiters();
         let store = self.read();
         let applied: Vec<(Option<Arc<DynamicObject>>, Arc<DynamicObject>)> = store
             .objects
@@ -297,6 +387,7 @@ impl SharedCaches {
             handlers: Mutex::default(),
             next_handler: Default::default(),
             synced: tokio::sync::watch::channel(false).0,
+            changed: tokio::sync::Notify::new(),
             watch: Mutex::new(None),
         });
         let watch = tokio::spawn(run_watch(self.client.clone(), Arc::downgrade(&cache)));
@@ -359,6 +450,23 @@ mod tests {
         store.remove(&ObjectKey { namespace: Some("a".into()), name: "x".into() });
         store.remove(&ObjectKey { namespace: Some("a".into()), name: "y".into() });
         assert!(store.orphans.is_empty() && store.objects.is_empty());
+    }
+
+    #[test]
+    fn custom_indexes_follow_changes_and_relists() {
+        let mut store = Store::default();
+        let by_owner: Indexer = Arc::new(|object: &DynamicObject| controller_uid(object).map(str::to_owned).into_iter().collect());
+        store.indexes.insert("owner".into(), Index { indexer: by_owner, entries: HashMap::new() });
+        store.insert(Arc::new(object("a", "x", Some("u1"))));
+        store.insert(Arc::new(object("b", "y", Some("u1"))));
+        assert_eq!(store.indexes["owner"].entries["u1"].len(), 2);
+        store.insert(Arc::new(object("a", "x", Some("u2"))));
+        assert_eq!(store.indexes["owner"].entries["u1"].len(), 1);
+        assert_eq!(store.indexes["owner"].entries["u2"].len(), 1);
+        store.remove(&ObjectKey { namespace: Some("b".into()), name: "y".into() });
+        assert!(!store.indexes["owner"].entries.contains_key("u1"));
+        let fresh = store.empty_like();
+        assert!(fresh.indexes["owner"].entries.is_empty() && fresh.objects.is_empty());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The controller runtime: what kube-rs leaves to each operator and controller-runtime
 //! provides — shared watch caches with indexes ([`cache`]), a work queue with sane backoff
-//! defaults ([`queue`]), an event recorder that keeps distinct messages apart ([`events`]),
-//! Prometheus metrics under Metacontroller's and controller-runtime's names ([`metrics`]),
-//! health probes ([`health`]), leader election with a Lease ([`leader`]), and a [`Manager`]
-//! that runs it all with one lifecycle and a graceful shutdown.
+//! defaults ([`queue`]) and the workers that reconcile its keys ([`controller`]), an event
+//! recorder that keeps distinct messages apart ([`events`]), Prometheus metrics under
+//! Metacontroller's and controller-runtime's names ([`metrics`]), health probes ([`health`]),
+//! leader election with a Lease ([`leader`]), label selectors ([`selector`]), and a
+//! [`Manager`] that runs it all with one lifecycle and a graceful shutdown.
 
 pub mod cache;
+pub mod controller;
 pub mod events;
 pub mod health;
 pub mod leader;
@@ -13,12 +15,14 @@ pub mod manager;
 pub mod metrics;
 pub mod queue;
 pub mod rate_limit;
+pub mod selector;
 
 pub use events::{EventRecorder, EventType};
 pub use health::Health;
 pub use leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};
 pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown};
 pub use metrics::{HookLabels, Metrics, QueueMetrics, ReconcileResult};
-pub use cache::{Cache, CacheEvent, Handler, ObjectKey, SharedCaches, Subscription};
+pub use cache::{Cache, CacheEvent, Handler, Indexer, ObjectKey, SharedCaches, Subscription};
+pub use controller::{Action, run_workers};
 pub use queue::{Backoff, WorkQueue};
 pub use rate_limit::{RateLimitLayer, TokenBucket};
