@@ -23,11 +23,6 @@ use std::sync::Arc;
 
 use bosun_runtime::{Health, Metrics, SharedCaches};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, ResourceExt};
-
 pub use children::ApplyStrategy;
 pub use context::{EngineConfig, EngineContext};
 
@@ -76,14 +71,5 @@ impl Engine {
 /// Installs (or updates) the engine's CRDs with server-side apply and waits until the API
 /// server serves them.
 pub async fn install_crds(client: &kube::Client) -> Result<(), kube::Error> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in api::crds() {
-        crds.patch(&crd.name_any(), &PatchParams::apply("bosun").force(), &Patch::Apply(&crd)).await?;
-    }
-    for crd in api::crds() {
-        let name = crd.name_any();
-        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), established).await;
-    }
-    Ok(())
+    bosun_runtime::crds::install(client, &api::crds()).await
 }

@@ -3,11 +3,12 @@
 //! defaults ([`queue`]) and the workers that reconcile its keys ([`controller`]), an event
 //! recorder that keeps distinct messages apart ([`events`]), Prometheus metrics under
 //! Metacontroller's and controller-runtime's names ([`metrics`]), health probes ([`health`]),
-//! leader election with a Lease ([`leader`]), label selectors ([`selector`]), and a
-//! [`Manager`] that runs it all with one lifecycle and a graceful shutdown.
+//! leader election with a Lease ([`leader`]), label selectors ([`selector`]), CRD installation
+//! ([`crds`]), and a [`Manager`] that runs it all with one lifecycle and a graceful shutdown.
 
 pub mod cache;
 pub mod controller;
+pub mod crds;
 pub mod events;
 pub mod health;
 pub mod leader;

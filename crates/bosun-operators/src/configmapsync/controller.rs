@@ -1,0 +1,227 @@
+//! The ConfigMapSync controller: watches ConfigMapSyncs, ConfigMaps and Namespaces through the
+//! process's shared caches and turns each change into the keys of the ConfigMapSyncs it
+//! concerns — through indexes, so that a ConfigMap change looks at the ConfigMapSyncs naming
+//! that ConfigMap rather than at all of them:
+//!
+//! - a ConfigMapSync: itself, unless only its status changed;
+//! - a ConfigMap: the ConfigMapSync named in its owner annotation (a copy was edited or
+//!   deleted), and the ConfigMapSyncs copying a ConfigMap of that name whose source it is or
+//!   whose destinations may include its namespace (a source changed, or an unmanaged
+//!   ConfigMap in the way appeared or went);
+//! - a Namespace: the ConfigMapSyncs naming it, and those with a namespace selector.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bosun_runtime::{Cache, CacheEvent, EventRecorder, Health, Metrics, ObjectKey, SharedCaches, WorkQueue, run_workers};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Client, ResourceExt};
+
+use super::{ConfigMapSync, ConfigMapSyncSpec, OWNER_ANNOTATION};
+
+/// Index of ConfigMapSyncs by `spec.configMapName`.
+const BY_CONFIG_MAP_NAME: &str = "configmapsync.bosun.dev/config-map-name";
+/// Index of ConfigMapSyncs by each destination namespace they name, and `*` for those with
+/// a namespace selector.
+const BY_DESTINATION: &str = "configmapsync.bosun.dev/destination";
+/// Index of ConfigMaps by their owner annotation.
+pub(super) const BY_OWNER: &str = "configmapsync.bosun.dev/owner";
+/// The [`BY_DESTINATION`] value of ConfigMapSyncs with a namespace selector.
+const ANY_NAMESPACE: &str = "*";
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ConfigMapSyncOptions {
+    /// ConfigMapSyncs reconciled at once.
+    pub workers: usize,
+    /// Copies written at once by one reconcile.
+    pub write_concurrency: usize,
+    /// Events per ConfigMapSync per second after `events_burst`.
+    pub events_qps: f64,
+    /// Events per ConfigMapSync at once.
+    pub events_burst: u32,
+}
+
+impl Default for ConfigMapSyncOptions {
+    fn default() -> Self {
+        ConfigMapSyncOptions { workers: 4, write_concurrency: 16, events_qps: 1.0 / 300.0, events_burst: 25 }
+    }
+}
+
+/// What reconciles share.
+pub(super) struct Shared {
+    pub client: Client,
+    pub syncs: Arc<Cache>,
+    pub config_maps: Arc<Cache>,
+    pub namespaces: Arc<Cache>,
+    pub queue: WorkQueue<ObjectKey>,
+    pub recorder: EventRecorder,
+    pub options: ConfigMapSyncOptions,
+}
+
+/// The ConfigMapSync operator.
+pub struct ConfigMapSyncController {
+    shared: Arc<Shared>,
+    metrics: Metrics,
+    synced: Arc<AtomicBool>,
+}
+
+/// The name under which the controller's queue, reconciles and events are reported.
+const NAME: &str = "configmapsync";
+
+/// The spec of a cached ConfigMapSync, if it parses.
+pub(super) fn spec_of(object: &DynamicObject) -> Option<ConfigMapSyncSpec> {
+    serde_json::from_value(object.data.get("spec")?.clone()).ok()
+}
+
+/// `namespace/name`: how copies name their ConfigMapSync.
+pub(super) fn owner_id(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+impl ConfigMapSyncController {
+    /// A controller watching through `caches`, recording metrics into `metrics`.
+    pub fn new(client: Client, caches: &SharedCaches, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
+        let syncs = caches.cache(&ApiResource::erase::<ConfigMapSync>(&()));
+        let config_maps = caches.cache(&ApiResource::erase::<ConfigMap>(&()));
+        let namespaces = caches.cache(&ApiResource::erase::<Namespace>(&()));
+        syncs.add_index(BY_CONFIG_MAP_NAME, |object| spec_of(object).map(|spec| spec.config_map_name).into_iter().collect());
+        syncs.add_index(BY_DESTINATION, |object| {
+            let Some(spec) = spec_of(object) else { return Vec::new() };
+            let mut values: BTreeSet<String> =
+                spec.destination_namespace.into_iter().chain(spec.destination_namespaces.into_iter().flatten()).collect();
+            if spec.namespace_selector.is_some() {
+                values.insert(ANY_NAMESPACE.to_owned());
+            }
+            values.into_iter().collect()
+        });
+        config_maps.add_index(BY_OWNER, |object| object.annotations().get(OWNER_ANNOTATION).cloned().into_iter().collect());
+        let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "bosun".into());
+        let shared = Shared {
+            recorder: EventRecorder::new(client.clone(), NAME, instance, options.events_qps, options.events_burst),
+            client,
+            syncs,
+            config_maps,
+            namespaces,
+            queue: WorkQueue::default().with_metrics(metrics.queue(NAME)),
+            options,
+        };
+        ConfigMapSyncController { shared: Arc::new(shared), metrics, synced: Arc::default() }
+    }
+
+    /// Registers readiness (the caches have synced) in `health`.
+    pub fn with_health(self, health: &Health) -> Self {
+        let synced = self.synced.clone();
+        health.add_readiness_check(NAME, move || synced.load(Ordering::SeqCst));
+        self
+    }
+
+    /// Runs until `shutdown` completes, then finishes the reconciles in flight and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let shared = self.shared;
+        let weak = Arc::downgrade(&shared);
+        let handler = move |on: fn(&Shared, &CacheEvent<'_>)| {
+            let weak = weak.clone();
+            Arc::new(move |event: &CacheEvent<'_>| {
+                if let Some(shared) = weak.upgrade() {
+                    on(&shared, event);
+                }
+            })
+        };
+        let _subscriptions = [
+            shared.syncs.subscribe(handler(Shared::on_sync_event)),
+            shared.config_maps.subscribe(handler(Shared::on_config_map_event)),
+            shared.namespaces.subscribe(handler(Shared::on_namespace_event)),
+        ];
+        let synced = self.synced;
+        let workers = async {
+            shared.syncs.wait_synced().await;
+            shared.config_maps.wait_synced().await;
+            shared.namespaces.wait_synced().await;
+            synced.store(true, Ordering::SeqCst);
+            for sync in shared.syncs.list() {
+                shared.queue.add(ObjectKey::of(&sync));
+            }
+            let reconciler = shared.clone();
+            let reconcile = move |key: ObjectKey| {
+                let shared = reconciler.clone();
+                async move { shared.reconcile(&key).await }
+            };
+            run_workers(NAME, shared.queue.clone(), shared.options.workers, self.metrics, reconcile).await;
+        };
+        tokio::pin!(workers);
+        tokio::select! {
+            () = &mut workers => {}
+            () = shutdown => {
+                shared.queue.shut_down();
+                // Workers that started finish their reconcile; before the caches synced there are none.
+                if synced.load(Ordering::SeqCst) {
+                    workers.await;
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn on_sync_event(&self, event: &CacheEvent<'_>) {
+        let CacheEvent::Applied { old, new } = event else { return };
+        let status_only = old.is_some_and(|old| {
+            old.metadata.generation == new.metadata.generation
+                && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+                && old.metadata.finalizers == new.metadata.finalizers
+        });
+        if !status_only {
+            self.queue.add(ObjectKey::of(new));
+        }
+    }
+
+    fn on_config_map_event(&self, event: &CacheEvent<'_>) {
+        let (old, new) = match event {
+            CacheEvent::Applied { old, new } => (*old, Some(*new)),
+            CacheEvent::Deleted(object) => (Some(*object), None),
+        };
+        let mut names = BTreeSet::new();
+        for config_map in old.into_iter().chain(new) {
+            if let Some((namespace, name)) = config_map.annotations().get(OWNER_ANNOTATION).and_then(|owner| owner.split_once('/')) {
+                self.queue.add(ObjectKey { namespace: Some(namespace.to_owned()), name: name.to_owned() });
+            }
+            names.insert(config_map.name_any());
+        }
+        let namespace = new.or(old).and_then(|config_map| config_map.namespace()).unwrap_or_default();
+        for name in names {
+            for sync in self.syncs.by_index(BY_CONFIG_MAP_NAME, &name) {
+                let Some(spec) = spec_of(&sync) else { continue };
+                let source = sync.namespace().as_deref() == Some(namespace.as_str());
+                let destination = spec.namespace_selector.is_some()
+                    || spec.destination_namespace.as_deref() == Some(namespace.as_str())
+                    || spec.destination_namespaces.iter().flatten().any(|destination| *destination == namespace);
+                if source || destination {
+                    self.queue.add(ObjectKey::of(&sync));
+                }
+            }
+        }
+    }
+
+    fn on_namespace_event(&self, event: &CacheEvent<'_>) {
+        let namespace = match event {
+            CacheEvent::Applied { old: Some(old), new } => {
+                let unchanged = old.metadata.labels == new.metadata.labels
+                    && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+                    && old.data.get("status") == new.data.get("status");
+                if unchanged {
+                    return;
+                }
+                new
+            }
+            CacheEvent::Applied { old: None, new } => new,
+            CacheEvent::Deleted(old) => old,
+        };
+        let name = namespace.name_any();
+        for sync in self.syncs.by_index(BY_DESTINATION, &name).into_iter().chain(self.syncs.by_index(BY_DESTINATION, ANY_NAMESPACE)) {
+            self.queue.add(ObjectKey::of(&sync));
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What the ConfigMapSync tests share: one operator per test binary, running on its own thread
+//! for the binary's lifetime (a controller spawned on a test's runtime would die with that
+//! test), and helpers to create and read the objects involved.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
+use bosun_runtime::{Metrics, SharedCaches};
+use bosun_testenv::TestEnv;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+pub use bosun_testenv::eventually;
+
+/// The shared control plane, with the CRD installed and the operator running.
+pub async fn setup() -> (&'static TestEnv, Client, &'static Metrics) {
+    let env = TestEnv::shared();
+    let client = env.client();
+    bosun_operators::install_crds(&client).await.unwrap();
+    (env, client, operator(env))
+}
+
+/// The operator's metrics (including its API requests by method).
+fn operator(env: &'static TestEnv) -> &'static Metrics {
+    static OPERATOR: OnceLock<Metrics> = OnceLock::new();
+    OPERATOR.get_or_init(|| {
+        let metrics = Metrics::new();
+        let config = env.control_plane().config();
+        let recorded = metrics.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let layer = recorded.rest_client_layer("test");
+                let client = kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&layer).build();
+                let caches = SharedCaches::new(client.clone());
+                let options = ConfigMapSyncOptions { events_burst: 10_000, ..Default::default() };
+                ConfigMapSyncController::new(client, &caches, recorded, options).run(std::future::pending()).await;
+            });
+        });
+        metrics
+    })
+}
+
+/// Creates a namespace named `<prefix>-<random>` with `labels`.
+pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
+    let name = format!("{prefix}-{}", bosun_testenv::unique_suffix());
+    let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": name, "labels": labels } })).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+    name
+}
+
+/// Creates or replaces ConfigMap `namespace/name` with `data` (server-side apply).
+pub async fn put_config_map(client: &Client, namespace: &str, name: &str, data: Value) {
+    let config_map = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": data });
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&config_map))
+        .await
+        .unwrap();
+}
+
+/// Creates ConfigMapSync `namespace/name` with `spec`.
+pub async fn create_sync(client: &Client, namespace: &str, name: &str, spec: Value) {
+    let sync: ConfigMapSync = serde_json::from_value(json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "ConfigMapSync",
+        "metadata": { "name": name }, "spec": spec,
+    }))
+    .unwrap();
+    Api::<ConfigMapSync>::namespaced(client.clone(), namespace).create(&PostParams::default(), &sync).await.unwrap();
+}
+
+/// ConfigMap `namespace/name`, if it exists.
+pub async fn config_map(client: &Client, namespace: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt(name).await.unwrap()
+}
+
+/// The data of ConfigMap `namespace/name`, if it exists.
+pub async fn data(client: &Client, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
+    config_map(client, namespace, name).await.map(|config_map| config_map.data.unwrap_or_default())
+}
+
+/// Waits until every namespace in `namespaces` holds `name` with `expected` data.
+pub async fn wait_for_copies(client: &Client, namespaces: &[&str], name: &str, expected: Value) {
+    let expected: BTreeMap<String, String> = serde_json::from_value(expected).unwrap();
+    for namespace in namespaces {
+        eventually(&format!("the copy in {namespace} to carry {expected:?}"), async || {
+            (data(client, namespace, name).await? == expected).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Waits until the ConfigMapSync's Ready condition has `reason`, and returns it.
+pub async fn wait_for_reason(client: &Client, namespace: &str, name: &str, reason: &str) -> ConfigMapSync {
+    let api: Api<ConfigMapSync> = Api::namespaced(client.clone(), namespace);
+    eventually(&format!("ConfigMapSync {namespace}/{name} to be Ready with reason {reason}"), async || {
+        let sync = api.get(name).await.unwrap();
+        let status = sync.status.as_ref()?;
+        let ready = status.conditions.iter().find(|condition| condition.type_ == "Ready")?;
+        (ready.reason == reason && status.observed_generation == sync.metadata.generation).then_some(sync.clone())
+    })
+    .await
+}
+
+/// The Ready condition's message.
+pub fn ready_message(sync: &ConfigMapSync) -> String {
+    let status = sync.status.as_ref().unwrap();
+    status.conditions.iter().find(|condition| condition.type_ == "Ready").unwrap().message.clone()
+}
+
+/// The notes of the events about ConfigMapSync `namespace/name` with `reason`.
+pub async fn events(client: &Client, namespace: &str, name: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|event| event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some(name))
+        .filter(|event| event.reason.as_deref() == Some(reason))
+        .filter_map(|event| event.note)
+        .collect()
+}
