@@ -12,7 +12,7 @@ const COMMITTED: &str = include_str!("../../../deploy/crds/metacontroller.k8s.io
 fn committed_crds_are_current() {
     assert!(
         COMMITTED == bosun_engine::api::crds_yaml(),
-        "deploy/crds/metacontroller.k8s.io.yaml is stale: run `cargo run -p bosun -- crds > deploy/crds/metacontroller.k8s.io.yaml`"
+        "deploy/crds/metacontroller.k8s.io.yaml is stale: run `cargo run -p bosun -- crds engine > deploy/crds/metacontroller.k8s.io.yaml`"
     );
 }
 

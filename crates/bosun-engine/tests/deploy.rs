@@ -58,6 +58,8 @@ async fn the_kustomization_applies() {
     for object in [
         "customresourcedefinition.apiextensions.k8s.io/compositecontrollers.metacontroller.k8s.io serverside-applied (server dry run)",
         "clusterrole.rbac.authorization.k8s.io/bosun-engine-managed serverside-applied (server dry run)",
+        "customresourcedefinition.apiextensions.k8s.io/configmapsyncs.bosun.dev serverside-applied (server dry run)",
+        "clusterrole.rbac.authorization.k8s.io/bosun-configmapsync serverside-applied (server dry run)",
         "role.rbac.authorization.k8s.io/bosun-leader-election serverside-applied (server dry run)",
         "deployment.apps/bosun serverside-applied (server dry run)",
     ] {
@@ -69,11 +71,13 @@ async fn the_kustomization_applies() {
 async fn the_helm_chart_renders_and_applies() {
     let env = TestEnv::shared();
     let chart = deploy_dir().join("helm/bosun");
-    assert_eq!(
-        std::fs::read_to_string(chart.join("crds/metacontroller.k8s.io.yaml")).unwrap(),
-        std::fs::read_to_string(deploy_dir().join("crds/metacontroller.k8s.io.yaml")).unwrap(),
-        "the chart's CRDs differ from deploy/crds: copy them over"
-    );
+    for crds in ["crds/metacontroller.k8s.io.yaml", "crds/bosun.dev.yaml"] {
+        assert_eq!(
+            std::fs::read_to_string(chart.join(crds)).unwrap(),
+            std::fs::read_to_string(deploy_dir().join(crds)).unwrap(),
+            "the chart's {crds} differs from deploy/{crds}: copy it over"
+        );
+    }
     let helm = env.control_plane().binaries().path(Component::Helm);
     let chart = chart.display().to_string();
     let extra = "extraArgs={--apply-strategy=server-side-apply}";
@@ -81,8 +85,11 @@ async fn the_helm_chart_renders_and_applies() {
     assert!(rendered.contains("- \"--apply-strategy=server-side-apply\""), "{rendered}");
     let applied = dry_run(env, &rendered).await;
     assert!(applied.contains("deployment.apps/bosun serverside-applied (server dry run)"), "{applied}");
+    assert!(rendered.contains("--configmapsync=true") && rendered.contains("name: bosun-configmapsync"), "{rendered}");
     let without_election = run(&helm, &["template", "bosun", &chart, "--set", "leaderElection.enabled=false"], None);
     assert!(!without_election.contains("--leader-election") && !without_election.contains("kind: Role\n"));
+    let without_configmapsync = run(&helm, &["template", "bosun", &chart, "--set", "configMapSync.enabled=false"], None);
+    assert!(without_configmapsync.contains("--configmapsync=false") && !without_configmapsync.contains("bosun-configmapsync"));
 }
 
 #[tokio::test]

@@ -54,6 +54,16 @@ async fn copies_to_every_destination_and_reports_status() {
     assert!(table.contains("settings") && table.contains("3/3") && table.contains("True"), "{table}");
 }
 
+#[test]
+fn the_committed_crd_is_current() {
+    let committed = include_str!("../../../deploy/crds/bosun.dev.yaml");
+    assert!(
+        committed == bosun_operators::configmapsync::crd_yaml(),
+        "deploy/crds/bosun.dev.yaml is stale: run `cargo run -p bosun -- crds configmapsync > deploy/crds/bosun.dev.yaml` \
+         and copy it to deploy/helm/bosun/crds/"
+    );
+}
+
 #[tokio::test]
 async fn a_spec_without_destinations_is_refused() {
     let (_, client, _) = setup().await;
@@ -171,8 +181,12 @@ async fn a_namespace_created_later_that_matches_the_selector_gets_a_copy() {
 
     let late = namespace(&client, "cms-late", json!({ "team": team })).await;
     wait_for_copies(&client, &[&late], "settings", json!({ "color": "blue" })).await;
-    let sync = wait_for_reason(&client, &source, "sync", "Synced").await;
-    assert_eq!(sync.status.unwrap().destinations.as_deref(), Some("2/2"));
+    let syncs: Api<ConfigMapSync> = Api::namespaced(client.clone(), &source);
+    eventually("the status to count both namespaces", async || {
+        let status = syncs.get("sync").await.unwrap().status?;
+        (status.destinations.as_deref() == Some("2/2")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -202,8 +216,11 @@ async fn a_namespace_that_leaves_the_set_loses_its_copy() {
         config_map(&client, &labelled, "settings").await.is_none().then_some(())
     })
     .await;
-    let sync = wait_for_reason(&client, &source, "sync", "Synced").await;
-    assert_eq!(sync.status.unwrap().destinations.as_deref(), Some("0/0"));
+    eventually("the status to count no namespace", async || {
+        let status = syncs.get("sync").await.unwrap().status?;
+        (status.destinations.as_deref() == Some("0/0")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -329,4 +346,31 @@ async fn a_user_cannot_read_another_namespace_through_a_config_map_sync() {
         "the private value reached the tenant's namespace"
     );
     assert_eq!(data(&admin, &private, "settings").await.unwrap()["password"], "hunter2", "the private ConfigMap is untouched");
+}
+
+/// `examples/configmapsync`, applied with kubectl as docs/configmapsync.md shows.
+#[tokio::test]
+async fn the_examples_work() {
+    let (env, client, _) = setup().await;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/configmapsync");
+    let kubectl = |file: &str| {
+        let output = std::process::Command::new(env.control_plane().binaries().path(Component::Kubectl))
+            .arg("--kubeconfig")
+            .arg(env.control_plane().kubeconfig_path())
+            .args(["apply", "--server-side", "-f"])
+            .arg(examples.join(file))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "kubectl apply {file}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    kubectl("namespaces.yaml");
+    kubectl("source.yaml");
+    kubectl("configmapsync.yaml");
+    let expected = json!({ "checkout.v2": "true", "search.backend": "opensearch" });
+    wait_for_copies(&client, &["team-a", "team-b", "billing"], "feature-flags", expected).await;
+    wait_for_reason(&client, "platform", "feature-flags", "Synced").await;
+
+    kubectl("tutorial.yaml");
+    let sample = wait_for_reason(&client, "platform", "configmapsync-sample", "Conflict").await;
+    assert!(ready_message(&sample).contains("team-a"), "{}", ready_message(&sample));
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use bosun_testenv::ControlPlane;
 use clap::Args;
 
-use crate::run::{EngineArgs, ServeArgs};
+use crate::run::{EngineArgs, OperatorArgs, ServeArgs};
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -25,6 +25,8 @@ pub struct DevArgs {
     build_only: bool,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    operators: OperatorArgs,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -62,9 +64,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         let manager = bosun_runtime::Manager::new(args.serve.config(std::net::IpAddr::from([127, 0, 0, 1])));
         let client = crate::run::instrumented_client(plane.config(), &manager.metrics(), None)?;
         bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
-        println!("The engine is running: apply a CompositeController and its parents with kubectl.");
+        bosun_operators::install_crds(&client).await.context("installing the native operators' CRDs")?;
+        println!("The engine and the ConfigMapSync operator are running: apply a CompositeController and its");
+        println!("parents, or a ConfigMapSync, with kubectl (see docs/engine.md and docs/configmapsync.md).");
         println!("Press Ctrl-C to stop.");
-        crate::run::serve(manager, client, &args.engine).await?;
+        crate::run::serve(manager, client, &args.engine, &args.operators).await?;
         println!("stopping the local control plane");
         plane.stop();
         if let Some(out) = &args.kubeconfig_out {

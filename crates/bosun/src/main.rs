@@ -27,22 +27,39 @@ enum Command {
     /// on random loopback ports, and prints the kubeconfig path and the `export KUBECONFIG=…`
     /// line for kubectl. Ctrl-C (or SIGTERM) stops everything it started.
     Dev(dev::DevArgs),
-    /// Run the Metacontroller-compatible engine against a cluster until SIGINT or SIGTERM.
+    /// Run the Metacontroller-compatible engine and the native operators against a cluster
+    /// until SIGINT or SIGTERM.
     ///
-    /// Runs a hosted controller for every CompositeController in the cluster, serving
-    /// Prometheus metrics and health probes. Accepts Metacontroller's flag names, so an
-    /// existing Deployment's args keep working; its `--zap-*` logging flags and
-    /// `--pprof-address` are accepted and ignored with a warning (use --log-level and
-    /// --log-format). The CRDs must be installed
-    /// first (`bosun crds | kubectl apply --server-side -f -`).
+    /// Runs a hosted controller for every CompositeController in the cluster, and the
+    /// ConfigMapSync operator, serving Prometheus metrics and health probes. Accepts
+    /// Metacontroller's flag names, so an existing Deployment's args keep working; its `--zap-*`
+    /// logging flags and `--pprof-address` are accepted and ignored with a warning (use
+    /// --log-level and --log-format). The CRDs must be installed first
+    /// (`bosun crds | kubectl apply --server-side -f -`).
     Run(run::RunArgs),
-    /// Print the CompositeController, DecoratorController and ControllerRevision CRDs as YAML.
+    /// Print CRDs as YAML: the engine's (CompositeController, DecoratorController,
+    /// ControllerRevision), the native operators' (ConfigMapSync), or all of them.
     ///
     /// The same CRDs as `deploy/crds/`; apply them with
     /// `bosun crds | kubectl apply --server-side -f -`.
-    Crds,
+    Crds {
+        /// Which CRDs.
+        #[arg(value_enum, default_value = "all")]
+        which: CrdSet,
+    },
     /// Print bosun's version and the Kubernetes and etcd versions of the local control plane.
     Version,
+}
+
+/// A set of CRDs `bosun crds` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CrdSet {
+    /// Every CRD.
+    All,
+    /// The engine's, in group metacontroller.k8s.io (deploy/crds/metacontroller.k8s.io.yaml).
+    Engine,
+    /// ConfigMapSync, in group bosun.dev (deploy/crds/bosun.dev.yaml).
+    Configmapsync,
 }
 
 /// Whether `arg` is a Metacontroller flag bosun does not need: its zap logging flags
@@ -82,8 +99,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => dev::run(args),
         Command::Run(args) => run::run(args),
-        Command::Crds => {
-            print!("{}", bosun_engine::api::crds_yaml());
+        Command::Crds { which } => {
+            let engine = matches!(which, CrdSet::All | CrdSet::Engine).then(bosun_engine::api::crds_yaml);
+            let operators = matches!(which, CrdSet::All | CrdSet::Configmapsync).then(bosun_operators::configmapsync::crd_yaml);
+            print!("{}", engine.into_iter().chain(operators).collect::<Vec<_>>().join("---\n"));
             Ok(())
         }
         Command::Version => {

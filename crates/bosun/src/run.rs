@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
-use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics, RateLimitLayer};
+use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
+use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics, RateLimitLayer, SharedCaches};
 use clap::Args;
 
 /// Which cluster to talk to.
@@ -218,12 +219,56 @@ impl LeaderElectionArgs {
     }
 }
 
+/// The native operators that run next to the engine.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Run the ConfigMapSync operator (bosun.dev/v1alpha1). Default: run it if its CRD is
+    /// installed (`bosun crds configmapsync | kubectl apply --server-side -f -`); `true`:
+    /// refuse to start without the CRD; `false`: never.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    configmapsync: Option<bool>,
+    /// ConfigMapSyncs reconciled at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    configmapsync_workers: u16,
+    /// Copies one ConfigMapSync writes at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    configmapsync_write_concurrency: u16,
+}
+
+impl OperatorArgs {
+    /// Whether to run the ConfigMapSync operator, given whether the API server serves its CRD.
+    async fn run_configmapsync(&self, client: &kube::Client) -> anyhow::Result<bool> {
+        if self.configmapsync == Some(false) {
+            return Ok(false);
+        }
+        let api_version = <ConfigMapSync as kube::Resource>::api_version(&());
+        let served = match client.list_api_group_resources(&api_version).await {
+            Ok(resources) => resources.resources.iter().any(|resource| resource.name == "configmapsyncs"),
+            Err(kube::Error::Api(status)) if status.code == 404 => false,
+            Err(error) => return Err(error).context("discovering whether the ConfigMapSync CRD is installed"),
+        };
+        match (served, self.configmapsync) {
+            (true, _) => Ok(true),
+            (false, Some(true)) => anyhow::bail!(
+                "--configmapsync=true, but the API server does not serve configmapsyncs.{api_version}: install the CRD with \
+                 `bosun crds configmapsync | kubectl apply --server-side -f -`"
+            ),
+            (false, _) => {
+                tracing::info!("the ConfigMapSync CRD is not installed; the ConfigMapSync operator is not started");
+                Ok(false)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    operators: OperatorArgs,
     #[command(flatten)]
     serve: ServeArgs,
     #[command(flatten)]
@@ -241,17 +286,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity, "leader election enabled");
             manager = manager.with_leader_election(client.clone(), election);
         }
-        serve(manager, client, &args.engine).await
+        serve(manager, client, &args.engine, &args.operators).await
     })
 }
 
-/// Runs the engine under `manager` until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn serve(mut manager: Manager, client: kube::Client, engine: &EngineArgs) -> anyhow::Result<()> {
+/// Runs the engine and the native operators under `manager`, sharing one set of watch caches,
+/// until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn serve(mut manager: Manager, client: kube::Client, engine: &EngineArgs, operators: &OperatorArgs) -> anyhow::Result<()> {
+    let caches = SharedCaches::new(client.clone());
+    if operators.run_configmapsync(&client).await? {
+        let options = ConfigMapSyncOptions {
+            workers: operators.configmapsync_workers.into(),
+            write_concurrency: operators.configmapsync_write_concurrency.into(),
+            events_qps: engine.events_qps,
+            events_burst: engine.events_burst,
+        };
+        tracing::info!(workers = options.workers, "ConfigMapSync operator starting");
+        let controller =
+            ConfigMapSyncController::new(client.clone(), &caches, manager.metrics(), options).with_health(&manager.health());
+        manager.add("configmapsync", move |shutdown| controller.run(shutdown.requested()));
+    }
     let config = engine.config();
     tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
-    let engine = Engine::new(client, config).with_metrics(manager.metrics()).with_health(manager.health());
+    let engine = Engine::new(client, config).with_caches(caches).with_metrics(manager.metrics()).with_health(manager.health());
     manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
     manager.run(crate::shutdown_signal()).await?;
-    tracing::info!("engine stopped");
+    tracing::info!("stopped");
     Ok(())
 }

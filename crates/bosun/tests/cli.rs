@@ -47,6 +47,22 @@ fn run_refuses_bad_flags_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a duration"));
 }
 
+/// The ConfigMapSync operator runs when its CRD is installed; asked for explicitly on a
+/// cluster without the CRD, `bosun run` refuses to start and says how to install it.
+#[tokio::test]
+async fn run_names_the_missing_configmapsync_crd_when_asked_for_it() {
+    let env = bosun_testenv::TestEnv::shared();
+    bosun_engine::install_crds(&env.client()).await.unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["run", "--configmapsync=true", "--metrics-address=0", "--health-probe-bind-address=0", "--kubeconfig"])
+        .arg(env.control_plane().kubeconfig_path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bosun crds configmapsync | kubectl apply --server-side -f -"), "{stderr}");
+}
+
 /// The processes whose parent is `pid`.
 fn children_of(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();

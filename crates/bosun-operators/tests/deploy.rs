@@ -1,0 +1,72 @@
+//! The ConfigMapSync operator's RBAC in `deploy/rbac.yaml` is enough for it to do everything
+//! it does — copy, update, restore, release a finalizer, write status and events — when it
+//! runs as that ServiceAccount with nothing else granted.
+
+mod support;
+
+use std::path::Path;
+
+use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
+use bosun_runtime::{Metrics, SharedCaches};
+use bosun_testenv::TestEnv;
+use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::json;
+use support::{config_map, create_sync, eventually, events, namespace, put_config_map, wait_for_copies, wait_for_reason};
+
+/// Applies the ServiceAccount and the ConfigMapSync role and binding of `deploy/rbac.yaml`,
+/// bound in `system`.
+async fn apply_operator_rbac(admin: &kube::Client, system: &str) {
+    let rbac = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml")).unwrap();
+    let rbac = rbac.replace("bosun-system", system);
+    for document in serde_yaml::Deserializer::from_str(&rbac) {
+        let object: DynamicObject = serde::Deserialize::deserialize(document).unwrap();
+        let kind = object.types.clone().unwrap().kind;
+        let name = object.metadata.name.clone().unwrap();
+        let (resource, namespaced) = match kind.as_str() {
+            "ServiceAccount" => (ApiResource::erase::<k8s_openapi::api::core::v1::ServiceAccount>(&()), true),
+            "ClusterRole" if name == "bosun-configmapsync" => (ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()), false),
+            "ClusterRoleBinding" if name == "bosun-configmapsync" => {
+                (ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&()), false)
+            }
+            _ => continue,
+        };
+        let api: Api<DynamicObject> =
+            if namespaced { Api::namespaced_with(admin.clone(), system, &resource) } else { Api::all_with(admin.clone(), &resource) };
+        api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_operator_runs_with_only_its_deployed_rbac() {
+    let env = TestEnv::shared();
+    let admin = env.client();
+    bosun_operators::install_crds(&admin).await.unwrap();
+    let system = namespace(&admin, "bosun-system", json!({})).await;
+    apply_operator_rbac(&admin, &system).await;
+    let operator = env.service_account_client(&system, "bosun").await;
+    let caches = SharedCaches::new(operator.clone());
+    let controller = ConfigMapSyncController::new(operator, &caches, Metrics::new(), ConfigMapSyncOptions::default());
+    let running = tokio::spawn(controller.run(std::future::pending()));
+
+    let team = format!("team-{}", bosun_testenv::unique_suffix());
+    let source = namespace(&admin, "rbac-source", json!({})).await;
+    let (named, selected) = (namespace(&admin, "rbac-named", json!({})).await, namespace(&admin, "rbac-selected", json!({ "team": team })).await);
+    put_config_map(&admin, &source, "settings", json!({ "a": "1" })).await;
+    create_sync(&admin, &source, "sync", json!({
+        "configMapName": "settings", "destinationNamespace": named,
+        "namespaceSelector": { "matchLabels": { "team": team } },
+    }))
+    .await;
+    wait_for_copies(&admin, &[&named, &selected], "settings", json!({ "a": "1" })).await;
+    wait_for_reason(&admin, &source, "sync", "Synced").await;
+    put_config_map(&admin, &source, "settings", json!({ "a": "2" })).await;
+    wait_for_copies(&admin, &[&named, &selected], "settings", json!({ "a": "2" })).await;
+    assert!(!events(&admin, &source, "sync", "Synced").await.is_empty(), "events are allowed");
+
+    let syncs: Api<ConfigMapSync> = Api::namespaced(admin.clone(), &source);
+    syncs.delete("sync", &DeleteParams::default()).await.unwrap();
+    eventually("the ConfigMapSync to be gone", async || syncs.get_opt("sync").await.unwrap().is_none().then_some(())).await;
+    assert!(config_map(&admin, &named, "settings").await.is_none() && config_map(&admin, &selected, "settings").await.is_none());
+    running.abort();
+}
