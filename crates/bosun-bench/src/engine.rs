@@ -1,0 +1,134 @@
+//! The system under test as a separate process — `bosun run`, built in release mode — so that
+//! its memory and CPU are its own: started against the benchmark's control plane, probed
+//! until ready, measured from /proc, and scraped for its metrics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The release `bosun` binary next to this one, built first (a no-op when it is current).
+pub fn release_binary() -> anyhow::Result<PathBuf> {
+    let here = std::env::current_exe()?;
+    let binary = here.with_file_name("bosun");
+    eprintln!("building bosun (cargo build --release -p bosun) …");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo).args(["build", "--release", "--quiet", "-p", "bosun"]).status().context("running cargo")?;
+    if !status.success() || !binary.exists() {
+        bail!("building bosun failed; build it with `cargo build --release -p bosun` or pass --bosun <path>");
+    }
+    Ok(binary)
+}
+
+/// A free loopback port (bound and released; good enough for a benchmark).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running `bosun run`; stopped with SIGTERM when dropped.
+pub struct EngineProcess {
+    child: Child,
+    metrics_port: u16,
+    health_port: u16,
+}
+
+impl EngineProcess {
+    /// Starts `bosun run` on `kubeconfig` with `args`, and waits until /readyz answers 200.
+    pub async fn start(binary: &Path, kubeconfig: &Path, args: &[String]) -> anyhow::Result<EngineProcess> {
+        let (metrics_port, health_port) = (free_port()?, free_port()?);
+        let child = Command::new(binary)
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
+            .arg(format!("--health-probe-bind-address=127.0.0.1:{health_port}"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut engine = EngineProcess { child, metrics_port, health_port };
+        for _ in 0..600 {
+            if let Some(status) = engine.child.try_wait()? {
+                bail!("bosun run exited with {status} before it was ready");
+            }
+            if get(engine.health_port, "/readyz").await.is_some_and(|(code, _)| code == 200) {
+                return Ok(engine);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("bosun run was not ready within 60 s")
+    }
+
+    /// Its Prometheus metrics.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        get(self.metrics_port, "/metrics").await.map(|(_, body)| body).context("scraping bosun's metrics")
+    }
+
+    /// `rest_client_requests_total` summed per method.
+    pub async fn requests_by_method(&self) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let mut counts = std::collections::BTreeMap::new();
+        for line in self.metrics().await?.lines().filter(|line| line.starts_with("rest_client_requests_total{")) {
+            let method = label(line, "method").unwrap_or_default();
+            let value: f64 = line.rsplit(' ').next().and_then(|value| value.parse().ok()).unwrap_or(0.0);
+            *counts.entry(method.to_owned()).or_default() += value as u64;
+        }
+        Ok(counts)
+    }
+
+    fn status_field(&self, field: &str) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|line| line.starts_with(field))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_field("VmRSS:").unwrap_or(f64::NAN)
+    }
+
+    /// Peak resident memory so far, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.status_field("VmHWM:").unwrap_or(f64::NAN)
+    }
+
+    /// CPU time used so far (user + system), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else { return f64::NAN };
+        // After the command name in parentheses: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+        let ticks = |index: usize| fields.get(index - 3).and_then(|value| value.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(14) + ticks(15)) / per_second
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of label `name` in a Prometheus text line.
+pub fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = line[start..].find('"')?;
+    Some(&line[start..start + end])
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Some((code, body))
+}

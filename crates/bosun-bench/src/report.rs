@@ -1,0 +1,77 @@
+//! A benchmark's figures: printed as a table, and appended to `docs/benchmarks.md` with the
+//! command, the commit and the machine that produced them.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The figures of one scenario run.
+pub struct Report {
+    title: String,
+    figures: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn new(title: String) -> Report {
+        Report { title, figures: Vec::new() }
+    }
+
+    /// Adds a figure.
+    pub fn figure(&mut self, name: &str, value: String) {
+        self.figures.push((name.to_owned(), value));
+    }
+
+    /// The figures as a Markdown table.
+    pub fn table(&self) -> String {
+        let mut table = String::from("| figure | value |\n| --- | --- |\n");
+        for (name, value) in &self.figures {
+            table.push_str(&format!("| {name} | {value} |\n"));
+        }
+        table
+    }
+
+    /// Appends the run to `docs/benchmarks.md`.
+    pub fn record(&self, command: &str) -> anyhow::Result<PathBuf> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
+        let commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let dirty = std::process::Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .output()
+            .is_ok_and(|output| !output.stdout.is_empty());
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        write!(
+            file,
+            "\n### {}\n\n`{command}` at commit `{commit}`{}, {date}, on {}.\n\n{}",
+            self.title,
+            if dirty { " (with uncommitted changes)" } else { "" },
+            machine(),
+            self.table()
+        )?;
+        Ok(path)
+    }
+}
+
+/// `<cores> cores, <memory> GiB, <CPU model>`.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| text.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| text.lines().find(|line| line.starts_with("model name"))?.split_once(':').map(|(_, model)| model.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores, {memory:.0} GiB, {model}")
+}
