@@ -29,7 +29,7 @@ impl Report {
         table
     }
 
-    /// Appends the run to `docs/benchmarks.md`.
+    /// Appends the run to `docs/benchmarks.md` (its last section, `## Runs`).
     pub fn record(&self, command: &str) -> anyhow::Result<PathBuf> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
         let commit = std::process::Command::new("git")
