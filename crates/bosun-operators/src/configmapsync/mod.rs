@@ -34,6 +34,8 @@ pub const OWNER_ANNOTATION: &str = "configmapsync.bosun.dev/owner";
 pub const FINALIZER: &str = "configmapsync.bosun.dev/copies";
 
 /// Copy a ConfigMap from this namespace to other namespaces and keep the copies in sync.
+// Several printer columns share `type_ = "string"`, which the lint mistakes for a repeat.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "bosun.dev",
