@@ -102,7 +102,8 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
     let rbac = std::fs::read_to_string(deploy_dir().join("rbac.yaml"))
         .unwrap()
         .replace("bosun-system", &system)
-        .replace("name: bosun-engine", &format!("name: {system}-engine"));
+        .replace("name: bosun-engine", &format!("name: {system}-engine"))
+        .replace("name: bosun-configmapsync", &format!("name: {system}-configmapsync"));
     for document in serde_yaml::Deserializer::from_str(&rbac) {
         let object: DynamicObject = serde::Deserialize::deserialize(document).unwrap();
         let kind = object.types.clone().unwrap().kind;
