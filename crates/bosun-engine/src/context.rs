@@ -82,6 +82,13 @@ impl EngineContext {
         }
     }
 
+    /// Records the events a hook asked for on `regarding`.
+    pub async fn hook_events(&self, regarding: &ObjectReference, events: Vec<crate::hooks::HookEvent>) {
+        for event in events {
+            self.event(regarding, event.warning, &event.reason, event.message).await;
+        }
+    }
+
     /// Records an event on `regarding`; failing to record is logged, never fatal.
     pub async fn event(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
         let type_ = if warning { EventType::Warning } else { EventType::Normal };

@@ -16,6 +16,7 @@ pub mod composite;
 mod context;
 pub mod discovery;
 pub mod hooks;
+pub mod parent;
 
 pub use bosun_runtime::selector;
 

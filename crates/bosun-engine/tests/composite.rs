@@ -603,3 +603,40 @@ async fn controller_lifecycle_events_and_finalizers_released_on_delete() {
     })
     .await;
 }
+
+/// bosun's extension: a sync response's `events` are recorded on the parent — also from a v2
+/// hook, whose strict decoding accepts the field — and an invalid one fails the sync before
+/// anything is written.
+#[tokio::test]
+async fn hook_events_are_recorded_on_the_parent() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let hooks = HookServer::start(|_, request| {
+        let mut response = desired_config_map(request);
+        response["events"] = json!([
+            { "type": "Warning", "reason": "QuotaLow", "message": "90% of the quota is used" },
+            { "reason": "Provisioned", "message": "the database is ready" },
+        ]);
+        Reply::Json(response)
+    })
+    .await;
+    let spec = json!({ "hooks": { "sync": hooks.hook("sync", json!({ "version": "v2" })) } });
+    fixture.composite_controller(spec).await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    wait_for_data(&fixture, "p-config", "1").await;
+    assert_eq!(fixture.event_with_reason("p", None, "QuotaLow").await, "90% of the quota is used");
+    assert_eq!(fixture.event_with_reason("p", None, "Provisioned").await, "the database is ready");
+    let events = fixture.events("p", None).await;
+    assert!(events.iter().any(|(type_, reason, _)| type_ == "Warning" && reason == "QuotaLow"), "{events:?}");
+    assert!(events.iter().any(|(type_, reason, _)| type_ == "Normal" && reason == "Provisioned"), "{events:?}");
+
+    hooks.script(|_, request| {
+        let mut response = desired_config_map(request);
+        response["children"][0]["data"] = json!({ "a": "2" });
+        response["events"] = json!([{ "type": "Error", "reason": "Bad", "message": "x" }]);
+        Reply::Json(response)
+    });
+    set_parent_data(&fixture, "p", "2").await;
+    let message = fixture.event_with_reason_containing("p", "must be Normal or Warning").await;
+    assert!(message.contains("events[0].type"), "{message}");
+    assert_eq!(fixture.config_maps().get("p-config").await.unwrap().data.unwrap()["a"], "1", "nothing was written");
+}

@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_runtime::{CacheEvent, ObjectKey, ReconcileResult, Subscription, WorkQueue};
+use bosun_runtime::{CacheEvent, ObjectKey, Subscription, WorkQueue};
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::DynamicObject;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::Value;
 
-use super::sync::{SyncError, finalizer_name};
+use super::sync::finalizer_name;
+use crate::parent::SyncError;
 use crate::api::{CompositeController, CompositeControllerSpec, ResourceRule};
 use crate::children::ChildType;
 use crate::context::EngineContext;
@@ -336,34 +337,8 @@ impl Hosted {
     async fn process(&self, key: &ObjectKey) {
         let started = std::time::Instant::now();
         let outcome = self.sync(key).await;
-        let result = match &outcome {
-            Ok(None) => ReconcileResult::Success,
-            Ok(Some(_)) | Err(SyncError::RetryAfter(_) | SyncError::Conflict) => ReconcileResult::RequeueAfter,
-            Err(_) => ReconcileResult::Error,
-        };
-        self.ctx.metrics.reconcile(&self.queue_name, result, started.elapsed());
-        match outcome {
-            Ok(resync_after) => {
-                self.queue.forget(key);
-                if let Some(delay) = resync_after {
-                    self.queue.add_after(key.clone(), delay);
-                }
-            }
-            Err(SyncError::RetryAfter(delay)) => match delay {
-                Some(delay) => self.queue.add_after(key.clone(), delay),
-                None => {
-                    self.queue.add_rate_limited(key.clone());
-                }
-            },
-            Err(SyncError::Conflict) => self.queue.add_after(key.clone(), Duration::from_millis(200)),
-            Err(error) => {
-                let delay = self.queue.add_rate_limited(key.clone());
-                tracing::warn!(controller = %self.name, parent = %key, %error, retry_in = ?delay, "sync failed");
-                if let Some(parent) = self.parents.get(key) {
-                    let reference = parent.object_ref(&self.parent.resource);
-                    self.ctx.event(&reference, true, "SyncError", format!("Sync error: {error}")).await;
-                }
-            }
-        }
+        let parent = if outcome.is_err() { self.parents.get(key) } else { None };
+        let parent = parent.as_deref().map(|parent| (parent, &self.parent.resource));
+        crate::parent::settle(&self.ctx, &self.queue, &self.queue_name, key, started, outcome, parent).await;
     }
 }

@@ -15,7 +15,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
 
 pub use controller::{CreateError, Hosted, HostedController};
-pub use sync::{SyncError, controller_reference, finalizer_name, release_parents};
+pub use sync::finalizer_name;
 
 use crate::api::{CompositeController, CompositeControllerSpec};
 use crate::context::EngineContext;
@@ -155,7 +155,7 @@ async fn release(ctx: &EngineContext, name: &str, spec: &CompositeControllerSpec
     };
     let parents = ctx.caches.cache(&parent.resource);
     parents.wait_synced().await;
-    match release_parents(&ctx.client, &parents, &finalizer_name(name)).await {
+    match crate::parent::release_finalizer(&ctx.client, &parents, &finalizer_name(name)).await {
         Ok(()) => true,
         Err(error) => {
             tracing::warn!(controller = name, %error, "removing its finalizer from parents failed");

@@ -10,59 +10,22 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_runtime::{Cache, ObjectKey};
+use bosun_runtime::ObjectKey;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::api::DynamicObject;
+use kube::{Api, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::controller::Hosted;
-use crate::children::{ApplyError, ChildType, ClaimError, Claimant};
-use crate::hooks::{self, HookError, HookResponse, ObjectMaps};
+use crate::children::{ChildType, ClaimError, Claimant};
+use crate::hooks::{self, HookResponse, ObjectMaps};
+use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded};
 use crate::selector;
 
 /// The finalizer a CompositeController with a finalize hook puts on its parents.
 pub fn finalizer_name(controller: &str) -> String {
     format!("metacontroller.io/compositecontroller-{controller}")
-}
-
-/// Finalizers that mean the garbage collector is deleting the parent's dependents itself.
-const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
-
-/// Why a sync did not complete. Every variant but the last two is reported as a `SyncError`
-/// event on the parent and retried with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The hook failed; nothing was changed.
-    #[error("{0}")]
-    Hook(Box<HookError>),
-    /// The hook's response is not acceptable; nothing was changed.
-    #[error("invalid {hook} hook response: {message}")]
-    InvalidResponse {
-        /// Which hook.
-        hook: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// The parent object is not acceptable (e.g. no selector).
-    #[error("{0}")]
-    InvalidParent(String),
-    /// Claiming children failed.
-    #[error("{0}")]
-    Claim(#[from] ClaimError),
-    /// Some children could not be written; the others were.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Children(Vec<ApplyError>),
-    /// Updating the parent (finalizer, status) failed.
-    #[error("updating the parent: {0}")]
-    Parent(Box<kube::Error>),
-    /// The hook asked to be called later (429): requeue after the delay, without an event.
-    #[error("the hook asked to retry later")]
-    RetryAfter(Option<Duration>),
-    /// The parent changed while we wrote it: sync again soon, without an event.
-    #[error("the parent changed during the sync")]
-    Conflict,
 }
 
 /// The request to a CompositeController's sync and finalize hooks.
@@ -87,10 +50,13 @@ struct SyncResponse {
     resync_after_seconds: Option<f64>,
     #[serde(default)]
     finalized: Option<bool>,
+    /// bosun's extension: events to record on the parent.
+    #[serde(default)]
+    events: Option<Vec<Value>>,
 }
 
 impl HookResponse for SyncResponse {
-    const FIELDS: &'static [&'static str] = &["status", "children", "resyncAfterSeconds", "finalized"];
+    const FIELDS: &'static [&'static str] = &["status", "children", "resyncAfterSeconds", "finalized", "events"];
 }
 
 /// A validated desired child.
@@ -152,14 +118,11 @@ impl Hosted {
             related: ObjectMaps::new(),
             finalizing,
         };
-        let response: SyncResponse = match self.ctx.hooks.call(hook, hooks::encode(&request)).await {
-            Ok(response) => response,
-            Err(HookError::TooManyRequests { retry_after, .. }) => return Err(SyncError::RetryAfter(retry_after)),
-            Err(error) => return Err(SyncError::Hook(Box::new(error))),
-        };
+        let response: SyncResponse = self.ctx.hooks.call(hook, hooks::encode(&request)).await.map_err(SyncError::from_hook)?;
         let hook_name = hook.kind.name();
         let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
         let desired = self.validate_children(&parent, &selector, response.children.unwrap_or_default()).map_err(invalid)?;
+        let events = hooks::hook_events(response.events).map_err(invalid)?;
         let status = match response.status {
             None | Some(Value::Null) => json!({}),
             Some(status @ Value::Object(_)) => status,
@@ -179,6 +142,9 @@ impl Hosted {
         let manage = !deleting || (finalizing && !gc_acting);
         let children_result = if manage { self.manage_children(&owner, &observed, desired).await } else { Ok(()) };
         self.write_status(&parent, status).await?;
+        if !events.is_empty() {
+            self.ctx.hook_events(&parent.object_ref(&self.parent.resource), events).await;
+        }
         children_result.map(|()| resync_after)
     }
 
@@ -204,7 +170,7 @@ impl Hosted {
     }
 
     fn parent_api(&self, parent: &DynamicObject) -> Api<DynamicObject> {
-        parent_api(&self.ctx.client, &self.parent.resource, parent)
+        object_api(&self.ctx.client, &self.parent.resource, parent)
     }
 
     /// Adds this controller's finalizer to the parent, or removes it.
@@ -340,75 +306,6 @@ impl Hosted {
             return Ok(());
         }
         let operation = json!({ "op": "add", "path": "/status", "value": status });
-        patch_with_version(&self.parent_api(parent), parent, operation, true).await
-    }
-}
-
-/// The controller reference a parent puts on its children.
-pub fn controller_reference(parent: &DynamicObject, resource: &kube::api::ApiResource) -> Value {
-    json!({
-        "apiVersion": resource.api_version,
-        "kind": resource.kind,
-        "name": parent.name_any(),
-        "uid": parent.uid().unwrap_or_default(),
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
-}
-
-fn parent_api(client: &kube::Client, resource: &ApiResource, parent: &DynamicObject) -> Api<DynamicObject> {
-    match parent.namespace() {
-        Some(namespace) => Api::namespaced_with(client.clone(), &namespace, resource),
-        None => Api::all_with(client.clone(), resource),
-    }
-}
-
-/// Adds `finalizer` to the parent's finalizers, or removes it.
-async fn patch_finalizer(api: &Api<DynamicObject>, parent: &DynamicObject, finalizer: &str, add: bool) -> Result<(), SyncError> {
-    let finalizers = parent.finalizers();
-    let operation = match finalizers.iter().position(|existing| existing == finalizer) {
-        None if add && finalizers.is_empty() => json!({ "op": "add", "path": "/metadata/finalizers", "value": [finalizer] }),
-        None if add => json!({ "op": "add", "path": "/metadata/finalizers/-", "value": finalizer }),
-        Some(index) if !add => json!({ "op": "remove", "path": format!("/metadata/finalizers/{index}") }),
-        _ => return Ok(()),
-    };
-    patch_with_version(api, parent, operation, false).await
-}
-
-/// Removes `finalizer` from every parent in `parents`: once its CompositeController is
-/// deleted, nothing else would ever remove it.
-pub async fn release_parents(client: &kube::Client, parents: &Cache, finalizer: &str) -> Result<(), SyncError> {
-    for parent in parents.list() {
-        if parent.finalizers().iter().any(|existing| existing == finalizer) {
-            let api = parent_api(client, parents.resource(), &parent);
-            match patch_finalizer(&api, &parent, finalizer, false).await {
-                Ok(()) | Err(SyncError::Conflict) => {}
-                Err(error) => return Err(error),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Applies one JSON patch operation to the parent (or its status), guarded by its UID so a
-/// recreated parent of the same name is never touched. A concurrent change or deletion is
-/// not an error: the watch brings a new sync.
-async fn patch_with_version(api: &Api<DynamicObject>, parent: &DynamicObject, operation: Value, status: bool) -> Result<(), SyncError> {
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        { "op": "test", "path": "/metadata/uid", "value": parent.uid() },
-        operation,
-    ]))
-    .expect("a valid JSON patch");
-    let name = parent.name_any();
-    let result = if status {
-        api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
-    } else {
-        api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
-    };
-    match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 422 => Err(SyncError::Conflict),
-        Err(error) => Err(SyncError::Parent(Box::new(error))),
+        patch_guarded(&self.parent_api(parent), parent, vec![operation], true).await
     }
 }

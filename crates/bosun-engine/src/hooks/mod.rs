@@ -112,6 +112,52 @@ pub fn unmarshall_mode(version: HookVersion, configured: Option<ResponseUnmarsha
     })
 }
 
+/// An event a hook asks to have recorded on its parent or target: the optional `events` list
+/// of sync and finalize responses, a bosun extension (Metacontroller's open request #249).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookEvent {
+    /// `type: Warning` (else `Normal`).
+    pub warning: bool,
+    /// A short CamelCase reason.
+    pub reason: String,
+    /// The message (longer ones are cut at 1,024 characters, the API server's limit).
+    pub message: String,
+}
+
+/// The most events one response may ask for.
+pub const MAX_HOOK_EVENTS: usize = 10;
+
+/// Validates a response's `events`: each `{type, reason, message}` with `type` `Normal`
+/// (the default) or `Warning` and a reason of 1 to 128 characters without spaces.
+pub fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<HookEvent>, String> {
+    let events = events.unwrap_or_default();
+    if events.len() > MAX_HOOK_EVENTS {
+        return Err(format!("events has {} entries; at most {MAX_HOOK_EVENTS} are recorded per response", events.len()));
+    }
+    let text = |event: &serde_json::Value, field: &str| event.get(field).and_then(serde_json::Value::as_str).map(str::to_owned);
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let at = format!("events[{index}]");
+            if !event.is_object() {
+                return Err(format!("{at} is {event}, not an object with type, reason and message"));
+            }
+            let warning = match text(event, "type").as_deref() {
+                None | Some("Normal") => false,
+                Some("Warning") => true,
+                Some(other) => return Err(format!("{at}.type is {other:?}; it must be Normal or Warning")),
+            };
+            let reason = text(event, "reason").unwrap_or_default();
+            if reason.is_empty() || reason.len() > 128 || reason.contains(char::is_whitespace) {
+                return Err(format!("{at}.reason must be 1 to 128 characters without spaces (e.g. BackupCompleted), not {reason:?}"));
+            }
+            let message = text(event, "message").ok_or_else(|| format!("{at} has no message"))?;
+            Ok(HookEvent { warning, reason, message })
+        })
+        .collect()
+}
+
 /// A request body, serialized once.
 pub fn encode(request: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(request).expect("hook requests serialize")
@@ -161,6 +207,25 @@ mod tests {
         assert_eq!(decode::<Probe>(duplicate, ResponseUnmarshallMode::Loose).unwrap().status.unwrap()["a"], 2);
         assert!(decode::<Probe>(duplicate, ResponseUnmarshallMode::Strict).is_err());
         assert!(decode::<Probe>(b"not json", ResponseUnmarshallMode::Loose).is_err());
+    }
+
+    #[test]
+    fn hook_events_are_validated() {
+        let events = hook_events(Some(vec![
+            serde_json::json!({ "reason": "Ready", "message": "all good" }),
+            serde_json::json!({ "type": "Warning", "reason": "QuotaLow", "message": "90% used" }),
+        ]))
+        .unwrap();
+        assert_eq!(events[0], HookEvent { warning: false, reason: "Ready".into(), message: "all good".into() });
+        assert!(events[1].warning);
+        assert!(hook_events(None).unwrap().is_empty());
+        let invalid = |event: serde_json::Value| hook_events(Some(vec![event])).unwrap_err();
+        assert!(invalid(serde_json::json!({ "type": "Error", "reason": "X", "message": "m" })).contains("Normal or Warning"));
+        assert!(invalid(serde_json::json!({ "reason": "two words", "message": "m" })).contains("without spaces"));
+        assert!(invalid(serde_json::json!({ "reason": "X" })).contains("no message"));
+        assert!(invalid(serde_json::json!("Ready")).contains("not an object"));
+        let many = vec![serde_json::json!({ "reason": "X", "message": "m" }); MAX_HOOK_EVENTS + 1];
+        assert!(hook_events(Some(many)).unwrap_err().contains("at most"));
     }
 
     proptest! {
