@@ -1,9 +1,11 @@
 //! Children: the objects a parent's hook declares. Claiming them by owner reference
-//! ([`claim`]), merging desired onto observed state ([`merge`]), and writing them with the
-//! chosen apply strategy ([`apply`]).
+//! ([`claim`]), validating and bringing about what the hook declares ([`desired`]), merging
+//! desired onto observed state ([`merge`]), and writing them with the chosen apply strategy
+//! ([`apply`]).
 
 pub mod apply;
 pub mod claim;
+pub mod desired;
 pub mod merge;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use crate::api::ChildUpdateMethod;
 
 pub use apply::{Applied, ApplyError, ApplyStrategy, Applier};
 pub use claim::{ClaimError, Claimant};
+pub use desired::{DesiredChild, Rules};
 
 /// A resolved type of child (or attachment): what the rule names, and its shared cache.
 #[derive(Clone)]

@@ -6,7 +6,6 @@
 //! cluster. Writes happen only where desired and observed differ, so a steady state costs no
 //! write at all.
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::controller::Hosted;
-use crate::children::{ChildType, ClaimError, Claimant};
+use crate::children::{self, ClaimError, Claimant, Rules};
 use crate::hooks::{self, HookResponse, ObjectMaps};
 use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded};
 use crate::selector;
@@ -57,14 +56,6 @@ struct SyncResponse {
 
 impl HookResponse for SyncResponse {
     const FIELDS: &'static [&'static str] = &["status", "children", "resyncAfterSeconds", "finalized", "events"];
-}
-
-/// A validated desired child.
-struct DesiredChild {
-    /// Index into the hosted controller's child types.
-    child_type: usize,
-    key: ObjectKey,
-    object: Value,
 }
 
 impl Hosted {
@@ -121,7 +112,16 @@ impl Hosted {
         let response: SyncResponse = self.ctx.hooks.call(hook, hooks::encode(&request)).await.map_err(SyncError::from_hook)?;
         let hook_name = hook.kind.name();
         let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
-        let desired = self.validate_children(&parent, &selector, response.children.unwrap_or_default()).map_err(invalid)?;
+        let uid_label = (self.spec.generate_selector == Some(true)).then(|| ("controller-uid", parent.uid().unwrap_or_default()));
+        let rules = Rules {
+            controller: "CompositeController",
+            field: "children",
+            declared_in: "childResources",
+            selector: Some(&selector),
+            labels: uid_label.into_iter().collect(),
+            annotations: Vec::new(),
+        };
+        let desired = children::desired::validate(&self.children, &parent, response.children.unwrap_or_default(), &rules).map_err(invalid)?;
         let events = hooks::hook_events(response.events).map_err(invalid)?;
         let status = match response.status {
             None | Some(Value::Null) => json!({}),
@@ -140,7 +140,13 @@ impl Hosted {
         // deletion), the children are left to it; without a finalize hook, to owner references.
         let gc_acting = parent.finalizers().iter().any(|finalizer| GC_FINALIZERS.contains(&finalizer.as_str()));
         let manage = !deleting || (finalizing && !gc_acting);
-        let children_result = if manage { self.manage_children(&owner, &observed, desired).await } else { Ok(()) };
+        let children_result = if manage {
+            children::desired::manage(&self.ctx.client, &self.ctx.applier, &self.children, &owner, &observed, desired)
+                .await
+                .map_err(SyncError::Children)
+        } else {
+            Ok(())
+        };
         self.write_status(&parent, status).await?;
         if !events.is_empty() {
             self.ctx.hook_events(&parent.object_ref(&self.parent.resource), events).await;
@@ -176,126 +182,6 @@ impl Hosted {
     /// Adds this controller's finalizer to the parent, or removes it.
     async fn patch_finalizers(&self, parent: &DynamicObject, add: bool) -> Result<(), SyncError> {
         patch_finalizer(&self.parent_api(parent), parent, &self.finalizer(), add).await
-    }
-
-    /// Validates every desired child before any is written: declared type, name, namespace
-    /// rules, labels matching the parent's selector, no duplicates.
-    fn validate_children(
-        &self,
-        parent: &DynamicObject,
-        selector: &LabelSelector,
-        children: Vec<Value>,
-    ) -> Result<Vec<DesiredChild>, String> {
-        let parent_namespace = parent.namespace();
-        let mut seen = HashSet::new();
-        let mut desired = Vec::with_capacity(children.len());
-        for (index, mut child) in children.into_iter().enumerate() {
-            let at = format!("children[{index}]");
-            if !child.is_object() {
-                return Err(format!("{at} is {child}, not an object"));
-            }
-            let text = |value: &Value| value.as_str().filter(|text| !text.is_empty()).map(str::to_owned);
-            let api_version = text(&child["apiVersion"]).ok_or_else(|| format!("{at} has no apiVersion"))?;
-            let kind = text(&child["kind"]).ok_or_else(|| format!("{at} has no kind"))?;
-            let name = text(&child["metadata"]["name"]).ok_or_else(|| format!("{at} ({kind}) has no metadata.name"))?;
-            let described = format!("{at} ({kind} {name})");
-            let (type_index, child_type) = self
-                .children
-                .iter()
-                .enumerate()
-                .find(|(_, child_type)| child_type.resource.api_version == api_version && child_type.resource.kind == kind)
-                .ok_or_else(|| {
-                    format!("{described}: {kind} in {api_version} is not one of the CompositeController's childResources")
-                })?;
-            let namespace = match (child_type.namespaced, text(&child["metadata"]["namespace"]), &parent_namespace) {
-                (false, None, _) => None,
-                (false, Some(namespace), _) => {
-                    return Err(format!("{described} is cluster-scoped, but has namespace {namespace:?}"));
-                }
-                (true, None, Some(parent_namespace)) => Some(parent_namespace.clone()),
-                (true, None, None) => {
-                    return Err(format!("{described} needs metadata.namespace: its parent is cluster-scoped"));
-                }
-                (true, Some(namespace), Some(parent_namespace)) if &namespace != parent_namespace => {
-                    return Err(format!(
-                        "{described} is in namespace {namespace:?}, but a parent in namespace {parent_namespace:?} \
-                         can only own children in its own namespace"
-                    ));
-                }
-                (true, Some(namespace), _) => Some(namespace),
-            };
-            let metadata = child["metadata"].as_object_mut().expect("checked to have a name");
-            match &namespace {
-                Some(namespace) => metadata.insert("namespace".into(), Value::String(namespace.clone())),
-                None => metadata.remove("namespace"),
-            };
-            // Hooks often echo observed children back; what the server owns is not theirs to set.
-            for field in ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "ownerReferences"] {
-                metadata.remove(field);
-            }
-            if self.spec.generate_selector == Some(true) {
-                let labels = metadata.entry("labels").or_insert_with(|| json!({}));
-                if !labels.is_object() {
-                    *labels = json!({});
-                }
-                labels["controller-uid"] = Value::String(parent.uid().unwrap_or_default());
-            }
-            child.as_object_mut().expect("an object").remove("status");
-            if let Err(error) = <DynamicObject as Deserialize>::deserialize(&child) {
-                return Err(format!("{described} is not a valid object: {error}"));
-            }
-            let labels: BTreeMap<String, String> = serde_json::from_value(child["metadata"]["labels"].clone())
-                .or_else(|_| if child["metadata"]["labels"].is_null() { Ok(BTreeMap::new()) } else { Err(()) })
-                .map_err(|()| format!("{described}: metadata.labels must map strings to strings"))?;
-            if !selector::matches(selector, &labels).map_err(|error| error.to_string())? {
-                return Err(format!(
-                    "{described} has labels {labels:?} that do not match the parent's selector {}; \
-                     a child must carry the selector's labels",
-                    serde_json::to_string(selector).unwrap_or_default()
-                ));
-            }
-            let key = ObjectKey { namespace, name };
-            if !seen.insert((type_index, key.clone())) {
-                return Err(format!("{described} appears more than once"));
-            }
-            desired.push(DesiredChild { child_type: type_index, key, object: child });
-        }
-        Ok(desired)
-    }
-
-    /// Deletes observed children the hook no longer returns, then creates and updates the
-    /// rest. Failures are collected; the other children are still written.
-    async fn manage_children(&self, owner: &Value, observed: &[Vec<Arc<DynamicObject>>], desired: Vec<DesiredChild>) -> Result<(), SyncError> {
-        let client = &self.ctx.client;
-        let applier = &self.ctx.applier;
-        let wanted: HashSet<(usize, &ObjectKey)> = desired.iter().map(|child| (child.child_type, &child.key)).collect();
-        let mut errors = Vec::new();
-        for (index, (child_type, objects)) in self.children.iter().zip(observed).enumerate() {
-            for object in objects {
-                let key = ObjectKey::of(object);
-                if object.metadata.deletion_timestamp.is_none()
-                    && !wanted.contains(&(index, &key))
-                    && let Err(error) = applier.delete(client, child_type, object).await
-                {
-                    errors.push(error);
-                }
-            }
-        }
-        let mut desired = desired;
-        desired.sort_by(|a, b| (a.child_type, &a.key).cmp(&(b.child_type, &b.key)));
-        for child in desired {
-            let child_type: &ChildType = &self.children[child.child_type];
-            let existing = observed[child.child_type].iter().find(|object| ObjectKey::of(object) == child.key);
-            let result = match existing {
-                None => applier.create(client, child_type, child.object, owner).await,
-                Some(existing) if existing.metadata.deletion_timestamp.is_some() => continue,
-                Some(existing) => applier.update(client, child_type, existing, child.object, owner, child_type.method).await,
-            };
-            if let Err(error) = result {
-                errors.push(error);
-            }
-        }
-        if errors.is_empty() { Ok(()) } else { Err(SyncError::Children(errors)) }
     }
 
     /// Writes the hook's status plus `observedGeneration` through the status subresource,

@@ -1,0 +1,170 @@
+//! The children (or attachments) a hook declares: validated as a whole before anything is
+//! written, then brought about — observed ones the hook no longer declares deleted, the rest
+//! created or updated.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use bosun_runtime::ObjectKey;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApplyError, Applier, ChildType};
+use crate::selector;
+
+/// A validated desired child.
+pub struct DesiredChild {
+    /// Index into the controller's child types.
+    pub child_type: usize,
+    /// Its namespace and name.
+    pub key: ObjectKey,
+    /// The object to apply.
+    pub object: Value,
+}
+
+/// What a controller requires of the children its hook declares.
+pub struct Rules<'a> {
+    /// `CompositeController` or `DecoratorController`, for messages.
+    pub controller: &'static str,
+    /// The response field, for messages: `children` or `attachments`.
+    pub field: &'static str,
+    /// The spec field that declares the types, for messages: `childResources` or `attachments`.
+    pub declared_in: &'static str,
+    /// Labels every child must match (a CompositeController's parent selector).
+    pub selector: Option<&'a LabelSelector>,
+    /// Labels added to every child (`controller-uid`, with generateSelector).
+    pub labels: Vec<(&'static str, String)>,
+    /// Annotations added to every child (a decorator's name on its attachments).
+    pub annotations: Vec<(&'static str, String)>,
+}
+
+/// Validates every desired child before any is written: a declared type, a name, namespace
+/// rules (a namespaced parent owns children in its own namespace only), labels matching the
+/// selector, no duplicates. Server-owned metadata and `status` are dropped.
+pub fn validate(types: &[ChildType], parent: &DynamicObject, children: Vec<Value>, rules: &Rules<'_>) -> Result<Vec<DesiredChild>, String> {
+    let parent_namespace = parent.namespace();
+    let mut seen = HashSet::new();
+    let mut desired = Vec::with_capacity(children.len());
+    for (index, mut child) in children.into_iter().enumerate() {
+        let at = format!("{}[{index}]", rules.field);
+        if !child.is_object() {
+            return Err(format!("{at} is {child}, not an object"));
+        }
+        let text = |value: &Value| value.as_str().filter(|text| !text.is_empty()).map(str::to_owned);
+        let api_version = text(&child["apiVersion"]).ok_or_else(|| format!("{at} has no apiVersion"))?;
+        let kind = text(&child["kind"]).ok_or_else(|| format!("{at} has no kind"))?;
+        let name = text(&child["metadata"]["name"]).ok_or_else(|| format!("{at} ({kind}) has no metadata.name"))?;
+        let described = format!("{at} ({kind} {name})");
+        let (type_index, child_type) = types
+            .iter()
+            .enumerate()
+            .find(|(_, child_type)| child_type.resource.api_version == api_version && child_type.resource.kind == kind)
+            .ok_or_else(|| {
+                format!("{described}: {kind} in {api_version} is not one of the {}'s {}", rules.controller, rules.declared_in)
+            })?;
+        let namespace = match (child_type.namespaced, text(&child["metadata"]["namespace"]), &parent_namespace) {
+            (false, None, _) => None,
+            (false, Some(namespace), _) => {
+                return Err(format!("{described} is cluster-scoped, but has namespace {namespace:?}"));
+            }
+            (true, None, Some(parent_namespace)) => Some(parent_namespace.clone()),
+            (true, None, None) => {
+                return Err(format!("{described} needs metadata.namespace: its parent is cluster-scoped"));
+            }
+            (true, Some(namespace), Some(parent_namespace)) if &namespace != parent_namespace => {
+                return Err(format!(
+                    "{described} is in namespace {namespace:?}, but a parent in namespace {parent_namespace:?} \
+                     can only own {} in its own namespace",
+                    rules.field
+                ));
+            }
+            (true, Some(namespace), _) => Some(namespace),
+        };
+        let metadata = child["metadata"].as_object_mut().expect("checked to have a name");
+        match &namespace {
+            Some(namespace) => metadata.insert("namespace".into(), Value::String(namespace.clone())),
+            None => metadata.remove("namespace"),
+        };
+        // Hooks often echo observed children back; what the server owns is not theirs to set.
+        for field in ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "ownerReferences"] {
+            metadata.remove(field);
+        }
+        for (field, entries) in [("labels", &rules.labels), ("annotations", &rules.annotations)] {
+            if entries.is_empty() {
+                continue;
+            }
+            let map = metadata.entry(field).or_insert_with(|| json!({}));
+            if !map.is_object() {
+                *map = json!({});
+            }
+            for (key, value) in entries {
+                map[*key] = Value::String(value.clone());
+            }
+        }
+        child.as_object_mut().expect("an object").remove("status");
+        if let Err(error) = <DynamicObject as Deserialize>::deserialize(&child) {
+            return Err(format!("{described} is not a valid object: {error}"));
+        }
+        if let Some(selector) = rules.selector {
+            let labels: BTreeMap<String, String> = serde_json::from_value(child["metadata"]["labels"].clone())
+                .or_else(|_| if child["metadata"]["labels"].is_null() { Ok(BTreeMap::new()) } else { Err(()) })
+                .map_err(|()| format!("{described}: metadata.labels must map strings to strings"))?;
+            if !selector::matches(selector, &labels).map_err(|error| error.to_string())? {
+                return Err(format!(
+                    "{described} has labels {labels:?} that do not match the parent's selector {}; \
+                     a child must carry the selector's labels",
+                    serde_json::to_string(selector).unwrap_or_default()
+                ));
+            }
+        }
+        let key = ObjectKey { namespace, name };
+        if !seen.insert((type_index, key.clone())) {
+            return Err(format!("{described} appears more than once"));
+        }
+        desired.push(DesiredChild { child_type: type_index, key, object: child });
+    }
+    Ok(desired)
+}
+
+/// Deletes observed children the hook no longer declares, then creates and updates the rest.
+/// Failures are collected; the other children are still written.
+pub async fn manage(
+    client: &kube::Client,
+    applier: &Applier,
+    types: &[ChildType],
+    owner: &Value,
+    observed: &[Vec<Arc<DynamicObject>>],
+    mut desired: Vec<DesiredChild>,
+) -> Result<(), Vec<ApplyError>> {
+    let wanted: HashSet<(usize, &ObjectKey)> = desired.iter().map(|child| (child.child_type, &child.key)).collect();
+    let mut errors = Vec::new();
+    for (index, (child_type, objects)) in types.iter().zip(observed).enumerate() {
+        for object in objects {
+            let key = ObjectKey::of(object);
+            if object.metadata.deletion_timestamp.is_none()
+                && !wanted.contains(&(index, &key))
+                && let Err(error) = applier.delete(client, child_type, object).await
+            {
+                errors.push(error);
+            }
+        }
+    }
+    drop(wanted);
+    desired.sort_by(|a, b| (a.child_type, &a.key).cmp(&(b.child_type, &b.key)));
+    for child in desired {
+        let child_type = &types[child.child_type];
+        let existing = observed[child.child_type].iter().find(|object| ObjectKey::of(object) == child.key);
+        let result = match existing {
+            None => applier.create(client, child_type, child.object, owner).await,
+            Some(existing) if existing.metadata.deletion_timestamp.is_some() => continue,
+            Some(existing) => applier.update(client, child_type, existing, child.object, owner, child_type.method).await,
+        };
+        if let Err(error) = result {
+            errors.push(error);
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
