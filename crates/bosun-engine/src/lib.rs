@@ -1,12 +1,15 @@
-//! The Metacontroller-compatible engine: declare a `CompositeController`
-//! (`metacontroller.k8s.io/v1alpha1`), write its sync logic as an HTTP hook in any language,
-//! and the engine watches the parents and children, calls the hook, and applies the children
-//! it declares.
+//! The Metacontroller-compatible engine: declare a `CompositeController` or a
+//! `DecoratorController` (`metacontroller.k8s.io/v1alpha1`), write its sync logic as an HTTP
+//! hook in any language, and the engine watches the parents (or targets) and their children,
+//! calls the hook, and applies what it declares.
 //!
 //! - [`api`]: the resource types and their CRDs.
 //! - [`hooks`]: the hook protocol and HTTP client.
-//! - [`children`]: claiming, merging and applying children.
+//! - [`children`]: claiming, validating, merging and applying children and attachments.
+//! - [`hosting`]: one hosted controller per controller object, its workers and resync.
+//! - [`parent`]: what a sync does to the object it reconciles: finalizer, status, requeue.
 //! - [`composite`]: hosted CompositeControllers and the sync of each parent.
+//! - [`decorator`]: hosted DecoratorControllers and the sync of each target.
 //!
 //! [`Engine::run`] ties them together; `bosun run` and `bosun dev` call it.
 
@@ -14,8 +17,10 @@ pub mod api;
 pub mod children;
 pub mod composite;
 mod context;
+pub mod decorator;
 pub mod discovery;
 pub mod hooks;
+pub mod hosting;
 pub mod parent;
 
 pub use bosun_runtime::selector;
@@ -61,11 +66,24 @@ impl Engine {
         self
     }
 
-    /// Runs every CompositeController until `shutdown` completes; then stops taking work and
+    /// Runs every CompositeController and DecoratorController until `shutdown` completes; then stops taking work and
     /// returns once the syncs in flight have finished.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let ctx = Arc::new(EngineContext::new(self.client, self.config, self.caches, self.metrics));
-        composite::run(ctx, self.health, shutdown).await;
+        // One shutdown signal for both kinds of hosted controller.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let requested = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(
+            signal,
+            hosting::run::<composite::Composite>(ctx.clone(), self.health.clone(), requested(stopping.clone())),
+            hosting::run::<decorator::Decorator>(ctx, self.health, requested(stopping)),
+        );
     }
 }
 

@@ -4,10 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bosun_runtime::{CacheEvent, ObjectKey, Subscription, WorkQueue};
-use futures::FutureExt;
+use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::DynamicObject;
 use kube::ResourceExt;
@@ -18,31 +16,10 @@ use crate::parent::SyncError;
 use crate::api::{CompositeController, CompositeControllerSpec, ResourceRule};
 use crate::children::ChildType;
 use crate::context::EngineContext;
+use crate::hosting::{CreateError, Reconciler, Tasks};
 use crate::discovery::ResolvedResource;
 use crate::hooks::{HookEndpoint, HookKind, group_key};
 use crate::selector;
-
-/// Why a CompositeController cannot run; reported in a `CreateError` event.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateError {
-    /// A resource rule names something the API server does not serve.
-    #[error("{0}")]
-    Discovery(#[from] crate::discovery::DiscoveryError),
-    /// The parent resource has no status subresource.
-    #[error(
-        "parent resource {resource} in {api_version} does not have the status subresource enabled; \
-         bosun writes status.observedGeneration through it (add `subresources: {{status: {{}}}}` to the CRD version)"
-    )]
-    NoStatusSubresource {
-        /// The parent's apiVersion.
-        api_version: String,
-        /// The parent's resource.
-        resource: String,
-    },
-    /// The spec is invalid in another way.
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// Everything a sync of one parent needs, shared by the workers.
 pub struct Hosted {
@@ -185,27 +162,13 @@ pub struct HostedController {
     pub spec: CompositeControllerSpec,
     /// Shared with its workers.
     pub hosted: Arc<Hosted>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _subscriptions: Vec<Subscription>,
-}
-
-impl Drop for HostedController {
-    fn drop(&mut self) {
-        self.hosted.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    tasks: Tasks,
 }
 
 impl HostedController {
     /// Stops taking work and waits for the syncs in flight to finish.
-    pub async fn stop_gracefully(mut self) {
-        self.hosted.queue.shut_down();
-        if !self.tasks.is_empty() {
-            // The first task runs the workers; they return once their current sync is done.
-            let _ = (&mut self.tasks[0]).await;
-        }
+    pub async fn stop_gracefully(self) {
+        self.tasks.stop_gracefully().await
     }
 
     /// Resolves the CompositeController's types and hooks and starts its workers.
@@ -254,11 +217,7 @@ impl HostedController {
         if hooks.customize.is_some() {
             tracing::warn!(controller = %controller.name_any(), "the customize hook is not supported yet; related objects are empty");
         }
-        let mut controller_json = serde_json::to_value(controller).expect("a CompositeController serializes");
-        controller_json["status"] = serde_json::json!({});
-        if let Some(metadata) = controller_json["metadata"].as_object_mut() {
-            metadata.remove("managedFields");
-        }
+        let controller_json = crate::hosting::controller_json(controller);
         let queue_name = format!("CompositeController-{name}");
         let hosted = Arc::new(Hosted {
             parents: ctx.caches.cache(&parent.resource),
@@ -290,50 +249,31 @@ impl HostedController {
             })));
         }
 
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(run_workers(hosted.clone())));
-        let resync = spec
-            .resync_period_seconds
-            .map(|seconds| Duration::from_secs(seconds.max(1) as u64))
-            .unwrap_or(hosted.ctx.config.resync_interval);
-        let weak = Arc::downgrade(&hosted);
-        tasks.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(resync);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(hosted) = weak.upgrade() else { return };
-                hosted.queue_all();
-            }
-        }));
-        Ok(HostedController { spec, hosted, tasks, _subscriptions: subscriptions })
+        let resync = crate::hosting::resync_period(&hosted.ctx, spec.resync_period_seconds);
+        let tasks = Tasks::start(hosted.clone(), hosted.ctx.config.workers, resync, subscriptions);
+        Ok(HostedController { spec, hosted, tasks })
     }
 }
 
-async fn run_workers(hosted: Arc<Hosted>) {
-    hosted.parents.wait_synced().await;
-    for child in &hosted.children {
-        child.cache.wait_synced().await;
-    }
-    hosted.queue_all();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..hosted.ctx.config.workers.max(1) {
-        let hosted = hosted.clone();
-        workers.spawn(async move {
-            while let Some(key) = hosted.queue.next().await {
-                // A bug in one sync must not take its worker, or its parent's key, with it.
-                if std::panic::AssertUnwindSafe(hosted.process(&key)).catch_unwind().await.is_err() {
-                    tracing::error!(controller = %hosted.name, parent = %key, "sync panicked; retrying with backoff");
-                    hosted.queue.add_rate_limited(key.clone());
-                }
-                hosted.queue.done(&key);
-            }
-        });
-    }
-    while workers.join_next().await.is_some() {}
-}
+impl Reconciler for Hosted {
+    type Key = ObjectKey;
 
-impl Hosted {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn queue(&self) -> &WorkQueue<ObjectKey> {
+        &self.queue
+    }
+
+    fn caches(&self) -> Vec<Arc<bosun_runtime::Cache>> {
+        std::iter::once(self.parents.clone()).chain(self.children.iter().map(|child| child.cache.clone())).collect()
+    }
+
+    fn queue_all(&self) {
+        Hosted::queue_all(self)
+    }
+
     async fn process(&self, key: &ObjectKey) {
         let started = std::time::Instant::now();
         let outcome = self.sync(key).await;

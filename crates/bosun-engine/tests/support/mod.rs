@@ -141,6 +141,24 @@ impl Fixture {
         name
     }
 
+    pub fn decorator_controllers(&self) -> Api<DynamicObject> {
+        Api::all_with(self.client.clone(), &ApiResource::erase::<bosun_engine::api::DecoratorController>(&()))
+    }
+
+    /// Creates this test's DecoratorController (`dec-<id>`) with `spec`.
+    pub async fn decorator_controller(&self, spec: Value) -> String {
+        let name = format!("dec-{}", self.id);
+        let controller: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1",
+            "kind": "DecoratorController",
+            "metadata": { "name": name, "labels": { TEST_LABEL: self.id } },
+            "spec": spec,
+        }))
+        .unwrap();
+        self.decorator_controllers().create(&PostParams::default(), &controller).await.unwrap();
+        name
+    }
+
     /// Creates a `Thing` with `spec` (and `selector.matchLabels: {thing: <name>}` unless the
     /// spec has a selector).
     pub async fn parent(&self, name: &str, spec: Value) -> DynamicObject {

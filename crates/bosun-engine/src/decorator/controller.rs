@@ -1,0 +1,269 @@
+//! A hosted DecoratorController: resolves its target and attachment types, subscribes to their
+//! shared caches, maps every change to the targets it concerns, and runs workers over a queue
+//! of target keys.
+
+use std::sync::Arc;
+
+use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::DynamicObject;
+use kube::ResourceExt;
+use serde_json::Value;
+
+use super::sync::{DECORATOR_ANNOTATION, finalizer_name};
+use crate::api::{ChildUpdateMethod, DecoratorController, DecoratorControllerSpec};
+use crate::children::ChildType;
+use crate::context::EngineContext;
+use crate::discovery::ResolvedResource;
+use crate::hooks::{HookEndpoint, HookKind, group_key};
+use crate::hosting::{CreateError, Reconciler, Tasks};
+use crate::selector;
+
+/// One of a DecoratorController's `resources`: a target type and which of its objects match.
+pub struct TargetType {
+    /// The resource.
+    pub resolved: ResolvedResource,
+    /// Every object of the type.
+    pub cache: Arc<bosun_runtime::Cache>,
+    /// `labelSelector`; absent: every object.
+    pub labels: Option<LabelSelector>,
+    /// `annotationSelector`, as a label selector over annotations; absent: every object.
+    pub annotations: Option<LabelSelector>,
+    /// `ignoreStatusChanges`.
+    pub ignore_status_changes: bool,
+}
+
+impl TargetType {
+    /// Whether `object` matches both selectors.
+    pub fn matches(&self, object: &DynamicObject) -> bool {
+        let satisfies = |selector: &Option<LabelSelector>, map| selector.as_ref().is_none_or(|selector| selector::matches(selector, map).unwrap_or(false));
+        satisfies(&self.labels, object.labels()) && satisfies(&self.annotations, object.annotations())
+    }
+}
+
+/// Identifies a target: which resource rule, and the object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    /// Index into the DecoratorController's `resources`.
+    pub rule: usize,
+    /// The object.
+    pub key: ObjectKey,
+}
+
+impl std::fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "resources[{}] {}", self.rule, self.key)
+    }
+}
+
+/// Everything a sync of one target needs, shared by the workers.
+pub struct Decorated {
+    /// The engine's shared parts.
+    pub ctx: Arc<EngineContext>,
+    /// The DecoratorController's name.
+    pub name: String,
+    /// It, as JSON for hook requests.
+    pub controller_json: Value,
+    /// The target types, in spec order.
+    pub targets: Vec<TargetType>,
+    /// The attachment types, in spec order.
+    pub attachments: Vec<ChildType>,
+    /// The sync hook, if any.
+    pub sync_hook: Option<HookEndpoint>,
+    /// The finalize hook, if any.
+    pub finalize_hook: Option<HookEndpoint>,
+    /// Target keys to sync.
+    pub queue: WorkQueue<TargetKey>,
+    /// `DecoratorController-<name>`.
+    pub queue_name: String,
+}
+
+impl Decorated {
+    /// `metacontroller.io/decoratorcontroller-<name>`.
+    pub fn finalizer(&self) -> String {
+        finalizer_name(&self.name)
+    }
+
+    /// Whether this controller reconciles `object` of rule `rule`: it matches, or still
+    /// carries our finalizer.
+    fn ours(&self, rule: usize, object: &DynamicObject) -> bool {
+        self.targets[rule].matches(object) || object.finalizers().contains(&self.finalizer())
+    }
+
+    fn on_target_event(&self, rule: usize, event: &CacheEvent<'_>) {
+        let CacheEvent::Applied { old, new } = event else { return };
+        if self.targets[rule].ignore_status_changes
+            && let Some(old) = old
+            && old.metadata.generation == new.metadata.generation
+            && old.metadata.labels == new.metadata.labels
+            && old.metadata.annotations == new.metadata.annotations
+            && new.metadata.deletion_timestamp.is_none()
+        {
+            return;
+        }
+        if self.ours(rule, new) || old.is_some_and(|old| self.ours(rule, old)) {
+            self.queue.add(TargetKey { rule, key: ObjectKey::of(new) });
+        }
+    }
+
+    /// An attachment changed: queue the target that controls it, if it is one of ours.
+    fn on_attachment_event(&self, event: &CacheEvent<'_>) {
+        let (old, new) = match event {
+            CacheEvent::Applied { old, new } => (*old, Some(*new)),
+            CacheEvent::Deleted(object) => (Some(*object), None),
+        };
+        for attachment in old.into_iter().chain(new) {
+            if attachment.annotations().get(DECORATOR_ANNOTATION) != Some(&self.name) {
+                continue;
+            }
+            let Some(owner) = attachment.owner_references().iter().find(|owner| owner.controller == Some(true)) else { continue };
+            let group = owner.api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or_default();
+            for (rule, target) in self.targets.iter().enumerate() {
+                let resource = &target.resolved.resource;
+                if resource.kind == owner.kind && resource.group == group {
+                    let namespace = if target.resolved.namespaced { attachment.namespace() } else { None };
+                    self.queue.add(TargetKey { rule, key: ObjectKey { namespace, name: owner.name.clone() } });
+                }
+            }
+        }
+    }
+}
+
+impl Reconciler for Decorated {
+    type Key = TargetKey;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn queue(&self) -> &WorkQueue<TargetKey> {
+        &self.queue
+    }
+
+    fn caches(&self) -> Vec<Arc<bosun_runtime::Cache>> {
+        let targets = self.targets.iter().map(|target| target.cache.clone());
+        targets.chain(self.attachments.iter().map(|attachment| attachment.cache.clone())).collect()
+    }
+
+    fn queue_all(&self) {
+        for (rule, target) in self.targets.iter().enumerate() {
+            for object in target.cache.list() {
+                if self.ours(rule, &object) {
+                    self.queue.add(TargetKey { rule, key: ObjectKey::of(&object) });
+                }
+            }
+        }
+    }
+
+    async fn process(&self, key: &TargetKey) {
+        let started = std::time::Instant::now();
+        let outcome = self.sync(key).await;
+        let target = &self.targets[key.rule];
+        let object = if outcome.is_err() { target.cache.get(&key.key) } else { None };
+        let object = object.as_deref().map(|object| (object, &target.resolved.resource));
+        crate::parent::settle(&self.ctx, &self.queue, &self.queue_name, key, started, outcome, object).await;
+    }
+}
+
+/// A running hosted DecoratorController; stopped when dropped.
+pub struct DecoratorRunning {
+    /// The spec it runs.
+    pub spec: DecoratorControllerSpec,
+    tasks: Tasks,
+}
+
+impl DecoratorRunning {
+    /// Stops taking work and waits for the syncs in flight to finish.
+    pub async fn stop_gracefully(self) {
+        self.tasks.stop_gracefully().await
+    }
+
+    /// Resolves the DecoratorController's types and hooks and starts its workers.
+    pub async fn start(ctx: Arc<EngineContext>, controller: &DecoratorController) -> Result<DecoratorRunning, CreateError> {
+        let spec = controller.spec.clone();
+        let name = controller.name_any();
+        if spec.resources.is_empty() {
+            return Err(CreateError::Invalid("spec.resources is empty: name at least one target resource".into()));
+        }
+        let mut targets = Vec::new();
+        for rule in &spec.resources {
+            let resolved = ctx.discovery.resolve(&rule.api_version, &rule.resource).await?;
+            let annotations = rule.annotation_selector.as_ref().map(|selector| LabelSelector {
+                match_labels: selector.match_annotations.clone(),
+                match_expressions: selector.match_expressions.clone(),
+            });
+            targets.push(TargetType {
+                cache: ctx.caches.cache(&resolved.resource),
+                resolved,
+                labels: rule.label_selector.clone(),
+                annotations,
+                ignore_status_changes: rule.ignore_status_changes == Some(true),
+            });
+        }
+        let mut attachments = Vec::new();
+        for rule in spec.attachments.iter().flatten() {
+            let resolved = ctx.discovery.resolve(&rule.api_version, &rule.resource).await?;
+            // Decorators accept the rolling methods but, as in Metacontroller, roll nothing.
+            let method = match rule.update_strategy.as_ref().and_then(|strategy| strategy.method).unwrap_or_default() {
+                ChildUpdateMethod::RollingRecreate => ChildUpdateMethod::Recreate,
+                ChildUpdateMethod::RollingInPlace => ChildUpdateMethod::InPlace,
+                method => method,
+            };
+            attachments.push(ChildType {
+                group_key: group_key(&resolved.resource.kind, &rule.api_version),
+                cache: ctx.caches.cache(&resolved.resource),
+                resource: resolved.resource,
+                namespaced: resolved.namespaced,
+                method,
+            });
+        }
+        let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
+        let endpoint = |kind, hook: &Option<crate::api::Hook>| {
+            hook.as_ref()
+                .map(|hook| HookEndpoint::new(kind, hook, ("DecoratorController", &name)))
+                .transpose()
+                .map_err(CreateError::Invalid)
+        };
+        let sync_hook = endpoint(HookKind::Sync, &hooks.sync)?;
+        let finalize_hook = endpoint(HookKind::Finalize, &hooks.finalize)?;
+        if sync_hook.is_none() && finalize_hook.is_none() {
+            return Err(CreateError::Invalid("no sync or finalize hook defined".into()));
+        }
+        if hooks.customize.is_some() {
+            tracing::warn!(controller = %name, "the customize hook is not supported yet; related objects are empty");
+        }
+        let queue_name = format!("DecoratorController-{name}");
+        let decorated = Arc::new(Decorated {
+            controller_json: crate::hosting::controller_json(controller),
+            queue: WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name)),
+            queue_name,
+            name,
+            targets,
+            attachments,
+            sync_hook,
+            finalize_hook,
+            ctx,
+        });
+
+        let mut subscriptions = Vec::new();
+        for (rule, target) in decorated.targets.iter().enumerate() {
+            let weak = Arc::downgrade(&decorated);
+            subscriptions.push(target.cache.subscribe(Arc::new(move |event| {
+                if let Some(decorated) = weak.upgrade() {
+                    decorated.on_target_event(rule, event);
+                }
+            })));
+        }
+        for attachment in &decorated.attachments {
+            let weak = Arc::downgrade(&decorated);
+            subscriptions.push(attachment.cache.subscribe(Arc::new(move |event| {
+                if let Some(decorated) = weak.upgrade() {
+                    decorated.on_attachment_event(event);
+                }
+            })));
+        }
+        let resync = crate::hosting::resync_period(&decorated.ctx, spec.resync_period_seconds);
+        let tasks = Tasks::start(decorated.clone(), decorated.ctx.config.workers, resync, subscriptions);
+        Ok(DecoratorRunning { spec, tasks })
+    }
+}
