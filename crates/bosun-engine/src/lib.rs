@@ -66,8 +66,8 @@ impl Engine {
         self
     }
 
-    /// Runs every CompositeController and DecoratorController until `shutdown` completes; then stops taking work and
-    /// returns once the syncs in flight have finished.
+    /// Runs every CompositeController and DecoratorController until `shutdown` completes;
+    /// then stops taking work and returns once the syncs in flight have finished.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let ctx = Arc::new(EngineContext::new(self.client, self.config, self.caches, self.metrics));
         // One shutdown signal for both kinds of hosted controller.
