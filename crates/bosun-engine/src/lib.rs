@@ -8,6 +8,7 @@
 //! - [`children`]: claiming, validating, merging and applying children and attachments.
 //! - [`hosting`]: one hosted controller per controller object, its workers and resync.
 //! - [`parent`]: what a sync does to the object it reconciles: finalizer, status, requeue.
+//! - [`related`]: the customize hook, and the related objects its rules select.
 //! - [`composite`]: hosted CompositeControllers and the sync of each parent.
 //! - [`decorator`]: hosted DecoratorControllers and the sync of each target.
 //!
@@ -22,6 +23,7 @@ pub mod discovery;
 pub mod hooks;
 pub mod hosting;
 pub mod parent;
+pub mod related;
 
 pub use bosun_runtime::selector;
 

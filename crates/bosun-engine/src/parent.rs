@@ -4,6 +4,7 @@
 //! carry, and what happens to its key in the queue after a sync.
 
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bosun_runtime::{Cache, ReconcileResult, WorkQueue};
@@ -13,7 +14,9 @@ use serde_json::{Value, json};
 
 use crate::children::{ApplyError, ClaimError};
 use crate::context::EngineContext;
-use crate::hooks::HookError;
+use crate::api::HookVersion;
+use crate::hooks::{self, HookError, ObjectMaps};
+use crate::related::RelatedObjects;
 
 /// Finalizers that mean the garbage collector is deleting the object's dependents itself.
 pub const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
@@ -36,6 +39,9 @@ pub enum SyncError {
     /// The parent object is not acceptable (e.g. no selector).
     #[error("{0}")]
     InvalidParent(String),
+    /// The related objects cannot be read.
+    #[error("{0}")]
+    Related(String),
     /// Claiming children failed.
     #[error("{0}")]
     Claim(#[from] ClaimError),
@@ -61,6 +67,15 @@ impl SyncError {
             error => SyncError::Hook(Box::new(error)),
         }
     }
+}
+
+/// `related` laid out for a hook of `version`, for a parent in `parent_namespace`.
+pub fn related_maps<'a>(related: &'a RelatedObjects, version: HookVersion, parent_namespace: Option<&str>) -> ObjectMaps<'a> {
+    let mut maps = ObjectMaps::new();
+    for (group, objects) in related {
+        hooks::insert_objects(&mut maps, group, version, parent_namespace, objects.iter().map(Arc::as_ref));
+    }
+    maps
 }
 
 /// The controller reference a parent puts on its children.

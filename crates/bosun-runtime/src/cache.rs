@@ -90,6 +90,8 @@ struct Store {
     by_controller: HashMap<String, HashSet<ObjectKey>>,
     /// Namespace (`""` for cluster-scoped objects) → the objects without a controller owner.
     orphans: HashMap<String, HashSet<ObjectKey>>,
+    /// Namespace (`""` for cluster-scoped objects) → its objects.
+    by_namespace: HashMap<String, HashSet<ObjectKey>>,
     /// Custom indexes by name.
     indexes: HashMap<String, Index>,
 }
@@ -112,6 +114,7 @@ impl Store {
             Some(uid) => self.by_controller.entry(uid.to_owned()).or_default().insert(key.clone()),
             None => self.orphans.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone()),
         };
+        self.by_namespace.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone());
         for index in self.indexes.values_mut() {
             for value in (index.indexer)(&object) {
                 index.entries.entry(value).or_default().insert(key.clone());
@@ -123,6 +126,13 @@ impl Store {
 
     fn remove(&mut self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
         let old = self.objects.remove(key)?;
+        let namespace = key.namespace.clone().unwrap_or_default();
+        if let Some(keys) = self.by_namespace.get_mut(&namespace) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_namespace.remove(&namespace);
+            }
+        }
         for index in self.indexes.values_mut() {
             for value in (index.indexer)(&old) {
                 if let Some(keys) = index.entries.get_mut(&value) {
@@ -211,6 +221,13 @@ impl Cache {
     pub fn controlled_by(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
         let Some(keys) = store.by_controller.get(uid) else { return Vec::new() };
+        keys.iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+    }
+
+    /// The objects in `namespace` (`""`: the cluster-scoped ones).
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        let store = self.read();
+        let Some(keys) = store.by_namespace.get(namespace) else { return Vec::new() };
         keys.iter().filter_map(|key| store.objects.get(key).cloned()).collect()
     }
 
@@ -447,9 +464,10 @@ mod tests {
         store.insert(Arc::new(object("a", "x", None)));
         assert!(!store.by_controller.contains_key("u1"));
         assert_eq!(store.orphans["a"].len(), 2);
+        assert_eq!(store.by_namespace["a"].len(), 2);
         store.remove(&ObjectKey { namespace: Some("a".into()), name: "x".into() });
         store.remove(&ObjectKey { namespace: Some("a".into()), name: "y".into() });
-        assert!(store.orphans.is_empty() && store.objects.is_empty());
+        assert!(store.orphans.is_empty() && store.objects.is_empty() && store.by_namespace.is_empty());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Hosted {
     pub sync_hook: Option<HookEndpoint>,
     /// The finalize hook, if any.
     pub finalize_hook: Option<HookEndpoint>,
+    /// Related objects, from the customize hook.
+    pub related: Arc<crate::related::Related<ObjectKey>>,
     /// Parent keys to sync.
     pub queue: WorkQueue<ObjectKey>,
     /// `CompositeController-<name>`: the queue's and the reconcile metrics' name.
@@ -214,14 +216,14 @@ impl HostedController {
         if sync_hook.is_none() && finalize_hook.is_none() {
             return Err(CreateError::Invalid("no sync or finalize hook defined".into()));
         }
-        if hooks.customize.is_some() {
-            tracing::warn!(controller = %controller.name_any(), "the customize hook is not supported yet; related objects are empty");
-        }
+        let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
         let queue_name = format!("CompositeController-{name}");
+        let queue = WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name));
         let hosted = Arc::new(Hosted {
             parents: ctx.caches.cache(&parent.resource),
-            queue: WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name)),
+            related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), queue.clone()),
+            queue,
             queue_name,
             name,
             ctx,

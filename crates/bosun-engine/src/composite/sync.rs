@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::controller::Hosted;
 use crate::children::{self, ClaimError, Claimant, Rules};
 use crate::hooks::{self, HookResponse, ObjectMaps};
-use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded};
+use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded, related_maps};
 use crate::selector;
 
 /// The finalizer a CompositeController with a finalize hook puts on its parents.
@@ -61,7 +61,10 @@ impl HookResponse for SyncResponse {
 impl Hosted {
     /// Syncs one parent; returns when to sync it again (`resyncAfterSeconds`).
     pub async fn sync(&self, key: &ObjectKey) -> Result<Option<Duration>, SyncError> {
-        let Some(parent) = self.parents.get(key) else { return Ok(None) };
+        let Some(parent) = self.parents.get(key) else {
+            self.related.forget(key);
+            return Ok(None);
+        };
         let finalizer = self.finalizer();
         let handled = self.handles(&parent);
         let has_finalizer = parent.finalizers().contains(&finalizer);
@@ -91,6 +94,7 @@ impl Hosted {
             observed.push(claimant.claim(&self.ctx.client, child_type).await?);
         }
 
+        let related = self.related.gather(key, &parent).await?;
         let parent_namespace = parent.namespace();
         let mut children = ObjectMaps::new();
         for (child_type, objects) in self.children.iter().zip(&observed) {
@@ -106,7 +110,7 @@ impl Hosted {
             controller: &self.controller_json,
             parent: &parent,
             children,
-            related: ObjectMaps::new(),
+            related: related_maps(&related, hook.version, parent_namespace.as_deref()),
             finalizing,
         };
         let response: SyncResponse = self.ctx.hooks.call(hook, hooks::encode(&request)).await.map_err(SyncError::from_hook)?;

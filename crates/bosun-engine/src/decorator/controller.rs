@@ -72,6 +72,8 @@ pub struct Decorated {
     pub sync_hook: Option<HookEndpoint>,
     /// The finalize hook, if any.
     pub finalize_hook: Option<HookEndpoint>,
+    /// Related objects, from the customize hook.
+    pub related: Arc<crate::related::Related<TargetKey>>,
     /// Target keys to sync.
     pub queue: WorkQueue<TargetKey>,
     /// `DecoratorController-<name>`.
@@ -229,13 +231,14 @@ impl DecoratorRunning {
         if sync_hook.is_none() && finalize_hook.is_none() {
             return Err(CreateError::Invalid("no sync or finalize hook defined".into()));
         }
-        if hooks.customize.is_some() {
-            tracing::warn!(controller = %name, "the customize hook is not supported yet; related objects are empty");
-        }
+        let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
+        let controller_json = crate::hosting::controller_json(controller);
         let queue_name = format!("DecoratorController-{name}");
+        let queue = WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name));
         let decorated = Arc::new(Decorated {
-            controller_json: crate::hosting::controller_json(controller),
-            queue: WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name)),
+            related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), queue.clone()),
+            controller_json,
+            queue,
             queue_name,
             name,
             targets,

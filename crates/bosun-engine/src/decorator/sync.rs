@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::controller::{Decorated, TargetKey};
 use crate::children::{self, Rules};
 use crate::hooks::{self, HookResponse, ObjectMaps};
-use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded};
+use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded, related_maps};
 
 /// The annotation that marks an attachment as its DecoratorController's.
 pub const DECORATOR_ANNOTATION: &str = "metacontroller.k8s.io/decorator-controller";
@@ -106,7 +106,10 @@ impl Decorated {
     pub async fn sync(&self, key: &TargetKey) -> Result<Option<Duration>, SyncError> {
         let target_type = &self.targets[key.rule];
         let resource = &target_type.resolved.resource;
-        let Some(target) = target_type.cache.get(&key.key) else { return Ok(None) };
+        let Some(target) = target_type.cache.get(&key.key) else {
+            self.related.forget(key);
+            return Ok(None);
+        };
         let finalizer = self.finalizer();
         let handled = target_type.matches(&target);
         let has_finalizer = target.finalizers().contains(&finalizer);
@@ -144,6 +147,7 @@ impl Decorated {
                     .collect()
             })
             .collect();
+        let related = self.related.gather(key, &target).await?;
         let mut attachments = ObjectMaps::new();
         for (attachment_type, objects) in self.attachments.iter().zip(&observed) {
             let objects = objects.iter().map(Arc::as_ref);
@@ -153,7 +157,7 @@ impl Decorated {
             controller: &self.controller_json,
             object: &target,
             attachments,
-            related: ObjectMaps::new(),
+            related: related_maps(&related, hook.version, target_namespace.as_deref()),
             finalizing,
         };
         let response: DecoratorResponse = self.ctx.hooks.call(hook, hooks::encode(&request)).await.map_err(SyncError::from_hook)?;
