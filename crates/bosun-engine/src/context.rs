@@ -73,7 +73,7 @@ impl EngineContext {
         EngineContext {
             caches,
             discovery: Discovery::new(client.clone(), config.discovery_interval),
-            hooks: HookClient::new(metrics.clone()),
+            hooks: HookClient::new(client.clone(), metrics.clone()),
             metrics,
             applier: Applier::new(config.apply_strategy.clone()),
             recorder: EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst),

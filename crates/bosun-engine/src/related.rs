@@ -340,7 +340,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
             return Ok(answer.rules.clone());
         }
         let request = CustomizeRequest { controller: &self.controller_json, parent };
-        let response: CustomizeResponse = self.ctx.hooks.call(hook, hooks::encode(&request)).await.map_err(SyncError::from_hook)?;
+        let response: CustomizeResponse = self.ctx.hooks.call(hook, hooks::encode(&request), parent).await.map_err(SyncError::from_hook)?;
         let rules = response.related_resources.unwrap_or_default();
         let mut state = self.lock();
         state.answers.retain(|_, answer| answer.at.elapsed() < ANSWER_TTL);

@@ -207,7 +207,7 @@ impl HostedController {
         let name = controller.name_any();
         let endpoint = |kind, hook: &Option<crate::api::Hook>| {
             hook.as_ref()
-                .map(|hook| HookEndpoint::new(kind, hook, ("CompositeController", &name)))
+                .map(|hook| HookEndpoint::new(kind, hook, ("CompositeController", &name), spec.endpoint_configs.as_deref().unwrap_or_default()))
                 .transpose()
                 .map_err(CreateError::Invalid)
         };

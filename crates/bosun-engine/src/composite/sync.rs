@@ -113,7 +113,7 @@ impl Hosted {
             related: related_maps(&related, hook.version, parent_namespace.as_deref()),
             finalizing,
         };
-        let response: SyncResponse = self.ctx.hooks.call(hook, hooks::encode(&request)).await.map_err(SyncError::from_hook)?;
+        let response: SyncResponse = self.ctx.hooks.call(hook, hooks::encode(&request), &parent).await.map_err(SyncError::from_hook)?;
         let hook_name = hook.kind.name();
         let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
         let uid_label = (self.spec.generate_selector == Some(true)).then(|| ("controller-uid", parent.uid().unwrap_or_default()));

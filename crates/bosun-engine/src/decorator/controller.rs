@@ -222,7 +222,7 @@ impl DecoratorRunning {
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
         let endpoint = |kind, hook: &Option<crate::api::Hook>| {
             hook.as_ref()
-                .map(|hook| HookEndpoint::new(kind, hook, ("DecoratorController", &name)))
+                .map(|hook| HookEndpoint::new(kind, hook, ("DecoratorController", &name), spec.endpoint_configs.as_deref().unwrap_or_default()))
                 .transpose()
                 .map_err(CreateError::Invalid)
         };

@@ -160,7 +160,7 @@ impl Decorated {
             related: related_maps(&related, hook.version, target_namespace.as_deref()),
             finalizing,
         };
-        let response: DecoratorResponse = self.ctx.hooks.call(hook, hooks::encode(&request)).await.map_err(SyncError::from_hook)?;
+        let response: DecoratorResponse = self.ctx.hooks.call(hook, hooks::encode(&request), &target).await.map_err(SyncError::from_hook)?;
 
         let hook_name = hook.kind.name();
         let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };

@@ -2,15 +2,21 @@
 //! standard-library Python servers most hooks run on need it), accept only 200, honour 429 with
 //! `Retry-After`, and turn every other outcome into an error that says what happened.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use kube::ResourceExt;
+use kube::api::DynamicObject;
 use reqwest::Url;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, RETRY_AFTER};
 
 use bosun_runtime::{HookLabels, Metrics};
 
+use super::auth::{Credentials, Material, Security};
+use super::etag::{EtagCache, EtagSettings};
 use super::{DecodeError, HookResponse, decode, parse_duration, unmarshall_mode};
-use crate::api::{Hook, HookVersion, ResponseUnmarshallMode};
+use crate::api::{EndpointConfig, Hook, HookVersion, ResponseUnmarshallMode};
 
 /// Which hook of a controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,15 +61,19 @@ pub struct HookEndpoint {
     pub mode: ResponseUnmarshallMode,
     /// `CompositeController` or `DecoratorController`, and its name: metric labels.
     pub controller: (&'static str, String),
+    /// TLS and authentication, if any.
+    pub security: Option<Security>,
+    /// ETag caching, if enabled.
+    pub etag: Option<EtagSettings>,
 }
 
 /// The default hook timeout, as in Metacontroller.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HookEndpoint {
-    /// Resolves a hook of the controller of type `controller.0` named `controller.1` to an
-    /// endpoint, or says what is wrong with it.
-    pub fn new(kind: HookKind, hook: &Hook, controller: (&'static str, &str)) -> Result<HookEndpoint, String> {
+    /// Resolves a hook of the controller of type `controller.0` named `controller.1`, with the
+    /// controller's `endpointConfigs`, to an endpoint, or says what is wrong with it.
+    pub fn new(kind: HookKind, hook: &Hook, controller: (&'static str, &str), configs: &[EndpointConfig]) -> Result<HookEndpoint, String> {
         let webhook = hook.webhook.as_ref().ok_or_else(|| format!("the {kind} hook has no webhook"))?;
         let url = match (&webhook.url, &webhook.service, &webhook.path) {
             (Some(url), _, _) => url.clone(),
@@ -89,7 +99,10 @@ impl HookEndpoint {
             },
         };
         let version = hook.version.unwrap_or_default();
+        let security = Security::resolve(webhook, &url, configs).map_err(|error| format!("the {kind} hook's TLS or authentication: {error}"))?;
         Ok(HookEndpoint {
+            security,
+            etag: EtagSettings::of(webhook.etag.as_ref()),
             kind,
             url,
             timeout,
@@ -135,6 +148,16 @@ pub enum HookError {
         /// From `Retry-After`, if the hook sent a valid one.
         retry_after: Option<Duration>,
     },
+    /// The hook's TLS or authentication settings name credentials that cannot be used.
+    #[error("{kind} hook {url}: {message}")]
+    Credentials {
+        /// Which hook.
+        kind: HookKind,
+        /// Its URL.
+        url: Url,
+        /// What is wrong (never the credential itself).
+        message: String,
+    },
     /// The response body could not be decoded.
     #[error("{kind} hook {url}: {source}")]
     Decode {
@@ -149,28 +172,82 @@ pub enum HookError {
 
 /// Calls hooks, reusing connections where servers allow it, and records Metacontroller's
 /// hook metrics.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HookClient {
     http: reqwest::Client,
+    /// Clients with custom TLS material, by its fingerprint.
+    secured: Mutex<HashMap<u64, reqwest::Client>>,
+    credentials: Credentials,
+    etags: EtagCache,
     metrics: Metrics,
 }
 
+/// Bound on clients kept for distinct TLS material (rotations leave old ones behind).
+const MAX_SECURED_CLIENTS: usize = 64;
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION")))
+}
+
 impl HookClient {
-    /// A client that verifies HTTPS hooks against the system's trusted roots.
-    pub fn new(metrics: Metrics) -> Self {
+    /// A client that verifies HTTPS hooks against the system's trusted roots (or a hook's
+    /// CA bundle), reading credentials through `client`.
+    pub fn new(client: kube::Client, metrics: Metrics) -> Self {
         // reqwest is built without a default crypto provider; ring is the one kube uses too.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("an HTTP client with the default settings builds");
-        HookClient { http, metrics }
+        let http = builder().build().expect("an HTTP client with the default settings builds");
+        HookClient { http, secured: Mutex::default(), credentials: Credentials::new(client), etags: EtagCache::default(), metrics }
     }
 
-    /// POSTs `body` to the hook and decodes its response.
-    pub async fn call<T: HookResponse>(&self, endpoint: &HookEndpoint, body: Vec<u8>) -> Result<T, HookError> {
+    /// The HTTP client and `Authorization` header for `security`.
+    async fn secured(&self, security: &Security) -> Result<(reqwest::Client, Option<HeaderValue>), String> {
+        let material: Material = self.credentials.material(security).await?;
+        let header = material.header()?;
+        if material.ca_pem.is_none() && material.identity_pem.is_none() {
+            return Ok((self.http.clone(), header));
+        }
+        let fingerprint = material.tls_fingerprint();
+        if let Some(client) = self.secured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&fingerprint) {
+            return Ok((client.clone(), header));
+        }
+        let mut builder = builder();
+        if let Some(pem) = &material.ca_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| "the CA bundle is not valid PEM".to_owned())?;
+            if roots.is_empty() {
+                return Err("the CA bundle holds no certificate".into());
+            }
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some(pem) = &material.identity_pem {
+            let identity = reqwest::Identity::from_pem(pem).map_err(|_| "the client certificate or key is not valid PEM".to_owned())?;
+            builder = builder.identity(identity);
+        }
+        let client = builder.build().map_err(|error| format!("building a TLS client: {}", innermost_message(&error)))?;
+        let mut secured = self.secured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if secured.len() >= MAX_SECURED_CLIENTS {
+            secured.clear();
+        }
+        secured.insert(fingerprint, client.clone());
+        Ok((client, header))
+    }
+
+    /// POSTs `body` to the hook, about `object` (the parent or target), and decodes its
+    /// response.
+    pub async fn call<T: HookResponse>(&self, endpoint: &HookEndpoint, body: Vec<u8>, object: &DynamicObject) -> Result<T, HookError> {
         let kind = endpoint.kind;
         let url = endpoint.url.clone();
+        let (http, authorization) = match &endpoint.security {
+            None => (self.http.clone(), None),
+            Some(security) => self
+                .secured(security)
+                .await
+                .map_err(|message| HookError::Credentials { kind, url: url.clone(), message })?,
+        };
+        let etag = endpoint.etag.map(|settings| {
+            let kind_of = object.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default();
+            let key = (url.to_string(), format!("{kind_of}/{}/{}", object.namespace().unwrap_or_default(), object.name_any()));
+            (settings, key)
+        });
         let request = self.metrics.hook_request(
             kind.name(),
             HookLabels {
@@ -188,17 +265,24 @@ impl HookClient {
             };
             HookError::Transport { kind, url: endpoint.url.clone(), message }
         };
-        let response = self
-            .http
-            .post(url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .timeout(endpoint.timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(transport)?;
+        let mut post = http.post(url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).timeout(endpoint.timeout);
+        if let Some(authorization) = authorization {
+            post = post.header(AUTHORIZATION, authorization);
+        }
+        let sent_etag = etag.as_ref().and_then(|(settings, key)| self.etags.etag(settings, key));
+        if let Some(value) = &sent_etag {
+            post = post.header(IF_NONE_MATCH, value.clone());
+        }
+        let response = post.body(body).send().await.map_err(transport)?;
         let status = response.status().as_u16();
         request.finish(Some(status));
+        if sent_etag.is_some()
+            && (status == 304 || status == 412)
+            && let Some(body) = etag.as_ref().and_then(|(_, key)| self.etags.body(key))
+        {
+            return decode(&body, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source });
+        }
+        let response_etag = response.headers().get(ETAG).cloned();
         if status == 429 {
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|value| parse_retry_after(value.to_str().ok()?));
             return Err(HookError::TooManyRequests { kind, url, retry_after });
@@ -209,7 +293,11 @@ impl HookClient {
             let body: String = text.chars().take(512).collect();
             return Err(HookError::Status { kind, url, status, body });
         }
-        decode(&bytes, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source })
+        let decoded = decode(&bytes, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source })?;
+        if let (Some((_, key)), Some(value)) = (etag, response_etag) {
+            self.etags.keep(key, value, bytes);
+        }
+        Ok(decoded)
     }
 }
 
@@ -247,7 +335,7 @@ mod tests {
     #[test]
     fn url_or_service_and_path() {
         let by_url = hook(Webhook { url: Some("http://127.0.0.1:8080/sync".into()), ..Default::default() });
-        let endpoint = HookEndpoint::new(HookKind::Sync, &by_url, CONTROLLER).unwrap();
+        let endpoint = HookEndpoint::new(HookKind::Sync, &by_url, CONTROLLER, &[]).unwrap();
         assert_eq!(endpoint.url.as_str(), "http://127.0.0.1:8080/sync");
         assert_eq!(endpoint.timeout, DEFAULT_TIMEOUT);
         assert_eq!(endpoint.mode, ResponseUnmarshallMode::Loose, "v1 decodes loosely");
@@ -258,14 +346,14 @@ mod tests {
             timeout: Some("2s".into()),
             ..Default::default()
         });
-        let endpoint = HookEndpoint::new(HookKind::Sync, &by_service, CONTROLLER).unwrap();
+        let endpoint = HookEndpoint::new(HookKind::Sync, &by_service, CONTROLLER, &[]).unwrap();
         assert_eq!(endpoint.url.as_str(), "http://hooks.ops/sync", "port 80 is implied");
         assert_eq!(endpoint.timeout, Duration::from_secs(2));
 
         let neither = hook(Webhook { path: Some("/sync".into()), ..Default::default() });
-        assert!(HookEndpoint::new(HookKind::Sync, &neither, CONTROLLER).unwrap_err().contains("url, or service and path"));
+        assert!(HookEndpoint::new(HookKind::Sync, &neither, CONTROLLER, &[]).unwrap_err().contains("url, or service and path"));
         let bad_timeout = hook(Webhook { url: Some("http://h/".into()), timeout: Some("soon".into()), ..Default::default() });
-        assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout, CONTROLLER).unwrap_err().contains("timeout"));
+        assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout, CONTROLLER, &[]).unwrap_err().contains("timeout"));
     }
 
     #[test]

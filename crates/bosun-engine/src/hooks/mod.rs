@@ -1,9 +1,12 @@
 //! The hook protocol: how observed objects are laid out for a hook (object maps keyed by
 //! `Kind.apiVersion`, then by a name whose form depends on the hook version), and how a hook's
-//! JSON response is decoded (`loose` or `strict`).
+//! JSON response is decoded (`loose` or `strict`). Calling hooks over HTTP is [`HookClient`]'s
+//! job, with TLS and authentication from [`auth`] and opt-in response caching from [`etag`].
 
+pub mod auth;
 mod client;
 mod duration;
+pub mod etag;
 
 use std::collections::{BTreeMap, BTreeSet};
 
