@@ -1,6 +1,7 @@
-//! The Greeting example of `docs/engine.md`, as written: its CRD, CompositeController and
-//! Greeting applied from `examples/greeting/`, its hook run as a real `python3` process on
-//! the standard library's HTTP/1.0 server.
+//! The examples of `docs/engine.md`, as written, each with its hook run as a real `python3`
+//! process on the standard library's HTTP/1.0 server: the Greeting CompositeController
+//! (`examples/greeting/`) and the team-namespaces DecoratorController
+//! (`examples/team-namespaces/`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,8 +15,23 @@ use kube::Api;
 use serde_json::json;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/greeting");
+const TEAMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/team-namespaces");
 
 struct Hook(Child);
+
+impl Hook {
+    /// Runs `<example>/hook.py` on a free port; returns it and the port.
+    fn start(example: &str) -> (Hook, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .arg(format!("{example}/hook.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the example hook");
+        (Hook(child), port)
+    }
+}
 
 impl Drop for Hook {
     fn drop(&mut self) {
@@ -25,7 +41,11 @@ impl Drop for Hook {
 }
 
 fn manifest<T: serde::de::DeserializeOwned>(file: &str) -> T {
-    serde_yaml::from_str(&std::fs::read_to_string(format!("{EXAMPLE}/{file}")).unwrap()).unwrap()
+    manifest_of(EXAMPLE, file)
+}
+
+fn manifest_of<T: serde::de::DeserializeOwned>(example: &str, file: &str) -> T {
+    serde_yaml::from_str(&std::fs::read_to_string(format!("{example}/{file}")).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -35,15 +55,7 @@ async fn the_greeting_example_runs_with_its_python_hook() {
     bosun_engine::install_crds(&client).await.unwrap();
     let namespace = env.namespace("greeting").await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _hook = Hook(
-        Command::new("python3")
-            .arg(format!("{EXAMPLE}/hook.py"))
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("python3 runs the example hook"),
-    );
+    let (_hook, port) = Hook::start(EXAMPLE);
 
     env.install_crd(&manifest::<CustomResourceDefinition>("crd.yaml")).await;
 
@@ -98,5 +110,52 @@ async fn the_greeting_example_runs_with_its_python_hook() {
         assert!(tokio::time::Instant::now() < deadline, "status never reported generation 2: {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    engine.abort();
+}
+
+#[tokio::test]
+async fn the_team_namespaces_example_runs_with_its_python_hook() {
+    let env = TestEnv::shared();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    let (_hook, port) = Hook::start(TEAMS);
+
+    let shard = bosun_testenv::unique_suffix();
+    let mut controller: DynamicObject = manifest_of(TEAMS, "controller.yaml");
+    controller.metadata.name = Some(format!("team-namespaces-{shard}"));
+    controller.metadata.labels = Some([("shard".to_owned(), shard.clone())].into());
+    controller.data["spec"]["hooks"]["sync"]["webhook"]["url"] = json!(format!("http://127.0.0.1:{port}/sync"));
+    let resource = ApiResource::erase::<bosun_engine::api::DecoratorController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
+    let config = EngineConfig {
+        target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
+        ..EngineConfig::default()
+    };
+    let engine = tokio::spawn(Engine::new(client.clone(), config).run(std::future::pending()));
+
+    let mut namespace: k8s_openapi::api::core::v1::Namespace = manifest_of(TEAMS, "namespace.yaml");
+    let name = format!("payments-{shard}");
+    namespace.metadata.name = Some(name.clone());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
+    let info = bosun_testenv::eventually("the team-info attachment", async || config_maps.get_opt("team-info").await.unwrap()).await;
+    assert_eq!(info.data.unwrap()["team"], "payments");
+    let decorated = bosun_testenv::eventually("the namespace's label and annotation", async || {
+        let namespace = namespaces.get(&name).await.unwrap();
+        (namespace.metadata.labels.as_ref()?.get("teams.example.com/has-info")? == "true").then_some(namespace)
+    })
+    .await;
+    assert_eq!(decorated.metadata.annotations.unwrap()["teams.example.com/team"], "payments");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    bosun_testenv::eventually("the hook's event on the namespace", async || {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|event| event.reason.as_deref() == Some("TeamInfoCreated") && event.involved_object.name.as_deref() == Some(name.as_str()))
+            .map(|_| ())
+    })
+    .await;
     engine.abort();
 }

@@ -30,8 +30,8 @@ enum Command {
     /// Run the Metacontroller-compatible engine and the native operators against a cluster
     /// until SIGINT or SIGTERM.
     ///
-    /// Runs a hosted controller for every CompositeController in the cluster, and the
-    /// ConfigMapSync operator, serving Prometheus metrics and health probes. Accepts
+    /// Runs a hosted controller for every CompositeController and DecoratorController in the
+    /// cluster, and the ConfigMapSync operator, serving Prometheus metrics and health probes. Accepts
     /// Metacontroller's flag names, so an existing Deployment's args keep working; its `--zap-*`
     /// logging flags and `--pprof-address` are accepted and ignored with a warning (use
     /// --log-level and --log-format). The CRDs must be installed first
