@@ -69,6 +69,11 @@ impl SyncError {
     }
 }
 
+/// A response's `resyncAfterSeconds` as a delay, if positive.
+pub fn resync_after(seconds: Option<f64>) -> Option<Duration> {
+    seconds.filter(|seconds| *seconds > 0.0).and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+}
+
 /// `related` laid out for a hook of `version`, for a parent in `parent_namespace`.
 pub fn related_maps<'a>(related: &'a RelatedObjects, version: HookVersion, parent_namespace: Option<&str>) -> ObjectMaps<'a> {
     let mut maps = ObjectMaps::new();

@@ -1,6 +1,7 @@
 //! CompositeController against a real control plane and real loopback hook servers. Every
 //! scenario that writes children runs with both apply strategies.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -11,25 +12,6 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 use support::{Fixture, HookServer, Reply, config_map_per_parent, desired_config_map, eventually};
 
-fn server_side_apply() -> ApplyStrategy {
-    ApplyStrategy::ServerSideApply { field_manager: "metacontroller".into() }
-}
-
-/// Runs a scenario once per apply strategy, as two tests.
-macro_rules! with_both_strategies {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn dynamic_apply() {
-                super::$scenario(bosun_engine::ApplyStrategy::DynamicApply).await
-            }
-            #[tokio::test]
-            async fn server_side_apply() {
-                super::$scenario(super::server_side_apply()).await
-            }
-        }
-    )*};
-}
 
 with_both_strategies!(
     sync_creates_children_and_writes_status,

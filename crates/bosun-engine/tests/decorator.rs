@@ -2,6 +2,7 @@
 //! annotations and status applied to targets of any kind, attachments created and cleaned up,
 //! finalize on deletion and on selector opt-out, and no finalizer left behind.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -15,9 +16,6 @@ use support::{Fixture, HookServer, Reply, eventually};
 
 const ANNOTATION: &str = "metacontroller.k8s.io/decorator-controller";
 
-fn server_side_apply() -> ApplyStrategy {
-    ApplyStrategy::ServerSideApply { field_manager: "metacontroller".into() }
-}
 
 /// The test hook: every target gets `decorated: yes` (and loses `remove-me`), an annotation,
 /// and — while its `data.attach` is `yes` — a Secret attachment `<name>-extra`.
@@ -119,21 +117,6 @@ async fn steady_state_makes_no_writes(strategy: ApplyStrategy) {
     let calls = hooks.calls();
     eventually("three more resyncs", async || (hooks.calls() >= calls + 3).then_some(())).await;
     assert_eq!(fixture.requests.writes(), settled, "requests: {:?}", fixture.requests.snapshot());
-}
-
-macro_rules! with_both_strategies {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn dynamic_apply() {
-                super::$scenario(bosun_engine::ApplyStrategy::DynamicApply).await
-            }
-            #[tokio::test]
-            async fn server_side_apply() {
-                super::$scenario(super::server_side_apply()).await
-            }
-        }
-    )*};
 }
 
 with_both_strategies!(labels_annotations_and_attachments, steady_state_makes_no_writes);

@@ -132,10 +132,7 @@ impl Hosted {
             Some(status @ Value::Object(_)) => status,
             Some(other) => return Err(invalid(format!("status must be an object, not {other}"))),
         };
-        let resync_after = response
-            .resync_after_seconds
-            .filter(|seconds| *seconds > 0.0)
-            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+        let resync_after = crate::parent::resync_after(response.resync_after_seconds);
 
         if finalizing && response.finalized == Some(true) && has_finalizer {
             self.patch_finalizers(&parent, false).await?;

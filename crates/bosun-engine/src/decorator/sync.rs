@@ -182,10 +182,7 @@ impl Decorated {
             Some(other) => return Err(invalid(format!("status must be an object (or null to leave it), not {other}"))),
         };
         let events = hooks::hook_events(response.events).map_err(invalid)?;
-        let resync_after = response
-            .resync_after_seconds
-            .filter(|seconds| *seconds > 0.0)
-            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+        let resync_after = crate::parent::resync_after(response.resync_after_seconds);
 
         if finalizing && response.finalized == Some(true) && has_finalizer {
             patch_finalizer(&api, &target, &finalizer, false).await?;
@@ -211,7 +208,8 @@ impl Decorated {
                 operations.push(operation);
             }
         }
-        if !operations.is_empty() && !(deleting && !has_finalizer) {
+        // A target going away that we do not hold back is left alone.
+        if !operations.is_empty() && (!deleting || has_finalizer) {
             patch_guarded(&api, &target, operations, false).await?;
         }
         if !events.is_empty() {

@@ -19,6 +19,28 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostPa
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+/// The server-side apply strategy as `bosun run` configures it by default.
+pub fn server_side_apply() -> ApplyStrategy {
+    ApplyStrategy::ServerSideApply { field_manager: "metacontroller".into() }
+}
+
+/// Runs each scenario `async fn(ApplyStrategy)` once per apply strategy, as two tests.
+#[macro_export]
+macro_rules! with_both_strategies {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn dynamic_apply() {
+                super::$scenario(bosun_engine::ApplyStrategy::DynamicApply).await
+            }
+            #[tokio::test]
+            async fn server_side_apply() {
+                super::$scenario(super::support::server_side_apply()).await
+            }
+        }
+    )*};
+}
+
 /// The label that ties a CompositeController to the engine of one test.
 pub const TEST_LABEL: &str = "test.bosun.dev/engine";
 
