@@ -4,25 +4,21 @@
 //! bosun's), and bosun's memory and CPU — and the same creates and updates made by a plain
 //! client with the same concurrency, the physical limit of this API server on this machine.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::engine::{EngineProcess, label};
-use crate::observe::Observer;
+use crate::engine::EngineProcess;
+use crate::requests::{apiserver_writes, concurrently, difference};
+use crate::observe::{Observer, VERSION, data_version};
 use crate::report::Report;
 
 /// The label that puts a namespace in the fan-out.
 const SELECTED: &str = "bench.bosun.dev/fanout";
-/// The data key whose value marks a version.
-const VERSION: &str = "version";
 
 /// The source's content: `version` plus filler for a realistic size (about 2 KiB).
 fn content(version: &str) -> serde_json::Value {
@@ -32,47 +28,6 @@ fn content(version: &str) -> serde_json::Value {
         data.insert(format!("setting-{index:02}"), "x".repeat(96).into());
     }
     serde_json::Value::Object(data)
-}
-
-/// The API server's `apiserver_request_total` for ConfigMaps, summed per verb.
-async fn apiserver_writes(client: &Client) -> anyhow::Result<BTreeMap<String, u64>> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await.context("scraping the API server's metrics")?;
-    let mut counts = BTreeMap::new();
-    for line in text.lines().filter(|line| line.starts_with("apiserver_request_total{")) {
-        if label(line, "resource") != Some("configmaps") || label(line, "subresource").is_some_and(|value| !value.is_empty()) {
-            continue;
-        }
-        let verb = label(line, "verb").unwrap_or_default();
-        if matches!(verb, "GET" | "LIST" | "WATCH") {
-            continue;
-        }
-        let value: f64 = line.rsplit(' ').next().and_then(|value| value.parse().ok()).unwrap_or(0.0);
-        *counts.entry(verb.to_owned()).or_default() += value as u64;
-    }
-    Ok(counts)
-}
-
-fn difference(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> String {
-    let parts: Vec<String> = after
-        .iter()
-        .filter_map(|(key, value)| {
-            let delta = value - before.get(key).copied().unwrap_or(0);
-            (delta > 0).then(|| format!("{delta} {key}"))
-        })
-        .collect();
-    if parts.is_empty() { "none".into() } else { parts.join(", ") }
-}
-
-/// Runs `work` over `items` with `concurrency` at once.
-async fn concurrently<T, F, Fut>(items: Vec<T>, concurrency: usize, work: F) -> anyhow::Result<()>
-where
-    F: Fn(T) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let pending: Vec<Fut> = items.into_iter().map(work).collect();
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(pending).buffer_unordered(concurrency).collect().await;
-    results.into_iter().collect()
 }
 
 pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: usize, concurrency: usize) -> anyhow::Result<Report> {
@@ -110,8 +65,9 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
     let cpu_start = engine.cpu_seconds();
 
     // Fan-out: the ConfigMapSync is created; every namespace gets its copy.
-    let copies = Observer::start(client.clone(), "app.kubernetes.io/managed-by=bosun-configmapsync", VERSION).await;
-    let (server_before, bosun_before) = (apiserver_writes(client).await?, engine.requests_by_method().await?);
+    let config_maps = kube::api::ApiResource::erase::<ConfigMap>(&());
+    let copies = Observer::start(client.clone(), &config_maps, "app.kubernetes.io/managed-by=bosun-configmapsync", data_version).await;
+    let (server_before, bosun_before) = (apiserver_writes(client, &["configmaps"]).await?, engine.requests_by_method().await?);
     let sync = json!({
         "apiVersion": "bosun.dev/v1alpha1", "kind": "ConfigMapSync", "metadata": { "name": "settings" },
         "spec": { "configMapName": "settings", "namespaceSelector": { "matchLabels": { SELECTED: "yes" } } },
@@ -122,16 +78,16 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
     syncs.patch("settings", &PatchParams::apply("bench"), &Patch::Apply(&sync)).await?;
     let fan_out = copies.until("1", namespaces).await - started;
     settle(&syncs, namespaces).await?;
-    let fan_out_writes = difference(&apiserver_writes(client).await?, &server_before);
+    let fan_out_writes = difference(&apiserver_writes(client, &["configmaps"]).await?, &server_before);
     let fan_out_bosun = difference(&engine.requests_by_method().await?, &bosun_before);
 
     // Update wave: the source changes; every copy follows.
-    let (server_before, bosun_before) = (apiserver_writes(client).await?, engine.requests_by_method().await?);
+    let (server_before, bosun_before) = (apiserver_writes(client, &["configmaps"]).await?, engine.requests_by_method().await?);
     let started = Instant::now();
     sources.patch("settings", &PatchParams::apply("bench"), &Patch::Apply(&source("2"))).await?;
     let update = copies.until("2", namespaces).await - started;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let update_writes = difference(&apiserver_writes(client).await?, &server_before);
+    let update_writes = difference(&apiserver_writes(client, &["configmaps"]).await?, &server_before);
     let update_bosun = difference(&engine.requests_by_method().await?, &bosun_before);
 
     // Steady state: a change to the source that leaves its content alone (a label) is
@@ -148,7 +104,7 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
 
     // The raw limit: the same creates, then the same updates, by a plain client.
     eprintln!("raw client: {namespaces} creates and {namespaces} updates …");
-    let raw = Observer::start(client.clone(), "bench.bosun.dev/raw=yes", VERSION).await;
+    let raw = Observer::start(client.clone(), &config_maps, "bench.bosun.dev/raw=yes", data_version).await;
     let body = |namespace: &str, version: &str| -> anyhow::Result<ConfigMap> {
         Ok(serde_json::from_value(json!({
             "metadata": { "name": "raw", "namespace": namespace, "labels": { "bench.bosun.dev/raw": "yes" } },

@@ -49,17 +49,43 @@ impl EngineProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut engine = EngineProcess { child, metrics_port, health_port };
+        EngineProcess { child, metrics_port, health_port }.ready().await
+    }
+
+    /// Starts another Metacontroller-compatible engine with `command`, run by `sh`, after
+    /// replacing `{kubeconfig}`, `{metrics_address}`, `{health_address}`, `{apply_strategy}`
+    /// and `{workers}`; waits until it serves /readyz (or /healthz) on `{health_address}`.
+    pub async fn start_command(command: &str, kubeconfig: &Path, strategy: &str, workers: usize) -> anyhow::Result<EngineProcess> {
+        let (metrics_port, health_port) = (free_port()?, free_port()?);
+        let command = command
+            .replace("{kubeconfig}", &kubeconfig.display().to_string())
+            .replace("{metrics_address}", &format!("127.0.0.1:{metrics_port}"))
+            .replace("{health_address}", &format!("127.0.0.1:{health_port}"))
+            .replace("{apply_strategy}", strategy)
+            .replace("{workers}", &workers.to_string());
+        // `exec`, so the process measured is the engine, not the shell.
+        let child = Command::new("sh")
+            .args(["-c", &format!("exec {command}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {command}"))?;
+        EngineProcess { child, metrics_port, health_port }.ready().await
+    }
+
+    async fn ready(mut self) -> anyhow::Result<EngineProcess> {
         for _ in 0..600 {
-            if let Some(status) = engine.child.try_wait()? {
-                bail!("bosun run exited with {status} before it was ready");
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the engine exited with {status} before it was ready");
             }
-            if get(engine.health_port, "/readyz").await.is_some_and(|(code, _)| code == 200) {
-                return Ok(engine);
+            for probe in ["/readyz", "/healthz"] {
+                if get(self.health_port, probe).await.is_some_and(|(code, _)| code == 200) {
+                    return Ok(self);
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("bosun run was not ready within 60 s")
+        bail!("the engine was not ready within 60 s")
     }
 
     /// Its Prometheus metrics.

@@ -5,8 +5,11 @@
 
 mod configmapsync;
 mod engine;
+mod fanout;
 mod observe;
+mod plot;
 mod report;
+mod requests;
 
 use std::path::PathBuf;
 
@@ -30,6 +33,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// The engine's fan-out, steady state and update wave: N parents of a test CRD, each with
+    /// three children (ConfigMap, Service, Secret) from a loopback hook, against a plain client
+    /// making the same writes (the raw limit). One fresh control plane per apply strategy.
+    Engine {
+        /// Parents.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        parents: usize,
+        /// `dynamic-apply`, `server-side-apply`, or `both`.
+        #[arg(long, default_value = "both", value_parser = ["both", "dynamic-apply", "server-side-apply"])]
+        strategy: String,
+        /// The engine's --workers, and the raw client's concurrency.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        workers: usize,
+        /// Measure this Metacontroller-compatible engine instead of bosun, e.g.
+        /// 'metacontroller --kubeconfig {kubeconfig} --metrics-address {metrics_address}
+        /// --health-probe-bind-address {health_address} --apply-strategy {apply_strategy}
+        /// --workers {workers}' (run with sh; the placeholders are replaced).
+        #[arg(long, value_name = "COMMAND")]
+        engine_command: Option<String>,
+    },
     /// ConfigMapSync fan-out: one source copied to N namespaces chosen by a label selector;
     /// the time until every copy exists and until every copy carries a source change, the
     /// writes each took, bosun's memory and CPU, and the same writes by a plain client.
@@ -47,27 +70,57 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = format!("cargo run --release -p bosun-bench -- {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+    let external = matches!(&cli.scenario, Scenario::Engine { engine_command: Some(_), .. });
     let bosun = match &cli.bosun {
         Some(path) => path.clone(),
+        None if external => PathBuf::new(),
         None => engine::release_binary()?,
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(async {
-        eprintln!("starting a local control plane …");
-        let plane = bosun_testenv::ControlPlane::start().await?;
-        let client = plane.client()?;
-        let report = match cli.scenario {
+    let reports = runtime.block_on(async {
+        match cli.scenario {
             Scenario::Configmapsync { namespaces, concurrency } => {
-                configmapsync::run(&client, plane.kubeconfig_path(), &bosun, namespaces, concurrency.max(1)).await
+                let plane = start_plane().await?;
+                let report = configmapsync::run(&plane.client()?, plane.kubeconfig_path(), &bosun, namespaces, concurrency.max(1)).await;
+                plane.stop();
+                Ok::<_, anyhow::Error>(vec![report?])
             }
-        };
-        plane.stop();
-        report
+            Scenario::Engine { parents, strategy, workers, engine_command } => {
+                let strategies: Vec<&str> =
+                    if strategy == "both" { vec!["dynamic-apply", "server-side-apply"] } else { vec![strategy.as_str()] };
+                let mut reports = Vec::new();
+                for strategy in strategies {
+                    let plane = start_plane().await?;
+                    let options = fanout::Options { parents, strategy: strategy.to_owned(), workers: workers.max(1), engine_command: engine_command.clone() };
+                    let run = fanout::run(&plane.client()?, plane.kubeconfig_path(), &bosun, &options).await;
+                    plane.stop();
+                    let run = run?;
+                    let mut report = run.report;
+                    let name = format!("fanout-{parents}-{strategy}");
+                    match plot::write(&name, &run.curves) {
+                        Ok((path, caption)) => {
+                            eprintln!("plot: {} ({caption})", path.display());
+                            report.plot(path, caption)
+                        }
+                        Err(error) => eprintln!("no plot: {error:#}"),
+                    }
+                    reports.push(report);
+                }
+                Ok(reports)
+            }
+        }
     })?;
-    println!("{}", report.table());
-    if !cli.no_record {
-        let path = report.record(&command)?;
-        eprintln!("recorded in {}", path.display());
+    for report in &reports {
+        println!("{}", report.table());
+        if !cli.no_record {
+            let path = report.record(&command)?;
+            eprintln!("recorded in {}", path.display());
+        }
     }
     Ok(())
+}
+
+async fn start_plane() -> anyhow::Result<bosun_testenv::ControlPlane> {
+    eprintln!("starting a local control plane …");
+    Ok(bosun_testenv::ControlPlane::start().await?)
 }

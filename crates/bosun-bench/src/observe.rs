@@ -1,59 +1,87 @@
 //! Measuring convergence from the outside: a watch on the objects a scenario waits for, which
-//! notes when a given number of them carry a given value. The engine and the raw client are
-//! timed by the same observer, so its own latency cancels out of their ratio.
+//! notes when a given number of them carry a given value, and when each one first did (for the
+//! convergence plot). The engine and the raw client are timed by the same observer, so its own
+//! latency cancels out of their ratio.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tokio::sync::Notify;
 
-/// The value of one data key of every ConfigMap matching a label selector, kept current.
+/// What an observer reads off an object: its "value" (`None`: not there yet).
+pub type ValueOf = fn(&DynamicObject) -> Option<String>;
+
+/// The data key that marks a version, in the objects the scenarios write.
+pub const VERSION: &str = "version";
+
+/// `data.version` of a ConfigMap.
+pub fn data_version(object: &DynamicObject) -> Option<String> {
+    object.data.pointer("/data/version").and_then(|value| value.as_str()).map(str::to_owned)
+}
+
+#[derive(Default)]
+struct Seen {
+    values: HashMap<String, String>,
+    /// When each object first showed each value.
+    first: HashMap<(String, String), Instant>,
+}
+
+/// The values of every object of a type matching a label selector, kept current.
 pub struct Observer {
-    values: Arc<Mutex<HashMap<String, String>>>,
+    seen: Arc<Mutex<Seen>>,
     changed: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Observer {
-    /// Watches ConfigMaps in every namespace matching `selector`, recording `data[key]`;
+    /// Watches `resource` in every namespace, matching `selector`, recording `value_of`;
     /// returns once the initial list is in.
-    pub async fn start(client: kube::Client, selector: &str, key: &str) -> Observer {
-        let values: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    pub async fn start(client: kube::Client, resource: &ApiResource, selector: &str, value_of: ValueOf) -> Observer {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
         let changed = Arc::new(Notify::new());
         let listed = Arc::new(Notify::new());
-        let (recorded, notify, done, key) = (values.clone(), changed.clone(), listed.clone(), key.to_owned());
-        let api: Api<ConfigMap> = Api::all(client);
+        let (recorded, notify, done) = (seen.clone(), changed.clone(), listed.clone());
+        let api: Api<DynamicObject> = Api::all_with(client, resource);
         let mut events = watcher(api, watcher::Config::default().labels(selector)).boxed();
         let task = tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                let mut values = recorded.lock().unwrap();
+                let now = Instant::now();
+                let mut seen = recorded.lock().unwrap();
                 match event {
                     Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                        let value = object.data.as_ref().and_then(|data| data.get(&key)).cloned().unwrap_or_default();
-                        values.insert(format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()), value);
+                        let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+                        match value_of(&object) {
+                            Some(value) => {
+                                seen.first.entry((key.clone(), value.clone())).or_insert(now);
+                                seen.values.insert(key, value);
+                            }
+                            None => {
+                                seen.values.remove(&key);
+                            }
+                        }
                     }
                     Ok(watcher::Event::Delete(object)) => {
-                        values.remove(&format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()));
+                        seen.values.remove(&format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()));
                     }
                     Ok(watcher::Event::InitDone) => done.notify_one(),
                     Ok(watcher::Event::Init) | Err(_) => {}
                 }
-                drop(values);
+                drop(seen);
                 notify.notify_waiters();
             }
         });
         listed.notified().await;
-        Observer { values, changed, task }
+        Observer { seen, changed, task }
     }
 
     /// How many objects carry `value`.
     pub fn count(&self, value: &str) -> usize {
-        self.values.lock().unwrap().values().filter(|current| *current == value).count()
+        self.seen.lock().unwrap().values.values().filter(|current| *current == value).count()
     }
 
     /// Waits until `count` objects carry `value`; returns when that was first seen.
@@ -67,6 +95,14 @@ impl Observer {
             }
             changed.await;
         }
+    }
+
+    /// When each object first carried `value`, sorted.
+    pub fn arrivals(&self, value: &str) -> Vec<Instant> {
+        let seen = self.seen.lock().unwrap();
+        let mut times: Vec<Instant> = seen.first.iter().filter(|((_, v), _)| v == value).map(|(_, at)| *at).collect();
+        times.sort();
+        times
     }
 }
 

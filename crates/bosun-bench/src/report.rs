@@ -8,11 +8,18 @@ use std::path::PathBuf;
 pub struct Report {
     title: String,
     figures: Vec<(String, String)>,
+    /// A PNG and its caption.
+    plot: Option<(PathBuf, String)>,
 }
 
 impl Report {
     pub fn new(title: String) -> Report {
-        Report { title, figures: Vec::new() }
+        Report { title, figures: Vec::new(), plot: None }
+    }
+
+    /// Adds the convergence plot.
+    pub fn plot(&mut self, path: PathBuf, caption: String) {
+        self.plot = Some((path, caption));
     }
 
     /// Adds a figure.
@@ -57,6 +64,10 @@ impl Report {
             machine(),
             self.table()
         )?;
+        if let Some((plot, caption)) = &self.plot {
+            let name = plot.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            write!(file, "\n![convergence](benchmarks/{name})\n\nConvergence plot: {caption}.\n")?;
+        }
         Ok(path)
     }
 }
