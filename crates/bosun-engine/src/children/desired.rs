@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bosun_runtime::ObjectKey;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde::Deserialize;
@@ -129,8 +130,13 @@ pub fn validate(types: &[ChildType], parent: &DynamicObject, children: Vec<Value
     Ok(desired)
 }
 
-/// Deletes observed children the hook no longer declares, then creates and updates the rest.
-/// Failures are collected; the other children are still written.
+/// Children of one parent written at once.
+const WRITE_CONCURRENCY: usize = 8;
+
+/// Deletes observed children the hook no longer declares, then creates and updates the rest —
+/// each step's writes a few at a time, as they are independent, so a parent with several
+/// children costs about one round trip per step rather than one per child. Failures are
+/// collected; the other children are still written.
 pub async fn manage(
     client: &kube::Client,
     applier: &Applier,
@@ -140,31 +146,38 @@ pub async fn manage(
     mut desired: Vec<DesiredChild>,
 ) -> Result<(), Vec<ApplyError>> {
     let wanted: HashSet<(usize, &ObjectKey)> = desired.iter().map(|child| (child.child_type, &child.key)).collect();
-    let mut errors = Vec::new();
+    let mut deletes = Vec::new();
     for (index, (child_type, objects)) in types.iter().zip(observed).enumerate() {
         for object in objects {
-            let key = ObjectKey::of(object);
-            if object.metadata.deletion_timestamp.is_none()
-                && !wanted.contains(&(index, &key))
-                && let Err(error) = applier.delete(client, child_type, object).await
-            {
-                errors.push(error);
+            if object.metadata.deletion_timestamp.is_none() && !wanted.contains(&(index, &ObjectKey::of(object))) {
+                deletes.push(applier.delete(client, child_type, object));
             }
         }
     }
+    let mut errors: Vec<ApplyError> = futures::stream::iter(deletes)
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .filter_map(|result| std::future::ready(result.err()))
+        .collect()
+        .await;
     drop(wanted);
     desired.sort_by(|a, b| (a.child_type, &a.key).cmp(&(b.child_type, &b.key)));
+    let mut writes = Vec::new();
     for child in desired {
         let child_type = &types[child.child_type];
         let existing = observed[child.child_type].iter().find(|object| ObjectKey::of(object) == child.key);
-        let result = match existing {
-            None => applier.create(client, child_type, child.object, owner).await,
-            Some(existing) if existing.metadata.deletion_timestamp.is_some() => continue,
-            Some(existing) => applier.update(client, child_type, existing, child.object, owner, child_type.method).await,
-        };
-        if let Err(error) = result {
-            errors.push(error);
-        }
+        writes.push(async move {
+            match existing {
+                None => applier.create(client, child_type, child.object, owner).await.map(|_| ()),
+                Some(existing) if existing.metadata.deletion_timestamp.is_some() => Ok(()),
+                Some(existing) => applier.update(client, child_type, existing, child.object, owner, child_type.method).await.map(|_| ()),
+            }
+        });
     }
+    let failed: Vec<ApplyError> = futures::stream::iter(writes)
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .filter_map(|result| std::future::ready(result.err()))
+        .collect()
+        .await;
+    errors.extend(failed);
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
