@@ -9,7 +9,9 @@
 //! - **update wave**: every parent's spec changes; until every child and status carries it;
 //! - **raw limit**: with the engine stopped, a plain client makes the same writes for other
 //!   parents — per parent three creates and a status write, then a spec patch, three updates
-//!   and a status write — with the engine's concurrency (`--workers`).
+//!   and a status write — with the engine's concurrency (`--workers`), and the same kind of
+//!   write as the strategy: POST and PUT for dynamic-apply, server-side apply patches for
+//!   server-side-apply (which cost the API server more).
 //!
 //! Writes are counted by the API server (`apiserver_request_total`), hook calls by the hook.
 
@@ -288,11 +290,12 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     let raw_parents: Api<DynamicObject> = Api::namespaced_with(client.clone(), "bench-raw", &parent_resource());
     let versions = ResourceVersions::default();
     let started = Instant::now();
-    concurrently((0..n).collect(), options.workers, |index| raw_sync(client, &raw_parents, &versions, index, "1")).await?;
+    let apply = options.strategy == "server-side-apply";
+    concurrently((0..n).collect(), options.workers, |index| raw_sync(client, &raw_parents, &versions, index, "1", apply)).await?;
     let raw_fan_out = raw.until("1", n).await - started;
     let raw_curve: Vec<f64> = raw.parents_converged("1").iter().map(|at| at.saturating_duration_since(started).as_secs_f64()).collect();
     let started = Instant::now();
-    concurrently((0..n).collect(), options.workers, |index| raw_sync(client, &raw_parents, &versions, index, "2")).await?;
+    concurrently((0..n).collect(), options.workers, |index| raw_sync(client, &raw_parents, &versions, index, "2", apply)).await?;
     let raw_update = raw.until("2", n).await - started;
 
     let ratio = |measured: Duration, limit: Duration| measured.as_secs_f64() / limit.as_secs_f64();
@@ -317,9 +320,9 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
 type ResourceVersions = std::sync::Mutex<std::collections::HashMap<String, Vec<Option<String>>>>;
 
 /// What the engine does for one parent, done by hand, writes only: its three children created
-/// (or, for a later version, the parent's spec patched and the children replaced), then its
-/// status written.
-async fn raw_sync(client: &Client, parents: &Api<DynamicObject>, versions: &ResourceVersions, index: usize, version: &str) -> anyhow::Result<()> {
+/// (or, for a later version, the parent's spec patched and the children replaced) — or, with
+/// `apply`, applied server-side — then its status written.
+async fn raw_sync(client: &Client, parents: &Api<DynamicObject>, versions: &ResourceVersions, index: usize, version: &str, apply: bool) -> anyhow::Result<()> {
     let name = format!("p-{index:05}");
     let known = versions.lock().unwrap().get(&name).cloned();
     let mut generation = 1;
@@ -337,6 +340,12 @@ async fn raw_sync(client: &Client, parents: &Api<DynamicObject>, versions: &Reso
             _ => ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
         };
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "bench-raw", &resource);
+        if apply {
+            let params = PatchParams::apply("raw").force();
+            let result = api.patch(&name, &params, &Patch::Apply(&child)).await.with_context(|| format!("applying {kind} {name}"))?;
+            written.push(result.metadata.resource_version);
+            continue;
+        }
         let mut object: DynamicObject = serde_json::from_value(child)?;
         let result = match &known {
             Some(known) => {
