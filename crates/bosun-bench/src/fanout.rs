@@ -244,7 +244,16 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     let fan_out_writes = difference(&apiserver_writes(client, &COUNTED).await?, &before);
     eprintln!("fan-out: {:.2} s", fan_out.as_secs_f64());
 
-    // Steady state: a full resync.
+    // Steady state: a full resync, once the syncs that the fan-out's own events bring are over.
+    let mut settled = calls.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = calls.load(Ordering::Relaxed);
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
     let before = apiserver_writes(client, &COUNTED).await?;
     let calls_before = calls.load(Ordering::Relaxed);
     let resync = json!({ "spec": { "resyncPeriodSeconds": 3600 } });
