@@ -486,17 +486,7 @@ async fn too_many_requests_retries_after_the_delay_without_an_error(strategy: Ap
 async fn steady_state_makes_no_writes(strategy: ApplyStrategy) {
     let (fixture, hooks) = converged(strategy, json!({ "resyncPeriodSeconds": 1 })).await;
     wait_for_observed_generation(&fixture, "p").await;
-    // Let the sync that follows the status write settle, then watch several full resyncs.
-    let settled = eventually("the writes to settle", async || {
-        let writes = fixture.requests.writes();
-        let calls = hooks.calls();
-        eventually("a resync", async || (hooks.calls() > calls).then_some(())).await;
-        (fixture.requests.writes() == writes).then_some(writes)
-    })
-    .await;
-    let calls = hooks.calls();
-    eventually("three more resyncs", async || (hooks.calls() >= calls + 3).then_some(())).await;
-    assert_eq!(fixture.requests.writes(), settled, "requests: {:?}", fixture.requests.snapshot());
+    support::assert_no_writes_over_resyncs(&fixture, &hooks).await;
 }
 
 /// With `ignoreStatusChanges`, a change to a parent's status alone brings no sync; without

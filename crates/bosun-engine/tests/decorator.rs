@@ -107,16 +107,7 @@ async fn steady_state_makes_no_writes(strategy: ApplyStrategy) {
     decorate_config_maps(&fixture, &hooks, json!({ "resyncPeriodSeconds": 1 })).await;
     target(&fixture, "t", json!({ "decorate": fixture.id }), "yes").await;
     eventually("the attachment", async || secrets(&fixture).get_opt("t-extra").await.unwrap()).await;
-    let settled = eventually("the writes to settle", async || {
-        let writes = fixture.requests.writes();
-        let calls = hooks.calls();
-        eventually("a resync", async || (hooks.calls() > calls).then_some(())).await;
-        (fixture.requests.writes() == writes).then_some(writes)
-    })
-    .await;
-    let calls = hooks.calls();
-    eventually("three more resyncs", async || (hooks.calls() >= calls + 3).then_some(())).await;
-    assert_eq!(fixture.requests.writes(), settled, "requests: {:?}", fixture.requests.snapshot());
+    support::assert_no_writes_over_resyncs(&fixture, &hooks).await;
 }
 
 with_both_strategies!(labels_annotations_and_attachments, steady_state_makes_no_writes);

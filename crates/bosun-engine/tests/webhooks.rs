@@ -168,9 +168,9 @@ async fn https_with_a_private_ca() {
     restart_with(&fixture, json!({ "hooks": { "sync": hook.hook(json!({ "caBundle": { "configMapRef": reference } })) } })).await;
     created(&fixture).await;
 
-    // Inline, and from a Secret.
+    // Inline, and from a Secret (the merge patch clears the previous source: exactly one is allowed).
     put_secret(&fixture, "hooks-ca", json!({ "ca.crt": ca.pem() })).await;
-    for bundle in [json!({ "inline": ca.pem() }), json!({ "secretRef": reference })] {
+    for bundle in [json!({ "inline": ca.pem(), "configMapRef": null }), json!({ "secretRef": reference, "inline": null })] {
         fixture.config_maps().delete("p-config", &Default::default()).await.unwrap();
         restart_with(&fixture, json!({ "hooks": { "sync": hook.hook(json!({ "caBundle": bundle })) } })).await;
         created(&fixture).await;

@@ -384,6 +384,21 @@ impl HookServer {
     }
 }
 
+/// Once the engine's writes have settled (a resync came and went without one), watches three
+/// more resyncs and checks that the engine wrote nothing.
+pub async fn assert_no_writes_over_resyncs(fixture: &Fixture, hooks: &HookServer) {
+    let settled = eventually("the writes to settle", async || {
+        let writes = fixture.requests.writes();
+        let calls = hooks.calls();
+        eventually("a resync", async || (hooks.calls() > calls).then_some(())).await;
+        (fixture.requests.writes() == writes).then_some(writes)
+    })
+    .await;
+    let calls = hooks.calls();
+    eventually("three more resyncs", async || (hooks.calls() >= calls + 3).then_some(())).await;
+    assert_eq!(fixture.requests.writes(), settled, "requests: {:?}", fixture.requests.snapshot());
+}
+
 /// The standard test hook: one ConfigMap per parent, `<parent>-config`, carrying the parent's
 /// `spec.data` and its selector's labels; status counts the observed children.
 pub fn config_map_per_parent(_hook: &str, request: &Value) -> Reply {
