@@ -503,6 +503,13 @@ async fn ignore_status_changes_skips_status_only_updates() {
         wait_for_observed_generation(&fixture, "p").await;
         let status = json!({ "status": { "byHand": true } });
         fixture.parents().patch_status("p", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        if !ignore {
+            // Wait for it, or the label's event could reach the queue first and fold both into one sync.
+            eventually("a sync for the status-only change", async || {
+                hooks.requests().iter().any(|(_, request)| request["parent"]["status"]["byHand"] == true).then_some(())
+            })
+            .await;
+        }
         let label = json!({ "metadata": { "labels": { "touched": "yes" } } });
         fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
         eventually("the sync for the label change", async || {
