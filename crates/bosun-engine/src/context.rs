@@ -92,8 +92,6 @@ impl EngineContext {
     /// Records an event on `regarding`; failing to record is logged, never fatal.
     pub async fn event(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
         let type_ = if warning { EventType::Warning } else { EventType::Normal };
-        if let Err(error) = self.recorder.publish(regarding, type_, reason, &note).await {
-            tracing::warn!(%error, reason, "recording an event failed");
-        }
+        self.recorder.record(regarding, type_, reason, &note).await;
     }
 }

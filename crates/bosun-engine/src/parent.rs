@@ -69,6 +69,15 @@ impl SyncError {
     }
 }
 
+/// Whether a change from `old` to `new` is one `ignoreStatusChanges` skips: same generation,
+/// labels and annotations, and not being deleted.
+pub fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
+    old.metadata.generation == new.metadata.generation
+        && old.metadata.labels == new.metadata.labels
+        && old.metadata.annotations == new.metadata.annotations
+        && new.metadata.deletion_timestamp.is_none()
+}
+
 /// A response's `resyncAfterSeconds` as a delay, if positive.
 pub fn resync_after(seconds: Option<f64>) -> Option<Duration> {
     seconds.filter(|seconds| *seconds > 0.0).and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())

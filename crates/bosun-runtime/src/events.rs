@@ -79,6 +79,14 @@ impl EventRecorder {
         }
     }
 
+    /// Records an event about `regarding` as [`EventRecorder::publish`] does; a failure is
+    /// logged, never fatal — what controllers want, since an event is never worth a retry.
+    pub async fn record(&self, regarding: &ObjectReference, type_: EventType, reason: &str, note: &str) {
+        if let Err(error) = self.publish(regarding, type_, reason, note).await {
+            tracing::warn!(%error, reason, "recording an event failed");
+        }
+    }
+
     /// Records an event about `regarding`. Events of cluster-scoped objects go to `default`.
     pub async fn publish(
         &self,

@@ -102,13 +102,7 @@ impl Hosted {
 
     fn on_parent_event(&self, event: &CacheEvent<'_>) {
         let CacheEvent::Applied { old, new } = event else { return };
-        if self.spec.parent_resource.ignore_status_changes == Some(true)
-            && let Some(old) = old
-            && old.metadata.generation == new.metadata.generation
-            && old.metadata.labels == new.metadata.labels
-            && old.metadata.annotations == new.metadata.annotations
-            && new.metadata.deletion_timestamp.is_none()
-        {
+        if self.spec.parent_resource.ignore_status_changes == Some(true) && old.is_some_and(|old| crate::parent::only_status_changed(old, new)) {
             return;
         }
         let ours = |parent: &DynamicObject| self.handles(parent) || parent.finalizers().contains(&self.finalizer());

@@ -94,13 +94,7 @@ impl Decorated {
 
     fn on_target_event(&self, rule: usize, event: &CacheEvent<'_>) {
         let CacheEvent::Applied { old, new } = event else { return };
-        if self.targets[rule].ignore_status_changes
-            && let Some(old) = old
-            && old.metadata.generation == new.metadata.generation
-            && old.metadata.labels == new.metadata.labels
-            && old.metadata.annotations == new.metadata.annotations
-            && new.metadata.deletion_timestamp.is_none()
-        {
+        if self.targets[rule].ignore_status_changes && old.is_some_and(|old| crate::parent::only_status_changed(old, new)) {
             return;
         }
         if self.ours(rule, new) || old.is_some_and(|old| self.ours(rule, old)) {

@@ -437,10 +437,10 @@ impl Shared {
                 "ConfigMap {name}: {} copies created, {} updated, {} deleted",
                 outcome.created, outcome.updated, outcome.deleted
             );
-            self.event(sync, EventType::Normal, "Synced", &note).await;
+            self.recorder.record(&sync.object_ref(&()), EventType::Normal, "Synced", &note).await;
         }
         if changed_ready && ready.status == "False" {
-            self.event(sync, EventType::Warning, &ready.reason, &ready.message).await;
+            self.recorder.record(&sync.object_ref(&()), EventType::Warning, &ready.reason, &ready.message).await;
         }
         Ok(())
     }
@@ -462,7 +462,7 @@ impl Shared {
         let outcome = self.execute(&writes).await;
         if !outcome.failures.is_empty() {
             let error = format!("removing copies failed: {}", outcome.failures.join("; "));
-            self.event(sync, EventType::Warning, "FinalizeFailed", &error).await;
+            self.recorder.record(&sync.object_ref(&()), EventType::Warning, "FinalizeFailed", &error).await;
             return Err(SyncError::Writes(error));
         }
         if outcome.raced {
@@ -484,12 +484,6 @@ impl Shared {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
             Err(source) => Err(SyncError::Api { action: "updating the finalizers".into(), source }),
-        }
-    }
-
-    async fn event(&self, sync: &ConfigMapSync, type_: EventType, reason: &str, note: &str) {
-        if let Err(error) = self.recorder.publish(&sync.object_ref(&()), type_, reason, note).await {
-            tracing::warn!(%error, reason, "recording an event failed");
         }
     }
 }
