@@ -1,13 +1,17 @@
 //! Shared watch caches: one watch per resource type for the whole process, however many
 //! controllers read it, kept as an in-memory store with the indexes controllers need.
 //!
-//! A [`Cache`] holds every object of one resource type (as `Arc<DynamicObject>`, so readers
-//! share rather than copy), indexed by namespace and by the UID of each object's controller
-//! owner, plus any custom index a controller adds ([`Cache::add_index`], controller-runtime's
-//! field indexers), and tells subscribed [`Handler`]s about every change. [`SharedCaches`] hands out
-//! the cache of a resource type, starting its watch on first use and stopping it when the last
-//! user lets go. Managed fields are dropped on the way in: no controller reads them, and they
-//! are often the largest part of an object.
+//! A [`Cache`] holds every object of one resource type, indexed by namespace and by the UID of
+//! each object's controller owner, plus any custom index a controller adds
+//! ([`Cache::add_index`], controller-runtime's field indexers), and tells subscribed
+//! [`Handler`]s about every change. [`SharedCaches`] hands out the cache of a resource type,
+//! starting its watch on first use and stopping it when the last user lets go.
+//!
+//! Objects are kept as their JSON text and parsed again on every read: a parsed
+//! `DynamicObject` takes five to seven times the memory of its text (every small map is a tree
+//! node), and reads are few — a sync reads its parent and its children, not the whole cache.
+//! Managed fields are dropped on the way in: no controller reads them, and they are often the
+//! largest part of an object.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -83,9 +87,28 @@ struct Index {
     entries: HashMap<String, HashSet<ObjectKey>>,
 }
 
+/// An object as the store keeps it.
+struct Entry {
+    json: Box<str>,
+    resource_version: Option<Box<str>>,
+}
+
+impl Entry {
+    fn encode(object: &DynamicObject) -> Entry {
+        Entry {
+            json: serde_json::to_string(object).expect("a DynamicObject serializes").into(),
+            resource_version: object.metadata.resource_version.as_deref().map(Into::into),
+        }
+    }
+
+    fn decode(&self) -> Arc<DynamicObject> {
+        Arc::new(serde_json::from_str(&self.json).expect("the cache parses the JSON it wrote"))
+    }
+}
+
 #[derive(Default)]
 struct Store {
-    objects: HashMap<ObjectKey, Arc<DynamicObject>>,
+    objects: HashMap<ObjectKey, Entry>,
     /// Controller owner UID → the objects it controls.
     by_controller: HashMap<String, HashSet<ObjectKey>>,
     /// Namespace (`""` for cluster-scoped objects) → the objects without a controller owner.
@@ -107,25 +130,26 @@ impl Store {
         Store { indexes, ..Store::default() }
     }
 
-    fn insert(&mut self, object: Arc<DynamicObject>) -> Option<Arc<DynamicObject>> {
-        let key = ObjectKey::of(&object);
+    /// Stores `object`, returning the object it replaces.
+    fn insert(&mut self, object: &DynamicObject) -> Option<Arc<DynamicObject>> {
+        let key = ObjectKey::of(object);
         let old = self.remove(&key);
-        match controller_uid(&object) {
+        match controller_uid(object) {
             Some(uid) => self.by_controller.entry(uid.to_owned()).or_default().insert(key.clone()),
             None => self.orphans.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone()),
         };
         self.by_namespace.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone());
         for index in self.indexes.values_mut() {
-            for value in (index.indexer)(&object) {
+            for value in (index.indexer)(object) {
                 index.entries.entry(value).or_default().insert(key.clone());
             }
         }
-        self.objects.insert(key, object);
+        self.objects.insert(key, Entry::encode(object));
         old
     }
 
     fn remove(&mut self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
-        let old = self.objects.remove(key)?;
+        let old = self.objects.remove(key)?.decode();
         let namespace = key.namespace.clone().unwrap_or_default();
         if let Some(keys) = self.by_namespace.get_mut(&namespace) {
             keys.remove(key);
@@ -209,26 +233,26 @@ impl Cache {
 
     /// The object with this key.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
-        self.read().objects.get(key).cloned()
+        self.read().objects.get(key).map(Entry::decode)
     }
 
     /// Every object.
     pub fn list(&self) -> Vec<Arc<DynamicObject>> {
-        self.read().objects.values().cloned().collect()
+        self.read().objects.values().map(Entry::decode).collect()
     }
 
     /// The objects whose controller owner has this UID.
     pub fn controlled_by(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
         let Some(keys) = store.by_controller.get(uid) else { return Vec::new() };
-        keys.iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+        keys.iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
     }
 
     /// The objects in `namespace` (`""`: the cluster-scoped ones).
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
         let Some(keys) = store.by_namespace.get(namespace) else { return Vec::new() };
-        keys.iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+        keys.iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
     }
 
     /// The objects without a controller owner in `namespace` (`None`: every namespace and
@@ -239,7 +263,7 @@ impl Cache {
             Some(namespace) => store.orphans.get(namespace).into_iter().flatten().collect(),
             None => store.orphans.values().flatten().collect(),
         };
-        keys.into_iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+        keys.into_iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
     }
 
     /// Adds a custom index named `name` (unless one by that name exists: controllers sharing
@@ -250,8 +274,8 @@ impl Cache {
             return;
         }
         let mut index = Index { indexer: Arc::new(indexer), entries: HashMap::new() };
-        for (key, object) in &store.objects {
-            for value in (index.indexer)(object) {
+        for (key, entry) in &store.objects {
+            for value in (index.indexer)(&entry.decode()) {
                 index.entries.entry(value).or_default().insert(key.clone());
             }
         }
@@ -262,7 +286,7 @@ impl Cache {
     pub fn by_index(&self, name: &str, value: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
         let Some(keys) = store.indexes.get(name).and_then(|index| index.entries.get(value)) else { return Vec::new() };
-        keys.iter().filter_map(|key| store.objects.get(key).cloned()).collect()
+        keys.iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
     }
 
     /// Waits until `done` holds — checked now and after every change — or `timeout` passes,
@@ -314,7 +338,7 @@ impl Cache {
 
     fn apply(&self, object: DynamicObject) {
         let new = self.prepare(object);
-        let old = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(new.clone());
+        let old = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(&new);
         if old.as_ref().is_some_and(|old| old.resource_version() == new.resource_version()) {
             return;
         }
@@ -336,24 +360,23 @@ impl Cache {
         let old = {
             let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut fresh = store.empty_like();
-            for object in listed {
+            for object in &listed {
                 fresh.insert(object);
             }
             std::mem::replace(&mut *store, fresh)
         };
         self.changed.notify_waiters();
         let store = self.read();
-        let applied: Vec<(Option<Arc<DynamicObject>>, Arc<DynamicObject>)> = store
-            .objects
-            .iter()
-            .filter_map(|(key, new)| {
-                let previous = old.objects.get(key);
-                let unchanged = previous.is_some_and(|previous| previous.resource_version() == new.resource_version());
-                (!unchanged).then(|| (previous.cloned(), new.clone()))
+        let applied: Vec<(Option<Arc<DynamicObject>>, Arc<DynamicObject>)> = listed
+            .into_iter()
+            .filter_map(|new| {
+                let previous = old.objects.get(&ObjectKey::of(&new));
+                let unchanged = previous.is_some_and(|previous| previous.resource_version.as_deref() == new.metadata.resource_version.as_deref());
+                (!unchanged).then(|| (previous.map(Entry::decode), new))
             })
             .collect();
         let deleted: Vec<Arc<DynamicObject>> =
-            old.objects.iter().filter(|(key, _)| !store.objects.contains_key(key)).map(|(_, object)| object.clone()).collect();
+            old.objects.iter().filter(|(key, _)| !store.objects.contains_key(key)).map(|(_, entry)| entry.decode()).collect();
         drop(store);
         for (old, new) in &applied {
             self.notify(&CacheEvent::Applied { old: old.as_ref(), new });
@@ -426,7 +449,11 @@ async fn run_watch(client: Client, cache: Weak<Cache>) {
         let Some(cache) = cache.upgrade() else { return };
         match event {
             Ok(watcher::Event::Init) => listing = Some(Vec::new()),
-            Ok(watcher::Event::InitApply(object)) => listing.get_or_insert_with(Vec::new).push(object),
+            Ok(watcher::Event::InitApply(mut object)) => {
+                // Dropped now, not when the list completes: a relist holds every object at once.
+                object.metadata.managed_fields = None;
+                listing.get_or_insert_with(Vec::new).push(object)
+            }
             Ok(watcher::Event::InitDone) => cache.replace(listing.take().unwrap_or_default()),
             Ok(watcher::Event::Apply(object)) => cache.apply(object),
             Ok(watcher::Event::Delete(object)) => cache.delete(object),
@@ -456,12 +483,12 @@ mod tests {
     #[test]
     fn the_indexes_follow_changes_of_controller() {
         let mut store = Store::default();
-        store.insert(Arc::new(object("a", "x", Some("u1"))));
-        store.insert(Arc::new(object("a", "y", None)));
+        store.insert(&object("a", "x", Some("u1")));
+        store.insert(&object("a", "y", None));
         assert_eq!(store.by_controller["u1"].len(), 1);
         assert_eq!(store.orphans["a"].len(), 1);
         // Released: x loses its controller.
-        store.insert(Arc::new(object("a", "x", None)));
+        store.insert(&object("a", "x", None));
         assert!(!store.by_controller.contains_key("u1"));
         assert_eq!(store.orphans["a"].len(), 2);
         assert_eq!(store.by_namespace["a"].len(), 2);
@@ -475,10 +502,10 @@ mod tests {
         let mut store = Store::default();
         let by_owner: Indexer = Arc::new(|object: &DynamicObject| controller_uid(object).map(str::to_owned).into_iter().collect());
         store.indexes.insert("owner".into(), Index { indexer: by_owner, entries: HashMap::new() });
-        store.insert(Arc::new(object("a", "x", Some("u1"))));
-        store.insert(Arc::new(object("b", "y", Some("u1"))));
+        store.insert(&object("a", "x", Some("u1")));
+        store.insert(&object("b", "y", Some("u1")));
         assert_eq!(store.indexes["owner"].entries["u1"].len(), 2);
-        store.insert(Arc::new(object("a", "x", Some("u2"))));
+        store.insert(&object("a", "x", Some("u2")));
         assert_eq!(store.indexes["owner"].entries["u1"].len(), 1);
         assert_eq!(store.indexes["owner"].entries["u2"].len(), 1);
         store.remove(&ObjectKey { namespace: Some("b".into()), name: "y".into() });
