@@ -3,6 +3,7 @@
 //! until ready, measured from /proc, and scraped for its metrics.
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// A running `bosun run`; stopped with SIGTERM when dropped.
 pub struct EngineProcess {
+    /// In a process group of its own, stopped as a whole (a wrapper's children too).
     child: Child,
     metrics_port: u16,
     health_port: u16,
@@ -45,6 +47,7 @@ impl EngineProcess {
             .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
             .arg(format!("--health-probe-bind-address=127.0.0.1:{health_port}"))
             .args(args)
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -66,6 +69,7 @@ impl EngineProcess {
         // `exec`, so the process measured is the engine, not the shell.
         let child = Command::new("sh")
             .args(["-c", &format!("exec {command}")])
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -135,8 +139,9 @@ impl EngineProcess {
 
 impl Drop for EngineProcess {
     fn drop(&mut self) {
+        // The whole group: what a wrapper started, too.
         // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGTERM) };
         let _ = self.child.wait();
     }
 }
