@@ -1,4 +1,5 @@
-//! `bosun dev`: a local control plane with the engine running on it, up until Ctrl-C.
+//! `bosun dev`: a local control plane with the engine, the native operators and the examples
+//! running on it (see [`crate::demo`]), up until Ctrl-C.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,6 +24,10 @@ pub struct DevArgs {
     /// exit: for CI images and machines that should not build on first use.
     #[arg(long, conflicts_with_all = ["controllers", "kubeconfig_out"])]
     build_only: bool,
+    /// Start only the control plane, the engine and the ConfigMapSync operator: no example
+    /// hooks, controllers, FooBar operator or samples.
+    #[arg(long)]
+    no_examples: bool,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -56,24 +61,66 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             bosun_testenv::KUBERNETES_VERSION,
             plane.server()
         );
+        let mut manager = bosun_runtime::Manager::new(args.serve.config(std::net::IpAddr::from([127, 0, 0, 1])));
+        let client = crate::run::instrumented_client(plane.config(), &manager.metrics(), None)?;
+        bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
+        bosun_operators::install_crds(&client).await.context("installing the native operators' CRDs")?;
+        if !args.no_examples {
+            crate::demo::add_operators(&mut manager, &client).await?;
+        }
+        let (engine, operators) = (args.engine, args.operators);
+        let serving = client.clone();
+        let mut serve = tokio::spawn(async move { crate::run::serve(manager, serving, &engine, &operators).await });
+        let native = if args.no_examples { "the ConfigMapSync operator" } else { "the ConfigMapSync and FooBar operators" };
+        println!("The engine and {native} are running.");
+
+        // The examples run until shutdown; Ctrl-C while they start drops them (stopping their
+        // hooks) and skips to it.
+        let mut demo = None;
+        if !args.no_examples {
+            let tour = async {
+                let demo = crate::demo::start(&client, plane.dir()).await?;
+                anyhow::Ok((demo, crate::demo::sample_trees(&client).await))
+            };
+            tokio::select! {
+                started = tour => match started {
+                    Ok((running, tree)) => {
+                        demo = Some(running);
+                        match tree {
+                            Ok(trees) => println!("{trees}"),
+                            Err(error) => println!("a sample did not sync: {error:#}"),
+                        }
+                    }
+                    Err(error) => println!("the examples did not start: {error:#}"),
+                },
+                result = &mut serve => return finish(result, &plane, args.kubeconfig_out.as_deref(), None),
+            }
+        }
         println!("kubeconfig: {}", kubeconfig.display());
         println!("kubectl:    {}", plane.binaries().path(bosun_testenv::Component::Kubectl).display());
         println!();
         println!("export KUBECONFIG={}", kubeconfig.display());
         println!();
-        let manager = bosun_runtime::Manager::new(args.serve.config(std::net::IpAddr::from([127, 0, 0, 1])));
-        let client = crate::run::instrumented_client(plane.config(), &manager.metrics(), None)?;
-        bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
-        bosun_operators::install_crds(&client).await.context("installing the native operators' CRDs")?;
-        println!("The engine and the ConfigMapSync operator are running: apply a CompositeController and its");
-        println!("parents, or a ConfigMapSync, with kubectl (see docs/engine.md and docs/configmapsync.md).");
+        println!("Apply CompositeControllers, DecoratorControllers and their parents, ConfigMapSyncs or FooBars with");
+        println!("kubectl (docs/guide.md); `bosun tree <resource>/<name>` shows what a controller made.");
         println!("Press Ctrl-C to stop.");
-        crate::run::serve(manager, client, &args.engine, &args.operators).await?;
-        println!("stopping the local control plane");
-        plane.stop();
-        if let Some(out) = &args.kubeconfig_out {
-            let _ = std::fs::remove_file(out);
-        }
-        Ok(())
+        let result = (&mut serve).await;
+        finish(result, &plane, args.kubeconfig_out.as_deref(), demo)
     })
+}
+
+/// Stops the example hooks and the control plane once the engine has stopped.
+fn finish(
+    served: Result<anyhow::Result<()>, tokio::task::JoinError>,
+    plane: &ControlPlane,
+    kubeconfig_out: Option<&std::path::Path>,
+    demo: Option<crate::demo::Demo>,
+) -> anyhow::Result<()> {
+    drop(demo);
+    println!("stopping the local control plane");
+    plane.stop();
+    if let Some(out) = kubeconfig_out {
+        let _ = std::fs::remove_file(out);
+    }
+    served.context("the engine task failed")?
 }

@@ -1,9 +1,11 @@
 //! The `bosun` command: wiring only. Each subcommand lives in its own module and calls into
 //! the library crates.
 
+mod demo;
 mod dev;
 mod logging;
 mod run;
+mod tree;
 
 use clap::{Parser, Subcommand};
 
@@ -20,12 +22,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a local Kubernetes control plane for development and keep it up until Ctrl-C.
+    /// Start a local Kubernetes control plane with the engine, the native operators and the
+    /// examples running on it, and keep it up until Ctrl-C.
     ///
     /// Builds etcd, kube-apiserver, kube-controller-manager and kubectl from the official Go
     /// modules on first use (minutes, once; cached under $XDG_CACHE_HOME/bosun), starts them
-    /// on random loopback ports, and prints the kubeconfig path and the `export KUBECONFIG=…`
-    /// line for kubectl. Ctrl-C (or SIGTERM) stops everything it started.
+    /// on random loopback ports, installs the CRDs, starts the engine and the ConfigMapSync and
+    /// FooBar operators, starts the example hooks as local processes (PodService in python3,
+    /// the Ingress annotator in node; skipped when the interpreter is missing), applies the
+    /// sample PodService and FooBar, and prints their trees and the `export KUBECONFIG=…` line
+    /// for kubectl.
+    /// Ctrl-C (or SIGTERM) stops everything it started.
     Dev(dev::DevArgs),
     /// Run the Metacontroller-compatible engine and the native operators against a cluster
     /// until SIGINT or SIGTERM.
@@ -47,6 +54,12 @@ enum Command {
         #[arg(value_enum, default_value = "all")]
         which: CrdSet,
     },
+    /// Print an object and everything it owns as a tree, with a status column.
+    ///
+    /// Follows owner references through every namespace and listable type, and the
+    /// ConfigMapSync owner annotation to copies in other namespaces; reads Secrets' metadata
+    /// only. E.g. `bosun tree podservices/hello`, `bosun tree cms/shared-config -n team-a`.
+    Tree(tree::TreeArgs),
     /// Print bosun's version and the Kubernetes and etcd versions of the local control plane.
     Version,
 }
@@ -99,6 +112,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => dev::run(args),
         Command::Run(args) => run::run(args),
+        Command::Tree(args) => tree::run(args),
         Command::Crds { which } => {
             let engine = matches!(which, CrdSet::All | CrdSet::Engine).then(bosun_engine::api::crds_yaml);
             let operators = matches!(which, CrdSet::All | CrdSet::Configmapsync).then(bosun_operators::configmapsync::crd_yaml);

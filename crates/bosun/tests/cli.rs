@@ -1,6 +1,7 @@
 //! The `bosun` command as users run it: `bosun dev` brings up a working cluster with the
-//! engine on it and stops everything on Ctrl-C; `bosun run` runs the engine against the
-//! cluster of a kubeconfig until SIGTERM.
+//! engine, the examples and their hooks on it, prints the sample's tree, and stops everything
+//! on Ctrl-C; `bosun run` runs the engine against the cluster of a kubeconfig until SIGTERM;
+//! `bosun tree` prints what an object owns.
 
 mod support;
 
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
+use kube::api::{DynamicObject, PostParams};
+use serde_json::json;
 
 #[tokio::test]
 async fn run_serves_the_kubeconfig_cluster_until_terminated() {
@@ -98,6 +101,23 @@ async fn dev_serves_a_cluster_until_interrupted() {
         }
     };
     assert!(printed.iter().any(|line| line.starts_with("kubeconfig: ")), "{printed:?}");
+    // The samples' trees, synced, before the export line: the PodService with its three
+    // children, the FooBar with its Job.
+    let trees: Vec<Vec<&String>> = printed
+        .split(|line| line.is_empty())
+        .filter(|block| block.get(1).is_some_and(|line| line.starts_with("NAME ")))
+        .map(|block| block.iter().collect())
+        .collect();
+    assert_eq!(trees.len(), 2, "{printed:#?}");
+    let (podservice, foobar) = (&trees[0], &trees[1]);
+    assert!(podservice[0] == "podservices/hello:" && podservice.len() == 6, "{printed:#?}");
+    assert!(podservice[2].starts_with("PodService/hello") && podservice[2].contains("synced (generation 1)"), "{printed:#?}");
+    for (line, child) in podservice[3..].iter().zip(["├─Ingress/hello", "├─Pod/hello", "└─Service/hello"]) {
+        assert!(line.starts_with(child), "{line:?} in {printed:#?}");
+    }
+    assert!(foobar[0] == "foobars/foobar-sample:" && foobar.len() == 4, "{printed:#?}");
+    assert!(foobar[2].starts_with("FooBar/foobar-sample") && foobar[2].contains("Pending, synced (generation 1)"), "{printed:#?}");
+    assert!(foobar[3].starts_with("└─Job/foobar-sample-"), "{printed:#?}");
     assert!(lines.any(|line| line == "Press Ctrl-C to stop."));
 
     let config = kube::Config::from_custom_kubeconfig(
@@ -111,14 +131,14 @@ async fn dev_serves_a_cluster_until_interrupted() {
     assert!(namespaces.get_opt("default").await.unwrap().is_some());
     support::reporters_of_a_new_controller(&client, "any").await;
 
-    let control_plane = children_of(dev.id());
-    assert_eq!(control_plane.len(), 3, "etcd, kube-apiserver and kube-controller-manager");
+    let started = children_of(dev.id());
+    assert_eq!(started.len(), 5, "etcd, kube-apiserver, kube-controller-manager and the python3 and node hooks");
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(dev.id() as libc::pid_t, libc::SIGINT) };
     assert!(dev.wait().unwrap().success(), "Ctrl-C is a clean exit");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while control_plane.iter().any(|pid| bosun_testenv::is_running(*pid)) {
-        assert!(Instant::now() < deadline, "the control plane outlived bosun dev");
+    while started.iter().any(|pid| bosun_testenv::is_running(*pid)) {
+        assert!(Instant::now() < deadline, "a process outlived bosun dev");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!kubeconfig.exists(), "the control plane's files are removed");
@@ -171,4 +191,64 @@ fn metacontroller_deployment_args_are_accepted() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("reading kubeconfig /nonexistent/kubeconfig"), "{stderr}");
     assert!(stderr.contains("ignoring Metacontroller flags bosun does not use"), "{stderr}");
+}
+
+#[tokio::test]
+async fn tree_prints_owned_objects_across_namespaces_with_status() {
+    let env = bosun_testenv::TestEnv::shared();
+    let client = env.client();
+    bosun_operators::install_crds(&client).await.unwrap();
+    let (home, away) = (env.namespace("tree").await, env.namespace("tree-away").await);
+    let create = async |namespace: &str, object: serde_json::Value| -> DynamicObject {
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        let types = object.types.clone().unwrap();
+        let (group, version) = types.api_version.rsplit_once('/').unwrap_or(("", &types.api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, &types.kind);
+        let plural = if types.kind == "ConfigMapSync" { "configmapsyncs".to_owned() } else { format!("{}s", types.kind.to_lowercase()) };
+        let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &plural);
+        Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource).create(&PostParams::default(), &object).await.unwrap()
+    };
+    let owner = |object: &DynamicObject| json!([{ "apiVersion": object.types.as_ref().unwrap().api_version, "kind": object.types.as_ref().unwrap().kind,
+        "name": object.metadata.name, "uid": object.metadata.uid, "controller": true }]);
+    let root = create(&home, json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "root" }, "data": { "a": "1" } })).await;
+    let secret = create(&home, json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "child", "ownerReferences": owner(&root) } })).await;
+    create(&home, json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "grandchild", "ownerReferences": owner(&secret) } })).await;
+    create(&home, json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "unrelated" } })).await;
+    create(&home, json!({ "apiVersion": "bosun.dev/v1alpha1", "kind": "ConfigMapSync", "metadata": { "name": "share" },
+        "spec": { "configMapName": "root", "destinationNamespace": away } })).await;
+    // The operator makes the copy in the other namespace.
+    let caches = bosun_runtime::SharedCaches::new(client.clone());
+    let operator = bosun_operators::configmapsync::ConfigMapSyncController::new(client.clone(), &caches, bosun_runtime::Metrics::new(), Default::default());
+    let operator = tokio::spawn(operator.run(std::future::pending()));
+    let copies: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &away);
+    bosun_testenv::eventually("the copy", async || copies.get_opt("root").await.unwrap()).await;
+
+    let tree = |target: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+            .args(["tree", target, "-n", &home, "--kubeconfig"])
+            .arg(env.control_plane().kubeconfig_path())
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+    };
+    let (ok, out, err) = tree("configmaps/root");
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].starts_with("NAME") && lines[0].ends_with("STATUS"), "{out}");
+    assert!(lines[1].starts_with("ConfigMap/root ") && lines[1].ends_with("1 key"), "{out}");
+    assert!(lines[2].starts_with("└─Secret/child ") && lines[2].contains(&home) && lines[2].ends_with(" -"), "Secrets are not read: {out}");
+    assert!(lines[3].starts_with("  └─ConfigMap/grandchild ") && lines[3].ends_with("0 keys"), "{out}");
+
+    let (ok, out, err) = tree("cms/share");
+    assert!(ok, "{err}");
+    assert!(out.lines().nth(2).is_some_and(|line| line.starts_with("└─ConfigMap/root ") && line.contains(&away) && line.ends_with("1 key")), "the copy in another namespace: {out}");
+
+    let (ok, _, err) = tree("configmaps/missing");
+    assert!(!ok && err.contains(&format!("ConfigMap missing not found in namespace {home}")), "{err}");
+    let (ok, _, err) = tree("widgets/x");
+    assert!(!ok && err.contains("no resource type \"widgets\""), "{err}");
+    let (ok, _, err) = tree("root");
+    assert!(!ok && err.contains("is not <resource>/<name>"), "{err}");
+    operator.abort();
 }

@@ -1,0 +1,192 @@
+//! The examples `bosun dev` brings up on its local control plane, so that the first command a
+//! newcomer runs shows bosun working: the PodService CompositeController with its Python hook
+//! (`examples/podservice`) and the Ingress annotator DecoratorController with its Node hook
+//! (`examples/ingress-annotator`), each hook a local process on a free loopback port; the
+//! native FooBar controller (`examples/foobar`) in bosun's own process; and a sample PodService
+//! and FooBar. An example whose interpreter is missing is skipped with a note.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use bosun_runtime::{Manager, SharedCaches};
+use kube::{Api, Client, CustomResourceExt};
+use serde_json::json;
+
+/// The samples' namespace.
+const NAMESPACE: &str = "default";
+
+/// An example as files compiled into bosun, so `bosun dev` runs from any directory.
+struct Example {
+    name: &'static str,
+    interpreter: &'static str,
+    hook_file: &'static str,
+    hook: &'static str,
+    controller: &'static str,
+    controller_resource: &'static str,
+}
+
+const EXAMPLES: [Example; 2] = [
+    Example {
+        name: "podservice",
+        interpreter: "python3",
+        hook_file: "podservice-hook.py",
+        hook: include_str!("../../../examples/podservice/hook.py"),
+        controller: include_str!("../../../examples/podservice/controller.yaml"),
+        controller_resource: "compositecontrollers",
+    },
+    Example {
+        name: "ingress-annotator",
+        interpreter: "node",
+        hook_file: "ingress-annotator-hook.js",
+        hook: include_str!("../../../examples/ingress-annotator/hook.js"),
+        controller: include_str!("../../../examples/ingress-annotator/decorator.yaml"),
+        controller_resource: "decoratorcontrollers",
+    },
+];
+const PODSERVICE_CRD: &str = include_str!("../../../examples/podservice/crd.yaml");
+const PODSERVICE: &str = include_str!("../../../examples/podservice/podservice.yaml");
+const FOOBAR: &str = include_str!("../../../examples/foobar/foobar.yaml");
+
+/// The running examples; dropping it stops their hooks.
+pub struct Demo {
+    hooks: Vec<Child>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        for hook in &mut self.hooks {
+            let _ = hook.kill();
+            let _ = hook.wait();
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until something accepts connections on `port`, or the hook exits.
+async fn wait_listening(hook: &mut Child, port: u16, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if let Some(status) = hook.try_wait()? {
+            bail!("the {name} hook exited with {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("the {name} hook did not listen on 127.0.0.1:{port} within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Installs the FooBar CRD and adds the FooBar example's native controller to `manager`.
+pub async fn add_operators(manager: &mut Manager, client: &Client) -> anyhow::Result<()> {
+    bosun_runtime::crds::install(client, &[foobar::FooBar::crd()]).await.context("installing the FooBar CRD")?;
+    let (client, metrics) = (client.clone(), manager.metrics());
+    manager.add("foobar", move |shutdown| async move {
+        let caches = SharedCaches::new(client.clone());
+        foobar::run(client, &caches, metrics, 2, shutdown.requested()).await;
+    });
+    Ok(())
+}
+
+/// Starts the hooks (their scripts written to `dir`) and applies the examples' CRD,
+/// controllers and samples.
+pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
+    let mut demo = Demo { hooks: Vec::new() };
+    let apply = PatchParams::apply("bosun-dev").force();
+    let crd: CustomResourceDefinition = serde_yaml::from_str(PODSERVICE_CRD)?;
+    bosun_runtime::crds::install(client, &[crd]).await.context("installing the PodService CRD")?;
+    for example in &EXAMPLES {
+        let script = dir.join(example.hook_file);
+        std::fs::write(&script, example.hook).with_context(|| format!("writing {}", script.display()))?;
+        let port = free_port()?;
+        let spawned = Command::new(example.interpreter).arg(&script).arg(port.to_string()).stdout(Stdio::null()).spawn();
+        let mut hook = match spawned {
+            Ok(hook) => hook,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                println!("skipping the {} example: {} is not installed", example.name, example.interpreter);
+                continue;
+            }
+            Err(error) => return Err(error).with_context(|| format!("starting {} {}", example.interpreter, script.display())),
+        };
+        let listening = wait_listening(&mut hook, port, example.name).await;
+        demo.hooks.push(hook);
+        listening?;
+        let mut controller: DynamicObject = serde_yaml::from_str(example.controller)?;
+        controller.data["spec"]["hooks"]["sync"]["webhook"]["url"] = json!(format!("http://127.0.0.1:{port}/sync"));
+        let resource = ApiResource {
+            group: "metacontroller.k8s.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "metacontroller.k8s.io/v1alpha1".into(),
+            kind: controller.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default(),
+            plural: example.controller_resource.into(),
+        };
+        let name = controller.metadata.name.clone().unwrap_or_default();
+        Api::<DynamicObject>::all_with(client.clone(), &resource)
+            .patch(&name, &apply, &Patch::Apply(&controller))
+            .await
+            .with_context(|| format!("applying the {} controller", example.name))?;
+        println!("{} example: {} hook on 127.0.0.1:{port}, {} {name}", example.name, example.interpreter, resource.kind);
+    }
+    for sample in samples() {
+        let object: DynamicObject = serde_yaml::from_str(sample.manifest)?;
+        let name = object.metadata.name.clone().unwrap_or_default();
+        Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &sample.resource)
+            .patch(&name, &apply, &Patch::Apply(&object))
+            .await
+            .with_context(|| format!("applying the sample {}", sample.resource.kind))?;
+    }
+    Ok(demo)
+}
+
+/// A sample object, and what its status reports once the sample has been synced.
+struct Sample {
+    manifest: &'static str,
+    resource: ApiResource,
+    awaited: &'static str,
+    reported: fn(&serde_json::Value) -> bool,
+}
+
+fn samples() -> [Sample; 2] {
+    let podservices = ApiResource {
+        group: "examples.bosun.dev".into(),
+        version: "v1".into(),
+        api_version: "examples.bosun.dev/v1".into(),
+        kind: "PodService".into(),
+        plural: "podservices".into(),
+    };
+    [
+        Sample { manifest: PODSERVICE, resource: podservices, awaited: "its three children", reported: |status| status["children"] == 3 },
+        Sample { manifest: FOOBAR, resource: ApiResource::erase::<foobar::FooBar>(&()), awaited: "its Job", reported: |status| status["job"].is_string() },
+    ]
+}
+
+/// Waits until each sample's status describes its generation (and the PodService's all three
+/// children, the FooBar's Job), then returns their trees.
+pub async fn sample_trees(client: &Client) -> anyhow::Result<String> {
+    let mut trees = String::new();
+    for Sample { manifest, resource, awaited, reported } in samples() {
+        let name = serde_yaml::from_str::<DynamicObject>(manifest)?.metadata.name.unwrap_or_default();
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &resource);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let object = api.get(&name).await?;
+            if crate::tree::is_synced(&object) && reported(&object.data["status"]) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{} {name} did not report {awaited} within 60 s (status: {})", resource.kind, object.data["status"]);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let target = format!("{}/{name}", resource.plural);
+        trees += &format!("\n{target}:\n{}", crate::tree::render(client, &target, NAMESPACE).await?);
+    }
+    Ok(trees)
+}
