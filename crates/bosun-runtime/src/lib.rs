@@ -21,7 +21,7 @@ pub mod selector;
 pub use events::{EventRecorder, EventType};
 pub use health::Health;
 pub use leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};
-pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown};
+pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown, shutdown_signal};
 pub use metrics::{HookLabels, Metrics, QueueMetrics, ReconcileResult};
 pub use cache::{Cache, CacheEvent, Handler, Indexer, ObjectKey, SharedCaches, Subscription};
 pub use controller::{Action, run_workers};

@@ -23,6 +23,21 @@ const LEADING: u8 = 0;
 const STANDBY: u8 = 1;
 const STANDBY_UNREACHABLE: u8 = 2;
 
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends a terminating pod): the
+/// signal a process's Manager runs until, as `manager.run(shutdown_signal())`.
+///
+/// # Panics
+///
+/// If the SIGTERM handler cannot be installed (outside a Tokio runtime with signals).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
 /// Where the Manager serves, and how long shutdown may take.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
@@ -210,7 +225,8 @@ impl Manager {
         })
     }
 
-    /// Starts, runs until `signal` completes (or every runnable returns), then shuts down.
+    /// Starts, runs until `signal` completes (or every runnable returns), then shuts down;
+    /// `signal` is usually [`shutdown_signal()`].
     /// Returns [`ManagerError::LeadershipLost`] at once if another process takes the Lease.
     pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), ManagerError> {
         let mut running = self.start().await?;

@@ -310,7 +310,7 @@ pub async fn serve(mut manager: Manager, client: kube::Client, engine: &EngineAr
     tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
     let engine = Engine::new(client, config).with_caches(caches).with_metrics(manager.metrics()).with_health(manager.health());
     manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
-    manager.run(crate::shutdown_signal()).await?;
+    manager.run(bosun_runtime::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

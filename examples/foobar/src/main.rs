@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use bosun_runtime::{Manager, ManagerConfig, SharedCaches};
+use bosun_runtime::{Manager, ManagerConfig, SharedCaches, shutdown_signal};
 use clap::{Parser, Subcommand};
 use kube::CustomResourceExt;
 
@@ -51,10 +51,6 @@ async fn main() -> anyhow::Result<()> {
     manager.add("foobar", move |shutdown| async move {
         foobar::run(client, &caches, metrics, args.workers, shutdown.requested()).await;
     });
-    let signal = async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} }
-    };
-    manager.run(signal).await?;
+    manager.run(shutdown_signal()).await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use bosun_runtime::{Manager, ManagerConfig, SharedCaches};
+use bosun_runtime::{Manager, ManagerConfig, SharedCaches, shutdown_signal};
 use clap::Parser;
 
 /// Annotates every Ingress with `foo: bar` (the tutorial's controller, on bosun-runtime).
@@ -36,10 +36,6 @@ async fn main() -> anyhow::Result<()> {
     manager.add("ingress-annotator", move |shutdown| async move {
         ingress_annotator::run(client, &caches, metrics, args.workers, shutdown.requested()).await;
     });
-    let signal = async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = terminate.recv() => {} }
-    };
-    manager.run(signal).await?;
+    manager.run(shutdown_signal()).await?;
     Ok(())
 }
