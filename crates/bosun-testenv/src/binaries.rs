@@ -1,5 +1,6 @@
 //! The control-plane binaries: etcd, kube-apiserver, kube-controller-manager and kubectl,
-//! built once from the official Go modules with the machine's Go toolchain and cached per
+//! built once from the official Go modules with the machine's Go toolchain (or, if that is
+//! older than Go 1.21, with the toolchain it fetches through the module proxy) and cached per
 //! version outside the repository.
 //!
 //! `k8s.io/kubernetes` is not meant to be a dependency: its `go.mod` replaces every
@@ -294,12 +295,13 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 /// its binary is complete (so an interrupted build never looks complete).
 fn build(entry: &Path, missing: &[Component]) -> Result<(), BuildError> {
     let started = Instant::now();
-    let go_version = check_go()?;
+    let go = Toolchain::find()?;
     let names: Vec<&str> = missing.iter().map(|component| component.name()).collect();
     Progress::line(format_args!(
-        "building {} (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}, Helm {HELM_VERSION}) with {go_version} \
+        "building {} (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}, Helm {HELM_VERSION}) with {} \
          into {}; this happens once and takes several minutes",
         names.join(", "),
+        go.version,
         entry.display()
     ));
     let mut modules: Vec<GoModule> = missing.iter().map(|component| component.module()).collect();
@@ -313,14 +315,14 @@ fn build(entry: &Path, missing: &[Component]) -> Result<(), BuildError> {
     for (index, module) in modules.into_iter().enumerate() {
         let step = Step { number: 1 + index, of: steps };
         let dir = match module {
-            GoModule::Kubernetes => prepare_kubernetes_module(entry, missing, step)?,
-            _ => prepare_module(entry, module, step)?,
+            GoModule::Kubernetes => prepare_kubernetes_module(&go, entry, missing, step)?,
+            _ => prepare_module(&go, entry, module, step)?,
         };
         dirs.insert(module, dir);
     }
     for (index, component) in missing.iter().enumerate() {
         let step = Step { number: dirs.len() + 1 + index, of: steps };
-        compile(&dirs[&component.module()], *component, &binaries.path(*component), step)?;
+        compile(&go, &dirs[&component.module()], *component, &binaries.path(*component), step)?;
         binaries.record(*component)?;
     }
     Progress::line(format_args!("built {} in {}; cached in {}", names.join(", "), Progress::elapsed(started), entry.display()));
@@ -339,23 +341,111 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// What `go version` prints, or why Go cannot be run.
-fn check_go() -> Result<String, BuildError> {
-    let output = Command::new("go").arg("version").output().map_err(|error| BuildError::GoMissing(error.to_string()))?;
-    if !output.status.success() {
-        return Err(BuildError::GoMissing(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+/// The Go command the build runs.
+struct Toolchain {
+    program: PathBuf,
+    /// What `go version` says of it.
+    version: String,
+}
+
+/// The oldest Go that switches to the toolchain a `go.mod` asks for by itself (`GOTOOLCHAIN`).
+const SWITCHING_GO: (u32, u32) = (1, 21);
+
+impl Toolchain {
+    /// `go` from `PATH` when it is new enough to switch toolchains by itself; for an older one
+    /// (Debian 12's is 1.19), the Go [`GO_DIRECTIVE`] toolchain it downloads through the module
+    /// proxy, as a newer Go does when it switches.
+    fn find() -> Result<Self, BuildError> {
+        let installed = Self::at(PathBuf::from("go"))?;
+        match go_release(&installed.version) {
+            Some(release) if release < SWITCHING_GO => {
+                Progress::line(format_args!("{} is older than Go 1.21 and cannot switch toolchains by itself", installed.version));
+                installed.fetch_toolchain()
+            }
+            _ => Ok(installed),
+        }
     }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+
+    fn at(program: PathBuf) -> Result<Self, BuildError> {
+        let output = Command::new(&program).arg("version").output().map_err(|error| BuildError::GoMissing(error.to_string()))?;
+        if !output.status.success() {
+            return Err(BuildError::GoMissing(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+        }
+        Ok(Self { program, version: String::from_utf8_lossy(&output.stdout).trim().to_owned() })
+    }
+
+    /// Downloads Go [`GO_DIRECTIVE`] as the module `golang.org/toolchain` into Go's module
+    /// cache (kept there for later builds) and returns it.
+    fn fetch_toolchain(&self) -> Result<Self, BuildError> {
+        let platform = self.output(&std::env::temp_dir(), &["env", "GOOS", "GOARCH"])?;
+        let platform: Vec<&str> = platform.split_whitespace().collect();
+        let module = format!("golang.org/toolchain@v0.0.1-go{GO_DIRECTIVE}.{}", platform.join("-"));
+        Progress::line(format_args!("fetching Go {GO_DIRECTIVE} through the module proxy ({module})"));
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Download {
+            dir: PathBuf,
+        }
+        let download = self.output(&std::env::temp_dir(), &["mod", "download", "-json", &module])?;
+        let root = serde_json::from_str::<Download>(&download)
+            .map_err(|error| BuildError::GoCommand { step: format!("go mod download {module}"), status: "0".into(), output: format!("unexpected output ({error}): {download}") })?
+            .dir;
+        // Module zips keep no file modes: make the commands executable, as Go does when it switches.
+        let tools = root.join("pkg").join("tool").join(platform.join("_"));
+        for dir in [root.join("bin"), tools] {
+            for file in fs::read_dir(&dir).map_err(io_error(&dir))? {
+                let path = file.map_err(io_error(&dir))?.path();
+                let mut permissions = fs::metadata(&path).map_err(io_error(&path))?.permissions();
+                std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o555);
+                fs::set_permissions(&path, permissions).map_err(io_error(&path))?;
+            }
+        }
+        Self::at(root.join("bin").join("go"))
+    }
+
+    fn command(&self, dir: &Path) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .current_dir(dir)
+            // Kubernetes' components are static binaries without cgo, as in its release build.
+            .env("CGO_ENABLED", "0")
+            .env("GOFLAGS", "-mod=mod");
+        command
+    }
+
+    /// Runs a `go` command and returns its standard output.
+    fn output(&self, dir: &Path, args: &[&str]) -> Result<String, BuildError> {
+        let mut command = self.command(dir);
+        command.args(args);
+        supervise(command, &format!("go {}", args.join(" ")), |_, _| ())
+    }
+
+    /// Runs a `go` command, returns its standard output, and reports progress while it runs.
+    fn run(&self, dir: &Path, args: &[&str], step: Step) -> Result<String, BuildError> {
+        let mut command = self.command(dir);
+        command.args(args);
+        supervise(command, &format!("go {}", args.join(" ")), |elapsed, _| {
+            Progress::line(format_args!("{step}: `go {}` still running, {} so far", args[0], Progress::format(elapsed)));
+        })
+    }
+}
+
+/// The release (major, minor) in what `go version` prints: `go version go1.19.8 linux/amd64`
+/// → (1, 19); `None` for a development build.
+fn go_release(version: &str) -> Option<(u32, u32)> {
+    let release = version.split_whitespace().nth(2)?.strip_prefix("go")?;
+    let mut numbers = release.split(['.', 'r', 'b']).map(str::parse::<u32>);
+    Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
 }
 
 /// Writes the module that builds Kubernetes: it requires `k8s.io/kubernetes` and replaces each
 /// staging module that Kubernetes' own `go.mod` points at a local path with the published
 /// release of the same version (`v1.37.2` → `v0.37.2`).
-fn prepare_kubernetes_module(entry: &Path, components: &[Component], step: Step) -> Result<PathBuf, BuildError> {
+fn prepare_kubernetes_module(go: &Toolchain, entry: &Path, components: &[Component], step: Step) -> Result<PathBuf, BuildError> {
     Progress::line(format_args!("{step}: resolving k8s.io/kubernetes {KUBERNETES_VERSION} and its modules"));
     let dir = entry.join("src").join(GoModule::Kubernetes.dir_name());
     fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-    let download = go(&dir, &["mod", "download", "-json", &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}")], step)?;
+    let download = go.run(&dir, &["mod", "download", "-json", &format!("k8s.io/kubernetes@{KUBERNETES_VERSION}")], step)?;
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Downloaded {
@@ -386,7 +476,7 @@ fn prepare_kubernetes_module(entry: &Path, components: &[Component], step: Step)
         .collect();
     let mut args = vec!["get"];
     args.extend(packages.iter().map(String::as_str));
-    go(&dir, &args, step)?;
+    go.run(&dir, &args, step)?;
     Ok(dir)
 }
 
@@ -399,7 +489,7 @@ fn staging_modules(go_mod: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Writes a module that requires `module`'s project at its pinned version, and resolves it.
-fn prepare_module(entry: &Path, module: GoModule, step: Step) -> Result<PathBuf, BuildError> {
+fn prepare_module(go: &Toolchain, entry: &Path, module: GoModule, step: Step) -> Result<PathBuf, BuildError> {
     let component = Component::ALL.into_iter().find(|component| component.module() == module).expect("every module builds a component");
     let version = module.version();
     Progress::line(format_args!("{step}: resolving {} {version}", component.package()));
@@ -411,7 +501,7 @@ fn prepare_module(entry: &Path, module: GoModule, step: Step) -> Result<PathBuf,
          module bosun.dev/testenv/{name}\n\ngo {GO_DIRECTIVE}\n"
     );
     write_go_mod(&dir, &go_mod)?;
-    go(&dir, &["get", &format!("{}@{version}", component.package())], step)?;
+    go.run(&dir, &["get", &format!("{}@{version}", component.package())], step)?;
     Ok(dir)
 }
 
@@ -445,7 +535,7 @@ fn version_ldflags(component: Component) -> String {
     flags
 }
 
-fn compile(module_dir: &Path, component: Component, target: &Path, step: Step) -> Result<(), BuildError> {
+fn compile(go: &Toolchain, module_dir: &Path, component: Component, target: &Path, step: Step) -> Result<(), BuildError> {
     let started = Instant::now();
     let what = format!("{step}: compiling {}", component.name());
     let partial = target.with_extension("partial");
@@ -455,9 +545,9 @@ fn compile(module_dir: &Path, component: Component, target: &Path, step: Step) -
     let mut list = vec!["list", "-deps", "-f", "{{if .Stale}}{{.ImportPath}}{{end}}"];
     list.extend(flags);
     list.push(component.package());
-    let total = go(module_dir, &list, step)?.lines().filter(|line| !line.is_empty()).count();
+    let total = go.run(module_dir, &list, step)?.lines().filter(|line| !line.is_empty()).count();
     Progress::line(format_args!("{what} ({total} packages to compile)"));
-    let mut command = go_command(module_dir);
+    let mut command = go.command(module_dir);
     command.args(["build", "-v"]).args(flags).arg("-o").arg(&partial).arg(component.package());
     supervise(command, &format!("go build {}", component.package()), |elapsed, compiled| {
         Progress::line(format_args!(
@@ -474,25 +564,6 @@ fn compile(module_dir: &Path, component: Component, target: &Path, step: Step) -
 /// A line of `go build -v` that names a package rather than reporting an error.
 fn is_package_path(line: &str) -> bool {
     !line.is_empty() && !line.contains(char::is_whitespace) && !line.starts_with('#')
-}
-
-fn go_command(dir: &Path) -> Command {
-    let mut command = Command::new("go");
-    command
-        .current_dir(dir)
-        // Kubernetes' components are static binaries without cgo, as in its release build.
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod");
-    command
-}
-
-/// Runs a `go` command, returns its standard output, and reports progress while it runs.
-fn go(dir: &Path, args: &[&str], step: Step) -> Result<String, BuildError> {
-    let mut command = go_command(dir);
-    command.args(args);
-    supervise(command, &format!("go {}", args.join(" ")), |elapsed, _| {
-        Progress::line(format_args!("{step}: `go {}` still running, {} so far", args[0], Progress::format(elapsed)));
-    })
 }
 
 /// Runs `command` to completion, calling `report` with the elapsed time and the number of
@@ -569,6 +640,35 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_releases_are_read_from_go_version() {
+        assert_eq!(go_release("go version go1.19.8 linux/amd64"), Some((1, 19)));
+        assert_eq!(go_release("go version go1.21rc2 linux/arm64"), Some((1, 21)));
+        assert_eq!(go_release("go version go1.26.0 linux/amd64"), Some((1, 26)));
+        assert_eq!(go_release("go version devel go1.27-4b3ea1e Mon Nov 2 linux/amd64"), None);
+        assert!(go_release("go version go1.19.8 linux/amd64").unwrap() < SWITCHING_GO);
+    }
+
+    /// What happens with a Go too old to switch toolchains (Debian 12's 1.19): the installed
+    /// `go` fetches the one the build needs, which then runs.
+    #[test]
+    fn the_build_toolchain_is_fetched_through_the_module_proxy() {
+        let fetched = Toolchain::at(PathBuf::from("go")).unwrap().fetch_toolchain().unwrap();
+        assert!(fetched.version.starts_with(&format!("go version go{GO_DIRECTIVE} ")), "{}", fetched.version);
+        let root = fetched.output(&std::env::temp_dir(), &["env", "GOROOT"]).unwrap();
+        assert!(root.contains(&format!("golang.org/toolchain@v0.0.1-go{GO_DIRECTIVE}.")), "{root}");
+        // Its compiler and linker run: a program that needs Go 1.22 builds.
+        let dir = std::env::temp_dir().join(format!("bosun-go-toolchain-{}", crate::unique_suffix()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("go.mod"), format!("module hello\n\ngo {GO_DIRECTIVE}\n")).unwrap();
+        fs::write(dir.join("main.go"), "package main\n\nfunc main() {\n\tfor range 3 {\n\t}\n}\n").unwrap();
+        let built = fetched.output(&dir, &["build", "-o", "hello", "."]);
+        let ran = Command::new(dir.join("hello")).status();
+        fs::remove_dir_all(&dir).unwrap();
+        built.unwrap();
+        assert!(ran.unwrap().success());
+    }
 
     #[test]
     fn staging_modules_are_the_local_replaces() {
