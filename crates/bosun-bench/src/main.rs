@@ -27,6 +27,10 @@ struct Cli {
     /// Print the figures without appending them to docs/benchmarks.md.
     #[arg(long, global = true)]
     no_record: bool,
+    /// The directory of the record (`benchmarks.md`, appended to) and the plots
+    /// (`benchmarks/*.png`). Default: the repository's docs/.
+    #[arg(long, global = true, value_name = "DIR")]
+    docs: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         None if external => PathBuf::new(),
         None => engine::release_binary()?,
     };
+    let docs = cli.docs.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs"));
     let runtime = tokio::runtime::Runtime::new()?;
     let reports = runtime.block_on(async {
         match cli.scenario {
@@ -97,7 +102,7 @@ fn main() -> anyhow::Result<()> {
                     let run = run?;
                     let mut report = run.report;
                     let name = format!("fanout-{parents}-{strategy}");
-                    match plot::write(&name, &run.curves) {
+                    match plot::write(&docs, &name, &run.curves) {
                         Ok((path, caption)) => {
                             eprintln!("plot: {} ({caption})", path.display());
                             report.plot(path, caption)
@@ -113,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     for report in &reports {
         println!("{}", report.table());
         if !cli.no_record {
-            let path = report.record(&command)?;
+            let path = report.record(&docs, &command)?;
             eprintln!("recorded in {}", path.display());
         }
     }

@@ -2,7 +2,7 @@
 //! written as a PNG next to `docs/benchmarks.md`. No text is drawn (no font is needed): the
 //! report's caption gives the axes and the colours.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const WIDTH: usize = 800;
 const HEIGHT: usize = 400;
@@ -11,8 +11,8 @@ const MARGIN: usize = 40;
 pub const COLOURS: [([u8; 3], &str); 4] = [([31, 119, 180], "blue"), ([127, 127, 127], "grey"), ([255, 127, 14], "orange"), ([44, 160, 44], "green")];
 
 /// Draws `curves` (name, sorted seconds at which each object converged) into
-/// `docs/benchmarks/<name>.png`; returns the path and the caption.
-pub fn write(name: &str, curves: &[(String, Vec<f64>)]) -> anyhow::Result<(PathBuf, String)> {
+/// `<docs>/benchmarks/<name>.png`; returns the path and the caption.
+pub fn write(docs: &Path, name: &str, curves: &[(String, Vec<f64>)]) -> anyhow::Result<(PathBuf, String)> {
     let total = curves.iter().map(|(_, times)| times.len()).max().unwrap_or(0).max(1);
     let end = curves.iter().flat_map(|(_, times)| times.last().copied()).fold(0.0_f64, f64::max).max(0.001);
     let mut pixels = vec![255u8; WIDTH * HEIGHT * 3];
@@ -52,7 +52,7 @@ pub fn write(name: &str, curves: &[(String, Vec<f64>)]) -> anyhow::Result<(PathB
             previous = (x, y);
         }
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
+    let dir = docs.join("benchmarks");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.png"));
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(std::fs::File::create(&path)?), WIDTH as u32, HEIGHT as u32);

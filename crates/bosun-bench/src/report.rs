@@ -2,7 +2,7 @@
 //! command, the commit and the machine that produced them.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The figures of one scenario run.
 pub struct Report {
@@ -36,9 +36,9 @@ impl Report {
         table
     }
 
-    /// Appends the run to `docs/benchmarks.md` (its last section, `## Runs`).
-    pub fn record(&self, command: &str) -> anyhow::Result<PathBuf> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
+    /// Appends the run to `benchmarks.md` in `docs` (its last section, `## Runs`).
+    pub fn record(&self, docs: &Path, command: &str) -> anyhow::Result<PathBuf> {
+        let path = docs.join("benchmarks.md");
         let commit = std::process::Command::new("git")
             .args(["rev-parse", "--short", "HEAD"])
             .output()
