@@ -102,7 +102,22 @@ fn without_ignored_flags(args: impl Iterator<Item = String>) -> (Vec<String>, Ve
     (kept, ignored)
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed with their causes, one per line, and without a backtrace even when
+/// `RUST_BACKTRACE` is set: they are the user's to read, not a crash report.
+fn main() -> std::process::ExitCode {
+    match run_command() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command() -> anyhow::Result<()> {
     let (args, ignored) = without_ignored_flags(std::env::args());
     let cli = Cli::parse_from(args);
     logging::init(&cli.logging)?;

@@ -20,7 +20,7 @@ use kube::{Api, Client, ResourceExt};
 pub struct TreeArgs {
     /// The object, as `<resource>/<name>`: plural, singular, kind or short name, optionally
     /// with its group (`podservices/hello`, `cms/shared-config`, `ingress.networking.k8s.io/web`).
-    #[arg(value_name = "RESOURCE/NAME")]
+    #[arg(value_name = "RESOURCE/NAME", value_parser = |target: &str| split_target(target).map(|_| target.to_owned()))]
     target: String,
     /// The object's namespace; the kubeconfig context's namespace when unset. Ignored for
     /// cluster-scoped types.
@@ -104,11 +104,17 @@ struct Node {
     uid: String,
 }
 
+/// `<type>/<name>` as its two parts, both non-empty.
+fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
+    match target.split_once('/') {
+        Some((type_name, name)) if !type_name.is_empty() && !name.is_empty() && !name.contains('/') => Ok((type_name, name)),
+        _ => bail!("{target:?} is not <resource>/<name>, e.g. podservices/hello or configmapsync/shared-config"),
+    }
+}
+
 /// The tree of `<type>/<name>` (in `namespace` if the type is namespaced), as printed lines.
 pub async fn render(client: &Client, target: &str, namespace: &str) -> anyhow::Result<String> {
-    let Some((type_name, name)) = target.split_once('/') else {
-        bail!("{target:?} is not <resource>/<name>, e.g. podservices/hello or configmapsync/shared-config");
-    };
+    let (type_name, name) = split_target(target)?;
     let types = discover(client).await.context("discovering the API server's resource types")?;
     let Some(root_type) = types.iter().find(|candidate| candidate.is_named(type_name)) else {
         bail!("the server has no resource type {type_name:?} (see kubectl api-resources)");
@@ -264,6 +270,16 @@ mod tests {
 
     fn object(value: Value) -> DynamicObject {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn targets_are_resource_slash_name() {
+        assert_eq!(split_target("podservices/hello").unwrap(), ("podservices", "hello"));
+        assert_eq!(split_target("ingress.networking.k8s.io/web").unwrap(), ("ingress.networking.k8s.io", "web"));
+        for bad in ["hello", "podservices/", "/hello", "podservices/a/b"] {
+            let error = split_target(bad).unwrap_err().to_string();
+            assert!(error.contains("is not <resource>/<name>"), "{bad}: {error}");
+        }
     }
 
     #[test]
