@@ -30,6 +30,11 @@ pub struct EngineConfig {
     pub events_qps: f64,
     /// Events per object at once (client-go's 25).
     pub events_burst: u32,
+    /// The largest hook response body read; a larger one fails the sync.
+    pub max_hook_response_bytes: usize,
+    /// Whether hooks may be sent credentials (URL user information, bearer tokens, basic
+    /// auth) over plain `http://`.
+    pub allow_insecure_hook_credentials: bool,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +47,8 @@ impl Default for EngineConfig {
             target_label_selector: None,
             events_qps: 1.0 / 300.0,
             events_burst: 25,
+            max_hook_response_bytes: crate::hooks::DEFAULT_MAX_RESPONSE_BYTES,
+            allow_insecure_hook_credentials: false,
         }
     }
 }
@@ -73,13 +80,19 @@ impl EngineContext {
         EngineContext {
             caches,
             discovery: Discovery::new(client.clone(), config.discovery_interval),
-            hooks: HookClient::new(client.clone(), metrics.clone()),
+            hooks: HookClient::new(client.clone(), metrics.clone(), config.max_hook_response_bytes),
             metrics,
             applier: Applier::new(config.apply_strategy.clone()),
             recorder: EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst),
             client,
             config,
         }
+    }
+
+    /// Publishes how many records per parent and child the engine keeps (`bosun_records`).
+    pub fn count_records(&self) {
+        self.metrics.set_records("hook_etag_responses", self.hooks.etag_records());
+        self.metrics.set_records("server_side_apply_records", self.applier.records());
     }
 
     /// Records the events a hook asked for on `regarding`.

@@ -16,7 +16,9 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::api::{EndpointConfig, Hook};
 use crate::context::EngineContext;
+use crate::hooks::{HookEndpoint, HookKind};
 
 /// Why a controller object cannot run; reported in a `CreateError` event.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +136,7 @@ async fn reconcile<K: HostedKind>(
     };
     let Some(object) = current.filter(|object| object.metadata.deletion_timestamp.is_none() && targeted(object)) else {
         if let Some(old) = running.remove(name) {
-            stop(ctx, name, old).await;
+            stop::<K>(ctx, name, old).await;
         }
         if let Some(spec) = known.get(name) {
             if !K::release(ctx, name, spec).await {
@@ -157,7 +159,7 @@ async fn reconcile<K: HostedKind>(
         return true;
     }
     if let Some(old) = running.remove(name) {
-        stop(ctx, name, old).await;
+        stop::<K>(ctx, name, old).await;
     }
     ctx.event(&reference, false, "Starting", format!("Starting controller {name}")).await;
     match K::start(ctx.clone(), &controller).await {
@@ -176,9 +178,16 @@ async fn reconcile<K: HostedKind>(
     }
 }
 
-async fn stop<R>(ctx: &EngineContext, name: &str, old: Running<R>) {
+/// How long a stopping hosted controller's syncs in flight may take to finish.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Stops a hosted controller once its syncs in flight have finished (or [`STOP_GRACE`] has
+/// passed): a finalizer one of them is adding must land before the finalizers are released.
+async fn stop<K: HostedKind>(ctx: &EngineContext, name: &str, old: Running<K::Running>) {
     ctx.event(&old.reference, false, "Stopping", format!("Stopping controller {name}")).await;
-    drop(old.controller);
+    if tokio::time::timeout(STOP_GRACE, K::stop_gracefully(old.controller)).await.is_err() {
+        tracing::warn!(controller = name, "syncs still running after {STOP_GRACE:?}; stopped them");
+    }
     ctx.event(&old.reference, false, "Stopped", format!("Stopped controller {name}")).await;
     tracing::info!(controller = name, "stopped");
 }
@@ -194,9 +203,7 @@ pub async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer: &str,
                 continue;
             }
         };
-        let objects = ctx.caches.cache(&resolved.resource);
-        objects.wait_synced().await;
-        if let Err(error) = crate::parent::release_finalizer(&ctx.client, &objects, finalizer).await {
+        if let Err(error) = crate::parent::release_finalizer(&ctx.client, &resolved.resource, finalizer).await {
             tracing::warn!(controller = name, %error, "removing its finalizer failed");
             return false;
         }
@@ -291,6 +298,21 @@ async fn run_workers<R: Reconciler>(reconciler: Arc<R>, workers: usize) {
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The endpoint of one of a controller's hooks (`None` if it has none), refused if it is
+/// invalid or would send credentials over plain HTTP without the engine's consent.
+pub fn hook_endpoint(
+    ctx: &EngineContext,
+    kind: HookKind,
+    hook: Option<&Hook>,
+    controller: (&'static str, &str),
+    configs: &[EndpointConfig],
+) -> Result<Option<HookEndpoint>, CreateError> {
+    let Some(hook) = hook else { return Ok(None) };
+    let endpoint = HookEndpoint::new(kind, hook, controller, configs).map_err(CreateError::Invalid)?;
+    endpoint.check_credentials_transport(ctx.config.allow_insecure_hook_credentials).map_err(CreateError::Invalid)?;
+    Ok(Some(endpoint))
 }
 
 /// A hosted controller's resync period: `resyncPeriodSeconds`, else the engine's interval.

@@ -7,8 +7,8 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bosun_runtime::{Cache, ReconcileResult, WorkQueue};
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use bosun_runtime::{ReconcileResult, WorkQueue};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -78,9 +78,30 @@ pub fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
         && new.metadata.deletion_timestamp.is_none()
 }
 
-/// A response's `resyncAfterSeconds` as a delay, if positive.
+/// The shortest and longest delay `resyncAfterSeconds` may ask for: a tiny value must not
+/// become a hot loop, nor a huge one overflow a timer.
+pub const RESYNC_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(24 * 60 * 60));
+
+/// A response's `resyncAfterSeconds` as a delay within [`RESYNC_AFTER_BOUNDS`]; none unless
+/// it is a positive number (as in Metacontroller, zero and negative values ask for none).
 pub fn resync_after(seconds: Option<f64>) -> Option<Duration> {
-    seconds.filter(|seconds| *seconds > 0.0).and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+    let seconds = seconds.filter(|seconds| *seconds > 0.0)?;
+    let (floor, cap) = RESYNC_AFTER_BOUNDS;
+    Some(Duration::try_from_secs_f64(seconds).unwrap_or(cap).clamp(floor, cap))
+}
+
+/// The largest status a hook may ask for, encoded: etcd refuses objects over 1.5 MiB, and the
+/// parent's spec and metadata need room too.
+pub const MAX_STATUS_BYTES: usize = 1024 * 1024;
+
+/// Refuses a status larger than [`MAX_STATUS_BYTES`], which the API server would refuse on
+/// every retry.
+pub fn check_status_size(status: &Value) -> Result<(), String> {
+    let size = serde_json::to_vec(status).map(|encoded| encoded.len()).unwrap_or(usize::MAX);
+    if size > MAX_STATUS_BYTES {
+        return Err(format!("status is {size} bytes encoded; at most {MAX_STATUS_BYTES} are accepted (keep large data in children)"));
+    }
+    Ok(())
 }
 
 /// `related` laid out for a hook of `version`, for a parent in `parent_namespace`.
@@ -112,29 +133,57 @@ pub fn object_api(client: &kube::Client, resource: &ApiResource, object: &Dynami
     }
 }
 
-/// Adds `finalizer` to the parent's finalizers, or removes it.
-pub async fn patch_finalizer(api: &Api<DynamicObject>, parent: &DynamicObject, finalizer: &str, add: bool) -> Result<(), SyncError> {
-    let finalizers = parent.finalizers();
-    let operation = match finalizers.iter().position(|existing| existing == finalizer) {
+/// Attempts at a finalizer change before giving up until the next sync.
+const FINALIZER_ATTEMPTS: usize = 5;
+
+/// Adds `finalizer` to the object's finalizers, or removes it, without losing anyone else's:
+/// the patch tests the exact list it changes (the resourceVersion, when there is no list yet),
+/// and when another client changed it meanwhile the object is read again and the change
+/// retried.
+pub async fn patch_finalizer(api: &Api<DynamicObject>, object: &DynamicObject, finalizer: &str, add: bool) -> Result<(), SyncError> {
+    let mut live: Option<DynamicObject> = None;
+    for _ in 0..FINALIZER_ATTEMPTS {
+        let current = live.as_ref().unwrap_or(object);
+        let Some(operations) = finalizer_operations(current, finalizer, add) else { return Ok(()) };
+        match patch_guarded(api, current, operations, false).await {
+            Err(SyncError::Conflict) => {}
+            done => return done,
+        }
+        live = match api.get_opt(&object.name_any()).await.map_err(|error| SyncError::Parent(Box::new(error)))? {
+            Some(read) if read.uid() == object.uid() => Some(read),
+            _ => return Ok(()),
+        };
+    }
+    Err(SyncError::Conflict)
+}
+
+/// The JSON patch operations that add or remove `finalizer`, guarded; `None` if there is
+/// nothing to do.
+fn finalizer_operations(object: &DynamicObject, finalizer: &str, add: bool) -> Option<Vec<Value>> {
+    let finalizers = object.finalizers();
+    let index = finalizers.iter().position(|existing| existing == finalizer);
+    let guard = if finalizers.is_empty() {
+        json!({ "op": "test", "path": "/metadata/resourceVersion", "value": object.resource_version() })
+    } else {
+        json!({ "op": "test", "path": "/metadata/finalizers", "value": finalizers })
+    };
+    let change = match index {
         None if add && finalizers.is_empty() => json!({ "op": "add", "path": "/metadata/finalizers", "value": [finalizer] }),
         None if add => json!({ "op": "add", "path": "/metadata/finalizers/-", "value": finalizer }),
         Some(index) if !add => json!({ "op": "remove", "path": format!("/metadata/finalizers/{index}") }),
-        _ => return Ok(()),
+        _ => return None,
     };
-    patch_guarded(api, parent, vec![operation], false).await
+    Some(vec![guard, change])
 }
 
-/// Removes `finalizer` from every object in `parents`: once its controller is deleted, nothing
-/// else would ever remove it.
-pub async fn release_finalizer(client: &kube::Client, parents: &Cache, finalizer: &str) -> Result<(), SyncError> {
-    for parent in parents.list() {
-        if parent.finalizers().iter().any(|existing| existing == finalizer) {
-            let api = object_api(client, parents.resource(), &parent);
-            match patch_finalizer(&api, &parent, finalizer, false).await {
-                Ok(()) | Err(SyncError::Conflict) => {}
-                Err(error) => return Err(error),
-            }
-        }
+/// Removes `finalizer` from every object of `resource`: once its controller is deleted,
+/// nothing else would ever remove it. The objects are listed from the API server, not a
+/// cache, so that a finalizer added just before the controller stopped is seen too.
+pub async fn release_finalizer(client: &kube::Client, resource: &ApiResource, finalizer: &str) -> Result<(), SyncError> {
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+    let objects = all.list(&ListParams::default()).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
+    for object in objects.items.iter().filter(|object| object.finalizers().iter().any(|existing| existing == finalizer)) {
+        patch_finalizer(&object_api(client, resource, object), object, finalizer, false).await?;
     }
     Ok(())
 }
@@ -155,9 +204,16 @@ pub async fn patch_guarded(api: &Api<DynamicObject>, parent: &DynamicObject, ope
     match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 422 => Err(SyncError::Conflict),
+        Err(kube::Error::Api(status)) if is_patch_conflict(&status) => Err(SyncError::Conflict),
         Err(error) => Err(SyncError::Parent(Box::new(error))),
     }
+}
+
+/// Whether a refused JSON patch met a concurrent change — a failed `test`, or a path that
+/// another client removed — rather than an invalid result (a bad label value from a hook, say),
+/// which is an error to report, not a conflict to retry quietly.
+pub fn is_patch_conflict(status: &kube::core::Status) -> bool {
+    status.code == 409 || (status.code == 422 && status.details.as_ref().is_none_or(|details| details.causes.is_empty()))
 }
 
 /// After a sync of `key` (started at `started`): counts it under `queue_name`, requeues it as
@@ -177,6 +233,7 @@ pub async fn settle<K: Clone + Eq + Hash + Send + std::fmt::Display + 'static>(
         Err(_) => ReconcileResult::Error,
     };
     ctx.metrics.reconcile(queue_name, result, started.elapsed());
+    ctx.count_records();
     match outcome {
         Ok(resync_after) => {
             queue.forget(key);
@@ -196,5 +253,52 @@ pub async fn settle<K: Clone + Eq + Hash + Send + std::fmt::Display + 'static>(
                 ctx.event(&parent.object_ref(resource), true, "SyncError", format!("Sync error: {error}")).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_finalizers(finalizers: &[&str]) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "p", "resourceVersion": "7", "finalizers": finalizers },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn finalizer_changes_test_the_list_they_change() {
+        let ours = "metacontroller.io/compositecontroller-x";
+        let removal = finalizer_operations(&with_finalizers(&["t/a", ours, "t/b"]), ours, false).unwrap();
+        assert_eq!(removal[0], json!({ "op": "test", "path": "/metadata/finalizers", "value": ["t/a", ours, "t/b"] }));
+        assert_eq!(removal[1], json!({ "op": "remove", "path": "/metadata/finalizers/1" }));
+        let first = finalizer_operations(&with_finalizers(&[]), ours, true).unwrap();
+        assert_eq!(first[0], json!({ "op": "test", "path": "/metadata/resourceVersion", "value": "7" }));
+        let appended = finalizer_operations(&with_finalizers(&["t/a"]), ours, true).unwrap();
+        assert_eq!(appended[1], json!({ "op": "add", "path": "/metadata/finalizers/-", "value": ours }));
+        assert!(finalizer_operations(&with_finalizers(&[ours]), ours, true).is_none());
+        assert!(finalizer_operations(&with_finalizers(&["t/a"]), ours, false).is_none());
+    }
+
+    #[test]
+    fn resync_after_is_bounded() {
+        let (floor, cap) = RESYNC_AFTER_BOUNDS;
+        for none in [None, Some(0.0), Some(-1.0), Some(f64::NAN), Some(f64::NEG_INFINITY)] {
+            assert_eq!(resync_after(none), None, "{none:?}");
+        }
+        assert_eq!(resync_after(Some(1e-9)), Some(floor));
+        assert_eq!(resync_after(Some(2.5)), Some(Duration::from_millis(2500)));
+        for huge in [9_223_372_036_854_775_807.0, 18_446_744_073_709_551_615.0, f64::INFINITY, f64::MAX] {
+            assert_eq!(resync_after(Some(huge)), Some(cap), "{huge}");
+        }
+    }
+
+    #[test]
+    fn large_statuses_are_refused() {
+        assert!(check_status_size(&json!({ "a": "b" })).is_ok());
+        let huge = json!({ "data": "x".repeat(MAX_STATUS_BYTES) });
+        assert!(check_status_size(&huge).unwrap_err().contains("at most"));
     }
 }

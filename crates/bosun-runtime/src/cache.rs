@@ -12,15 +12,23 @@
 //! node), and reads are few — a sync reads its parent and its children, not the whole cache.
 //! Managed fields are dropped on the way in: no controller reads them, and they are often the
 //! largest part of an object.
+//!
+//! An object that cannot be parsed — nested deeper than serde_json's 128 levels, which a
+//! custom resource with `x-kubernetes-preserve-unknown-fields` allows — is left out of the
+//! cache with a warning, instead of failing the whole list, and so the cache, for every other
+//! object of its type.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, TypeMeta};
+use kube::core::DynamicResourceScope;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Deserialize;
 
 /// Identifies an object within its resource type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -437,26 +445,135 @@ impl SharedCaches {
     }
 }
 
+/// An object as the watch delivers it: parsed, or, when it cannot be parsed, its metadata and
+/// why. Lists and watch events are decoded item by item into this, so one unreadable object
+/// costs only itself.
+#[derive(Clone, Debug)]
+enum Watched {
+    Parsed(DynamicObject),
+    Unreadable { metadata: ObjectMeta, error: String },
+}
+
+impl<'de> Deserialize<'de> for Watched {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Capturing the text skips over it without recursion, so no depth limit applies here.
+        let text = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        match serde_json::from_str::<DynamicObject>(text.get()) {
+            Ok(object) => Ok(Watched::Parsed(object)),
+            Err(error) => {
+                // Only what identifies it: `managedFields` mirror the object's shape, depth too.
+                #[derive(Deserialize, Default)]
+                #[serde(rename_all = "camelCase")]
+                struct Identity {
+                    name: Option<String>,
+                    namespace: Option<String>,
+                    uid: Option<String>,
+                    resource_version: Option<String>,
+                }
+                #[derive(Deserialize)]
+                struct IdentityOnly {
+                    #[serde(default)]
+                    metadata: Identity,
+                }
+                let IdentityOnly { metadata } = serde_json::from_str(text.get()).map_err(serde::de::Error::custom)?;
+                let metadata = ObjectMeta {
+                    name: metadata.name,
+                    namespace: metadata.namespace,
+                    uid: metadata.uid,
+                    resource_version: metadata.resource_version,
+                    ..ObjectMeta::default()
+                };
+                Ok(Watched::Unreadable { metadata, error: error.to_string() })
+            }
+        }
+    }
+}
+
+impl Resource for Watched {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(resource: &ApiResource) -> std::borrow::Cow<'_, str> {
+        DynamicObject::group(resource)
+    }
+
+    fn version(resource: &ApiResource) -> std::borrow::Cow<'_, str> {
+        DynamicObject::version(resource)
+    }
+
+    fn kind(resource: &ApiResource) -> std::borrow::Cow<'_, str> {
+        DynamicObject::kind(resource)
+    }
+
+    fn api_version(resource: &ApiResource) -> std::borrow::Cow<'_, str> {
+        DynamicObject::api_version(resource)
+    }
+
+    fn plural(resource: &ApiResource) -> std::borrow::Cow<'_, str> {
+        DynamicObject::plural(resource)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Watched::Parsed(object) => &object.metadata,
+            Watched::Unreadable { metadata, .. } => metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Watched::Parsed(object) => &mut object.metadata,
+            Watched::Unreadable { metadata, .. } => metadata,
+        }
+    }
+}
+
+impl Watched {
+    /// The parsed object; an unreadable one is logged, and its metadata returned.
+    fn readable(self, resource: &ApiResource) -> Result<DynamicObject, ObjectMeta> {
+        match self {
+            Watched::Parsed(object) => Ok(object),
+            Watched::Unreadable { metadata, error } => {
+                let key = ObjectKey { namespace: metadata.namespace.clone(), name: metadata.name.clone().unwrap_or_default() };
+                tracing::warn!(kind = %resource.kind, object = %key, %error, "cannot read this object; controllers will not see it");
+                Err(metadata)
+            }
+        }
+    }
+}
+
+/// An object with only `metadata`: enough to find an unreadable object's entry.
+fn stub(metadata: ObjectMeta) -> DynamicObject {
+    DynamicObject { types: None, metadata, data: serde_json::Value::Null }
+}
+
 async fn run_watch(client: Client, cache: Weak<Cache>) {
     let resource = match cache.upgrade() {
         Some(cache) => cache.resource.clone(),
         None => return,
     };
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let api: Api<Watched> = Api::all_with(client, &resource);
     let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut listing: Option<Vec<DynamicObject>> = None;
     while let Some(event) = events.next().await {
         let Some(cache) = cache.upgrade() else { return };
         match event {
             Ok(watcher::Event::Init) => listing = Some(Vec::new()),
-            Ok(watcher::Event::InitApply(mut object)) => {
-                // Dropped now, not when the list completes: a relist holds every object at once.
-                object.metadata.managed_fields = None;
-                listing.get_or_insert_with(Vec::new).push(object)
+            Ok(watcher::Event::InitApply(object)) => {
+                if let Ok(mut object) = object.readable(&resource) {
+                    // Dropped now, not when the list completes: a relist holds every object at once.
+                    object.metadata.managed_fields = None;
+                    listing.get_or_insert_with(Vec::new).push(object)
+                }
             }
             Ok(watcher::Event::InitDone) => cache.replace(listing.take().unwrap_or_default()),
-            Ok(watcher::Event::Apply(object)) => cache.apply(object),
-            Ok(watcher::Event::Delete(object)) => cache.delete(object),
+            Ok(watcher::Event::Apply(object)) => match object.readable(&resource) {
+                Ok(object) => cache.apply(object),
+                // What the cache held of it is outdated: controllers must not act on it.
+                Err(metadata) => cache.delete(stub(metadata)),
+            },
+            Ok(watcher::Event::Delete(Watched::Parsed(object))) => cache.delete(object),
+            Ok(watcher::Event::Delete(Watched::Unreadable { metadata, .. })) => cache.delete(stub(metadata)),
             Err(error) => {
                 tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying")
             }
@@ -512,6 +629,30 @@ mod tests {
         assert!(!store.indexes["owner"].entries.contains_key("u1"));
         let fresh = store.empty_like();
         assert!(fresh.indexes["owner"].entries.is_empty() && fresh.objects.is_empty());
+    }
+
+    #[test]
+    fn an_object_nested_too_deep_costs_only_itself() {
+        let mut deep = json!("bottom");
+        for _ in 0..200 {
+            deep = json!({ "nested": deep });
+        }
+        let list = json!({
+            "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "5" },
+            "items": [
+                { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "fine", "namespace": "a" } },
+                {
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": { "name": "deep", "namespace": "a", "managedFields": [{ "fieldsV1": deep.clone() }] },
+                "spec": deep,
+            },
+            ],
+        });
+        let decoded: kube::core::ObjectList<Watched> = serde_json::from_str(&list.to_string()).unwrap();
+        assert!(matches!(&decoded.items[0], Watched::Parsed(object) if object.name_any() == "fine"));
+        let Watched::Unreadable { metadata, error } = &decoded.items[1] else { panic!("the deep object parsed") };
+        assert_eq!(metadata.name.as_deref(), Some("deep"));
+        assert!(error.contains("recursion limit"), "{error}");
     }
 
     #[test]

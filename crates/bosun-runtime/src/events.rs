@@ -29,12 +29,24 @@ pub enum EventType {
     Warning,
 }
 
-/// The API server refuses longer notes.
+/// The API server refuses notes of more bytes.
 const MAX_NOTE: usize = 1024;
 /// How long a repeat is folded into the same event.
 const SERIES_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// Bound on remembered events.
 const MAX_REMEMBERED: usize = 4096;
+
+/// `note` cut to at most [`MAX_NOTE`] bytes, on a character boundary.
+fn truncate_note(note: &str) -> &str {
+    if note.len() <= MAX_NOTE {
+        return note;
+    }
+    let mut end = MAX_NOTE;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    &note[..end]
+}
 
 #[derive(Hash, PartialEq, Eq, Clone)]
 struct SeriesKey {
@@ -95,7 +107,7 @@ impl EventRecorder {
         reason: &str,
         note: &str,
     ) -> Result<(), kube::Error> {
-        let note: String = note.chars().take(MAX_NOTE).collect();
+        let note = truncate_note(note).to_owned();
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
         let object: ObjectKey =
             (regarding.api_version.clone(), regarding.kind.clone(), regarding.namespace.clone(), regarding.uid.clone().or_else(|| regarding.name.clone()));
@@ -165,5 +177,20 @@ impl EventRecorder {
             Series { name: created.metadata.name.unwrap_or_default(), count: 1, last: Instant::now() },
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_at_1024_bytes_on_a_character_boundary() {
+        assert_eq!(truncate_note("short"), "short");
+        let accented = "é".repeat(600);
+        let cut = truncate_note(&accented);
+        assert!(cut.len() == MAX_NOTE && cut.chars().all(|c| c == 'é'));
+        let odd = format!("a{}", "é".repeat(600));
+        assert_eq!(truncate_note(&odd).len(), 1023, "the character across the limit is dropped whole");
     }
 }

@@ -96,6 +96,7 @@ struct Families {
     queue_retries: Family<QueueLabels, Counter>,
     leader: Family<QueueLabels, Gauge>,
     rest_requests: Family<RestLabels, Counter>,
+    records: Family<QueueLabels, Gauge>,
 }
 
 /// The process's metrics registry and the families bosun records.
@@ -136,6 +137,7 @@ impl Metrics {
             queue_retries: Family::default(),
             leader: Family::default(),
             rest_requests: Family::default(),
+            records: Family::default(),
         };
         registry.register(
             "controller_runtime_reconcile",
@@ -164,6 +166,11 @@ impl Metrics {
             "rest_client_requests",
             "Number of HTTP requests to the API server, partitioned by status code, method, and host",
             families.rest_requests.clone(),
+        );
+        registry.register(
+            "bosun_records",
+            "Entries kept in memory per parent, child or controller, by kind of record; they must return to zero when those go",
+            families.records.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector { started: Instant::now() }));
         Metrics { registry: Arc::new(Mutex::new(registry)), families: Arc::new(families) }
@@ -219,6 +226,11 @@ impl Metrics {
             adds: self.families.queue_adds.get_or_create(&labels).clone(),
             retries: self.families.queue_retries.get_or_create(&labels).clone(),
         }
+    }
+
+    /// Sets `bosun_records{name}`: how many records of kind `name` are kept.
+    pub fn set_records(&self, name: &str, count: usize) {
+        self.families.records.get_or_create(&QueueLabels { name: name.to_owned() }).set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Sets `leader_election_master_status{name}`.

@@ -18,6 +18,9 @@ use tokio::time::Instant;
 
 use crate::metrics::QueueMetrics;
 
+/// The longest delay [`WorkQueue::add_after`] waits; longer ones are cut to it.
+const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Per-key exponential backoff with jitter.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -123,7 +126,8 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         if delay.is_zero() {
             return self.add(key);
         }
-        let due = Instant::now() + delay;
+        // Far beyond any sensible delay, and far from overflowing an Instant.
+        let due = Instant::now() + delay.min(MAX_DELAY);
         {
             let mut state = self.lock();
             if state.shut_down || state.scheduled.get(&key).is_some_and(|earlier| *earlier <= due) {

@@ -327,6 +327,10 @@ impl ControlPlane {
                     format!("--kubeconfig={}", kubeconfig_path.display()),
                     format!("--controllers={}", controllers.join(",")),
                     "--leader-elect=false".to_owned(),
+                    // client-go's 20 requests/s would make garbage collection of a thousand
+                    // children take most of a minute.
+                    "--kube-api-qps=200".to_owned(),
+                    "--kube-api-burst=400".to_owned(),
                     "--bind-address=127.0.0.1".to_owned(),
                     format!("--secure-port={port}"),
                     // The loopback serving certificate, so that its health is probed over verified TLS.

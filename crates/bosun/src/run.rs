@@ -141,6 +141,15 @@ pub struct EngineArgs {
     /// Events per object at once.
     #[arg(long, default_value_t = 25, value_name = "N")]
     events_burst: u32,
+    /// The largest hook response body read, in bytes; a hook answering more fails its sync
+    /// with "response too large", and nothing is changed.
+    #[arg(long, default_value_t = bosun_engine::hooks::DEFAULT_MAX_RESPONSE_BYTES, value_name = "BYTES")]
+    max_hook_response_bytes: usize,
+    /// Let hooks be sent credentials (a `user:password@` URL, bearer tokens, basic auth) over
+    /// plain http://, where anyone on the network path can read them. Without it, such
+    /// controllers fail to start with a CreateError event.
+    #[arg(long)]
+    allow_insecure_hook_credentials: bool,
 }
 
 impl EngineArgs {
@@ -161,6 +170,8 @@ impl EngineArgs {
             target_label_selector: (!bosun_engine::selector::is_empty(&selector)).then_some(selector),
             events_qps: self.events_qps,
             events_burst: self.events_burst,
+            max_hook_response_bytes: self.max_hook_response_bytes,
+            allow_insecure_hook_credentials: self.allow_insecure_hook_credentials,
         }
     }
 }

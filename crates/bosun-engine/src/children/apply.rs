@@ -165,6 +165,16 @@ impl Applier {
         Applier { strategy, applied: Mutex::default() }
     }
 
+    /// Drops the record of the last apply to `child`: it is gone.
+    pub fn forget(&self, child_type: &ChildType, child: &DynamicObject) {
+        self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&Self::record_key(child_type, &key_of(child)));
+    }
+
+    /// How many applies are remembered.
+    pub fn records(&self) -> usize {
+        self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
     fn record_key(child_type: &ChildType, key: &str) -> (String, String) {
         (format!("{}/{}", child_type.resource.api_version, child_type.resource.plural), key.to_owned())
     }

@@ -3,8 +3,19 @@
 //! its selector, and *releases* the objects it controls that no longer match, so another
 //! parent can adopt them. Objects controlled by someone else are never touched.
 //!
-//! Adoption and release are JSON patches with a `test` of the `resourceVersion`: they change
-//! only the owner references, and fail rather than overwrite a concurrent change.
+//! Claiming happens in two steps. [`Claimant::claim`] only reads: it finds what the parent
+//! controls, what it would adopt and what it would release, and the hook is shown the
+//! controlled and adoptable objects. Only once the hook has answered and its response has been
+//! validated does [`Claim::settle`] write — so a failing hook changes nothing, not even owner
+//! references, and nothing is adopted that the hook did not see. Adoption and release are JSON
+//! patches with a `test` of the `resourceVersion`: they change only the owner references, and
+//! fail rather than overwrite a concurrent change; an object whose adoption fails is left out
+//! of the sync.
+//!
+//! A selector that matches an object without labels (empty, or only `DoesNotExist` and
+//! `NotIn` requirements) adopts nothing: it would hand the parent's author every unlabelled
+//! object of the child types in the namespace — Secrets an administrator made, say — to
+//! delete with the engine's rights.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,8 +56,9 @@ pub struct Claimant<'a> {
     pub owner: &'a Value,
     /// Which children it selects.
     pub selector: &'a LabelSelector,
-    /// Whether adoption is allowed: the parent exists, is not being deleted, and an uncached
-    /// read confirmed both (Metacontroller's check against adopting for a deleted parent).
+    /// Whether adoption is allowed: the parent exists, is not being deleted, an uncached read
+    /// confirmed both (Metacontroller's check against adopting for a deleted parent), and its
+    /// selector passes [`may_adopt_with`].
     pub may_adopt: bool,
 }
 
@@ -59,51 +71,81 @@ fn controller_index(object: &DynamicObject) -> Option<usize> {
     object.owner_references().iter().position(|reference| reference.controller == Some(true))
 }
 
+/// Whether `selector` may adopt: it requires some label, so unlabelled objects are safe.
+pub fn may_adopt_with(selector: &LabelSelector) -> Result<bool, ClaimError> {
+    Ok(!selector::matches(selector, &BTreeMap::new())?)
+}
+
+/// What a parent claims of one child type, before anything is written.
+#[derive(Default)]
+pub struct Claim {
+    /// The objects it controls that still match its selector.
+    pub controlled: Vec<Arc<DynamicObject>>,
+    /// Orphans it would adopt.
+    pub adoptable: Vec<Arc<DynamicObject>>,
+    /// Objects it controls that no longer match its selector.
+    pub releasable: Vec<Arc<DynamicObject>>,
+}
+
+impl Claim {
+    /// The objects the hook is shown: controlled and adoptable.
+    pub fn observed(&self) -> impl Iterator<Item = &Arc<DynamicObject>> {
+        self.controlled.iter().chain(&self.adoptable)
+    }
+
+    /// Releases and adopts as claimed, after the hook has answered; returns the children the
+    /// parent controls now. An orphan that changed or vanished meanwhile is left out: its
+    /// watch event brings a new sync.
+    pub async fn settle(self, claimant: &Claimant<'_>, client: &kube::Client, child_type: &ChildType) -> Result<Vec<Arc<DynamicObject>>, ClaimError> {
+        for child in &self.releasable {
+            if let Some(index) = controller_index(child) {
+                let operation = json!({ "op": "remove", "path": format!("/metadata/ownerReferences/{index}") });
+                claimant.patch(client, child_type, child, "releasing", operation).await?;
+            }
+        }
+        let mut claimed = self.controlled;
+        for orphan in &self.adoptable {
+            let operation = if orphan.metadata.owner_references.is_some() {
+                json!({ "op": "add", "path": "/metadata/ownerReferences/-", "value": claimant.owner })
+            } else {
+                json!({ "op": "add", "path": "/metadata/ownerReferences", "value": [claimant.owner] })
+            };
+            if let Some(adopted) = claimant.patch(client, child_type, orphan, "adopting", operation).await? {
+                claimed.push(Arc::new(adopted));
+            }
+        }
+        Ok(claimed)
+    }
+}
+
 impl Claimant<'_> {
-    /// The children of `child_type` this parent controls after adopting and releasing.
-    pub async fn claim(&self, client: &kube::Client, child_type: &ChildType) -> Result<Vec<Arc<DynamicObject>>, ClaimError> {
+    /// What this parent claims of `child_type`; reads the cache only.
+    pub fn claim(&self, child_type: &ChildType) -> Result<Claim, ClaimError> {
         let uid = self.parent.uid().unwrap_or_default();
         let parent_namespace = self.parent.namespace();
         let deleting = self.parent.metadata.deletion_timestamp.is_some();
-        let mut claimed = Vec::new();
+        let mut claim = Claim::default();
         for child in child_type.cache.controlled_by(&uid) {
             // A namespaced parent can only own children in its own namespace.
             if parent_namespace.is_some() && child.namespace() != parent_namespace {
                 continue;
             }
             if deleting || selector::matches(self.selector, labels_of(&child))? {
-                claimed.push(child);
-            } else if let Some(index) = controller_index(&child) {
-                self.patch(client, child_type, &child, "releasing", json!({ "op": "remove", "path": format!("/metadata/ownerReferences/{index}") }))
-                    .await?;
+                claim.controlled.push(child);
+            } else {
+                claim.releasable.push(child);
             }
         }
         if !self.may_adopt {
-            return Ok(claimed);
+            return Ok(claim);
         }
-        let orphans = if child_type.namespaced {
-            child_type.cache.orphans(Some(parent_namespace.as_deref().unwrap_or_default()))
-        } else {
-            child_type.cache.orphans(Some(""))
-        };
-        for orphan in orphans {
-            if orphan.metadata.deletion_timestamp.is_some() || !selector::matches(self.selector, labels_of(&orphan))? {
-                continue;
-            }
-            // A cluster-scoped parent adopts across namespaces; a namespaced one only its own.
-            if parent_namespace.is_some() && orphan.namespace() != parent_namespace {
-                continue;
-            }
-            let operation = if orphan.metadata.owner_references.is_some() {
-                json!({ "op": "add", "path": "/metadata/ownerReferences/-", "value": self.owner })
-            } else {
-                json!({ "op": "add", "path": "/metadata/ownerReferences", "value": [self.owner] })
-            };
-            if let Some(adopted) = self.patch(client, child_type, &orphan, "adopting", operation).await? {
-                claimed.push(Arc::new(adopted));
+        let scope = if child_type.namespaced { parent_namespace.as_deref().unwrap_or_default() } else { "" };
+        for orphan in child_type.cache.orphans(Some(scope)) {
+            if orphan.metadata.deletion_timestamp.is_none() && selector::matches(self.selector, labels_of(&orphan))? {
+                claim.adoptable.push(orphan);
             }
         }
-        Ok(claimed)
+        Ok(claim)
     }
 
     /// Applies one owner-reference operation, guarded by the child's resourceVersion.

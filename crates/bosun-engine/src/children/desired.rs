@@ -43,8 +43,8 @@ pub struct Rules<'a> {
 }
 
 /// Validates every desired child before any is written: a declared type, a name, namespace
-/// rules (a namespaced parent owns children in its own namespace only), labels matching the
-/// selector, no duplicates. Server-owned metadata and `status` are dropped.
+/// rules (a namespaced parent owns children in its own namespace only, and no cluster-scoped
+/// ones), labels matching the selector, no duplicates. Server-owned metadata and `status` are dropped.
 pub fn validate(types: &[ChildType], parent: &DynamicObject, children: Vec<Value>, rules: &Rules<'_>) -> Result<Vec<DesiredChild>, String> {
     let parent_namespace = parent.namespace();
     let mut seen = HashSet::new();
@@ -67,7 +67,16 @@ pub fn validate(types: &[ChildType], parent: &DynamicObject, children: Vec<Value
                 format!("{described}: {kind} in {api_version} is not one of the {}'s {}", rules.controller, rules.declared_in)
             })?;
         let namespace = match (child_type.namespaced, text(&child["metadata"]["namespace"]), &parent_namespace) {
-            (false, None, _) => None,
+            (false, None, Some(parent_namespace)) => {
+                // The garbage collector cannot delete it, nor can claiming find it again.
+                return Err(format!(
+                    "{described} is cluster-scoped, but its parent is in namespace {parent_namespace:?}: an owner \
+                     reference cannot tie a cluster-scoped object to a namespaced parent, so it could never be \
+                     updated or deleted (declare cluster-scoped {} from a cluster-scoped parent)",
+                    rules.field
+                ));
+            }
+            (false, None, None) => None,
             (false, Some(namespace), _) => {
                 return Err(format!("{described} is cluster-scoped, but has namespace {namespace:?}"));
             }

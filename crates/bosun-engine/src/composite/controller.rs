@@ -111,10 +111,13 @@ impl Hosted {
         }
     }
 
-    fn on_child_event(&self, event: &CacheEvent<'_>) {
+    fn on_child_event(&self, child_type: &ChildType, event: &CacheEvent<'_>) {
         let (old, new) = match event {
             CacheEvent::Applied { old, new } => (*old, Some(*new)),
-            CacheEvent::Deleted(object) => (Some(*object), None),
+            CacheEvent::Deleted(object) => {
+                self.ctx.applier.forget(child_type, object);
+                (Some(*object), None)
+            }
         };
         let mut owned = false;
         for object in old.into_iter().chain(new) {
@@ -199,12 +202,8 @@ impl HostedController {
         }
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
         let name = controller.name_any();
-        let endpoint = |kind, hook: &Option<crate::api::Hook>| {
-            hook.as_ref()
-                .map(|hook| HookEndpoint::new(kind, hook, ("CompositeController", &name), spec.endpoint_configs.as_deref().unwrap_or_default()))
-                .transpose()
-                .map_err(CreateError::Invalid)
-        };
+        let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
+        let endpoint = |kind, hook: &Option<crate::api::Hook>| crate::hosting::hook_endpoint(&ctx, kind, hook.as_ref(), ("CompositeController", &name), configs);
         let sync_hook = endpoint(HookKind::Sync, &hooks.sync)?;
         let finalize_hook = endpoint(HookKind::Finalize, &hooks.finalize)?;
         if sync_hook.is_none() && finalize_hook.is_none() {
@@ -236,11 +235,11 @@ impl HostedController {
                 hosted.on_parent_event(event);
             }
         })));
-        for child in &hosted.children {
+        for index in 0..hosted.children.len() {
             let weak = Arc::downgrade(&hosted);
-            subscriptions.push(child.cache.subscribe(Arc::new(move |event| {
+            subscriptions.push(hosted.children[index].cache.subscribe(Arc::new(move |event| {
                 if let Some(hosted) = weak.upgrade() {
-                    hosted.on_child_event(event);
+                    hosted.on_child_event(&hosted.children[index], event);
                 }
             })));
         }

@@ -63,6 +63,7 @@ impl Hosted {
     pub async fn sync(&self, key: &ObjectKey) -> Result<Option<Duration>, SyncError> {
         let Some(parent) = self.parents.get(key) else {
             self.related.forget(key);
+            self.ctx.hooks.forget(&self.parent.resource.kind, key);
             return Ok(None);
         };
         let finalizer = self.finalizer();
@@ -80,6 +81,10 @@ impl Hosted {
             }
             _ => {}
         }
+        if deleting && self.finalize_hook.is_some() && !has_finalizer {
+            // Finalized already, or never started: the parent is going, and its children with it.
+            return Ok(None);
+        }
         let finalizing = self.finalize_hook.is_some() && (deleting || !handled);
         let Some(hook) = (if finalizing { &self.finalize_hook } else { &self.sync_hook }) else {
             return Ok(None);
@@ -87,24 +92,18 @@ impl Hosted {
 
         let selector = self.child_selector(&parent)?;
         let owner = controller_reference(&parent, &self.parent.resource);
-        let mut observed: Vec<Vec<Arc<DynamicObject>>> = Vec::with_capacity(self.children.len());
-        let may_adopt = !deleting && self.has_adoptable_orphans(&parent, &selector)? && self.parent_is_live(&parent).await?;
+        let may_adopt = !deleting
+            && children::claim::may_adopt_with(&selector)?
+            && self.has_adoptable_orphans(&parent, &selector)?
+            && self.parent_is_live(&parent).await?;
         let claimant = Claimant { parent: &parent, owner: &owner, selector: &selector, may_adopt };
-        for child_type in &self.children {
-            observed.push(claimant.claim(&self.ctx.client, child_type).await?);
-        }
+        let claims = self.children.iter().map(|child_type| claimant.claim(child_type)).collect::<Result<Vec<_>, ClaimError>>()?;
 
         let related = self.related.gather(key, &parent).await?;
         let parent_namespace = parent.namespace();
         let mut children = ObjectMaps::new();
-        for (child_type, objects) in self.children.iter().zip(&observed) {
-            hooks::insert_objects(
-                &mut children,
-                &child_type.group_key,
-                hook.version,
-                parent_namespace.as_deref(),
-                objects.iter().map(Arc::as_ref),
-            );
+        for (child_type, claim) in self.children.iter().zip(&claims) {
+            hooks::insert_objects(&mut children, &child_type.group_key, hook.version, parent_namespace.as_deref(), claim.observed().map(Arc::as_ref));
         }
         let request = SyncRequest {
             controller: &self.controller_json,
@@ -132,8 +131,14 @@ impl Hosted {
             Some(status @ Value::Object(_)) => status,
             Some(other) => return Err(invalid(format!("status must be an object, not {other}"))),
         };
+        crate::parent::check_status_size(&status).map_err(invalid)?;
         let resync_after = crate::parent::resync_after(response.resync_after_seconds);
 
+        // The response is valid: only now are owner references written.
+        let mut observed: Vec<Vec<Arc<DynamicObject>>> = Vec::with_capacity(self.children.len());
+        for (child_type, claim) in self.children.iter().zip(claims) {
+            observed.push(claim.settle(&claimant, &self.ctx.client, child_type).await?);
+        }
         if finalizing && response.finalized == Some(true) && has_finalizer {
             self.patch_finalizers(&parent, false).await?;
         }

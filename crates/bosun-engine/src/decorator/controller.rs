@@ -103,10 +103,13 @@ impl Decorated {
     }
 
     /// An attachment changed: queue the target that controls it, if it is one of ours.
-    fn on_attachment_event(&self, event: &CacheEvent<'_>) {
+    fn on_attachment_event(&self, attachment_type: &ChildType, event: &CacheEvent<'_>) {
         let (old, new) = match event {
             CacheEvent::Applied { old, new } => (*old, Some(*new)),
-            CacheEvent::Deleted(object) => (Some(*object), None),
+            CacheEvent::Deleted(object) => {
+                self.ctx.applier.forget(attachment_type, object);
+                (Some(*object), None)
+            }
         };
         for attachment in old.into_iter().chain(new) {
             if attachment.annotations().get(DECORATOR_ANNOTATION) != Some(&self.name) {
@@ -214,12 +217,8 @@ impl DecoratorRunning {
             });
         }
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
-        let endpoint = |kind, hook: &Option<crate::api::Hook>| {
-            hook.as_ref()
-                .map(|hook| HookEndpoint::new(kind, hook, ("DecoratorController", &name), spec.endpoint_configs.as_deref().unwrap_or_default()))
-                .transpose()
-                .map_err(CreateError::Invalid)
-        };
+        let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
+        let endpoint = |kind, hook: &Option<crate::api::Hook>| crate::hosting::hook_endpoint(&ctx, kind, hook.as_ref(), ("DecoratorController", &name), configs);
         let sync_hook = endpoint(HookKind::Sync, &hooks.sync)?;
         let finalize_hook = endpoint(HookKind::Finalize, &hooks.finalize)?;
         if sync_hook.is_none() && finalize_hook.is_none() {
@@ -251,11 +250,11 @@ impl DecoratorRunning {
                 }
             })));
         }
-        for attachment in &decorated.attachments {
+        for index in 0..decorated.attachments.len() {
             let weak = Arc::downgrade(&decorated);
-            subscriptions.push(attachment.cache.subscribe(Arc::new(move |event| {
+            subscriptions.push(decorated.attachments[index].cache.subscribe(Arc::new(move |event| {
                 if let Some(decorated) = weak.upgrade() {
-                    decorated.on_attachment_event(event);
+                    decorated.on_attachment_event(&decorated.attachments[index], event);
                 }
             })));
         }

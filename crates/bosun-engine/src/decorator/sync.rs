@@ -81,9 +81,11 @@ fn changes(field: &str, value: Option<Value>) -> Result<BTreeMap<String, Option<
     }
 }
 
-/// JSON patch operations that apply `changes` to the map at `path` (`/metadata/labels`), key
-/// by key, given its `current` content.
-fn map_operations(path: &str, current: &BTreeMap<String, String>, exists: bool, changes: &BTreeMap<String, Option<String>>) -> Vec<Value> {
+/// JSON patch operations that apply `changes` to the map at `path` (`/metadata/labels`) of
+/// `target`, key by key, given its `current` content. Keys others set are never touched: a
+/// map that does not exist yet is created only if the target's resourceVersion is still the
+/// one read, so a map another client added meanwhile is not replaced.
+fn map_operations(path: &str, target: &DynamicObject, current: &BTreeMap<String, String>, exists: bool, changes: &BTreeMap<String, Option<String>>) -> Vec<Value> {
     let escape = |key: &str| key.replace('~', "~0").replace('/', "~1");
     let mut operations = Vec::new();
     for (key, value) in changes {
@@ -97,6 +99,7 @@ fn map_operations(path: &str, current: &BTreeMap<String, String>, exists: bool, 
     }
     if !exists && !operations.is_empty() {
         operations.insert(0, json!({ "op": "add", "path": path, "value": {} }));
+        operations.insert(0, json!({ "op": "test", "path": "/metadata/resourceVersion", "value": target.resource_version() }));
     }
     operations
 }
@@ -108,6 +111,7 @@ impl Decorated {
         let resource = &target_type.resolved.resource;
         let Some(target) = target_type.cache.get(&key.key) else {
             self.related.forget(key);
+            self.ctx.hooks.forget(&resource.kind, &key.key);
             return Ok(None);
         };
         let finalizer = self.finalizer();
@@ -122,6 +126,10 @@ impl Decorated {
             (Some(_), false) if handled && !deleting => patch_finalizer(&api, &target, &finalizer, true).await?,
             (None, true) => return patch_finalizer(&api, &target, &finalizer, false).await.map(|()| None),
             _ => {}
+        }
+        if deleting && self.finalize_hook.is_some() && !has_finalizer {
+            // Finalized already, or never started: the target is going, its attachments with it.
+            return Ok(None);
         }
         let finalizing = self.finalize_hook.is_some() && (deleting || !handled);
         let Some(hook) = (if finalizing { &self.finalize_hook } else { &self.sync_hook }) else {
@@ -181,6 +189,9 @@ impl Decorated {
             Some(status @ Value::Object(_)) => Some(status),
             Some(other) => return Err(invalid(format!("status must be an object (or null to leave it), not {other}"))),
         };
+        if let Some(status) = &status {
+            crate::parent::check_status_size(status).map_err(invalid)?;
+        }
         let events = hooks::hook_events(response.events).map_err(invalid)?;
         let resync_after = crate::parent::resync_after(response.resync_after_seconds);
 
@@ -197,9 +208,9 @@ impl Decorated {
             Ok(())
         };
 
-        let mut operations = map_operations("/metadata/labels", target.labels(), target.metadata.labels.is_some(), &labels);
+        let mut operations = map_operations("/metadata/labels", &target, target.labels(), target.metadata.labels.is_some(), &labels);
         let annotations_exist = target.metadata.annotations.is_some();
-        operations.extend(map_operations("/metadata/annotations", target.annotations(), annotations_exist, &annotations));
+        operations.extend(map_operations("/metadata/annotations", &target, target.annotations(), annotations_exist, &annotations));
         if let Some(status) = status.filter(|status| target.data.get("status") != Some(status)) {
             let operation = json!({ "op": "add", "path": "/status", "value": status });
             if target_type.resolved.has_status {
@@ -232,7 +243,11 @@ mod tests {
             ("absent".to_owned(), None),
             ("example.com/new".to_owned(), Some("y".to_owned())),
         ]);
-        let operations = map_operations("/metadata/labels", &current, true, &changes);
+        let target: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "t", "resourceVersion": "9" },
+        }))
+        .unwrap();
+        let operations = map_operations("/metadata/labels", &target, &current, true, &changes);
         assert_eq!(
             operations,
             vec![
@@ -241,9 +256,10 @@ mod tests {
             ]
         );
         let unchanged = BTreeMap::from([("keep".to_owned(), Some("1".to_owned()))]);
-        assert!(map_operations("/metadata/labels", &current, true, &unchanged).is_empty(), "no write when nothing changes");
-        let first = map_operations("/metadata/annotations", &BTreeMap::new(), false, &BTreeMap::from([("a".to_owned(), Some("b".to_owned()))]));
-        assert_eq!(first[0], json!({ "op": "add", "path": "/metadata/annotations", "value": {} }));
+        assert!(map_operations("/metadata/labels", &target, &current, true, &unchanged).is_empty(), "no write when nothing changes");
+        let first = map_operations("/metadata/annotations", &target, &BTreeMap::new(), false, &BTreeMap::from([("a".to_owned(), Some("b".to_owned()))]));
+        assert_eq!(first[0], json!({ "op": "test", "path": "/metadata/resourceVersion", "value": "9" }), "a new map replaces none");
+        assert_eq!(first[1], json!({ "op": "add", "path": "/metadata/annotations", "value": {} }));
     }
 
     #[test]

@@ -47,12 +47,14 @@ impl std::fmt::Display for HookKind {
 }
 
 /// A hook ready to be called: its URL, timeout, version and decoding mode.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HookEndpoint {
     /// Which hook this is.
     pub kind: HookKind,
-    /// Where to POST.
+    /// Where to POST, with any `user:password@` in it: never print it, print `redacted_url`.
     pub url: Url,
+    /// The URL without credentials, for logs, events, errors and metric labels.
+    pub redacted_url: Url,
     /// The request timeout.
     pub timeout: Duration,
     /// The protocol version.
@@ -67,8 +69,33 @@ pub struct HookEndpoint {
     pub etag: Option<EtagSettings>,
 }
 
+impl std::fmt::Debug for HookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookEndpoint").field("kind", &self.kind).field("url", &self.redacted_url.as_str()).finish_non_exhaustive()
+    }
+}
+
 /// The default hook timeout, as in Metacontroller.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default bound on a hook response's body.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much of a failed response's body an error quotes.
+const QUOTED_BODY_BYTES: usize = 512;
+
+/// The shortest and longest delay a 429's `Retry-After` may ask for: `0` must not become a
+/// hot loop, nor a huge value a parent that is never synced again.
+pub const RETRY_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10 * 60));
+
+/// `url` without its user information (`user:password@`), which may hold credentials.
+pub fn redact(url: &Url) -> Url {
+    let mut redacted = url.clone();
+    // Only URLs that cannot have a host refuse these, and hook URLs have one.
+    let _ = redacted.set_username("");
+    let _ = redacted.set_password(None);
+    redacted
+}
 
 impl HookEndpoint {
     /// Resolves a hook of the controller of type `controller.0` named `controller.1`, with the
@@ -86,9 +113,10 @@ impl HookEndpoint {
             ),
             _ => return Err(format!("the {kind} hook's webhook needs either url, or service and path")),
         };
-        let url = Url::parse(&url).map_err(|error| format!("the {kind} hook's URL {url:?} is not valid: {error}"))?;
+        // The text is not quoted: it may hold a password.
+        let url = Url::parse(&url).map_err(|error| format!("the {kind} hook's URL is not valid: {error}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("the {kind} hook's URL {url} must be http or https"));
+            return Err(format!("the {kind} hook's URL {} must be http or https", redact(&url)));
         }
         let timeout = match &webhook.timeout {
             None => DEFAULT_TIMEOUT,
@@ -104,12 +132,34 @@ impl HookEndpoint {
             security,
             etag: EtagSettings::of(webhook.etag.as_ref()),
             kind,
+            redacted_url: redact(&url),
             url,
             timeout,
             version,
             mode: unmarshall_mode(version, webhook.response_unmarshall_mode),
             controller: (controller.0, controller.1.to_owned()),
         })
+    }
+
+    /// Whether calls carry credentials: a `user:password@` in the URL, a bearer token or a
+    /// basic-auth password.
+    pub fn sends_credentials(&self) -> bool {
+        let configured = self.security.as_ref().is_some_and(|security| security.authorization.is_some() || security.basic_auth.is_some());
+        configured || !self.url.username().is_empty() || self.url.password().is_some()
+    }
+
+    /// Refuses a hook that would send credentials over plain `http://`, where anyone on the
+    /// path can read them, unless `allow_insecure` (the engine's
+    /// `--allow-insecure-hook-credentials`).
+    pub fn check_credentials_transport(&self, allow_insecure: bool) -> Result<(), String> {
+        if allow_insecure || self.url.scheme() != "http" || !self.sends_credentials() {
+            return Ok(());
+        }
+        Err(format!(
+            "the {} hook {} would send credentials over plain http://; use https (with caBundle if \
+             needed), or start bosun with --allow-insecure-hook-credentials",
+            self.kind, self.redacted_url
+        ))
     }
 }
 
@@ -158,6 +208,16 @@ pub enum HookError {
         /// What is wrong (never the credential itself).
         message: String,
     },
+    /// The response body is larger than the engine accepts (`--max-hook-response-bytes`).
+    #[error("{kind} hook {url}: the response is too large: more than {limit} bytes (see --max-hook-response-bytes)")]
+    TooLarge {
+        /// Which hook.
+        kind: HookKind,
+        /// Its URL.
+        url: Url,
+        /// The limit it exceeded.
+        limit: usize,
+    },
     /// The response body could not be decoded.
     #[error("{kind} hook {url}: {source}")]
     Decode {
@@ -180,23 +240,33 @@ pub struct HookClient {
     credentials: Credentials,
     etags: EtagCache,
     metrics: Metrics,
+    max_response_bytes: usize,
 }
 
 /// Bound on clients kept for distinct TLS material (rotations leave old ones behind).
 const MAX_SECURED_CLIENTS: usize = 64;
 
 fn builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder().user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION")))
+    // A redirect would send the request body, which may hold related Secrets, to another host.
+    reqwest::Client::builder().user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION"))).redirect(reqwest::redirect::Policy::none())
 }
 
 impl HookClient {
     /// A client that verifies HTTPS hooks against the system's trusted roots (or a hook's
-    /// CA bundle), reading credentials through `client`.
-    pub fn new(client: kube::Client, metrics: Metrics) -> Self {
+    /// CA bundle), reading credentials through `client`, and reads at most
+    /// `max_response_bytes` of a response.
+    pub fn new(client: kube::Client, metrics: Metrics, max_response_bytes: usize) -> Self {
         // reqwest is built without a default crypto provider; ring is the one kube uses too.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = builder().build().expect("an HTTP client with the default settings builds");
-        HookClient { http, secured: Mutex::default(), credentials: Credentials::new(client), etags: EtagCache::default(), metrics }
+        HookClient {
+            http,
+            secured: Mutex::default(),
+            credentials: Credentials::new(client),
+            etags: EtagCache::default(),
+            metrics,
+            max_response_bytes,
+        }
     }
 
     /// The HTTP client and `Authorization` header for `security`.
@@ -211,16 +281,14 @@ impl HookClient {
             return Ok((client.clone(), header));
         }
         let mut builder = builder();
-        if let Some(pem) = &material.ca_pem {
+        if let Some(pem) = &material.identity_pem {
+            builder = builder.use_preconfigured_tls(client_certificate_tls(material.ca_pem.as_deref(), pem)?);
+        } else if let Some(pem) = &material.ca_pem {
             let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| "the CA bundle is not valid PEM".to_owned())?;
             if roots.is_empty() {
                 return Err("the CA bundle holds no certificate".into());
             }
             builder = builder.tls_certs_only(roots);
-        }
-        if let Some(pem) = &material.identity_pem {
-            let identity = reqwest::Identity::from_pem(pem).map_err(|_| "the client certificate or key is not valid PEM".to_owned())?;
-            builder = builder.identity(identity);
         }
         let client = builder.build().map_err(|error| format!("building a TLS client: {}", innermost_message(&error)))?;
         let mut secured = self.secured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -231,11 +299,21 @@ impl HookClient {
         Ok((client, header))
     }
 
+    /// Drops what is kept about the object of `kind` at `key`: it is gone.
+    pub fn forget(&self, kind: &str, key: &bosun_runtime::ObjectKey) {
+        self.etags.forget(&super::etag::object_key(kind, key.namespace.as_deref(), &key.name));
+    }
+
+    /// How many responses are kept for ETag replay.
+    pub fn etag_records(&self) -> usize {
+        self.etags.len()
+    }
+
     /// POSTs `body` to the hook, about `object` (the parent or target), and decodes its
     /// response.
     pub async fn call<T: HookResponse>(&self, endpoint: &HookEndpoint, body: Vec<u8>, object: &DynamicObject) -> Result<T, HookError> {
         let kind = endpoint.kind;
-        let url = endpoint.url.clone();
+        let url = endpoint.redacted_url.clone();
         let (http, authorization) = match &endpoint.security {
             None => (self.http.clone(), None),
             Some(security) => self
@@ -244,8 +322,8 @@ impl HookClient {
                 .map_err(|message| HookError::Credentials { kind, url: url.clone(), message })?,
         };
         let etag = endpoint.etag.map(|settings| {
-            let kind_of = object.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default();
-            let key = (url.to_string(), format!("{kind_of}/{}/{}", object.namespace().unwrap_or_default(), object.name_any()));
+            let kind_of = object.types.as_ref().map(|types| types.kind.as_str()).unwrap_or_default();
+            let key = (url.to_string(), super::etag::object_key(kind_of, object.namespace().as_deref(), &object.name_any()));
             (settings, key)
         });
         let request = self.metrics.hook_request(
@@ -253,7 +331,7 @@ impl HookClient {
             HookLabels {
                 controller_name: endpoint.controller.1.clone(),
                 controller_type: endpoint.controller.0.to_owned(),
-                url: url.to_string(),
+                url: endpoint.redacted_url.to_string(),
                 method: "POST".into(),
             },
         );
@@ -261,11 +339,11 @@ impl HookClient {
             let message = if error.is_timeout() {
                 format!("no response within the timeout of {:?}", endpoint.timeout)
             } else {
-                innermost_message(&error)
+                innermost_message(&error.without_url())
             };
-            HookError::Transport { kind, url: endpoint.url.clone(), message }
+            HookError::Transport { kind, url: endpoint.redacted_url.clone(), message }
         };
-        let mut post = http.post(url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).timeout(endpoint.timeout);
+        let mut post = http.post(endpoint.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).timeout(endpoint.timeout);
         if let Some(authorization) = authorization {
             post = post.header(AUTHORIZATION, authorization);
         }
@@ -273,7 +351,7 @@ impl HookClient {
         if let Some(value) = &sent_etag {
             post = post.header(IF_NONE_MATCH, value.clone());
         }
-        let response = post.body(body).send().await.map_err(transport)?;
+        let mut response = post.body(body).send().await.map_err(transport)?;
         let status = response.status().as_u16();
         request.finish(Some(status));
         if sent_etag.is_some()
@@ -287,18 +365,78 @@ impl HookClient {
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|value| parse_retry_after(value.to_str().ok()?));
             return Err(HookError::TooManyRequests { kind, url, retry_after });
         }
-        let bytes = response.bytes().await.map_err(transport)?;
         if status != 200 {
-            let text = String::from_utf8_lossy(&bytes);
-            let body: String = text.chars().take(512).collect();
+            // Only the start is quoted; the rest is not worth reading.
+            let mut quoted = Vec::new();
+            while quoted.len() < QUOTED_BODY_BYTES
+                && let Ok(Some(chunk)) = response.chunk().await
+            {
+                quoted.extend_from_slice(&chunk);
+            }
+            quoted.truncate(QUOTED_BODY_BYTES);
+            let body = String::from_utf8_lossy(&quoted).trim_end_matches(char::REPLACEMENT_CHARACTER).to_owned();
+            let body = if matches!(status, 301..=308) { format!("{body} (redirects are not followed)") } else { body };
             return Err(HookError::Status { kind, url, status, body });
         }
+        let limit = self.max_response_bytes;
+        if response.content_length().is_some_and(|length| length > limit as u64) {
+            return Err(HookError::TooLarge { kind, url, limit });
+        }
+        // Read chunk by chunk, so that a hook streaming without end costs at most the limit.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if bytes.len() + chunk.len() > limit {
+                return Err(HookError::TooLarge { kind, url, limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let bytes = bytes::Bytes::from(bytes);
         let decoded = decode(&bytes, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source })?;
         if let (Some((_, key)), Some(value)) = (etag, response_etag) {
             self.etags.keep(key, value, bytes);
         }
         Ok(decoded)
     }
+}
+
+/// A TLS configuration that presents the client certificate and key in `identity_pem` and
+/// verifies servers against `ca_pem`, else the system's roots. Built here rather than by
+/// reqwest, whose identity check parses the certificate with webpki, which refuses X.509 v1
+/// certificates — what `openssl x509 -req` makes without an extensions file, and what Go's
+/// crypto/tls and OpenSSL accept. The server is still verified as strictly as before.
+fn client_certificate_tls(ca_pem: Option<&[u8]>, identity_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls_platform_verifier::BuilderVerifierExt;
+
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(identity_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| "the client certificate is not valid PEM".to_owned())?;
+    if chain.is_empty() {
+        return Err("the client certificate PEM holds no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(identity_pem).map_err(|_| "the client key is not valid PEM".to_owned())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let signing_key = provider.key_provider.load_private_key(key).map_err(|error| format!("the client key cannot be used: {error}"))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("TLS settings: {error}"))?;
+    let builder = match ca_pem {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate = certificate.map_err(|_| "the CA bundle is not valid PEM".to_owned())?;
+                roots.add(certificate).map_err(|error| format!("the CA bundle: {error}"))?;
+            }
+            if roots.is_empty() {
+                return Err("the CA bundle holds no certificate".into());
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder.with_platform_verifier().map_err(|error| format!("the system's trusted roots: {error}"))?,
+    };
+    let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+    Ok(builder.with_client_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(certified))))
 }
 
 /// The innermost cause of an error, which says what happened ("Connection refused") where the
@@ -311,14 +449,15 @@ fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
     innermost.to_string()
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
+/// `Retry-After` as seconds or as an HTTP date, within [`RETRY_AFTER_BOUNDS`].
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value).ok()?.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO),
+    };
+    let (floor, cap) = RETRY_AFTER_BOUNDS;
+    Some(delay.clamp(floor, cap))
 }
 
 #[cfg(test)]
@@ -352,6 +491,17 @@ mod tests {
 
         let neither = hook(Webhook { path: Some("/sync".into()), ..Default::default() });
         assert!(HookEndpoint::new(HookKind::Sync, &neither, CONTROLLER, &[]).unwrap_err().contains("url, or service and path"));
+        let secret = hook(Webhook { url: Some("http://user:s3cret@hooks.ops/sync".into()), ..Default::default() });
+        let endpoint = HookEndpoint::new(HookKind::Sync, &secret, CONTROLLER, &[]).unwrap();
+        assert_eq!(endpoint.redacted_url.as_str(), "http://hooks.ops/sync");
+        assert!(!format!("{endpoint:?}").contains("s3cret"));
+        let refused = endpoint.check_credentials_transport(false).unwrap_err();
+        assert!(refused.contains("plain http://") && !refused.contains("s3cret"), "{refused}");
+        assert!(endpoint.check_credentials_transport(true).is_ok(), "opted in");
+        let plain = HookEndpoint::new(HookKind::Sync, &by_url, CONTROLLER, &[]).unwrap();
+        assert!(plain.check_credentials_transport(false).is_ok(), "no credentials");
+        let invalid = hook(Webhook { url: Some("http://user:s3cret@[bad/sync".into()), ..Default::default() });
+        assert!(!HookEndpoint::new(HookKind::Sync, &invalid, CONTROLLER, &[]).unwrap_err().contains("s3cret"));
         let bad_timeout = hook(Webhook { url: Some("http://h/".into()), timeout: Some("soon".into()), ..Default::default() });
         assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout, CONTROLLER, &[]).unwrap_err().contains("timeout"));
     }
@@ -362,6 +512,11 @@ mod tests {
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
         let parsed = parse_retry_after(&later).unwrap();
         assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120), "{parsed:?}");
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(120));
+        assert_eq!(parse_retry_after(&past), Some(RETRY_AFTER_BOUNDS.0));
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
+        assert_eq!(parse_retry_after("0"), Some(RETRY_AFTER_BOUNDS.0), "no hot loop");
+        assert_eq!(parse_retry_after("18446744073709551615"), Some(RETRY_AFTER_BOUNDS.1), "no overflow");
     }
 }

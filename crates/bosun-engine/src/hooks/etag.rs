@@ -37,6 +37,11 @@ struct Entry {
     at: Instant,
 }
 
+/// How an entry names the object a response was about: `Kind/namespace/name`.
+pub fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace.unwrap_or_default())
+}
+
 /// Kept responses by (hook URL, object).
 #[derive(Default)]
 pub struct EtagCache {
@@ -74,6 +79,16 @@ impl EtagCache {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).map(|entry| entry.body.clone())
     }
 
+    /// Drops the entries about `object` (as [`object_key`] names it): it is gone.
+    pub fn forget(&self, object: &str) {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(_, about), _| about != object);
+    }
+
+    /// How many entries are kept.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
     /// Keeps `body` with `etag` for `key`.
     pub fn keep(&self, key: (String, String), etag: HeaderValue, body: Bytes) {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, Entry { etag, body, at: Instant::now() });
@@ -102,5 +117,10 @@ mod tests {
         let expired = EtagSettings { ttl: Some(Duration::ZERO), cleanup: None };
         assert!(cache.etag(&expired, &key).is_none(), "an expired entry is not sent, and is swept");
         assert!(cache.body(&key).is_none());
+        cache.keep(key.clone(), HeaderValue::from_static("\"v2\""), Bytes::from_static(b"{}"));
+        cache.forget(&object_key("Thing", Some("ns"), "other"));
+        assert_eq!(cache.len(), 1);
+        cache.forget(&object_key("Thing", Some("ns"), "p"));
+        assert_eq!(cache.len(), 0, "the object went, and its entry with it");
     }
 }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{HookVersion, ResponseUnmarshallMode};
 
-pub use client::{HookClient, HookEndpoint, HookError, HookKind};
+pub use client::{DEFAULT_MAX_RESPONSE_BYTES, HookClient, HookEndpoint, HookError, HookKind, RETRY_AFTER_BOUNDS, redact};
 pub use duration::parse_duration;
 
 /// The outer key of an object map: `Kind.apiVersion`, e.g. `Pod.v1` or `Deployment.apps/v1`.
@@ -123,7 +123,7 @@ pub struct HookEvent {
     pub warning: bool,
     /// A short CamelCase reason.
     pub reason: String,
-    /// The message (longer ones are cut at 1,024 characters, the API server's limit).
+    /// The message (longer ones are cut at 1,024 bytes, the API server's limit).
     pub message: String,
 }
 

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use futures::StreamExt;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
 pub use bosun_testenv::eventually;
 use bosun_testenv::TestEnv;
@@ -70,6 +72,8 @@ pub struct Fixture {
     /// The parent type: namespaced `Thing`, spec and status free-form.
     pub things: ApiResource,
     pub requests: Arc<RequestCounts>,
+    /// The engine's metrics.
+    pub metrics: bosun_runtime::Metrics,
     engine: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -93,6 +97,11 @@ impl Fixture {
 
     /// A fixture whose parent CRD has the status subresource only if `status` is set.
     pub async fn with_parent_crd(strategy: ApplyStrategy, status: bool) -> Fixture {
+        Self::with_config(strategy, status, |_| {}).await
+    }
+
+    /// A fixture whose engine's settings `configure` changes.
+    pub async fn with_config(strategy: ApplyStrategy, status: bool, configure: impl FnOnce(&mut EngineConfig)) -> Fixture {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
         }
@@ -109,14 +118,15 @@ impl Fixture {
             id,
             things,
             requests: Arc::default(),
+            metrics: bosun_runtime::Metrics::new(),
             engine: None,
             stop: None,
         };
-        fixture.start_engine(strategy);
+        fixture.start_engine(strategy, configure);
         fixture
     }
 
-    fn start_engine(&mut self, strategy: ApplyStrategy) {
+    fn start_engine(&mut self, strategy: ApplyStrategy, configure: impl FnOnce(&mut EngineConfig)) {
         let requests = self.requests.clone();
         let counting = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
             *requests.0.lock().unwrap().entry(request.method().to_string()).or_insert(0) += 1;
@@ -126,7 +136,7 @@ impl Fixture {
             .unwrap()
             .with_layer(&counting)
             .build();
-        let config = EngineConfig {
+        let mut config = EngineConfig {
             apply_strategy: strategy,
             discovery_interval: Duration::from_millis(500),
             target_label_selector: Some(
@@ -136,8 +146,9 @@ impl Fixture {
             events_burst: 10_000,
             ..EngineConfig::default()
         };
+        configure(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        self.engine = Some(tokio::spawn(Engine::new(client, config).run(async {
+        self.engine = Some(tokio::spawn(Engine::new(client, config).with_metrics(self.metrics.clone()).run(async {
             let _ = stopped.await;
         })));
         self.stop = Some(stop);
@@ -286,6 +297,12 @@ pub enum Reply {
     Hang(Duration),
     /// This JSON body, after this long.
     Slow(Duration, Value),
+    /// 307 to this URL.
+    Redirect(String),
+    /// 200 with this JSON body and this `ETag`.
+    Tagged(String, Value),
+    /// 200 with a body of `count` copies of `chunk`, each sent `pause` after the one before.
+    Stream { chunk: &'static [u8], count: usize, pause: Duration },
 }
 
 type Script = dyn Fn(&str, &Value) -> Reply + Send + Sync;
@@ -327,21 +344,38 @@ impl HookServer {
                     let reply = script(&hook, &request);
                     let mut headers = HeaderMap::new();
                     match reply {
-                        Reply::Json(value) => (StatusCode::OK, headers, value.to_string()),
-                        Reply::Status(code, body) => (StatusCode::from_u16(code).unwrap(), headers, body),
+                        Reply::Json(value) => (StatusCode::OK, headers, value.to_string()).into_response(),
+                        Reply::Status(code, body) => (StatusCode::from_u16(code).unwrap(), headers, body).into_response(),
                         Reply::TooManyRequests(retry_after) => {
                             if let Some(value) = retry_after {
                                 headers.insert("retry-after", value.parse().unwrap());
                             }
-                            (StatusCode::TOO_MANY_REQUESTS, headers, String::new())
+                            (StatusCode::TOO_MANY_REQUESTS, headers).into_response()
                         }
                         Reply::Hang(duration) => {
                             tokio::time::sleep(duration).await;
-                            (StatusCode::OK, headers, "{}".into())
+                            (StatusCode::OK, headers, "{}").into_response()
                         }
                         Reply::Slow(duration, value) => {
                             tokio::time::sleep(duration).await;
-                            (StatusCode::OK, headers, value.to_string())
+                            (StatusCode::OK, headers, value.to_string()).into_response()
+                        }
+                        Reply::Tagged(etag, value) => {
+                            headers.insert("etag", etag.parse().unwrap());
+                            (StatusCode::OK, headers, value.to_string()).into_response()
+                        }
+                        Reply::Redirect(location) => {
+                            headers.insert("location", location.parse().unwrap());
+                            (StatusCode::TEMPORARY_REDIRECT, headers).into_response()
+                        }
+                        Reply::Stream { chunk, count, pause } => {
+                            let chunks = futures::stream::iter(0..count).then(move |index| async move {
+                                if index > 0 {
+                                    tokio::time::sleep(pause).await;
+                                }
+                                Ok::<_, std::io::Error>(bytes::Bytes::from_static(chunk))
+                            });
+                            (StatusCode::OK, headers, axum::body::Body::from_stream(chunks)).into_response()
                         }
                     }
                 },
