@@ -93,6 +93,7 @@ impl EngineContext {
     pub fn count_records(&self) {
         self.metrics.set_records("hook_etag_responses", self.hooks.etag_records());
         self.metrics.set_records("server_side_apply_records", self.applier.records());
+        self.metrics.set_records("credential_watches", self.hooks.credential_watches());
     }
 
     /// Records the events a hook asked for on `regarding`.

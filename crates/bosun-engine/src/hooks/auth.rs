@@ -6,7 +6,7 @@
 //!
 //! Credentials never appear in logs, events or errors: those name the object and key only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,10 +160,11 @@ impl Drop for Watched {
 }
 
 /// The Secrets and ConfigMaps credentials are read from, each watched by name (so RBAC can
-/// grant exactly those objects) from its first use on.
+/// grant exactly those objects) from its first use on, until no controller that used it runs.
 pub struct Credentials {
     client: kube::Client,
-    watched: Mutex<HashMap<(Source, String, String), Arc<Watched>>>,
+    /// Each watch, and the controllers that read through it.
+    watched: Mutex<HashMap<(Source, String, String), (Arc<Watched>, BTreeSet<String>)>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -178,31 +179,44 @@ impl Credentials {
         Credentials { client, watched: Mutex::default() }
     }
 
-    /// Reads what `security` names.
-    pub async fn material(&self, security: &Security) -> Result<Material, String> {
+    /// Stops the watches that only `user` read through: it has stopped.
+    pub fn release(&self, user: &str) {
+        self.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, (_, users)| {
+            users.remove(user);
+            !users.is_empty()
+        });
+    }
+
+    /// How many Secrets and ConfigMaps are watched.
+    pub fn len(&self) -> usize {
+        self.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    /// Reads what `security` names, for `user` (a controller, until [`Credentials::release`]).
+    pub async fn material(&self, security: &Security, user: &str) -> Result<Material, String> {
         let mut material = Material::default();
         if let Some(bundle) = &security.ca_bundle {
             material.ca_pem = Some(match (&bundle.inline, &bundle.secret_ref, &bundle.config_map_ref) {
                 (Some(inline), _, _) => inline.clone().into_bytes(),
                 (_, Some(reference), _) => {
-                    self.value(Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt")).await?
+                    self.value(user, Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt")).await?
                 }
                 (_, _, Some(reference)) => {
-                    self.value(Source::ConfigMap, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt")).await?
+                    self.value(user, Source::ConfigMap, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt")).await?
                 }
                 _ => return Err("caBundle names no source".into()),
             });
         }
         if let Some(tls) = &security.client_tls {
             let reference = &tls.secret_ref;
-            let mut pem = self.value(Source::Secret, &reference.namespace, &reference.name, tls.cert_key.as_deref().unwrap_or("tls.crt")).await?;
+            let mut pem = self.value(user, Source::Secret, &reference.namespace, &reference.name, tls.cert_key.as_deref().unwrap_or("tls.crt")).await?;
             pem.push(b'\n');
-            pem.extend(self.value(Source::Secret, &reference.namespace, &reference.name, tls.private_key_key.as_deref().unwrap_or("tls.key")).await?);
+            pem.extend(self.value(user, Source::Secret, &reference.namespace, &reference.name, tls.private_key_key.as_deref().unwrap_or("tls.key")).await?);
             material.identity_pem = Some(pem);
         }
         if let Some(authorization) = &security.authorization {
             let reference = &authorization.secret_ref;
-            let token = self.value(Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("token")).await?;
+            let token = self.value(user, Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("token")).await?;
             let token = String::from_utf8(token).map_err(|_| format!("Secret {}/{} is not UTF-8 text", reference.namespace, reference.name))?;
             material.authorization = Some(format!("{} {}", authorization.type_.as_deref().unwrap_or("Bearer"), token.trim()));
         }
@@ -213,8 +227,8 @@ impl Credentials {
             };
             let username_key = basic.username_key.as_deref().unwrap_or("username");
             let password_key = basic.password_key.as_deref().unwrap_or("password");
-            let username = text(self.value(Source::Secret, &reference.namespace, &reference.name, username_key).await?, username_key)?;
-            let password = text(self.value(Source::Secret, &reference.namespace, &reference.name, password_key).await?, password_key)?;
+            let username = text(self.value(user, Source::Secret, &reference.namespace, &reference.name, username_key).await?, username_key)?;
+            let password = text(self.value(user, Source::Secret, &reference.namespace, &reference.name, password_key).await?, password_key)?;
             if username.contains(':') {
                 return Err(format!("the basicAuth username in Secret {}/{} contains ':'", reference.namespace, reference.name));
             }
@@ -225,9 +239,9 @@ impl Credentials {
     }
 
     /// The value of `key` in the Secret or ConfigMap `namespace/name`.
-    async fn value(&self, source: Source, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, String> {
+    async fn value(&self, user: &str, source: Source, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, String> {
         let described = format!("{source:?} {namespace}/{name}");
-        let watched = self.watch(source, namespace, name);
+        let watched = self.watch(user, source, namespace, name);
         let mut data = watched.data.clone();
         let current = tokio::time::timeout(FIRST_READ, data.wait_for(Option::is_some))
             .await
@@ -239,10 +253,11 @@ impl Credentials {
         current.get(key).cloned().ok_or_else(|| format!("{described} has no key {key:?}"))
     }
 
-    fn watch(&self, source: Source, namespace: &str, name: &str) -> Arc<Watched> {
+    fn watch(&self, user: &str, source: Source, namespace: &str, name: &str) -> Arc<Watched> {
         let mut watched = self.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (source, namespace.to_owned(), name.to_owned());
-        if let Some(existing) = watched.get(&key) {
+        if let Some((existing, users)) = watched.get_mut(&key) {
+            users.insert(user.to_owned());
             return existing.clone();
         }
         let (send, data) = watch::channel(None);
@@ -257,7 +272,7 @@ impl Credentials {
             })),
         };
         let entry = Arc::new(Watched { data, task });
-        watched.insert(key, entry.clone());
+        watched.insert(key, (entry.clone(), BTreeSet::from([user.to_owned()])));
         entry
     }
 }

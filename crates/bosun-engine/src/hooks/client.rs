@@ -270,8 +270,8 @@ impl HookClient {
     }
 
     /// The HTTP client and `Authorization` header for `security`.
-    async fn secured(&self, security: &Security) -> Result<(reqwest::Client, Option<HeaderValue>), String> {
-        let material: Material = self.credentials.material(security).await?;
+    async fn secured(&self, security: &Security, user: &str) -> Result<(reqwest::Client, Option<HeaderValue>), String> {
+        let material: Material = self.credentials.material(security, user).await?;
         let header = material.header()?;
         if material.ca_pem.is_none() && material.identity_pem.is_none() {
             return Ok((self.http.clone(), header));
@@ -304,6 +304,16 @@ impl HookClient {
         self.etags.forget(&super::etag::object_key(kind, key.namespace.as_deref(), &key.name));
     }
 
+    /// Stops watching the credentials only the controller of kind `kind` named `name` used.
+    pub fn release_credentials(&self, kind: &str, name: &str) {
+        self.credentials.release(&format!("{kind}/{name}"));
+    }
+
+    /// How many Secrets and ConfigMaps are watched for credentials.
+    pub fn credential_watches(&self) -> usize {
+        self.credentials.len()
+    }
+
     /// How many responses are kept for ETag replay.
     pub fn etag_records(&self) -> usize {
         self.etags.len()
@@ -317,7 +327,7 @@ impl HookClient {
         let (http, authorization) = match &endpoint.security {
             None => (self.http.clone(), None),
             Some(security) => self
-                .secured(security)
+                .secured(security, &format!("{}/{}", endpoint.controller.0, endpoint.controller.1))
                 .await
                 .map_err(|message| HookError::Credentials { kind, url: url.clone(), message })?,
         };
