@@ -528,18 +528,10 @@ impl Resource for Watched {
     }
 }
 
-impl Watched {
-    /// The parsed object; an unreadable one is logged, and its metadata returned.
-    fn readable(self, resource: &ApiResource) -> Result<DynamicObject, ObjectMeta> {
-        match self {
-            Watched::Parsed(object) => Ok(object),
-            Watched::Unreadable { metadata, error } => {
-                let key = ObjectKey { namespace: metadata.namespace.clone(), name: metadata.name.clone().unwrap_or_default() };
-                tracing::warn!(kind = %resource.kind, object = %key, %error, "cannot read this object; controllers will not see it");
-                Err(metadata)
-            }
-        }
-    }
+/// Says that the object `metadata` names cannot be read, and why.
+fn warn_unreadable(resource: &ApiResource, metadata: &ObjectMeta, error: &str) {
+    let key = ObjectKey { namespace: metadata.namespace.clone(), name: metadata.name.clone().unwrap_or_default() };
+    tracing::warn!(kind = %resource.kind, object = %key, %error, "cannot read this object; controllers will not see it");
 }
 
 /// An object with only `metadata`: enough to find an unreadable object's entry.
@@ -559,19 +551,19 @@ async fn run_watch(client: Client, cache: Weak<Cache>) {
         let Some(cache) = cache.upgrade() else { return };
         match event {
             Ok(watcher::Event::Init) => listing = Some(Vec::new()),
-            Ok(watcher::Event::InitApply(object)) => {
-                if let Ok(mut object) = object.readable(&resource) {
-                    // Dropped now, not when the list completes: a relist holds every object at once.
-                    object.metadata.managed_fields = None;
-                    listing.get_or_insert_with(Vec::new).push(object)
-                }
+            Ok(watcher::Event::InitApply(Watched::Parsed(mut object))) => {
+                // Dropped now, not when the list completes: a relist holds every object at once.
+                object.metadata.managed_fields = None;
+                listing.get_or_insert_with(Vec::new).push(object)
             }
+            Ok(watcher::Event::InitApply(Watched::Unreadable { metadata, error })) => warn_unreadable(&resource, &metadata, &error),
             Ok(watcher::Event::InitDone) => cache.replace(listing.take().unwrap_or_default()),
-            Ok(watcher::Event::Apply(object)) => match object.readable(&resource) {
-                Ok(object) => cache.apply(object),
+            Ok(watcher::Event::Apply(Watched::Parsed(object))) => cache.apply(object),
+            Ok(watcher::Event::Apply(Watched::Unreadable { metadata, error })) => {
+                warn_unreadable(&resource, &metadata, &error);
                 // What the cache held of it is outdated: controllers must not act on it.
-                Err(metadata) => cache.delete(stub(metadata)),
-            },
+                cache.delete(stub(metadata))
+            }
             Ok(watcher::Event::Delete(Watched::Parsed(object))) => cache.delete(object),
             Ok(watcher::Event::Delete(Watched::Unreadable { metadata, .. })) => cache.delete(stub(metadata)),
             Err(error) => {

@@ -164,8 +164,14 @@ impl Drop for Watched {
 pub struct Credentials {
     client: kube::Client,
     /// Each watch, and the controllers that read through it.
-    watched: Mutex<HashMap<(Source, String, String), (Arc<Watched>, BTreeSet<String>)>>,
+    watched: Mutex<HashMap<WatchKey, (Arc<Watched>, Users)>>,
 }
+
+/// A watched object: its kind, namespace and name.
+type WatchKey = (Source, String, String);
+
+/// The controllers (`Kind/name`) that read a credential.
+type Users = BTreeSet<String>;
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,7 +194,7 @@ impl Credentials {
     }
 
     /// How many Secrets and ConfigMaps are watched.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 

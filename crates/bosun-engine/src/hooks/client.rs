@@ -311,12 +311,12 @@ impl HookClient {
 
     /// How many Secrets and ConfigMaps are watched for credentials.
     pub fn credential_watches(&self) -> usize {
-        self.credentials.len()
+        self.credentials.count()
     }
 
     /// How many responses are kept for ETag replay.
     pub fn etag_records(&self) -> usize {
-        self.etags.len()
+        self.etags.count()
     }
 
     /// POSTs `body` to the hook, about `object` (the parent or target), and decodes its

@@ -85,7 +85,7 @@ impl EtagCache {
     }
 
     /// How many entries are kept.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 
@@ -119,8 +119,8 @@ mod tests {
         assert!(cache.body(&key).is_none());
         cache.keep(key.clone(), HeaderValue::from_static("\"v2\""), Bytes::from_static(b"{}"));
         cache.forget(&object_key("Thing", Some("ns"), "other"));
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.count(), 1);
         cache.forget(&object_key("Thing", Some("ns"), "p"));
-        assert_eq!(cache.len(), 0, "the object went, and its entry with it");
+        assert_eq!(cache.count(), 0, "the object went, and its entry with it");
     }
 }
