@@ -79,8 +79,9 @@ pub fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
 }
 
 /// The shortest and longest delay `resyncAfterSeconds` may ask for: a tiny value must not
-/// become a hot loop, nor a huge one overflow a timer.
-pub const RESYNC_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(24 * 60 * 60));
+/// become a hot loop (a couple of hook calls in ten seconds at most), nor a huge one overflow a
+/// timer.
+pub const RESYNC_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(24 * 60 * 60));
 
 /// A response's `resyncAfterSeconds` as a delay within [`RESYNC_AFTER_BOUNDS`]; none unless
 /// it is a positive number (as in Metacontroller, zero and negative values ask for none).
@@ -289,7 +290,7 @@ mod tests {
             assert_eq!(resync_after(none), None, "{none:?}");
         }
         assert_eq!(resync_after(Some(1e-9)), Some(floor));
-        assert_eq!(resync_after(Some(2.5)), Some(Duration::from_millis(2500)));
+        assert_eq!(resync_after(Some(7.5)), Some(Duration::from_millis(7500)));
         for huge in [9_223_372_036_854_775_807.0, 18_446_744_073_709_551_615.0, f64::INFINITY, f64::MAX] {
             assert_eq!(resync_after(Some(huge)), Some(cap), "{huge}");
         }

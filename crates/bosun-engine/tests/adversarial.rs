@@ -226,6 +226,32 @@ async fn a_match_everything_selector_adopts_nothing_and_a_failed_hook_adopts_not
     .await;
 }
 
+#[tokio::test]
+async fn absurd_resync_delays_neither_loop_nor_overflow() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let hooks = HookServer::start(|_, request| Reply::Json(json!({ "resyncAfterSeconds": request["parent"]["spec"]["resync"].clone() }))).await;
+    fixture.composite_controller(hooks_spec(&hooks, &["sync"])).await;
+    let values = [json!(-1), json!(0), json!(1e-9), json!(9_223_372_036_854_775_807_i64), json!(18_446_744_073_709_551_615_u64)];
+    for (index, value) in values.iter().enumerate() {
+        fixture.parent(&format!("r-{index}"), json!({ "resync": value })).await;
+    }
+    eventually("a sync of every parent", async || {
+        let requests = hooks.requests();
+        (0..values.len()).all(|index| requests.iter().any(|(_, request)| request["parent"]["metadata"]["name"] == format!("r-{index}"))).then_some(())
+    })
+    .await;
+    let calls_of = |requests: &[(String, Value)], index: usize| {
+        requests.iter().filter(|(_, request)| request["parent"]["metadata"]["name"] == format!("r-{index}")).count()
+    };
+    let before = hooks.requests();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = hooks.requests();
+    for (index, value) in values.iter().enumerate() {
+        let calls = calls_of(&after, index) - calls_of(&before, index);
+        assert!(calls <= 3, "resyncAfterSeconds {value}: {calls} hook calls in 10 s");
+    }
+}
+
 /// `{"nested": …}` `depth` levels deep.
 fn nested(depth: usize) -> Value {
     (0..depth).fold(json!("bottom"), |inner, _| json!({ "nested": inner }))
