@@ -329,13 +329,6 @@ async fn a_non_ascii_error_still_makes_its_event() {
     assert!(message.len() <= 1024 && message.contains("ééé"), "{} bytes", message.len());
 }
 
-/// The engine's `bosun_records` gauge for `name`.
-fn records(fixture: &Fixture, name: &str) -> usize {
-    let prefix = format!("bosun_records{{name=\"{name}\"}} ");
-    let metrics = fixture.metrics.encode();
-    metrics.lines().find_map(|line| line.strip_prefix(prefix.as_str())).map_or(0, |count| count.parse().unwrap())
-}
-
 #[tokio::test]
 async fn records_about_parents_and_children_go_with_them() {
     const PARENTS: usize = 1000;
@@ -351,14 +344,14 @@ async fn records_about_parents_and_children_go_with_them() {
         futures::future::join_all(batch.iter().map(|name| fixture.parent(name, json!({ "data": { "a": "1" } })))).await;
     }
     eventually("a record per parent and per child", async || {
-        (records(&fixture, "hook_etag_responses") >= PARENTS && records(&fixture, "server_side_apply_records") >= PARENTS).then_some(())
+        (fixture.records("hook_etag_responses") >= PARENTS && fixture.records("server_side_apply_records") >= PARENTS).then_some(())
     })
     .await;
     fixture.parents().delete_collection(&DeleteParams::default(), &Default::default()).await.unwrap();
     // Garbage collection of a thousand children takes a while: wait up to two minutes.
     let mut left = (usize::MAX, usize::MAX);
     for _ in 0..1200 {
-        left = (records(&fixture, "hook_etag_responses"), records(&fixture, "server_side_apply_records"));
+        left = (fixture.records("hook_etag_responses"), fixture.records("server_side_apply_records"));
         if left == (0, 0) {
             break;
         }

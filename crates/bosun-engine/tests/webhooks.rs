@@ -217,17 +217,11 @@ async fn bearer_token_from_a_rotated_secret() {
     created(&fixture).await;
 
     // The Secret is watched while a controller uses it, and no longer once it is gone.
-    assert_eq!(credential_watches(&fixture), 1);
+    assert_eq!(fixture.records("credential_watches"), 1);
     let controller = fixture.controllers().list(&Default::default()).await.unwrap();
     let name = controller.items.iter().map(kube::ResourceExt::name_any).find(|name| name.ends_with(&fixture.id)).unwrap();
     fixture.controllers().delete(&name, &Default::default()).await.unwrap();
-    eventually("the credential watch to stop", async || (credential_watches(&fixture) == 0).then_some(())).await;
-}
-
-/// The engine's `bosun_records{name="credential_watches"}`.
-fn credential_watches(fixture: &Fixture) -> usize {
-    let metrics = fixture.metrics.encode();
-    metrics.lines().find_map(|line| line.strip_prefix("bosun_records{name=\"credential_watches\"} ")).map_or(0, |count| count.parse().unwrap())
+    eventually("the credential watch to stop", async || (fixture.records("credential_watches") == 0).then_some(())).await;
 }
 
 #[tokio::test]

@@ -213,6 +213,13 @@ impl Fixture {
             .collect()
     }
 
+    /// The engine's `bosun_records` gauge for records of kind `name` (0 until first set).
+    pub fn records(&self, name: &str) -> usize {
+        let prefix = format!("bosun_records{{name=\"{name}\"}} ");
+        let metrics = self.metrics.encode();
+        metrics.lines().find_map(|line| line.strip_prefix(prefix.as_str())).map_or(0, |count| count.parse().unwrap())
+    }
+
     /// Waits for an event with `reason` about `name`, and returns its message.
     pub async fn event_with_reason(&self, name: &str, namespace: Option<&str>, reason: &str) -> String {
         eventually(&format!("a {reason} event on {name}"), async || {
