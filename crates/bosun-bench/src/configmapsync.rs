@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use bosun_operators::configmapsync::{ACCEPT_FROM_ANNOTATION, DEFAULT_MAX_DESTINATIONS};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -39,7 +40,9 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
     concurrently(names.clone(), 32, |name| {
         let api = namespace_api.clone();
         async move {
-            let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": name, "labels": { SELECTED: "yes" } } }))?;
+            let namespace: Namespace = serde_json::from_value(json!({ "metadata": {
+                "name": name, "labels": { SELECTED: "yes" }, "annotations": { ACCEPT_FROM_ANNOTATION: "fanout-source" },
+            } }))?;
             api.create(&PostParams::default(), &namespace).await?;
             Ok(())
         }
@@ -58,7 +61,11 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
     eprintln!("starting bosun run …");
     bosun_operators::install_crds(client).await?;
     bosun_engine::install_crds(client).await?;
-    let args = ["--configmapsync=true".to_owned(), format!("--configmapsync-write-concurrency={concurrency}")];
+    let args = [
+        "--configmapsync=true".to_owned(),
+        format!("--configmapsync-write-concurrency={concurrency}"),
+        format!("--configmapsync-max-destinations={}", namespaces.max(DEFAULT_MAX_DESTINATIONS)),
+    ];
     let engine = EngineProcess::start(bosun, kubeconfig, &args).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     report.figure("bosun RSS, idle (watching every namespace and ConfigMap)", format!("{:.1} MiB", engine.rss_mib()));

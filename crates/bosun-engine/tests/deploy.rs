@@ -62,6 +62,8 @@ async fn the_kustomization_applies() {
         "clusterrole.rbac.authorization.k8s.io/bosun-configmapsync serverside-applied (server dry run)",
         "role.rbac.authorization.k8s.io/bosun-leader-election serverside-applied (server dry run)",
         "deployment.apps/bosun serverside-applied (server dry run)",
+        "serviceaccount/bosun-configmapsync serverside-applied (server dry run)",
+        "deployment.apps/bosun-configmapsync serverside-applied (server dry run)",
     ] {
         assert!(applied.contains(object), "{object} missing from:\n{applied}");
     }
@@ -85,7 +87,12 @@ async fn the_helm_chart_renders_and_applies() {
     assert!(rendered.contains("- \"--apply-strategy=server-side-apply\""), "{rendered}");
     let applied = dry_run(env, &rendered).await;
     assert!(applied.contains("deployment.apps/bosun serverside-applied (server dry run)"), "{applied}");
-    assert!(rendered.contains("--configmapsync=true") && rendered.contains("name: bosun-configmapsync"), "{rendered}");
+    assert!(applied.contains("deployment.apps/bosun-configmapsync serverside-applied (server dry run)"), "{applied}");
+    // ConfigMapSync runs as its own Deployment and ServiceAccount; the engine's runs without it.
+    assert!(rendered.contains("--engine=false") && rendered.contains("serviceAccountName: bosun-configmapsync"), "{rendered}");
+    assert!(rendered.contains("--configmapsync=false") && rendered.contains("--configmapsync-require-consent=true"), "{rendered}");
+    let allowed = run(&helm, &["template", "bosun", &chart, "--set", "configMapSync.allowSystemNamespaces={kube-public}"], None);
+    assert!(allowed.contains("- --configmapsync-allow-system-namespace=kube-public"), "{allowed}");
     let without_election = run(&helm, &["template", "bosun", &chart, "--set", "leaderElection.enabled=false"], None);
     assert!(!without_election.contains("--leader-election") && !without_election.contains("kind: Role\n"));
     let without_configmapsync = run(&helm, &["template", "bosun", &chart, "--set", "configMapSync.enabled=false"], None);

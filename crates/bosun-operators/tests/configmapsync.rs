@@ -16,9 +16,9 @@ async fn copies_to_every_destination_and_reports_status() {
     let (env, client, _) = setup().await;
     let source = namespace(&client, "cms-source", json!({})).await;
     let (a, b, c) = (
-        namespace(&client, "cms-dest", json!({})).await,
-        namespace(&client, "cms-dest", json!({})).await,
-        namespace(&client, "cms-dest", json!({})).await,
+        accepting(&client, "cms-dest", &source, json!({})).await,
+        accepting(&client, "cms-dest", &source, json!({})).await,
+        accepting(&client, "cms-dest", &source, json!({})).await,
     );
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({
@@ -81,7 +81,7 @@ async fn a_spec_without_destinations_is_refused() {
 async fn a_source_update_reaches_every_destination() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-update", json!({})).await;
-    let destinations = [namespace(&client, "cms-dest", json!({})).await, namespace(&client, "cms-dest", json!({})).await];
+    let destinations = [accepting(&client, "cms-dest", &source, json!({})).await, accepting(&client, "cms-dest", &source, json!({})).await];
     let destinations: Vec<&str> = destinations.iter().map(String::as_str).collect();
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({ "configMapName": "settings", "destinationNamespaces": destinations })).await;
@@ -109,7 +109,7 @@ async fn a_source_update_reaches_every_destination() {
 async fn a_hand_edited_copy_is_restored() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-edit", json!({})).await;
-    let destination = namespace(&client, "cms-dest", json!({})).await;
+    let destination = accepting(&client, "cms-dest", &source, json!({})).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({ "configMapName": "settings", "destinationNamespace": destination })).await;
     wait_for_copies(&client, &[&destination], "settings", json!({ "color": "blue" })).await;
@@ -126,7 +126,7 @@ async fn a_hand_edited_copy_is_restored() {
 async fn a_hand_deleted_copy_is_restored() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-delete-copy", json!({})).await;
-    let destination = namespace(&client, "cms-dest", json!({})).await;
+    let destination = accepting(&client, "cms-dest", &source, json!({})).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({ "configMapName": "settings", "destinationNamespace": destination })).await;
     wait_for_copies(&client, &[&destination], "settings", json!({ "color": "blue" })).await;
@@ -145,7 +145,7 @@ async fn a_hand_deleted_copy_is_restored() {
 async fn an_unmanaged_config_map_is_reported_and_left_alone() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-conflict", json!({})).await;
-    let (taken, free) = (namespace(&client, "cms-taken", json!({})).await, namespace(&client, "cms-free", json!({})).await);
+    let (taken, free) = (accepting(&client, "cms-taken", &source, json!({})).await, accepting(&client, "cms-free", &source, json!({})).await);
     put_config_map(&client, &taken, "settings", json!({ "owner": "someone else" })).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({ "configMapName": "settings", "destinationNamespaces": [taken, free] })).await;
@@ -169,8 +169,8 @@ async fn a_namespace_created_later_that_matches_the_selector_gets_a_copy() {
     let (_, client, _) = setup().await;
     let team = format!("team-{}", bosun_testenv::unique_suffix());
     let source = namespace(&client, "cms-selector", json!({})).await;
-    let early = namespace(&client, "cms-early", json!({ "team": team })).await;
-    let _other = namespace(&client, "cms-other", json!({ "team": "other" })).await;
+    let early = accepting(&client, "cms-early", &source, json!({ "team": team })).await;
+    let _other = accepting(&client, "cms-other", &source, json!({ "team": "other" })).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({
         "configMapName": "settings", "namespaceSelector": { "matchLabels": { "team": team } },
@@ -179,7 +179,7 @@ async fn a_namespace_created_later_that_matches_the_selector_gets_a_copy() {
     wait_for_copies(&client, &[&early], "settings", json!({ "color": "blue" })).await;
     assert!(config_map(&client, &_other, "settings").await.is_none());
 
-    let late = namespace(&client, "cms-late", json!({ "team": team })).await;
+    let late = accepting(&client, "cms-late", &source, json!({ "team": team })).await;
     wait_for_copies(&client, &[&late], "settings", json!({ "color": "blue" })).await;
     let syncs: Api<ConfigMapSync> = Api::namespaced(client.clone(), &source);
     eventually("the status to count both namespaces", async || {
@@ -194,7 +194,7 @@ async fn a_namespace_that_leaves_the_set_loses_its_copy() {
     let (_, client, _) = setup().await;
     let team = format!("team-{}", bosun_testenv::unique_suffix());
     let source = namespace(&client, "cms-leave", json!({})).await;
-    let (named, labelled) = (namespace(&client, "cms-named", json!({})).await, namespace(&client, "cms-labelled", json!({ "team": team })).await);
+    let (named, labelled) = (accepting(&client, "cms-named", &source, json!({})).await, accepting(&client, "cms-labelled", &source, json!({ "team": team })).await);
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({
         "configMapName": "settings", "destinationNamespaces": [named],
@@ -227,7 +227,7 @@ async fn a_namespace_that_leaves_the_set_loses_its_copy() {
 async fn deleting_the_config_map_sync_removes_its_copies() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-remove", json!({})).await;
-    let (a, b) = (namespace(&client, "cms-dest", json!({})).await, namespace(&client, "cms-dest", json!({})).await);
+    let (a, b) = (accepting(&client, "cms-dest", &source, json!({})).await, accepting(&client, "cms-dest", &source, json!({})).await);
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({ "configMapName": "settings", "destinationNamespaces": [a, b] })).await;
     wait_for_copies(&client, &[&a, &b], "settings", json!({ "color": "blue" })).await;
@@ -244,7 +244,7 @@ async fn deleting_the_config_map_sync_removes_its_copies() {
 async fn deleting_with_the_orphan_policy_keeps_the_copies_unmanaged() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-orphan", json!({})).await;
-    let destination = namespace(&client, "cms-dest", json!({})).await;
+    let destination = accepting(&client, "cms-dest", &source, json!({})).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({
         "configMapName": "settings", "destinationNamespace": destination, "deletionPolicy": "Orphan",
@@ -265,7 +265,7 @@ async fn deleting_with_the_orphan_policy_keeps_the_copies_unmanaged() {
 async fn a_deleted_source_keeps_the_copies_until_it_returns() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-source-gone", json!({})).await;
-    let destination = namespace(&client, "cms-dest", json!({})).await;
+    let destination = accepting(&client, "cms-dest", &source, json!({})).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({ "configMapName": "settings", "destinationNamespace": destination })).await;
     wait_for_copies(&client, &[&destination], "settings", json!({ "color": "blue" })).await;
@@ -285,7 +285,7 @@ async fn a_deleted_source_keeps_the_copies_until_it_returns() {
 async fn a_source_in_another_namespace_is_refused() {
     let (_, client, _) = setup().await;
     let own = namespace(&client, "cms-own", json!({})).await;
-    let (secret, destination) = (namespace(&client, "cms-secret", json!({})).await, namespace(&client, "cms-dest", json!({})).await);
+    let (secret, destination) = (namespace(&client, "cms-secret", json!({})).await, accepting(&client, "cms-dest", &own, json!({})).await);
     put_config_map(&client, &secret, "settings", json!({ "password": "hunter2" })).await;
     create_sync(&client, &own, "sync", json!({
         "sourceNamespace": secret, "configMapName": "settings", "destinationNamespace": destination,
@@ -306,26 +306,7 @@ async fn a_user_cannot_read_another_namespace_through_a_config_map_sync() {
     let theirs = namespace(&admin, "cms-tenant", json!({})).await;
     let private = namespace(&admin, "cms-private", json!({})).await;
     put_config_map(&admin, &private, "settings", json!({ "password": "hunter2" })).await;
-    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
-        "metadata": { "name": "tenant" },
-        "rules": [
-            { "apiGroups": ["bosun.dev"], "resources": ["configmapsyncs"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] },
-            { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] },
-        ],
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(admin.clone(), &theirs).create(&PostParams::default(), &role).await.unwrap();
-    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": "tenant" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant" },
-        "subjects": [{ "kind": "ServiceAccount", "name": "tenant", "namespace": theirs }],
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &theirs)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let tenant = env.service_account_client(&theirs, "tenant").await;
+    let tenant = tenant(env, &admin, &theirs).await;
 
     let direct = Api::<ConfigMap>::namespaced(tenant.clone(), &private).get("settings").await.unwrap_err();
     assert!(matches!(direct, kube::Error::Api(ref status) if status.code == 403), "{direct}");
@@ -337,6 +318,9 @@ async fn a_user_cannot_read_another_namespace_through_a_config_map_sync() {
     // … or by copying their own ConfigMap of that name over the private one.
     put_config_map(&tenant, &theirs, "settings", json!({ "password": "mine" })).await;
     create_sync(&tenant, &theirs, "overwrite", json!({ "configMapName": "settings", "destinationNamespace": private })).await;
+    wait_for_reason(&tenant, &theirs, "overwrite", "NotAccepted").await;
+    // Even where the namespace accepts their copies, a ConfigMap that is not theirs stays.
+    consent(&admin, &private, Some(&theirs)).await;
     wait_for_reason(&tenant, &theirs, "overwrite", "Conflict").await;
 
     let tenant_maps = Api::<ConfigMap>::namespaced(tenant, &theirs);

@@ -50,7 +50,7 @@ async fn one_write_per_destination_and_none_in_the_steady_state() {
     let source = namespace(&client, "steady", json!({})).await;
     let mut destinations = Vec::new();
     for _ in 0..5 {
-        destinations.push(namespace(&client, "steady-dest", json!({})).await);
+        destinations.push(accepting(&client, "steady-dest", &source, json!({})).await);
     }
     let destinations: Vec<&str> = destinations.iter().map(String::as_str).collect();
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;

@@ -115,6 +115,10 @@ fn label_selector(text: &str) -> Result<String, String> {
 /// The engine's settings (Metacontroller's flags).
 #[derive(Debug, Args)]
 pub struct EngineArgs {
+    /// Run the engine (CompositeControllers and DecoratorControllers). `false` runs only the
+    /// native operators, as ConfigMapSync's own Deployment does under its own ServiceAccount.
+    #[arg(long = "engine", default_value_t = true, value_name = "BOOL", action = clap::ArgAction::Set)]
+    enabled: bool,
     /// Concurrent syncs per CompositeController.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
@@ -244,9 +248,43 @@ pub struct OperatorArgs {
     /// Copies one ConfigMapSync writes at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
     configmapsync_write_concurrency: u16,
+    /// Write copies only into namespaces that consent: their annotation
+    /// `configmapsync.bosun.dev/accept-from` lists the source namespaces they accept (or `*`).
+    /// `false` gives the original tutorial's behaviour, where anyone who may create a
+    /// ConfigMapSync writes into every namespace but the system ones.
+    #[arg(long, default_value_t = true, value_name = "BOOL", action = clap::ArgAction::Set)]
+    configmapsync_require_consent: bool,
+    /// A system namespace (`kube-*`, or bosun's own) that may receive copies all the same;
+    /// repeat or separate with commas. Without it, no system namespace ever does.
+    #[arg(long, value_name = "NAMESPACE", value_delimiter = ',')]
+    configmapsync_allow_system_namespace: Vec<String>,
+    /// The most namespaces one ConfigMapSync may write to; one selecting more is refused
+    /// (reason TooManyDestinations) and writes nothing.
+    #[arg(long, default_value_t = bosun_operators::configmapsync::DEFAULT_MAX_DESTINATIONS, value_name = "N")]
+    configmapsync_max_destinations: usize,
+    /// The largest source ConfigMap copied, in bytes of data and binaryData; a larger one is
+    /// refused (reason SourceTooLarge) and nothing is written.
+    #[arg(long, default_value_t = bosun_operators::configmapsync::DEFAULT_MAX_SOURCE_BYTES, value_name = "BYTES")]
+    configmapsync_max_source_bytes: usize,
 }
 
 impl OperatorArgs {
+    /// The ConfigMapSync operator's options; `own_namespace` is bosun's own, protected like
+    /// the `kube-*` ones.
+    fn configmapsync_options(&self, engine: &EngineArgs, own_namespace: Option<String>) -> ConfigMapSyncOptions {
+        ConfigMapSyncOptions {
+            workers: self.configmapsync_workers.into(),
+            write_concurrency: self.configmapsync_write_concurrency.into(),
+            events_qps: engine.events_qps,
+            events_burst: engine.events_burst,
+            require_consent: self.configmapsync_require_consent,
+            own_namespace,
+            allowed_system_namespaces: self.configmapsync_allow_system_namespace.iter().cloned().collect(),
+            max_destinations: self.configmapsync_max_destinations,
+            max_source_bytes: self.configmapsync_max_source_bytes,
+        }
+    }
+
     /// Whether to run the ConfigMapSync operator, given whether the API server serves its CRD.
     async fn run_configmapsync(&self, client: &kube::Client) -> anyhow::Result<bool> {
         if self.configmapsync == Some(false) {
@@ -289,6 +327,10 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let election = args.election.config()?;
+        let own_namespace = std::fs::read_to_string(POD_NAMESPACE_FILE)
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .or_else(|| args.election.leader_election_namespace.clone());
         let mut manager = Manager::new(args.serve.config(IpAddr::from([0, 0, 0, 0])));
         let client = args.cluster.client(&manager.metrics()).await?;
         let version = client.apiserver_version().await.context("reaching the API server")?;
@@ -297,30 +339,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity, "leader election enabled");
             manager = manager.with_leader_election(client.clone(), election);
         }
-        serve(manager, client, &args.engine, &args.operators).await
+        serve(manager, client, &args.engine, &args.operators, own_namespace).await
     })
 }
 
-/// Runs the engine and the native operators under `manager`, sharing one set of watch caches,
-/// until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn serve(mut manager: Manager, client: kube::Client, engine: &EngineArgs, operators: &OperatorArgs) -> anyhow::Result<()> {
+/// Runs the engine (unless `--engine=false`) and the native operators under `manager`,
+/// sharing one set of watch caches, until SIGINT or SIGTERM, then shuts down gracefully.
+/// `own_namespace` is bosun's namespace, which never receives ConfigMapSync copies.
+pub async fn serve(
+    mut manager: Manager,
+    client: kube::Client,
+    engine: &EngineArgs,
+    operators: &OperatorArgs,
+    own_namespace: Option<String>,
+) -> anyhow::Result<()> {
     let caches = SharedCaches::new(client.clone());
-    if operators.run_configmapsync(&client).await? {
-        let options = ConfigMapSyncOptions {
-            workers: operators.configmapsync_workers.into(),
-            write_concurrency: operators.configmapsync_write_concurrency.into(),
-            events_qps: engine.events_qps,
-            events_burst: engine.events_burst,
-        };
-        tracing::info!(workers = options.workers, "ConfigMapSync operator starting");
+    let configmapsync = operators.run_configmapsync(&client).await?;
+    if !engine.enabled && !configmapsync {
+        anyhow::bail!("--engine=false and the ConfigMapSync operator is not running: there is nothing to run");
+    }
+    if configmapsync {
+        let options = operators.configmapsync_options(engine, own_namespace);
+        tracing::info!(workers = options.workers, require_consent = options.require_consent, "ConfigMapSync operator starting");
         let controller =
             ConfigMapSyncController::new(client.clone(), &caches, manager.metrics(), options).with_health(&manager.health());
         manager.add("configmapsync", move |shutdown| controller.run(shutdown.requested()));
     }
-    let config = engine.config();
-    tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
-    let engine = Engine::new(client, config).with_caches(caches).with_metrics(manager.metrics()).with_health(manager.health());
-    manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
+    if engine.enabled {
+        let config = engine.config();
+        tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
+        let engine = Engine::new(client, config).with_caches(caches).with_metrics(manager.metrics()).with_health(manager.health());
+        manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
+    }
     manager.run(bosun_runtime::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -199,6 +199,11 @@ async fn tree_prints_owned_objects_across_namespaces_with_status() {
     let client = env.client();
     bosun_operators::install_crds(&client).await.unwrap();
     let (home, away) = (env.namespace("tree").await, env.namespace("tree-away").await);
+    let consent = json!({ "metadata": { "annotations": { bosun_operators::configmapsync::ACCEPT_FROM_ANNOTATION: home } } });
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(&away, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&consent))
+        .await
+        .unwrap();
     let create = async |namespace: &str, object: serde_json::Value| -> DynamicObject {
         let object: DynamicObject = serde_json::from_value(object).unwrap();
         let types = object.types.clone().unwrap();

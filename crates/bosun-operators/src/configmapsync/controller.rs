@@ -8,7 +8,8 @@
 //!   deleted), and the ConfigMapSyncs copying a ConfigMap of that name whose source it is or
 //!   whose destinations may include its namespace (a source changed, or an unmanaged
 //!   ConfigMap in the way appeared or went);
-//! - a Namespace: the ConfigMapSyncs naming it, and those with a namespace selector.
+//! - a Namespace (created, deleted, relabelled, or its consent changed): the ConfigMapSyncs
+//!   naming it, and those with a namespace selector.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Client, ResourceExt};
 
-use super::{ConfigMapSync, ConfigMapSyncSpec, OWNER_ANNOTATION};
+use super::{ACCEPT_FROM_ANNOTATION, ConfigMapSync, ConfigMapSyncSpec, OWNER_ANNOTATION};
 
 /// Index of ConfigMapSyncs by `spec.configMapName`.
 const BY_CONFIG_MAP_NAME: &str = "configmapsync.bosun.dev/config-map-name";
@@ -42,11 +43,49 @@ pub struct ConfigMapSyncOptions {
     pub events_qps: f64,
     /// Events per ConfigMapSync at once.
     pub events_burst: u32,
+    /// Whether a namespace receives copies only when its `configmapsync.bosun.dev/accept-from`
+    /// annotation names the source namespace (or `*`). `false` is the original tutorial's
+    /// behaviour: every namespace but the system ones receives what it is sent.
+    pub require_consent: bool,
+    /// The operator's own namespace, which never receives copies (nor do `kube-*`
+    /// namespaces) unless listed in `allowed_system_namespaces`.
+    pub own_namespace: Option<String>,
+    /// System namespaces that may receive copies nonetheless (with consent, if required).
+    pub allowed_system_namespaces: BTreeSet<String>,
+    /// The most namespaces one ConfigMapSync may write to; above it, nothing is written.
+    pub max_destinations: usize,
+    /// The largest source copied, in bytes of `data` and `binaryData` (keys and values, as
+    /// the API server counts them); above it, nothing is written.
+    pub max_source_bytes: usize,
 }
+
+/// The default of [`ConfigMapSyncOptions::max_destinations`].
+pub const DEFAULT_MAX_DESTINATIONS: usize = 1000;
+/// The default of [`ConfigMapSyncOptions::max_source_bytes`]: a quarter of the API server's
+/// 1 MiB limit, so that a thousand copies stay within a few hundred MiB of etcd.
+pub const DEFAULT_MAX_SOURCE_BYTES: usize = 256 * 1024;
 
 impl Default for ConfigMapSyncOptions {
     fn default() -> Self {
-        ConfigMapSyncOptions { workers: 4, write_concurrency: 16, events_qps: 1.0 / 300.0, events_burst: 25 }
+        ConfigMapSyncOptions {
+            workers: 4,
+            write_concurrency: 16,
+            events_qps: 1.0 / 300.0,
+            events_burst: 25,
+            require_consent: true,
+            own_namespace: None,
+            allowed_system_namespaces: BTreeSet::new(),
+            max_destinations: DEFAULT_MAX_DESTINATIONS,
+            max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
+        }
+    }
+}
+
+impl ConfigMapSyncOptions {
+    /// Whether `namespace` is a system namespace that may not receive copies.
+    pub fn is_protected(&self, namespace: &str) -> bool {
+        (namespace.starts_with("kube-") || self.own_namespace.as_deref() == Some(namespace))
+            && !self.allowed_system_namespaces.contains(namespace)
     }
 }
 
@@ -209,6 +248,7 @@ impl Shared {
         let namespace = match event {
             CacheEvent::Applied { old: Some(old), new } => {
                 let unchanged = old.metadata.labels == new.metadata.labels
+                    && old.annotations().get(ACCEPT_FROM_ANNOTATION) == new.annotations().get(ACCEPT_FROM_ANNOTATION)
                     && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
                     && old.data.get("status") == new.data.get("status");
                 if unchanged {
@@ -223,5 +263,21 @@ impl Shared {
         for sync in self.syncs.by_index(BY_DESTINATION, &name).into_iter().chain(self.syncs.by_index(BY_DESTINATION, ANY_NAMESPACE)) {
             self.queue.add(ObjectKey::of(&sync));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_namespaces_are_protected_unless_allowed() {
+        let mut options = ConfigMapSyncOptions { own_namespace: Some("bosun-system".into()), ..Default::default() };
+        for namespace in ["kube-system", "kube-public", "kube-node-lease", "bosun-system"] {
+            assert!(options.is_protected(namespace), "{namespace}");
+        }
+        assert!(!options.is_protected("default") && !options.is_protected("team-kube-a"));
+        options.allowed_system_namespaces.insert("kube-public".into());
+        assert!(!options.is_protected("kube-public") && options.is_protected("kube-system"));
     }
 }

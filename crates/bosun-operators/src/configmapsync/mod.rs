@@ -9,6 +9,12 @@
 //! annotation is never overwritten or deleted. The source must live in the ConfigMapSync's
 //! namespace, so creating a ConfigMapSync never reveals a ConfigMap its author could not read.
 //!
+//! A namespace receives copies only when it consents: its annotation
+//! `configmapsync.bosun.dev/accept-from` names the source namespaces it accepts (or `*`).
+//! System namespaces (`kube-*` and the operator's own) never receive copies unless the
+//! operator is configured to allow them, and a ConfigMapSync may reach only so many
+//! namespaces with only so large a source ([`ConfigMapSyncOptions`]).
+//!
 //! - [`controller`]: what is watched, and how a change finds the ConfigMapSyncs it concerns.
 //! - [`sync`]: the reconcile of one ConfigMapSync.
 
@@ -20,7 +26,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use controller::{ConfigMapSyncController, ConfigMapSyncOptions};
+pub use controller::{ConfigMapSyncController, ConfigMapSyncOptions, DEFAULT_MAX_DESTINATIONS, DEFAULT_MAX_SOURCE_BYTES};
 
 /// The label every copy carries, for `kubectl get configmaps -l …`.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -29,6 +35,9 @@ pub const MANAGED_BY: &str = "bosun-configmapsync";
 /// The annotation naming a copy's ConfigMapSync as `<namespace>/<name>`: what makes a copy
 /// managed.
 pub const OWNER_ANNOTATION: &str = "configmapsync.bosun.dev/owner";
+/// The namespace annotation that consents to copies: a comma-separated list of the source
+/// namespaces whose ConfigMapSyncs may write into this namespace, or `*` for any.
+pub const ACCEPT_FROM_ANNOTATION: &str = "configmapsync.bosun.dev/accept-from";
 /// The finalizer that lets the copies be removed before the ConfigMapSync goes (owner
 /// references cannot cross namespaces).
 pub const FINALIZER: &str = "configmapsync.bosun.dev/copies";
@@ -72,8 +81,9 @@ pub struct ConfigMapSyncSpec {
     /// Destination namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_namespaces: Option<Vec<String>>,
-    /// Every namespace whose labels match is a destination, including namespaces created
-    /// later. An empty selector (`{}`) selects every namespace.
+    /// Every namespace whose labels match and that accepts copies from this namespace is a
+    /// destination, including namespaces created later. An empty selector (`{}`) selects
+    /// every namespace that accepts copies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
     /// What happens to the copies when this ConfigMapSync is deleted: `Delete` (the default)
@@ -108,8 +118,13 @@ pub struct ConfigMapSyncStatus {
     /// The destination namespaces whose copy equals the source, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synced_namespaces: Vec<String>,
+    /// The namespaces named as destinations that receive no copy because they do not accept
+    /// copies from this namespace or are system namespaces, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_namespaces: Vec<String>,
     /// `Ready`: every selected namespace has an up-to-date copy; if not, the reason says why
-    /// (`SourceNotFound`, `CrossNamespaceSource`, `InvalidSelector`, `Conflict`,
+    /// (`SourceNotFound`, `CrossNamespaceSource`, `InvalidSelector`, `SourceTooLarge`,
+    /// `TooManyDestinations`, `NotAccepted`, `SystemNamespace`, `Conflict`,
     /// `NamespaceNotFound`, `WriteFailed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -3,8 +3,10 @@
 //! until the cache has seen them, and report the outcome in status (written only when it
 //! changed) and events.
 //!
-//! Nothing is lost: a missing source, a source in another namespace or an invalid selector
-//! stop the reconcile before any copy is touched; a ConfigMap that is not a managed copy of
+//! Nothing is lost: a missing source, a source in another namespace, an invalid selector, a
+//! source over the size limit or more destinations than allowed stop the reconcile before
+//! any copy is touched; a namespace that does not accept copies (or a system namespace) is
+//! never written, and loses the copies it held when it withdraws consent; a ConfigMap that is not a managed copy of
 //! this ConfigMapSync is never written or deleted; every update and delete is conditional on
 //! the resourceVersion the decision was based on.
 
@@ -21,7 +23,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::controller::{BY_OWNER, Shared, owner_id};
-use super::{ConfigMapSync, ConfigMapSyncStatus, DeletionPolicy, FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION};
+use super::{
+    ACCEPT_FROM_ANNOTATION, ConfigMapSync, ConfigMapSyncStatus, DeletionPolicy, FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION,
+};
 
 /// The field manager of status writes.
 const FIELD_MANAGER: &str = "bosun-configmapsync";
@@ -103,6 +107,8 @@ struct Plan {
     selected: BTreeSet<String>,
     /// Of those, the ones whose copy is already right.
     in_sync: BTreeSet<String>,
+    /// Named destinations that refuse copies (system namespaces, no consent).
+    refused: BTreeSet<String>,
     problems: Vec<Problem>,
     writes: Vec<Write>,
 }
@@ -127,6 +133,38 @@ fn copy_of(source: &DynamicObject, base: Option<&DynamicObject>, namespace: &str
         };
     }
     copy
+}
+
+/// Whether a namespace receives copies from a source namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Accepted,
+    /// A system namespace the operator is not allowed to write to.
+    Protected,
+    /// Consent is required and the namespace does not give it.
+    NotAccepted,
+}
+
+/// Whether `namespace`'s consent annotation names `source` (or `*`).
+fn consents(namespace: &DynamicObject, source: &str) -> bool {
+    namespace
+        .annotations()
+        .get(ACCEPT_FROM_ANNOTATION)
+        .is_some_and(|accepted| accepted.split(',').map(str::trim).any(|entry| entry == "*" || entry == source))
+}
+
+/// The size of a ConfigMap's content as the API server limits it: the keys and values of
+/// `data`, and the keys and decoded values of `binaryData`.
+fn source_bytes(config_map: &DynamicObject) -> usize {
+    let entries = |field: &str| config_map.data.get(field).and_then(Value::as_object).into_iter().flatten();
+    let text: usize = entries("data").map(|(key, value)| key.len() + value.as_str().map_or(0, str::len)).sum();
+    let binary: usize = entries("binaryData")
+        .map(|(key, value)| {
+            let encoded = value.as_str().unwrap_or_default();
+            key.len() + (encoded.len() / 4 * 3).saturating_sub(encoded.bytes().rev().take_while(|byte| *byte == b'=').count())
+        })
+        .sum();
+    text + binary
 }
 
 /// What the writes achieved.
@@ -193,19 +231,30 @@ impl Shared {
         let name = &spec.config_map_name;
 
         let named: BTreeSet<&String> = spec.destination_namespace.iter().chain(spec.destination_namespaces.iter().flatten()).collect();
-        let mut missing = Vec::new();
-        for namespace in named {
+        let (mut missing, mut protected, mut not_accepting) = (Vec::new(), Vec::new(), Vec::new());
+        // The source is never its own copy.
+        for namespace in named.into_iter().filter(|namespace| **namespace != own_namespace) {
             match self.namespaces.get(&ObjectKey { namespace: None, name: namespace.clone() }) {
-                Some(object) if !is_terminating(&object) => {
-                    plan.selected.insert(namespace.clone());
-                }
+                Some(object) if !is_terminating(&object) => match self.admission(&object, &own_namespace) {
+                    Admission::Accepted => {
+                        plan.selected.insert(namespace.clone());
+                    }
+                    Admission::Protected => protected.push(namespace.as_str()),
+                    Admission::NotAccepted => not_accepting.push(namespace.as_str()),
+                },
                 _ => missing.push(namespace.as_str()),
             }
         }
+        plan.refused = protected.iter().chain(&not_accepting).map(|namespace| (*namespace).to_owned()).collect();
         if let Some(selector) = &spec.namespace_selector {
             for namespace in self.namespaces.list() {
                 match bosun_runtime::selector::matches(selector, namespace.labels()) {
-                    Ok(true) if !is_terminating(&namespace) => {
+                    // Matching namespaces that refuse copies are simply not destinations.
+                    Ok(true)
+                        if !is_terminating(&namespace)
+                            && namespace.name_any() != own_namespace
+                            && self.admission(&namespace, &own_namespace) == Admission::Accepted =>
+                    {
                         plan.selected.insert(namespace.name_any());
                     }
                     Ok(_) => {}
@@ -220,8 +269,6 @@ impl Shared {
                 }
             }
         }
-        // The source is never its own copy.
-        plan.selected.remove(&own_namespace);
 
         if let Some(source_namespace) = spec.source_namespace.as_ref().filter(|namespace| **namespace != own_namespace) {
             plan.problems.push(Problem {
@@ -234,11 +281,34 @@ impl Shared {
             });
         }
         let source = self.config_maps.get(&ObjectKey { namespace: Some(own_namespace.clone()), name: name.clone() });
-        if source.is_none() {
-            plan.problems.push(Problem {
+        match &source {
+            None => plan.problems.push(Problem {
                 reason: "SourceNotFound",
                 message: format!(
                     "ConfigMap {own_namespace}/{name} does not exist; the copies are kept as they are and resume syncing when it does"
+                ),
+                blocking: true,
+            }),
+            Some(source) if source_bytes(source) > self.options.max_source_bytes => plan.problems.push(Problem {
+                reason: "SourceTooLarge",
+                message: format!(
+                    "ConfigMap {own_namespace}/{name} holds {} bytes, more than the {} this operator copies \
+                     (--configmapsync-max-source-bytes); nothing is written and the copies are kept as they are",
+                    source_bytes(source),
+                    self.options.max_source_bytes
+                ),
+                blocking: true,
+            }),
+            Some(_) => {}
+        }
+        if plan.selected.len() > self.options.max_destinations {
+            plan.problems.push(Problem {
+                reason: "TooManyDestinations",
+                message: format!(
+                    "{} namespaces are selected, more than the {} one ConfigMapSync may write to \
+                     (--configmapsync-max-destinations); nothing is written or deleted until the destinations are narrowed",
+                    plan.selected.len(),
+                    self.options.max_destinations
                 ),
                 blocking: true,
             });
@@ -247,6 +317,33 @@ impl Shared {
             plan.problems.push(Problem {
                 reason: "NamespaceNotFound",
                 message: format!("destination namespaces {} do not exist (or are being deleted)", missing.join(", ")),
+                blocking: false,
+            });
+        }
+        if !protected.is_empty() {
+            plan.problems.push(Problem {
+                reason: "SystemNamespace",
+                message: format!(
+                    "{} {} system namespaces and never receive copies (the operator's \
+                     --configmapsync-allow-system-namespace lists those that may)",
+                    protected.join(", "),
+                    if protected.len() == 1 { "is one of the" } else { "are" },
+                ),
+                blocking: false,
+            });
+        }
+        if !not_accepting.is_empty() {
+            let first = not_accepting[0];
+            plan.problems.push(Problem {
+                reason: "NotAccepted",
+                message: format!(
+                    "namespace{} {} {} not accept copies from {own_namespace}, so nothing is written there; to accept them: \
+                     kubectl annotate namespace {first} {ACCEPT_FROM_ANNOTATION}={own_namespace} (a comma-separated list of \
+                     source namespaces, or *)",
+                    if not_accepting.len() == 1 { "" } else { "s" },
+                    not_accepting.join(", "),
+                    if not_accepting.len() == 1 { "does" } else { "do" },
+                ),
                 blocking: false,
             });
         }
@@ -289,6 +386,18 @@ impl Shared {
             }
         }
         plan
+    }
+
+    /// Whether `namespace` receives copies from ConfigMapSyncs in `source`.
+    fn admission(&self, namespace: &DynamicObject, source: &str) -> Admission {
+        let name = namespace.name_any();
+        if self.options.is_protected(&name) {
+            Admission::Protected
+        } else if self.options.require_consent && !consents(namespace, source) {
+            Admission::NotAccepted
+        } else {
+            Admission::Accepted
+        }
     }
 
     /// Makes `writes`, a bounded number at once, and waits until the cache has seen those
@@ -418,6 +527,7 @@ impl Shared {
             last_sync_time: if wrote { Some(now) } else { old.last_sync_time.clone() },
             destinations: Some(format!("{}/{}", synced.len(), plan.selected.len())),
             synced_namespaces: synced.into_iter().collect(),
+            refused_namespaces: plan.refused.iter().cloned().collect(),
             conditions: vec![ready.clone()],
         };
         if new != old {
@@ -493,4 +603,37 @@ fn is_current(copy: &DynamicObject, source: &DynamicObject) -> bool {
     same_content(copy.data.get("data"), source.data.get("data"))
         && same_content(copy.data.get("binaryData"), source.data.get("binaryData"))
         && copy.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ConfigMap with `fields` over a minimal one.
+    fn object(fields: Value) -> DynamicObject {
+        let mut value = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "x" } });
+        for (field, content) in fields.as_object().expect("an object") {
+            value[field] = content.clone();
+        }
+        serde_json::from_value(value).expect("a ConfigMap")
+    }
+
+    #[test]
+    fn consent_names_the_source_or_anyone() {
+        let with = |accepted: &str| object(json!({ "metadata": { "name": "x", "annotations": { ACCEPT_FROM_ANNOTATION: accepted } } }));
+        assert!(consents(&with("team-a"), "team-a"));
+        assert!(consents(&with("team-b, team-a"), "team-a"));
+        assert!(consents(&with("*"), "team-a"));
+        assert!(!consents(&with("team-ab"), "team-a"));
+        assert!(!consents(&with(""), "team-a"));
+        assert!(!consents(&object(json!({})), "team-a"));
+    }
+
+    #[test]
+    fn source_bytes_count_keys_values_and_decoded_binary_data() {
+        assert_eq!(source_bytes(&object(json!({}))), 0);
+        assert_eq!(source_bytes(&object(json!({ "data": { "ab": "cde" } }))), 5);
+        // "AAEC" is 3 bytes, "AA==" one.
+        assert_eq!(source_bytes(&object(json!({ "binaryData": { "k": "AAEC", "l": "AA==" } }))), 1 + 3 + 1 + 1);
+    }
 }

@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
+use bosun_operators::configmapsync::{ACCEPT_FROM_ANNOTATION, ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
 use bosun_runtime::{Metrics, SharedCaches};
 use bosun_testenv::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -38,7 +39,13 @@ fn operator(env: &'static TestEnv) -> &'static Metrics {
                 let layer = recorded.rest_client_layer("test");
                 let client = kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&layer).build();
                 let caches = SharedCaches::new(client.clone());
-                let options = ConfigMapSyncOptions { events_burst: 10_000, ..Default::default() };
+                // Limits small enough for the tests to exceed them.
+                let options = ConfigMapSyncOptions {
+                    events_burst: 10_000,
+                    max_destinations: MAX_DESTINATIONS,
+                    max_source_bytes: MAX_SOURCE_BYTES,
+                    ..Default::default()
+                };
                 ConfigMapSyncController::new(client, &caches, recorded, options).run(std::future::pending()).await;
             });
         });
@@ -46,12 +53,34 @@ fn operator(env: &'static TestEnv) -> &'static Metrics {
     })
 }
 
+/// The test operator's limit on destinations per ConfigMapSync.
+pub const MAX_DESTINATIONS: usize = 8;
+/// The test operator's limit on the source's size.
+pub const MAX_SOURCE_BYTES: usize = 16 * 1024;
+
 /// Creates a namespace named `<prefix>-<random>` with `labels`.
 pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
+    create_namespace(client, prefix, labels, json!({})).await
+}
+
+/// Creates a namespace named `<prefix>-<random>` with `labels` that accepts copies from
+/// namespace `from`.
+pub async fn accepting(client: &Client, prefix: &str, from: &str, labels: Value) -> String {
+    create_namespace(client, prefix, labels, json!({ ACCEPT_FROM_ANNOTATION: from })).await
+}
+
+async fn create_namespace(client: &Client, prefix: &str, labels: Value, annotations: Value) -> String {
     let name = format!("{prefix}-{}", bosun_testenv::unique_suffix());
-    let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": name, "labels": labels } })).unwrap();
+    let metadata = json!({ "name": name, "labels": labels, "annotations": annotations });
+    let namespace: Namespace = serde_json::from_value(json!({ "metadata": metadata })).unwrap();
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
     name
+}
+
+/// Sets namespace `namespace`'s consent annotation to `accepted`, or removes it (`None`).
+pub async fn consent(client: &Client, namespace: &str, accepted: Option<&str>) {
+    let patch = json!({ "metadata": { "annotations": { ACCEPT_FROM_ANNOTATION: accepted } } });
+    Api::<Namespace>::all(client.clone()).patch(namespace, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
 }
 
 /// Creates or replaces ConfigMap `namespace/name` with `data` (server-side apply).
@@ -125,4 +154,27 @@ pub async fn events(client: &Client, namespace: &str, name: &str, reason: &str) 
         .filter(|event| event.reason.as_deref() == Some(reason))
         .filter_map(|event| event.note)
         .collect()
+}
+
+/// A client for a ServiceAccount that may only manage ConfigMapSyncs and ConfigMaps in
+/// `namespace`: a tenant.
+pub async fn tenant(env: &TestEnv, admin: &Client, namespace: &str) -> Client {
+    let all = ["get", "list", "watch", "create", "update", "patch", "delete"];
+    let role: Role = serde_json::from_value(json!({
+        "metadata": { "name": "tenant" },
+        "rules": [
+            { "apiGroups": ["bosun.dev"], "resources": ["configmapsyncs"], "verbs": all },
+            { "apiGroups": [""], "resources": ["configmaps"], "verbs": all },
+        ],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), namespace).create(&PostParams::default(), &role).await.unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "tenant" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "tenant", "namespace": namespace }],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), namespace).create(&PostParams::default(), &binding).await.unwrap();
+    env.service_account_client(namespace, "tenant").await
 }
