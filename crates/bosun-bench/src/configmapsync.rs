@@ -14,9 +14,9 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::engine::EngineProcess;
-use crate::requests::{apiserver_writes, concurrently, difference};
 use crate::observe::{Observer, VERSION, data_version};
 use crate::report::Report;
+use crate::requests::{apiserver_writes, concurrently, difference};
 
 /// The label that puts a namespace in the fan-out.
 const SELECTED: &str = "bench.bosun.dev/fanout";
@@ -55,7 +55,8 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let sources: Api<ConfigMap> = Api::namespaced(client.clone(), "fanout-source");
-    let source = |version: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "settings" }, "data": content(version) });
+    let source =
+        |version: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "settings" }, "data": content(version) });
     sources.patch("settings", &PatchParams::apply("bench"), &Patch::Apply(&source("1"))).await?;
 
     eprintln!("starting bosun run …");
@@ -79,8 +80,11 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
         "apiVersion": "bosun.dev/v1alpha1", "kind": "ConfigMapSync", "metadata": { "name": "settings" },
         "spec": { "configMapName": "settings", "namespaceSelector": { "matchLabels": { SELECTED: "yes" } } },
     });
-    let syncs: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), "fanout-source", &kube::api::ApiResource::erase::<bosun_operators::configmapsync::ConfigMapSync>(&()));
+    let syncs: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "fanout-source",
+        &kube::api::ApiResource::erase::<bosun_operators::configmapsync::ConfigMapSync>(&()),
+    );
     let started = Instant::now();
     syncs.patch("settings", &PatchParams::apply("bench"), &Patch::Apply(&sync)).await?;
     let fan_out = copies.until("1", namespaces).await - started;
@@ -126,10 +130,8 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, namespaces: u
     })
     .await?;
     let raw_create = raw.until("1", namespaces).await - started;
-    let current: Vec<ConfigMap> = Api::<ConfigMap>::all(client.clone())
-        .list(&ListParams::default().labels("bench.bosun.dev/raw=yes"))
-        .await?
-        .items;
+    let current: Vec<ConfigMap> =
+        Api::<ConfigMap>::all(client.clone()).list(&ListParams::default().labels("bench.bosun.dev/raw=yes")).await?.items;
     let started = Instant::now();
     concurrently(current, concurrency, |mut config_map| {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), config_map.metadata.namespace.as_deref().unwrap_or_default());

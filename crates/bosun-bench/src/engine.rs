@@ -2,8 +2,8 @@
 //! its memory and CPU are its own: started against the benchmark's control plane, probed
 //! until ready, measured from /proc, and scraped for its metrics.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

@@ -119,7 +119,9 @@ fn observed_version(object: &DynamicObject) -> Option<String> {
     let pointer = |path: &str| object.data.pointer(path).and_then(Value::as_str).map(str::to_owned);
     match object.types.as_ref().map(|types| types.kind.as_str()) {
         Some("ConfigMap") => pointer("/data/version"),
-        Some("Secret") => pointer("/data/version").and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded).ok()).and_then(|bytes| String::from_utf8(bytes).ok()),
+        Some("Secret") => pointer("/data/version")
+            .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok()),
         Some("Service") => object.metadata.annotations.as_ref()?.get("bench.bosun.dev/version").cloned(),
         _ => {
             // A parent: converged when its status reports its generation and version.
@@ -145,7 +147,9 @@ impl Convergence {
         ] {
             observers.push(Observer::start(client.clone(), &resource, &selector, observed_version).await);
         }
-        observers.push(Observer::start(client.clone(), &parent_resource(), &format!("bench.bosun.dev/namespace={namespace}"), observed_version).await);
+        observers.push(
+            Observer::start(client.clone(), &parent_resource(), &format!("bench.bosun.dev/namespace={namespace}"), observed_version).await,
+        );
         Convergence { observers }
     }
 
@@ -207,11 +211,8 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     eprintln!("creating {n} parents …");
     create_parents(client, "bench", n).await?;
     eprintln!("starting the engine …");
-    let args = [
-        format!("--apply-strategy={}", options.strategy),
-        format!("--workers={}", options.workers),
-        "--configmapsync=false".to_owned(),
-    ];
+    let args =
+        [format!("--apply-strategy={}", options.strategy), format!("--workers={}", options.workers), "--configmapsync=false".to_owned()];
     let engine = match &options.engine_command {
         Some(command) => EngineProcess::start_command(command, kubeconfig, &options.strategy, options.workers).await?,
         None => EngineProcess::start(bosun, kubeconfig, &args).await?,
@@ -239,7 +240,8 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     let started = Instant::now();
     controllers.patch("bench", &PatchParams::apply("bench"), &Patch::Apply(&controller)).await?;
     let fan_out = convergence.until("1", n).await - started;
-    let engine_curve: Vec<f64> = convergence.parents_converged("1").iter().map(|at| at.saturating_duration_since(started).as_secs_f64()).collect();
+    let engine_curve: Vec<f64> =
+        convergence.parents_converged("1").iter().map(|at| at.saturating_duration_since(started).as_secs_f64()).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fan_out_writes = difference(&apiserver_writes(client, &COUNTED).await?, &before);
     eprintln!("fan-out: {:.2} s", fan_out.as_secs_f64());
@@ -331,7 +333,14 @@ type ResourceVersions = std::sync::Mutex<std::collections::HashMap<String, Vec<O
 /// What the engine does for one parent, done by hand, writes only: its three children created
 /// (or, for a later version, the parent's spec patched and the children replaced) — or, with
 /// `apply`, applied server-side — then its status written.
-async fn raw_sync(client: &Client, parents: &Api<DynamicObject>, versions: &ResourceVersions, index: usize, version: &str, apply: bool) -> anyhow::Result<()> {
+async fn raw_sync(
+    client: &Client,
+    parents: &Api<DynamicObject>,
+    versions: &ResourceVersions,
+    index: usize,
+    version: &str,
+    apply: bool,
+) -> anyhow::Result<()> {
     let name = format!("p-{index:05}");
     let known = versions.lock().unwrap().get(&name).cloned();
     let mut generation = 1;

@@ -96,7 +96,12 @@ fn main() -> anyhow::Result<()> {
                 let mut reports = Vec::new();
                 for strategy in strategies {
                     let plane = start_plane().await?;
-                    let options = fanout::Options { parents, strategy: strategy.to_owned(), workers: workers.max(1), engine_command: engine_command.clone() };
+                    let options = fanout::Options {
+                        parents,
+                        strategy: strategy.to_owned(),
+                        workers: workers.max(1),
+                        engine_command: engine_command.clone(),
+                    };
                     let run = fanout::run(&plane.client()?, plane.kubeconfig_path(), &bosun, &options).await;
                     plane.stop();
                     let run = run?;

@@ -8,7 +8,8 @@ const WIDTH: usize = 800;
 const HEIGHT: usize = 400;
 const MARGIN: usize = 40;
 /// Curve colours, in order: blue, grey, orange, green.
-pub const COLOURS: [([u8; 3], &str); 4] = [([31, 119, 180], "blue"), ([127, 127, 127], "grey"), ([255, 127, 14], "orange"), ([44, 160, 44], "green")];
+pub const COLOURS: [([u8; 3], &str); 4] =
+    [([31, 119, 180], "blue"), ([127, 127, 127], "grey"), ([255, 127, 14], "orange"), ([44, 160, 44], "green")];
 
 /// Draws `curves` (name, sorted seconds at which each object converged) into
 /// `<docs>/benchmarks/<name>.png`; returns the path and the caption.

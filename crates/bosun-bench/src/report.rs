@@ -83,7 +83,9 @@ fn machine() -> String {
         .unwrap_or(0.0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|text| text.lines().find(|line| line.starts_with("model name"))?.split_once(':').map(|(_, model)| model.trim().to_owned()))
+        .and_then(|text| {
+            text.lines().find(|line| line.starts_with("model name"))?.split_once(':').map(|(_, model)| model.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cores} cores, {memory:.0} GiB, {model}")
 }

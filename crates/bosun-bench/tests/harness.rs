@@ -29,7 +29,8 @@ fn bench(docs: &Path, args: &[&str]) -> (String, String) {
 }
 
 fn figure<'a>(table: &'a str, name: &str) -> &'a str {
-    let line = table.lines().find(|line| line.starts_with(&format!("| {name}"))).unwrap_or_else(|| panic!("no figure {name:?} in\n{table}"));
+    let line =
+        table.lines().find(|line| line.starts_with(&format!("| {name}"))).unwrap_or_else(|| panic!("no figure {name:?} in\n{table}"));
     line.rsplit('|').nth(1).unwrap().trim()
 }
 
@@ -38,7 +39,8 @@ fn the_engine_benchmark_measures_bosun_and_any_engine_command() {
     let bosun = bosun();
     let docs = std::env::temp_dir().join(format!("bosun-bench-{}", bosun_testenv::unique_suffix()));
 
-    let (table, record) = bench(&docs, &["engine", "--parents", "20", "--strategy", "dynamic-apply", "--workers", "2", "--bosun", bosun.to_str().unwrap()]);
+    let (table, record) =
+        bench(&docs, &["engine", "--parents", "20", "--strategy", "dynamic-apply", "--workers", "2", "--bosun", bosun.to_str().unwrap()]);
     assert_eq!(figure(&table, "fan-out writes"), "20 PATCH benchparents/status, 60 POST");
     assert_eq!(figure(&table, "steady state: full resync → writes"), "0");
     assert_eq!(figure(&table, "steady state: hook calls per parent"), "1.00");
@@ -58,7 +60,8 @@ fn the_engine_benchmark_measures_bosun_and_any_engine_command() {
          --health-probe-bind-address {{health_address}} --apply-strategy {{apply_strategy}} --workers {{workers}}",
         bosun.display()
     );
-    let (table, record) = bench(&docs, &["engine", "--parents", "20", "--strategy", "server-side-apply", "--workers", "2", "--engine-command", &command]);
+    let (table, record) =
+        bench(&docs, &["engine", "--parents", "20", "--strategy", "server-side-apply", "--workers", "2", "--engine-command", &command]);
     assert_eq!(figure(&table, "fan-out writes"), "60 APPLY, 20 PATCH benchparents/status");
     assert_eq!(figure(&table, "steady state: full resync → writes"), "0");
     figure(&table, "engine peak RSS (80 objects watched)");

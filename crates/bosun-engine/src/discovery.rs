@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kube::api::ApiResource;
-use kube::discovery::{ApiCapabilities, Scope, pinned_group};
 use kube::core::GroupVersion;
+use kube::discovery::{ApiCapabilities, Scope, pinned_group};
 
 /// A served resource type.
 #[derive(Debug, Clone)]
@@ -28,7 +28,9 @@ pub enum DiscoveryError {
     #[error("apiVersion {0:?} is not of the form group/version (or v1 for the core group)")]
     ApiVersion(String),
     /// The group-version is served, but not this resource.
-    #[error("the API server does not serve resource {resource:?} in {api_version} (is its CRD installed, and `resource` the lowercase plural?)")]
+    #[error(
+        "the API server does not serve resource {resource:?} in {api_version} (is its CRD installed, and `resource` the lowercase plural?)"
+    )]
     UnknownResource {
         /// The rule's apiVersion.
         api_version: String,
@@ -64,8 +66,7 @@ impl Discovery {
     /// Resolves `resource` in `api_version`, asking the API server when the cached answer is
     /// older than the interval or does not have it.
     pub async fn resolve(&self, api_version: &str, resource: &str) -> Result<ResolvedResource, DiscoveryError> {
-        let group_version: GroupVersion =
-            api_version.parse().map_err(|_| DiscoveryError::ApiVersion(api_version.to_owned()))?;
+        let group_version: GroupVersion = api_version.parse().map_err(|_| DiscoveryError::ApiVersion(api_version.to_owned()))?;
         let cached = {
             let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             groups.get(api_version).and_then(|(at, resources)| {
@@ -81,14 +82,8 @@ impl Discovery {
             .map_err(|source| DiscoveryError::Api { api_version: api_version.to_owned(), source })?;
         let resources = group.versioned_resources(&group_version.version);
         let found = find(&resources, resource);
-        self.groups
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(api_version.to_owned(), (Instant::now(), resources));
-        found.ok_or_else(|| DiscoveryError::UnknownResource {
-            api_version: api_version.to_owned(),
-            resource: resource.to_owned(),
-        })
+        self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(api_version.to_owned(), (Instant::now(), resources));
+        found.ok_or_else(|| DiscoveryError::UnknownResource { api_version: api_version.to_owned(), resource: resource.to_owned() })
     }
 }
 

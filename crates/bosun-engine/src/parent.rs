@@ -12,9 +12,9 @@ use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::api::HookVersion;
 use crate::children::{ApplyError, ClaimError};
 use crate::context::EngineContext;
-use crate::api::HookVersion;
 use crate::hooks::{self, HookError, ObjectMaps};
 use crate::related::RelatedObjects;
 
@@ -192,7 +192,12 @@ pub async fn release_finalizer(client: &kube::Client, resource: &ApiResource, fi
 /// Applies JSON patch `operations` to the parent (or its status), guarded by its UID so a
 /// recreated parent of the same name is never touched. A concurrent change or deletion is
 /// not an error: the watch brings a new sync.
-pub async fn patch_guarded(api: &Api<DynamicObject>, parent: &DynamicObject, operations: Vec<Value>, status: bool) -> Result<(), SyncError> {
+pub async fn patch_guarded(
+    api: &Api<DynamicObject>,
+    parent: &DynamicObject,
+    operations: Vec<Value>,
+    status: bool,
+) -> Result<(), SyncError> {
     let mut patch = vec![json!({ "op": "test", "path": "/metadata/uid", "value": parent.uid() })];
     patch.extend(operations);
     let patch: json_patch::Patch = serde_json::from_value(Value::Array(patch)).expect("a valid JSON patch");

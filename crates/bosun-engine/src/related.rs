@@ -146,11 +146,12 @@ impl Selection {
                 Some(namespace) => cache.in_namespace(namespace),
                 None => cache.list(),
             },
-            Selection::Names { namespace: Some(namespace), names } => names
-                .iter()
-                .filter_map(|name| cache.get(&ObjectKey { namespace: Some(namespace.clone()), name: name.clone() }))
-                .collect(),
-            Selection::Names { namespace: None, names } => cache.list().into_iter().filter(|object| names.contains(&object.name_any())).collect(),
+            Selection::Names { namespace: Some(namespace), names } => {
+                names.iter().filter_map(|name| cache.get(&ObjectKey { namespace: Some(namespace.clone()), name: name.clone() })).collect()
+            }
+            Selection::Names { namespace: None, names } => {
+                cache.list().into_iter().filter(|object| names.contains(&object.name_any())).collect()
+            }
             Selection::InNamespace { namespace, selector } => matching(cache.in_namespace(namespace), selector),
             Selection::InNamespaces { namespaces: namespace_selector, selector } => namespaces
                 .map(|namespaces| namespaces.list())
@@ -313,7 +314,13 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
             for (rule, _, selection) in &selections {
                 let type_key = (rule.api_version.clone(), rule.resource.clone());
                 for slot in Slot::of(selection) {
-                    state.index.entry((type_key.clone(), slot.clone())).or_default().entry(key.clone()).or_default().push(selection.clone());
+                    state
+                        .index
+                        .entry((type_key.clone(), slot.clone()))
+                        .or_default()
+                        .entry(key.clone())
+                        .or_default()
+                        .push(selection.clone());
                     filed.push((type_key.clone(), slot));
                 }
                 if matches!(selection, Selection::InNamespaces { .. }) {
@@ -336,7 +343,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
     async fn rules(&self, hook: &HookEndpoint, parent: &DynamicObject) -> Result<Vec<RelatedResourceRule>, SyncError> {
         let uid = parent.uid().unwrap_or_default();
         let generation = parent.metadata.generation;
-        if let Some(answer) = self.lock().answers.get(&uid).filter(|answer| answer.generation == generation && answer.at.elapsed() < ANSWER_TTL) {
+        if let Some(answer) =
+            self.lock().answers.get(&uid).filter(|answer| answer.generation == generation && answer.at.elapsed() < ANSWER_TTL)
+        {
             return Ok(answer.rules.clone());
         }
         let request = CustomizeRequest { controller: &self.controller_json, parent };
@@ -363,7 +372,8 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
                 related.on_related_event(&watched, event);
             }
         }));
-        let related_type = Arc::new(RelatedType { resource: resolved.resource, namespaced: resolved.namespaced, cache, _subscription: subscription });
+        let related_type =
+            Arc::new(RelatedType { resource: resolved.resource, namespaced: resolved.namespaced, cache, _subscription: subscription });
         Ok(self.lock().types.entry(type_key).or_insert(related_type).clone())
     }
 
@@ -402,12 +412,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
         for object in old.into_iter().chain(new) {
             let namespace = object.namespace().unwrap_or_default();
             let name = object.name_any();
-            let slots = [
-                Slot::Name(namespace.clone(), name.clone()),
-                Slot::Name("*".into(), name),
-                Slot::Namespace(namespace),
-                Slot::Wide,
-            ];
+            let slots = [Slot::Name(namespace.clone(), name.clone()), Slot::Name("*".into(), name), Slot::Namespace(namespace), Slot::Wide];
             for slot in slots {
                 let Some(parents) = state.index.get(&(type_key.clone(), slot)) else { continue };
                 for (parent, selections) in parents {

@@ -81,10 +81,14 @@ async fn another_clients_finalizers_survive_a_slow_finalize() {
     fixture.parents().delete("p", &DeleteParams::default()).await.unwrap();
     eventually("the finalize hook to be called", async || hooks.requests().iter().any(|(hook, _)| hook == "finalize").then_some(())).await;
     // While the hook thinks, another client lets go of its finalizer at index 0.
-    patch_parent(&fixture, "p", json!([
-        { "op": "test", "path": "/metadata/finalizers/0", "value": THEIRS_A },
-        { "op": "remove", "path": "/metadata/finalizers/0" },
-    ]))
+    patch_parent(
+        &fixture,
+        "p",
+        json!([
+            { "op": "test", "path": "/metadata/finalizers/0", "value": THEIRS_A },
+            { "op": "remove", "path": "/metadata/finalizers/0" },
+        ]),
+    )
     .await;
     let left = eventually("our finalizer to go", async || {
         let left = finalizers(&fixture, "p").await.unwrap_or_default();
@@ -164,7 +168,10 @@ async fn a_cluster_scoped_child_of_a_namespaced_parent_is_refused() {
         let leak = leak.clone();
         move |_, request| {
             let mut response = desired_config_map(request);
-            response["children"].as_array_mut().unwrap().push(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": leak } }));
+            response["children"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": leak } }));
             Reply::Json(response)
         }
     })
@@ -197,7 +204,8 @@ async fn a_match_everything_selector_adopts_nothing_and_a_failed_hook_adopts_not
     spec["childResources"] = json!([{ "apiVersion": "v1", "resource": "secrets" }, { "apiVersion": "v1", "resource": "configmaps" }]);
     fixture.composite_controller(spec).await;
     let secrets: Api<Secret> = Api::namespaced(fixture.client.clone(), &fixture.namespace);
-    let admin: Secret = serde_json::from_value(json!({ "metadata": { "name": "admin" }, "stringData": { "password": "hunter2" } })).unwrap();
+    let admin: Secret =
+        serde_json::from_value(json!({ "metadata": { "name": "admin" }, "stringData": { "password": "hunter2" } })).unwrap();
     secrets.create(&PostParams::default(), &admin).await.unwrap();
     let greedy = json!({ "spec": { "selector": { "matchExpressions": [{ "key": "nothing", "operator": "DoesNotExist" }] } } });
     fixture.parents().create(&PostParams::default(), &DynamicObject::new("greedy", &fixture.things).data(greedy)).await.unwrap();
@@ -217,19 +225,19 @@ async fn a_match_everything_selector_adopts_nothing_and_a_failed_hook_adopts_not
     assert!(fixture.config_maps().get("orphan").await.unwrap().owner_references().is_empty(), "no adoption while the hook fails");
     // …and is adopted once the hook answers and keeps it.
     hooks.script(|_, request| {
-        let kept: Vec<Value> = request["children"]["ConfigMap.v1"].as_object().map(|map| map.values().cloned().collect()).unwrap_or_default();
+        let kept: Vec<Value> =
+            request["children"]["ConfigMap.v1"].as_object().map(|map| map.values().cloned().collect()).unwrap_or_default();
         Reply::Json(json!({ "children": kept }))
     });
-    eventually("the adoption", async || {
-        (!fixture.config_maps().get("orphan").await.unwrap().owner_references().is_empty()).then_some(())
-    })
-    .await;
+    eventually("the adoption", async || (!fixture.config_maps().get("orphan").await.unwrap().owner_references().is_empty()).then_some(()))
+        .await;
 }
 
 #[tokio::test]
 async fn absurd_resync_delays_neither_loop_nor_overflow() {
     let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
-    let hooks = HookServer::start(|_, request| Reply::Json(json!({ "resyncAfterSeconds": request["parent"]["spec"]["resync"].clone() }))).await;
+    let hooks =
+        HookServer::start(|_, request| Reply::Json(json!({ "resyncAfterSeconds": request["parent"]["spec"]["resync"].clone() }))).await;
     fixture.composite_controller(hooks_spec(&hooks, &["sync"])).await;
     let values = [json!(-1), json!(0), json!(1e-9), json!(9_223_372_036_854_775_807_i64), json!(18_446_744_073_709_551_615_u64)];
     for (index, value) in values.iter().enumerate() {
@@ -237,7 +245,9 @@ async fn absurd_resync_delays_neither_loop_nor_overflow() {
     }
     eventually("a sync of every parent", async || {
         let requests = hooks.requests();
-        (0..values.len()).all(|index| requests.iter().any(|(_, request)| request["parent"]["metadata"]["name"] == format!("r-{index}"))).then_some(())
+        (0..values.len())
+            .all(|index| requests.iter().any(|(_, request)| request["parent"]["metadata"]["name"] == format!("r-{index}")))
+            .then_some(())
     })
     .await;
     let calls_of = |requests: &[(String, Value)], index: usize| {
@@ -338,7 +348,9 @@ async fn records_about_parents_and_children_go_with_them() {
         Reply::Tagged(etag, desired_config_map(request))
     })
     .await;
-    fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({ "webhook": { "etag": { "enabled": true } } })) } })).await;
+    fixture
+        .composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({ "webhook": { "etag": { "enabled": true } } })) } }))
+        .await;
     let names: Vec<String> = (0..PARENTS).map(|index| format!("p-{index}")).collect();
     for batch in names.chunks(50) {
         futures::future::join_all(batch.iter().map(|name| fixture.parent(name, json!({ "data": { "a": "1" } })))).await;
@@ -386,7 +398,8 @@ async fn a_hostile_hook_changes_nothing_outside_its_own_children() {
     let good = HookServer::start(config_map_per_parent).await;
     let mut spec = hooks_spec(&good, &["sync"]);
     spec["childResources"] = json!([{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }]);
-    spec["parentResource"] = json!({ "apiVersion": fixture.things.api_version, "resource": "things", "labelSelector": { "matchLabels": { "role": "good" } } });
+    spec["parentResource"] =
+        json!({ "apiVersion": fixture.things.api_version, "resource": "things", "labelSelector": { "matchLabels": { "role": "good" } } });
     fixture.composite_controller(spec).await;
     let taken = "good-0-config".to_owned();
     let hostile_hook = HookServer::start({
@@ -397,7 +410,14 @@ async fn a_hostile_hook_changes_nothing_outside_its_own_children() {
     let mut spec = json!({ "hooks": { "sync": hostile_hook.hook("sync", json!({ "webhook": { "timeout": "2s" } })) } });
     spec["parentResource"] = json!({ "apiVersion": fixture.things.api_version, "resource": "things", "labelSelector": { "matchLabels": { "role": "hostile" } } });
     spec["childResources"] = json!([{ "apiVersion": "v1", "resource": "configmaps" }, { "apiVersion": "v1", "resource": "namespaces" }]);
-    support::create_thing_controller(&fixture.client, &format!("hostile-{}", fixture.id), json!({ support::TEST_LABEL: fixture.id }), &fixture.things, spec).await;
+    support::create_thing_controller(
+        &fixture.client,
+        &format!("hostile-{}", fixture.id),
+        json!({ support::TEST_LABEL: fixture.id }),
+        &fixture.things,
+        spec,
+    )
+    .await;
 
     let bystander: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": "bystander" }, "data": { "keep": "me" } })).unwrap();
     let bystander = fixture.config_maps().create(&PostParams::default(), &bystander).await.unwrap();
@@ -443,7 +463,9 @@ async fn a_hostile_hook_changes_nothing_outside_its_own_children() {
     let evil = fixture.parents().get("evil").await.unwrap();
     assert!(evil.data["status"].get("big").is_none(), "the oversized status was refused");
     let reasons: Vec<String> = fixture.events("evil", None).await.into_iter().map(|(_, _, message)| message).collect();
-    for expected in ["too large", "recursion limit", "kube-system", "cluster-scoped", "already exists", "not valid", "timeout", "500", "status is"] {
+    for expected in
+        ["too large", "recursion limit", "kube-system", "cluster-scoped", "already exists", "not valid", "timeout", "500", "status is"]
+    {
         assert!(reasons.iter().any(|message| message.contains(expected)), "no event says {expected:?}: {reasons:#?}");
     }
 }

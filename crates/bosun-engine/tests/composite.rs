@@ -7,11 +7,10 @@ mod support;
 use std::time::Duration;
 
 use bosun_engine::ApplyStrategy;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::{Fixture, HookServer, Reply, config_map_per_parent, desired_config_map, eventually};
-
 
 with_both_strategies!(
     sync_creates_children_and_writes_status,
@@ -77,7 +76,10 @@ async fn sync_creates_children_and_writes_status(strategy: ApplyStrategy) {
     let child = fixture.config_maps().get("p-config").await.unwrap();
     let parent = fixture.parents().get("p").await.unwrap();
     let owner = &child.owner_references()[0];
-    assert_eq!((owner.uid.as_str(), owner.controller, owner.block_owner_deletion), (parent.uid().unwrap().as_str(), Some(true), Some(true)));
+    assert_eq!(
+        (owner.uid.as_str(), owner.controller, owner.block_owner_deletion),
+        (parent.uid().unwrap().as_str(), Some(true), Some(true))
+    );
     assert_eq!(child.labels().get("thing").map(String::as_str), Some("p"));
     let status = wait_for_observed_generation(&fixture, "p").await;
     assert_eq!(status["phase"], "Synced");
@@ -162,9 +164,7 @@ async fn resync_after_and_resync_period_sync_again(strategy: ApplyStrategy) {
     // resyncPeriodSeconds on the controller.
     let fixture = Fixture::new(strategy).await;
     let hooks = HookServer::start(config_map_per_parent).await;
-    fixture
-        .composite_controller(json!({ "resyncPeriodSeconds": 1, "hooks": { "sync": hooks.hook("sync", json!({})) } }))
-        .await;
+    fixture.composite_controller(json!({ "resyncPeriodSeconds": 1, "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
     fixture.parent("p", json!({ "data": { "a": "1" } })).await;
     wait_for_data(&fixture, "p-config", "1").await;
     let calls = hooks.calls();
@@ -274,9 +274,7 @@ async fn generate_selector_labels_children_with_the_parent_uid(strategy: ApplySt
         }]}))
     })
     .await;
-    fixture
-        .composite_controller(json!({ "generateSelector": true, "hooks": { "sync": hooks.hook("sync", json!({})) } }))
-        .await;
+    fixture.composite_controller(json!({ "generateSelector": true, "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
     let object = kube::api::DynamicObject::new("p", &fixture.things).data(json!({ "spec": {} }));
     let parent = fixture.parents().create(&PostParams::default(), &object).await.unwrap();
     let child = wait_for_data(&fixture, "p-config", "1").await;
@@ -315,10 +313,8 @@ async fn finalize_runs_until_finalized_then_removes_the_finalizer(strategy: Appl
     assert!(fixture.parents().get_opt("p").await.unwrap().is_some(), "held by the finalizer until finalized");
     let done = json!({ "metadata": { "annotations": { "finalize-calls": "done" } } });
     fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&done)).await.unwrap();
-    eventually("the parent to be deleted once finalized", async || {
-        fixture.parents().get_opt("p").await.unwrap().is_none().then_some(())
-    })
-    .await;
+    eventually("the parent to be deleted once finalized", async || fixture.parents().get_opt("p").await.unwrap().is_none().then_some(()))
+        .await;
 }
 
 async fn finalize_runs_when_a_parent_stops_matching(strategy: ApplyStrategy) {
@@ -337,10 +333,7 @@ async fn finalize_runs_when_a_parent_stops_matching(strategy: ApplyStrategy) {
     fixture.parents().create(&PostParams::default(), &object).await.unwrap();
     wait_for_data(&fixture, "p-config", "1").await;
     let finalizer = format!("metacontroller.io/compositecontroller-{name}");
-    eventually("the finalizer", async || {
-        fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())
-    })
-    .await;
+    eventually("the finalizer", async || fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())).await;
 
     // Opting out runs finalize: its children go, the finalizer goes, the parent stays.
     let opt_out = json!({ "metadata": { "labels": { "managed": "no" } } });
@@ -388,7 +381,11 @@ async fn every_hook_failure_leaves_children_untouched(strategy: ApplyStrategy) {
     let failures: Vec<(&str, Script, &str)> = vec![
         ("non-200", Box::new(|_, _| Reply::Status(500, "boom".into())), "HTTP 500: boom"),
         ("malformed JSON", Box::new(|_, _| Reply::Status(200, "{not json".into())), "not valid"),
-        ("a child without kind", Box::new(|_, _| Reply::Json(json!({ "children": [{ "apiVersion": "v1", "metadata": { "name": "x" } }] }))), "has no kind"),
+        (
+            "a child without kind",
+            Box::new(|_, _| Reply::Json(json!({ "children": [{ "apiVersion": "v1", "metadata": { "name": "x" } }] }))),
+            "has no kind",
+        ),
         ("a null child", Box::new(|_, _| Reply::Json(json!({ "children": [null] }))), "children[0] is null"),
         (
             "a child in another namespace",
@@ -422,14 +419,21 @@ async fn every_hook_failure_leaves_children_untouched(strategy: ApplyStrategy) {
             Box::new(|_, _| Reply::Json(json!({ "children": [{ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "s" } }] }))),
             "not one of the CompositeController's childResources",
         ),
-        ("an empty response, which would delete every child, after a 503", Box::new(|_, _| Reply::Status(503, "unavailable".into())), "HTTP 503"),
+        (
+            "an empty response, which would delete every child, after a 503",
+            Box::new(|_, _| Reply::Status(503, "unavailable".into())),
+            "HTTP 503",
+        ),
     ];
     for (round, (what, script, expected)) in failures.into_iter().enumerate() {
         hooks.script(script);
         set_parent_data(&fixture, "p", &format!("round-{round}")).await;
         eventually(&format!("a SyncError event for {what}"), async || {
             let events = fixture.events("p", Some(&parent_namespace)).await;
-            events.iter().any(|(kind, reason, message)| kind == "Warning" && reason == "SyncError" && message.contains(expected)).then_some(())
+            events
+                .iter()
+                .any(|(kind, reason, message)| kind == "Warning" && reason == "SyncError" && message.contains(expected))
+                .then_some(())
         })
         .await;
         let after = fixture.config_maps().get("p-config").await.unwrap();
@@ -495,11 +499,7 @@ async fn steady_state_makes_no_writes(strategy: ApplyStrategy) {
 #[tokio::test]
 async fn ignore_status_changes_skips_status_only_updates() {
     for ignore in [true, false] {
-        let (fixture, hooks) = converged(
-            ApplyStrategy::DynamicApply,
-            json!({ "parentResource": { "ignoreStatusChanges": ignore } }),
-        )
-        .await;
+        let (fixture, hooks) = converged(ApplyStrategy::DynamicApply, json!({ "parentResource": { "ignoreStatusChanges": ignore } })).await;
         wait_for_observed_generation(&fixture, "p").await;
         let status = json!({ "status": { "byHand": true } });
         fixture.parents().patch_status("p", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
@@ -549,10 +549,7 @@ async fn controller_lifecycle_events_and_finalizers_released_on_delete() {
     fixture.event_with_reason(&name, Some("default"), "Started").await;
     fixture.parent("p", json!({ "data": { "a": "1" } })).await;
     let finalizer = format!("metacontroller.io/compositecontroller-{name}");
-    eventually("the finalizer", async || {
-        fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())
-    })
-    .await;
+    eventually("the finalizer", async || fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())).await;
 
     // A rolling update method is refused with a clear event.
     restart_with(&fixture, with_method("RollingInPlace")).await;

@@ -2,8 +2,8 @@
 //! apply to them unchanged, with nothing pruned.
 
 use bosun_testenv::TestEnv;
-use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::Api;
+use kube::api::{ApiResource, DynamicObject, PostParams};
 use serde_json::Value;
 
 const COMMITTED: &str = include_str!("../../../deploy/crds/metacontroller.k8s.io.yaml");

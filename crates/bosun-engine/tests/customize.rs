@@ -19,7 +19,8 @@ fn hooks(hook: &str, request: &Value) -> Reply {
         "customize" => Reply::Json(json!({ "relatedResources": request["parent"]["spec"]["rules"] })),
         _ => {
             let related = request["related"]["ConfigMap.v1"].as_object().cloned().unwrap_or_default();
-            let seen: Vec<String> = related.iter().map(|(key, object)| format!("{key}={}", object["data"]["v"].as_str().unwrap_or(""))).collect();
+            let seen: Vec<String> =
+                related.iter().map(|(key, object)| format!("{key}={}", object["data"]["v"].as_str().unwrap_or(""))).collect();
             Reply::Json(json!({ "status": { "related": seen }, "children": [] }))
         }
     }
@@ -40,7 +41,8 @@ async fn fixture_with_hooks(customize_version: &str) -> (Fixture, HookServer) {
 }
 
 async fn config_map(client: &kube::Client, namespace: &str, name: &str, labels: Value, value: &str) {
-    let object: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": name, "labels": labels }, "data": { "v": value } })).unwrap();
+    let object: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": name, "labels": labels }, "data": { "v": value } })).unwrap();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&serde_json::to_value(object).unwrap())).await.unwrap();
 }
@@ -122,8 +124,16 @@ async fn invalid_rules_are_refused_with_an_event() {
     let (fixture, server) = fixture_with_hooks("v1").await;
     config_map(&fixture.client, &fixture.namespace, "a", json!({}), "1").await;
     let cases = [
-        ("names-and-selector", json!([{ "apiVersion": "v1", "resource": "configmaps", "names": ["a"], "labelSelector": {} }]), "names cannot be combined"),
-        ("both-namespaces", json!([{ "apiVersion": "v1", "resource": "configmaps", "namespace": "x", "namespaceSelector": {} }]), "cannot be combined"),
+        (
+            "names-and-selector",
+            json!([{ "apiVersion": "v1", "resource": "configmaps", "names": ["a"], "labelSelector": {} }]),
+            "names cannot be combined",
+        ),
+        (
+            "both-namespaces",
+            json!([{ "apiVersion": "v1", "resource": "configmaps", "namespace": "x", "namespaceSelector": {} }]),
+            "cannot be combined",
+        ),
         ("v1-other-namespace", json!([{ "apiVersion": "v1", "resource": "configmaps", "namespace": "elsewhere" }]), "use version v2"),
         ("unknown-resource", json!([{ "apiVersion": "v1", "resource": "gizmos" }]), "gizmos"),
     ];

@@ -16,7 +16,6 @@ use support::{Fixture, HookServer, Reply, eventually};
 
 const ANNOTATION: &str = "metacontroller.k8s.io/decorator-controller";
 
-
 /// The test hook: every target gets `decorated: yes` (and loses `remove-me`), an annotation,
 /// and — while its `data.attach` is `yes` — a Secret attachment `<name>-extra`.
 fn decorate(hook: &str, request: &Value) -> Reply {
@@ -192,10 +191,8 @@ async fn deleting_the_decorator_controller_leaves_no_finalizers() {
     let name = decorate_config_maps(&fixture, &hooks, json!({ "hooks": { "finalize": hooks.hook("finalize", json!({})) } })).await;
     target(&fixture, "t", json!({ "decorate": fixture.id }), "no").await;
     let finalizer = format!("metacontroller.io/decoratorcontroller-{name}");
-    eventually("the finalizer", async || {
-        fixture.config_maps().get("t").await.unwrap().finalizers().contains(&finalizer).then_some(())
-    })
-    .await;
+    eventually("the finalizer", async || fixture.config_maps().get("t").await.unwrap().finalizers().contains(&finalizer).then_some(()))
+        .await;
     fixture.decorator_controllers().delete(&name, &DeleteParams::default()).await.unwrap();
     eventually("the finalizer to be removed", async || {
         (!fixture.config_maps().get("t").await.unwrap().finalizers().contains(&finalizer)).then_some(())

@@ -24,13 +24,7 @@ fn deploy_dir() -> PathBuf {
 }
 
 fn run(program: &Path, args: &[&str], input: Option<&str>) -> String {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input.unwrap_or_default().as_bytes()).unwrap();
     drop(stdin);
@@ -146,17 +140,15 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
         ],
     }))
     .unwrap();
-    let cluster_roles = Api::<DynamicObject>::all_with(admin.clone(), &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()));
+    let cluster_roles =
+        Api::<DynamicObject>::all_with(admin.clone(), &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()));
     cluster_roles.patch("bosun-things", &PatchParams::apply("test").force(), &Patch::Apply(&grant)).await.unwrap();
 
     // The engine as the ServiceAccount, with leader election in its namespace.
     let engine_client = env.service_account_client(&system, "bosun").await;
-    let mut manager = Manager::new(ManagerConfig {
-        metrics_address: None,
-        health_address: None,
-        shutdown_timeout: Duration::from_secs(10),
-    })
-    .with_leader_election(engine_client.clone(), LeaderElectionConfig::new("bosun", &system));
+    let mut manager =
+        Manager::new(ManagerConfig { metrics_address: None, health_address: None, shutdown_timeout: Duration::from_secs(10) })
+            .with_leader_election(engine_client.clone(), LeaderElectionConfig::new("bosun", &system));
     let engine = Engine::new(engine_client, EngineConfig { discovery_interval: Duration::from_millis(500), ..Default::default() })
         .with_metrics(manager.metrics());
     manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
@@ -169,8 +161,8 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
     });
     create_thing_controller(&admin, "rbac-things", json!({}), &things, spec).await;
     let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &things);
-    let parent = DynamicObject::new("p", &things)
-        .data(json!({ "spec": { "selector": { "matchLabels": { "thing": "p" } }, "data": { "a": "1" } } }));
+    let parent =
+        DynamicObject::new("p", &things).data(json!({ "spec": { "selector": { "matchLabels": { "thing": "p" } }, "data": { "a": "1" } } }));
     parents.create(&PostParams::default(), &parent).await.unwrap();
 
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &namespace);

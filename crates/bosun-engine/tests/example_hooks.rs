@@ -50,7 +50,13 @@ impl Hook {
 /// Creates the controller of `<example>/<file>` (a `resource` of the engine), labelled with a
 /// fresh shard and calling the hook on `port`, and starts an engine hosting only that shard;
 /// returns the engine's task and the shard.
-async fn host_controller(client: &kube::Client, example: &str, file: &str, resource: ApiResource, port: u16) -> (tokio::task::JoinHandle<()>, String) {
+async fn host_controller(
+    client: &kube::Client,
+    example: &str,
+    file: &str,
+    resource: ApiResource,
+    port: u16,
+) -> (tokio::task::JoinHandle<()>, String) {
     let shard = bosun_testenv::unique_suffix();
     let mut controller: DynamicObject = manifest_of(example, file);
     controller.metadata.name = Some(format!("{}-{shard}", controller.metadata.name.unwrap()));
@@ -163,7 +169,9 @@ async fn the_team_namespaces_example_runs_with_its_python_hook() {
         let list = events.list(&Default::default()).await.unwrap();
         list.items
             .into_iter()
-            .find(|event| event.reason.as_deref() == Some("TeamInfoCreated") && event.involved_object.name.as_deref() == Some(name.as_str()))
+            .find(|event| {
+                event.reason.as_deref() == Some("TeamInfoCreated") && event.involved_object.name.as_deref() == Some(name.as_str())
+            })
             .map(|_| ())
     })
     .await;
@@ -196,8 +204,11 @@ async fn the_podservice_example_runs_with_its_python_hook() {
 
     let podservices: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &podservices_resource());
     let created = podservices.create(&PostParams::default(), &manifest_of(PODSERVICE, "podservice.yaml")).await.unwrap();
-    let (pods, services, ingresses): (Api<Pod>, Api<Service>, Api<Ingress>) =
-        (Api::namespaced(client.clone(), &namespace), Api::namespaced(client.clone(), &namespace), Api::namespaced(client.clone(), &namespace));
+    let (pods, services, ingresses): (Api<Pod>, Api<Service>, Api<Ingress>) = (
+        Api::namespaced(client.clone(), &namespace),
+        Api::namespaced(client.clone(), &namespace),
+        Api::namespaced(client.clone(), &namespace),
+    );
     // Status comes from the children observed before each sync: all three, at this generation.
     let synced = async |generation: i64, children: i64| {
         bosun_testenv::eventually(&format!("PodService status of generation {generation} with {children} children"), async || {
@@ -263,12 +274,20 @@ async fn the_podservice_example_installs_in_a_cluster_with_kustomize() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let config_maps: Api<ConfigMap> = Api::namespaced(env.client(), "podservice-system");
     let list = config_maps.list(&Default::default()).await.unwrap();
-    let hook = list.items.iter().find(|cm| cm.metadata.name.as_deref().unwrap().starts_with("podservice-hook-")).expect("the generated hook ConfigMap");
+    let hook = list
+        .items
+        .iter()
+        .find(|cm| cm.metadata.name.as_deref().unwrap().starts_with("podservice-hook-"))
+        .expect("the generated hook ConfigMap");
     assert_eq!(hook.data.as_ref().unwrap()["hook.py"], std::fs::read_to_string(format!("{PODSERVICE}/hook.py")).unwrap());
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(env.client(), "podservice-system");
     let deployment = deployments.get("podservice-hook").await.unwrap();
     let volume = &deployment.spec.template.spec.unwrap().volumes.unwrap()[0];
-    assert_eq!(volume.config_map.as_ref().unwrap().name, hook.metadata.name.clone().unwrap(), "the Deployment mounts the generated ConfigMap");
+    assert_eq!(
+        volume.config_map.as_ref().unwrap().name,
+        hook.metadata.name.clone().unwrap(),
+        "the Deployment mounts the generated ConfigMap"
+    );
     let composite = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
     let controller = Api::<DynamicObject>::all_with(env.client(), &composite).get("podservice-controller").await.unwrap();
     assert_eq!(controller.data["spec"]["hooks"]["sync"]["webhook"]["url"], "http://podservice-hook.podservice-system/sync");

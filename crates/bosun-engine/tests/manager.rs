@@ -11,8 +11,8 @@ use std::time::Duration;
 use bosun_engine::{Engine, EngineConfig};
 use bosun_runtime::{Manager, ManagerConfig};
 use bosun_testenv::TestEnv;
-use kube::api::{DynamicObject, PostParams};
 use kube::Api;
+use kube::api::{DynamicObject, PostParams};
 use serde_json::json;
 use support::{HookServer, Reply, config_map_per_parent, create_thing_controller, desired_config_map, eventually, install_thing_crd};
 
@@ -69,7 +69,8 @@ async fn readiness_metrics_and_graceful_shutdown() {
     let parents: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &things);
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let parent = |name: &str| {
-        DynamicObject::new(name, &things).data(json!({ "spec": { "selector": { "matchLabels": { "thing": name } }, "data": { "a": "1" } } }))
+        DynamicObject::new(name, &things)
+            .data(json!({ "spec": { "selector": { "matchLabels": { "thing": name } }, "data": { "a": "1" } } }))
     };
     parents.create(&PostParams::default(), &parent("p")).await.unwrap();
     eventually("the child", async || config_maps.get_opt("p-config").await.unwrap()).await;

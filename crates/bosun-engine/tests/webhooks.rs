@@ -56,7 +56,11 @@ impl Drop for SecureHook {
 }
 
 impl SecureHook {
-    async fn start(serving: &Pem, client_ca: Option<&str>, answer: impl Fn(&HeaderMap, &Value) -> (StatusCode, HeaderMap, String) + Send + Sync + 'static) -> SecureHook {
+    async fn start(
+        serving: &Pem,
+        client_ca: Option<&str>,
+        answer: impl Fn(&HeaderMap, &Value) -> (StatusCode, HeaderMap, String) + Send + Sync + 'static,
+    ) -> SecureHook {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(serving.cert.as_bytes()).map(Result::unwrap).collect();
         let key = PrivateKeyDer::from_pem_slice(serving.key.as_bytes()).unwrap();
@@ -95,9 +99,8 @@ impl SecureHook {
                 tokio::spawn(async move {
                     let Ok(stream) = acceptor.accept(stream).await else { return };
                     let service = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
                 });
             }
         });
@@ -202,7 +205,9 @@ async fn mutual_tls_with_a_rotated_client_certificate() {
 async fn bearer_token_from_a_rotated_secret() {
     let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
     let ca = authority("hooks-ca");
-    let hook = SecureHook::start(&leaf(&ca, &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth), None, authorized("Bearer right-token".into())).await;
+    let hook =
+        SecureHook::start(&leaf(&ca, &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth), None, authorized("Bearer right-token".into()))
+            .await;
     put_secret(&fixture, "hook-token", json!({ "token": "wrong-token\n" })).await;
     let settings = json!({
         "caBundle": { "inline": ca.pem() },
@@ -247,7 +252,9 @@ async fn basic_auth_from_a_rotated_secret() {
 async fn endpoint_configs_are_chosen_by_host() {
     let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
     let ca = authority("hooks-ca");
-    let hook = SecureHook::start(&leaf(&ca, &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth), None, authorized("Bearer right-token".into())).await;
+    let hook =
+        SecureHook::start(&leaf(&ca, &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth), None, authorized("Bearer right-token".into()))
+            .await;
     put_secret(&fixture, "right", json!({ "token": "right-token" })).await;
     put_secret(&fixture, "wrong", json!({ "token": "wrong-token" })).await;
     let host = hook.url.trim_start_matches("https://").to_owned();
@@ -359,15 +366,41 @@ async fn mutual_tls_with_certificates_made_by_the_openssl_command_line() {
     std::fs::create_dir_all(&dir).unwrap();
     // The usual recipe: a CA by `req -x509`, a server certificate with a SAN extfile, and a
     // client certificate signed without extensions — which makes it X.509 v1.
-    openssl(&dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=hooks-ca", "-days", "2"]);
+    openssl(
+        &dir,
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=hooks-ca", "-days", "2"],
+    );
     openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
     std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"]);
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
     openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=bosun"]);
-    openssl(&dir, &["x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.crt", "-days", "2"]);
+    openssl(
+        &dir,
+        &["x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.crt", "-days", "2"],
+    );
     let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
     assert!(read("client.crt").len() > 100);
-    let text = std::process::Command::new("openssl").args(["x509", "-in", "client.crt", "-noout", "-text"]).current_dir(&dir).output().unwrap();
+    let text =
+        std::process::Command::new("openssl").args(["x509", "-in", "client.crt", "-noout", "-text"]).current_dir(&dir).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"), "the client certificate is X.509 v1");
 
     let hook = PythonHook::start(&dir);

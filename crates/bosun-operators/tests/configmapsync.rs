@@ -21,10 +21,15 @@ async fn copies_to_every_destination_and_reports_status() {
         accepting(&client, "cms-dest", &source, json!({})).await,
     );
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
-    create_sync(&client, &source, "sync", json!({
-        "sourceNamespace": source, "configMapName": "settings",
-        "destinationNamespace": a, "destinationNamespaces": [b, c],
-    }))
+    create_sync(
+        &client,
+        &source,
+        "sync",
+        json!({
+            "sourceNamespace": source, "configMapName": "settings",
+            "destinationNamespace": a, "destinationNamespaces": [b, c],
+        }),
+    )
     .await;
     wait_for_copies(&client, &[&a, &b, &c], "settings", json!({ "color": "blue" })).await;
     let sync = wait_for_reason(&client, &source, "sync", "Synced").await;
@@ -92,10 +97,7 @@ async fn a_source_update_reaches_every_destination() {
 
     // binaryData travels too.
     let binary = json!({ "binaryData": { "logo": "AAEC" } });
-    Api::<ConfigMap>::namespaced(client.clone(), &source)
-        .patch("settings", &PatchParams::default(), &Patch::Merge(&binary))
-        .await
-        .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), &source).patch("settings", &PatchParams::default(), &Patch::Merge(&binary)).await.unwrap();
     for destination in &destinations {
         eventually("the binary data to be copied", async || {
             let copy = config_map(&client, destination, "settings").await?;
@@ -145,7 +147,8 @@ async fn a_hand_deleted_copy_is_restored() {
 async fn an_unmanaged_config_map_is_reported_and_left_alone() {
     let (_, client, _) = setup().await;
     let source = namespace(&client, "cms-conflict", json!({})).await;
-    let (taken, free) = (accepting(&client, "cms-taken", &source, json!({})).await, accepting(&client, "cms-free", &source, json!({})).await);
+    let (taken, free) =
+        (accepting(&client, "cms-taken", &source, json!({})).await, accepting(&client, "cms-free", &source, json!({})).await);
     put_config_map(&client, &taken, "settings", json!({ "owner": "someone else" })).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
     create_sync(&client, &source, "sync", json!({ "configMapName": "settings", "destinationNamespaces": [taken, free] })).await;
@@ -172,9 +175,14 @@ async fn a_namespace_created_later_that_matches_the_selector_gets_a_copy() {
     let early = accepting(&client, "cms-early", &source, json!({ "team": team })).await;
     let _other = accepting(&client, "cms-other", &source, json!({ "team": "other" })).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
-    create_sync(&client, &source, "sync", json!({
-        "configMapName": "settings", "namespaceSelector": { "matchLabels": { "team": team } },
-    }))
+    create_sync(
+        &client,
+        &source,
+        "sync",
+        json!({
+            "configMapName": "settings", "namespaceSelector": { "matchLabels": { "team": team } },
+        }),
+    )
     .await;
     wait_for_copies(&client, &[&early], "settings", json!({ "color": "blue" })).await;
     assert!(config_map(&client, &_other, "settings").await.is_none());
@@ -194,12 +202,20 @@ async fn a_namespace_that_leaves_the_set_loses_its_copy() {
     let (_, client, _) = setup().await;
     let team = format!("team-{}", bosun_testenv::unique_suffix());
     let source = namespace(&client, "cms-leave", json!({})).await;
-    let (named, labelled) = (accepting(&client, "cms-named", &source, json!({})).await, accepting(&client, "cms-labelled", &source, json!({ "team": team })).await);
+    let (named, labelled) = (
+        accepting(&client, "cms-named", &source, json!({})).await,
+        accepting(&client, "cms-labelled", &source, json!({ "team": team })).await,
+    );
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
-    create_sync(&client, &source, "sync", json!({
-        "configMapName": "settings", "destinationNamespaces": [named],
-        "namespaceSelector": { "matchLabels": { "team": team } },
-    }))
+    create_sync(
+        &client,
+        &source,
+        "sync",
+        json!({
+            "configMapName": "settings", "destinationNamespaces": [named],
+            "namespaceSelector": { "matchLabels": { "team": team } },
+        }),
+    )
     .await;
     wait_for_copies(&client, &[&named, &labelled], "settings", json!({ "color": "blue" })).await;
 
@@ -212,10 +228,8 @@ async fn a_namespace_that_leaves_the_set_loses_its_copy() {
     // No longer matching the selector.
     let relabel = json!({ "metadata": { "labels": { "team": "elsewhere" } } });
     Api::<Namespace>::all(client.clone()).patch(&labelled, &PatchParams::default(), &Patch::Merge(&relabel)).await.unwrap();
-    eventually("the relabelled namespace's copy to go", async || {
-        config_map(&client, &labelled, "settings").await.is_none().then_some(())
-    })
-    .await;
+    eventually("the relabelled namespace's copy to go", async || config_map(&client, &labelled, "settings").await.is_none().then_some(()))
+        .await;
     eventually("the status to count no namespace", async || {
         let status = syncs.get("sync").await.unwrap().status?;
         (status.destinations.as_deref() == Some("0/0")).then_some(())
@@ -246,9 +260,14 @@ async fn deleting_with_the_orphan_policy_keeps_the_copies_unmanaged() {
     let source = namespace(&client, "cms-orphan", json!({})).await;
     let destination = accepting(&client, "cms-dest", &source, json!({})).await;
     put_config_map(&client, &source, "settings", json!({ "color": "blue" })).await;
-    create_sync(&client, &source, "sync", json!({
-        "configMapName": "settings", "destinationNamespace": destination, "deletionPolicy": "Orphan",
-    }))
+    create_sync(
+        &client,
+        &source,
+        "sync",
+        json!({
+            "configMapName": "settings", "destinationNamespace": destination, "deletionPolicy": "Orphan",
+        }),
+    )
     .await;
     wait_for_copies(&client, &[&destination], "settings", json!({ "color": "blue" })).await;
 
@@ -287,9 +306,14 @@ async fn a_source_in_another_namespace_is_refused() {
     let own = namespace(&client, "cms-own", json!({})).await;
     let (secret, destination) = (namespace(&client, "cms-secret", json!({})).await, accepting(&client, "cms-dest", &own, json!({})).await);
     put_config_map(&client, &secret, "settings", json!({ "password": "hunter2" })).await;
-    create_sync(&client, &own, "sync", json!({
-        "sourceNamespace": secret, "configMapName": "settings", "destinationNamespace": destination,
-    }))
+    create_sync(
+        &client,
+        &own,
+        "sync",
+        json!({
+            "sourceNamespace": secret, "configMapName": "settings", "destinationNamespace": destination,
+        }),
+    )
     .await;
     let sync = wait_for_reason(&client, &own, "sync", "CrossNamespaceSource").await;
     assert!(ready_message(&sync).contains("only copy a ConfigMap from its own namespace"), "{}", ready_message(&sync));

@@ -33,9 +33,14 @@ async fn a_tenant_writes_only_where_the_destination_consents() {
     let other = namespace(&admin, "consent-other", json!({})).await;
     let tenant = tenant(env, &admin, &home).await;
     put_config_map(&tenant, &home, "settings", json!({ "color": "blue" })).await;
-    create_sync(&tenant, &home, "share", json!({
-        "configMapName": "settings", "destinationNamespaces": ["kube-system", neighbour],
-    }))
+    create_sync(
+        &tenant,
+        &home,
+        "share",
+        json!({
+            "configMapName": "settings", "destinationNamespaces": ["kube-system", neighbour],
+        }),
+    )
     .await;
 
     // Nothing written, and the status and a Warning event say why and how to fix it.
@@ -43,10 +48,7 @@ async fn a_tenant_writes_only_where_the_destination_consents() {
     let message = ready_message(&sync);
     assert!(message.contains("kube-system is one of the system namespaces"), "{message}");
     assert!(message.contains(&format!("namespace {neighbour} does not accept copies from {home}")), "{message}");
-    assert!(
-        message.contains(&format!("kubectl annotate namespace {neighbour} configmapsync.bosun.dev/accept-from={home}")),
-        "{message}"
-    );
+    assert!(message.contains(&format!("kubectl annotate namespace {neighbour} configmapsync.bosun.dev/accept-from={home}")), "{message}");
     let mut expected = vec!["kube-system".to_owned(), neighbour.clone()];
     expected.sort();
     assert_eq!(refused(&sync), expected);

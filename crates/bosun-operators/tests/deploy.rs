@@ -10,11 +10,11 @@ use std::path::Path;
 use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
 use bosun_runtime::{Metrics, SharedCaches};
 use bosun_testenv::TestEnv;
-use kube::Api;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{accepting, config_map, create_sync, eventually, events, namespace, put_config_map, wait_for_copies, wait_for_reason};
+use support::{accepting, config_map, create_sync, events, eventually, namespace, put_config_map, wait_for_copies, wait_for_reason};
 
 /// Applies the RBAC of `deploy/<file>` (not its Deployments) with `system` as bosun's
 /// namespace.
@@ -52,12 +52,20 @@ async fn the_operator_runs_with_only_its_deployed_rbac() {
 
     let team = format!("team-{}", bosun_testenv::unique_suffix());
     let source = namespace(&admin, "rbac-source", json!({})).await;
-    let (named, selected) = (accepting(&admin, "rbac-named", &source, json!({})).await, accepting(&admin, "rbac-selected", &source, json!({ "team": team })).await);
+    let (named, selected) = (
+        accepting(&admin, "rbac-named", &source, json!({})).await,
+        accepting(&admin, "rbac-selected", &source, json!({ "team": team })).await,
+    );
     put_config_map(&admin, &source, "settings", json!({ "a": "1" })).await;
-    create_sync(&admin, &source, "sync", json!({
-        "configMapName": "settings", "destinationNamespace": named,
-        "namespaceSelector": { "matchLabels": { "team": team } },
-    }))
+    create_sync(
+        &admin,
+        &source,
+        "sync",
+        json!({
+            "configMapName": "settings", "destinationNamespace": named,
+            "namespaceSelector": { "matchLabels": { "team": team } },
+        }),
+    )
     .await;
     wait_for_copies(&admin, &[&named, &selected], "settings", json!({ "a": "1" })).await;
     wait_for_reason(&admin, &source, "sync", "Synced").await;

@@ -70,10 +70,7 @@ async fn one_write_per_destination_and_none_in_the_steady_state() {
     let done = reconciles(metrics);
     let label = json!({ "metadata": { "labels": { "touched": "yes" } } });
     for (namespace, name) in [(source.as_str(), "settings"), (destinations[0], "settings")] {
-        Api::<ConfigMap>::namespaced(client.clone(), namespace)
-            .patch(name, &PatchParams::default(), &Patch::Merge(&label))
-            .await
-            .unwrap();
+        Api::<ConfigMap>::namespaced(client.clone(), namespace).patch(name, &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
     }
     eventually("two more reconciles", async || (reconciles(metrics) >= done + 2).then_some(())).await;
     assert_eq!(writes(metrics), settled, "an in-sync ConfigMapSync was written to");

@@ -76,13 +76,7 @@ pub type Handler = Arc<dyn Fn(&CacheEvent<'_>) + Send + Sync>;
 
 /// The UID of `object`'s controller owner, if it has one.
 pub fn controller_uid(object: &DynamicObject) -> Option<&str> {
-    object
-        .metadata
-        .owner_references
-        .as_deref()?
-        .iter()
-        .find(|owner| owner.controller == Some(true))
-        .map(|owner| owner.uid.as_str())
+    object.metadata.owner_references.as_deref()?.iter().find(|owner| owner.controller == Some(true)).map(|owner| owner.uid.as_str())
 }
 
 /// The values under which a custom index finds an object (none: it is not in the index).
@@ -330,8 +324,7 @@ impl Cache {
     }
 
     fn notify(&self, event: &CacheEvent<'_>) {
-        let handlers: Vec<Handler> =
-            self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+        let handlers: Vec<Handler> = self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
         for handler in handlers {
             handler(event);
         }
@@ -379,7 +372,8 @@ impl Cache {
             .into_iter()
             .filter_map(|new| {
                 let previous = old.objects.get(&ObjectKey::of(&new));
-                let unchanged = previous.is_some_and(|previous| previous.resource_version.as_deref() == new.metadata.resource_version.as_deref());
+                let unchanged =
+                    previous.is_some_and(|previous| previous.resource_version.as_deref() == new.metadata.resource_version.as_deref());
                 (!unchanged).then(|| (previous.map(Entry::decode), new))
             })
             .collect();
@@ -579,9 +573,7 @@ mod tests {
     use serde_json::json;
 
     fn object(namespace: &str, name: &str, controller: Option<&str>) -> DynamicObject {
-        let owners = controller.map(|uid| {
-            json!([{ "apiVersion": "v1", "kind": "X", "name": "p", "uid": uid, "controller": true }])
-        });
+        let owners = controller.map(|uid| json!([{ "apiVersion": "v1", "kind": "X", "name": "p", "uid": uid, "controller": true }]));
         serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": { "namespace": namespace, "name": name, "resourceVersion": "1", "ownerReferences": owners },

@@ -74,7 +74,8 @@ mod tests {
 
     #[tokio::test]
     async fn failures_and_panics_are_retried_and_success_stops() {
-        let queue: WorkQueue<String> = WorkQueue::new(crate::Backoff { base: Duration::from_millis(1), cap: Duration::from_millis(5), jitter: 0.0 });
+        let queue: WorkQueue<String> =
+            WorkQueue::new(crate::Backoff { base: Duration::from_millis(1), cap: Duration::from_millis(5), jitter: 0.0 });
         let calls = Arc::new(AtomicU32::new(0));
         let reconcile = {
             let (calls, queue) = (calls.clone(), queue.clone());

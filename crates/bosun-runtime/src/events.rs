@@ -100,17 +100,15 @@ impl EventRecorder {
     }
 
     /// Records an event about `regarding`. Events of cluster-scoped objects go to `default`.
-    pub async fn publish(
-        &self,
-        regarding: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        note: &str,
-    ) -> Result<(), kube::Error> {
+    pub async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, note: &str) -> Result<(), kube::Error> {
         let note = truncate_note(note).to_owned();
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
-        let object: ObjectKey =
-            (regarding.api_version.clone(), regarding.kind.clone(), regarding.namespace.clone(), regarding.uid.clone().or_else(|| regarding.name.clone()));
+        let object: ObjectKey = (
+            regarding.api_version.clone(),
+            regarding.kind.clone(),
+            regarding.namespace.clone(),
+            regarding.uid.clone().or_else(|| regarding.name.clone()),
+        );
         {
             let mut limits = self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if limits.len() >= MAX_REMEMBERED {
@@ -121,12 +119,7 @@ impl EventRecorder {
                 return Ok(());
             }
         }
-        let key = SeriesKey {
-            regarding: object,
-            type_,
-            reason: reason.to_owned(),
-            note: note.clone(),
-        };
+        let key = SeriesKey { regarding: object, type_, reason: reason.to_owned(), note: note.clone() };
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = Timestamp::now();
         let repeat = {
@@ -172,10 +165,7 @@ impl EventRecorder {
         if series.len() >= MAX_REMEMBERED {
             series.clear();
         }
-        series.insert(
-            key,
-            Series { name: created.metadata.name.unwrap_or_default(), count: 1, last: Instant::now() },
-        );
+        series.insert(key, Series { name: created.metadata.name.unwrap_or_default(), count: 1, last: Instant::now() });
         Ok(())
     }
 }

@@ -18,12 +18,12 @@ pub mod queue;
 pub mod rate_limit;
 pub mod selector;
 
+pub use cache::{Cache, CacheEvent, Handler, Indexer, ObjectKey, SharedCaches, Subscription};
+pub use controller::{Action, run_workers};
 pub use events::{EventRecorder, EventType};
 pub use health::Health;
 pub use leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};
 pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown, shutdown_signal};
 pub use metrics::{HookLabels, Metrics, QueueMetrics, ReconcileResult};
-pub use cache::{Cache, CacheEvent, Handler, Indexer, ObjectKey, SharedCaches, Subscription};
-pub use controller::{Action, run_workers};
 pub use queue::{Backoff, WorkQueue};
 pub use rate_limit::{RateLimitLayer, TokenBucket};

@@ -157,10 +157,7 @@ impl Manager {
                     axum::routing::get(move || {
                         let metrics = metrics.clone();
                         async move {
-                            (
-                                [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                                metrics.encode(),
-                            )
+                            ([(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
                         }
                     }),
                 );
@@ -173,19 +170,17 @@ impl Manager {
             Some(address) => {
                 let health = self.health.clone();
                 let leadership = leadership.clone();
-                let router = axum::Router::new()
-                    .route("/healthz", axum::routing::get(|| async { "ok" }))
-                    .route(
-                        "/readyz",
-                        axum::routing::get(move || {
-                            let (code, body) = match leadership.load(Ordering::Relaxed) {
-                                LEADING => health.readyz(),
-                                STANDBY => (200, "ok (standby)".to_owned()),
-                                _ => (503, "[-]leader-election failed: the Lease cannot be read\nreadyz check failed".to_owned()),
-                            };
-                            async move { (http::StatusCode::from_u16(code).expect("a valid status"), body) }
-                        }),
-                    );
+                let router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).route(
+                    "/readyz",
+                    axum::routing::get(move || {
+                        let (code, body) = match leadership.load(Ordering::Relaxed) {
+                            LEADING => health.readyz(),
+                            STANDBY => (200, "ok (standby)".to_owned()),
+                            _ => (503, "[-]leader-election failed: the Lease cannot be read\nreadyz check failed".to_owned()),
+                        };
+                        async move { (http::StatusCode::from_u16(code).expect("a valid status"), body) }
+                    }),
+                );
                 Some(serve("health probes", address, router, &mut servers).await?)
             }
             None => None,
@@ -211,9 +206,7 @@ impl Manager {
                 name
             });
         }
-        let leader = self.elector.map(|elector| {
-            tokio::spawn(elect(elector, lead, Shutdown(stopped), leadership, self.metrics.clone()))
-        });
+        let leader = self.elector.map(|elector| tokio::spawn(elect(elector, lead, Shutdown(stopped), leadership, self.metrics.clone())));
         Ok(RunningManager {
             metrics_address,
             health_address,
@@ -297,8 +290,7 @@ async fn serve(
     router: axum::Router,
     servers: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<SocketAddr, ManagerError> {
-    let listener =
-        tokio::net::TcpListener::bind(address).await.map_err(|source| ManagerError::Bind { what, address, source })?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| ManagerError::Bind { what, address, source })?;
     let bound = listener.local_addr().map_err(|source| ManagerError::Bind { what, address, source })?;
     tracing::info!(%bound, "serving {what}");
     servers.push(tokio::spawn(async move {

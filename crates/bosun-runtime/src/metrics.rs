@@ -181,8 +181,7 @@ impl Metrics {
         hooks
             .entry(hook.to_owned())
             .or_insert_with(|| {
-                let families: HookFamilies =
-                    (Family::default(), Family::new_with_constructor(seconds_histogram), Family::default());
+                let families: HookFamilies = (Family::default(), Family::new_with_constructor(seconds_histogram), Family::default());
                 let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 registry.register(format!("metacontroller_{hook}_requests"), format!("Number of {hook} hook requests"), families.0.clone());
                 registry.register(
@@ -334,7 +333,12 @@ impl Collector for ProcessCollector {
             .and_then(|value| value.split_whitespace().next()?.parse().ok())
             .unwrap_or(0);
         let rss = ConstGauge::new(rss_kib * 1024);
-        rss.encode(encoder.encode_descriptor("process_resident_memory_bytes", "Resident memory size in bytes", None, rss.metric_type())?)?;
+        rss.encode(encoder.encode_descriptor(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            None,
+            rss.metric_type(),
+        )?)?;
         // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks.
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         let ticks: f64 = stat
@@ -344,9 +348,19 @@ impl Collector for ProcessCollector {
         // SAFETY: sysconf has no memory-safety preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let cpu = ConstCounter::new(ticks / per_second);
-        cpu.encode(encoder.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds", None, cpu.metric_type())?)?;
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            cpu.metric_type(),
+        )?)?;
         let uptime = ConstGauge::new(self.started.elapsed().as_secs_f64());
-        uptime.encode(encoder.encode_descriptor("process_uptime_seconds", "Seconds since the metrics registry was created", None, uptime.metric_type())?)?;
+        uptime.encode(encoder.encode_descriptor(
+            "process_uptime_seconds",
+            "Seconds since the metrics registry was created",
+            None,
+            uptime.metric_type(),
+        )?)?;
         Ok(())
     }
 }

@@ -34,11 +34,8 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> R
     for requirement in selector.match_expressions.iter().flatten() {
         let values = requirement.values.as_deref().unwrap_or_default();
         let value = labels.get(&requirement.key);
-        let values_problem = |problem| SelectorError::Values {
-            operator: requirement.operator.clone(),
-            key: requirement.key.clone(),
-            problem,
-        };
+        let values_problem =
+            |problem| SelectorError::Values { operator: requirement.operator.clone(), key: requirement.key.clone(), problem };
         let satisfied = match requirement.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => return Err(values_problem("needs values")),
             "Exists" | "DoesNotExist" if !values.is_empty() => return Err(values_problem("takes no values")),
@@ -109,8 +106,7 @@ pub fn parse(text: &str) -> Result<LabelSelector, String> {
 
 /// Whether the selector has at least one term (an empty selector selects everything).
 pub fn is_empty(selector: &LabelSelector) -> bool {
-    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty) && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
 }
 
 #[cfg(test)]

@@ -94,13 +94,8 @@ pub enum Component {
 
 impl Component {
     /// Every component, in build order.
-    pub const ALL: [Component; 5] = [
-        Component::KubeApiserver,
-        Component::KubeControllerManager,
-        Component::Kubectl,
-        Component::Etcd,
-        Component::Helm,
-    ];
+    pub const ALL: [Component; 5] =
+        [Component::KubeApiserver, Component::KubeControllerManager, Component::Kubectl, Component::Etcd, Component::Helm];
 
     /// The binary's file name.
     pub fn name(self) -> &'static str {
@@ -205,10 +200,7 @@ impl Binaries {
         let lock_path = entry.join(".lock");
         let lock = File::create(&lock_path).map_err(io_error(&lock_path))?;
         if lock.try_lock().is_err() {
-            Progress::line(format_args!(
-                "waiting for another process that is building the control plane in {}",
-                entry.display()
-            ));
+            Progress::line(format_args!("waiting for another process that is building the control plane in {}", entry.display()));
             lock.lock().map_err(io_error(&lock_path))?;
         }
         // The other process may have finished the build while we waited.
@@ -388,7 +380,11 @@ impl Toolchain {
         }
         let download = self.output(&std::env::temp_dir(), &["mod", "download", "-json", &module])?;
         let root = serde_json::from_str::<Download>(&download)
-            .map_err(|error| BuildError::GoCommand { step: format!("go mod download {module}"), status: "0".into(), output: format!("unexpected output ({error}): {download}") })?
+            .map_err(|error| BuildError::GoCommand {
+                step: format!("go mod download {module}"),
+                status: "0".into(),
+                output: format!("unexpected output ({error}): {download}"),
+            })?
             .dir;
         // Module zips keep no file modes: make the commands executable, as Go does when it switches.
         let tools = root.join("pkg").join("tool").join(platform.join("_"));
@@ -458,9 +454,7 @@ fn prepare_kubernetes_module(go: &Toolchain, entry: &Path, components: &[Compone
     })?;
     let upstream = fs::read_to_string(&downloaded.go_mod).map_err(io_error(&downloaded.go_mod))?;
     let staging_version = KUBERNETES_VERSION.replacen("v1.", "v0.", 1);
-    let replaces: Vec<String> = staging_modules(&upstream)
-        .map(|module| format!("\t{module} => {module} {staging_version}\n"))
-        .collect();
+    let replaces: Vec<String> = staging_modules(&upstream).map(|module| format!("\t{module} => {module} {staging_version}\n")).collect();
     let go_mod = format!(
         "// Written by bosun-testenv: builds the Kubernetes {KUBERNETES_VERSION} control plane from the\n\
          // published modules. Kubernetes replaces its staging modules with local paths; here each\n\
@@ -522,12 +516,7 @@ fn version_ldflags(component: Component) -> String {
     if component.module() == GoModule::Kubernetes {
         let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or_default();
         for package in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
-            for (name, value) in [
-                ("gitVersion", KUBERNETES_VERSION),
-                ("gitMajor", "1"),
-                ("gitMinor", minor),
-                ("gitTreeState", "clean"),
-            ] {
+            for (name, value) in [("gitVersion", KUBERNETES_VERSION), ("gitMajor", "1"), ("gitMinor", minor), ("gitTreeState", "clean")] {
                 flags.push_str(&format!(" -X {package}.{name}={value}"));
             }
         }

@@ -88,10 +88,7 @@ pub struct ControlPlaneBuilder {
 
 impl Default for ControlPlaneBuilder {
     fn default() -> Self {
-        ControlPlaneBuilder {
-            controllers: DEFAULT_CONTROLLERS.iter().map(|name| name.to_string()).collect(),
-            binaries: None,
-        }
+        ControlPlaneBuilder { controllers: DEFAULT_CONTROLLERS.iter().map(|name| name.to_string()).collect(), binaries: None }
     }
 }
 
@@ -253,24 +250,29 @@ impl ControlPlane {
         let data = self.dir.join("etcd");
         let binary = self.binaries.path(Component::Etcd);
         let (process, client_port) = self
-            .start_process("etcd", &binary, || {
-                let (client, peer) = (free_port(), free_port());
-                let client_url = format!("http://127.0.0.1:{client}");
-                let peer_url = format!("http://127.0.0.1:{peer}");
-                let args = vec![
-                    "--name=bosun-testenv".to_owned(),
-                    format!("--data-dir={}", data.display()),
-                    format!("--listen-client-urls={client_url}"),
-                    format!("--advertise-client-urls={client_url}"),
-                    format!("--listen-peer-urls={peer_url}"),
-                    format!("--initial-advertise-peer-urls={peer_url}"),
-                    format!("--initial-cluster=bosun-testenv={peer_url}"),
-                    // Throw-away data: durability costs time and buys nothing here.
-                    "--unsafe-no-fsync=true".to_owned(),
-                    "--log-level=warn".to_owned(),
-                ];
-                (args, client)
-            }, async |port| etcd_healthy(*port).await)
+            .start_process(
+                "etcd",
+                &binary,
+                || {
+                    let (client, peer) = (free_port(), free_port());
+                    let client_url = format!("http://127.0.0.1:{client}");
+                    let peer_url = format!("http://127.0.0.1:{peer}");
+                    let args = vec![
+                        "--name=bosun-testenv".to_owned(),
+                        format!("--data-dir={}", data.display()),
+                        format!("--listen-client-urls={client_url}"),
+                        format!("--advertise-client-urls={client_url}"),
+                        format!("--listen-peer-urls={peer_url}"),
+                        format!("--initial-advertise-peer-urls={peer_url}"),
+                        format!("--initial-cluster=bosun-testenv={peer_url}"),
+                        // Throw-away data: durability costs time and buys nothing here.
+                        "--unsafe-no-fsync=true".to_owned(),
+                        "--log-level=warn".to_owned(),
+                    ];
+                    (args, client)
+                },
+                async |port| etcd_healthy(*port).await,
+            )
             .await?;
         self.admit(process);
         Ok(format!("http://127.0.0.1:{client_port}"))
@@ -281,29 +283,34 @@ impl ControlPlane {
         let binary = self.binaries.path(Component::KubeApiserver);
         let serving_ca = self.pki.serving_ca.clone();
         let (process, (server, document)) = self
-            .start_process("kube-apiserver", &binary, || {
-                let port = free_port();
-                let args = vec![
-                    format!("--etcd-servers={etcd}"),
-                    "--bind-address=127.0.0.1".to_owned(),
-                    format!("--secure-port={port}"),
-                    format!("--tls-cert-file={}", self.pki_path("serving.crt")),
-                    format!("--tls-private-key-file={}", self.pki_path("serving.key")),
-                    format!("--client-ca-file={}", self.pki_path("client-ca.crt")),
-                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
-                    format!("--service-account-key-file={}", self.pki_path("service-account.pub")),
-                    format!("--service-account-signing-key-file={}", self.pki_path("service-account.key")),
-                    "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-                    "--authorization-mode=RBAC".to_owned(),
-                    "--allow-privileged=true".to_owned(),
-                    // As in envtest: no kubelet mounts tokens, and a fresh namespace's default
-                    // ServiceAccount must not race Pod creation.
-                    "--disable-admission-plugins=ServiceAccount".to_owned(),
-                ];
-                let server = format!("https://127.0.0.1:{port}");
-                let document = kubeconfig::document(&server, &serving_ca, Credentials::Certificate(&admin));
-                (args, (server, document))
-            }, async |(_, document)| get_ok(document, "/readyz").await)
+            .start_process(
+                "kube-apiserver",
+                &binary,
+                || {
+                    let port = free_port();
+                    let args = vec![
+                        format!("--etcd-servers={etcd}"),
+                        "--bind-address=127.0.0.1".to_owned(),
+                        format!("--secure-port={port}"),
+                        format!("--tls-cert-file={}", self.pki_path("serving.crt")),
+                        format!("--tls-private-key-file={}", self.pki_path("serving.key")),
+                        format!("--client-ca-file={}", self.pki_path("client-ca.crt")),
+                        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+                        format!("--service-account-key-file={}", self.pki_path("service-account.pub")),
+                        format!("--service-account-signing-key-file={}", self.pki_path("service-account.key")),
+                        "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+                        "--authorization-mode=RBAC".to_owned(),
+                        "--allow-privileged=true".to_owned(),
+                        // As in envtest: no kubelet mounts tokens, and a fresh namespace's default
+                        // ServiceAccount must not race Pod creation.
+                        "--disable-admission-plugins=ServiceAccount".to_owned(),
+                    ];
+                    let server = format!("https://127.0.0.1:{port}");
+                    let document = kubeconfig::document(&server, &serving_ca, Credentials::Certificate(&admin));
+                    (args, (server, document))
+                },
+                async |(_, document)| get_ok(document, "/readyz").await,
+            )
             .await?;
         self.admit(process);
         let path = self.dir.join("kubeconfig");
@@ -321,32 +328,37 @@ impl ControlPlane {
         kubeconfig::write_private(&kubeconfig_path, &document).map_err(io_error(&kubeconfig_path))?;
         let binary = self.binaries.path(Component::KubeControllerManager);
         let (process, _) = self
-            .start_process("kube-controller-manager", &binary, || {
-                let port = free_port();
-                let args = vec![
-                    format!("--kubeconfig={}", kubeconfig_path.display()),
-                    format!("--controllers={}", controllers.join(",")),
-                    "--leader-elect=false".to_owned(),
-                    // client-go's 20 requests/s would make garbage collection of a thousand
-                    // children take most of a minute.
-                    "--kube-api-qps=200".to_owned(),
-                    "--kube-api-burst=400".to_owned(),
-                    "--bind-address=127.0.0.1".to_owned(),
-                    format!("--secure-port={port}"),
-                    // The loopback serving certificate, so that its health is probed over verified TLS.
-                    format!("--tls-cert-file={}", self.pki_path("serving.crt")),
-                    format!("--tls-private-key-file={}", self.pki_path("serving.key")),
-                    format!("--service-account-private-key-file={}", self.pki_path("service-account.key")),
-                    format!("--root-ca-file={}", self.pki_path("serving-ca.crt")),
-                    "--use-service-account-credentials=false".to_owned(),
-                ];
-                let health = kubeconfig::document(
-                    &format!("https://127.0.0.1:{port}"),
-                    &self.pki.serving_ca,
-                    Credentials::Certificate(&identity),
-                );
-                (args, health)
-            }, async |health| get_ok(health, "/healthz").await)
+            .start_process(
+                "kube-controller-manager",
+                &binary,
+                || {
+                    let port = free_port();
+                    let args = vec![
+                        format!("--kubeconfig={}", kubeconfig_path.display()),
+                        format!("--controllers={}", controllers.join(",")),
+                        "--leader-elect=false".to_owned(),
+                        // client-go's 20 requests/s would make garbage collection of a thousand
+                        // children take most of a minute.
+                        "--kube-api-qps=200".to_owned(),
+                        "--kube-api-burst=400".to_owned(),
+                        "--bind-address=127.0.0.1".to_owned(),
+                        format!("--secure-port={port}"),
+                        // The loopback serving certificate, so that its health is probed over verified TLS.
+                        format!("--tls-cert-file={}", self.pki_path("serving.crt")),
+                        format!("--tls-private-key-file={}", self.pki_path("serving.key")),
+                        format!("--service-account-private-key-file={}", self.pki_path("service-account.key")),
+                        format!("--root-ca-file={}", self.pki_path("serving-ca.crt")),
+                        "--use-service-account-credentials=false".to_owned(),
+                    ];
+                    let health = kubeconfig::document(
+                        &format!("https://127.0.0.1:{port}"),
+                        &self.pki.serving_ca,
+                        Credentials::Certificate(&identity),
+                    );
+                    (args, health)
+                },
+                async |health| get_ok(health, "/healthz").await,
+            )
             .await?;
         self.admit(process);
         Ok(())
@@ -454,8 +466,7 @@ async fn get_ok(document: &str, path: &str) -> bool {
     let Ok(connector) = config.rustls_https_connector() else { return false };
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, http_body_util::Empty<bytes::Bytes>>(connector);
-    let Ok(uri) = format!("{}{}", config.cluster_url.to_string().trim_end_matches('/'), path).parse::<http::Uri>()
-    else {
+    let Ok(uri) = format!("{}{}", config.cluster_url.to_string().trim_end_matches('/'), path).parse::<http::Uri>() else {
         return false;
     };
     let request = async {

@@ -2,10 +2,7 @@
 //! serving CA and the kube-apiserver's serving certificate, a client CA that signs client
 //! certificates (the admin user is in `system:masters`), and the service-account signing key.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use time::{Duration, OffsetDateTime};
 
 /// A certificate and its private key, PEM-encoded.

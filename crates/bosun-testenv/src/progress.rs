@@ -22,10 +22,6 @@ impl Progress {
     /// `1m05s` or `4.2s`.
     pub(crate) fn format(elapsed: std::time::Duration) -> String {
         let seconds = elapsed.as_secs();
-        if seconds >= 60 {
-            format!("{}m{:02}s", seconds / 60, seconds % 60)
-        } else {
-            format!("{:.1}s", elapsed.as_secs_f64())
-        }
+        if seconds >= 60 { format!("{}m{:02}s", seconds / 60, seconds % 60) } else { format!("{:.1}s", elapsed.as_secs_f64()) }
     }
 }

@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
+use kube::ResourceExt;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
-use kube::ResourceExt;
 
 use crate::ControlPlane;
 
@@ -90,10 +90,7 @@ impl TestEnv {
     /// Creates a namespace named `<prefix>-<5 random characters>` and returns its name.
     pub async fn namespace(&self, prefix: &str) -> String {
         let name = format!("{prefix}-{}", crate::unique_suffix());
-        let namespace = Namespace {
-            metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
-            ..Default::default()
-        };
+        let namespace = Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
         Api::<Namespace>::all(self.client())
             .create(&PostParams::default(), &namespace)
             .await
@@ -121,19 +118,14 @@ impl TestEnv {
     /// ServiceAccount is created if it does not exist.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> kube::Client {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
-        let account = ServiceAccount {
-            metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
-            ..Default::default()
-        };
+        let account = ServiceAccount { metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() }, ..Default::default() };
         match accounts.create(&PostParams::default(), &account).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(error) => panic!("creating ServiceAccount {namespace}/{name}: {error}"),
         }
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }),
-            ..Default::default()
-        };
+        let request =
+            TokenRequest { spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }), ..Default::default() };
         let token = accounts
             .create_token_request(name, &PostParams::default(), &request)
             .await

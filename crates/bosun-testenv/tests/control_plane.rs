@@ -9,10 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, WatchEvent,
-    WatchParams,
-};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -100,11 +97,9 @@ async fn schema_validation_rejects_bad_objects() {
     let resource = install_widget_crd(env).await;
     let widgets: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
 
-    for (spec, complaint) in [
-        (json!({ "size": 11 }), "spec.size"),
-        (json!({ "size": "large" }), "spec.size"),
-        (json!({}), "spec.size: Required value"),
-    ] {
+    for (spec, complaint) in
+        [(json!({ "size": 11 }), "spec.size"), (json!({ "size": "large" }), "spec.size"), (json!({}), "spec.size: Required value")]
+    {
         let error = widgets.create(&PostParams::default(), &widget(&resource, "bad", spec.clone())).await.unwrap_err();
         let kube::Error::Api(status) = error else { panic!("expected an API error for {spec}, got {error}") };
         assert_eq!(status.code, 422, "{spec}");
@@ -131,13 +126,9 @@ async fn server_side_apply_conflict_then_force() {
     assert_eq!(status.code, 409);
     assert!(status.message.contains("alice"), "the conflict names the other manager: {}", status.message);
 
-    let forced = config_maps
-        .patch("shared", &PatchParams::apply("bob").force(), &Patch::Apply(apply("bob")))
-        .await
-        .unwrap();
+    let forced = config_maps.patch("shared", &PatchParams::apply("bob").force(), &Patch::Apply(apply("bob"))).await.unwrap();
     assert_eq!(forced.data.unwrap()["owner"], "bob");
-    let managers: Vec<String> =
-        forced.metadata.managed_fields.unwrap().into_iter().filter_map(|entry| entry.manager).collect();
+    let managers: Vec<String> = forced.metadata.managed_fields.unwrap().into_iter().filter_map(|entry| entry.manager).collect();
     assert_eq!(managers, ["bob"], "force takes the field from alice");
 }
 
@@ -147,11 +138,8 @@ async fn watch_sees_added_modified_deleted() {
     let namespace = env.namespace("watch").await;
     let config_maps: Api<ConfigMap> = Api::namespaced(env.client(), &namespace);
     let version = config_maps.list_metadata(&Default::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut events = config_maps
-        .watch(&WatchParams::default().fields("metadata.name=watched").timeout(60), &version)
-        .await
-        .unwrap()
-        .boxed();
+    let mut events =
+        config_maps.watch(&WatchParams::default().fields("metadata.name=watched").timeout(60), &version).await.unwrap().boxed();
 
     config_maps.create(&PostParams::default(), &config_map("watched", json!({ "a": "1" }))).await.unwrap();
     let change = json!({ "data": { "a": "2" } });
@@ -190,10 +178,8 @@ async fn deleting_an_owner_garbage_collects_what_it_owns() {
     let unrelated = config_maps.create(&PostParams::default(), &config_map("unrelated", json!({}))).await.unwrap();
 
     config_maps.delete("owner", &DeleteParams::background()).await.unwrap();
-    eventually("the owned ConfigMap to be garbage-collected", async || {
-        config_maps.get_opt("owned").await.unwrap().is_none().then_some(())
-    })
-    .await;
+    eventually("the owned ConfigMap to be garbage-collected", async || config_maps.get_opt("owned").await.unwrap().is_none().then_some(()))
+        .await;
     assert_eq!(config_maps.get("unrelated").await.unwrap().uid(), unrelated.uid());
 }
 
@@ -206,10 +192,8 @@ async fn deleting_a_namespace_completes() {
     let namespaces: Api<Namespace> = Api::all(env.client());
 
     namespaces.delete(&namespace, &DeleteParams::default()).await.unwrap();
-    eventually("the namespace to be finalized and removed", async || {
-        namespaces.get_opt(&namespace).await.unwrap().is_none().then_some(())
-    })
-    .await;
+    eventually("the namespace to be finalized and removed", async || namespaces.get_opt(&namespace).await.unwrap().is_none().then_some(()))
+        .await;
 }
 
 #[tokio::test]

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bosun_runtime::{Manager, SharedCaches};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
-use bosun_runtime::{Manager, SharedCaches};
 use kube::{Api, Client, CustomResourceExt};
 use serde_json::json;
 
@@ -163,7 +163,12 @@ fn samples() -> [Sample; 2] {
     };
     [
         Sample { manifest: PODSERVICE, resource: podservices, awaited: "its three children", reported: |status| status["children"] == 3 },
-        Sample { manifest: FOOBAR, resource: ApiResource::erase::<foobar::FooBar>(&()), awaited: "its Job", reported: |status| status["job"].is_string() },
+        Sample {
+            manifest: FOOBAR,
+            resource: ApiResource::erase::<foobar::FooBar>(&()),
+            awaited: "its Job",
+            reported: |status| status["job"].is_string(),
+        },
     ]
 }
 

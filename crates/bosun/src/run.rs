@@ -37,14 +37,14 @@ impl ClusterArgs {
         let options = kube::config::KubeConfigOptions { context: self.context.clone(), ..Default::default() };
         let config = match (&self.kubeconfig, &self.context) {
             (Some(path), _) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                let kubeconfig =
+                    kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
                 kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
             }
             (None, Some(_)) => kube::Config::from_kubeconfig(&options).await?,
-            (None, None) => kube::Config::infer().await.context(
-                "no cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a Pod with a ServiceAccount",
-            )?,
+            (None, None) => kube::Config::infer()
+                .await
+                .context("no cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a Pod with a ServiceAccount")?,
         };
         let limit = (self.client_go_qps > 0.0).then_some((self.client_go_qps, self.client_go_burst));
         Ok(instrumented_client(config, metrics, limit)?)
@@ -160,9 +160,7 @@ impl EngineArgs {
     /// The engine configuration these flags describe.
     pub fn config(&self) -> EngineConfig {
         let apply_strategy = match self.apply_strategy.as_str() {
-            "server-side-apply" => {
-                ApplyStrategy::ServerSideApply { field_manager: self.apply_strategy_ssa_field_manager.clone() }
-            }
+            "server-side-apply" => ApplyStrategy::ServerSideApply { field_manager: self.apply_strategy_ssa_field_manager.clone() },
             _ => ApplyStrategy::DynamicApply,
         };
         let selector = bosun_engine::selector::parse(&self.target_label_selector).expect("validated by clap");
@@ -219,9 +217,9 @@ impl LeaderElectionArgs {
         }
         let namespace = match &self.leader_election_namespace {
             Some(namespace) => namespace.clone(),
-            None => std::fs::read_to_string(POD_NAMESPACE_FILE).map(|text| text.trim().to_owned()).map_err(|_| {
-                anyhow::anyhow!("--leader-election needs --leader-election-namespace when not running in a Pod")
-            })?,
+            None => std::fs::read_to_string(POD_NAMESPACE_FILE)
+                .map(|text| text.trim().to_owned())
+                .map_err(|_| anyhow::anyhow!("--leader-election needs --leader-election-namespace when not running in a Pod"))?,
         };
         if self.leader_election_renew_deadline >= self.leader_election_lease_duration {
             anyhow::bail!("--leader-election-renew-deadline must be shorter than --leader-election-lease-duration");
@@ -361,8 +359,7 @@ pub async fn serve(
     if configmapsync {
         let options = operators.configmapsync_options(engine, own_namespace);
         tracing::info!(workers = options.workers, require_consent = options.require_consent, "ConfigMapSync operator starting");
-        let controller =
-            ConfigMapSyncController::new(client.clone(), &caches, manager.metrics(), options).with_health(&manager.health());
+        let controller = ConfigMapSyncController::new(client.clone(), &caches, manager.metrics(), options).with_health(&manager.health());
         manager.add("configmapsync", move |shutdown| controller.run(shutdown.requested()));
     }
     if engine.enabled {

@@ -60,15 +60,23 @@ impl ResourceType {
             Some((name, group)) => (name.to_owned(), Some(group.to_owned())),
             None => (name, None),
         };
-        let group_matches = group.is_none_or(|group| group == self.resource.group || group == self.resource.version || group == format!("{}.{}", self.resource.version, self.resource.group));
+        let group_matches = group.is_none_or(|group| {
+            group == self.resource.group
+                || group == self.resource.version
+                || group == format!("{}.{}", self.resource.version, self.resource.group)
+        });
         group_matches
-            && (name == self.resource.plural || name == self.singular || name == self.resource.kind.to_ascii_lowercase() || self.short_names.contains(&name))
+            && (name == self.resource.plural
+                || name == self.singular
+                || name == self.resource.kind.to_ascii_lowercase()
+                || self.short_names.contains(&name))
     }
 }
 
 /// Every listable type the API server serves, in each group's preferred version.
 async fn discover(client: &Client) -> anyhow::Result<Vec<ResourceType>> {
-    let mut lists: Vec<(String, String, APIResourceList)> = vec![(String::new(), "v1".to_owned(), client.list_core_api_resources("v1").await?)];
+    let mut lists: Vec<(String, String, APIResourceList)> =
+        vec![(String::new(), "v1".to_owned(), client.list_core_api_resources("v1").await?)];
     for group in client.list_api_groups().await?.groups {
         let Some(version) = group.preferred_version.or_else(|| group.versions.first().cloned()) else { continue };
         // A group whose API service is unavailable fails alone; the tree shows the rest.
@@ -85,7 +93,13 @@ async fn discover(client: &Client) -> anyhow::Result<Vec<ResourceType>> {
             }
             let api_version = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
             types.push(ResourceType {
-                resource: ApiResource { group: group.clone(), version: version.clone(), api_version, kind: resource.kind, plural: resource.name },
+                resource: ApiResource {
+                    group: group.clone(),
+                    version: version.clone(),
+                    api_version,
+                    kind: resource.kind,
+                    plural: resource.name,
+                },
                 namespaced: resource.namespaced,
                 singular: resource.singular_name,
                 short_names: resource.short_names.unwrap_or_default(),
@@ -128,7 +142,8 @@ pub async fn render(client: &Client, target: &str, namespace: &str) -> anyhow::R
     // Every object's owners, by owner UID; ConfigMapSync copies by the owner they name.
     let listed: Vec<(ApiResource, Vec<kube::core::PartialObjectMeta<DynamicObject>>)> = futures::stream::iter(types.iter().cloned())
         .map(|resource_type| async move {
-            let listing = Api::<DynamicObject>::all_with(client.clone(), &resource_type.resource).list_metadata(&ListParams::default()).await;
+            let listing =
+                Api::<DynamicObject>::all_with(client.clone(), &resource_type.resource).list_metadata(&ListParams::default()).await;
             // Types this user may not list are left out of the tree rather than failing it.
             Ok::<_, anyhow::Error>(listing.ok().map(|list| (resource_type.resource, list.items)))
         })
@@ -140,17 +155,29 @@ pub async fn render(client: &Client, target: &str, namespace: &str) -> anyhow::R
     let mut copies: HashMap<(String, String), Vec<Node>> = HashMap::new();
     for (resource, objects) in listed {
         for object in objects {
-            let node = Node { resource: resource.clone(), namespace: object.namespace(), name: object.name_any(), uid: object.uid().unwrap_or_default() };
+            let node = Node {
+                resource: resource.clone(),
+                namespace: object.namespace(),
+                name: object.name_any(),
+                uid: object.uid().unwrap_or_default(),
+            };
             for owner in object.owner_references() {
                 children.entry(owner.uid.clone()).or_default().push(node.clone());
             }
-            if let Some((owner_namespace, owner_name)) = object.annotations().get(COPY_OWNER_ANNOTATION).and_then(|owner| owner.split_once('/')) {
+            if let Some((owner_namespace, owner_name)) =
+                object.annotations().get(COPY_OWNER_ANNOTATION).and_then(|owner| owner.split_once('/'))
+            {
                 copies.entry((owner_namespace.to_owned(), owner_name.to_owned())).or_default().push(node);
             }
         }
     }
 
-    let root_node = Node { resource: root_type.resource.clone(), namespace: root.namespace(), name: root.name_any(), uid: root.uid().unwrap_or_default() };
+    let root_node = Node {
+        resource: root_type.resource.clone(),
+        namespace: root.namespace(),
+        name: root.name_any(),
+        uid: root.uid().unwrap_or_default(),
+    };
     let mut rows = vec![("".to_owned(), root_node.clone(), summary(&root))];
     let mut seen = HashSet::from([root_node.uid.clone()]);
     add_descendants(client, &root_node, "", &children, &copies, &mut seen, &mut rows).await;
@@ -234,11 +261,13 @@ fn summary(object: &DynamicObject) -> String {
             parts.push(format!("{} {}", spec["type"].as_str().unwrap_or("ClusterIP"), spec["clusterIP"].as_str().unwrap_or("")));
         }
         "Ingress" => {
-            let hosts: Vec<&str> = object.data["spec"]["rules"].as_array().into_iter().flatten().filter_map(|rule| rule["host"].as_str()).collect();
+            let hosts: Vec<&str> =
+                object.data["spec"]["rules"].as_array().into_iter().flatten().filter_map(|rule| rule["host"].as_str()).collect();
             parts.push(format!("hosts {}", if hosts.is_empty() { "*".to_owned() } else { hosts.join(",") }));
         }
         "ConfigMap" => {
-            let keys = object.data["data"].as_object().map_or(0, |data| data.len()) + object.data["binaryData"].as_object().map_or(0, |data| data.len());
+            let keys = object.data["data"].as_object().map_or(0, |data| data.len())
+                + object.data["binaryData"].as_object().map_or(0, |data| data.len());
             parts.push(format!("{keys} key{}", if keys == 1 { "" } else { "s" }));
         }
         _ => {}
@@ -247,11 +276,19 @@ fn summary(object: &DynamicObject) -> String {
         parts.push(phase.to_owned());
     }
     if let Some(ready) = condition("Ready").or_else(|| condition("Available")) {
-        let state = if ready["status"] == "True" { "Ready".to_owned() } else { format!("NotReady ({})", ready["reason"].as_str().unwrap_or("no reason")) };
+        let state = if ready["status"] == "True" {
+            "Ready".to_owned()
+        } else {
+            format!("NotReady ({})", ready["reason"].as_str().unwrap_or("no reason"))
+        };
         parts.push(state);
     }
     if let (Some(observed), Some(generation)) = (status["observedGeneration"].as_i64(), object.metadata.generation) {
-        parts.push(if observed == generation { format!("synced (generation {generation})") } else { format!("syncing (generation {generation}, status of {observed})") });
+        parts.push(if observed == generation {
+            format!("synced (generation {generation})")
+        } else {
+            format!("syncing (generation {generation}, status of {observed})")
+        });
     }
     if parts.is_empty() { "-".to_owned() } else { parts.join(", ") }
 }
@@ -284,7 +321,9 @@ mod tests {
 
     #[test]
     fn summaries_say_what_kubectl_would() {
-        let service = object(json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "s" }, "spec": { "type": "ClusterIP", "clusterIP": "10.0.0.7" } }));
+        let service = object(
+            json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "s" }, "spec": { "type": "ClusterIP", "clusterIP": "10.0.0.7" } }),
+        );
         assert_eq!(summary(&service), "ClusterIP 10.0.0.7");
         let pod = object(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p" }, "status": { "phase": "Pending" } }));
         assert_eq!(summary(&pod), "Pending");
@@ -298,7 +337,13 @@ mod tests {
     #[test]
     fn types_are_found_by_any_of_their_names() {
         let ingresses = ResourceType {
-            resource: ApiResource { group: "networking.k8s.io".into(), version: "v1".into(), api_version: "networking.k8s.io/v1".into(), kind: "Ingress".into(), plural: "ingresses".into() },
+            resource: ApiResource {
+                group: "networking.k8s.io".into(),
+                version: "v1".into(),
+                api_version: "networking.k8s.io/v1".into(),
+                kind: "Ingress".into(),
+                plural: "ingresses".into(),
+            },
             namespaced: true,
             singular: "ingress".into(),
             short_names: vec!["ing".into()],

@@ -39,10 +39,7 @@ async fn run_serves_the_kubeconfig_cluster_until_terminated() {
 
 #[test]
 fn run_refuses_bad_flags_with_a_clear_message() {
-    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(["run", "--apply-strategy", "kubectl-apply"])
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun")).args(["run", "--apply-strategy", "kubectl-apply"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("dynamic-apply") && stderr.contains("server-side-apply"), "{stderr}");
@@ -120,12 +117,8 @@ async fn dev_serves_a_cluster_until_interrupted() {
     assert!(foobar[3].starts_with("└─Job/foobar-sample-"), "{printed:#?}");
     assert!(lines.any(|line| line == "Press Ctrl-C to stop."));
 
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(), &Default::default()).await.unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     assert!(namespaces.get_opt("default").await.unwrap().is_some());
@@ -213,17 +206,35 @@ async fn tree_prints_owned_objects_across_namespaces_with_status() {
         let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &plural);
         Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource).create(&PostParams::default(), &object).await.unwrap()
     };
-    let owner = |object: &DynamicObject| json!([{ "apiVersion": object.types.as_ref().unwrap().api_version, "kind": object.types.as_ref().unwrap().kind,
-        "name": object.metadata.name, "uid": object.metadata.uid, "controller": true }]);
-    let root = create(&home, json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "root" }, "data": { "a": "1" } })).await;
-    let secret = create(&home, json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "child", "ownerReferences": owner(&root) } })).await;
-    create(&home, json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "grandchild", "ownerReferences": owner(&secret) } })).await;
+    let owner = |object: &DynamicObject| {
+        json!([{ "apiVersion": object.types.as_ref().unwrap().api_version, "kind": object.types.as_ref().unwrap().kind,
+        "name": object.metadata.name, "uid": object.metadata.uid, "controller": true }])
+    };
+    let root =
+        create(&home, json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "root" }, "data": { "a": "1" } })).await;
+    let secret =
+        create(&home, json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "child", "ownerReferences": owner(&root) } }))
+            .await;
+    create(
+        &home,
+        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "grandchild", "ownerReferences": owner(&secret) } }),
+    )
+    .await;
     create(&home, json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "unrelated" } })).await;
-    create(&home, json!({ "apiVersion": "bosun.dev/v1alpha1", "kind": "ConfigMapSync", "metadata": { "name": "share" },
-        "spec": { "configMapName": "root", "destinationNamespace": away } })).await;
+    create(
+        &home,
+        json!({ "apiVersion": "bosun.dev/v1alpha1", "kind": "ConfigMapSync", "metadata": { "name": "share" },
+        "spec": { "configMapName": "root", "destinationNamespace": away } }),
+    )
+    .await;
     // The operator makes the copy in the other namespace.
     let caches = bosun_runtime::SharedCaches::new(client.clone());
-    let operator = bosun_operators::configmapsync::ConfigMapSyncController::new(client.clone(), &caches, bosun_runtime::Metrics::new(), Default::default());
+    let operator = bosun_operators::configmapsync::ConfigMapSyncController::new(
+        client.clone(),
+        &caches,
+        bosun_runtime::Metrics::new(),
+        Default::default(),
+    );
     let operator = tokio::spawn(operator.run(std::future::pending()));
     let copies: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &away);
     bosun_testenv::eventually("the copy", async || copies.get_opt("root").await.unwrap()).await;
@@ -247,7 +258,10 @@ async fn tree_prints_owned_objects_across_namespaces_with_status() {
 
     let (ok, out, err) = tree("cms/share");
     assert!(ok, "{err}");
-    assert!(out.lines().nth(2).is_some_and(|line| line.starts_with("└─ConfigMap/root ") && line.contains(&away) && line.ends_with("1 key")), "the copy in another namespace: {out}");
+    assert!(
+        out.lines().nth(2).is_some_and(|line| line.starts_with("└─ConfigMap/root ") && line.contains(&away) && line.ends_with("1 key")),
+        "the copy in another namespace: {out}"
+    );
 
     let (ok, _, err) = tree("configmaps/missing");
     assert!(!ok && err.contains(&format!("ConfigMap missing not found in namespace {home}")), "{err}");

@@ -152,7 +152,8 @@ pub fn desired_job(foobar: &FooBar) -> Job {
 /// The phase of `job` as FooBar status reports it, and the message of a failure.
 fn phase(job: &Job) -> (&'static str, Option<String>) {
     let Some(status) = &job.status else { return ("Pending", None) };
-    let condition = |type_: &str| status.conditions.iter().flatten().find(|condition| condition.type_ == type_ && condition.status == "True");
+    let condition =
+        |type_: &str| status.conditions.iter().flatten().find(|condition| condition.type_ == type_ && condition.status == "True");
     if condition("Complete").is_some() {
         ("Succeeded", None)
     } else if let Some(failed) = condition("Failed") {
@@ -182,7 +183,10 @@ async fn reconcile(shared: &Shared, key: &ObjectKey) -> Result<Action, Reconcile
     for old in owned.iter().filter(|job| job.name_any() != desired_name) {
         let controlled = old.owner_references().iter().any(|owner| owner.controller == Some(true) && owner.uid == uid);
         if controlled {
-            let params = DeleteParams { preconditions: Some(Preconditions { uid: old.uid(), resource_version: None }), ..DeleteParams::background() };
+            let params = DeleteParams {
+                preconditions: Some(Preconditions { uid: old.uid(), resource_version: None }),
+                ..DeleteParams::background()
+            };
             match jobs.delete(&old.name_any(), &params).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}

@@ -23,7 +23,8 @@ fn sample() -> FooBar {
 
 #[test]
 fn the_committed_crd_is_current() {
-    let committed: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(format!("{EXAMPLE}/crd.yaml")).unwrap()).unwrap();
+    let committed: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{EXAMPLE}/crd.yaml")).unwrap()).unwrap();
     assert_eq!(committed, FooBar::crd(), "crd.yaml is stale: cargo run -p foobar -- crd > examples/foobar/crd.yaml");
 }
 
@@ -60,7 +61,8 @@ async fn a_foobar_runs_its_command_as_a_job_and_reports_it() {
     assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("FooBar", created.uid().unwrap().as_str(), Some(true)));
     let container = &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
     assert_eq!(container.command.as_deref().unwrap(), ["sh", "-c", "echo foobar"]);
-    let env_vars: Vec<(String, String)> = container.env.iter().flatten().map(|var| (var.name.clone(), var.value.clone().unwrap_or_default())).collect();
+    let env_vars: Vec<(String, String)> =
+        container.env.iter().flatten().map(|var| (var.name.clone(), var.value.clone().unwrap_or_default())).collect();
     assert_eq!(env_vars, [("FOO".into(), "bar".into()), ("BARZ".into(), "false".into())]);
 
     // As the job controller would report a pod running, then the Job complete.

@@ -21,8 +21,7 @@ pub const GROUP: &str = "metacontroller.k8s.io";
 /// The only API version.
 pub const VERSION: &str = "v1alpha1";
 /// Required by the API server for CRDs in a `*.k8s.io` group; the value Metacontroller uses.
-pub const API_APPROVED_ANNOTATION: (&str, &str) =
-    ("api-approved.kubernetes.io", "unapproved, request not yet submitted");
+pub const API_APPROVED_ANNOTATION: (&str, &str) = ("api-approved.kubernetes.io", "unapproved, request not yet submitted");
 
 /// The three CRDs, in the order they should be applied.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -31,11 +30,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// The CRDs as one multi-document YAML stream, as committed under `deploy/crds/`.
 pub fn crds_yaml() -> String {
-    crds()
-        .iter()
-        .map(|crd| serde_yaml::to_string(crd).expect("a CRD serializes"))
-        .collect::<Vec<_>>()
-        .join("---\n")
+    crds().iter().map(|crd| serde_yaml::to_string(crd).expect("a CRD serializes")).collect::<Vec<_>>().join("---\n")
 }
 
 /// A rule naming a resource by `apiVersion` and plural `resource`, as every rule does.

@@ -216,7 +216,9 @@ impl Applier {
                 })?;
                 match api.create(&PostParams::default(), &object).await {
                     Ok(_) => Ok(Applied::Created),
-                    Err(kube::Error::Api(status)) if status.code == 409 => self.explain_existing(&api, child_type, &name, &key, owner).await,
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        self.explain_existing(&api, child_type, &name, &key, owner).await
+                    }
                     Err(error) => Err(Self::api_error("creating", child_type, key)(error)),
                 }
             }
@@ -270,16 +272,12 @@ impl Applier {
         mut desired: Value,
         owner: &Value,
     ) -> Result<DynamicObject, ApplyError> {
-        let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else {
-            unreachable!("only called for server-side apply")
-        };
+        let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else { unreachable!("only called for server-side apply") };
         set_path(&mut desired, &["metadata", "ownerReferences"], json!([owner]));
         let body_hash = hash_of(&desired);
         let params = PatchParams::apply(field_manager).force();
-        let applied = api
-            .patch(name, &params, &Patch::Apply(&desired))
-            .await
-            .map_err(Self::api_error("applying", child_type, key.to_owned()))?;
+        let applied =
+            api.patch(name, &params, &Patch::Apply(&desired)).await.map_err(Self::api_error("applying", child_type, key.to_owned()))?;
         self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(
             Self::record_key(child_type, key),
             AppliedRecord {
@@ -372,16 +370,14 @@ impl Applier {
                             let patch: json_patch::Patch =
                                 serde_json::from_value(json!([{ "op": "remove", "path": format!("/metadata/annotations/{escaped}") }]))
                                     .expect("a valid JSON patch");
-                            api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
-                                .await
-                                .map_err(Self::api_error("updating", child_type, key.clone()))?;
+                            api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await.map_err(Self::api_error(
+                                "updating",
+                                child_type,
+                                key.clone(),
+                            ))?;
                         }
                         let applied = self.server_side_apply(&api, child_type, &name, &key, desired, owner).await?;
-                        Ok(if applied.resource_version() == observed.resource_version() {
-                            Applied::Unchanged
-                        } else {
-                            Applied::Updated
-                        })
+                        Ok(if applied.resource_version() == observed.resource_version() { Applied::Unchanged } else { Applied::Updated })
                     }
                 }
             }
@@ -389,14 +385,7 @@ impl Applier {
     }
 
     /// Whether this exact body was applied to this object and nobody changed it since.
-    fn unchanged_since_applied(
-        &self,
-        child_type: &ChildType,
-        key: &str,
-        observed: &DynamicObject,
-        desired: &Value,
-        owner: &Value,
-    ) -> bool {
+    fn unchanged_since_applied(&self, child_type: &ChildType, key: &str, observed: &DynamicObject, desired: &Value, owner: &Value) -> bool {
         let mut body = desired.clone();
         set_path(&mut body, &["metadata", "ownerReferences"], json!([owner]));
         let records = self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -411,8 +400,7 @@ impl Applier {
     pub async fn delete(&self, client: &kube::Client, child_type: &ChildType, observed: &DynamicObject) -> Result<(), ApplyError> {
         let key = key_of(observed);
         let api = Self::api(child_type, client, observed.namespace().as_deref());
-        let params = DeleteParams::background()
-            .preconditions(Preconditions { uid: observed.uid(), resource_version: None });
+        let params = DeleteParams::background().preconditions(Preconditions { uid: observed.uid(), resource_version: None });
         self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&Self::record_key(child_type, &key));
         match api.delete(&observed.name_any(), &params).await {
             Ok(_) => Ok(()),
@@ -469,7 +457,8 @@ mod tests {
     #[test]
     fn server_owned_fields_are_reverted() {
         let observed = json!({ "metadata": { "name": "a", "resourceVersion": "5", "uid": "u" }, "status": { "ok": true } });
-        let mut merged = json!({ "metadata": { "name": "a", "resourceVersion": "1", "generation": 3 }, "status": { "ok": false }, "data": {} });
+        let mut merged =
+            json!({ "metadata": { "name": "a", "resourceVersion": "1", "generation": 3 }, "status": { "ok": false }, "data": {} });
         revert_server_owned(&mut merged, &observed);
         assert_eq!(
             merged,

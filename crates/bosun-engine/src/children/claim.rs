@@ -96,7 +96,12 @@ impl Claim {
     /// Releases and adopts as claimed, after the hook has answered; returns the children the
     /// parent controls now. An orphan that changed or vanished meanwhile is left out: its
     /// watch event brings a new sync.
-    pub async fn settle(self, claimant: &Claimant<'_>, client: &kube::Client, child_type: &ChildType) -> Result<Vec<Arc<DynamicObject>>, ClaimError> {
+    pub async fn settle(
+        self,
+        claimant: &Claimant<'_>,
+        client: &kube::Client,
+        child_type: &ChildType,
+    ) -> Result<Vec<Arc<DynamicObject>>, ClaimError> {
         for child in &self.releasable {
             if let Some(index) = controller_index(child) {
                 let operation = json!({ "op": "remove", "path": format!("/metadata/ownerReferences/{index}") });

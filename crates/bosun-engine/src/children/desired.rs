@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bosun_runtime::ObjectKey;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApplyError, Applier, ChildType};
+use super::{Applier, ApplyError, ChildType};
 use crate::selector;
 
 /// A validated desired child.
@@ -99,7 +99,17 @@ pub fn validate(types: &[ChildType], parent: &DynamicObject, children: Vec<Value
             None => metadata.remove("namespace"),
         };
         // Hooks often echo observed children back; what the server owns is not theirs to set.
-        for field in ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "ownerReferences"] {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+            "ownerReferences",
+        ] {
             metadata.remove(field);
         }
         for (field, entries) in [("labels", &rules.labels), ("annotations", &rules.annotations)] {

@@ -15,7 +15,7 @@ use kube::api::ApiResource;
 
 use crate::api::ChildUpdateMethod;
 
-pub use apply::{Applied, ApplyError, ApplyStrategy, Applier};
+pub use apply::{Applied, Applier, ApplyError, ApplyStrategy};
 pub use claim::{ClaimError, Claimant};
 pub use desired::{DesiredChild, Rules};
 

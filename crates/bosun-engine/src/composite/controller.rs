@@ -7,18 +7,18 @@ use std::sync::Arc;
 
 use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::DynamicObject;
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::sync::finalizer_name;
-use crate::parent::SyncError;
 use crate::api::{CompositeController, CompositeControllerSpec, ResourceRule};
 use crate::children::ChildType;
 use crate::context::EngineContext;
-use crate::hosting::{CreateError, Reconciler, Tasks};
 use crate::discovery::ResolvedResource;
 use crate::hooks::{HookEndpoint, HookKind, group_key};
+use crate::hosting::{CreateError, Reconciler, Tasks};
+use crate::parent::SyncError;
 use crate::selector;
 
 /// Everything a sync of one parent needs, shared by the workers.
@@ -68,15 +68,11 @@ impl Hosted {
     pub fn child_selector(&self, parent: &DynamicObject) -> Result<LabelSelector, SyncError> {
         if self.spec.generate_selector == Some(true) {
             let uid = parent.uid().unwrap_or_default();
-            return Ok(LabelSelector {
-                match_labels: Some(BTreeMap::from([("controller-uid".to_owned(), uid)])),
-                ..Default::default()
-            });
+            return Ok(LabelSelector { match_labels: Some(BTreeMap::from([("controller-uid".to_owned(), uid)])), ..Default::default() });
         }
         let selector = parent.data.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
-        let selector: LabelSelector = serde_json::from_value(selector).map_err(|error| {
-            SyncError::InvalidParent(format!(".spec.selector is not a label selector: {error}"))
-        })?;
+        let selector: LabelSelector = serde_json::from_value(selector)
+            .map_err(|error| SyncError::InvalidParent(format!(".spec.selector is not a label selector: {error}")))?;
         if selector::is_empty(&selector) {
             return Err(SyncError::InvalidParent(
                 ".spec.selector must have either matchLabels, matchExpressions, or both \
@@ -94,15 +90,14 @@ impl Hosted {
         if reference.kind != self.parent.resource.kind || group(&reference.api_version) != self.parent.resource.group {
             return None;
         }
-        Some(ObjectKey {
-            namespace: if self.parent.namespaced { object.namespace() } else { None },
-            name: reference.name.clone(),
-        })
+        Some(ObjectKey { namespace: if self.parent.namespaced { object.namespace() } else { None }, name: reference.name.clone() })
     }
 
     fn on_parent_event(&self, event: &CacheEvent<'_>) {
         let CacheEvent::Applied { old, new } = event else { return };
-        if self.spec.parent_resource.ignore_status_changes == Some(true) && old.is_some_and(|old| crate::parent::only_status_changed(old, new)) {
+        if self.spec.parent_resource.ignore_status_changes == Some(true)
+            && old.is_some_and(|old| crate::parent::only_status_changed(old, new))
+        {
             return;
         }
         let ours = |parent: &DynamicObject| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
@@ -176,10 +171,7 @@ impl HostedController {
         let rule = &spec.parent_resource;
         let parent = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
         if !parent.has_status {
-            return Err(CreateError::NoStatusSubresource {
-                api_version: rule.api_version.clone(),
-                resource: rule.resource.clone(),
-            });
+            return Err(CreateError::NoStatusSubresource { api_version: rule.api_version.clone(), resource: rule.resource.clone() });
         }
         let mut children = Vec::new();
         for rule in spec.child_resources.iter().flatten() {
@@ -203,7 +195,9 @@ impl HostedController {
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
         let name = controller.name_any();
         let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
-        let endpoint = |kind, hook: &Option<crate::api::Hook>| crate::hosting::hook_endpoint(&ctx, kind, hook.as_ref(), ("CompositeController", &name), configs);
+        let endpoint = |kind, hook: &Option<crate::api::Hook>| {
+            crate::hosting::hook_endpoint(&ctx, kind, hook.as_ref(), ("CompositeController", &name), configs)
+        };
         let sync_hook = endpoint(HookKind::Sync, &hooks.sync)?;
         let finalize_hook = endpoint(HookKind::Finalize, &hooks.finalize)?;
         if sync_hook.is_none() && finalize_hook.is_none() {

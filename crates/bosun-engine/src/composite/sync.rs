@@ -103,7 +103,13 @@ impl Hosted {
         let parent_namespace = parent.namespace();
         let mut children = ObjectMaps::new();
         for (child_type, claim) in self.children.iter().zip(&claims) {
-            hooks::insert_objects(&mut children, &child_type.group_key, hook.version, parent_namespace.as_deref(), claim.observed().map(Arc::as_ref));
+            hooks::insert_objects(
+                &mut children,
+                &child_type.group_key,
+                hook.version,
+                parent_namespace.as_deref(),
+                claim.observed().map(Arc::as_ref),
+            );
         }
         let request = SyncRequest {
             controller: &self.controller_json,
@@ -124,7 +130,8 @@ impl Hosted {
             labels: uid_label.into_iter().collect(),
             annotations: Vec::new(),
         };
-        let desired = children::desired::validate(&self.children, &parent, response.children.unwrap_or_default(), &rules).map_err(invalid)?;
+        let desired =
+            children::desired::validate(&self.children, &parent, response.children.unwrap_or_default(), &rules).map_err(invalid)?;
         let events = hooks::hook_events(response.events).map_err(invalid)?;
         let status = match response.status {
             None | Some(Value::Null) => json!({}),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::DynamicObject;
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::sync::{DECORATOR_ANNOTATION, finalizer_name};
@@ -36,7 +36,9 @@ pub struct TargetType {
 impl TargetType {
     /// Whether `object` matches both selectors.
     pub fn matches(&self, object: &DynamicObject) -> bool {
-        let satisfies = |selector: &Option<LabelSelector>, map| selector.as_ref().is_none_or(|selector| selector::matches(selector, map).unwrap_or(false));
+        let satisfies = |selector: &Option<LabelSelector>, map| {
+            selector.as_ref().is_none_or(|selector| selector::matches(selector, map).unwrap_or(false))
+        };
         satisfies(&self.labels, object.labels()) && satisfies(&self.annotations, object.annotations())
     }
 }
@@ -218,7 +220,9 @@ impl DecoratorRunning {
         }
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
         let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
-        let endpoint = |kind, hook: &Option<crate::api::Hook>| crate::hosting::hook_endpoint(&ctx, kind, hook.as_ref(), ("DecoratorController", &name), configs);
+        let endpoint = |kind, hook: &Option<crate::api::Hook>| {
+            crate::hosting::hook_endpoint(&ctx, kind, hook.as_ref(), ("DecoratorController", &name), configs)
+        };
         let sync_hook = endpoint(HookKind::Sync, &hooks.sync)?;
         let finalize_hook = endpoint(HookKind::Finalize, &hooks.finalize)?;
         if sync_hook.is_none() && finalize_hook.is_none() {

@@ -85,7 +85,13 @@ fn changes(field: &str, value: Option<Value>) -> Result<BTreeMap<String, Option<
 /// `target`, key by key, given its `current` content. Keys others set are never touched: a
 /// map that does not exist yet is created only if the target's resourceVersion is still the
 /// one read, so a map another client added meanwhile is not replaced.
-fn map_operations(path: &str, target: &DynamicObject, current: &BTreeMap<String, String>, exists: bool, changes: &BTreeMap<String, Option<String>>) -> Vec<Value> {
+fn map_operations(
+    path: &str,
+    target: &DynamicObject,
+    current: &BTreeMap<String, String>,
+    exists: bool,
+    changes: &BTreeMap<String, Option<String>>,
+) -> Vec<Value> {
     let escape = |key: &str| key.replace('~', "~0").replace('/', "~1");
     let mut operations = Vec::new();
     for (key, value) in changes {
@@ -168,7 +174,8 @@ impl Decorated {
             related: related_maps(&related, hook.version, target_namespace.as_deref()),
             finalizing,
         };
-        let response: DecoratorResponse = self.ctx.hooks.call(hook, hooks::encode(&request), &target).await.map_err(SyncError::from_hook)?;
+        let response: DecoratorResponse =
+            self.ctx.hooks.call(hook, hooks::encode(&request), &target).await.map_err(SyncError::from_hook)?;
 
         let hook_name = hook.kind.name();
         let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
@@ -180,8 +187,8 @@ impl Decorated {
             labels: Vec::new(),
             annotations: vec![(DECORATOR_ANNOTATION, self.name.clone())],
         };
-        let desired = children::desired::validate(&self.attachments, &target, response.attachments.unwrap_or_default(), &rules)
-            .map_err(invalid)?;
+        let desired =
+            children::desired::validate(&self.attachments, &target, response.attachments.unwrap_or_default(), &rules).map_err(invalid)?;
         let labels = changes("labels", response.labels).map_err(invalid)?;
         let annotations = changes("annotations", response.annotations).map_err(invalid)?;
         let status = match response.status {
@@ -257,7 +264,13 @@ mod tests {
         );
         let unchanged = BTreeMap::from([("keep".to_owned(), Some("1".to_owned()))]);
         assert!(map_operations("/metadata/labels", &target, &current, true, &unchanged).is_empty(), "no write when nothing changes");
-        let first = map_operations("/metadata/annotations", &target, &BTreeMap::new(), false, &BTreeMap::from([("a".to_owned(), Some("b".to_owned()))]));
+        let first = map_operations(
+            "/metadata/annotations",
+            &target,
+            &BTreeMap::new(),
+            false,
+            &BTreeMap::from([("a".to_owned(), Some("b".to_owned()))]),
+        );
         assert_eq!(first[0], json!({ "op": "test", "path": "/metadata/resourceVersion", "value": "9" }), "a new map replaces none");
         assert_eq!(first[1], json!({ "op": "add", "path": "/metadata/annotations", "value": {} }));
     }

@@ -131,7 +131,8 @@ impl Material {
     /// The `Authorization` header, marked sensitive.
     pub fn header(&self) -> Result<Option<HeaderValue>, String> {
         let Some(value) = &self.authorization else { return Ok(None) };
-        let mut header = HeaderValue::from_str(value).map_err(|_| "the credential contains characters not allowed in an HTTP header".to_owned())?;
+        let mut header =
+            HeaderValue::from_str(value).map_err(|_| "the credential contains characters not allowed in an HTTP header".to_owned())?;
         header.set_sensitive(true);
         Ok(Some(header))
     }
@@ -205,36 +206,55 @@ impl Credentials {
             material.ca_pem = Some(match (&bundle.inline, &bundle.secret_ref, &bundle.config_map_ref) {
                 (Some(inline), _, _) => inline.clone().into_bytes(),
                 (_, Some(reference), _) => {
-                    self.value(user, Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt")).await?
+                    self.value(user, Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt"))
+                        .await?
                 }
                 (_, _, Some(reference)) => {
-                    self.value(user, Source::ConfigMap, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt")).await?
+                    self.value(user, Source::ConfigMap, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt"))
+                        .await?
                 }
                 _ => return Err("caBundle names no source".into()),
             });
         }
         if let Some(tls) = &security.client_tls {
             let reference = &tls.secret_ref;
-            let mut pem = self.value(user, Source::Secret, &reference.namespace, &reference.name, tls.cert_key.as_deref().unwrap_or("tls.crt")).await?;
+            let mut pem = self
+                .value(user, Source::Secret, &reference.namespace, &reference.name, tls.cert_key.as_deref().unwrap_or("tls.crt"))
+                .await?;
             pem.push(b'\n');
-            pem.extend(self.value(user, Source::Secret, &reference.namespace, &reference.name, tls.private_key_key.as_deref().unwrap_or("tls.key")).await?);
+            pem.extend(
+                self.value(
+                    user,
+                    Source::Secret,
+                    &reference.namespace,
+                    &reference.name,
+                    tls.private_key_key.as_deref().unwrap_or("tls.key"),
+                )
+                .await?,
+            );
             material.identity_pem = Some(pem);
         }
         if let Some(authorization) = &security.authorization {
             let reference = &authorization.secret_ref;
-            let token = self.value(user, Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("token")).await?;
-            let token = String::from_utf8(token).map_err(|_| format!("Secret {}/{} is not UTF-8 text", reference.namespace, reference.name))?;
+            let token = self
+                .value(user, Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("token"))
+                .await?;
+            let token =
+                String::from_utf8(token).map_err(|_| format!("Secret {}/{} is not UTF-8 text", reference.namespace, reference.name))?;
             material.authorization = Some(format!("{} {}", authorization.type_.as_deref().unwrap_or("Bearer"), token.trim()));
         }
         if let Some(basic) = &security.basic_auth {
             let reference = &basic.secret_ref;
             let text = |bytes: Vec<u8>, key: &str| {
-                String::from_utf8(bytes).map_err(|_| format!("key {key} of Secret {}/{} is not UTF-8 text", reference.namespace, reference.name))
+                String::from_utf8(bytes)
+                    .map_err(|_| format!("key {key} of Secret {}/{} is not UTF-8 text", reference.namespace, reference.name))
             };
             let username_key = basic.username_key.as_deref().unwrap_or("username");
             let password_key = basic.password_key.as_deref().unwrap_or("password");
-            let username = text(self.value(user, Source::Secret, &reference.namespace, &reference.name, username_key).await?, username_key)?;
-            let password = text(self.value(user, Source::Secret, &reference.namespace, &reference.name, password_key).await?, password_key)?;
+            let username =
+                text(self.value(user, Source::Secret, &reference.namespace, &reference.name, username_key).await?, username_key)?;
+            let password =
+                text(self.value(user, Source::Secret, &reference.namespace, &reference.name, password_key).await?, password_key)?;
             if username.contains(':') {
                 return Err(format!("the basicAuth username in Secret {}/{} contains ':'", reference.namespace, reference.name));
             }
@@ -269,13 +289,17 @@ impl Credentials {
         let (send, data) = watch::channel(None);
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let task = match source {
-            Source::Secret => tokio::spawn(follow(Api::<Secret>::namespaced(self.client.clone(), namespace), config, send, |secret: Secret| {
-                secret.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)).collect()
-            })),
-            Source::ConfigMap => tokio::spawn(follow(Api::<ConfigMap>::namespaced(self.client.clone(), namespace), config, send, |map: ConfigMap| {
-                let text = map.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.into_bytes()));
-                text.chain(map.binary_data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0))).collect()
-            })),
+            Source::Secret => {
+                tokio::spawn(follow(Api::<Secret>::namespaced(self.client.clone(), namespace), config, send, |secret: Secret| {
+                    secret.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0)).collect()
+                }))
+            }
+            Source::ConfigMap => {
+                tokio::spawn(follow(Api::<ConfigMap>::namespaced(self.client.clone(), namespace), config, send, |map: ConfigMap| {
+                    let text = map.data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.into_bytes()));
+                    text.chain(map.binary_data.unwrap_or_default().into_iter().map(|(key, value)| (key, value.0))).collect()
+                }))
+            }
         };
         let entry = Arc::new(Watched { data, task });
         watched.insert(key, (entry.clone(), BTreeSet::from([user.to_owned()])));
@@ -331,10 +355,8 @@ mod tests {
 
     #[test]
     fn own_settings_win_over_endpoint_configs() {
-        let bearer = |name: &str| Authorization {
-            type_: None,
-            secret_ref: KeyReference { name: name.into(), namespace: "ops".into(), key: None },
-        };
+        let bearer =
+            |name: &str| Authorization { type_: None, secret_ref: KeyReference { name: name.into(), namespace: "ops".into(), key: None } };
         let configs = vec![
             EndpointConfig { host: "other".into(), authorization: Some(bearer("other")), ..Default::default() },
             EndpointConfig { host: "hooks".into(), authorization: Some(bearer("from-config")), ..Default::default() },
@@ -352,13 +374,19 @@ mod tests {
     fn invalid_settings_are_refused() {
         let secret = SecretReference { name: "s".into(), namespace: "ops".into() };
         let both = Webhook {
-            authorization: Some(Authorization { type_: None, secret_ref: KeyReference { name: "s".into(), namespace: "ops".into(), key: None } }),
+            authorization: Some(Authorization {
+                type_: None,
+                secret_ref: KeyReference { name: "s".into(), namespace: "ops".into(), key: None },
+            }),
             basic_auth: Some(BasicAuth { secret_ref: secret, username_key: None, password_key: None }),
             ..Default::default()
         };
         assert!(Security::resolve(&both, &url("http://h/"), &[]).unwrap_err().contains("cannot both be set"));
         let basic_type = Webhook {
-            authorization: Some(Authorization { type_: Some("basic".into()), secret_ref: KeyReference { name: "s".into(), namespace: "ops".into(), key: None } }),
+            authorization: Some(Authorization {
+                type_: Some("basic".into()),
+                secret_ref: KeyReference { name: "s".into(), namespace: "ops".into(), key: None },
+            }),
             ..Default::default()
         };
         assert!(Security::resolve(&basic_type, &url("http://h/"), &[]).unwrap_err().contains("use basicAuth"));

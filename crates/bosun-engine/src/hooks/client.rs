@@ -127,7 +127,8 @@ impl HookEndpoint {
             },
         };
         let version = hook.version.unwrap_or_default();
-        let security = Security::resolve(webhook, &url, configs).map_err(|error| format!("the {kind} hook's TLS or authentication: {error}"))?;
+        let security =
+            Security::resolve(webhook, &url, configs).map_err(|error| format!("the {kind} hook's TLS or authentication: {error}"))?;
         Ok(HookEndpoint {
             security,
             etag: EtagSettings::of(webhook.etag.as_ref()),
@@ -353,7 +354,8 @@ impl HookClient {
             };
             HookError::Transport { kind, url: endpoint.redacted_url.clone(), message }
         };
-        let mut post = http.post(endpoint.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).timeout(endpoint.timeout);
+        let mut post =
+            http.post(endpoint.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).timeout(endpoint.timeout);
         if let Some(authorization) = authorization {
             post = post.header(AUTHORIZATION, authorization);
         }

@@ -27,12 +27,7 @@ pub fn group_key(kind: &str, api_version: &str) -> String {
 /// The inner key of an object in a request to a hook of `version`, for a parent in
 /// `parent_namespace` (`None`: cluster-scoped). `None` when a v1 hook must not see the object:
 /// v1 hides objects of other namespaces, and cluster-scoped objects, from namespaced parents.
-pub fn object_key(
-    version: HookVersion,
-    parent_namespace: Option<&str>,
-    namespace: Option<&str>,
-    name: &str,
-) -> Option<String> {
+pub fn object_key(version: HookVersion, parent_namespace: Option<&str>, namespace: Option<&str>, name: &str) -> Option<String> {
     let uniform = || match namespace {
         Some(namespace) => format!("{namespace}/{name}"),
         None => name.to_owned(),

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use futures::StreamExt;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
-pub use bosun_testenv::eventually;
 use bosun_testenv::TestEnv;
+pub use bosun_testenv::eventually;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
@@ -103,7 +103,8 @@ impl Fixture {
     /// A fixture whose engine's settings `configure` changes.
     pub async fn with_config(strategy: ApplyStrategy, status: bool, configure: impl FnOnce(&mut EngineConfig)) -> Fixture {
         if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+            let _ =
+                tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
         }
         let env = TestEnv::shared();
         let client = env.client();
@@ -132,16 +133,11 @@ impl Fixture {
             *requests.0.lock().unwrap().entry(request.method().to_string()).or_insert(0) += 1;
             request
         });
-        let client = kube::client::ClientBuilder::try_from(self.env.control_plane().config())
-            .unwrap()
-            .with_layer(&counting)
-            .build();
+        let client = kube::client::ClientBuilder::try_from(self.env.control_plane().config()).unwrap().with_layer(&counting).build();
         let mut config = EngineConfig {
             apply_strategy: strategy,
             discovery_interval: Duration::from_millis(500),
-            target_label_selector: Some(
-                serde_json::from_value(json!({ "matchLabels": { TEST_LABEL: self.id } })).unwrap(),
-            ),
+            target_label_selector: Some(serde_json::from_value(json!({ "matchLabels": { TEST_LABEL: self.id } })).unwrap()),
             // Scenarios provoke many failures per parent; client-go's 25 would silence the later ones.
             events_burst: 10_000,
             ..EngineConfig::default()

@@ -57,7 +57,12 @@ pub const FINALIZER: &str = "configmapsync.bosun.dev/copies";
     status = "ConfigMapSyncStatus",
     doc = "Copies a ConfigMap from this namespace to other namespaces and keeps the copies in sync.",
     printcolumn(name = "Source", type_ = "string", json_path = ".spec.configMapName"),
-    printcolumn(name = "Destinations", type_ = "string", json_path = ".status.destinations", description = "namespaces in sync / namespaces selected"),
+    printcolumn(
+        name = "Destinations",
+        type_ = "string",
+        json_path = ".status.destinations",
+        description = "namespaces in sync / namespaces selected"
+    ),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")

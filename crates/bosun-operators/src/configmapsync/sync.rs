@@ -188,7 +188,8 @@ fn same_content(a: Option<&Value>, b: Option<&Value>) -> bool {
 }
 
 fn is_terminating(namespace: &DynamicObject) -> bool {
-    namespace.metadata.deletion_timestamp.is_some() || namespace.data.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+    namespace.metadata.deletion_timestamp.is_some()
+        || namespace.data.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
 }
 
 fn config_map_resource() -> ApiResource {
@@ -364,15 +365,18 @@ impl Shared {
             }
         }
         if !conflicts.is_empty() {
-            plan.problems.insert(0, Problem {
-                reason: "Conflict",
-                message: format!(
-                    "ConfigMap {name} already exists in {} and is not managed by this ConfigMapSync, so it is left alone: \
+            plan.problems.insert(
+                0,
+                Problem {
+                    reason: "Conflict",
+                    message: format!(
+                        "ConfigMap {name} already exists in {} and is not managed by this ConfigMapSync, so it is left alone: \
                      delete or rename it there, or remove the namespace from the destinations",
-                    conflicts.join(", ")
-                ),
-                blocking: false,
-            });
+                        conflicts.join(", ")
+                    ),
+                    blocking: false,
+                },
+            );
         }
         for copy in self.config_maps.by_index(BY_OWNER, &owner) {
             let namespace = copy.namespace().unwrap_or_default();
@@ -455,9 +459,7 @@ impl Shared {
             resource_version: object.metadata.resource_version.clone(),
         };
         let result = match write {
-            Write::Create(copy) => {
-                api(copy).create(&PostParams::default(), copy).await.map(|_| Seen::Present(ObjectKey::of(copy)))
-            }
+            Write::Create(copy) => api(copy).create(&PostParams::default(), copy).await.map(|_| Seen::Present(ObjectKey::of(copy))),
             Write::Update { base, body } => api(body)
                 .replace(&body.name_any(), &PostParams::default(), body)
                 .await
@@ -499,7 +501,9 @@ impl Shared {
         let synced: BTreeSet<String> = plan.in_sync.union(&outcome.synced).cloned().collect();
         let name = &sync.spec.config_map_name;
         let (status, reason, message) = match problems.first() {
-            None if plan.selected.is_empty() => ("True", "Synced", format!("no destination namespace is selected for ConfigMap {name} yet")),
+            None if plan.selected.is_empty() => {
+                ("True", "Synced", format!("no destination namespace is selected for ConfigMap {name} yet"))
+            }
             None => ("True", "Synced", format!("ConfigMap {name} is copied to {} namespaces", synced.len())),
             Some(problem) => {
                 let messages: Vec<&str> = problems.iter().map(|problem| problem.message.as_str()).collect();
@@ -543,10 +547,8 @@ impl Shared {
                 .map_err(|source| SyncError::Api { action: "writing the status".into(), source })?;
         }
         if wrote {
-            let note = format!(
-                "ConfigMap {name}: {} copies created, {} updated, {} deleted",
-                outcome.created, outcome.updated, outcome.deleted
-            );
+            let note =
+                format!("ConfigMap {name}: {} copies created, {} updated, {} deleted", outcome.created, outcome.updated, outcome.deleted);
             self.recorder.record(&sync.object_ref(&()), EventType::Normal, "Synced", &note).await;
         }
         if changed_ready && ready.status == "False" {
