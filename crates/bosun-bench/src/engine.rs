@@ -24,10 +24,6 @@ pub fn release_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// A free loopback port (bound and released; good enough for a benchmark).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// A running `bosun run`; stopped with SIGTERM when dropped.
 pub struct EngineProcess {
     /// In a process group of its own, stopped as a whole (a wrapper's children too).
@@ -39,7 +35,7 @@ pub struct EngineProcess {
 impl EngineProcess {
     /// Starts `bosun run` on `kubeconfig` with `args`, and waits until /readyz answers 200.
     pub async fn start(binary: &Path, kubeconfig: &Path, args: &[String]) -> anyhow::Result<EngineProcess> {
-        let (metrics_port, health_port) = (free_port()?, free_port()?);
+        let (metrics_port, health_port) = (bosun_testenv::free_port(), bosun_testenv::free_port());
         let child = Command::new(binary)
             .arg("run")
             .arg("--kubeconfig")
@@ -59,7 +55,7 @@ impl EngineProcess {
     /// replacing `{kubeconfig}`, `{metrics_address}`, `{health_address}`, `{apply_strategy}`
     /// and `{workers}`; waits until it serves /readyz (or /healthz) on `{health_address}`.
     pub async fn start_command(command: &str, kubeconfig: &Path, strategy: &str, workers: usize) -> anyhow::Result<EngineProcess> {
-        let (metrics_port, health_port) = (free_port()?, free_port()?);
+        let (metrics_port, health_port) = (bosun_testenv::free_port(), bosun_testenv::free_port());
         let command = command
             .replace("{kubeconfig}", &kubeconfig.display().to_string())
             .replace("{metrics_address}", &format!("127.0.0.1:{metrics_port}"))
@@ -131,6 +127,7 @@ impl EngineProcess {
         // After the command name in parentheses: state is field 3, utime 14, stime 15.
         let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
         let ticks = |index: usize| fields.get(index - 3).and_then(|value| value.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        #[allow(unsafe_code)]
         // SAFETY: sysconf has no memory-safety preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         (ticks(14) + ticks(15)) / per_second
@@ -140,6 +137,7 @@ impl EngineProcess {
 impl Drop for EngineProcess {
     fn drop(&mut self) {
         // The whole group: what a wrapper started, too.
+        #[allow(unsafe_code)]
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGTERM) };
         let _ = self.child.wait();

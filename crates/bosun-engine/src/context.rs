@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bosun_runtime::{EventRecorder, EventType, Metrics, SharedCaches};
+use bosun_runtime::{EventRecorder, EventType, Health, Metrics, SharedCaches};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -35,6 +35,9 @@ pub struct EngineConfig {
     /// Whether hooks may be sent credentials (URL user information, bearer tokens, basic
     /// auth) over plain `http://`.
     pub allow_insecure_hook_credentials: bool,
+    /// How long a hosted controller waits for its caches before it reports, with a
+    /// `CreateError` event, the resources that cannot be listed.
+    pub cache_sync_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +52,7 @@ impl Default for EngineConfig {
             events_burst: 25,
             max_hook_response_bytes: crate::hooks::DEFAULT_MAX_RESPONSE_BYTES,
             allow_insecure_hook_credentials: false,
+            cache_sync_timeout: bosun_runtime::controller::DEFAULT_SYNC_TIMEOUT,
         }
     }
 }
@@ -69,19 +73,22 @@ pub struct EngineContext {
     pub config: EngineConfig,
     /// Where hook, reconcile and queue metrics go.
     pub metrics: Metrics,
+    /// Where hosted controllers register their readiness (their caches have synced).
+    pub health: Health,
     recorder: EventRecorder,
 }
 
 impl EngineContext {
-    /// A context on `client` with `config`, watching through `caches` and recording into
-    /// `metrics`.
-    pub fn new(client: kube::Client, config: EngineConfig, caches: SharedCaches, metrics: Metrics) -> Self {
+    /// A context on `client` with `config`, watching through `caches`, recording into
+    /// `metrics` and reporting readiness into `health`.
+    pub fn new(client: kube::Client, config: EngineConfig, caches: SharedCaches, metrics: Metrics, health: Health) -> Self {
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
         EngineContext {
             caches,
             discovery: Discovery::new(client.clone(), config.discovery_interval),
             hooks: HookClient::new(client.clone(), metrics.clone(), config.max_hook_response_bytes),
             metrics,
+            health,
             applier: Applier::new(config.apply_strategy.clone()),
             recorder: EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst),
             client,

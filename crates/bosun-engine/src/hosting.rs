@@ -1,16 +1,15 @@
 //! Hosting: one hosted controller per CompositeController or DecoratorController object,
 //! started when it appears, restarted when its spec changes, stopped when it is deleted — and
 //! then its finalizers are removed from the objects it reconciled, which Metacontroller leaves
-//! behind (#1062). Both kinds share this lifecycle through [`HostedKind`], and the workers and
-//! resync of a running hosted controller through [`Reconciler`] and [`Tasks`].
+//! behind (#1062). Both kinds share this lifecycle through [`HostedKind`]. The lifecycle and
+//! every hosted controller run on bosun-runtime's [`Controller`]; [`Tasks`] holds a running
+//! hosted controller's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bosun_runtime::{Cache, CacheEvent, Health, ObjectKey, Subscription, WorkQueue};
-use futures::FutureExt;
+use bosun_runtime::{Action, Controller, Health, ObjectKey, predicate};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
@@ -52,8 +51,9 @@ pub trait HostedKind: 'static {
     type Running: Send;
     /// `CompositeController` or `DecoratorController`.
     const KIND: &'static str;
-    /// The readiness check that passes once the controller objects' cache has synced.
-    const READINESS_CHECK: &'static str;
+    /// The lifecycle controller's name (`compositecontrollers`): in metrics, and the
+    /// readiness check that passes once the controller objects' cache has synced.
+    const NAME: &'static str;
 
     /// The spec of `object`.
     fn spec(object: &Self::Object) -> &Self::Spec;
@@ -73,63 +73,55 @@ struct Running<R> {
     reference: ObjectReference,
 }
 
+/// What the lifecycle knows: the hosted controllers running, and the spec of every controller
+/// object seen (to release its finalizers once it is gone).
+struct Lifecycle<K: HostedKind> {
+    running: HashMap<String, Running<K::Running>>,
+    known: HashMap<String, K::Spec>,
+}
+
+/// Why a controller object's lifecycle step is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+enum LifecycleError {
+    /// Its finalizer is still on some objects.
+    #[error("the finalizer of the deleted controller is not yet removed from every object")]
+    Release,
+    /// A resource it names is not served (yet): a CRD may be installed later.
+    #[error(transparent)]
+    Create(CreateError),
+}
+
 /// Runs a hosted controller for every object of kind `K` until `shutdown` completes, then
 /// stops taking work and returns once the syncs in flight have finished. Reports ready in
 /// `health` once the objects' cache has synced.
 pub async fn run<K: HostedKind>(ctx: Arc<EngineContext>, health: Health, shutdown: impl Future<Output = ()>) {
-    let resource = ApiResource::erase::<K::Object>(&());
-    let cache = ctx.caches.cache(&resource);
-    let synced = Arc::new(AtomicBool::new(false));
-    health.add_readiness_check(K::READINESS_CHECK, {
-        let synced = synced.clone();
-        move || synced.load(Ordering::Relaxed)
-    });
-    let queue: WorkQueue<String> = WorkQueue::default();
-    let _subscription = cache.subscribe(Arc::new({
-        let queue = queue.clone();
-        move |event| {
-            let object = match event {
-                CacheEvent::Applied { new, .. } => new,
-                CacheEvent::Deleted(object) => object,
-            };
-            queue.add(object.name_any());
-        }
-    }));
-    let reconcile = async {
-        cache.wait_synced().await;
-        synced.store(true, Ordering::Relaxed);
-        for controller in cache.list() {
-            queue.add(controller.name_any());
-        }
-        let mut running: HashMap<String, Running<K::Running>> = HashMap::new();
-        let mut known: HashMap<String, K::Spec> = HashMap::new();
-        while let Some(name) = queue.next().await {
-            let current = cache.get(&ObjectKey { namespace: None, name: name.clone() });
-            if reconcile::<K>(&ctx, &mut running, &mut known, &name, current).await {
-                queue.forget(&name);
-            } else {
-                queue.add_rate_limited(name.clone());
+    let cache = ctx.caches.cache(&ApiResource::erase::<K::Object>(&()));
+    // One worker: starts and stops of hosted controllers happen one at a time.
+    let controller = Controller::new(K::NAME, &ctx.metrics).with_health(&health).for_resource(cache.clone(), predicate::any);
+    let lifecycle = Arc::new(tokio::sync::Mutex::new(Lifecycle::<K> { running: HashMap::new(), known: HashMap::new() }));
+    let reconcile = {
+        let lifecycle = lifecycle.clone();
+        move |key: ObjectKey| {
+            let (ctx, lifecycle, current) = (ctx.clone(), lifecycle.clone(), cache.get(&key));
+            async move {
+                let mut lifecycle = lifecycle.lock().await;
+                reconcile::<K>(&ctx, &mut lifecycle, &key.name, current).await.map(|()| Action::Done)
             }
-            queue.done(&name);
         }
-        let stopping: Vec<_> = running.into_values().map(|running| K::stop_gracefully(running.controller)).collect();
-        futures::future::join_all(stopping).await;
     };
-    let stop_taking_work = async {
-        shutdown.await;
-        queue.shut_down();
-    };
-    tokio::join!(reconcile, stop_taking_work);
+    controller.run(reconcile, |_, _| None, shutdown).await;
+    let running = std::mem::take(&mut lifecycle.lock().await.running);
+    futures::future::join_all(running.into_values().map(|running| K::stop_gracefully(running.controller))).await;
 }
 
-/// Brings the hosted controller of `name` in line with its object; `false` to retry later.
+/// Brings the hosted controller of `name` in line with its object.
 async fn reconcile<K: HostedKind>(
     ctx: &Arc<EngineContext>,
-    running: &mut HashMap<String, Running<K::Running>>,
-    known: &mut HashMap<String, K::Spec>,
+    lifecycle: &mut Lifecycle<K>,
     name: &str,
     current: Option<Arc<DynamicObject>>,
-) -> bool {
+) -> Result<(), LifecycleError> {
+    let Lifecycle { running, known } = lifecycle;
     let targeted = |object: &DynamicObject| match &ctx.config.target_label_selector {
         Some(selector) => crate::selector::matches(selector, object.labels()).unwrap_or(false),
         None => true,
@@ -140,23 +132,23 @@ async fn reconcile<K: HostedKind>(
         }
         if let Some(spec) = known.get(name) {
             if !K::release(ctx, name, spec).await {
-                return false;
+                return Err(LifecycleError::Release);
             }
             known.remove(name);
         }
-        return true;
+        return Ok(());
     };
     let reference = object.object_ref(&ApiResource::erase::<K::Object>(&()));
     let controller: K::Object = match serde_json::to_value(object.as_ref()).and_then(serde_json::from_value) {
         Ok(controller) => controller,
         Err(error) => {
             ctx.event(&reference, true, "CreateError", format!("the {} is not valid: {error}", K::KIND)).await;
-            return true;
+            return Ok(());
         }
     };
     known.insert(name.to_owned(), K::spec(&controller).clone());
     if running.get(name).is_some_and(|old| K::running_spec(&old.controller) == K::spec(&controller)) {
-        return true;
+        return Ok(());
     }
     if let Some(old) = running.remove(name) {
         stop::<K>(ctx, name, old).await;
@@ -167,13 +159,16 @@ async fn reconcile<K: HostedKind>(
             tracing::info!(kind = K::KIND, controller = name, "started");
             ctx.event(&reference, false, "Started", format!("Started controller {name}")).await;
             running.insert(name.to_owned(), Running { controller: started, reference });
-            true
+            Ok(())
         }
         Err(error) => {
             tracing::warn!(kind = K::KIND, controller = name, %error, "cannot start");
             ctx.event(&reference, true, "CreateError", format!("Cannot create controller {name}: {error}")).await;
             // A missing CRD may be installed later; anything else needs a spec change.
-            !matches!(error, CreateError::Discovery(_))
+            match error {
+                CreateError::Discovery(_) => Err(LifecycleError::Create(error)),
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -213,93 +208,67 @@ pub async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer: &str,
     true
 }
 
-/// What the workers of a hosted controller need from it.
-pub trait Reconciler: Send + Sync + 'static {
-    /// What its queue holds.
-    type Key: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static;
-    /// Its name, for logs.
-    fn name(&self) -> &str;
-    /// Its queue.
-    fn queue(&self) -> &WorkQueue<Self::Key>;
-    /// The caches that must have synced before the first sync.
-    fn caches(&self) -> Vec<Arc<Cache>>;
-    /// Queues every object it reconciles (at start and on every resync).
-    fn queue_all(&self);
-    /// Syncs one key, and requeues it as the outcome asks.
-    fn process(&self, key: &Self::Key) -> impl Future<Output = ()> + Send;
-}
-
-/// The tasks and subscriptions of a running hosted controller: its workers and its resync
-/// ticker. Dropping it stops them at once; [`Tasks::stop_gracefully`] lets syncs finish.
+/// A running hosted controller's [`Controller`]. Dropping it stops the controller at once;
+/// [`Tasks::stop_gracefully`] lets the syncs in flight finish.
 pub struct Tasks {
-    stop: Box<dyn Fn() + Send + Sync>,
-    workers: Option<tokio::task::JoinHandle<()>>,
-    ticker: tokio::task::JoinHandle<()>,
-    _subscriptions: Vec<Subscription>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Tasks {
-    /// Starts `workers` workers over `reconciler`'s queue once its caches have synced, and
-    /// queues everything every `resync`. `subscriptions` feed the queue and live as long.
-    pub fn start<R: Reconciler>(reconciler: Arc<R>, workers: usize, resync: Duration, subscriptions: Vec<Subscription>) -> Tasks {
-        let queue = reconciler.queue().clone();
-        let weak = Arc::downgrade(&reconciler);
-        let ticker = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(resync);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(reconciler) = weak.upgrade() else { return };
-                reconciler.queue_all();
-            }
-        });
-        Tasks {
-            stop: Box::new(move || queue.shut_down()),
-            workers: Some(tokio::spawn(run_workers(reconciler, workers))),
-            ticker,
-            _subscriptions: subscriptions,
-        }
+    /// Runs `controller` with `reconcile`; failed syncs are retried with the queue's backoff.
+    pub fn start<K, F, Fut>(controller: Controller<K>, reconcile: F) -> Tasks
+    where
+        K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
+        F: Fn(K) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, crate::parent::SyncError>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(controller.run(reconcile, |_, _| None, shutdown));
+        Tasks { stop: Some(stop), task: Some(task) }
     }
 
     /// Stops taking work and waits for the syncs in flight to finish.
     pub async fn stop_gracefully(mut self) {
-        (self.stop)();
-        if let Some(workers) = self.workers.take() {
-            let _ = workers.await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
         }
     }
 }
 
 impl Drop for Tasks {
     fn drop(&mut self) {
-        (self.stop)();
-        self.ticker.abort();
-        if let Some(workers) = &self.workers {
-            workers.abort();
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }
 
-async fn run_workers<R: Reconciler>(reconciler: Arc<R>, workers: usize) {
-    for cache in reconciler.caches() {
-        cache.wait_synced().await;
+/// What a hosted controller does when its caches have not synced in time: a `CreateError`
+/// event on its controller object naming the resources (the readiness check named after it
+/// fails meanwhile).
+pub fn report_unsynced(
+    ctx: Arc<EngineContext>,
+    reference: ObjectReference,
+    name: String,
+) -> impl FnOnce(Vec<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static {
+    move |waiting| {
+        Box::pin(async move {
+            let message = format!(
+                "Controller {name} cannot sync: {} could not be listed within {:?}; check that the engine may list and watch them \
+                 and that their CRDs are installed (still retrying)",
+                waiting.join(", "),
+                ctx.config.cache_sync_timeout
+            );
+            ctx.event(&reference, true, "CreateError", message).await;
+        })
     }
-    reconciler.queue_all();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers.max(1) {
-        let reconciler = reconciler.clone();
-        tasks.spawn(async move {
-            while let Some(key) = reconciler.queue().next().await {
-                // A bug in one sync must not take its worker, or its key, with it.
-                if std::panic::AssertUnwindSafe(reconciler.process(&key)).catch_unwind().await.is_err() {
-                    tracing::error!(controller = %reconciler.name(), object = %key, "sync panicked; retrying with backoff");
-                    reconciler.queue().add_rate_limited(key.clone());
-                }
-                reconciler.queue().done(&key);
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
 }
 
 /// The endpoint of one of a controller's hooks (`None` if it has none), refused if it is

@@ -14,6 +14,8 @@
 //!
 //! [`Engine::run`] ties them together; `bosun run` and `bosun dev` call it.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod children;
 pub mod composite;
@@ -71,7 +73,7 @@ impl Engine {
     /// Runs every CompositeController and DecoratorController until `shutdown` completes;
     /// then stops taking work and returns once the syncs in flight have finished.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let ctx = Arc::new(EngineContext::new(self.client, self.config, self.caches, self.metrics));
+        let ctx = Arc::new(EngineContext::new(self.client, self.config, self.caches, self.metrics, self.health.clone()));
         // One shutdown signal for both kinds of hosted controller.
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let requested = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {

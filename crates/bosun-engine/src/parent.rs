@@ -3,11 +3,10 @@
 //! status written with JSON patches guarded by its UID, the controller reference its children
 //! carry, and what happens to its key in the queue after a sync.
 
-use std::hash::Hash;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bosun_runtime::{ReconcileResult, WorkQueue};
+use bosun_runtime::Action;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -222,42 +221,27 @@ pub fn is_patch_conflict(status: &kube::core::Status) -> bool {
     status.code == 409 || (status.code == 422 && status.details.as_ref().is_none_or(|details| details.causes.is_empty()))
 }
 
-/// After a sync of `key` (started at `started`): counts it under `queue_name`, requeues it as
-/// the outcome asks, and reports a failure as a `SyncError` event on `parent`.
-pub async fn settle<K: Clone + Eq + Hash + Send + std::fmt::Display + 'static>(
+/// How soon a sync that met a concurrent change runs again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
+/// After a sync: what its outcome asks of the runner — done, again after a delay (a resync,
+/// a hook's Retry-After, a conflict: none of them failures), or a failure retried with
+/// backoff and reported as a `SyncError` event on `object`.
+pub async fn settle(
     ctx: &EngineContext,
-    queue: &WorkQueue<K>,
-    queue_name: &str,
-    key: &K,
-    started: Instant,
     outcome: Result<Option<Duration>, SyncError>,
-    parent: Option<(&DynamicObject, &ApiResource)>,
-) {
-    let result = match &outcome {
-        Ok(None) => ReconcileResult::Success,
-        Ok(Some(_)) | Err(SyncError::RetryAfter(_) | SyncError::Conflict) => ReconcileResult::RequeueAfter,
-        Err(_) => ReconcileResult::Error,
-    };
-    ctx.metrics.reconcile(queue_name, result, started.elapsed());
+    object: Option<(&DynamicObject, &ApiResource)>,
+) -> Result<Action, SyncError> {
     ctx.count_records();
     match outcome {
-        Ok(resync_after) => {
-            queue.forget(key);
-            if let Some(delay) = resync_after {
-                queue.add_after(key.clone(), delay);
-            }
-        }
-        Err(SyncError::RetryAfter(Some(delay))) => queue.add_after(key.clone(), delay),
-        Err(SyncError::RetryAfter(None)) => {
-            queue.add_rate_limited(key.clone());
-        }
-        Err(SyncError::Conflict) => queue.add_after(key.clone(), Duration::from_millis(200)),
+        Ok(None) => Ok(Action::Done),
+        Ok(Some(delay)) | Err(SyncError::RetryAfter(Some(delay))) => Ok(Action::RequeueAfter(delay)),
+        Err(SyncError::Conflict) => Ok(Action::RequeueAfter(CONFLICT_RETRY)),
         Err(error) => {
-            let delay = queue.add_rate_limited(key.clone());
-            tracing::warn!(controller = %queue_name, parent = %key, %error, retry_in = ?delay, "sync failed");
-            if let Some((parent, resource)) = parent {
-                ctx.event(&parent.object_ref(resource), true, "SyncError", format!("Sync error: {error}")).await;
+            if let Some((object, resource)) = object.filter(|_| !matches!(error, SyncError::RetryAfter(None))) {
+                ctx.event(&object.object_ref(resource), true, "SyncError", format!("Sync error: {error}")).await;
             }
+            Err(error)
         }
     }
 }

@@ -31,7 +31,7 @@ impl Hook {
 
     /// Runs `interpreter script <port>` on a free port and waits until it listens.
     fn start_with(interpreter: &str, script: &str) -> (Hook, u16) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = bosun_testenv::free_port();
         let child = Command::new(interpreter)
             .arg(script)
             .arg(port.to_string())

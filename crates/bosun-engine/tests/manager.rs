@@ -49,7 +49,7 @@ async fn readiness_metrics_and_graceful_shutdown() {
     // Not ready while the CompositeController CRD does not exist, ready once it does.
     let (code, body) = get(health, "/readyz").await;
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("[-]compositecontrollers-synced failed"), "{body}");
+    assert!(body.contains("[-]compositecontrollers failed"), "{body}");
     assert_eq!(get(health, "/healthz").await.0, 200, "alive all the same");
     bosun_engine::install_crds(&client).await.unwrap();
     eventually("readiness", async || (get(health, "/readyz").await.0 == 200).then_some(())).await;

@@ -416,3 +416,45 @@ async fn mutual_tls_with_certificates_made_by_the_openssl_command_line() {
     created(&fixture).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The API requests with `code` the engine made, from its `rest_client_requests_total`.
+fn requests_with_code(fixture: &Fixture, code: &str) -> u64 {
+    let text = fixture.metrics.encode();
+    let with_code = format!("code=\"{code}\"");
+    let lines = text.lines().filter(|line| line.starts_with("rest_client_requests_total{") && line.contains(&with_code));
+    lines.filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+}
+
+/// A credential Secret the engine may not read (403) fails the sync with a clear message,
+/// and its watch backs off: a few LISTs, not a hot loop.
+#[tokio::test]
+async fn an_unreadable_credential_is_retried_with_backoff() {
+    let fixture = Fixture::as_service_account(
+        ApplyStrategy::DynamicApply,
+        json!([
+            { "apiGroups": ["metacontroller.k8s.io"], "resources": ["compositecontrollers", "decoratorcontrollers"], "verbs": ["get", "list", "watch"] },
+            { "apiGroups": ["*"], "resources": ["things"], "verbs": ["get", "list", "watch", "patch"] },
+            { "apiGroups": ["*"], "resources": ["things/status"], "verbs": ["patch"] },
+            { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] },
+            { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
+        ]),
+        |_| {},
+    )
+    .await;
+    let ca = authority("hooks-ca");
+    let hook =
+        SecureHook::start(&leaf(&ca, &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth), None, authorized("Bearer token".into())).await;
+    put_secret(&fixture, "hook-token", json!({ "token": "token" })).await;
+    let settings = json!({
+        "caBundle": { "inline": ca.pem() },
+        "authorization": { "secretRef": { "name": "hook-token", "namespace": fixture.namespace, "key": "token" } },
+    });
+    controller_and_parent(&fixture, hook.hook(settings), json!({})).await;
+    refused(&fixture, "could not be read (is the engine allowed to get, list and watch it?)").await;
+
+    let before = requests_with_code(&fixture, "403");
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let refused_requests = requests_with_code(&fixture, "403") - before;
+    println!("403 responses in 10 s: {refused_requests}");
+    assert!(refused_requests < 50, "{refused_requests} refused requests in 10 s: the watch does not back off");
+}

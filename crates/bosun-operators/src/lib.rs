@@ -4,6 +4,8 @@
 //! - [`configmapsync`]: copies a ConfigMap from its namespace to others and keeps the copies
 //!   in sync.
 
+#![warn(missing_docs)]
+
 pub mod configmapsync;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

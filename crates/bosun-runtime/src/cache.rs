@@ -200,6 +200,8 @@ pub struct Cache {
     /// Woken after every change, for [`Cache::wait_for`].
     changed: tokio::sync::Notify,
     watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where caught panics are counted.
+    metrics: Option<crate::Metrics>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -310,6 +312,11 @@ impl Cache {
         }
     }
 
+    /// Whether the initial list has completed.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
     /// Waits until the initial list has completed.
     pub async fn wait_synced(&self) {
         let mut synced = self.synced.subscribe();
@@ -326,7 +333,26 @@ impl Cache {
     fn notify(&self, event: &CacheEvent<'_>) {
         let handlers: Vec<Handler> = self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
         for handler in handlers {
-            handler(event);
+            // One faulty handler must not silence the others, nor take the watch down.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(event))).is_err() {
+                tracing::error!(resource = %self.resource.plural, "an event handler panicked; the event is skipped for it");
+                self.panicked();
+            }
+        }
+    }
+
+    fn panicked(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.watch_panicked(&self.name());
+        }
+    }
+
+    /// `plural.group` (`plural` for the core group): how logs, metrics and reports name it.
+    pub fn name(&self) -> String {
+        if self.resource.group.is_empty() {
+            self.resource.plural.clone()
+        } else {
+            format!("{}.{}", self.resource.plural, self.resource.group)
         }
     }
 
@@ -406,12 +432,19 @@ type CacheKey = (String, String);
 pub struct SharedCaches {
     client: Client,
     caches: Arc<Mutex<HashMap<CacheKey, Weak<Cache>>>>,
+    metrics: Option<crate::Metrics>,
 }
 
 impl SharedCaches {
     /// Caches that watch through `client`.
     pub fn new(client: Client) -> Self {
-        SharedCaches { client, caches: Default::default() }
+        SharedCaches { client, caches: Default::default(), metrics: None }
+    }
+
+    /// Counts the panics caught on the watches in `metrics` (`bosun_watch_panics_total`).
+    pub fn with_metrics(mut self, metrics: &crate::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// The cache of `resource`, watching it from the first call until every returned `Arc` is
@@ -431,8 +464,9 @@ impl SharedCaches {
             synced: tokio::sync::watch::channel(false).0,
             changed: tokio::sync::Notify::new(),
             watch: Mutex::new(None),
+            metrics: self.metrics.clone(),
         });
-        let watch = tokio::spawn(run_watch(self.client.clone(), Arc::downgrade(&cache)));
+        let watch = tokio::spawn(supervise_watch(self.client.clone(), Arc::downgrade(&cache)));
         *cache.watch.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(watch);
         caches.insert(key, Arc::downgrade(&cache));
         cache
@@ -531,6 +565,30 @@ fn warn_unreadable(resource: &ApiResource, metadata: &ObjectMeta, error: &str) {
 /// An object with only `metadata`: enough to find an unreadable object's entry.
 fn stub(metadata: ObjectMeta) -> DynamicObject {
     DynamicObject { types: None, metadata, data: serde_json::Value::Null }
+}
+
+/// The first and the longest pause before a watch that panicked is restarted.
+const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Runs the watch of `cache`, restarting it — with a fresh list, after a pause that doubles
+/// up to [`RESTART_BACKOFF`]'s cap — if it panics (in decoding or an indexer). Until the
+/// restarted watch has listed, the cache is not synced, which readiness checks report.
+async fn supervise_watch(client: Client, cache: Weak<Cache>) {
+    use futures::FutureExt;
+    let mut pause = RESTART_BACKOFF.0;
+    loop {
+        let watch = std::panic::AssertUnwindSafe(run_watch(client.clone(), cache.clone()));
+        if watch.catch_unwind().await.is_ok() {
+            return;
+        }
+        let Some(cache) = cache.upgrade() else { return };
+        tracing::error!(resource = %cache.name(), restart_in = ?pause, "the watch panicked; restarting it with a fresh list");
+        cache.panicked();
+        cache.synced.send_replace(false);
+        drop(cache);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RESTART_BACKOFF.1);
+    }
 }
 
 async fn run_watch(client: Client, cache: Weak<Cache>) {

@@ -24,6 +24,11 @@ impl Health {
         self.checks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((name.into(), Arc::new(check)));
     }
 
+    /// Removes the readiness checks called `name`.
+    pub fn remove_readiness_check(&self, name: &str) {
+        self.checks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(check, _)| check != name);
+    }
+
     /// `Ok` when every check passes, else the names of those that fail.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let checks = self.checks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();

@@ -1,10 +1,13 @@
 //! The controller runtime: what kube-rs leaves to each operator and controller-runtime
 //! provides — shared watch caches with indexes ([`cache`]), a work queue with sane backoff
-//! defaults ([`queue`]) and the workers that reconcile its keys ([`controller`]), an event
+//! defaults ([`queue`]), the one controller runner ([`Controller`]: watches, predicates
+//! ([`predicate`]), workers, backoff, resync, graceful drain), an event
 //! recorder that keeps distinct messages apart ([`events`]), Prometheus metrics under
 //! Metacontroller's and controller-runtime's names ([`metrics`]), health probes ([`health`]),
 //! leader election with a Lease ([`leader`]), label selectors ([`selector`]), CRD installation
 //! ([`crds`]), and a [`Manager`] that runs it all with one lifecycle and a graceful shutdown.
+
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod controller;
@@ -14,12 +17,13 @@ pub mod health;
 pub mod leader;
 pub mod manager;
 pub mod metrics;
+pub mod predicate;
 pub mod queue;
 pub mod rate_limit;
 pub mod selector;
 
 pub use cache::{Cache, CacheEvent, Handler, Indexer, ObjectKey, SharedCaches, Subscription};
-pub use controller::{Action, run_workers};
+pub use controller::{Action, Controller};
 pub use events::{EventRecorder, EventType};
 pub use health::Health;
 pub use leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};

@@ -136,6 +136,15 @@ impl Manager {
         self.health.clone()
     }
 
+    /// A controller called `name` recording into this Manager's metrics, with its readiness
+    /// check in this Manager's health; add it with [`Manager::add`] to run it.
+    pub fn controller<K>(&self, name: impl Into<String>) -> crate::Controller<K>
+    where
+        K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
+    {
+        crate::Controller::new(name, &self.metrics).with_health(&self.health)
+    }
+
     /// Adds a runnable: it gets a [`Shutdown`] and should return soon after it is requested,
     /// having finished its in-flight work.
     pub fn add<F, Fut>(&mut self, name: impl Into<String>, runnable: F)

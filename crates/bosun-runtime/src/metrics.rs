@@ -97,6 +97,7 @@ struct Families {
     leader: Family<QueueLabels, Gauge>,
     rest_requests: Family<RestLabels, Counter>,
     records: Family<QueueLabels, Gauge>,
+    watch_panics: Family<QueueLabels, Counter>,
 }
 
 /// The process's metrics registry and the families bosun records.
@@ -138,6 +139,7 @@ impl Metrics {
             leader: Family::default(),
             rest_requests: Family::default(),
             records: Family::default(),
+            watch_panics: Family::default(),
         };
         registry.register(
             "controller_runtime_reconcile",
@@ -171,6 +173,11 @@ impl Metrics {
             "bosun_records",
             "Entries kept in memory per parent, child or controller, by kind of record; they must return to zero when those go",
             families.records.clone(),
+        );
+        registry.register(
+            "bosun_watch_panics",
+            "Panics caught on a watch, in its decoding, indexes or event handlers, by resource; the watch carries on or restarts",
+            families.watch_panics.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector { started: Instant::now() }));
         Metrics { registry: Arc::new(Mutex::new(registry)), families: Arc::new(families) }
@@ -230,6 +237,11 @@ impl Metrics {
     /// Sets `bosun_records{name}`: how many records of kind `name` are kept.
     pub fn set_records(&self, name: &str, count: usize) {
         self.families.records.get_or_create(&QueueLabels { name: name.to_owned() }).set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a panic caught on the watch of `resource` (`bosun_watch_panics_total{name}`).
+    pub fn watch_panicked(&self, resource: &str) {
+        self.families.watch_panics.get_or_create(&QueueLabels { name: resource.to_owned() }).inc();
     }
 
     /// Sets `leader_election_master_status{name}`.
@@ -345,6 +357,7 @@ impl Collector for ProcessCollector {
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().skip(11).take(2).filter_map(|field| field.parse::<f64>().ok()).sum())
             .unwrap_or(0.0);
+        #[allow(unsafe_code)]
         // SAFETY: sysconf has no memory-safety preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let cpu = ConstCounter::new(ticks / per_second);

@@ -1,16 +1,16 @@
 //! A work queue of keys to reconcile, with the guarantees controllers rely on (as client-go's
 //! workqueue): a key queued many times is processed once; a key is never processed by two
 //! workers at once (queued again while in process, it runs again afterwards); delayed adds
-//! keep only the earliest due time; failures back off exponentially per key, with jitter and
-//! a cap.
+//! keep only the earliest due time, all waiting on one timer task per queue (not a task per
+//! key); failures back off exponentially per key, with jitter and a cap.
 //!
 //! The default backoff is 100 ms doubling to a cap of 60 s (±20 % jitter). Metacontroller's
 //! client-go default caps at 1000 s, which makes a controller whose hook was down for a while
 //! look dead long after the hook is back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -54,22 +54,41 @@ struct State<K> {
     dirty: HashSet<K>,
     processing: HashSet<K>,
     failures: HashMap<K, u32>,
-    /// The earliest due time of each delayed key.
-    scheduled: HashMap<K, Instant>,
+    /// The due time of each delayed key (the earliest asked for) and its timer entry.
+    scheduled: HashMap<K, (Instant, u64)>,
+    /// The delayed keys' timer entries, earliest first: (due, entry).
+    timers: BTreeSet<(Instant, u64)>,
+    /// The key of each timer entry.
+    timed: HashMap<u64, K>,
+    next_entry: u64,
+    timer_running: bool,
     shut_down: bool,
 }
 
-/// A deduplicating, delay-capable work queue. Cheap to clone; clones share the queue.
-pub struct WorkQueue<K> {
-    state: Arc<Mutex<State<K>>>,
-    ready: Arc<Notify>,
+struct Inner<K> {
+    state: Mutex<State<K>>,
+    ready: Notify,
+    /// Wakes the timer task when an earlier due time was added, on shutdown, and when the
+    /// queue is dropped; shared so that the sleeping task does not keep the queue alive.
+    timer: Arc<Notify>,
     backoff: Backoff,
     metrics: QueueMetrics,
 }
 
+impl<K> Drop for Inner<K> {
+    fn drop(&mut self) {
+        self.timer.notify_one();
+    }
+}
+
+/// A deduplicating, delay-capable work queue. Cheap to clone; clones share the queue.
+pub struct WorkQueue<K> {
+    inner: Arc<Inner<K>>,
+}
+
 impl<K> Clone for WorkQueue<K> {
     fn clone(&self) -> Self {
-        WorkQueue { state: self.state.clone(), ready: self.ready.clone(), backoff: self.backoff, metrics: self.metrics.clone() }
+        WorkQueue { inner: self.inner.clone() }
     }
 }
 
@@ -82,29 +101,34 @@ impl<K: Clone + Eq + Hash + Send + 'static> Default for WorkQueue<K> {
 impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// An empty queue with this failure backoff.
     pub fn new(backoff: Backoff) -> Self {
-        WorkQueue {
-            state: Arc::new(Mutex::new(State {
-                queue: VecDeque::new(),
-                dirty: HashSet::new(),
-                processing: HashSet::new(),
-                failures: HashMap::new(),
-                scheduled: HashMap::new(),
-                shut_down: false,
-            })),
-            ready: Arc::new(Notify::new()),
-            backoff,
-            metrics: QueueMetrics::default(),
-        }
+        Self::with_parts(backoff, QueueMetrics::default())
     }
 
-    /// Records depth, adds and retries into `metrics` (`workqueue_*{name}`).
-    pub fn with_metrics(mut self, metrics: QueueMetrics) -> Self {
-        self.metrics = metrics;
-        self
+    fn with_parts(backoff: Backoff, metrics: QueueMetrics) -> Self {
+        let state = State {
+            queue: VecDeque::new(),
+            dirty: HashSet::new(),
+            processing: HashSet::new(),
+            failures: HashMap::new(),
+            scheduled: HashMap::new(),
+            timers: BTreeSet::new(),
+            timed: HashMap::new(),
+            next_entry: 0,
+            timer_running: false,
+            shut_down: false,
+        };
+        let inner = Inner { state: Mutex::new(state), ready: Notify::new(), timer: Arc::default(), backoff, metrics };
+        WorkQueue { inner: Arc::new(inner) }
+    }
+
+    /// Records depth, adds and retries into `metrics` (`workqueue_*{name}`). Call before
+    /// anything is queued: it makes a new, empty queue.
+    pub fn with_metrics(self, metrics: QueueMetrics) -> Self {
+        Self::with_parts(self.inner.backoff, metrics)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues `key` now, unless it is already waiting.
@@ -115,9 +139,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
         if !state.processing.contains(&key) {
             state.queue.push_back(key);
-            self.metrics.added(state.queue.len());
+            self.inner.metrics.added(state.queue.len());
             drop(state);
-            self.ready.notify_one();
+            self.inner.ready.notify_one();
         }
     }
 
@@ -128,26 +152,50 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
         // Far beyond any sensible delay, and far from overflowing an Instant.
         let due = Instant::now() + delay.min(MAX_DELAY);
-        {
-            let mut state = self.lock();
-            if state.shut_down || state.scheduled.get(&key).is_some_and(|earlier| *earlier <= due) {
-                return;
-            }
-            state.scheduled.insert(key.clone(), due);
+        let mut state = self.lock();
+        if state.shut_down || state.scheduled.get(&key).is_some_and(|(earlier, _)| *earlier <= due) {
+            return;
         }
-        let queue = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(due).await;
+        if let Some(replaced) = state.scheduled.remove(&key) {
+            state.timers.remove(&replaced);
+            state.timed.remove(&replaced.1);
+        }
+        let entry = state.next_entry;
+        state.next_entry += 1;
+        let earliest = state.timers.first().is_none_or(|(first, _)| due < *first);
+        state.scheduled.insert(key.clone(), (due, entry));
+        state.timers.insert((due, entry));
+        state.timed.insert(entry, key);
+        let start_timer = !std::mem::replace(&mut state.timer_running, true);
+        drop(state);
+        if start_timer {
+            tokio::spawn(run_timer(Arc::downgrade(&self.inner)));
+        } else if earliest {
+            self.inner.timer.notify_one();
+        }
+    }
+
+    /// Queues the delayed keys that are due; returns when the next one is.
+    fn release_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let next = {
+            let mut state = self.lock();
+            while let Some(&(at, entry)) = state.timers.first()
+                && at <= now
             {
-                let mut state = queue.lock();
-                // A later add with an earlier due time replaced this timer.
-                if state.scheduled.get(&key) != Some(&due) {
-                    return;
+                state.timers.pop_first();
+                if let Some(key) = state.timed.remove(&entry) {
+                    state.scheduled.remove(&key);
+                    due.push(key);
                 }
-                state.scheduled.remove(&key);
             }
-            queue.add(key);
-        });
+            state.timers.first().map(|(at, _)| *at)
+        };
+        for key in due {
+            self.add(key);
+        }
+        next
     }
 
     /// Queues `key` after its next backoff delay, and returns that delay.
@@ -158,8 +206,8 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             *failures += 1;
             *failures
         };
-        let delay = self.backoff.delay(failures);
-        self.metrics.retried();
+        let delay = self.inner.backoff.delay(failures);
+        self.inner.metrics.retried();
         self.add_after(key, delay);
         delay
     }
@@ -173,7 +221,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// Call [`WorkQueue::done`] when finished with it.
     pub async fn next(&self) -> Option<K> {
         loop {
-            let notified = self.ready.notified();
+            let notified = self.inner.ready.notified();
             {
                 let mut state = self.lock();
                 if state.shut_down {
@@ -182,9 +230,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 if let Some(key) = state.queue.pop_front() {
                     state.dirty.remove(&key);
                     state.processing.insert(key.clone());
-                    self.metrics.taken(state.queue.len());
+                    self.inner.metrics.taken(state.queue.len());
                     if !state.queue.is_empty() {
-                        self.ready.notify_one();
+                        self.inner.ready.notify_one();
                     }
                     return Some(key);
                 }
@@ -200,7 +248,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         if state.dirty.contains(key) {
             state.queue.push_back(key.clone());
             drop(state);
-            self.ready.notify_one();
+            self.inner.ready.notify_one();
         }
     }
 
@@ -211,8 +259,11 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         state.queue.clear();
         state.dirty.clear();
         state.scheduled.clear();
+        state.timers.clear();
+        state.timed.clear();
         drop(state);
-        self.ready.notify_waiters();
+        self.inner.ready.notify_waiters();
+        self.inner.timer.notify_one();
     }
 
     /// The number of keys waiting to be processed now.
@@ -223,6 +274,30 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// Whether no key is waiting to be processed now.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The one timer task of a queue: queues delayed keys when they are due, sleeping until the
+/// earliest. Ends when the queue is shut down or dropped.
+async fn run_timer<K: Clone + Eq + Hash + Send + 'static>(inner: Weak<Inner<K>>) {
+    loop {
+        let Some(queue) = inner.upgrade().map(|inner| WorkQueue { inner }) else { return };
+        if queue.lock().shut_down {
+            return;
+        }
+        let next = queue.release_due();
+        let woken = queue.inner.timer.clone();
+        // Only the Weak is held while sleeping, so a dropped queue ends this task.
+        drop(queue);
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = woken.notified() => {}
+                }
+            }
+            None => woken.notified().await,
+        }
     }
 }
 
@@ -263,6 +338,40 @@ mod tests {
         assert_eq!(queue.len(), 1);
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert_eq!(queue.len(), 1, "the superseded timers do not add it again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delayed_keys_come_due_in_order_on_one_timer() {
+        let queue = WorkQueue::default();
+        let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        for key in 0..1000u32 {
+            queue.add_after(key, Duration::from_secs(u64::from(1000 - key)));
+        }
+        assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), tasks + 1, "one timer task");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.next().await, Some(999));
+        tokio::time::sleep(Duration::from_secs(1000)).await;
+        assert_eq!(queue.len(), 999);
+        // An earlier due time added while the timer sleeps wakes it.
+        queue.add_after(5000, Duration::from_secs(3600));
+        queue.add_after(5001, Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(queue.len(), 1000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_ends_with_its_queue() {
+        let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        let queue = WorkQueue::default();
+        queue.add_after("a", Duration::from_secs(3600));
+        tokio::task::yield_now().await;
+        assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), tasks + 1);
+        drop(queue);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), tasks, "dropped with its queue");
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! collection, namespace deletion and ServiceAccount tokens behave as in a real cluster, and
 //! every certificate is generated in-process for each start.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -254,7 +253,7 @@ impl ControlPlane {
                 "etcd",
                 &binary,
                 || {
-                    let (client, peer) = (free_port(), free_port());
+                    let (client, peer) = (crate::free_port(), crate::free_port());
                     let client_url = format!("http://127.0.0.1:{client}");
                     let peer_url = format!("http://127.0.0.1:{peer}");
                     let args = vec![
@@ -287,7 +286,7 @@ impl ControlPlane {
                 "kube-apiserver",
                 &binary,
                 || {
-                    let port = free_port();
+                    let port = crate::free_port();
                     let args = vec![
                         format!("--etcd-servers={etcd}"),
                         "--bind-address=127.0.0.1".to_owned(),
@@ -332,7 +331,7 @@ impl ControlPlane {
                 "kube-controller-manager",
                 &binary,
                 || {
-                    let port = free_port();
+                    let port = crate::free_port();
                     let args = vec![
                         format!("--kubeconfig={}", kubeconfig_path.display()),
                         format!("--controllers={}", controllers.join(",")),
@@ -409,14 +408,6 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("binding an ephemeral loopback port")
 }
 
 /// A new directory for this control plane under `$TMPDIR/bosun-testenv`, after removing the

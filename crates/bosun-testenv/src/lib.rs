@@ -20,10 +20,13 @@
 //!
 //! No mock stands in for the API server: what passes here passes against Kubernetes.
 
+#![warn(missing_docs)]
+
 mod binaries;
 mod control_plane;
 mod kubeconfig;
 mod pki;
+mod port;
 mod process;
 mod progress;
 mod test_env;
@@ -31,6 +34,7 @@ mod test_env;
 pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION};
 pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_CONTROLLERS, Error};
 pub use kubeconfig::CONTEXT;
+pub use port::free_port;
 pub use process::is_running;
 pub use test_env::{TestEnv, eventually};
 

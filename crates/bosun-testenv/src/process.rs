@@ -54,6 +54,7 @@ fn spawn_bound(mut command: Command) -> std::io::Result<Child> {
     });
     command.process_group(0);
     #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
     // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl and getppid are.
     unsafe {
         let parent = libc::getpid();
@@ -117,6 +118,7 @@ impl ManagedProcess {
         if !self.is_running() {
             return;
         }
+        #[allow(unsafe_code)]
         // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped child.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);

@@ -63,6 +63,7 @@ impl TestEnv {
             .join();
             match started {
                 Ok(Ok(control_plane)) => {
+                    #[allow(unsafe_code)]
                     // SAFETY: registers a plain `extern "C"` function with no captured state.
                     unsafe { libc::atexit(stop_shared_at_exit) };
                     Ok(TestEnv { control_plane })
@@ -117,6 +118,12 @@ impl TestEnv {
     /// the TokenRequest API, so RBAC applies to it as to a Pod running as that account. The
     /// ServiceAccount is created if it does not exist.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> kube::Client {
+        kube::Client::try_from(self.service_account_config(namespace, name).await).expect("building a ServiceAccount client")
+    }
+
+    /// The client configuration of [`TestEnv::service_account_client`], for a client built
+    /// with layers of one's own (metrics, say).
+    pub async fn service_account_config(&self, namespace: &str, name: &str) -> kube::Config {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
         let account = ServiceAccount { metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() }, ..Default::default() };
         match accounts.create(&PostParams::default(), &account).await {
@@ -133,11 +140,6 @@ impl TestEnv {
             .status
             .and_then(|status| status.token)
             .expect("a TokenRequest response carries a token");
-        let config = self
-            .control_plane
-            .config_for_token(&token)
-            .await
-            .unwrap_or_else(|error| panic!("a client config for {namespace}/{name}: {error}"));
-        kube::Client::try_from(config).expect("building a ServiceAccount client")
+        self.control_plane.config_for_token(&token).await.unwrap_or_else(|error| panic!("a client config for {namespace}/{name}: {error}"))
     }
 }

@@ -65,10 +65,6 @@ impl Drop for Demo {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Waits until something accepts connections on `port`, or the hook exits.
 async fn wait_listening(hook: &mut Child, port: u16, name: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -87,10 +83,10 @@ async fn wait_listening(hook: &mut Child, port: u16, name: &str) -> anyhow::Resu
 /// Installs the FooBar CRD and adds the FooBar example's native controller to `manager`.
 pub async fn add_operators(manager: &mut Manager, client: &Client) -> anyhow::Result<()> {
     bosun_runtime::crds::install(client, &[foobar::FooBar::crd()]).await.context("installing the FooBar CRD")?;
-    let (client, metrics) = (client.clone(), manager.metrics());
+    let (client, controller) = (client.clone(), manager.controller(foobar::NAME).workers(2));
     manager.add("foobar", move |shutdown| async move {
         let caches = SharedCaches::new(client.clone());
-        foobar::run(client, &caches, metrics, 2, shutdown.requested()).await;
+        foobar::run(client, &caches, controller, shutdown.requested()).await;
     });
     Ok(())
 }
@@ -105,7 +101,7 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
     for example in &EXAMPLES {
         let script = dir.join(example.hook_file);
         std::fs::write(&script, example.hook).with_context(|| format!("writing {}", script.display()))?;
-        let port = free_port()?;
+        let port = bosun_testenv::free_port();
         let spawned = Command::new(example.interpreter).arg(&script).arg(port.to_string()).stdout(Stdio::null()).spawn();
         let mut hook = match spawned {
             Ok(hook) => hook,

@@ -149,6 +149,11 @@ pub struct EngineArgs {
     /// with "response too large", and nothing is changed.
     #[arg(long, default_value_t = bosun_engine::hooks::DEFAULT_MAX_RESPONSE_BYTES, value_name = "BYTES")]
     max_hook_response_bytes: usize,
+    /// How long a controller waits for the caches of its resources before it records a
+    /// CreateError event naming those that cannot be listed (it keeps waiting, and /readyz
+    /// fails meanwhile).
+    #[arg(long, default_value = "2m", value_parser = duration, value_name = "DURATION")]
+    cache_sync_timeout: Duration,
     /// Let hooks be sent credentials (a `user:password@` URL, bearer tokens, basic auth) over
     /// plain http://, where anyone on the network path can read them. Without it, such
     /// controllers fail to start with a CreateError event.
@@ -174,6 +179,7 @@ impl EngineArgs {
             events_burst: self.events_burst,
             max_hook_response_bytes: self.max_hook_response_bytes,
             allow_insecure_hook_credentials: self.allow_insecure_hook_credentials,
+            cache_sync_timeout: self.cache_sync_timeout,
         }
     }
 }
@@ -351,7 +357,7 @@ pub async fn serve(
     operators: &OperatorArgs,
     own_namespace: Option<String>,
 ) -> anyhow::Result<()> {
-    let caches = SharedCaches::new(client.clone());
+    let caches = SharedCaches::new(client.clone()).with_metrics(&manager.metrics());
     let configmapsync = operators.run_configmapsync(&client).await?;
     if !engine.enabled && !configmapsync {
         anyhow::bail!("--engine=false and the ConfigMapSync operator is not running: there is nothing to run");

@@ -32,6 +32,7 @@ async fn run_serves_the_kubeconfig_cluster_until_terminated() {
         .spawn()
         .unwrap();
     support::reporters_of_a_new_controller(&client, &shard).await;
+    #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGTERM) };
     assert!(run.wait().unwrap().success(), "SIGTERM is a clean exit");
@@ -126,6 +127,7 @@ async fn dev_serves_a_cluster_until_interrupted() {
 
     let started = children_of(dev.id());
     assert_eq!(started.len(), 5, "etcd, kube-apiserver, kube-controller-manager and the python3 and node hooks");
+    #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(dev.id() as libc::pid_t, libc::SIGINT) };
     assert!(dev.wait().unwrap().success(), "Ctrl-C is a clean exit");

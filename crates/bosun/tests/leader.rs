@@ -20,10 +20,6 @@ impl Drop for Engine {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `GET /readyz` on a loopback port: status line and body.
 fn readyz(port: u16) -> String {
     use std::io::{Read, Write};
@@ -86,7 +82,7 @@ async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
     let (lease, shard) = ("bosun-test", bosun_testenv::unique_suffix());
 
-    let ports = [("alpha", free_port()), ("beta", free_port())];
+    let ports = [("alpha", bosun_testenv::free_port()), ("beta", bosun_testenv::free_port())];
     let mut engines: Vec<(&str, Engine)> =
         ports.iter().map(|(name, port)| (*name, start(name, &namespace, lease, &shard, *port))).collect();
     let leader = holder_other_than(&leases, lease, None).await;
@@ -110,8 +106,9 @@ async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     assert!(reporters.iter().all(|reporter| *reporter == standby), "the new leader {standby} reconciles: {reporters:?}");
 
     // A clean exit releases the Lease: the next standby leads at its next retry.
-    engines.push(("gamma", start("gamma", &namespace, lease, &shard, free_port())));
+    engines.push(("gamma", start("gamma", &namespace, lease, &shard, bosun_testenv::free_port())));
     let (_, leaving) = engines.iter_mut().find(|(name, _)| *name == standby).unwrap();
+    #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(leaving.0.id() as libc::pid_t, libc::SIGTERM) };
     let left_at = Instant::now();

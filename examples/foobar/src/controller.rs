@@ -1,12 +1,12 @@
-//! The FooBar controller. Informers: the shared caches of FooBars and Jobs. Index: Jobs by
-//! `<namespace>/<name>` of the FooBar controlling them. Event handlers: a FooBar change queues
-//! the FooBar (unless only its status changed), a Job change queues the FooBar that owns it.
+//! The FooBar controller, on bosun-runtime's [`Controller`]: `for_resource` FooBars (unless
+//! only their status changed: the generation predicate), `owns` Jobs (a Job change queues the
+//! FooBar controlling it). Index: Jobs by `<namespace>/<name>` of the FooBar controlling them.
 //! Workers: [`reconcile`] for one FooBar key at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_runtime::{Action, Cache, CacheEvent, EventRecorder, EventType, Metrics, ObjectKey, SharedCaches, WorkQueue, run_workers};
+use bosun_runtime::{Action, Cache, Controller, EventRecorder, EventType, ObjectKey, SharedCaches, predicate};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::types::{FooBar, FooBarStatus};
 
-/// The controller's name in metrics, logs and events.
-const NAME: &str = "foobar";
+/// The controller's name in logs and events.
+pub const NAME: &str = "foobar";
 /// The index of Jobs by the FooBar controlling them.
 const BY_FOOBAR: &str = "foobar.examples.bosun.dev/owner";
 /// The label on every Job, naming its FooBar (for `kubectl get jobs -l`).
@@ -41,7 +41,6 @@ struct Shared {
     client: Client,
     foobars: Arc<Cache>,
     jobs: Arc<Cache>,
-    queue: WorkQueue<ObjectKey>,
     recorder: EventRecorder,
 }
 
@@ -51,63 +50,20 @@ fn owner_of(job: &DynamicObject) -> Option<String> {
     Some(format!("{}/{}", job.namespace()?, owner.name))
 }
 
-/// Runs the controller with `workers` reconciles at once until `shutdown` completes.
-pub async fn run(client: Client, caches: &SharedCaches, metrics: Metrics, workers: usize, shutdown: impl Future<Output = ()>) {
+/// Runs the FooBar controller as `controller` (its name, workers and metrics) until
+/// `shutdown` completes.
+pub async fn run(client: Client, caches: &SharedCaches, controller: Controller, shutdown: impl Future<Output = ()>) {
     let foobars = caches.cache(&ApiResource::erase::<FooBar>(&()));
     let jobs = caches.cache(&ApiResource::erase::<Job>(&()));
     jobs.add_index(BY_FOOBAR, |job| owner_of(job).into_iter().collect());
+    let controller = controller.for_resource(foobars.clone(), predicate::generation_changed).owns(jobs.clone());
     let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| NAME.into());
-    let shared = Arc::new(Shared {
-        recorder: EventRecorder::new(client.clone(), NAME, instance, 1.0 / 300.0, 25),
-        client,
-        foobars,
-        jobs,
-        queue: WorkQueue::default().with_metrics(metrics.queue(NAME)),
-    });
-
-    let queue = shared.queue.clone();
-    let _on_foobar = shared.foobars.subscribe(Arc::new(move |event: &CacheEvent<'_>| {
-        if let CacheEvent::Applied { old, new } = event {
-            let status_only = old.is_some_and(|old| old.metadata.generation == new.metadata.generation);
-            if !status_only {
-                queue.add(ObjectKey::of(new));
-            }
-        }
-    }));
-    let queue = shared.queue.clone();
-    let _on_job = shared.jobs.subscribe(Arc::new(move |event: &CacheEvent<'_>| {
-        let job = match event {
-            CacheEvent::Applied { new, .. } => *new,
-            CacheEvent::Deleted(job) => *job,
-        };
-        if let Some((namespace, name)) = owner_of(job).as_deref().and_then(|owner| owner.split_once('/')) {
-            queue.add(ObjectKey { namespace: Some(namespace.to_owned()), name: name.to_owned() });
-        }
-    }));
-
-    let workers = async {
-        shared.foobars.wait_synced().await;
-        shared.jobs.wait_synced().await;
-        for foobar in shared.foobars.list() {
-            shared.queue.add(ObjectKey::of(&foobar));
-        }
-        let reconcile = {
-            let shared = shared.clone();
-            move |key: ObjectKey| {
-                let shared = shared.clone();
-                async move { reconcile(&shared, &key).await }
-            }
-        };
-        run_workers(NAME, shared.queue.clone(), workers, metrics, reconcile).await;
+    let shared = Arc::new(Shared { recorder: EventRecorder::new(client.clone(), NAME, instance, 1.0 / 300.0, 25), client, foobars, jobs });
+    let reconcile = move |key: ObjectKey| {
+        let shared = shared.clone();
+        async move { reconcile(&shared, &key).await }
     };
-    tokio::pin!(workers);
-    tokio::select! {
-        () = &mut workers => {}
-        () = shutdown => {
-            shared.queue.shut_down();
-            workers.await;
-        }
-    }
+    controller.run(reconcile, |_, _| None, shutdown).await;
 }
 
 /// FNV-1a: a hash that stays the same across Rust releases, so Job names do too.

@@ -14,5 +14,5 @@
 pub mod controller;
 pub mod types;
 
-pub use controller::run;
+pub use controller::{NAME, run};
 pub use types::{FooBar, FooBarSpec, FooBarStatus};

@@ -47,9 +47,10 @@ async fn main() -> anyhow::Result<()> {
         health_address: Some(args.health_probe_bind_address),
         ..ManagerConfig::default()
     });
-    let (metrics, caches) = (manager.metrics(), SharedCaches::new(client.clone()));
+    let caches = SharedCaches::new(client.clone());
+    let controller = manager.controller(foobar::NAME).workers(args.workers);
     manager.add("foobar", move |shutdown| async move {
-        foobar::run(client, &caches, metrics, args.workers, shutdown.requested()).await;
+        foobar::run(client, &caches, controller, shutdown.requested()).await;
     });
     manager.run(shutdown_signal()).await?;
     Ok(())

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bosun_runtime::{Metrics, SharedCaches};
+use bosun_runtime::{Controller, Metrics, SharedCaches};
 use bosun_testenv::{TestEnv, eventually};
 use foobar::FooBar;
 use k8s_openapi::api::batch::v1::Job;
@@ -47,7 +47,12 @@ async fn a_foobar_runs_its_command_as_a_job_and_reports_it() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = {
         let (client, caches) = (client.clone(), SharedCaches::new(client.clone()));
-        tokio::spawn(async move { foobar::run(client, &caches, Metrics::new(), 2, async { stopped.await.unwrap_or_default() }).await })
+        tokio::spawn(async move {
+            foobar::run(client, &caches, Controller::new(foobar::NAME, &Metrics::new()).workers(2), async {
+                stopped.await.unwrap_or_default()
+            })
+            .await
+        })
     };
 
     let foobars: Api<FooBar> = Api::namespaced(client.clone(), &namespace);

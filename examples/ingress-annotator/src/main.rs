@@ -32,9 +32,10 @@ async fn main() -> anyhow::Result<()> {
         health_address: Some(args.health_probe_bind_address),
         ..ManagerConfig::default()
     });
-    let (metrics, caches) = (manager.metrics(), SharedCaches::new(client.clone()));
+    let caches = SharedCaches::new(client.clone());
+    let controller = manager.controller("ingress-annotator").workers(args.workers);
     manager.add("ingress-annotator", move |shutdown| async move {
-        ingress_annotator::run(client, &caches, metrics, args.workers, shutdown.requested()).await;
+        ingress_annotator::run(client, &caches, controller, shutdown.requested()).await;
     });
     manager.run(shutdown_signal()).await?;
     Ok(())

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bosun_runtime::{Metrics, SharedCaches};
+use bosun_runtime::{Controller, Metrics, SharedCaches};
 use bosun_testenv::{TestEnv, eventually};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -40,7 +40,8 @@ async fn every_ingress_gets_the_annotation_and_keeps_it() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let caches = SharedCaches::new(client.clone());
     let controller = tokio::spawn(async move {
-        ingress_annotator::run(client, &caches, Metrics::new(), 2, async { stopped.await.unwrap_or_default() }).await;
+        let controller = Controller::new("ingress-annotator", &Metrics::new()).workers(2);
+        ingress_annotator::run(client, &caches, controller, async { stopped.await.unwrap_or_default() }).await;
     });
 
     let before = annotated(&api, "before").await;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
+use bosun_runtime::{Action, CacheEvent, Controller, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -17,9 +17,38 @@ use crate::children::ChildType;
 use crate::context::EngineContext;
 use crate::discovery::ResolvedResource;
 use crate::hooks::{HookEndpoint, HookKind, group_key};
-use crate::hosting::{CreateError, Reconciler, Tasks};
+use crate::hosting::{CreateError, Tasks};
 use crate::parent::SyncError;
 use crate::selector;
+
+/// The parent index by the labels their `spec.selector` requires, as `<namespace>/<key>=<value>`
+/// (`<namespace>/*` when it requires no particular label): a child's labels find the parents
+/// that may adopt it. Shared by every controller of the parent type.
+const SELECTOR_INDEX: &str = "bosun.dev/child-selector";
+/// The same for `generateSelector: true`: `<namespace>/controller-uid=<uid>`.
+const GENERATED_SELECTOR_INDEX: &str = "bosun.dev/generated-child-selector";
+
+/// The [`SELECTOR_INDEX`] values of `parent`. Every label a matching child must carry leads to
+/// the parent; one of them is enough, since a match needs them all.
+fn selector_index_values(parent: &DynamicObject) -> Vec<String> {
+    let namespace = parent.namespace().unwrap_or_default();
+    let Some(selector) =
+        parent.data.pointer("/spec/selector").and_then(|selector| serde_json::from_value::<LabelSelector>(selector.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    if selector::is_empty(&selector) {
+        return Vec::new();
+    }
+    if let Some(labels) = selector.match_labels.as_ref().filter(|labels| !labels.is_empty()) {
+        return labels.iter().map(|(key, value)| format!("{namespace}/{key}={value}")).collect();
+    }
+    let required = selector.match_expressions.iter().flatten().find(|expression| expression.operator == "In");
+    match required {
+        Some(expression) => expression.values.iter().flatten().map(|value| format!("{namespace}/{}={value}", expression.key)).collect(),
+        None => vec![format!("{namespace}/*")],
+    }
+}
 
 /// Everything a sync of one parent needs, shared by the workers.
 pub struct Hosted {
@@ -43,10 +72,6 @@ pub struct Hosted {
     pub finalize_hook: Option<HookEndpoint>,
     /// Related objects, from the customize hook.
     pub related: Arc<crate::related::Related<ObjectKey>>,
-    /// Parent keys to sync.
-    pub queue: WorkQueue<ObjectKey>,
-    /// `CompositeController-<name>`: the queue's and the reconcile metrics' name.
-    pub queue_name: String,
 }
 
 impl Hosted {
@@ -83,6 +108,11 @@ impl Hosted {
         Ok(selector)
     }
 
+    /// The name of the parent index this controller finds adoptive parents through.
+    fn selector_index(&self) -> &'static str {
+        if self.spec.generate_selector == Some(true) { GENERATED_SELECTOR_INDEX } else { SELECTOR_INDEX }
+    }
+
     /// The key under which `object`'s controller parent is queued, if it is one of ours.
     fn owner_key(&self, object: &DynamicObject) -> Option<ObjectKey> {
         let reference = object.owner_references().iter().find(|reference| reference.controller == Some(true))?;
@@ -93,20 +123,21 @@ impl Hosted {
         Some(ObjectKey { namespace: if self.parent.namespaced { object.namespace() } else { None }, name: reference.name.clone() })
     }
 
-    fn on_parent_event(&self, event: &CacheEvent<'_>) {
-        let CacheEvent::Applied { old, new } = event else { return };
+    /// The parent a parent change concerns, if it is ours (before or after the change).
+    fn parent_keys(&self, event: &CacheEvent<'_>) -> Vec<ObjectKey> {
+        let CacheEvent::Applied { old, new } = event else { return Vec::new() };
         if self.spec.parent_resource.ignore_status_changes == Some(true)
             && old.is_some_and(|old| crate::parent::only_status_changed(old, new))
         {
-            return;
+            return Vec::new();
         }
         let ours = |parent: &DynamicObject| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
-        if ours(new) || old.is_some_and(|old| ours(old)) {
-            self.queue.add(ObjectKey::of(new));
-        }
+        if ours(new) || old.is_some_and(|old| ours(old)) { vec![ObjectKey::of(new)] } else { Vec::new() }
     }
 
-    fn on_child_event(&self, child_type: &ChildType, event: &CacheEvent<'_>) {
+    /// The parents a child change concerns: its controller, or for an orphan every parent
+    /// that may adopt it.
+    fn child_keys(&self, child_type: &ChildType, event: &CacheEvent<'_>) -> Vec<ObjectKey> {
         let (old, new) = match event {
             CacheEvent::Applied { old, new } => (*old, Some(*new)),
             CacheEvent::Deleted(object) => {
@@ -114,39 +145,46 @@ impl Hosted {
                 (Some(*object), None)
             }
         };
-        let mut owned = false;
-        for object in old.into_iter().chain(new) {
-            if let Some(key) = self.owner_key(object) {
-                owned = true;
-                self.queue.add(key);
-            }
-        }
-        // An orphan may be adopted by any parent whose selector matches it.
+        let mut keys: Vec<ObjectKey> = old.into_iter().chain(new).filter_map(|object| self.owner_key(object)).collect();
+        let owned = !keys.is_empty();
+        // An orphan may be adopted by any parent whose selector matches it: the selector index
+        // finds the candidates without reading every parent.
         if let Some(orphan) = new.filter(|object| !owned && object.metadata.deletion_timestamp.is_none())
             && bosun_runtime::cache::controller_uid(orphan).is_none()
         {
-            for parent in self.parents.list() {
-                if self.parent.namespaced && parent.namespace() != orphan.namespace() {
-                    continue;
+            let namespace = if self.parent.namespaced { orphan.namespace().unwrap_or_default() } else { String::new() };
+            let index = self.selector_index();
+            let mut candidates = BTreeMap::new();
+            let values = orphan.labels().iter().map(|(key, value)| format!("{namespace}/{key}={value}")).chain([format!("{namespace}/*")]);
+            for value in values {
+                for parent in self.parents.by_index(index, &value) {
+                    candidates.entry(ObjectKey::of(&parent)).or_insert(parent);
                 }
+            }
+            for parent in candidates.into_values() {
                 let matches = self
                     .child_selector(&parent)
                     .ok()
                     .is_some_and(|selector| selector::matches(&selector, orphan.labels()).unwrap_or(false));
                 if matches && self.handles(&parent) {
-                    self.queue.add(ObjectKey::of(&parent));
+                    keys.push(ObjectKey::of(&parent));
                 }
             }
         }
+        keys
     }
 
-    /// Queues every parent this controller handles.
-    pub fn queue_all(&self) {
-        for parent in self.parents.list() {
-            if self.handles(&parent) || parent.finalizers().contains(&self.finalizer()) {
-                self.queue.add(ObjectKey::of(&parent));
-            }
-        }
+    /// Every parent this controller handles.
+    pub fn all_keys(&self) -> Vec<ObjectKey> {
+        let ours = |parent: &&Arc<DynamicObject>| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
+        self.parents.list().iter().filter(ours).map(|parent| ObjectKey::of(parent)).collect()
+    }
+
+    /// Syncs one parent; the outcome as the runner takes it.
+    async fn process(&self, key: ObjectKey) -> Result<Action, SyncError> {
+        let outcome = self.sync(&key).await;
+        let parent = if outcome.is_err() { self.parents.get(&key) } else { None };
+        crate::parent::settle(&self.ctx, outcome, parent.as_deref().map(|parent| (parent, &self.parent.resource))).await
     }
 }
 
@@ -205,13 +243,25 @@ impl HostedController {
         }
         let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
-        let queue_name = format!("CompositeController-{name}");
-        let queue = WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name));
+        let resync = crate::hosting::resync_period(&ctx, spec.resync_period_seconds);
+        let controller = Controller::new(format!("CompositeController-{name}"), &ctx.metrics)
+            .workers(ctx.config.workers)
+            .resync(resync)
+            .with_health(&ctx.health)
+            .sync_timeout(ctx.config.cache_sync_timeout)
+            .on_sync_timeout(crate::hosting::report_unsynced(ctx.clone(), kube::Resource::object_ref(controller, &()), name.clone()));
+        let parents = ctx.caches.cache(&parent.resource);
+        if spec.generate_selector == Some(true) {
+            parents.add_index(GENERATED_SELECTOR_INDEX, |parent| {
+                let uid = parent.uid().unwrap_or_default();
+                vec![format!("{}/controller-uid={uid}", parent.namespace().unwrap_or_default())]
+            });
+        } else {
+            parents.add_index(SELECTOR_INDEX, selector_index_values);
+        }
         let hosted = Arc::new(Hosted {
-            parents: ctx.caches.cache(&parent.resource),
-            related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), queue.clone()),
-            queue,
-            queue_name,
+            parents,
+            related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), controller.queue()),
             name,
             ctx,
             controller_json,
@@ -222,52 +272,49 @@ impl HostedController {
             finalize_hook,
         });
 
-        let mut subscriptions = Vec::new();
+        // The watches hold the hosted controller weakly: it lives as long as its workers.
         let weak = Arc::downgrade(&hosted);
-        subscriptions.push(hosted.parents.subscribe(Arc::new(move |event| {
-            if let Some(hosted) = weak.upgrade() {
-                hosted.on_parent_event(event);
-            }
-        })));
+        let mut controller = controller.watches(hosted.parents.clone(), {
+            let weak = weak.clone();
+            move |event| weak.upgrade().map(|hosted| hosted.parent_keys(event)).unwrap_or_default()
+        });
         for index in 0..hosted.children.len() {
-            let weak = Arc::downgrade(&hosted);
-            subscriptions.push(hosted.children[index].cache.subscribe(Arc::new(move |event| {
-                if let Some(hosted) = weak.upgrade() {
-                    hosted.on_child_event(&hosted.children[index], event);
-                }
-            })));
+            let weak = weak.clone();
+            controller = controller.watches(hosted.children[index].cache.clone(), move |event| {
+                weak.upgrade().map(|hosted| hosted.child_keys(&hosted.children[index], event)).unwrap_or_default()
+            });
         }
-
-        let resync = crate::hosting::resync_period(&hosted.ctx, spec.resync_period_seconds);
-        let tasks = Tasks::start(hosted.clone(), hosted.ctx.config.workers, resync, subscriptions);
+        let controller = controller.reconciles_all(move || weak.upgrade().map(|hosted| hosted.all_keys()).unwrap_or_default());
+        let tasks = Tasks::start(controller, {
+            let hosted = hosted.clone();
+            move |key| {
+                let hosted = hosted.clone();
+                async move { hosted.process(key).await }
+            }
+        });
         Ok(HostedController { spec, hosted, tasks })
     }
 }
 
-impl Reconciler for Hosted {
-    type Key = ObjectKey;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn name(&self) -> &str {
-        &self.name
+    fn parent(selector: Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "x/v1", "kind": "Thing", "metadata": { "name": "p", "namespace": "ns" }, "spec": { "selector": selector },
+        }))
+        .unwrap()
     }
 
-    fn queue(&self) -> &WorkQueue<ObjectKey> {
-        &self.queue
-    }
-
-    fn caches(&self) -> Vec<Arc<bosun_runtime::Cache>> {
-        std::iter::once(self.parents.clone()).chain(self.children.iter().map(|child| child.cache.clone())).collect()
-    }
-
-    fn queue_all(&self) {
-        Hosted::queue_all(self)
-    }
-
-    async fn process(&self, key: &ObjectKey) {
-        let started = std::time::Instant::now();
-        let outcome = self.sync(key).await;
-        let parent = if outcome.is_err() { self.parents.get(key) } else { None };
-        let parent = parent.as_deref().map(|parent| (parent, &self.parent.resource));
-        crate::parent::settle(&self.ctx, &self.queue, &self.queue_name, key, started, outcome, parent).await;
+    #[test]
+    fn the_selector_index_files_a_parent_under_the_labels_a_child_must_carry() {
+        let labels = parent(serde_json::json!({ "matchLabels": { "app": "web", "tier": "db" } }));
+        assert_eq!(selector_index_values(&labels), ["ns/app=web", "ns/tier=db"]);
+        let within = parent(serde_json::json!({ "matchExpressions": [{ "key": "app", "operator": "In", "values": ["a", "b"] }] }));
+        assert_eq!(selector_index_values(&within), ["ns/app=a", "ns/app=b"]);
+        let exists = parent(serde_json::json!({ "matchExpressions": [{ "key": "app", "operator": "Exists" }] }));
+        assert_eq!(selector_index_values(&exists), ["ns/*"]);
+        assert!(selector_index_values(&parent(serde_json::json!({}))).is_empty(), "an empty selector adopts nothing");
     }
 }

@@ -22,7 +22,7 @@ impl HostedKind for Composite {
     type Spec = CompositeControllerSpec;
     type Running = HostedController;
     const KIND: &'static str = "CompositeController";
-    const READINESS_CHECK: &'static str = "compositecontrollers-synced";
+    const NAME: &'static str = "compositecontrollers";
 
     fn spec(object: &CompositeController) -> &CompositeControllerSpec {
         &object.spec

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bosun_runtime::{CacheEvent, ObjectKey, WorkQueue};
+use bosun_runtime::{Action, CacheEvent, Controller, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -16,7 +16,7 @@ use crate::children::ChildType;
 use crate::context::EngineContext;
 use crate::discovery::ResolvedResource;
 use crate::hooks::{HookEndpoint, HookKind, group_key};
-use crate::hosting::{CreateError, Reconciler, Tasks};
+use crate::hosting::{CreateError, Tasks};
 use crate::selector;
 
 /// One of a DecoratorController's `resources`: a target type and which of its objects match.
@@ -76,10 +76,6 @@ pub struct Decorated {
     pub finalize_hook: Option<HookEndpoint>,
     /// Related objects, from the customize hook.
     pub related: Arc<crate::related::Related<TargetKey>>,
-    /// Target keys to sync.
-    pub queue: WorkQueue<TargetKey>,
-    /// `DecoratorController-<name>`.
-    pub queue_name: String,
 }
 
 impl Decorated {
@@ -94,18 +90,21 @@ impl Decorated {
         self.targets[rule].matches(object) || object.finalizers().contains(&self.finalizer())
     }
 
-    fn on_target_event(&self, rule: usize, event: &CacheEvent<'_>) {
-        let CacheEvent::Applied { old, new } = event else { return };
+    /// The target a change of rule `rule`'s objects concerns, if it is ours (before or after).
+    fn target_keys(&self, rule: usize, event: &CacheEvent<'_>) -> Vec<TargetKey> {
+        let CacheEvent::Applied { old, new } = event else { return Vec::new() };
         if self.targets[rule].ignore_status_changes && old.is_some_and(|old| crate::parent::only_status_changed(old, new)) {
-            return;
+            return Vec::new();
         }
         if self.ours(rule, new) || old.is_some_and(|old| self.ours(rule, old)) {
-            self.queue.add(TargetKey { rule, key: ObjectKey::of(new) });
+            vec![TargetKey { rule, key: ObjectKey::of(new) }]
+        } else {
+            Vec::new()
         }
     }
 
-    /// An attachment changed: queue the target that controls it, if it is one of ours.
-    fn on_attachment_event(&self, attachment_type: &ChildType, event: &CacheEvent<'_>) {
+    /// An attachment changed: the target that controls it, if it is one of ours.
+    fn attachment_keys(&self, attachment_type: &ChildType, event: &CacheEvent<'_>) -> Vec<TargetKey> {
         let (old, new) = match event {
             CacheEvent::Applied { old, new } => (*old, Some(*new)),
             CacheEvent::Deleted(object) => {
@@ -113,6 +112,7 @@ impl Decorated {
                 (Some(*object), None)
             }
         };
+        let mut keys = Vec::new();
         for attachment in old.into_iter().chain(new) {
             if attachment.annotations().get(DECORATOR_ANNOTATION) != Some(&self.name) {
                 continue;
@@ -123,46 +123,31 @@ impl Decorated {
                 let resource = &target.resolved.resource;
                 if resource.kind == owner.kind && resource.group == group {
                     let namespace = if target.resolved.namespaced { attachment.namespace() } else { None };
-                    self.queue.add(TargetKey { rule, key: ObjectKey { namespace, name: owner.name.clone() } });
+                    keys.push(TargetKey { rule, key: ObjectKey { namespace, name: owner.name.clone() } });
                 }
             }
         }
-    }
-}
-
-impl Reconciler for Decorated {
-    type Key = TargetKey;
-
-    fn name(&self) -> &str {
-        &self.name
+        keys
     }
 
-    fn queue(&self) -> &WorkQueue<TargetKey> {
-        &self.queue
-    }
-
-    fn caches(&self) -> Vec<Arc<bosun_runtime::Cache>> {
-        let targets = self.targets.iter().map(|target| target.cache.clone());
-        targets.chain(self.attachments.iter().map(|attachment| attachment.cache.clone())).collect()
-    }
-
-    fn queue_all(&self) {
+    /// Every target this controller reconciles.
+    fn all_keys(&self) -> Vec<TargetKey> {
+        let mut keys = Vec::new();
         for (rule, target) in self.targets.iter().enumerate() {
-            for object in target.cache.list() {
-                if self.ours(rule, &object) {
-                    self.queue.add(TargetKey { rule, key: ObjectKey::of(&object) });
-                }
-            }
+            let objects = target.cache.list();
+            keys.extend(
+                objects.iter().filter(|object| self.ours(rule, object)).map(|object| TargetKey { rule, key: ObjectKey::of(object) }),
+            );
         }
+        keys
     }
 
-    async fn process(&self, key: &TargetKey) {
-        let started = std::time::Instant::now();
-        let outcome = self.sync(key).await;
+    /// Syncs one target; the outcome as the runner takes it.
+    async fn process(&self, key: TargetKey) -> Result<Action, crate::parent::SyncError> {
+        let outcome = self.sync(&key).await;
         let target = &self.targets[key.rule];
         let object = if outcome.is_err() { target.cache.get(&key.key) } else { None };
-        let object = object.as_deref().map(|object| (object, &target.resolved.resource));
-        crate::parent::settle(&self.ctx, &self.queue, &self.queue_name, key, started, outcome, object).await;
+        crate::parent::settle(&self.ctx, outcome, object.as_deref().map(|object| (object, &target.resolved.resource))).await
     }
 }
 
@@ -230,13 +215,16 @@ impl DecoratorRunning {
         }
         let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
-        let queue_name = format!("DecoratorController-{name}");
-        let queue = WorkQueue::default().with_metrics(ctx.metrics.queue(&queue_name));
+        let resync = crate::hosting::resync_period(&ctx, spec.resync_period_seconds);
+        let controller = Controller::new(format!("DecoratorController-{name}"), &ctx.metrics)
+            .workers(ctx.config.workers)
+            .resync(resync)
+            .with_health(&ctx.health)
+            .sync_timeout(ctx.config.cache_sync_timeout)
+            .on_sync_timeout(crate::hosting::report_unsynced(ctx.clone(), kube::Resource::object_ref(controller, &()), name.clone()));
         let decorated = Arc::new(Decorated {
-            related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), queue.clone()),
+            related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), controller.queue()),
             controller_json,
-            queue,
-            queue_name,
             name,
             targets,
             attachments,
@@ -245,25 +233,29 @@ impl DecoratorRunning {
             ctx,
         });
 
-        let mut subscriptions = Vec::new();
+        // The watches hold the decorator weakly: it lives as long as its workers.
+        let weak = Arc::downgrade(&decorated);
+        let mut controller = controller;
         for (rule, target) in decorated.targets.iter().enumerate() {
-            let weak = Arc::downgrade(&decorated);
-            subscriptions.push(target.cache.subscribe(Arc::new(move |event| {
-                if let Some(decorated) = weak.upgrade() {
-                    decorated.on_target_event(rule, event);
-                }
-            })));
+            let weak = weak.clone();
+            controller = controller.watches(target.cache.clone(), move |event| {
+                weak.upgrade().map(|decorated| decorated.target_keys(rule, event)).unwrap_or_default()
+            });
         }
         for index in 0..decorated.attachments.len() {
-            let weak = Arc::downgrade(&decorated);
-            subscriptions.push(decorated.attachments[index].cache.subscribe(Arc::new(move |event| {
-                if let Some(decorated) = weak.upgrade() {
-                    decorated.on_attachment_event(&decorated.attachments[index], event);
-                }
-            })));
+            let weak = weak.clone();
+            controller = controller.watches(decorated.attachments[index].cache.clone(), move |event| {
+                weak.upgrade().map(|decorated| decorated.attachment_keys(&decorated.attachments[index], event)).unwrap_or_default()
+            });
         }
-        let resync = crate::hosting::resync_period(&decorated.ctx, spec.resync_period_seconds);
-        let tasks = Tasks::start(decorated.clone(), decorated.ctx.config.workers, resync, subscriptions);
+        let controller = controller.reconciles_all(move || weak.upgrade().map(|decorated| decorated.all_keys()).unwrap_or_default());
+        let tasks = Tasks::start(controller, {
+            let decorated = decorated.clone();
+            move |key| {
+                let decorated = decorated.clone();
+                async move { decorated.process(key).await }
+            }
+        });
         Ok(DecoratorRunning { spec, tasks })
     }
 }

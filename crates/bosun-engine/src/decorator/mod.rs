@@ -22,7 +22,7 @@ impl HostedKind for Decorator {
     type Spec = DecoratorControllerSpec;
     type Running = DecoratorRunning;
     const KIND: &'static str = "DecoratorController";
-    const READINESS_CHECK: &'static str = "decoratorcontrollers-synced";
+    const NAME: &'static str = "decoratorcontrollers";
 
     fn spec(object: &DecoratorController) -> &DecoratorControllerSpec {
         &object.spec

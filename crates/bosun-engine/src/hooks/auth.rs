@@ -15,7 +15,7 @@ use base64::Engine as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 use tokio::sync::watch;
@@ -312,7 +312,8 @@ async fn follow<K>(api: Api<K>, config: watcher::Config, send: watch::Sender<Opt
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    let mut events = watcher(api, config).boxed();
+    // Backing off on errors: a Secret the engine may not read must not become a hot LIST loop.
+    let mut events = watcher(api, config).default_backoff().boxed();
     let mut listed: Option<Data> = None;
     while let Some(event) = events.next().await {
         match event {
@@ -327,7 +328,7 @@ where
             Ok(watcher::Event::Delete(_)) => {
                 send.send_replace(Some(None));
             }
-            Err(error) => tracing::debug!(%error, "watching a hook credential failed; retrying"),
+            Err(error) => tracing::warn!(%error, "watching a hook credential failed; retrying with backoff"),
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct Fixture {
     pub requests: Arc<RequestCounts>,
     /// The engine's metrics.
     pub metrics: bosun_runtime::Metrics,
+    /// The engine's readiness checks.
+    pub health: bosun_runtime::Health,
     engine: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -102,6 +104,40 @@ impl Fixture {
 
     /// A fixture whose engine's settings `configure` changes.
     pub async fn with_config(strategy: ApplyStrategy, status: bool, configure: impl FnOnce(&mut EngineConfig)) -> Fixture {
+        let mut fixture = Self::prepare(status).await;
+        let config = fixture.env.control_plane().config();
+        fixture.start_engine(config, strategy, configure);
+        fixture
+    }
+
+    /// A fixture whose engine runs as a ServiceAccount granted only `rules` (a ClusterRole's),
+    /// as it would in a cluster with less RBAC than it needs.
+    pub async fn as_service_account(strategy: ApplyStrategy, rules: Value, configure: impl FnOnce(&mut EngineConfig)) -> Fixture {
+        let mut fixture = Self::prepare(true).await;
+        let name = format!("engine-{}", fixture.id);
+        let role: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": { "name": name }, "rules": rules,
+        }))
+        .unwrap();
+        let binding: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": { "name": name },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
+            "subjects": [{ "kind": "ServiceAccount", "name": "engine", "namespace": fixture.namespace }],
+        }))
+        .unwrap();
+        for (object, resource) in [
+            (role, ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&())),
+            (binding, ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&())),
+        ] {
+            Api::<DynamicObject>::all_with(fixture.client.clone(), &resource).create(&PostParams::default(), &object).await.unwrap();
+        }
+        let config = fixture.env.service_account_config(&fixture.namespace, "engine").await;
+        fixture.start_engine(config, strategy, configure);
+        fixture
+    }
+
+    /// The control plane, the CRDs and a namespace, without the engine.
+    async fn prepare(status: bool) -> Fixture {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ =
                 tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
@@ -112,7 +148,7 @@ impl Fixture {
         let namespace = env.namespace("engine").await;
         let id = bosun_testenv::unique_suffix();
         let things = install_thing_crd(env, &id, status).await;
-        let mut fixture = Fixture {
+        Fixture {
             env,
             client,
             namespace,
@@ -120,20 +156,25 @@ impl Fixture {
             things,
             requests: Arc::default(),
             metrics: bosun_runtime::Metrics::new(),
+            health: bosun_runtime::Health::default(),
             engine: None,
             stop: None,
-        };
-        fixture.start_engine(strategy, configure);
-        fixture
+        }
     }
 
-    fn start_engine(&mut self, strategy: ApplyStrategy, configure: impl FnOnce(&mut EngineConfig)) {
+    /// Starts the engine with a client from `config`, its requests counted in `requests` and
+    /// in `metrics` (`rest_client_requests_total`).
+    fn start_engine(&mut self, config: kube::Config, strategy: ApplyStrategy, configure: impl FnOnce(&mut EngineConfig)) {
         let requests = self.requests.clone();
         let counting = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
             *requests.0.lock().unwrap().entry(request.method().to_string()).or_insert(0) += 1;
             request
         });
-        let client = kube::client::ClientBuilder::try_from(self.env.control_plane().config()).unwrap().with_layer(&counting).build();
+        let client = kube::client::ClientBuilder::try_from(config)
+            .unwrap()
+            .with_layer(&counting)
+            .with_layer(&self.metrics.rest_client_layer("test"))
+            .build();
         let mut config = EngineConfig {
             apply_strategy: strategy,
             discovery_interval: Duration::from_millis(500),
@@ -144,9 +185,11 @@ impl Fixture {
         };
         configure(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        self.engine = Some(tokio::spawn(Engine::new(client, config).with_metrics(self.metrics.clone()).run(async {
-            let _ = stopped.await;
-        })));
+        self.engine = Some(tokio::spawn(
+            Engine::new(client, config).with_metrics(self.metrics.clone()).with_health(self.health.clone()).run(async {
+                let _ = stopped.await;
+            }),
+        ));
         self.stop = Some(stop);
     }
 

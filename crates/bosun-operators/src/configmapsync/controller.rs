@@ -13,9 +13,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use bosun_runtime::{Cache, CacheEvent, EventRecorder, Health, Metrics, ObjectKey, SharedCaches, WorkQueue, run_workers};
+use bosun_runtime::{Cache, CacheEvent, Controller, EventRecorder, Health, Metrics, ObjectKey, SharedCaches, predicate};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Client, ResourceExt};
@@ -95,7 +94,6 @@ pub(super) struct Shared {
     pub syncs: Arc<Cache>,
     pub config_maps: Arc<Cache>,
     pub namespaces: Arc<Cache>,
-    pub queue: WorkQueue<ObjectKey>,
     pub recorder: EventRecorder,
     pub options: ConfigMapSyncOptions,
 }
@@ -103,8 +101,7 @@ pub(super) struct Shared {
 /// The ConfigMapSync operator.
 pub struct ConfigMapSyncController {
     shared: Arc<Shared>,
-    metrics: Metrics,
-    synced: Arc<AtomicBool>,
+    controller: Controller,
 }
 
 /// The name under which the controller's queue, reconciles and events are reported.
@@ -138,132 +135,97 @@ impl ConfigMapSyncController {
         });
         config_maps.add_index(BY_OWNER, |object| object.annotations().get(OWNER_ANNOTATION).cloned().into_iter().collect());
         let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "bosun".into());
+        let controller = Controller::new(NAME, &metrics)
+            .workers(options.workers)
+            // Status writes (its own) queue nothing.
+            .for_resource(syncs.clone(), predicate::spec_or_lifecycle_changed)
+            .watches(config_maps.clone(), {
+                let syncs = syncs.clone();
+                move |event| config_map_keys(&syncs, event)
+            })
+            .watches(namespaces.clone(), {
+                let syncs = syncs.clone();
+                move |event| namespace_keys(&syncs, event)
+            });
         let shared = Shared {
             recorder: EventRecorder::new(client.clone(), NAME, instance, options.events_qps, options.events_burst),
             client,
             syncs,
             config_maps,
             namespaces,
-            queue: WorkQueue::default().with_metrics(metrics.queue(NAME)),
             options,
         };
-        ConfigMapSyncController { shared: Arc::new(shared), metrics, synced: Arc::default() }
+        ConfigMapSyncController { shared: Arc::new(shared), controller }
     }
 
     /// Registers readiness (the caches have synced) in `health`.
-    pub fn with_health(self, health: &Health) -> Self {
-        let synced = self.synced.clone();
-        health.add_readiness_check(NAME, move || synced.load(Ordering::SeqCst));
+    pub fn with_health(mut self, health: &Health) -> Self {
+        self.controller = self.controller.with_health(health);
         self
     }
 
     /// Runs until `shutdown` completes, then finishes the reconciles in flight and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = self.shared;
-        let weak = Arc::downgrade(&shared);
-        let handler = move |on: fn(&Shared, &CacheEvent<'_>)| {
-            let weak = weak.clone();
-            Arc::new(move |event: &CacheEvent<'_>| {
-                if let Some(shared) = weak.upgrade() {
-                    on(&shared, event);
-                }
-            })
+        let reconcile = move |key: ObjectKey| {
+            let shared = shared.clone();
+            async move { shared.reconcile(&key).await }
         };
-        let _subscriptions = [
-            shared.syncs.subscribe(handler(Shared::on_sync_event)),
-            shared.config_maps.subscribe(handler(Shared::on_config_map_event)),
-            shared.namespaces.subscribe(handler(Shared::on_namespace_event)),
-        ];
-        let synced = self.synced;
-        let workers = async {
-            shared.syncs.wait_synced().await;
-            shared.config_maps.wait_synced().await;
-            shared.namespaces.wait_synced().await;
-            synced.store(true, Ordering::SeqCst);
-            for sync in shared.syncs.list() {
-                shared.queue.add(ObjectKey::of(&sync));
-            }
-            let reconciler = shared.clone();
-            let reconcile = move |key: ObjectKey| {
-                let shared = reconciler.clone();
-                async move { shared.reconcile(&key).await }
-            };
-            run_workers(NAME, shared.queue.clone(), shared.options.workers, self.metrics, reconcile).await;
-        };
-        tokio::pin!(workers);
-        tokio::select! {
-            () = &mut workers => {}
-            () = shutdown => {
-                shared.queue.shut_down();
-                // Workers that started finish their reconcile; before the caches synced there are none.
-                if synced.load(Ordering::SeqCst) {
-                    workers.await;
-                }
-            }
-        }
+        self.controller.run(reconcile, |_, _| None, shutdown).await;
     }
 }
 
-impl Shared {
-    fn on_sync_event(&self, event: &CacheEvent<'_>) {
-        let CacheEvent::Applied { old, new } = event else { return };
-        let status_only = old.is_some_and(|old| {
-            old.metadata.generation == new.metadata.generation
+/// The ConfigMapSyncs a ConfigMap change concerns: the one named in its owner annotation (a
+/// copy was edited or deleted), and those copying a ConfigMap of that name whose source it is
+/// or whose destinations may include its namespace.
+fn config_map_keys(syncs: &Cache, event: &CacheEvent<'_>) -> Vec<ObjectKey> {
+    let (old, new) = match event {
+        CacheEvent::Applied { old, new } => (*old, Some(*new)),
+        CacheEvent::Deleted(object) => (Some(*object), None),
+    };
+    let mut keys = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for config_map in old.into_iter().chain(new) {
+        if let Some((namespace, name)) = config_map.annotations().get(OWNER_ANNOTATION).and_then(|owner| owner.split_once('/')) {
+            keys.insert(ObjectKey { namespace: Some(namespace.to_owned()), name: name.to_owned() });
+        }
+        names.insert(config_map.name_any());
+    }
+    let namespace = new.or(old).and_then(|config_map| config_map.namespace()).unwrap_or_default();
+    for name in names {
+        for sync in syncs.by_index(BY_CONFIG_MAP_NAME, &name) {
+            let Some(spec) = spec_of(&sync) else { continue };
+            let source = sync.namespace().as_deref() == Some(namespace.as_str());
+            let destination = spec.namespace_selector.is_some()
+                || spec.destination_namespace.as_deref() == Some(namespace.as_str())
+                || spec.destination_namespaces.iter().flatten().any(|destination| *destination == namespace);
+            if source || destination {
+                keys.insert(ObjectKey::of(&sync));
+            }
+        }
+    }
+    keys.into_iter().collect()
+}
+
+/// The ConfigMapSyncs a Namespace change concerns: those naming it, and those with a selector.
+fn namespace_keys(syncs: &Cache, event: &CacheEvent<'_>) -> Vec<ObjectKey> {
+    let namespace = match event {
+        CacheEvent::Applied { old: Some(old), new } => {
+            let unchanged = old.metadata.labels == new.metadata.labels
+                && old.annotations().get(ACCEPT_FROM_ANNOTATION) == new.annotations().get(ACCEPT_FROM_ANNOTATION)
                 && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
-                && old.metadata.finalizers == new.metadata.finalizers
-        });
-        if !status_only {
-            self.queue.add(ObjectKey::of(new));
-        }
-    }
-
-    fn on_config_map_event(&self, event: &CacheEvent<'_>) {
-        let (old, new) = match event {
-            CacheEvent::Applied { old, new } => (*old, Some(*new)),
-            CacheEvent::Deleted(object) => (Some(*object), None),
-        };
-        let mut names = BTreeSet::new();
-        for config_map in old.into_iter().chain(new) {
-            if let Some((namespace, name)) = config_map.annotations().get(OWNER_ANNOTATION).and_then(|owner| owner.split_once('/')) {
-                self.queue.add(ObjectKey { namespace: Some(namespace.to_owned()), name: name.to_owned() });
+                && old.data.get("status") == new.data.get("status");
+            if unchanged {
+                return Vec::new();
             }
-            names.insert(config_map.name_any());
+            new
         }
-        let namespace = new.or(old).and_then(|config_map| config_map.namespace()).unwrap_or_default();
-        for name in names {
-            for sync in self.syncs.by_index(BY_CONFIG_MAP_NAME, &name) {
-                let Some(spec) = spec_of(&sync) else { continue };
-                let source = sync.namespace().as_deref() == Some(namespace.as_str());
-                let destination = spec.namespace_selector.is_some()
-                    || spec.destination_namespace.as_deref() == Some(namespace.as_str())
-                    || spec.destination_namespaces.iter().flatten().any(|destination| *destination == namespace);
-                if source || destination {
-                    self.queue.add(ObjectKey::of(&sync));
-                }
-            }
-        }
-    }
-
-    fn on_namespace_event(&self, event: &CacheEvent<'_>) {
-        let namespace = match event {
-            CacheEvent::Applied { old: Some(old), new } => {
-                let unchanged = old.metadata.labels == new.metadata.labels
-                    && old.annotations().get(ACCEPT_FROM_ANNOTATION) == new.annotations().get(ACCEPT_FROM_ANNOTATION)
-                    && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
-                    && old.data.get("status") == new.data.get("status");
-                if unchanged {
-                    return;
-                }
-                new
-            }
-            CacheEvent::Applied { old: None, new } => new,
-            CacheEvent::Deleted(old) => old,
-        };
-        let name = namespace.name_any();
-        for sync in self.syncs.by_index(BY_DESTINATION, &name).into_iter().chain(self.syncs.by_index(BY_DESTINATION, ANY_NAMESPACE)) {
-            self.queue.add(ObjectKey::of(&sync));
-        }
-    }
+        CacheEvent::Applied { old: None, new } => new,
+        CacheEvent::Deleted(old) => old,
+    };
+    let name = namespace.name_any();
+    let syncs = syncs.by_index(BY_DESTINATION, &name).into_iter().chain(syncs.by_index(BY_DESTINATION, ANY_NAMESPACE));
+    syncs.map(|sync| ObjectKey::of(&sync)).collect()
 }
 
 #[cfg(test)]
