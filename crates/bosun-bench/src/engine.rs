@@ -139,7 +139,9 @@ impl Drop for EngineProcess {
         // The whole group: what a wrapper started, too.
         #[allow(unsafe_code)]
         // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGTERM) };
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGTERM)
+        };
         let _ = self.child.wait();
     }
 }

@@ -121,6 +121,7 @@ impl ControlPlaneBuilder {
             pki: Pki::generate(&["localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc"])?,
             processes: Mutex::new(Vec::new()),
             binaries,
+            apiserver: None,
         };
         plane.write_pki()?;
         let etcd = plane.start_etcd().await?;
@@ -143,6 +144,8 @@ pub struct ControlPlane {
     /// In start order; stopped in reverse.
     processes: Mutex<Vec<ManagedProcess>>,
     binaries: Binaries,
+    /// kube-apiserver's arguments and the admin kubeconfig that probes it, to restart it as it was.
+    apiserver: Option<(Vec<String>, String)>,
 }
 
 impl std::fmt::Debug for Pki {
@@ -204,6 +207,41 @@ impl ControlPlane {
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
         let processes = self.processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         processes.iter().map(|process| (process.name(), process.pid())).collect()
+    }
+
+    /// Stops kube-apiserver (SIGTERM) and starts it again on the same address with the same
+    /// settings, as an upgrade or a crash does, and waits until it is ready; etcd keeps every
+    /// object. Clients see their connections and watches break. Returns how long the API
+    /// server was away. (Blocks the calling thread while the old process exits.)
+    pub async fn restart_apiserver(&self) -> Result<Duration, Error> {
+        const NAME: &str = "kube-apiserver";
+        let (args, document) = self.apiserver.clone().expect("a started control plane has an API server");
+        let started = Instant::now();
+        {
+            let mut processes = self.processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let old = processes.iter_mut().find(|process| process.name() == NAME).expect("kube-apiserver is running");
+            old.stop(STOP_GRACE);
+        }
+        let binary = self.binaries.path(Component::KubeApiserver);
+        let mut process =
+            ManagedProcess::spawn(NAME, &binary, &args, self.dir.join("kube-apiserver.restarted.log")).map_err(io_error(&binary))?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !get_ok(&document, "/readyz").await {
+            if !process.is_running() || Instant::now() > deadline {
+                let output = process.log_tail(40);
+                return Err(if process.is_running() {
+                    Error::NotReady { name: NAME, timeout: READY_TIMEOUT, output }
+                } else {
+                    Error::Exited { name: NAME, output }
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut processes = self.processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = processes.iter_mut().find(|process| process.name() == NAME) {
+            *old = process;
+        }
+        Ok(started.elapsed())
     }
 
     /// Stops every process, newest first, and removes the control plane's directory.
@@ -281,7 +319,7 @@ impl ControlPlane {
         let admin = self.pki.client_certificate(ADMIN_USER, &["system:masters"])?;
         let binary = self.binaries.path(Component::KubeApiserver);
         let serving_ca = self.pki.serving_ca.clone();
-        let (process, (server, document)) = self
+        let (process, (server, document, args)) = self
             .start_process(
                 "kube-apiserver",
                 &binary,
@@ -306,9 +344,9 @@ impl ControlPlane {
                     ];
                     let server = format!("https://127.0.0.1:{port}");
                     let document = kubeconfig::document(&server, &serving_ca, Credentials::Certificate(&admin));
-                    (args, (server, document))
+                    (args.clone(), (server, document, args))
                 },
-                async |(_, document)| get_ok(document, "/readyz").await,
+                async |(_, document, _)| get_ok(document, "/readyz").await,
             )
             .await?;
         self.admit(process);
@@ -317,6 +355,7 @@ impl ControlPlane {
         self.config = Some(kubeconfig::client_config(&document).await?);
         self.server = server;
         self.kubeconfig = path;
+        self.apiserver = Some((args, document));
         Ok(())
     }
 

@@ -65,7 +65,9 @@ impl TestEnv {
                 Ok(Ok(control_plane)) => {
                     #[allow(unsafe_code)]
                     // SAFETY: registers a plain `extern "C"` function with no captured state.
-                    unsafe { libc::atexit(stop_shared_at_exit) };
+                    unsafe {
+                        libc::atexit(stop_shared_at_exit)
+                    };
                     Ok(TestEnv { control_plane })
                 }
                 Ok(Err(error)) => Err(error.to_string()),

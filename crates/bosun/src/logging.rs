@@ -24,7 +24,9 @@ pub struct LoggingArgs {
 pub fn init(args: &LoggingArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&args.log_level)
         .map_err(|error| anyhow::anyhow!("--log-level {:?} is not a level or filter: {error}", args.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: not in files, pipes or log collectors.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

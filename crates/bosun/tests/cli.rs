@@ -20,7 +20,7 @@ async fn run_serves_the_kubeconfig_cluster_until_terminated() {
     let client = env.client();
     bosun_engine::install_crds(&client).await.unwrap();
     let shard = bosun_testenv::unique_suffix();
-    let mut run = Command::new(env!("CARGO_BIN_EXE_bosun"))
+    let run = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .args(["run", "--workers", "2", "--apply-strategy", "server-side-apply", "--discovery-interval", "1s"])
         .args(["--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
         .args(["--client-go-qps=50", "--client-go-burst=5"])
@@ -28,14 +28,20 @@ async fn run_serves_the_kubeconfig_cluster_until_terminated() {
         .arg(env.control_plane().kubeconfig_path())
         .arg(format!("--target-label-selector=shard={shard}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     support::reporters_of_a_new_controller(&client, &shard).await;
     #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(run.wait().unwrap().success(), "SIGTERM is a clean exit");
+    unsafe {
+        libc::kill(run.id() as libc::pid_t, libc::SIGTERM)
+    };
+    let output = run.wait_with_output().unwrap();
+    assert!(output.status.success(), "SIGTERM is a clean exit");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.contains("engine starting"), "{logs}");
+    assert!(!logs.contains('\x1b'), "no colour codes in logs that go to a pipe: {logs:?}");
 }
 
 #[test]
@@ -129,7 +135,9 @@ async fn dev_serves_a_cluster_until_interrupted() {
     assert_eq!(started.len(), 5, "etcd, kube-apiserver, kube-controller-manager and the python3 and node hooks");
     #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(dev.id() as libc::pid_t, libc::SIGINT) };
+    unsafe {
+        libc::kill(dev.id() as libc::pid_t, libc::SIGINT)
+    };
     assert!(dev.wait().unwrap().success(), "Ctrl-C is a clean exit");
     let deadline = Instant::now() + Duration::from_secs(30);
     while started.iter().any(|pid| bosun_testenv::is_running(*pid)) {

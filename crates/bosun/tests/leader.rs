@@ -110,7 +110,9 @@ async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     let (_, leaving) = engines.iter_mut().find(|(name, _)| *name == standby).unwrap();
     #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(leaving.0.id() as libc::pid_t, libc::SIGTERM) };
+    unsafe {
+        libc::kill(leaving.0.id() as libc::pid_t, libc::SIGTERM)
+    };
     let left_at = Instant::now();
     assert!(leaving.0.wait().unwrap().success(), "SIGTERM is a clean exit");
     let next = holder_other_than(&leases, lease, Some(&standby)).await;

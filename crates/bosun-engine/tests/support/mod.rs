@@ -46,7 +46,7 @@ macro_rules! with_both_strategies {
 /// The label that ties a CompositeController to the engine of one test.
 pub const TEST_LABEL: &str = "test.bosun.dev/engine";
 
-/// The engine's API requests by HTTP method.
+/// The engine's API requests by HTTP method, with watches (`GET …?watch=true`) as `WATCH`.
 #[derive(Default)]
 pub struct RequestCounts(Mutex<BTreeMap<String, usize>>);
 
@@ -60,6 +60,11 @@ impl RequestCounts {
     /// All requests so far, by method.
     pub fn snapshot(&self) -> BTreeMap<String, usize> {
         self.0.lock().unwrap().clone()
+    }
+
+    /// Requests of `method` (or `WATCH`) so far.
+    pub fn of(&self, method: &str) -> usize {
+        self.0.lock().unwrap().get(method).copied().unwrap_or(0)
     }
 }
 
@@ -167,7 +172,9 @@ impl Fixture {
     fn start_engine(&mut self, config: kube::Config, strategy: ApplyStrategy, configure: impl FnOnce(&mut EngineConfig)) {
         let requests = self.requests.clone();
         let counting = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            *requests.0.lock().unwrap().entry(request.method().to_string()).or_insert(0) += 1;
+            let watch = request.uri().query().is_some_and(|query| query.split('&').any(|pair| pair == "watch=true"));
+            let method = if watch { "WATCH".to_owned() } else { request.method().to_string() };
+            *requests.0.lock().unwrap().entry(method).or_insert(0) += 1;
             request
         });
         let client = kube::client::ClientBuilder::try_from(config)
