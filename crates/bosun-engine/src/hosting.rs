@@ -221,7 +221,7 @@ impl Tasks {
     where
         K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
         F: Fn(K) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<Action, crate::parent::SyncError>> + Send + 'static,
+        Fut: Future<Output = Result<Action, crate::sync_error::SyncError>> + Send + 'static,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async {

@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod hosting;
 pub mod parent;
 pub mod related;
+pub mod sync_error;
 
 pub use bosun_runtime::selector;
 

@@ -1,5 +1,5 @@
 //! What a hosted controller does to the object it reconciles — a CompositeController's parent
-//! or a DecoratorController's target: why a sync fails ([`SyncError`]), its finalizer and
+//! or a DecoratorController's target: its finalizer life cycle ([`hook_for`]), its finalizer and
 //! status written with JSON patches guarded by its UID, the controller reference its children
 //! carry, and what happens to its key in the queue after a sync.
 
@@ -12,61 +12,13 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::HookVersion;
-use crate::children::{ApplyError, ClaimError};
 use crate::context::EngineContext;
-use crate::hooks::{self, HookError, ObjectMaps};
+use crate::hooks::{self, HookEndpoint, ObjectMaps};
 use crate::related::RelatedObjects;
+use crate::sync_error::SyncError;
 
 /// Finalizers that mean the garbage collector is deleting the object's dependents itself.
-pub const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
-
-/// Why a sync did not complete. Every variant but the last two is reported as a `SyncError`
-/// event on the parent and retried with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The hook failed; nothing was changed.
-    #[error("{0}")]
-    Hook(Box<HookError>),
-    /// The hook's response is not acceptable; nothing was changed.
-    #[error("invalid {hook} hook response: {message}")]
-    InvalidResponse {
-        /// Which hook.
-        hook: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// The parent object is not acceptable (e.g. no selector).
-    #[error("{0}")]
-    InvalidParent(String),
-    /// The related objects cannot be read.
-    #[error("{0}")]
-    Related(String),
-    /// Claiming children failed.
-    #[error("{0}")]
-    Claim(#[from] ClaimError),
-    /// Some children could not be written; the others were.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Children(Vec<ApplyError>),
-    /// Updating the parent (finalizer, labels, status) failed.
-    #[error("updating the parent: {0}")]
-    Parent(Box<kube::Error>),
-    /// The hook asked to be called later (429): requeue after the delay, without an event.
-    #[error("the hook asked to retry later")]
-    RetryAfter(Option<Duration>),
-    /// The parent changed while we wrote it: sync again soon, without an event.
-    #[error("the parent changed during the sync")]
-    Conflict,
-}
-
-impl SyncError {
-    /// A hook failure: 429 asks for a later retry, anything else is an error.
-    pub fn from_hook(error: HookError) -> SyncError {
-        match error {
-            HookError::TooManyRequests { retry_after, .. } => SyncError::RetryAfter(retry_after),
-            error => SyncError::Hook(Box::new(error)),
-        }
-    }
-}
+const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
 
 /// Whether a change from `old` to `new` is one `ignoreStatusChanges` skips: same generation,
 /// labels and annotations, and not being deleted.
@@ -131,6 +83,51 @@ pub fn object_api(client: &kube::Client, resource: &ApiResource, object: &Dynami
         Some(namespace) => Api::namespaced_with(client.clone(), &namespace, resource),
         None => Api::all_with(client.clone(), resource),
     }
+}
+
+/// What a sync of a parent (or target) calls: `(hook, finalizing)`, or `None` when there is
+/// nothing to call. The finalizer state machine both kinds share: the controller's finalizer
+/// is added to a handled, live object when there is a finalize hook and removed when the hook
+/// was removed from the controller; an object that is going without our finalizer (finalized
+/// already, or never started) is left alone, and its children go with it; the finalize hook
+/// is called while the object is deleted or no longer handled, the sync hook otherwise.
+pub async fn hook_for<'h>(
+    api: &Api<DynamicObject>,
+    object: &DynamicObject,
+    finalizer: &str,
+    handled: bool,
+    sync_hook: &'h Option<HookEndpoint>,
+    finalize_hook: &'h Option<HookEndpoint>,
+) -> Result<Option<(&'h HookEndpoint, bool)>, SyncError> {
+    let has_finalizer = object.finalizers().iter().any(|present| present == finalizer);
+    if !handled && !has_finalizer {
+        return Ok(None);
+    }
+    let deleting = object.metadata.deletion_timestamp.is_some();
+    match (finalize_hook, has_finalizer) {
+        (Some(_), false) if handled && !deleting => patch_finalizer(api, object, finalizer, true).await?,
+        (None, true) => {
+            // The finalize hook was removed from the controller: let go of the object.
+            patch_finalizer(api, object, finalizer, false).await?;
+            return Ok(None);
+        }
+        _ => {}
+    }
+    if deleting && finalize_hook.is_some() && !has_finalizer {
+        return Ok(None);
+    }
+    let finalizing = finalize_hook.is_some() && (deleting || !handled);
+    let hook = if finalizing { finalize_hook } else { sync_hook };
+    Ok(hook.as_ref().map(|hook| (hook, finalizing)))
+}
+
+/// Whether a sync writes the children (or attachments): always while the object lives; while
+/// it is deleted only when finalizing, and not while the garbage collector deletes the
+/// dependents itself (foreground or orphan deletion). Without a finalize hook they are left
+/// to their owner references.
+pub fn manages_children(object: &DynamicObject, finalizing: bool) -> bool {
+    let gc_acting = object.finalizers().iter().any(|finalizer| GC_FINALIZERS.contains(&finalizer.as_str()));
+    object.metadata.deletion_timestamp.is_none() || (finalizing && !gc_acting)
 }
 
 /// Attempts at a finalizer change before giving up until the next sync.

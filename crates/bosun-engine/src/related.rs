@@ -25,8 +25,8 @@ use serde_json::Value;
 use crate::api::HookVersion;
 use crate::context::EngineContext;
 use crate::hooks::{self, HookEndpoint, HookResponse, group_key};
-use crate::parent::SyncError;
 use crate::selector;
+use crate::sync_error::SyncError;
 
 /// How long a customize answer is trusted for an unchanged parent generation.
 const ANSWER_TTL: Duration = Duration::from_secs(20 * 60);

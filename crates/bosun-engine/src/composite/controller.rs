@@ -18,8 +18,8 @@ use crate::context::EngineContext;
 use crate::discovery::ResolvedResource;
 use crate::hooks::{HookEndpoint, HookKind, group_key};
 use crate::hosting::{CreateError, Tasks};
-use crate::parent::SyncError;
 use crate::selector;
+use crate::sync_error::SyncError;
 
 /// The parent index by the labels their `spec.selector` requires, as `<namespace>/<key>=<value>`
 /// (`<namespace>/*` when it requires no particular label): a child's labels find the parents

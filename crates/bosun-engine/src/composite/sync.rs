@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 use super::controller::Hosted;
 use crate::children::{self, ClaimError, Claimant, Rules};
 use crate::hooks::{self, HookResponse, ObjectMaps};
-use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded, related_maps};
+use crate::parent::{controller_reference, hook_for, manages_children, object_api, patch_finalizer, patch_guarded, related_maps};
 use crate::selector;
+use crate::sync_error::SyncError;
 
 /// The finalizer a CompositeController with a finalize hook puts on its parents.
 pub fn finalizer_name(controller: &str) -> String {
@@ -67,28 +68,13 @@ impl Hosted {
             return Ok(None);
         };
         let finalizer = self.finalizer();
-        let handled = self.handles(&parent);
-        let has_finalizer = parent.finalizers().contains(&finalizer);
-        if !handled && !has_finalizer {
-            return Ok(None);
-        }
-        let deleting = parent.metadata.deletion_timestamp.is_some();
-        match (&self.finalize_hook, has_finalizer) {
-            (Some(_), false) if handled && !deleting => self.patch_finalizers(&parent, true).await?,
-            (None, true) => {
-                // The finalize hook was removed from the CompositeController: let go of the parent.
-                return self.patch_finalizers(&parent, false).await.map(|()| None);
-            }
-            _ => {}
-        }
-        if deleting && self.finalize_hook.is_some() && !has_finalizer {
-            // Finalized already, or never started: the parent is going, and its children with it.
-            return Ok(None);
-        }
-        let finalizing = self.finalize_hook.is_some() && (deleting || !handled);
-        let Some(hook) = (if finalizing { &self.finalize_hook } else { &self.sync_hook }) else {
+        let Some((hook, finalizing)) =
+            hook_for(&self.parent_api(&parent), &parent, &finalizer, self.handles(&parent), &self.sync_hook, &self.finalize_hook).await?
+        else {
             return Ok(None);
         };
+        let has_finalizer = parent.finalizers().contains(&finalizer);
+        let deleting = parent.metadata.deletion_timestamp.is_some();
 
         let selector = self.child_selector(&parent)?;
         let owner = controller_reference(&parent, &self.parent.resource);
@@ -149,11 +135,7 @@ impl Hosted {
         if finalizing && response.finalized == Some(true) && has_finalizer {
             self.patch_finalizers(&parent, false).await?;
         }
-        // While the garbage collector deletes dependents itself (foreground or orphan
-        // deletion), the children are left to it; without a finalize hook, to owner references.
-        let gc_acting = parent.finalizers().iter().any(|finalizer| GC_FINALIZERS.contains(&finalizer.as_str()));
-        let manage = !deleting || (finalizing && !gc_acting);
-        let children_result = if manage {
+        let children_result = if manages_children(&parent, finalizing) {
             children::desired::manage(&self.ctx.client, &self.ctx.applier, &self.children, &owner, &observed, desired)
                 .await
                 .map_err(SyncError::Children)

@@ -143,7 +143,7 @@ impl Decorated {
     }
 
     /// Syncs one target; the outcome as the runner takes it.
-    async fn process(&self, key: TargetKey) -> Result<Action, crate::parent::SyncError> {
+    async fn process(&self, key: TargetKey) -> Result<Action, crate::sync_error::SyncError> {
         let outcome = self.sync(&key).await;
         let target = &self.targets[key.rule];
         let object = if outcome.is_err() { target.cache.get(&key.key) } else { None };

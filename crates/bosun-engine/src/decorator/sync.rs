@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use super::controller::{Decorated, TargetKey};
 use crate::children::{self, Rules};
 use crate::hooks::{self, HookResponse, ObjectMaps};
-use crate::parent::{GC_FINALIZERS, SyncError, controller_reference, object_api, patch_finalizer, patch_guarded, related_maps};
+use crate::parent::{controller_reference, hook_for, manages_children, object_api, patch_finalizer, patch_guarded, related_maps};
+use crate::sync_error::SyncError;
 
 /// The annotation that marks an attachment as its DecoratorController's.
 pub const DECORATOR_ANNOTATION: &str = "metacontroller.k8s.io/decorator-controller";
@@ -121,26 +122,14 @@ impl Decorated {
             return Ok(None);
         };
         let finalizer = self.finalizer();
-        let handled = target_type.matches(&target);
-        let has_finalizer = target.finalizers().contains(&finalizer);
-        if !handled && !has_finalizer {
-            return Ok(None);
-        }
-        let deleting = target.metadata.deletion_timestamp.is_some();
         let api = object_api(&self.ctx.client, resource, &target);
-        match (&self.finalize_hook, has_finalizer) {
-            (Some(_), false) if handled && !deleting => patch_finalizer(&api, &target, &finalizer, true).await?,
-            (None, true) => return patch_finalizer(&api, &target, &finalizer, false).await.map(|()| None),
-            _ => {}
-        }
-        if deleting && self.finalize_hook.is_some() && !has_finalizer {
-            // Finalized already, or never started: the target is going, its attachments with it.
-            return Ok(None);
-        }
-        let finalizing = self.finalize_hook.is_some() && (deleting || !handled);
-        let Some(hook) = (if finalizing { &self.finalize_hook } else { &self.sync_hook }) else {
+        let Some((hook, finalizing)) =
+            hook_for(&api, &target, &finalizer, target_type.matches(&target), &self.sync_hook, &self.finalize_hook).await?
+        else {
             return Ok(None);
         };
+        let has_finalizer = target.finalizers().contains(&finalizer);
+        let deleting = target.metadata.deletion_timestamp.is_some();
 
         // Attachments are never adopted: only those the target controls and that carry this
         // decorator's name are its.
@@ -205,8 +194,7 @@ impl Decorated {
         if finalizing && response.finalized == Some(true) && has_finalizer {
             patch_finalizer(&api, &target, &finalizer, false).await?;
         }
-        let gc_acting = target.finalizers().iter().any(|finalizer| GC_FINALIZERS.contains(&finalizer.as_str()));
-        let attachments_result = if !deleting || (finalizing && !gc_acting) {
+        let attachments_result = if manages_children(&target, finalizing) {
             let owner = controller_reference(&target, resource);
             children::desired::manage(&self.ctx.client, &self.ctx.applier, &self.attachments, &owner, &observed, desired)
                 .await
