@@ -22,6 +22,9 @@ pub enum SelectorError {
         /// What is wrong with its values.
         problem: &'static str,
     },
+    /// Text that is not a term of the label selector syntax.
+    #[error("{0:?} is not a label selector term (key=value, key!=value, key, !key, key in (a,b), key notin (a,b))")]
+    Term(String),
 }
 
 /// Whether `labels` satisfy `selector`. An empty selector matches everything.
@@ -55,7 +58,7 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> R
 /// Parses Kubernetes' label selector syntax, as `kubectl -l` and `--target-label-selector`
 /// take it: comma-separated `key=value`, `key==value`, `key!=value`, `key`, `!key`,
 /// `key in (a,b)` and `key notin (a,b)`.
-pub fn parse(text: &str) -> Result<LabelSelector, String> {
+pub fn parse(text: &str) -> Result<LabelSelector, SelectorError> {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
     let mut selector = LabelSelector::default();
     let mut terms = Vec::new();
@@ -97,7 +100,7 @@ pub fn parse(text: &str) -> Result<LabelSelector, String> {
         } else if term.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
             requirement(term, "Exists", None)
         } else {
-            return Err(format!("{term:?} is not a label selector term (key=value, key!=value, key, !key, key in (a,b), key notin (a,b))"));
+            return Err(SelectorError::Term(term.to_owned()));
         };
         selector.match_expressions.get_or_insert_default().push(expression);
     }

@@ -105,11 +105,11 @@ impl ServeArgs {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    bosun_engine::hooks::parse_duration(text)
+    bosun_engine::hooks::parse_duration(text).map_err(|error| error.to_string())
 }
 
 fn label_selector(text: &str) -> Result<String, String> {
-    bosun_engine::selector::parse(text).map(|_| text.to_owned())
+    bosun_engine::selector::parse(text).map(|_| text.to_owned()).map_err(|error| error.to_string())
 }
 
 /// The engine's settings (Metacontroller's flags).

@@ -3,9 +3,14 @@
 
 use std::time::Duration;
 
+/// Text that is not a (non-negative) Go duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration such as 10s, 500ms or 1m30s")]
+pub struct DurationError(pub String);
+
 /// Parses a Go duration string; negative durations are refused.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?} is not a duration such as 10s, 500ms or 1m30s");
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let invalid = || DurationError(text.to_owned());
     if text == "0" {
         return Ok(Duration::ZERO);
     }

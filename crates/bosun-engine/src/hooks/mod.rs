@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{HookVersion, ResponseUnmarshallMode};
 
 pub use client::{DEFAULT_MAX_RESPONSE_BYTES, HookClient, HookEndpoint, HookError, HookKind, RETRY_AFTER_BOUNDS, redact};
-pub use duration::parse_duration;
+pub use duration::{DurationError, parse_duration};
 
 /// The outer key of an object map: `Kind.apiVersion`, e.g. `Pod.v1` or `Deployment.apps/v1`.
 pub fn group_key(kind: &str, api_version: &str) -> String {
