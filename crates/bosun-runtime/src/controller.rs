@@ -135,9 +135,10 @@ impl<K: Clone + Eq + Hash + Display + Send + Sync + 'static> Controller<K> {
         self
     }
 
-    /// Registers the readiness check `<name>`: it passes once the caches have synced, and
-    /// goes when the controller stops.
+    /// Registers the readiness check `<name>` now, failing: it passes once the controller
+    /// runs and its caches have synced, and goes when the controller stops.
     pub fn with_health(mut self, health: &Health) -> Self {
+        health.add_readiness_check(self.name.clone(), || false);
         self.health = Some(health.clone());
         self
     }
@@ -170,6 +171,7 @@ impl<K: Clone + Eq + Hash + Display + Send + Sync + 'static> Controller<K> {
         if let Some(health) = &health {
             // Live: a watch that restarts (and relists) makes the controller not ready meanwhile.
             let (synced, caches) = (synced.clone(), caches.clone());
+            health.remove_readiness_check(&name);
             health.add_readiness_check(name.clone(), move || synced.load(Ordering::SeqCst) && caches.iter().all(|cache| cache.is_synced()));
         }
         let _subscriptions = subscriptions;
