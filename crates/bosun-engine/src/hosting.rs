@@ -250,16 +250,17 @@ impl Drop for Tasks {
     }
 }
 
-/// What a hosted controller does when its caches have not synced in time: a `CreateError`
-/// event on its controller object naming the resources (the readiness check named after it
-/// fails meanwhile).
-pub fn report_unsynced(
-    ctx: Arc<EngineContext>,
-    reference: ObjectReference,
-    name: String,
-) -> impl FnOnce(Vec<String>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static {
-    move |waiting| {
-        Box::pin(async move {
+/// The runtime [`Controller`] of a hosted controller: `<kind>-<name>` in metrics and
+/// readiness, the engine's workers, its resync period, and — when its caches have not synced
+/// in time — a `CreateError` event on its controller object naming the resources.
+pub fn hosted_controller<K, O>(ctx: &Arc<EngineContext>, kind: &str, name: &str, object: &O, resync_seconds: Option<i32>) -> Controller<K>
+where
+    K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
+    O: Resource<DynamicType = ()>,
+{
+    let report = {
+        let (ctx, reference, name) = (ctx.clone(), object.object_ref(&()), name.to_owned());
+        move |waiting: Vec<String>| async move {
             let message = format!(
                 "Controller {name} cannot sync: {} could not be listed within {:?}; check that the engine may list and watch them \
                  and that their CRDs are installed (still retrying)",
@@ -267,8 +268,14 @@ pub fn report_unsynced(
                 ctx.config.cache_sync_timeout
             );
             ctx.event(&reference, true, "CreateError", message).await;
-        })
-    }
+        }
+    };
+    Controller::new(format!("{kind}-{name}"), &ctx.metrics)
+        .workers(ctx.config.workers)
+        .resync(resync_period(ctx, resync_seconds))
+        .with_health(&ctx.health)
+        .sync_timeout(ctx.config.cache_sync_timeout)
+        .on_sync_timeout(report)
 }
 
 /// The endpoint of one of a controller's hooks (`None` if it has none), refused if it is

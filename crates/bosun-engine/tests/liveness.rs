@@ -17,16 +17,9 @@ use support::{Fixture, HookServer, Reply, config_map_per_parent, create_thing_co
 /// readiness check fails, and nothing else is written.
 #[tokio::test]
 async fn a_child_type_the_engine_may_not_list_is_reported_and_fails_readiness() {
-    let fixture = Fixture::as_service_account(
-        ApplyStrategy::DynamicApply,
-        json!([
-            { "apiGroups": ["metacontroller.k8s.io"], "resources": ["compositecontrollers", "decoratorcontrollers"], "verbs": ["get", "list", "watch"] },
-            { "apiGroups": ["*"], "resources": ["things"], "verbs": ["get", "list", "watch", "patch"] },
-            { "apiGroups": ["*"], "resources": ["things/status"], "verbs": ["patch"] },
-            { "apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
-        ]),
-        |config| config.cache_sync_timeout = Duration::from_secs(2),
-    )
+    let fixture = Fixture::as_service_account(ApplyStrategy::DynamicApply, Fixture::engine_rules(json!([])), |config| {
+        config.cache_sync_timeout = Duration::from_secs(2)
+    })
     .await;
     let hooks = HookServer::start(config_map_per_parent).await;
     let name = fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;

@@ -431,13 +431,9 @@ fn requests_with_code(fixture: &Fixture, code: &str) -> u64 {
 async fn an_unreadable_credential_is_retried_with_backoff() {
     let fixture = Fixture::as_service_account(
         ApplyStrategy::DynamicApply,
-        json!([
-            { "apiGroups": ["metacontroller.k8s.io"], "resources": ["compositecontrollers", "decoratorcontrollers"], "verbs": ["get", "list", "watch"] },
-            { "apiGroups": ["*"], "resources": ["things"], "verbs": ["get", "list", "watch", "patch"] },
-            { "apiGroups": ["*"], "resources": ["things/status"], "verbs": ["patch"] },
+        Fixture::engine_rules(json!([
             { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] },
-            { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
-        ]),
+        ])),
         |_| {},
     )
     .await;

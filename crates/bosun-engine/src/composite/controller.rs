@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bosun_runtime::{Action, CacheEvent, Controller, ObjectKey};
+use bosun_runtime::{Action, CacheEvent, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -243,13 +243,7 @@ impl HostedController {
         }
         let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
-        let resync = crate::hosting::resync_period(&ctx, spec.resync_period_seconds);
-        let controller = Controller::new(format!("CompositeController-{name}"), &ctx.metrics)
-            .workers(ctx.config.workers)
-            .resync(resync)
-            .with_health(&ctx.health)
-            .sync_timeout(ctx.config.cache_sync_timeout)
-            .on_sync_timeout(crate::hosting::report_unsynced(ctx.clone(), kube::Resource::object_ref(controller, &()), name.clone()));
+        let controller = crate::hosting::hosted_controller(&ctx, "CompositeController", &name, controller, spec.resync_period_seconds);
         let parents = ctx.caches.cache(&parent.resource);
         if spec.generate_selector == Some(true) {
             parents.add_index(GENERATED_SELECTOR_INDEX, |parent| {

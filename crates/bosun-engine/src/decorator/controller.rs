@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bosun_runtime::{Action, CacheEvent, Controller, ObjectKey};
+use bosun_runtime::{Action, CacheEvent, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -215,13 +215,7 @@ impl DecoratorRunning {
         }
         let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
-        let resync = crate::hosting::resync_period(&ctx, spec.resync_period_seconds);
-        let controller = Controller::new(format!("DecoratorController-{name}"), &ctx.metrics)
-            .workers(ctx.config.workers)
-            .resync(resync)
-            .with_health(&ctx.health)
-            .sync_timeout(ctx.config.cache_sync_timeout)
-            .on_sync_timeout(crate::hosting::report_unsynced(ctx.clone(), kube::Resource::object_ref(controller, &()), name.clone()));
+        let controller = crate::hosting::hosted_controller(&ctx, "DecoratorController", &name, controller, spec.resync_period_seconds);
         let decorated = Arc::new(Decorated {
             related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), controller.queue()),
             controller_json,

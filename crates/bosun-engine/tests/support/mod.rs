@@ -141,6 +141,19 @@ impl Fixture {
         fixture
     }
 
+    /// The rules an engine needs for this fixture's Things and its controller objects and
+    /// events — but no child types: `children` adds those.
+    pub fn engine_rules(children: Value) -> Value {
+        let mut rules = json!([
+            { "apiGroups": ["metacontroller.k8s.io"], "resources": ["compositecontrollers", "decoratorcontrollers"], "verbs": ["get", "list", "watch"] },
+            { "apiGroups": ["*"], "resources": ["things"], "verbs": ["get", "list", "watch", "patch"] },
+            { "apiGroups": ["*"], "resources": ["things/status"], "verbs": ["patch"] },
+            { "apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
+        ]);
+        rules.as_array_mut().unwrap().extend(children.as_array().cloned().unwrap_or_default());
+        rules
+    }
+
     /// The control plane, the CRDs and a namespace, without the engine.
     async fn prepare(status: bool) -> Fixture {
         if std::env::var_os("RUST_LOG").is_some() {
