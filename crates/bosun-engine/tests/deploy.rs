@@ -192,5 +192,5 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
     assert!(warnings.is_empty(), "the engine was refused something: {warnings:?}");
     let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin, &system).get("bosun").await.unwrap();
     assert!(lease.spec.and_then(|spec| spec.holder_identity).is_some(), "the leader election Role works");
-    running.shutdown().await;
+    running.shutdown().await.unwrap();
 }

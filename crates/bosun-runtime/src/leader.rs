@@ -3,6 +3,7 @@
 //! it has not been renewed for the lease duration. Expiry is judged by the local time at which
 //! a process last saw the record change, never by comparing clocks between machines. A leader
 //! that shuts down cleanly releases the Lease, so a standby takes over at its next retry.
+//! Every request has a deadline, so a leader whose API traffic hangs gives up in time.
 
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,7 @@ impl LeaderElectionConfig {
 }
 
 /// Why leadership ended without a shutdown.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("lost the leader election Lease {namespace}/{name}: not renewed within {deadline:?}")]
 pub struct LeadershipLost {
     /// The Lease's namespace.
@@ -64,12 +65,14 @@ pub struct LeaderElector {
     observed: Option<(Option<String>, Option<MicroTime>, Instant)>,
     /// Whether the last attempt reached the API server.
     pub(crate) healthy: bool,
+    /// When the last attempt that took or renewed the Lease started.
+    renewed_at: Instant,
 }
 
 impl LeaderElector {
     /// An elector for `config`'s Lease.
     pub fn new(client: kube::Client, config: LeaderElectionConfig) -> Self {
-        LeaderElector { api: Api::namespaced(client, &config.namespace), config, observed: None, healthy: true }
+        LeaderElector { api: Api::namespaced(client, &config.namespace), config, observed: None, healthy: true, renewed_at: Instant::now() }
     }
 
     /// The configuration.
@@ -77,35 +80,45 @@ impl LeaderElector {
         &self.config
     }
 
-    /// One attempt to acquire the Lease; `true` if this process now holds it.
+    /// One attempt to acquire the Lease, bounded by the renew deadline; `true` if this process
+    /// now holds it.
     pub async fn try_once(&mut self) -> bool {
-        let acquired = self.try_acquire_or_renew().await;
+        let deadline = self.config.renew_deadline;
+        let acquired = tokio::time::timeout(deadline, self.try_acquire_or_renew()).await.unwrap_or(false);
         if acquired {
             tracing::info!(lease = %self.config.lease_name, identity = %self.config.identity, "became leader");
         }
         acquired
     }
 
-    /// Renews the Lease every retry period; returns when renewing has failed for the renew
-    /// deadline.
+    /// Renews the Lease every retry period; returns when no renewal has succeeded for the
+    /// renew deadline. Every attempt is bounded by what is left of that deadline — a request
+    /// that hangs (a frozen connection) counts as failed — so this returns in time for the
+    /// caller to stop working before the Lease can expire for the others: they wait the lease
+    /// duration from the last renewal they saw, which is no earlier than the start of the last
+    /// attempt that succeeded here.
     pub async fn hold(&mut self) -> LeadershipLost {
-        let mut last_renewed = Instant::now();
+        let deadline = self.config.renew_deadline;
         loop {
-            tokio::time::sleep(self.config.retry_period).await;
-            if self.try_acquire_or_renew().await {
-                last_renewed = Instant::now();
-            } else if last_renewed.elapsed() >= self.config.renew_deadline {
-                return LeadershipLost {
-                    namespace: self.config.namespace.clone(),
-                    name: self.config.lease_name.clone(),
-                    deadline: self.config.renew_deadline,
-                };
+            let left = deadline.saturating_sub(self.renewed_at.elapsed());
+            tokio::time::sleep(self.config.retry_period.min(left)).await;
+            let left = deadline.saturating_sub(self.renewed_at.elapsed());
+            let renewed = !left.is_zero() && tokio::time::timeout(left, self.try_acquire_or_renew()).await == Ok(true);
+            if !renewed && self.renewed_at.elapsed() >= deadline {
+                tracing::error!(lease = %self.config.lease_name, ?deadline, "could not renew the Lease in time");
+                return LeadershipLost { namespace: self.config.namespace.clone(), name: self.config.lease_name.clone(), deadline };
             }
         }
     }
 
     /// Gives the Lease up, so a standby can take over at its next retry.
     pub async fn release(&mut self) {
+        if tokio::time::timeout(self.config.renew_deadline, self.try_release()).await.is_err() {
+            tracing::warn!(lease = %self.config.lease_name, "releasing leadership timed out; the Lease expires by itself");
+        }
+    }
+
+    async fn try_release(&mut self) {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.config.lease_name).await else { return };
         let spec = lease.spec.get_or_insert_default();
         if spec.holder_identity.as_deref() != Some(&self.config.identity) {
@@ -122,6 +135,7 @@ impl LeaderElector {
 
     /// One round: take or renew the Lease if it is free, expired or ours. `true` if we hold it.
     async fn try_acquire_or_renew(&mut self) -> bool {
+        let started = Instant::now();
         let now = MicroTime(Timestamp::now());
         let seconds = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX);
         let existing = match self.api.get_opt(&self.config.lease_name).await {
@@ -149,7 +163,11 @@ impl LeaderElector {
                     ..Default::default()
                 }),
             };
-            return self.api.create(&PostParams::default(), &lease).await.is_ok();
+            let created = self.api.create(&PostParams::default(), &lease).await.is_ok();
+            if created {
+                self.renewed_at = started;
+            }
+            return created;
         };
         let spec = lease.spec.get_or_insert_default();
         let holder = spec.holder_identity.clone().filter(|holder| !holder.is_empty());
@@ -175,6 +193,7 @@ impl LeaderElector {
             Ok(updated) => {
                 let spec = updated.spec.unwrap_or_default();
                 self.observed = Some((spec.holder_identity, spec.renew_time, Instant::now()));
+                self.renewed_at = started;
                 true
             }
             Err(_) => false,

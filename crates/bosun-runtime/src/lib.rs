@@ -4,12 +4,13 @@
 //! ([`predicate`]), workers, backoff, resync, graceful drain), an event
 //! recorder that keeps distinct messages apart ([`events`]), Prometheus metrics under
 //! Metacontroller's and controller-runtime's names ([`metrics`]), health probes ([`health`]),
-//! leader election with a Lease ([`leader`]), label selectors ([`selector`]), CRD installation
+//! leader election with a Lease ([`leader`]), a kube client with timeouts and keepalive ([`client`]), label selectors ([`selector`]), CRD installation
 //! ([`crds`]), and a [`Manager`] that runs it all with one lifecycle and a graceful shutdown.
 
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod client;
 pub mod controller;
 pub mod crds;
 pub mod events;

@@ -4,8 +4,9 @@
 //!
 //! With leader election, runnables start only once this process holds the Lease; a standby
 //! is ready (for its readiness probe) as long as it can reach the API server. A leader that
-//! shuts down releases the Lease after its runnables have finished; one that loses the Lease
-//! stops at once and [`Manager::run`] returns [`ManagerError::LeadershipLost`].
+//! shuts down keeps renewing the Lease while its runnables drain and releases it after they
+//! have finished; one that cannot renew in time aborts its runnables before the Lease can
+//! expire for the others, and [`Manager::run`] returns [`ManagerError::LeadershipLost`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -109,8 +110,36 @@ pub struct RunningManager {
     runnables: tokio::task::JoinSet<String>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     shutdown_timeout: Duration,
-    /// Runs the election; returns the elector for release, or why leadership was lost.
-    leader: Option<tokio::task::JoinHandle<Result<LeaderElector, LeadershipLost>>>,
+    leader: Option<Leader>,
+}
+
+/// The election task of a running Manager.
+struct Leader {
+    /// Holds the Lease until `drained` is sent (then releases it) or until it is lost.
+    task: tokio::task::JoinHandle<()>,
+    /// Tells the task that the runnables have finished.
+    drained: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Becomes `Some` when leadership is lost.
+    lost: watch::Receiver<Option<LeadershipLost>>,
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Leader {
+    /// Completes when leadership is lost; never without leader election.
+    async fn lost(leader: &mut Option<Leader>) -> LeadershipLost {
+        let Some(leader) = leader else { return std::future::pending().await };
+        let lost = leader.lost.wait_for(Option::is_some).await.ok().and_then(|lost| lost.clone());
+        match lost {
+            Some(lost) => lost,
+            // The task ended without losing: it released or never led.
+            None => std::future::pending().await,
+        }
+    }
 }
 
 impl Manager {
@@ -215,7 +244,13 @@ impl Manager {
                 name
             });
         }
-        let leader = self.elector.map(|elector| tokio::spawn(elect(elector, lead, Shutdown(stopped), leadership, self.metrics.clone())));
+        let leader = self.elector.map(|elector| {
+            let (drained, until_drained) = tokio::sync::oneshot::channel();
+            let (report, lost) = watch::channel(None);
+            let election =
+                Election { lead, shutdown: Shutdown(stopped), until_drained, lost: report, leadership, metrics: self.metrics.clone() };
+            Leader { task: tokio::spawn(election.run(elector)), drained: Some(drained), lost }
+        });
         Ok(RunningManager {
             metrics_address,
             health_address,
@@ -233,38 +268,38 @@ impl Manager {
     pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), ManagerError> {
         let mut running = self.start().await?;
         let mut leader = running.leader.take();
-        let lost = async {
-            match leader.as_mut() {
-                Some(task) => match task.await {
-                    Ok(Err(lost)) => lost,
-                    // Ended for shutdown: wait for the others.
-                    _ => std::future::pending().await,
-                },
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = signal => {}
             _ = running.all_returned() => {}
-            lost = lost => return Err(lost.into()),
+            lost = Leader::lost(&mut leader) => {
+                running.abort().await;
+                return Err(lost.into());
+            }
         }
         running.leader = leader;
-        running.shutdown().await;
+        running.shutdown().await?;
         Ok(())
     }
 }
 
-/// Acquires the Lease, opens the gate, and holds the Lease until shutdown (returning the
-/// elector, to release it once the runnables are done) or until it is lost.
-async fn elect(
-    mut elector: LeaderElector,
+/// What the election task of a running Manager works with.
+struct Election {
+    /// Opens the runnables' gate.
     lead: watch::Sender<bool>,
     shutdown: Shutdown,
+    until_drained: tokio::sync::oneshot::Receiver<()>,
+    lost: watch::Sender<Option<LeadershipLost>>,
     leadership: Arc<AtomicU8>,
     metrics: Metrics,
-) -> Result<LeaderElector, LeadershipLost> {
-    let lease = elector.config().lease_name.clone();
-    let acquired = {
+}
+
+impl Election {
+    /// Acquires the Lease (unless shutdown comes first), opens the gate, and renews the Lease
+    /// until the runnables have drained after a shutdown — then releases it — or until it
+    /// cannot be renewed in time, which it reports through `lost`.
+    async fn run(self, mut elector: LeaderElector) {
+        let Election { lead, shutdown, until_drained, lost, leadership, metrics } = self;
+        let lease = elector.config().lease_name.clone();
         let acquire = async {
             loop {
                 if elector.try_once().await {
@@ -275,22 +310,22 @@ async fn elect(
             }
         };
         tokio::select! {
-            _ = acquire => true,
-            _ = shutdown.clone().requested() => false,
+            _ = acquire => {}
+            _ = shutdown.requested() => return,
         }
-    };
-    if !acquired {
-        return Ok(elector);
+        leadership.store(LEADING, Ordering::Relaxed);
+        metrics.set_leader(&lease, true);
+        let _ = lead.send(true);
+        tokio::select! {
+            lost_lease = elector.hold() => {
+                let _ = lost.send(Some(lost_lease));
+            }
+            _ = until_drained => {
+                elector.release().await;
+            }
+        }
+        metrics.set_leader(&lease, false);
     }
-    leadership.store(LEADING, Ordering::Relaxed);
-    metrics.set_leader(&lease, true);
-    let _ = lead.send(true);
-    let result = tokio::select! {
-        lost = elector.hold() => Err(lost),
-        _ = shutdown.requested() => Ok(()),
-    };
-    metrics.set_leader(&lease, false);
-    result.map(|()| elector)
 }
 
 async fn serve(
@@ -321,19 +356,40 @@ impl RunningManager {
         }
     }
 
-    /// Asks every runnable to stop, waits for them up to the shutdown timeout (then aborts the
-    /// rest), and stops the servers.
-    pub async fn shutdown(mut self) {
+    /// Asks every runnable to stop and waits for them up to the shutdown timeout (then aborts
+    /// the rest); a leader keeps renewing its Lease meanwhile and releases it afterwards. If
+    /// the Lease cannot be renewed while draining, the runnables are aborted at once and this
+    /// returns [`ManagerError::LeadershipLost`].
+    pub async fn shutdown(mut self) -> Result<(), ManagerError> {
         let _ = self.stop.send(true);
         let timeout = self.shutdown_timeout;
-        if tokio::time::timeout(timeout, self.all_returned()).await.is_err() {
+        let mut leader = self.leader.take();
+        let drained = tokio::select! {
+            drained = tokio::time::timeout(timeout, self.all_returned()) => drained.is_ok(),
+            lost = Leader::lost(&mut leader) => {
+                self.abort().await;
+                return Err(lost.into());
+            }
+        };
+        if !drained {
             tracing::warn!(?timeout, remaining = self.runnables.len(), "runnables did not finish in time; aborting them");
-            self.runnables.abort_all();
         }
-        if let Some(leader) = self.leader.take()
-            && let Ok(Ok(mut elector)) = leader.await
-        {
-            elector.release().await;
+        self.abort().await;
+        if let Some(mut leader) = leader {
+            if let Some(drained) = leader.drained.take() {
+                let _ = drained.send(());
+            }
+            let _ = (&mut leader.task).await;
+        }
+        Ok(())
+    }
+
+    /// Stops every runnable, the election and the servers at once.
+    async fn abort(&mut self) {
+        self.runnables.abort_all();
+        while self.runnables.join_next().await.is_some() {}
+        if let Some(leader) = &self.leader {
+            leader.task.abort();
         }
         for server in &self.servers {
             server.abort();
@@ -377,7 +433,7 @@ mod tests {
         manager.add("stubborn", |_shutdown| std::future::pending::<()>());
         let running = manager.start().await.unwrap();
         let started = std::time::Instant::now();
-        running.shutdown().await;
+        running.shutdown().await.unwrap();
         assert!(finished.load(Ordering::SeqCst), "the tidy runnable finished its work");
         assert!(started.elapsed() < Duration::from_secs(5), "the stubborn one was aborted at the deadline");
     }
@@ -397,6 +453,6 @@ mod tests {
         assert!(not_ready.starts_with("HTTP/1.0 503") && not_ready.contains("[-]warm failed"), "{not_ready}");
         ready.store(true, Ordering::SeqCst);
         assert!(get(health, "/readyz").await.starts_with("HTTP/1.0 200"));
-        running.shutdown().await;
+        running.shutdown().await.unwrap();
     }
 }

@@ -29,6 +29,7 @@ mod pki;
 mod port;
 mod process;
 mod progress;
+mod proxy;
 mod test_env;
 
 pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION};
@@ -36,6 +37,7 @@ pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_C
 pub use kubeconfig::CONTEXT;
 pub use port::free_port;
 pub use process::is_running;
+pub use proxy::FreezableProxy;
 pub use test_env::{TestEnv, eventually};
 
 /// Five characters of `[a-z0-9]` that differ between calls and between processes, for names

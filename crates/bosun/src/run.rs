@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
 use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
-use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics, RateLimitLayer, SharedCaches};
+use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics, SharedCaches};
 use clap::Args;
 
 /// Which cluster to talk to.
@@ -47,19 +47,8 @@ impl ClusterArgs {
                 .context("no cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a Pod with a ServiceAccount")?,
         };
         let limit = (self.client_go_qps > 0.0).then_some((self.client_go_qps, self.client_go_burst));
-        Ok(instrumented_client(config, metrics, limit)?)
+        Ok(bosun_runtime::client::connect(config, metrics, limit)?)
     }
-}
-
-/// A client whose requests are counted in `rest_client_requests_total`, limited to
-/// `limit` = (requests per second, burst) if given.
-pub fn instrumented_client(config: kube::Config, metrics: &Metrics, limit: Option<(f64, u32)>) -> Result<kube::Client, kube::Error> {
-    let counting = metrics.rest_client_layer(config.cluster_url.host().unwrap_or_default());
-    let builder = kube::client::ClientBuilder::try_from(config)?.with_layer(&counting);
-    Ok(match limit {
-        Some((qps, burst)) => builder.with_layer(&RateLimitLayer::new(qps, burst)).build(),
-        None => builder.build(),
-    })
 }
 
 /// An address to listen on, or `None` where the flag said `0` (disabled).

@@ -1,6 +1,7 @@
 //! Leader election with real `bosun run` processes: one leads and only it reconciles; when it
 //! is killed with SIGKILL a standby takes over after the lease duration; when the leader exits
-//! cleanly it releases the Lease and a standby takes over at its next retry.
+//! cleanly it releases the Lease and a standby takes over at its next retry; when the leader's
+//! API traffic hangs, it stops calling hooks before the standby starts.
 
 mod support;
 
@@ -19,7 +20,6 @@ impl Drop for Engine {
     }
 }
 
-/// A loopback port that was free a moment ago.
 /// `GET /readyz` on a loopback port: status line and body.
 fn readyz(port: u16) -> String {
     use std::io::{Read, Write};
@@ -37,7 +37,10 @@ fn readyz(port: u16) -> String {
 }
 
 fn start(name: &str, namespace: &str, lease: &str, shard: &str, health_port: u16) -> Engine {
-    let env = bosun_testenv::TestEnv::shared();
+    start_with(name, namespace, lease, shard, health_port, bosun_testenv::TestEnv::shared().control_plane().kubeconfig_path())
+}
+
+fn start_with(name: &str, namespace: &str, lease: &str, shard: &str, health_port: u16, kubeconfig: &std::path::Path) -> Engine {
     let child = Command::new(env!("CARGO_BIN_EXE_bosun"))
         .args(["run", "--leader-election", "--leader-election-namespace", namespace, "--leader-election-id", lease])
         .args(["--leader-election-lease-duration=4s", "--leader-election-renew-deadline=3s", "--leader-election-retry-period=500ms"])
@@ -45,7 +48,7 @@ fn start(name: &str, namespace: &str, lease: &str, shard: &str, health_port: u16
         .arg(format!("--health-probe-bind-address=127.0.0.1:{health_port}"))
         .arg(format!("--target-label-selector=shard={shard}"))
         .arg("--kubeconfig")
-        .arg(env.control_plane().kubeconfig_path())
+        .arg(kubeconfig)
         .env("HOSTNAME", name)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -118,4 +121,139 @@ async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     let next = holder_other_than(&leases, lease, Some(&standby)).await;
     println!("takeover after the leader exited cleanly: {:.1} s (retry period 0.5 s)", left_at.elapsed().as_secs_f64());
     assert_eq!(next, "gamma");
+}
+
+/// Which of `pids` owns the client end of the loopback connection from `peer` (found through
+/// `/proc/net/tcp` and the processes' file descriptors): the hook's way of telling engines apart.
+fn owner_of(peer: std::net::SocketAddr, pids: &[u32]) -> Option<u32> {
+    let std::net::IpAddr::V4(ip) = peer.ip() else { return None };
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), peer.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str())).then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
+    })?;
+    pids.iter().copied().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.to_str() == Some(inode.as_str())))
+    })
+}
+
+/// When each hook call came, and from which engine process (if it could be told).
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Option<u32>)>>>;
+
+/// A decorator hook on 127.0.0.1 that records, for every call, when it came and from which of
+/// the engine processes.
+struct RecordingHook {
+    url: String,
+    calls: Calls,
+    pids: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+impl RecordingHook {
+    async fn start() -> RecordingHook {
+        use axum::extract::ConnectInfo;
+        let (calls, pids) = <(Calls, std::sync::Arc<std::sync::Mutex<Vec<u32>>>)>::default();
+        let (record, known) = (calls.clone(), pids.clone());
+        let router = axum::Router::new().route(
+            "/sync",
+            axum::routing::post(move |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move {
+                let owner = owner_of(peer, &known.lock().unwrap());
+                record.lock().unwrap().push((Instant::now(), owner));
+                axum::Json(serde_json::json!({}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sync", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        });
+        RecordingHook { url, calls, pids }
+    }
+
+    /// The times of the calls made by process `pid`.
+    fn calls_from(&self, pid: u32) -> Vec<Instant> {
+        self.calls.lock().unwrap().iter().filter(|(_, owner)| *owner == Some(pid)).map(|(at, _)| *at).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_leader_whose_api_traffic_hangs_stops_calling_hooks_before_the_standby_starts() {
+    use kube::api::{ApiResource, DynamicObject, PostParams};
+    let env = bosun_testenv::TestEnv::shared();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    let namespace = env.namespace("frozen").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+    let (lease, shard) = ("bosun-frozen", bosun_testenv::unique_suffix());
+
+    // alpha reaches the API server only through the proxy.
+    let upstream = env.control_plane().server().trim_start_matches("https://").parse().unwrap();
+    let proxy = bosun_testenv::FreezableProxy::start(upstream).await.unwrap();
+    let kubeconfig = std::fs::read_to_string(env.control_plane().kubeconfig_path()).unwrap();
+    let proxied = std::env::temp_dir().join(format!("bosun-frozen-{shard}.kubeconfig"));
+    std::fs::write(&proxied, kubeconfig.replace(env.control_plane().server(), &proxy.url())).unwrap();
+    let hook = RecordingHook::start().await;
+    let alpha = start_with("alpha", &namespace, lease, &shard, bosun_testenv::free_port(), &proxied);
+    hook.pids.lock().unwrap().push(alpha.0.id());
+    assert_eq!(holder_other_than(&leases, lease, None).await, "alpha");
+    let mut beta = start("beta", &namespace, lease, &shard, bosun_testenv::free_port());
+    hook.pids.lock().unwrap().push(beta.0.id());
+
+    // A decorator over labelled ConfigMaps, resynced every second: the leader calls its hook
+    // about twice a second without needing the API server.
+    let controller: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1",
+        "kind": "DecoratorController",
+        "metadata": { "name": format!("frozen-{shard}"), "labels": { "shard": shard } },
+        "spec": {
+            "resources": [{ "apiVersion": "v1", "resource": "configmaps", "labelSelector": { "matchLabels": { "frozen": shard } } }],
+            "resyncPeriodSeconds": 1,
+            "hooks": { "sync": { "webhook": { "url": hook.url } } },
+        },
+    }))
+    .unwrap();
+    let resource = ApiResource::erase::<bosun_engine::api::DecoratorController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    for name in ["one", "two"] {
+        let config_map =
+            serde_json::from_value(serde_json::json!({ "metadata": { "name": name, "labels": { "frozen": shard } } })).unwrap();
+        config_maps.create(&PostParams::default(), &config_map).await.unwrap();
+    }
+    let alpha_pid = alpha.0.id();
+    bosun_testenv::eventually("hook calls from the leader", async || (hook.calls_from(alpha_pid).len() >= 4).then_some(())).await;
+
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    assert_eq!(holder_other_than(&leases, lease, Some("alpha")).await, "beta");
+    let taken_over_at = Instant::now();
+    // A few resyncs of the new leader: long enough for calls from both, if both were working.
+    bosun_testenv::eventually("hook calls from the new leader", async || (hook.calls_from(beta.0.id()).len() >= 4).then_some(())).await;
+
+    let (alpha_calls, beta_calls) = (hook.calls_from(alpha_pid), hook.calls_from(beta.0.id()));
+    let (alpha_last, beta_first) = (*alpha_calls.last().unwrap(), beta_calls[0]);
+    println!(
+        "after the freeze: alpha's last hook call {:.2} s, Lease to beta {:.2} s, beta's first hook call {:.2} s \
+         (renew deadline 3 s, lease 4 s); {} calls unattributed",
+        (alpha_last - frozen_at).as_secs_f64(),
+        (taken_over_at - frozen_at).as_secs_f64(),
+        (beta_first - frozen_at).as_secs_f64(),
+        hook.calls.lock().unwrap().iter().filter(|(_, owner)| owner.is_none()).count()
+    );
+    assert!(alpha_calls.iter().any(|call| *call > frozen_at), "the frozen leader went on working while it held the Lease");
+    assert!(
+        alpha_last < beta_first,
+        "hook calls overlapped: alpha called {:.2} s after the freeze, beta first at {:.2} s",
+        (alpha_last - frozen_at).as_secs_f64(),
+        (beta_first - frozen_at).as_secs_f64()
+    );
+    let mut alpha = alpha;
+    let exited = bosun_testenv::eventually("the frozen leader to exit", async || alpha.0.try_wait().unwrap()).await;
+    assert!(!exited.success(), "losing the Lease is an error exit, for the kubelet to restart it");
+    let _ = std::fs::remove_file(&proxied);
+    let _ = beta.0.kill();
 }
