@@ -1,5 +1,5 @@
 //! The engine stays alive under the faults a production cluster produces: a resource it may
-//! not list, a controller deleted together with its CRD. Each fault is reported where an
+//! not list, a controller deleted together with its CRD or its RBAC. Each fault is reported where an
 //! operator looks (events, `/readyz`), and never stalls the other controllers.
 
 mod support;
@@ -7,8 +7,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bosun_engine::ApplyStrategy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use support::{Fixture, HookServer, Reply, config_map_per_parent, create_thing_controller, eventually, install_thing_crd};
@@ -74,4 +75,73 @@ async fn deleting_a_controller_with_its_crd_does_not_stall_the_others() {
         crds.get_opt(&format!("{}.{}", fixture.things.plural, fixture.things.group)).await.unwrap().is_none().then_some(())
     })
     .await;
+}
+
+/// Grants the engine's ServiceAccount `things` of `group`, as an example's own RBAC does;
+/// returns the name of the ClusterRole and its binding.
+async fn grant_things(fixture: &Fixture, group: &str) -> String {
+    let name = format!("example-{group}");
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": { "name": name },
+        "rules": [
+            { "apiGroups": [group], "resources": ["things"], "verbs": ["get", "list", "watch", "patch", "update"] },
+            { "apiGroups": [group], "resources": ["things/status"], "verbs": ["patch"] },
+        ],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": { "name": name },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
+        "subjects": [{ "kind": "ServiceAccount", "name": "engine", "namespace": fixture.namespace }],
+    });
+    let roles: Api<ClusterRole> = Api::all(fixture.client.clone());
+    roles.create(&PostParams::default(), &serde_json::from_value(role).unwrap()).await.unwrap();
+    let bindings: Api<ClusterRoleBinding> = Api::all(fixture.client.clone());
+    bindings.create(&PostParams::default(), &serde_json::from_value(binding).unwrap()).await.unwrap();
+    name
+}
+
+/// Deleting a controller together with the RBAC that lets the engine read its parents (as
+/// `kubectl delete -f` of an example does; the CRD stays) does not stall the lifecycle either.
+#[tokio::test]
+async fn deleting_a_controller_with_its_rbac_does_not_stall_the_others() {
+    let base = json!([
+        { "apiGroups": ["metacontroller.k8s.io"], "resources": ["compositecontrollers", "decoratorcontrollers"], "verbs": ["get", "list", "watch"] },
+        { "apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
+        { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] },
+    ]);
+    let fixture = Fixture::as_service_account(ApplyStrategy::DynamicApply, base, |_| {}).await;
+    let rbac = grant_things(&fixture, &fixture.things.group).await;
+    let hooks = HookServer::start(|hook, request| match hook {
+        "finalize" => Reply::Json(json!({ "finalized": false })),
+        _ => config_map_per_parent(hook, request),
+    })
+    .await;
+    let spec = json!({ "hooks": { "sync": hooks.hook("sync", json!({})), "finalize": hooks.hook("finalize", json!({})) } });
+    let first = fixture.composite_controller(spec.clone()).await;
+    fixture.event_with_reason(&first, Some("default"), "Started").await;
+    for name in ["a", "b", "c"] {
+        fixture.parent(name, json!({ "data": { "a": "1" } })).await;
+    }
+    let finalizer = format!("metacontroller.io/compositecontroller-{first}");
+    eventually("the parents' finalizers", async || {
+        let parents = fixture.parents().list(&Default::default()).await.unwrap();
+        parents.items.iter().all(|parent| parent.finalizers().contains(&finalizer)).then_some(())
+    })
+    .await;
+
+    // The controller and its RBAC go at once; another example comes with its own CRD and RBAC.
+    let roles: Api<ClusterRole> = Api::all(fixture.client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(fixture.client.clone());
+    bindings.delete(&rbac, &DeleteParams::default()).await.unwrap();
+    roles.delete(&rbac, &DeleteParams::default()).await.unwrap();
+    fixture.controllers().delete(&first, &DeleteParams::default()).await.unwrap();
+    let other = install_thing_crd(fixture.env, &format!("other-{}", fixture.id), true).await;
+    grant_things(&fixture, &other.group).await;
+    let second = format!("others-{}", fixture.id);
+    let deleted = Instant::now();
+    create_thing_controller(&fixture.client, &second, json!({ support::TEST_LABEL: fixture.id }), &other, spec).await;
+    fixture.event_with_reason(&second, Some("default"), "Started").await;
+    let took = deleted.elapsed();
+    println!("the next controller started {took:?} after the deletion");
+    assert!(took < Duration::from_secs(20), "the lifecycle stalled for {took:?}");
 }

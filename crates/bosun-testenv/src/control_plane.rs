@@ -82,12 +82,17 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 #[derive(Debug, Clone)]
 pub struct ControlPlaneBuilder {
     controllers: Vec<String>,
+    apiserver_args: Vec<String>,
     binaries: Option<Binaries>,
 }
 
 impl Default for ControlPlaneBuilder {
     fn default() -> Self {
-        ControlPlaneBuilder { controllers: DEFAULT_CONTROLLERS.iter().map(|name| name.to_string()).collect(), binaries: None }
+        ControlPlaneBuilder {
+            controllers: DEFAULT_CONTROLLERS.iter().map(|name| name.to_string()).collect(),
+            apiserver_args: Vec::new(),
+            binaries: None,
+        }
     }
 }
 
@@ -95,6 +100,12 @@ impl ControlPlaneBuilder {
     /// Also run this kube-controller-manager controller (e.g. `job`, `deployment`).
     pub fn controller(mut self, name: impl Into<String>) -> Self {
         self.controllers.push(name.into());
+        self
+    }
+
+    /// Also pass this flag to kube-apiserver (e.g. `--etcd-compaction-interval=1s`).
+    pub fn apiserver_arg(mut self, arg: impl Into<String>) -> Self {
+        self.apiserver_args.push(arg.into());
         self
     }
 
@@ -125,7 +136,7 @@ impl ControlPlaneBuilder {
         };
         plane.write_pki()?;
         let etcd = plane.start_etcd().await?;
-        plane.start_apiserver(&etcd).await?;
+        plane.start_apiserver(&etcd, &self.apiserver_args).await?;
         plane.start_controller_manager(&self.controllers).await?;
         tracing::info!(elapsed = ?started.elapsed(), server = %plane.server, "local control plane ready");
         Ok(plane)
@@ -315,7 +326,7 @@ impl ControlPlane {
         Ok(format!("http://127.0.0.1:{client_port}"))
     }
 
-    async fn start_apiserver(&mut self, etcd: &str) -> Result<(), Error> {
+    async fn start_apiserver(&mut self, etcd: &str, extra: &[String]) -> Result<(), Error> {
         let admin = self.pki.client_certificate(ADMIN_USER, &["system:masters"])?;
         let binary = self.binaries.path(Component::KubeApiserver);
         let serving_ca = self.pki.serving_ca.clone();
@@ -325,7 +336,7 @@ impl ControlPlane {
                 &binary,
                 || {
                     let port = crate::free_port();
-                    let args = vec![
+                    let mut args = vec![
                         format!("--etcd-servers={etcd}"),
                         "--bind-address=127.0.0.1".to_owned(),
                         format!("--secure-port={port}"),
@@ -342,6 +353,7 @@ impl ControlPlane {
                         // ServiceAccount must not race Pod creation.
                         "--disable-admission-plugins=ServiceAccount".to_owned(),
                     ];
+                    args.extend_from_slice(extra);
                     let server = format!("https://127.0.0.1:{port}");
                     let document = kubeconfig::document(&server, &serving_ca, Credentials::Certificate(&admin));
                     (args.clone(), (server, document, args))

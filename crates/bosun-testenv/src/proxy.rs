@@ -14,6 +14,8 @@ use tokio::sync::watch;
 pub struct FreezableProxy {
     address: SocketAddr,
     frozen: watch::Sender<bool>,
+    /// Bumped to close every open connection.
+    epoch: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -23,13 +25,22 @@ impl FreezableProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let (frozen, thawed) = watch::channel(false);
+        let (epoch, resets) = watch::channel(0);
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                connections.spawn(forward(client, upstream, thawed.clone()));
+                let mut reset = resets.clone();
+                reset.mark_unchanged();
+                let forward = forward(client, upstream, thawed.clone());
+                connections.spawn(async move {
+                    tokio::select! {
+                        () = forward => {}
+                        _ = reset.changed() => {}
+                    }
+                });
             }
         });
-        Ok(FreezableProxy { address, frozen, task })
+        Ok(FreezableProxy { address, frozen, epoch, task })
     }
 
     /// Where the proxy listens.
@@ -50,6 +61,12 @@ impl FreezableProxy {
     /// Lets bytes pass again, including those held while frozen.
     pub fn thaw(&self) {
         self.frozen.send_replace(false);
+    }
+
+    /// Closes every open connection (what is held while frozen is lost); new ones are
+    /// forwarded as before.
+    pub fn reset(&self) {
+        self.epoch.send_modify(|epoch| *epoch += 1);
     }
 }
 
