@@ -50,11 +50,11 @@ pub struct Options {
     pub engine_command: Option<String>,
 }
 
-fn parent_resource() -> ApiResource {
+pub(crate) fn parent_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("bench.bosun.dev", "v1", "BenchParent"), "benchparents")
 }
 
-async fn install_parent_crd(client: &Client) -> anyhow::Result<()> {
+pub(crate) async fn install_parent_crd(client: &Client) -> anyhow::Result<()> {
     let crd: CustomResourceDefinition = serde_json::from_value(json!({
         "metadata": { "name": "benchparents.bench.bosun.dev" },
         "spec": {
@@ -92,18 +92,27 @@ fn children(name: &str, version: &str, child: &str) -> [Value; 3] {
     ]
 }
 
-/// The loopback sync hook: three children per parent, status carrying the parent's version.
-async fn start_hook(calls: Arc<AtomicUsize>) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+/// The fan-out's response: three children per parent, status carrying the parent's version.
+fn three_children(request: &Value) -> Value {
+    let parent = &request["parent"];
+    let name = parent["metadata"]["name"].as_str().unwrap_or_default();
+    let version = parent["spec"]["version"].as_str().unwrap_or_default();
+    json!({ "status": { "version": version }, "children": children(name, version, "engine") })
+}
+
+/// A loopback sync hook answering `respond(request)`, counting its calls in `calls`; returns
+/// its URL.
+pub(crate) async fn start_hook(
+    calls: Arc<AtomicUsize>,
+    respond: fn(&Value) -> Value,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let app = axum::Router::new().route(
         "/sync",
         axum::routing::post(move |axum::Json(request): axum::Json<Value>| {
             let calls = calls.clone();
             async move {
                 calls.fetch_add(1, Ordering::Relaxed);
-                let parent = &request["parent"];
-                let name = parent["metadata"]["name"].as_str().unwrap_or_default();
-                let version = parent["spec"]["version"].as_str().unwrap_or_default();
-                axum::Json(json!({ "status": { "version": version }, "children": children(name, version, "engine") }))
+                axum::Json(respond(&request))
             }
         }),
     );
@@ -168,7 +177,7 @@ impl Convergence {
     }
 }
 
-async fn create_parents(client: &Client, namespace: &str, count: usize) -> anyhow::Result<()> {
+pub(crate) async fn create_parents(client: &Client, namespace: &str, count: usize) -> anyhow::Result<()> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &parent_resource());
     concurrently((0..count).collect(), 32, |index| {
         let api = api.clone();
@@ -182,7 +191,7 @@ async fn create_parents(client: &Client, namespace: &str, count: usize) -> anyho
     .await
 }
 
-async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     let namespace: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(json!({ "metadata": { "name": name } }))?;
     Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
     Ok(())
@@ -206,7 +215,7 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     namespace(client, "bench").await?;
     namespace(client, "bench-raw").await?;
     let calls = Arc::new(AtomicUsize::new(0));
-    let (hook_url, _hook) = start_hook(calls.clone()).await?;
+    let (hook_url, _hook) = start_hook(calls.clone(), three_children).await?;
 
     eprintln!("creating {n} parents …");
     create_parents(client, "bench", n).await?;

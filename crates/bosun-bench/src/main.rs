@@ -7,6 +7,7 @@ mod configmapsync;
 mod engine;
 mod fanout;
 mod observe;
+mod orphans;
 mod plot;
 mod report;
 mod requests;
@@ -69,6 +70,18 @@ enum Scenario {
         #[arg(long, default_value_t = 16, value_name = "N")]
         concurrency: usize,
     },
+    /// Orphan children under load: N parents of a CompositeController with ConfigMap
+    /// children, then M ConfigMaps no parent owns or selects, created as fast as the API server
+    /// takes them, while a ConfigMapSync source in the same process changes again and again:
+    /// how long each change takes to reach its copy, before and during the flood.
+    Orphans {
+        /// Parents.
+        #[arg(long, default_value_t = 2000, value_name = "N")]
+        parents: usize,
+        /// Orphan ConfigMaps.
+        #[arg(long, default_value_t = 2000, value_name = "M")]
+        orphans: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +102,12 @@ fn main() -> anyhow::Result<()> {
                 let report = configmapsync::run(&plane.client()?, plane.kubeconfig_path(), &bosun, namespaces, concurrency.max(1)).await;
                 plane.stop();
                 Ok::<_, anyhow::Error>(vec![report?])
+            }
+            Scenario::Orphans { parents, orphans } => {
+                let plane = start_plane().await?;
+                let report = orphans::run(&plane.client()?, plane.kubeconfig_path(), &bosun, parents, orphans).await;
+                plane.stop();
+                Ok(vec![report?])
             }
             Scenario::Engine { parents, strategy, workers, engine_command } => {
                 let strategies: Vec<&str> =
