@@ -36,6 +36,9 @@ pub enum CreateError {
         /// The parent's resource.
         resource: String,
     },
+    /// A hook is declared wrongly.
+    #[error("{0}")]
+    Endpoint(#[from] crate::hooks::EndpointError),
     /// The spec is invalid in another way.
     #[error("{0}")]
     Invalid(String),
@@ -288,8 +291,8 @@ pub fn hook_endpoint(
     configs: &[EndpointConfig],
 ) -> Result<Option<HookEndpoint>, CreateError> {
     let Some(hook) = hook else { return Ok(None) };
-    let endpoint = HookEndpoint::new(kind, hook, controller, configs).map_err(CreateError::Invalid)?;
-    endpoint.check_credentials_transport(ctx.config.allow_insecure_hook_credentials).map_err(CreateError::Invalid)?;
+    let endpoint = HookEndpoint::new(kind, hook, controller, configs)?;
+    endpoint.check_credentials_transport(ctx.config.allow_insecure_hook_credentials)?;
     Ok(Some(endpoint))
 }
 

@@ -9,6 +9,7 @@
 //! - [`hosting`]: one hosted controller per controller object, its workers and resync.
 //! - [`parent`]: what a sync does to the object it reconciles: finalizer, status, requeue.
 //! - [`related`]: the customize hook, and the related objects its rules select.
+//! - [`invalid_response`]: what can be wrong with a hook's response.
 //! - [`composite`]: hosted CompositeControllers and the sync of each parent.
 //! - [`decorator`]: hosted DecoratorControllers and the sync of each target.
 //!
@@ -24,6 +25,7 @@ pub mod decorator;
 pub mod discovery;
 pub mod hooks;
 pub mod hosting;
+pub mod invalid_response;
 pub mod parent;
 pub mod related;
 pub mod sync_error;

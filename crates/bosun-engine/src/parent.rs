@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::api::HookVersion;
 use crate::context::EngineContext;
 use crate::hooks::{self, HookEndpoint, ObjectMaps};
+use crate::invalid_response::InvalidResponse;
 use crate::related::RelatedObjects;
 use crate::sync_error::SyncError;
 
@@ -48,12 +49,24 @@ pub const MAX_STATUS_BYTES: usize = 1024 * 1024;
 
 /// Refuses a status larger than [`MAX_STATUS_BYTES`], which the API server would refuse on
 /// every retry.
-pub fn check_status_size(status: &Value) -> Result<(), String> {
+pub fn check_status_size(status: &Value) -> Result<(), InvalidResponse> {
     let size = serde_json::to_vec(status).map(|encoded| encoded.len()).unwrap_or(usize::MAX);
     if size > MAX_STATUS_BYTES {
-        return Err(format!("status is {size} bytes encoded; at most {MAX_STATUS_BYTES} are accepted (keep large data in children)"));
+        return Err(InvalidResponse::StatusTooLarge { size });
     }
     Ok(())
+}
+
+/// A response's `status`: an object; `None` for null or absent.
+pub fn response_status(status: Option<Value>) -> Result<Option<Value>, InvalidResponse> {
+    match status {
+        None | Some(Value::Null) => Ok(None),
+        Some(status @ Value::Object(_)) => {
+            check_status_size(&status)?;
+            Ok(Some(status))
+        }
+        Some(value) => Err(InvalidResponse::StatusNotAnObject { value }),
+    }
 }
 
 /// `related` laid out for a hook of `version`, for a parent in `parent_namespace`.
@@ -286,6 +299,6 @@ mod tests {
     fn large_statuses_are_refused() {
         assert!(check_status_size(&json!({ "a": "b" })).is_ok());
         let huge = json!({ "data": "x".repeat(MAX_STATUS_BYTES) });
-        assert!(check_status_size(&huge).unwrap_err().contains("at most"));
+        assert!(check_status_size(&huge).unwrap_err().to_string().contains("at most"));
     }
 }

@@ -25,6 +25,7 @@ use serde_json::Value;
 use crate::api::HookVersion;
 use crate::context::EngineContext;
 use crate::hooks::{self, HookEndpoint, HookResponse, group_key};
+use crate::invalid_response::{InvalidResponse, RuleProblem};
 use crate::selector;
 use crate::sync_error::SyncError;
 
@@ -85,22 +86,32 @@ enum Selection {
     Everywhere { selector: LabelSelector },
 }
 
+/// A rule as messages name it: `relatedResources rule for <resource> in <apiVersion>`.
+fn describe(rule: &RelatedResourceRule) -> String {
+    format!("relatedResources rule for {} in {}", rule.resource, rule.api_version)
+}
+
 impl Selection {
     /// Turns a rule into a selection, or says why the rule is invalid. `version` is the
     /// customize hook's: v1 hooks of namespaced parents only see their own namespace.
-    fn of(rule: &RelatedResourceRule, namespaced: bool, parent_namespace: Option<&str>, version: HookVersion) -> Result<Selection, String> {
-        let what = format!("relatedResources rule for {} in {}", rule.resource, rule.api_version);
+    fn of(
+        rule: &RelatedResourceRule,
+        namespaced: bool,
+        parent_namespace: Option<&str>,
+        version: HookVersion,
+    ) -> Result<Selection, InvalidResponse> {
+        let invalid = |problem| InvalidResponse::RelatedRule { rule: describe(rule), problem };
         if rule.names.is_some() && (rule.label_selector.is_some() || rule.namespace_selector.is_some()) {
-            return Err(format!("{what}: names cannot be combined with labelSelector or namespaceSelector"));
+            return Err(invalid(RuleProblem::NamesAndSelector));
         }
         if rule.namespace.is_some() && rule.namespace_selector.is_some() {
-            return Err(format!("{what}: namespace and namespaceSelector cannot be combined"));
+            return Err(invalid(RuleProblem::NamespaceAndSelector));
         }
         if !namespaced && (rule.namespace.is_some() || rule.namespace_selector.is_some()) {
-            return Err(format!("{what}: {} is cluster-scoped, so namespace and namespaceSelector do not apply", rule.resource));
+            return Err(invalid(RuleProblem::ClusterScoped(rule.resource.clone())));
         }
         for selector in [&rule.label_selector, &rule.namespace_selector].into_iter().flatten() {
-            selector::matches(selector, &BTreeMap::new()).map_err(|error| format!("{what}: {error}"))?;
+            selector::matches(selector, &BTreeMap::new()).map_err(|error| invalid(RuleProblem::Selector(error)))?;
         }
         // v1 hooks of a namespaced parent see namespaced related objects of its namespace only.
         let own_namespace = match (version, parent_namespace, namespaced) {
@@ -108,15 +119,11 @@ impl Selection {
             _ => None,
         };
         if let Some(own) = own_namespace {
-            if rule.namespace.as_deref().is_some_and(|namespace| namespace != own) {
-                return Err(format!(
-                    "{what}: a v1 customize hook of a parent in namespace {own:?} cannot select namespace {:?}; \
-                     use version v2",
-                    rule.namespace.as_deref().unwrap_or_default()
-                ));
+            if let Some(namespace) = rule.namespace.as_deref().filter(|namespace| *namespace != own) {
+                return Err(invalid(RuleProblem::OtherNamespace { own: own.to_owned(), namespace: namespace.to_owned() }));
             }
             if rule.namespace_selector.is_some() {
-                return Err(format!("{what}: namespaceSelector needs a v2 customize hook when the parent is namespaced"));
+                return Err(invalid(RuleProblem::NamespaceSelectorNeedsV2));
             }
         }
         let selector = rule.label_selector.clone().unwrap_or_default();
@@ -288,17 +295,14 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
     pub async fn gather(&self, key: &K, parent: &DynamicObject) -> Result<RelatedObjects, SyncError> {
         let Some(hook) = &self.hook else { return Ok(Vec::new()) };
         let rules = self.rules(hook, parent).await?;
-        let invalid = |message: String| SyncError::InvalidResponse { hook: "customize", message };
+        let invalid = |source| SyncError::invalid_response("customize", source);
         let parent_namespace = parent.namespace();
         let mut selections = Vec::with_capacity(rules.len());
         for rule in &rules {
             let related_type = self.related_type(rule).await.map_err(invalid)?;
             let selection = Selection::of(rule, related_type.namespaced, parent_namespace.as_deref(), hook.version).map_err(invalid)?;
             if !synced(&related_type.cache).await {
-                return Err(SyncError::Related(format!(
-                    "the related resource {} in {} is not readable yet (its watch has not listed it; is it allowed by RBAC?)",
-                    rule.resource, rule.api_version
-                )));
+                return Err(SyncError::RelatedNotReadable { resource: rule.resource.clone(), api_version: rule.api_version.clone() });
             }
             selections.push((rule, related_type, selection));
         }
@@ -358,12 +362,17 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
     }
 
     /// The type a rule names, watched from its first use on.
-    async fn related_type(&self, rule: &RelatedResourceRule) -> Result<Arc<RelatedType>, String> {
+    async fn related_type(&self, rule: &RelatedResourceRule) -> Result<Arc<RelatedType>, InvalidResponse> {
         let type_key = (rule.api_version.clone(), rule.resource.clone());
         if let Some(related_type) = self.lock().types.get(&type_key) {
             return Ok(related_type.clone());
         }
-        let resolved = self.ctx.discovery.resolve(&rule.api_version, &rule.resource).await.map_err(|error| error.to_string())?;
+        let resolved = self
+            .ctx
+            .discovery
+            .resolve(&rule.api_version, &rule.resource)
+            .await
+            .map_err(|error| InvalidResponse::RelatedRule { rule: describe(rule), problem: RuleProblem::Unknown(error) })?;
         let cache = self.ctx.caches.cache(&resolved.resource);
         let this = self.this.clone();
         let watched = type_key.clone();
@@ -485,14 +494,14 @@ mod tests {
 
     #[test]
     fn invalid_combinations() {
-        let error = |value, version| Selection::of(&rule(value), true, Some("ns"), version).unwrap_err();
+        let error = |value, version| Selection::of(&rule(value), true, Some("ns"), version).unwrap_err().to_string();
         assert!(error(json!({ "names": ["x"], "labelSelector": {} }), HookVersion::V2).contains("names cannot be combined"));
         assert!(error(json!({ "namespace": "a", "namespaceSelector": {} }), HookVersion::V2).contains("cannot be combined"));
         assert!(error(json!({ "namespace": "other" }), HookVersion::V1).contains("use version v2"));
         assert!(error(json!({ "namespaceSelector": {} }), HookVersion::V1).contains("needs a v2 customize hook"));
         let bad = json!({ "labelSelector": { "matchExpressions": [{ "key": "a", "operator": "Has" }] } });
         assert!(error(bad, HookVersion::V2).contains("unknown label selector operator"));
-        let cluster = Selection::of(&rule(json!({ "namespace": "a" })), false, None, HookVersion::V2).unwrap_err();
+        let cluster = Selection::of(&rule(json!({ "namespace": "a" })), false, None, HookVersion::V2).unwrap_err().to_string();
         assert!(cluster.contains("cluster-scoped"));
     }
 

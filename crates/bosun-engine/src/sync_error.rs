@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::children::{ApplyError, ClaimError};
 use crate::hooks::HookError;
+use crate::invalid_response::InvalidResponse;
 
 /// Why a sync did not complete. Every variant but the last two is reported as a `SyncError`
 /// event on the parent and retried with backoff.
@@ -14,19 +15,29 @@ pub enum SyncError {
     #[error("{0}")]
     Hook(Box<HookError>),
     /// The hook's response is not acceptable; nothing was changed.
-    #[error("invalid {hook} hook response: {message}")]
+    #[error("invalid {hook} hook response: {source}")]
     InvalidResponse {
         /// Which hook.
         hook: &'static str,
         /// What is wrong.
-        message: String,
+        source: Box<InvalidResponse>,
     },
-    /// The parent object is not acceptable (e.g. no selector).
-    #[error("{0}")]
-    InvalidParent(String),
-    /// The related objects cannot be read.
-    #[error("{0}")]
-    Related(String),
+    /// The parent has no usable `spec.selector` (and the controller does not generate one);
+    /// with why it does not decode, if it does not.
+    #[error(
+        ".spec.selector {}must have either matchLabels, matchExpressions, or both (or set generateSelector: true on the \
+         CompositeController)",
+        .0.as_ref().map(|error| format!("is not a label selector ({error}); it ")).unwrap_or_default()
+    )]
+    NoSelector(Option<serde_json::Error>),
+    /// A related resource's watch has not listed it yet.
+    #[error("the related resource {resource} in {api_version} is not readable yet (its watch has not listed it; is it allowed by RBAC?)")]
+    RelatedNotReadable {
+        /// The resource.
+        resource: String,
+        /// Its apiVersion.
+        api_version: String,
+    },
     /// Claiming children failed.
     #[error("{0}")]
     Claim(#[from] ClaimError),
@@ -45,6 +56,11 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The response of the `hook` hook is not acceptable.
+    pub fn invalid_response(hook: &'static str, source: InvalidResponse) -> SyncError {
+        SyncError::InvalidResponse { hook, source: Box::new(source) }
+    }
+
     /// A hook failure: 429 asks for a later retry, anything else is an error.
     pub fn from_hook(error: HookError) -> SyncError {
         match error {

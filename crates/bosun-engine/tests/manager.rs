@@ -112,7 +112,7 @@ async fn readiness_metrics_and_graceful_shutdown() {
     parents.create(&PostParams::default(), &parent("slow")).await.unwrap();
     eventually("the slow hook call", async || (hooks.calls() > calls).then_some(())).await;
     assert!(config_maps.get_opt("slow-config").await.unwrap().is_none(), "the hook is still answering");
-    running.shutdown().await;
+    running.shutdown().await.unwrap();
     assert!(config_maps.get_opt("slow-config").await.unwrap().is_some(), "the sync in flight completed before shutdown returned");
 }
 

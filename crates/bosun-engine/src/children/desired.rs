@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Applier, ApplyError, ChildType};
+use crate::invalid_response::{ChildProblem, InvalidResponse};
 use crate::selector;
 
 /// A validated desired child.
@@ -45,51 +46,57 @@ pub struct Rules<'a> {
 /// Validates every desired child before any is written: a declared type, a name, namespace
 /// rules (a namespaced parent owns children in its own namespace only, and no cluster-scoped
 /// ones), labels matching the selector, no duplicates. Server-owned metadata and `status` are dropped.
-pub fn validate(types: &[ChildType], parent: &DynamicObject, children: Vec<Value>, rules: &Rules<'_>) -> Result<Vec<DesiredChild>, String> {
+pub fn validate(
+    types: &[ChildType],
+    parent: &DynamicObject,
+    children: Vec<Value>,
+    rules: &Rules<'_>,
+) -> Result<Vec<DesiredChild>, InvalidResponse> {
     let parent_namespace = parent.namespace();
     let mut seen = HashSet::new();
     let mut desired = Vec::with_capacity(children.len());
     for (index, mut child) in children.into_iter().enumerate() {
         let at = format!("{}[{index}]", rules.field);
+        let invalid = |child: &str, problem| InvalidResponse::Child { child: child.to_owned(), problem };
         if !child.is_object() {
-            return Err(format!("{at} is {child}, not an object"));
+            return Err(invalid(&at, ChildProblem::NotAnObject(child)));
         }
         let text = |value: &Value| value.as_str().filter(|text| !text.is_empty()).map(str::to_owned);
-        let api_version = text(&child["apiVersion"]).ok_or_else(|| format!("{at} has no apiVersion"))?;
-        let kind = text(&child["kind"]).ok_or_else(|| format!("{at} has no kind"))?;
-        let name = text(&child["metadata"]["name"]).ok_or_else(|| format!("{at} ({kind}) has no metadata.name"))?;
+        let api_version = text(&child["apiVersion"]).ok_or_else(|| invalid(&at, ChildProblem::NoApiVersion))?;
+        let kind = text(&child["kind"]).ok_or_else(|| invalid(&at, ChildProblem::NoKind))?;
+        let name = text(&child["metadata"]["name"]).ok_or_else(|| invalid(&format!("{at} ({kind})"), ChildProblem::NoName))?;
         let described = format!("{at} ({kind} {name})");
+        let invalid = |problem| invalid(&described, problem);
         let (type_index, child_type) = types
             .iter()
             .enumerate()
             .find(|(_, child_type)| child_type.resource.api_version == api_version && child_type.resource.kind == kind)
             .ok_or_else(|| {
-                format!("{described}: {kind} in {api_version} is not one of the {}'s {}", rules.controller, rules.declared_in)
+                invalid(ChildProblem::Undeclared {
+                    kind: kind.clone(),
+                    api_version: api_version.clone(),
+                    controller: rules.controller,
+                    declared_in: rules.declared_in,
+                })
             })?;
         let namespace = match (child_type.namespaced, text(&child["metadata"]["namespace"]), &parent_namespace) {
             (false, None, Some(parent_namespace)) => {
                 // The garbage collector cannot delete it, nor can claiming find it again.
-                return Err(format!(
-                    "{described} is cluster-scoped, but its parent is in namespace {parent_namespace:?}: an owner \
-                     reference cannot tie a cluster-scoped object to a namespaced parent, so it could never be \
-                     updated or deleted (declare cluster-scoped {} from a cluster-scoped parent)",
-                    rules.field
-                ));
+                return Err(invalid(ChildProblem::ClusterScopedUnderNamespacedParent {
+                    parent_namespace: parent_namespace.clone(),
+                    field: rules.field,
+                }));
             }
             (false, None, None) => None,
-            (false, Some(namespace), _) => {
-                return Err(format!("{described} is cluster-scoped, but has namespace {namespace:?}"));
-            }
+            (false, Some(namespace), _) => return Err(invalid(ChildProblem::ClusterScopedWithNamespace(namespace))),
             (true, None, Some(parent_namespace)) => Some(parent_namespace.clone()),
-            (true, None, None) => {
-                return Err(format!("{described} needs metadata.namespace: its parent is cluster-scoped"));
-            }
+            (true, None, None) => return Err(invalid(ChildProblem::NeedsNamespace)),
             (true, Some(namespace), Some(parent_namespace)) if &namespace != parent_namespace => {
-                return Err(format!(
-                    "{described} is in namespace {namespace:?}, but a parent in namespace {parent_namespace:?} \
-                     can only own {} in its own namespace",
-                    rules.field
-                ));
+                return Err(invalid(ChildProblem::OtherNamespace {
+                    namespace,
+                    parent_namespace: parent_namespace.clone(),
+                    field: rules.field,
+                }));
             }
             (true, Some(namespace), _) => Some(namespace),
         };
@@ -126,23 +133,22 @@ pub fn validate(types: &[ChildType], parent: &DynamicObject, children: Vec<Value
         }
         child.as_object_mut().expect("an object").remove("status");
         if let Err(error) = <DynamicObject as Deserialize>::deserialize(&child) {
-            return Err(format!("{described} is not a valid object: {error}"));
+            return Err(invalid(ChildProblem::NotValid(error.to_string())));
         }
         if let Some(selector) = rules.selector {
             let labels: BTreeMap<String, String> = serde_json::from_value(child["metadata"]["labels"].clone())
                 .or_else(|_| if child["metadata"]["labels"].is_null() { Ok(BTreeMap::new()) } else { Err(()) })
-                .map_err(|()| format!("{described}: metadata.labels must map strings to strings"))?;
-            if !selector::matches(selector, &labels).map_err(|error| error.to_string())? {
-                return Err(format!(
-                    "{described} has labels {labels:?} that do not match the parent's selector {}; \
-                     a child must carry the selector's labels",
-                    serde_json::to_string(selector).unwrap_or_default()
-                ));
+                .map_err(|()| invalid(ChildProblem::LabelsNotStrings))?;
+            if !selector::matches(selector, &labels).map_err(InvalidResponse::Selector)? {
+                return Err(invalid(ChildProblem::OutsideSelector {
+                    labels: format!("{labels:?}"),
+                    selector: serde_json::to_string(selector).unwrap_or_default(),
+                }));
             }
         }
         let key = ObjectKey { namespace, name };
         if !seen.insert((type_index, key.clone())) {
-            return Err(format!("{described} appears more than once"));
+            return Err(invalid(ChildProblem::Duplicate));
         }
         desired.push(DesiredChild { child_type: type_index, key, object: child });
     }

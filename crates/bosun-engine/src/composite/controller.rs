@@ -96,14 +96,9 @@ impl Hosted {
             return Ok(LabelSelector { match_labels: Some(BTreeMap::from([("controller-uid".to_owned(), uid)])), ..Default::default() });
         }
         let selector = parent.data.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
-        let selector: LabelSelector = serde_json::from_value(selector)
-            .map_err(|error| SyncError::InvalidParent(format!(".spec.selector is not a label selector: {error}")))?;
+        let selector: LabelSelector = serde_json::from_value(selector).map_err(|error| SyncError::NoSelector(Some(error)))?;
         if selector::is_empty(&selector) {
-            return Err(SyncError::InvalidParent(
-                ".spec.selector must have either matchLabels, matchExpressions, or both \
-                 (or set generateSelector: true on the CompositeController)"
-                    .into(),
-            ));
+            return Err(SyncError::NoSelector(None));
         }
         Ok(selector)
     }

@@ -106,7 +106,7 @@ impl Hosted {
         };
         let response: SyncResponse = self.ctx.hooks.call(hook, hooks::encode(&request), &parent).await.map_err(SyncError::from_hook)?;
         let hook_name = hook.kind.name();
-        let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
+        let invalid = |source| SyncError::invalid_response(hook_name, source);
         let uid_label = (self.spec.generate_selector == Some(true)).then(|| ("controller-uid", parent.uid().unwrap_or_default()));
         let rules = Rules {
             controller: "CompositeController",
@@ -119,12 +119,7 @@ impl Hosted {
         let desired =
             children::desired::validate(&self.children, &parent, response.children.unwrap_or_default(), &rules).map_err(invalid)?;
         let events = hooks::hook_events(response.events).map_err(invalid)?;
-        let status = match response.status {
-            None | Some(Value::Null) => json!({}),
-            Some(status @ Value::Object(_)) => status,
-            Some(other) => return Err(invalid(format!("status must be an object, not {other}"))),
-        };
-        crate::parent::check_status_size(&status).map_err(invalid)?;
+        let status = crate::parent::response_status(response.status).map_err(invalid)?.unwrap_or_else(|| json!({}));
         let resync_after = crate::parent::resync_after(response.resync_after_seconds);
 
         // The response is valid: only now are owner references written.

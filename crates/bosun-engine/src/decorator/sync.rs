@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::controller::{Decorated, TargetKey};
 use crate::children::{self, Rules};
 use crate::hooks::{self, HookResponse, ObjectMaps};
+use crate::invalid_response::InvalidResponse;
 use crate::parent::{controller_reference, hook_for, manages_children, object_api, patch_finalizer, patch_guarded, related_maps};
 use crate::sync_error::SyncError;
 
@@ -67,7 +68,7 @@ impl HookResponse for DecoratorResponse {
 }
 
 /// A `labels` or `annotations` response field: keys to set (to a string) or remove (null).
-fn changes(field: &str, value: Option<Value>) -> Result<BTreeMap<String, Option<String>>, String> {
+fn changes(field: &'static str, value: Option<Value>) -> Result<BTreeMap<String, Option<String>>, InvalidResponse> {
     match value {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map
@@ -75,10 +76,10 @@ fn changes(field: &str, value: Option<Value>) -> Result<BTreeMap<String, Option<
             .map(|(key, value)| match value {
                 Value::String(text) => Ok((key, Some(text))),
                 Value::Null => Ok((key, None)),
-                other => Err(format!("{field}.{key} is {other}; values must be strings, or null to remove the key")),
+                value => Err(InvalidResponse::MapValue { field, key, value }),
             })
             .collect(),
-        Some(other) => Err(format!("{field} must be an object of strings (or nulls), not {other}")),
+        Some(value) => Err(InvalidResponse::NotAMap { field, value }),
     }
 }
 
@@ -167,7 +168,7 @@ impl Decorated {
             self.ctx.hooks.call(hook, hooks::encode(&request), &target).await.map_err(SyncError::from_hook)?;
 
         let hook_name = hook.kind.name();
-        let invalid = |message: String| SyncError::InvalidResponse { hook: hook_name, message };
+        let invalid = |source| SyncError::invalid_response(hook_name, source);
         let rules = Rules {
             controller: "DecoratorController",
             field: "attachments",
@@ -180,14 +181,7 @@ impl Decorated {
             children::desired::validate(&self.attachments, &target, response.attachments.unwrap_or_default(), &rules).map_err(invalid)?;
         let labels = changes("labels", response.labels).map_err(invalid)?;
         let annotations = changes("annotations", response.annotations).map_err(invalid)?;
-        let status = match response.status {
-            None | Some(Value::Null) => None,
-            Some(status @ Value::Object(_)) => Some(status),
-            Some(other) => return Err(invalid(format!("status must be an object (or null to leave it), not {other}"))),
-        };
-        if let Some(status) = &status {
-            crate::parent::check_status_size(status).map_err(invalid)?;
-        }
+        let status = crate::parent::response_status(response.status).map_err(invalid)?;
         let events = hooks::hook_events(response.events).map_err(invalid)?;
         let resync_after = crate::parent::resync_after(response.resync_after_seconds);
 
@@ -267,7 +261,7 @@ mod tests {
     fn changes_must_be_strings_or_null() {
         let parsed = changes("labels", Some(json!({ "a": "1", "b": null }))).unwrap();
         assert_eq!(parsed, BTreeMap::from([("a".to_owned(), Some("1".to_owned())), ("b".to_owned(), None)]));
-        assert!(changes("labels", Some(json!({ "a": 1 }))).unwrap_err().contains("labels.a is 1"));
-        assert!(changes("annotations", Some(json!(["a"]))).unwrap_err().contains("must be an object"));
+        assert!(changes("labels", Some(json!({ "a": 1 }))).unwrap_err().to_string().contains("labels.a is 1"));
+        assert!(changes("annotations", Some(json!(["a"]))).unwrap_err().to_string().contains("must be an object"));
     }
 }

@@ -25,6 +25,96 @@ use crate::api::{Authorization, BasicAuth, CaBundle, ClientTls, EndpointConfig, 
 /// How long a call waits for a credential's object to be read the first time.
 const FIRST_READ: Duration = Duration::from_secs(10);
 
+/// What is wrong with a hook's TLS or authentication settings, or with the credentials they
+/// name. It names objects and keys, never a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// `caBundle` names no source, or more than one.
+    #[error("caBundle needs exactly one of inline, secretRef and configMapRef")]
+    CaBundleSources,
+    /// Both header kinds are set.
+    #[error("authorization and basicAuth cannot both be set")]
+    AuthorizationAndBasicAuth,
+    /// `authorization.type: Basic` would put a raw password in a header.
+    #[error("authorization type Basic is not accepted: use basicAuth")]
+    BasicAuthorizationType,
+    /// The Secret or ConfigMap could not be read in time.
+    #[error("{object} could not be read (is the engine allowed to get, list and watch it?)")]
+    Unreadable {
+        /// `Secret namespace/name` or `ConfigMap namespace/name`.
+        object: String,
+    },
+    /// The Secret or ConfigMap does not exist.
+    #[error("{object} does not exist")]
+    Missing {
+        /// `Secret namespace/name` or `ConfigMap namespace/name`.
+        object: String,
+    },
+    /// The object has no such key.
+    #[error("{object} has no key {key:?}")]
+    MissingKey {
+        /// `Secret namespace/name` or `ConfigMap namespace/name`.
+        object: String,
+        /// The key.
+        key: String,
+    },
+    /// A token, username or password is not text.
+    #[error("key {key} of {object} is not UTF-8 text")]
+    NotText {
+        /// `Secret namespace/name`.
+        object: String,
+        /// The key.
+        key: String,
+    },
+    /// A basic-auth username with `:` cannot be encoded.
+    #[error("the basicAuth username in {object} contains ':'")]
+    UsernameColon {
+        /// `Secret namespace/name`.
+        object: String,
+    },
+    /// The header value would not be a valid HTTP header.
+    #[error("the credential contains characters not allowed in an HTTP header")]
+    HeaderCharacters,
+    /// The certificates or key cannot be used for TLS.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Why TLS material cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The client certificate PEM does not parse.
+    #[error("the client certificate is not valid PEM")]
+    CertificatePem,
+    /// The client certificate PEM holds no certificate.
+    #[error("the client certificate PEM holds no certificate")]
+    NoCertificate,
+    /// The client key PEM does not parse.
+    #[error("the client key is not valid PEM")]
+    KeyPem,
+    /// The client key is of a kind that cannot sign.
+    #[error("the client key cannot be used: {0}")]
+    Key(rustls::Error),
+    /// The CA bundle PEM does not parse.
+    #[error("the CA bundle is not valid PEM")]
+    CaPem,
+    /// The CA bundle holds no certificate.
+    #[error("the CA bundle holds no certificate")]
+    NoCaCertificate,
+    /// A CA certificate is not acceptable as a root.
+    #[error("the CA bundle: {0}")]
+    Ca(rustls::Error),
+    /// The TLS library refused the settings.
+    #[error("TLS settings: {0}")]
+    Settings(rustls::Error),
+    /// The system's trusted roots cannot be loaded.
+    #[error("the system's trusted roots: {0}")]
+    SystemRoots(rustls::Error),
+    /// The HTTP client could not be built.
+    #[error("building a TLS client: {0}")]
+    Client(String),
+}
+
 /// The TLS and authentication settings of one hook.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Security {
@@ -45,7 +135,7 @@ impl Security {
 
     /// The settings of a hook at `url`: the webhook's own if it sets any, else those of the
     /// first endpoint config whose host matches. `None` if there are none.
-    pub fn resolve(webhook: &Webhook, url: &Url, configs: &[EndpointConfig]) -> Result<Option<Security>, String> {
+    pub fn resolve(webhook: &Webhook, url: &Url, configs: &[EndpointConfig]) -> Result<Option<Security>, CredentialError> {
         let own = Security {
             ca_bundle: webhook.ca_bundle.clone(),
             client_tls: webhook.client_tls.clone(),
@@ -69,20 +159,20 @@ impl Security {
         Ok((!chosen.is_empty()).then_some(chosen))
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), CredentialError> {
         if let Some(bundle) = &self.ca_bundle {
             let sources = [bundle.inline.is_some(), bundle.secret_ref.is_some(), bundle.config_map_ref.is_some()];
             if sources.iter().filter(|set| **set).count() != 1 {
-                return Err("caBundle needs exactly one of inline, secretRef and configMapRef".into());
+                return Err(CredentialError::CaBundleSources);
             }
         }
         if self.authorization.is_some() && self.basic_auth.is_some() {
-            return Err("authorization and basicAuth cannot both be set".into());
+            return Err(CredentialError::AuthorizationAndBasicAuth);
         }
         if let Some(authorization) = &self.authorization
             && authorization.type_.as_deref().is_some_and(|type_| type_.eq_ignore_ascii_case("basic"))
         {
-            return Err("authorization type Basic is not accepted: use basicAuth".into());
+            return Err(CredentialError::BasicAuthorizationType);
         }
         Ok(())
     }
@@ -129,10 +219,9 @@ impl Material {
     }
 
     /// The `Authorization` header, marked sensitive.
-    pub fn header(&self) -> Result<Option<HeaderValue>, String> {
+    pub fn header(&self) -> Result<Option<HeaderValue>, CredentialError> {
         let Some(value) = &self.authorization else { return Ok(None) };
-        let mut header =
-            HeaderValue::from_str(value).map_err(|_| "the credential contains characters not allowed in an HTTP header".to_owned())?;
+        let mut header = HeaderValue::from_str(value).map_err(|_| CredentialError::HeaderCharacters)?;
         header.set_sensitive(true);
         Ok(Some(header))
     }
@@ -200,7 +289,7 @@ impl Credentials {
     }
 
     /// Reads what `security` names, for `user` (a controller, until [`Credentials::release`]).
-    pub async fn material(&self, security: &Security, user: &str) -> Result<Material, String> {
+    pub async fn material(&self, security: &Security, user: &str) -> Result<Material, CredentialError> {
         let mut material = Material::default();
         if let Some(bundle) = &security.ca_bundle {
             material.ca_pem = Some(match (&bundle.inline, &bundle.secret_ref, &bundle.config_map_ref) {
@@ -213,7 +302,7 @@ impl Credentials {
                     self.value(user, Source::ConfigMap, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("ca.crt"))
                         .await?
                 }
-                _ => return Err("caBundle names no source".into()),
+                _ => return Err(CredentialError::CaBundleSources),
             });
         }
         if let Some(tls) = &security.client_tls {
@@ -236,18 +325,19 @@ impl Credentials {
         }
         if let Some(authorization) = &security.authorization {
             let reference = &authorization.secret_ref;
-            let token = self
-                .value(user, Source::Secret, &reference.namespace, &reference.name, reference.key.as_deref().unwrap_or("token"))
-                .await?;
-            let token =
-                String::from_utf8(token).map_err(|_| format!("Secret {}/{} is not UTF-8 text", reference.namespace, reference.name))?;
+            let key = reference.key.as_deref().unwrap_or("token");
+            let token = self.value(user, Source::Secret, &reference.namespace, &reference.name, key).await?;
+            let token = String::from_utf8(token).map_err(|_| CredentialError::NotText {
+                object: format!("Secret {}/{}", reference.namespace, reference.name),
+                key: key.to_owned(),
+            })?;
             material.authorization = Some(format!("{} {}", authorization.type_.as_deref().unwrap_or("Bearer"), token.trim()));
         }
         if let Some(basic) = &security.basic_auth {
             let reference = &basic.secret_ref;
+            let object = format!("Secret {}/{}", reference.namespace, reference.name);
             let text = |bytes: Vec<u8>, key: &str| {
-                String::from_utf8(bytes)
-                    .map_err(|_| format!("key {key} of Secret {}/{} is not UTF-8 text", reference.namespace, reference.name))
+                String::from_utf8(bytes).map_err(|_| CredentialError::NotText { object: object.clone(), key: key.to_owned() })
             };
             let username_key = basic.username_key.as_deref().unwrap_or("username");
             let password_key = basic.password_key.as_deref().unwrap_or("password");
@@ -256,7 +346,7 @@ impl Credentials {
             let password =
                 text(self.value(user, Source::Secret, &reference.namespace, &reference.name, password_key).await?, password_key)?;
             if username.contains(':') {
-                return Err(format!("the basicAuth username in Secret {}/{} contains ':'", reference.namespace, reference.name));
+                return Err(CredentialError::UsernameColon { object });
             }
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
             material.authorization = Some(format!("Basic {encoded}"));
@@ -265,18 +355,16 @@ impl Credentials {
     }
 
     /// The value of `key` in the Secret or ConfigMap `namespace/name`.
-    async fn value(&self, user: &str, source: Source, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, String> {
-        let described = format!("{source:?} {namespace}/{name}");
+    async fn value(&self, user: &str, source: Source, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, CredentialError> {
+        let object = format!("{source:?} {namespace}/{name}");
         let watched = self.watch(user, source, namespace, name);
         let mut data = watched.data.clone();
-        let current = tokio::time::timeout(FIRST_READ, data.wait_for(Option::is_some))
-            .await
-            .map_err(|_| format!("{described} could not be read (is the engine allowed to get, list and watch it?)"))?
-            .map_err(|_| format!("{described} could not be read"))?
-            .clone()
-            .flatten()
-            .ok_or_else(|| format!("{described} does not exist"))?;
-        current.get(key).cloned().ok_or_else(|| format!("{described} has no key {key:?}"))
+        let current = match tokio::time::timeout(FIRST_READ, data.wait_for(Option::is_some)).await {
+            Ok(Ok(current)) => current.clone().flatten(),
+            _ => return Err(CredentialError::Unreadable { object }),
+        };
+        let Some(current) = current else { return Err(CredentialError::Missing { object }) };
+        current.get(key).cloned().ok_or_else(|| CredentialError::MissingKey { object, key: key.to_owned() })
     }
 
     fn watch(&self, user: &str, source: Source, namespace: &str, name: &str) -> Arc<Watched> {
@@ -382,7 +470,7 @@ mod tests {
             basic_auth: Some(BasicAuth { secret_ref: secret, username_key: None, password_key: None }),
             ..Default::default()
         };
-        assert!(Security::resolve(&both, &url("http://h/"), &[]).unwrap_err().contains("cannot both be set"));
+        assert!(Security::resolve(&both, &url("http://h/"), &[]).unwrap_err().to_string().contains("cannot both be set"));
         let basic_type = Webhook {
             authorization: Some(Authorization {
                 type_: Some("basic".into()),
@@ -390,7 +478,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(Security::resolve(&basic_type, &url("http://h/"), &[]).unwrap_err().contains("use basicAuth"));
+        assert!(Security::resolve(&basic_type, &url("http://h/"), &[]).unwrap_err().to_string().contains("use basicAuth"));
         let two_sources = Webhook {
             ca_bundle: Some(CaBundle {
                 inline: Some("pem".into()),
@@ -399,6 +487,6 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(Security::resolve(&two_sources, &url("http://h/"), &[]).unwrap_err().contains("exactly one"));
+        assert!(Security::resolve(&two_sources, &url("http://h/"), &[]).unwrap_err().to_string().contains("exactly one"));
     }
 }

@@ -13,7 +13,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MA
 
 use bosun_runtime::{HookLabels, Metrics};
 
-use super::auth::{Credentials, Material, Security};
+use super::auth::{CredentialError, Credentials, Material, Security, TlsError};
 use super::etag::{EtagCache, EtagSettings};
 use super::{DecodeError, HookResponse, decode, parse_duration, unmarshall_mode};
 use crate::api::{EndpointConfig, Hook, HookVersion, ResponseUnmarshallMode};
@@ -97,11 +97,76 @@ pub fn redact(url: &Url) -> Url {
     redacted
 }
 
+/// What is wrong with a hook's declaration in a controller's spec.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The hook has no `webhook`.
+    #[error("the {kind} hook has no webhook")]
+    NoWebhook {
+        /// Which hook.
+        kind: HookKind,
+    },
+    /// The webhook says neither where nor how to call.
+    #[error("the {kind} hook's webhook needs either url, or service and path")]
+    NoTarget {
+        /// Which hook.
+        kind: HookKind,
+    },
+    /// The URL does not parse (not quoted: it may hold a password).
+    #[error("the {kind} hook's URL is not valid: {source}")]
+    Url {
+        /// Which hook.
+        kind: HookKind,
+        /// Why.
+        source: url::ParseError,
+    },
+    /// The URL's scheme is not HTTP.
+    #[error("the {kind} hook's URL {url} must be http or https")]
+    Scheme {
+        /// Which hook.
+        kind: HookKind,
+        /// The URL, without credentials.
+        url: Url,
+    },
+    /// The timeout is not a duration.
+    #[error("the {kind} hook's timeout: {source}")]
+    Timeout {
+        /// Which hook.
+        kind: HookKind,
+        /// Why.
+        source: super::DurationError,
+    },
+    /// The TLS or authentication settings are contradictory.
+    #[error("the {kind} hook's TLS or authentication: {source}")]
+    Security {
+        /// Which hook.
+        kind: HookKind,
+        /// Why.
+        source: CredentialError,
+    },
+    /// Credentials would travel in clear text.
+    #[error(
+        "the {kind} hook {url} would send credentials over plain http://; use https (with caBundle if \
+         needed), or start bosun with --allow-insecure-hook-credentials"
+    )]
+    InsecureCredentials {
+        /// Which hook.
+        kind: HookKind,
+        /// The URL, without credentials.
+        url: Url,
+    },
+}
+
 impl HookEndpoint {
     /// Resolves a hook of the controller of type `controller.0` named `controller.1`, with the
     /// controller's `endpointConfigs`, to an endpoint, or says what is wrong with it.
-    pub fn new(kind: HookKind, hook: &Hook, controller: (&'static str, &str), configs: &[EndpointConfig]) -> Result<HookEndpoint, String> {
-        let webhook = hook.webhook.as_ref().ok_or_else(|| format!("the {kind} hook has no webhook"))?;
+    pub fn new(
+        kind: HookKind,
+        hook: &Hook,
+        controller: (&'static str, &str),
+        configs: &[EndpointConfig],
+    ) -> Result<HookEndpoint, EndpointError> {
+        let webhook = hook.webhook.as_ref().ok_or(EndpointError::NoWebhook { kind })?;
         let url = match (&webhook.url, &webhook.service, &webhook.path) {
             (Some(url), _, _) => url.clone(),
             (None, Some(service), Some(path)) => format!(
@@ -111,24 +176,23 @@ impl HookEndpoint {
                 service.namespace,
                 service.port.unwrap_or(80)
             ),
-            _ => return Err(format!("the {kind} hook's webhook needs either url, or service and path")),
+            _ => return Err(EndpointError::NoTarget { kind }),
         };
         // The text is not quoted: it may hold a password.
-        let url = Url::parse(&url).map_err(|error| format!("the {kind} hook's URL is not valid: {error}"))?;
+        let url = Url::parse(&url).map_err(|source| EndpointError::Url { kind, source })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("the {kind} hook's URL {} must be http or https", redact(&url)));
+            return Err(EndpointError::Scheme { kind, url: redact(&url) });
         }
         let timeout = match &webhook.timeout {
             None => DEFAULT_TIMEOUT,
             Some(text) => match parse_duration(text) {
                 Ok(timeout) if timeout.is_zero() => DEFAULT_TIMEOUT,
                 Ok(timeout) => timeout,
-                Err(error) => return Err(format!("the {kind} hook's timeout: {error}")),
+                Err(source) => return Err(EndpointError::Timeout { kind, source }),
             },
         };
         let version = hook.version.unwrap_or_default();
-        let security =
-            Security::resolve(webhook, &url, configs).map_err(|error| format!("the {kind} hook's TLS or authentication: {error}"))?;
+        let security = Security::resolve(webhook, &url, configs).map_err(|source| EndpointError::Security { kind, source })?;
         Ok(HookEndpoint {
             security,
             etag: EtagSettings::of(webhook.etag.as_ref()),
@@ -152,15 +216,11 @@ impl HookEndpoint {
     /// Refuses a hook that would send credentials over plain `http://`, where anyone on the
     /// path can read them, unless `allow_insecure` (the engine's
     /// `--allow-insecure-hook-credentials`).
-    pub fn check_credentials_transport(&self, allow_insecure: bool) -> Result<(), String> {
+    pub fn check_credentials_transport(&self, allow_insecure: bool) -> Result<(), EndpointError> {
         if allow_insecure || self.url.scheme() != "http" || !self.sends_credentials() {
             return Ok(());
         }
-        Err(format!(
-            "the {} hook {} would send credentials over plain http://; use https (with caBundle if \
-             needed), or start bosun with --allow-insecure-hook-credentials",
-            self.kind, self.redacted_url
-        ))
+        Err(EndpointError::InsecureCredentials { kind: self.kind, url: self.redacted_url.clone() })
     }
 }
 
@@ -200,14 +260,14 @@ pub enum HookError {
         retry_after: Option<Duration>,
     },
     /// The hook's TLS or authentication settings name credentials that cannot be used.
-    #[error("{kind} hook {url}: {message}")]
+    #[error("{kind} hook {url}: {source}")]
     Credentials {
         /// Which hook.
         kind: HookKind,
         /// Its URL.
         url: Url,
         /// What is wrong (never the credential itself).
-        message: String,
+        source: CredentialError,
     },
     /// The response body is larger than the engine accepts (`--max-hook-response-bytes`).
     #[error("{kind} hook {url}: the response is too large: more than {limit} bytes (see --max-hook-response-bytes)")]
@@ -271,7 +331,7 @@ impl HookClient {
     }
 
     /// The HTTP client and `Authorization` header for `security`.
-    async fn secured(&self, security: &Security, user: &str) -> Result<(reqwest::Client, Option<HeaderValue>), String> {
+    async fn secured(&self, security: &Security, user: &str) -> Result<(reqwest::Client, Option<HeaderValue>), CredentialError> {
         let material: Material = self.credentials.material(security, user).await?;
         let header = material.header()?;
         if material.ca_pem.is_none() && material.identity_pem.is_none() {
@@ -285,13 +345,13 @@ impl HookClient {
         if let Some(pem) = &material.identity_pem {
             builder = builder.use_preconfigured_tls(client_certificate_tls(material.ca_pem.as_deref(), pem)?);
         } else if let Some(pem) = &material.ca_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| "the CA bundle is not valid PEM".to_owned())?;
+            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| TlsError::CaPem)?;
             if roots.is_empty() {
-                return Err("the CA bundle holds no certificate".into());
+                return Err(TlsError::NoCaCertificate.into());
             }
             builder = builder.tls_certs_only(roots);
         }
-        let client = builder.build().map_err(|error| format!("building a TLS client: {}", innermost_message(&error)))?;
+        let client = builder.build().map_err(|error| TlsError::Client(innermost_message(&error)))?;
         let mut secured = self.secured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if secured.len() >= MAX_SECURED_CLIENTS {
             secured.clear();
@@ -330,7 +390,7 @@ impl HookClient {
             Some(security) => self
                 .secured(security, &format!("{}/{}", endpoint.controller.0, endpoint.controller.1))
                 .await
-                .map_err(|message| HookError::Credentials { kind, url: url.clone(), message })?,
+                .map_err(|source| HookError::Credentials { kind, url: url.clone(), source })?,
         };
         let etag = endpoint.etag.map(|settings| {
             let kind_of = object.types.as_ref().map(|types| types.kind.as_str()).unwrap_or_default();
@@ -416,36 +476,34 @@ impl HookClient {
 /// reqwest, whose identity check parses the certificate with webpki, which refuses X.509 v1
 /// certificates — what `openssl x509 -req` makes without an extensions file, and what Go's
 /// crypto/tls and OpenSSL accept. The server is still verified as strictly as before.
-fn client_certificate_tls(ca_pem: Option<&[u8]>, identity_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+fn client_certificate_tls(ca_pem: Option<&[u8]>, identity_pem: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls_platform_verifier::BuilderVerifierExt;
 
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(identity_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|_| "the client certificate is not valid PEM".to_owned())?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity_pem).collect::<Result<_, _>>().map_err(|_| TlsError::CertificatePem)?;
     if chain.is_empty() {
-        return Err("the client certificate PEM holds no certificate".into());
+        return Err(TlsError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(identity_pem).map_err(|_| "the client key is not valid PEM".to_owned())?;
+    let key = PrivateKeyDer::from_pem_slice(identity_pem).map_err(|_| TlsError::KeyPem)?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let signing_key = provider.key_provider.load_private_key(key).map_err(|error| format!("the client key cannot be used: {error}"))?;
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS settings: {error}"))?;
+    let signing_key = provider.key_provider.load_private_key(key).map_err(TlsError::Key)?;
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map_err(TlsError::Settings)?;
     let builder = match ca_pem {
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             for certificate in CertificateDer::pem_slice_iter(pem) {
-                let certificate = certificate.map_err(|_| "the CA bundle is not valid PEM".to_owned())?;
-                roots.add(certificate).map_err(|error| format!("the CA bundle: {error}"))?;
+                let certificate = certificate.map_err(|_| TlsError::CaPem)?;
+                roots.add(certificate).map_err(TlsError::Ca)?;
             }
             if roots.is_empty() {
-                return Err("the CA bundle holds no certificate".into());
+                return Err(TlsError::NoCaCertificate);
             }
             builder.with_root_certificates(roots)
         }
-        None => builder.with_platform_verifier().map_err(|error| format!("the system's trusted roots: {error}"))?,
+        None => builder.with_platform_verifier().map_err(TlsError::SystemRoots)?,
     };
     let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
     Ok(builder.with_client_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(certified))))
@@ -502,20 +560,20 @@ mod tests {
         assert_eq!(endpoint.timeout, Duration::from_secs(2));
 
         let neither = hook(Webhook { path: Some("/sync".into()), ..Default::default() });
-        assert!(HookEndpoint::new(HookKind::Sync, &neither, CONTROLLER, &[]).unwrap_err().contains("url, or service and path"));
+        assert!(HookEndpoint::new(HookKind::Sync, &neither, CONTROLLER, &[]).unwrap_err().to_string().contains("url, or service and path"));
         let secret = hook(Webhook { url: Some("http://user:s3cret@hooks.ops/sync".into()), ..Default::default() });
         let endpoint = HookEndpoint::new(HookKind::Sync, &secret, CONTROLLER, &[]).unwrap();
         assert_eq!(endpoint.redacted_url.as_str(), "http://hooks.ops/sync");
         assert!(!format!("{endpoint:?}").contains("s3cret"));
-        let refused = endpoint.check_credentials_transport(false).unwrap_err();
+        let refused = endpoint.check_credentials_transport(false).unwrap_err().to_string();
         assert!(refused.contains("plain http://") && !refused.contains("s3cret"), "{refused}");
         assert!(endpoint.check_credentials_transport(true).is_ok(), "opted in");
         let plain = HookEndpoint::new(HookKind::Sync, &by_url, CONTROLLER, &[]).unwrap();
         assert!(plain.check_credentials_transport(false).is_ok(), "no credentials");
         let invalid = hook(Webhook { url: Some("http://user:s3cret@[bad/sync".into()), ..Default::default() });
-        assert!(!HookEndpoint::new(HookKind::Sync, &invalid, CONTROLLER, &[]).unwrap_err().contains("s3cret"));
+        assert!(!HookEndpoint::new(HookKind::Sync, &invalid, CONTROLLER, &[]).unwrap_err().to_string().contains("s3cret"));
         let bad_timeout = hook(Webhook { url: Some("http://h/".into()), timeout: Some("soon".into()), ..Default::default() });
-        assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout, CONTROLLER, &[]).unwrap_err().contains("timeout"));
+        assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout, CONTROLLER, &[]).unwrap_err().to_string().contains("timeout"));
     }
 
     #[test]

@@ -15,8 +15,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{HookVersion, ResponseUnmarshallMode};
+use crate::invalid_response::InvalidResponse;
 
-pub use client::{DEFAULT_MAX_RESPONSE_BYTES, HookClient, HookEndpoint, HookError, HookKind, RETRY_AFTER_BOUNDS, redact};
+pub use auth::{CredentialError, TlsError};
+pub use client::{DEFAULT_MAX_RESPONSE_BYTES, EndpointError, HookClient, HookEndpoint, HookError, HookKind, RETRY_AFTER_BOUNDS, redact};
 pub use duration::{DurationError, parse_duration};
 
 /// The outer key of an object map: `Kind.apiVersion`, e.g. `Pod.v1` or `Deployment.apps/v1`.
@@ -127,30 +129,29 @@ pub const MAX_HOOK_EVENTS: usize = 10;
 
 /// Validates a response's `events`: each `{type, reason, message}` with `type` `Normal`
 /// (the default) or `Warning` and a reason of 1 to 128 characters without spaces.
-pub fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<HookEvent>, String> {
+pub fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<HookEvent>, InvalidResponse> {
     let events = events.unwrap_or_default();
     if events.len() > MAX_HOOK_EVENTS {
-        return Err(format!("events has {} entries; at most {MAX_HOOK_EVENTS} are recorded per response", events.len()));
+        return Err(InvalidResponse::TooManyEvents { count: events.len() });
     }
     let text = |event: &serde_json::Value, field: &str| event.get(field).and_then(serde_json::Value::as_str).map(str::to_owned);
     events
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, event)| {
-            let at = format!("events[{index}]");
             if !event.is_object() {
-                return Err(format!("{at} is {event}, not an object with type, reason and message"));
+                return Err(InvalidResponse::EventNotAnObject { index, value: event });
             }
-            let warning = match text(event, "type").as_deref() {
+            let warning = match text(&event, "type").as_deref() {
                 None | Some("Normal") => false,
                 Some("Warning") => true,
-                Some(other) => return Err(format!("{at}.type is {other:?}; it must be Normal or Warning")),
+                Some(other) => return Err(InvalidResponse::EventType { index, value: other.to_owned() }),
             };
-            let reason = text(event, "reason").unwrap_or_default();
+            let reason = text(&event, "reason").unwrap_or_default();
             if reason.is_empty() || reason.len() > 128 || reason.contains(char::is_whitespace) {
-                return Err(format!("{at}.reason must be 1 to 128 characters without spaces (e.g. BackupCompleted), not {reason:?}"));
+                return Err(InvalidResponse::EventReason { index, value: reason });
             }
-            let message = text(event, "message").ok_or_else(|| format!("{at} has no message"))?;
+            let message = text(&event, "message").ok_or(InvalidResponse::EventMessage { index })?;
             Ok(HookEvent { warning, reason, message })
         })
         .collect()
@@ -217,13 +218,13 @@ mod tests {
         assert_eq!(events[0], HookEvent { warning: false, reason: "Ready".into(), message: "all good".into() });
         assert!(events[1].warning);
         assert!(hook_events(None).unwrap().is_empty());
-        let invalid = |event: serde_json::Value| hook_events(Some(vec![event])).unwrap_err();
+        let invalid = |event: serde_json::Value| hook_events(Some(vec![event])).unwrap_err().to_string();
         assert!(invalid(serde_json::json!({ "type": "Error", "reason": "X", "message": "m" })).contains("Normal or Warning"));
         assert!(invalid(serde_json::json!({ "reason": "two words", "message": "m" })).contains("without spaces"));
         assert!(invalid(serde_json::json!({ "reason": "X" })).contains("no message"));
         assert!(invalid(serde_json::json!("Ready")).contains("not an object"));
         let many = vec![serde_json::json!({ "reason": "X", "message": "m" }); MAX_HOOK_EVENTS + 1];
-        assert!(hook_events(Some(many)).unwrap_err().contains("at most"));
+        assert!(hook_events(Some(many)).unwrap_err().to_string().contains("at most"));
     }
 
     proptest! {
