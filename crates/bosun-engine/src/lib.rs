@@ -7,6 +7,7 @@
 //! - [`hooks`]: the hook protocol and HTTP client.
 //! - [`children`]: claiming, validating, merging and applying children and attachments.
 //! - [`hosting`]: one hosted controller per controller object, its workers and resync.
+//! - [`reconcile`]: the one reconciler both kinds run, with a per-kind policy.
 //! - [`parent`]: what a sync does to the object it reconciles: finalizer, status, requeue.
 //! - [`related`]: the customize hook, and the related objects its rules select.
 //! - [`invalid_response`]: what can be wrong with a hook's response.
@@ -27,6 +28,7 @@ pub mod hooks;
 pub mod hosting;
 pub mod invalid_response;
 pub mod parent;
+pub mod reconcile;
 pub mod related;
 pub mod sync_error;
 

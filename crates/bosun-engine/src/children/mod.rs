@@ -16,7 +16,7 @@ use kube::api::ApiResource;
 use crate::api::ChildUpdateMethod;
 
 pub use apply::{Applied, Applier, ApplyError, ApplyStrategy};
-pub use claim::{ClaimError, Claimant};
+pub use claim::{Claim, ClaimError, Claimant};
 pub use desired::{DesiredChild, Rules};
 
 /// A resolved type of child (or attachment): what the rule names, and its shared cache.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bosun_runtime::{Action, CacheEvent, ObjectKey};
+use bosun_runtime::{CacheEvent, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -51,7 +51,7 @@ fn selector_index_values(parent: &DynamicObject) -> Vec<String> {
 }
 
 /// Everything a sync of one parent needs, shared by the workers.
-pub struct Hosted {
+pub struct HostedComposite {
     /// The engine's shared parts.
     pub ctx: Arc<EngineContext>,
     /// The CompositeController's name.
@@ -74,7 +74,7 @@ pub struct Hosted {
     pub related: Arc<crate::related::Related<ObjectKey>>,
 }
 
-impl Hosted {
+impl HostedComposite {
     /// `metacontroller.io/compositecontroller-<name>`.
     pub fn finalizer(&self) -> String {
         finalizer_name(&self.name)
@@ -174,32 +174,25 @@ impl Hosted {
         let ours = |parent: &&Arc<DynamicObject>| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
         self.parents.list().iter().filter(ours).map(|parent| ObjectKey::of(parent)).collect()
     }
-
-    /// Syncs one parent; the outcome as the runner takes it.
-    async fn process(&self, key: ObjectKey) -> Result<Action, SyncError> {
-        let outcome = self.sync(&key).await;
-        let parent = if outcome.is_err() { self.parents.get(&key) } else { None };
-        crate::parent::settle(&self.ctx, outcome, parent.as_deref().map(|parent| (parent, &self.parent.resource))).await
-    }
 }
 
 /// A running hosted controller; stopped when dropped.
-pub struct HostedController {
+pub struct RunningComposite {
     /// The spec it runs, to tell whether a change needs a restart.
     pub spec: CompositeControllerSpec,
     /// Shared with its workers.
-    pub hosted: Arc<Hosted>,
+    pub hosted: Arc<HostedComposite>,
     tasks: Tasks,
 }
 
-impl HostedController {
+impl RunningComposite {
     /// Stops taking work and waits for the syncs in flight to finish.
     pub async fn stop_gracefully(self) {
         self.tasks.stop_gracefully().await
     }
 
     /// Resolves the CompositeController's types and hooks and starts its workers.
-    pub async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<HostedController, CreateError> {
+    pub async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<RunningComposite, CreateError> {
         let spec = controller.spec.clone();
         let rule = &spec.parent_resource;
         let parent = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
@@ -248,7 +241,7 @@ impl HostedController {
         } else {
             parents.add_index(SELECTOR_INDEX, selector_index_values);
         }
-        let hosted = Arc::new(Hosted {
+        let hosted = Arc::new(HostedComposite {
             parents,
             related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), controller.queue()),
             name,
@@ -278,10 +271,10 @@ impl HostedController {
             let hosted = hosted.clone();
             move |key| {
                 let hosted = hosted.clone();
-                async move { hosted.process(key).await }
+                async move { crate::reconcile::process(&*hosted, key).await }
             }
         });
-        Ok(HostedController { spec, hosted, tasks })
+        Ok(RunningComposite { spec, hosted, tasks })
     }
 }
 

@@ -7,7 +7,7 @@ mod sync;
 
 use std::sync::Arc;
 
-pub use controller::{Hosted, HostedController};
+pub use controller::{HostedComposite, RunningComposite};
 pub use sync::finalizer_name;
 
 use crate::api::{CompositeController, CompositeControllerSpec};
@@ -20,7 +20,7 @@ pub struct Composite;
 impl HostedKind for Composite {
     type Object = CompositeController;
     type Spec = CompositeControllerSpec;
-    type Running = HostedController;
+    type Running = RunningComposite;
     const KIND: &'static str = "CompositeController";
     const NAME: &'static str = "compositecontrollers";
 
@@ -28,15 +28,15 @@ impl HostedKind for Composite {
         &object.spec
     }
 
-    fn running_spec(running: &HostedController) -> &CompositeControllerSpec {
+    fn running_spec(running: &RunningComposite) -> &CompositeControllerSpec {
         &running.spec
     }
 
-    async fn start(ctx: Arc<EngineContext>, object: &CompositeController) -> Result<HostedController, CreateError> {
-        HostedController::start(ctx, object).await
+    async fn start(ctx: Arc<EngineContext>, object: &CompositeController) -> Result<RunningComposite, CreateError> {
+        RunningComposite::start(ctx, object).await
     }
 
-    async fn stop_gracefully(running: HostedController) {
+    async fn stop_gracefully(running: RunningComposite) {
         running.stop_gracefully().await
     }
 

@@ -1,5 +1,7 @@
-//! Syncing one parent: claim its children, call its sync (or finalize) hook, validate the
-//! whole response, then delete, create and update children and write the parent's status.
+//! A CompositeController's [`Policy`] for the one reconciler: a parent claims its children by
+//! its selector (adopting orphans only once the hook's answer is valid and an uncached read
+//! confirmed the parent is live), its hooks get `parent` and `children`, and the response's
+//! `status` is written with `observedGeneration` through the status subresource.
 //!
 //! Nothing is written before the response has been validated as a whole: a hook that fails,
 //! times out, answers garbage or declares a child it may not have changes nothing in the
@@ -7,19 +9,22 @@
 //! write at all.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bosun_runtime::ObjectKey;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::DynamicObject;
-use kube::{Api, Resource, ResourceExt};
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::controller::Hosted;
-use crate::children::{self, ClaimError, Claimant, Rules};
-use crate::hooks::{self, HookResponse, ObjectMaps};
-use crate::parent::{controller_reference, hook_for, manages_children, object_api, patch_finalizer, patch_guarded, related_maps};
+use super::controller::HostedComposite;
+use crate::children::{self, ChildType, Claim, ClaimError, Claimant, Rules};
+use crate::context::EngineContext;
+use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
+use crate::invalid_response::InvalidResponse;
+use crate::parent::{controller_reference, object_api, patch_guarded};
+use crate::reconcile::{Common, Policy, SyncResponse};
+use crate::related::Related;
 use crate::selector;
 use crate::sync_error::SyncError;
 
@@ -30,7 +35,7 @@ pub fn finalizer_name(controller: &str) -> String {
 
 /// The request to a CompositeController's sync and finalize hooks.
 #[derive(Serialize)]
-struct SyncRequest<'a> {
+struct CompositeRequest<'a> {
     controller: &'a Value,
     parent: &'a DynamicObject,
     children: ObjectMaps<'a>,
@@ -41,7 +46,7 @@ struct SyncRequest<'a> {
 /// The response of a CompositeController's sync and finalize hooks.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct SyncResponse {
+pub struct CompositeResponse {
     #[serde(default)]
     status: Option<Value>,
     #[serde(default)]
@@ -55,95 +60,146 @@ struct SyncResponse {
     events: Option<Vec<Value>>,
 }
 
-impl HookResponse for SyncResponse {
+impl HookResponse for CompositeResponse {
     const FIELDS: &'static [&'static str] = &["status", "children", "resyncAfterSeconds", "finalized", "events"];
 }
 
-impl Hosted {
-    /// Syncs one parent; returns when to sync it again (`resyncAfterSeconds`).
-    pub async fn sync(&self, key: &ObjectKey) -> Result<Option<Duration>, SyncError> {
-        let Some(parent) = self.parents.get(key) else {
-            self.related.forget(key);
-            self.ctx.hooks.forget(&self.parent.resource.kind, key);
-            return Ok(None);
-        };
-        let finalizer = self.finalizer();
-        let Some((hook, finalizing)) =
-            hook_for(&self.parent_api(&parent), &parent, &finalizer, self.handles(&parent), &self.sync_hook, &self.finalize_hook).await?
-        else {
-            return Ok(None);
-        };
-        let has_finalizer = parent.finalizers().contains(&finalizer);
-        let deleting = parent.metadata.deletion_timestamp.is_some();
+impl SyncResponse for CompositeResponse {
+    /// `status`.
+    type Rest = Option<Value>;
 
-        let selector = self.child_selector(&parent)?;
-        let owner = controller_reference(&parent, &self.parent.resource);
-        let may_adopt = !deleting
+    fn split(self) -> (Common, Option<Value>) {
+        let common = Common {
+            children: self.children,
+            resync_after_seconds: self.resync_after_seconds,
+            finalized: self.finalized,
+            events: self.events,
+        };
+        (common, self.status)
+    }
+}
+
+/// What a parent claims of each child type, and how it claims.
+pub struct Claims {
+    selector: LabelSelector,
+    owner: Value,
+    may_adopt: bool,
+    claims: Vec<Claim>,
+}
+
+impl Claims {
+    fn claimant<'a>(&'a self, parent: &'a DynamicObject) -> Claimant<'a> {
+        Claimant { parent, owner: &self.owner, selector: &self.selector, may_adopt: self.may_adopt }
+    }
+}
+
+impl Policy for HostedComposite {
+    type Key = ObjectKey;
+    type Observed = Claims;
+    type Response = CompositeResponse;
+    /// The status.
+    type Update = Value;
+
+    fn ctx(&self) -> &EngineContext {
+        &self.ctx
+    }
+
+    fn resource(&self, _: &ObjectKey) -> &ApiResource {
+        &self.parent.resource
+    }
+
+    fn cached(&self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
+        self.parents.get(key)
+    }
+
+    fn forget(&self, key: &ObjectKey) {
+        self.ctx.hooks.forget(&self.parent.resource.kind, key);
+    }
+
+    fn related(&self) -> &Related<ObjectKey> {
+        &self.related
+    }
+
+    fn finalizer(&self) -> String {
+        finalizer_name(&self.name)
+    }
+
+    fn handles(&self, _: &ObjectKey, parent: &DynamicObject) -> bool {
+        HostedComposite::handles(self, parent)
+    }
+
+    fn hooks(&self) -> (&Option<HookEndpoint>, &Option<HookEndpoint>) {
+        (&self.sync_hook, &self.finalize_hook)
+    }
+
+    fn child_types(&self) -> &[ChildType] {
+        &self.children
+    }
+
+    /// Claims the children: those it controls, and the orphans its selector matches — adopted
+    /// only after an uncached read confirms the parent is live.
+    async fn observe(&self, parent: &DynamicObject) -> Result<Claims, SyncError> {
+        let selector = self.child_selector(parent)?;
+        let owner = controller_reference(parent, &self.parent.resource);
+        let may_adopt = parent.metadata.deletion_timestamp.is_none()
             && children::claim::may_adopt_with(&selector)?
-            && self.has_adoptable_orphans(&parent, &selector)?
-            && self.parent_is_live(&parent).await?;
-        let claimant = Claimant { parent: &parent, owner: &owner, selector: &selector, may_adopt };
-        let claims = self.children.iter().map(|child_type| claimant.claim(child_type)).collect::<Result<Vec<_>, ClaimError>>()?;
+            && self.has_adoptable_orphans(parent, &selector)?
+            && self.parent_is_live(parent).await?;
+        let mut claims = Claims { selector, owner, may_adopt, claims: Vec::new() };
+        let claimant = claims.claimant(parent);
+        let claimed = self.children.iter().map(|child_type| claimant.claim(child_type)).collect::<Result<Vec<_>, ClaimError>>()?;
+        claims.claims = claimed;
+        Ok(claims)
+    }
 
-        let related = self.related.gather(key, &parent).await?;
-        let parent_namespace = parent.namespace();
-        let mut children = ObjectMaps::new();
-        for (child_type, claim) in self.children.iter().zip(&claims) {
-            hooks::insert_objects(
-                &mut children,
-                &child_type.group_key,
-                hook.version,
-                parent_namespace.as_deref(),
-                claim.observed().map(Arc::as_ref),
-            );
-        }
-        let request = SyncRequest {
-            controller: &self.controller_json,
-            parent: &parent,
-            children,
-            related: related_maps(&related, hook.version, parent_namespace.as_deref()),
-            finalizing,
-        };
-        let response: SyncResponse = self.ctx.hooks.call(hook, hooks::encode(&request), &parent).await.map_err(SyncError::from_hook)?;
-        let hook_name = hook.kind.name();
-        let invalid = |source| SyncError::invalid_response(hook_name, source);
+    fn shown<'a>(&self, observed: &'a Claims) -> Vec<Vec<&'a DynamicObject>> {
+        observed.claims.iter().map(|claim| claim.observed().map(Arc::as_ref).collect()).collect()
+    }
+
+    fn request(&self, parent: &DynamicObject, children: ObjectMaps<'_>, related: ObjectMaps<'_>, finalizing: bool) -> Vec<u8> {
+        hooks::encode(&CompositeRequest { controller: &self.controller_json, parent, children, related, finalizing })
+    }
+
+    fn rules<'a>(&self, parent: &DynamicObject, observed: &'a Claims) -> Rules<'a> {
         let uid_label = (self.spec.generate_selector == Some(true)).then(|| ("controller-uid", parent.uid().unwrap_or_default()));
-        let rules = Rules {
+        Rules {
             controller: "CompositeController",
             field: "children",
             declared_in: "childResources",
-            selector: Some(&selector),
+            selector: Some(&observed.selector),
             labels: uid_label.into_iter().collect(),
             annotations: Vec::new(),
-        };
-        let desired =
-            children::desired::validate(&self.children, &parent, response.children.unwrap_or_default(), &rules).map_err(invalid)?;
-        let events = hooks::hook_events(response.events).map_err(invalid)?;
-        let status = crate::parent::response_status(response.status).map_err(invalid)?.unwrap_or_else(|| json!({}));
-        let resync_after = crate::parent::resync_after(response.resync_after_seconds);
-
-        // The response is valid: only now are owner references written.
-        let mut observed: Vec<Vec<Arc<DynamicObject>>> = Vec::with_capacity(self.children.len());
-        for (child_type, claim) in self.children.iter().zip(claims) {
-            observed.push(claim.settle(&claimant, &self.ctx.client, child_type).await?);
         }
-        if finalizing && response.finalized == Some(true) && has_finalizer {
-            self.patch_finalizers(&parent, false).await?;
-        }
-        let children_result = if manages_children(&parent, finalizing) {
-            children::desired::manage(&self.ctx.client, &self.ctx.applier, &self.children, &owner, &observed, desired)
-                .await
-                .map_err(SyncError::Children)
-        } else {
-            Ok(())
-        };
-        self.write_status(&parent, status).await?;
-        if !events.is_empty() {
-            self.ctx.hook_events(&parent.object_ref(&self.parent.resource), events).await;
-        }
-        children_result.map(|()| resync_after)
     }
 
+    fn update(&self, status: Option<Value>) -> Result<Value, InvalidResponse> {
+        Ok(crate::parent::response_status(status)?.unwrap_or_else(|| json!({})))
+    }
+
+    /// Adopts and releases as claimed; owner references are written only now.
+    async fn settle(&self, parent: &DynamicObject, mut observed: Claims) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
+        let claims = std::mem::take(&mut observed.claims);
+        let claimant = observed.claimant(parent);
+        let mut owned = Vec::with_capacity(self.children.len());
+        for (child_type, claim) in self.children.iter().zip(claims) {
+            owned.push(claim.settle(&claimant, &self.ctx.client, child_type).await?);
+        }
+        Ok(owned)
+    }
+
+    /// Writes the hook's status plus `observedGeneration` through the status subresource,
+    /// only if it differs from the parent's current status.
+    async fn write(&self, _: &ObjectKey, api: &Api<DynamicObject>, parent: &DynamicObject, mut status: Value) -> Result<(), SyncError> {
+        status["observedGeneration"] = json!(parent.metadata.generation.unwrap_or(0));
+        if parent.data.get("status") == Some(&status) {
+            return Ok(());
+        }
+        let operation = json!({ "op": "add", "path": "/status", "value": status });
+        patch_guarded(api, parent, vec![operation], true).await
+    }
+}
+
+impl HostedComposite {
     /// Whether any child type has an orphan this parent's selector matches.
     fn has_adoptable_orphans(&self, parent: &DynamicObject, selector: &LabelSelector) -> Result<bool, SyncError> {
         let namespace = parent.namespace();
@@ -161,27 +217,8 @@ impl Hosted {
     /// An uncached read confirming the parent still exists, unchanged in identity and not
     /// being deleted, before adopting anything for it.
     async fn parent_is_live(&self, parent: &DynamicObject) -> Result<bool, SyncError> {
-        let live = self.parent_api(parent).get_opt(&parent.name_any()).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
+        let api = object_api(&self.ctx.client, &self.parent.resource, parent);
+        let live = api.get_opt(&parent.name_any()).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
         Ok(live.is_some_and(|live| live.uid() == parent.uid() && live.metadata.deletion_timestamp.is_none()))
-    }
-
-    fn parent_api(&self, parent: &DynamicObject) -> Api<DynamicObject> {
-        object_api(&self.ctx.client, &self.parent.resource, parent)
-    }
-
-    /// Adds this controller's finalizer to the parent, or removes it.
-    async fn patch_finalizers(&self, parent: &DynamicObject, add: bool) -> Result<(), SyncError> {
-        patch_finalizer(&self.parent_api(parent), parent, &self.finalizer(), add).await
-    }
-
-    /// Writes the hook's status plus `observedGeneration` through the status subresource,
-    /// only if it differs from the parent's current status.
-    async fn write_status(&self, parent: &DynamicObject, mut status: Value) -> Result<(), SyncError> {
-        status["observedGeneration"] = json!(parent.metadata.generation.unwrap_or(0));
-        if parent.data.get("status") == Some(&status) {
-            return Ok(());
-        }
-        let operation = json!({ "op": "add", "path": "/status", "value": status });
-        patch_guarded(&self.parent_api(parent), parent, vec![operation], true).await
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bosun_runtime::{Action, CacheEvent, ObjectKey};
+use bosun_runtime::{CacheEvent, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -59,7 +59,7 @@ impl std::fmt::Display for TargetKey {
 }
 
 /// Everything a sync of one target needs, shared by the workers.
-pub struct Decorated {
+pub struct HostedDecorator {
     /// The engine's shared parts.
     pub ctx: Arc<EngineContext>,
     /// The DecoratorController's name.
@@ -78,7 +78,7 @@ pub struct Decorated {
     pub related: Arc<crate::related::Related<TargetKey>>,
 }
 
-impl Decorated {
+impl HostedDecorator {
     /// `metacontroller.io/decoratorcontroller-<name>`.
     pub fn finalizer(&self) -> String {
         finalizer_name(&self.name)
@@ -141,31 +141,23 @@ impl Decorated {
         }
         keys
     }
-
-    /// Syncs one target; the outcome as the runner takes it.
-    async fn process(&self, key: TargetKey) -> Result<Action, crate::sync_error::SyncError> {
-        let outcome = self.sync(&key).await;
-        let target = &self.targets[key.rule];
-        let object = if outcome.is_err() { target.cache.get(&key.key) } else { None };
-        crate::parent::settle(&self.ctx, outcome, object.as_deref().map(|object| (object, &target.resolved.resource))).await
-    }
 }
 
 /// A running hosted DecoratorController; stopped when dropped.
-pub struct DecoratorRunning {
+pub struct RunningDecorator {
     /// The spec it runs.
     pub spec: DecoratorControllerSpec,
     tasks: Tasks,
 }
 
-impl DecoratorRunning {
+impl RunningDecorator {
     /// Stops taking work and waits for the syncs in flight to finish.
     pub async fn stop_gracefully(self) {
         self.tasks.stop_gracefully().await
     }
 
     /// Resolves the DecoratorController's types and hooks and starts its workers.
-    pub async fn start(ctx: Arc<EngineContext>, controller: &DecoratorController) -> Result<DecoratorRunning, CreateError> {
+    pub async fn start(ctx: Arc<EngineContext>, controller: &DecoratorController) -> Result<RunningDecorator, CreateError> {
         let spec = controller.spec.clone();
         let name = controller.name_any();
         if spec.resources.is_empty() {
@@ -216,7 +208,7 @@ impl DecoratorRunning {
         let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
         let controller = crate::hosting::hosted_controller(&ctx, "DecoratorController", &name, controller, spec.resync_period_seconds);
-        let decorated = Arc::new(Decorated {
+        let decorated = Arc::new(HostedDecorator {
             related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), controller.queue()),
             controller_json,
             name,
@@ -247,9 +239,9 @@ impl DecoratorRunning {
             let decorated = decorated.clone();
             move |key| {
                 let decorated = decorated.clone();
-                async move { decorated.process(key).await }
+                async move { crate::reconcile::process(&*decorated, key).await }
             }
         });
-        Ok(DecoratorRunning { spec, tasks })
+        Ok(RunningDecorator { spec, tasks })
     }
 }

@@ -7,7 +7,7 @@ mod sync;
 
 use std::sync::Arc;
 
-pub use controller::{DecoratorRunning, TargetKey};
+pub use controller::{RunningDecorator, TargetKey};
 pub use sync::{DECORATOR_ANNOTATION, finalizer_name};
 
 use crate::api::{DecoratorController, DecoratorControllerSpec};
@@ -20,7 +20,7 @@ pub struct Decorator;
 impl HostedKind for Decorator {
     type Object = DecoratorController;
     type Spec = DecoratorControllerSpec;
-    type Running = DecoratorRunning;
+    type Running = RunningDecorator;
     const KIND: &'static str = "DecoratorController";
     const NAME: &'static str = "decoratorcontrollers";
 
@@ -28,15 +28,15 @@ impl HostedKind for Decorator {
         &object.spec
     }
 
-    fn running_spec(running: &DecoratorRunning) -> &DecoratorControllerSpec {
+    fn running_spec(running: &RunningDecorator) -> &DecoratorControllerSpec {
         &running.spec
     }
 
-    async fn start(ctx: Arc<EngineContext>, object: &DecoratorController) -> Result<DecoratorRunning, CreateError> {
-        DecoratorRunning::start(ctx, object).await
+    async fn start(ctx: Arc<EngineContext>, object: &DecoratorController) -> Result<RunningDecorator, CreateError> {
+        RunningDecorator::start(ctx, object).await
     }
 
-    async fn stop_gracefully(running: DecoratorRunning) {
+    async fn stop_gracefully(running: RunningDecorator) {
         running.stop_gracefully().await
     }
 

@@ -1,6 +1,6 @@
-//! Syncing one target: call the sync (or finalize) hook with the target and its attachments,
-//! validate the whole response, then bring the attachments about and apply the hook's label
-//! and annotation changes and status to the target.
+//! A DecoratorController's [`Policy`] for the one reconciler: a target sees only the
+//! attachments it controls (never adopted), its hooks get `object` and `attachments`, and the
+//! response's label and annotation changes and status are applied to the target.
 //!
 //! As for CompositeControllers, nothing is written before the whole response has been
 //! validated, and nothing is written that would not change. Only the target's labels,
@@ -9,18 +9,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use kube::api::DynamicObject;
-use kube::{Resource, ResourceExt};
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::controller::{Decorated, TargetKey};
-use crate::children::{self, Rules};
-use crate::hooks::{self, HookResponse, ObjectMaps};
+use super::controller::{HostedDecorator, TargetKey};
+use crate::children::{ChildType, Rules};
+use crate::context::EngineContext;
+use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
 use crate::invalid_response::InvalidResponse;
-use crate::parent::{controller_reference, hook_for, manages_children, object_api, patch_finalizer, patch_guarded, related_maps};
+use crate::parent::patch_guarded;
+use crate::reconcile::{Common, Policy, SyncResponse};
+use crate::related::Related;
 use crate::sync_error::SyncError;
 
 /// The annotation that marks an attachment as its DecoratorController's.
@@ -44,7 +46,7 @@ struct DecoratorRequest<'a> {
 /// The response of a DecoratorController's sync and finalize hooks.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct DecoratorResponse {
+pub struct DecoratorResponse {
     #[serde(default)]
     labels: Option<Value>,
     #[serde(default)]
@@ -65,6 +67,21 @@ struct DecoratorResponse {
 impl HookResponse for DecoratorResponse {
     const FIELDS: &'static [&'static str] =
         &["labels", "annotations", "status", "attachments", "resyncAfterSeconds", "finalized", "events"];
+}
+
+impl SyncResponse for DecoratorResponse {
+    /// `labels`, `annotations` and `status`.
+    type Rest = (Option<Value>, Option<Value>, Option<Value>);
+
+    fn split(self) -> (Common, Self::Rest) {
+        let common = Common {
+            children: self.attachments,
+            resync_after_seconds: self.resync_after_seconds,
+            finalized: self.finalized,
+            events: self.events,
+        };
+        (common, (self.labels, self.annotations, self.status))
+    }
 }
 
 /// A `labels` or `annotations` response field: keys to set (to a string) or remove (null).
@@ -112,31 +129,62 @@ fn map_operations(
     operations
 }
 
-impl Decorated {
-    /// Syncs one target; returns when to sync it again (`resyncAfterSeconds`).
-    pub async fn sync(&self, key: &TargetKey) -> Result<Option<Duration>, SyncError> {
-        let target_type = &self.targets[key.rule];
-        let resource = &target_type.resolved.resource;
-        let Some(target) = target_type.cache.get(&key.key) else {
-            self.related.forget(key);
-            self.ctx.hooks.forget(&resource.kind, &key.key);
-            return Ok(None);
-        };
-        let finalizer = self.finalizer();
-        let api = object_api(&self.ctx.client, resource, &target);
-        let Some((hook, finalizing)) =
-            hook_for(&api, &target, &finalizer, target_type.matches(&target), &self.sync_hook, &self.finalize_hook).await?
-        else {
-            return Ok(None);
-        };
-        let has_finalizer = target.finalizers().contains(&finalizer);
-        let deleting = target.metadata.deletion_timestamp.is_some();
+/// What a valid response writes on the target itself.
+pub struct TargetUpdate {
+    labels: BTreeMap<String, Option<String>>,
+    annotations: BTreeMap<String, Option<String>>,
+    status: Option<Value>,
+}
 
-        // Attachments are never adopted: only those the target controls and that carry this
-        // decorator's name are its.
+impl Policy for HostedDecorator {
+    type Key = TargetKey;
+    /// The attachments of each type the target controls.
+    type Observed = Vec<Vec<Arc<DynamicObject>>>;
+    type Response = DecoratorResponse;
+    type Update = TargetUpdate;
+
+    fn ctx(&self) -> &EngineContext {
+        &self.ctx
+    }
+
+    fn resource(&self, key: &TargetKey) -> &ApiResource {
+        &self.targets[key.rule].resolved.resource
+    }
+
+    fn cached(&self, key: &TargetKey) -> Option<Arc<DynamicObject>> {
+        self.targets[key.rule].cache.get(&key.key)
+    }
+
+    fn forget(&self, key: &TargetKey) {
+        self.ctx.hooks.forget(&self.resource(key).kind, &key.key);
+    }
+
+    fn related(&self) -> &Related<TargetKey> {
+        &self.related
+    }
+
+    fn finalizer(&self) -> String {
+        finalizer_name(&self.name)
+    }
+
+    fn handles(&self, key: &TargetKey, target: &DynamicObject) -> bool {
+        self.targets[key.rule].matches(target)
+    }
+
+    fn hooks(&self) -> (&Option<HookEndpoint>, &Option<HookEndpoint>) {
+        (&self.sync_hook, &self.finalize_hook)
+    }
+
+    fn child_types(&self) -> &[ChildType] {
+        &self.attachments
+    }
+
+    /// Attachments are never adopted: only those the target controls and that carry this
+    /// decorator's name are its.
+    async fn observe(&self, target: &DynamicObject) -> Result<Self::Observed, SyncError> {
         let uid = target.uid().unwrap_or_default();
         let target_namespace = target.namespace();
-        let observed: Vec<Vec<Arc<DynamicObject>>> = self
+        Ok(self
             .attachments
             .iter()
             .map(|attachment_type| {
@@ -150,72 +198,70 @@ impl Decorated {
                     .filter(|object| object.annotations().get(DECORATOR_ANNOTATION) == Some(&self.name) && scoped(object))
                     .collect()
             })
-            .collect();
-        let related = self.related.gather(key, &target).await?;
-        let mut attachments = ObjectMaps::new();
-        for (attachment_type, objects) in self.attachments.iter().zip(&observed) {
-            let objects = objects.iter().map(Arc::as_ref);
-            hooks::insert_objects(&mut attachments, &attachment_type.group_key, hook.version, target_namespace.as_deref(), objects);
-        }
-        let request = DecoratorRequest {
-            controller: &self.controller_json,
-            object: &target,
-            attachments,
-            related: related_maps(&related, hook.version, target_namespace.as_deref()),
-            finalizing,
-        };
-        let response: DecoratorResponse =
-            self.ctx.hooks.call(hook, hooks::encode(&request), &target).await.map_err(SyncError::from_hook)?;
+            .collect())
+    }
 
-        let hook_name = hook.kind.name();
-        let invalid = |source| SyncError::invalid_response(hook_name, source);
-        let rules = Rules {
+    fn shown<'a>(&self, observed: &'a Self::Observed) -> Vec<Vec<&'a DynamicObject>> {
+        observed.iter().map(|objects| objects.iter().map(Arc::as_ref).collect()).collect()
+    }
+
+    fn request(&self, object: &DynamicObject, attachments: ObjectMaps<'_>, related: ObjectMaps<'_>, finalizing: bool) -> Vec<u8> {
+        hooks::encode(&DecoratorRequest { controller: &self.controller_json, object, attachments, related, finalizing })
+    }
+
+    fn rules<'a>(&self, _: &DynamicObject, _: &'a Self::Observed) -> Rules<'a> {
+        Rules {
             controller: "DecoratorController",
             field: "attachments",
             declared_in: "attachments",
             selector: None,
             labels: Vec::new(),
             annotations: vec![(DECORATOR_ANNOTATION, self.name.clone())],
-        };
-        let desired =
-            children::desired::validate(&self.attachments, &target, response.attachments.unwrap_or_default(), &rules).map_err(invalid)?;
-        let labels = changes("labels", response.labels).map_err(invalid)?;
-        let annotations = changes("annotations", response.annotations).map_err(invalid)?;
-        let status = crate::parent::response_status(response.status).map_err(invalid)?;
-        let events = hooks::hook_events(response.events).map_err(invalid)?;
-        let resync_after = crate::parent::resync_after(response.resync_after_seconds);
-
-        if finalizing && response.finalized == Some(true) && has_finalizer {
-            patch_finalizer(&api, &target, &finalizer, false).await?;
         }
-        let attachments_result = if manages_children(&target, finalizing) {
-            let owner = controller_reference(&target, resource);
-            children::desired::manage(&self.ctx.client, &self.ctx.applier, &self.attachments, &owner, &observed, desired)
-                .await
-                .map_err(SyncError::Children)
-        } else {
-            Ok(())
-        };
+    }
 
-        let mut operations = map_operations("/metadata/labels", &target, target.labels(), target.metadata.labels.is_some(), &labels);
+    fn update(
+        &self,
+        (labels, annotations, status): (Option<Value>, Option<Value>, Option<Value>),
+    ) -> Result<TargetUpdate, InvalidResponse> {
+        Ok(TargetUpdate {
+            labels: changes("labels", labels)?,
+            annotations: changes("annotations", annotations)?,
+            status: crate::parent::response_status(status)?,
+        })
+    }
+
+    async fn settle(&self, _: &DynamicObject, observed: Self::Observed) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
+        Ok(observed)
+    }
+
+    /// Applies the label and annotation changes key by key, and the status (through the status
+    /// subresource where there is one); a target going away that we do not hold back is left
+    /// alone.
+    async fn write(
+        &self,
+        key: &TargetKey,
+        api: &Api<DynamicObject>,
+        target: &DynamicObject,
+        update: TargetUpdate,
+    ) -> Result<(), SyncError> {
+        let has_status = self.targets[key.rule].resolved.has_status;
+        let mut operations = map_operations("/metadata/labels", target, target.labels(), target.metadata.labels.is_some(), &update.labels);
         let annotations_exist = target.metadata.annotations.is_some();
-        operations.extend(map_operations("/metadata/annotations", &target, target.annotations(), annotations_exist, &annotations));
-        if let Some(status) = status.filter(|status| target.data.get("status") != Some(status)) {
+        operations.extend(map_operations("/metadata/annotations", target, target.annotations(), annotations_exist, &update.annotations));
+        if let Some(status) = update.status.filter(|status| target.data.get("status") != Some(status)) {
             let operation = json!({ "op": "add", "path": "/status", "value": status });
-            if target_type.resolved.has_status {
-                patch_guarded(&api, &target, vec![operation], true).await?;
+            if has_status {
+                patch_guarded(api, target, vec![operation], true).await?;
             } else {
                 operations.push(operation);
             }
         }
-        // A target going away that we do not hold back is left alone.
-        if !operations.is_empty() && (!deleting || has_finalizer) {
-            patch_guarded(&api, &target, operations, false).await?;
+        let held = target.finalizers().contains(&finalizer_name(&self.name));
+        if !operations.is_empty() && (target.metadata.deletion_timestamp.is_none() || held) {
+            patch_guarded(api, target, operations, false).await?;
         }
-        if !events.is_empty() {
-            self.ctx.hook_events(&target.object_ref(resource), events).await;
-        }
-        attachments_result.map(|()| resync_after)
+        Ok(())
     }
 }
 

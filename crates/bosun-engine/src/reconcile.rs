@@ -1,0 +1,167 @@
+//! One reconciler for both kinds of hosted controller. A sync of one object — a
+//! CompositeController's parent or a DecoratorController's target — always goes the same way:
+//! find it in the cache (or forget it), pick the hook through the finalizer state machine,
+//! observe what it owns, gather its related objects, call the hook, validate the whole
+//! response, and only then write: claims, the finalizer, owned objects, the object itself, the
+//! hook's events. Nothing is written before the response has been validated as a whole, and
+//! nothing that would not change, so a steady state costs no write.
+//!
+//! A [`Policy`] is what differs between the kinds: how objects are keyed and found, what they
+//! own and how that is observed (a parent claims and adopts children by selector; a target
+//! only sees attachments it controls), the request and response shapes, and what a response
+//! writes on the object itself (a parent's status; a target's labels, annotations and status).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_runtime::Action;
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::Value;
+
+use crate::children::{self, ChildType, Rules};
+use crate::context::EngineContext;
+use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
+use crate::invalid_response::InvalidResponse;
+use crate::parent::{controller_reference, hook_for, manages_children, object_api, patch_finalizer, related_maps, resync_after};
+use crate::related::Related;
+use crate::sync_error::SyncError;
+
+/// The fields every sync and finalize response has, whatever the kind.
+pub struct Common {
+    /// `children` or `attachments`.
+    pub children: Option<Vec<Value>>,
+    /// `resyncAfterSeconds`.
+    pub resync_after_seconds: Option<f64>,
+    /// `finalized`.
+    pub finalized: Option<bool>,
+    /// `events` (bosun's extension).
+    pub events: Option<Vec<Value>>,
+}
+
+/// A kind's hook response: the common fields, and the rest for [`Policy::update`].
+pub trait SyncResponse: HookResponse + Send {
+    /// What only this kind's response has.
+    type Rest;
+    /// Splits the response.
+    fn split(self) -> (Common, Self::Rest);
+}
+
+/// What differs between syncing a parent and syncing a target.
+pub trait Policy: Send + Sync {
+    /// How objects are queued.
+    type Key: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static;
+    /// What the object owns, as observed before the hook is called.
+    type Observed: Send + Sync;
+    /// The hook response.
+    type Response: SyncResponse;
+    /// What a valid response writes on the object itself.
+    type Update: Send;
+
+    /// The engine's shared parts.
+    fn ctx(&self) -> &EngineContext;
+    /// The object's resource.
+    fn resource(&self, key: &Self::Key) -> &ApiResource;
+    /// The object, from the cache.
+    fn cached(&self, key: &Self::Key) -> Option<Arc<DynamicObject>>;
+    /// Forgets what is kept about an object that is gone.
+    fn forget(&self, key: &Self::Key);
+    /// Related objects, from the customize hook.
+    fn related(&self) -> &Related<Self::Key>;
+    /// This controller's finalizer.
+    fn finalizer(&self) -> String;
+    /// Whether this controller reconciles the object (else only its finalizer is released).
+    fn handles(&self, key: &Self::Key, object: &DynamicObject) -> bool;
+    /// The sync and finalize hooks.
+    fn hooks(&self) -> (&Option<HookEndpoint>, &Option<HookEndpoint>);
+    /// The types of what the object owns.
+    fn child_types(&self) -> &[ChildType];
+    /// Observes what the object owns; reads only.
+    fn observe(&self, object: &DynamicObject) -> impl Future<Output = Result<Self::Observed, SyncError>> + Send;
+    /// What the hook is shown of `observed`, per child type.
+    fn shown<'a>(&self, observed: &'a Self::Observed) -> Vec<Vec<&'a DynamicObject>>;
+    /// The request body.
+    fn request(&self, object: &DynamicObject, children: ObjectMaps<'_>, related: ObjectMaps<'_>, finalizing: bool) -> Vec<u8>;
+    /// What the declared children must satisfy.
+    fn rules<'a>(&self, object: &DynamicObject, observed: &'a Self::Observed) -> Rules<'a>;
+    /// Validates what the response writes on the object itself.
+    fn update(&self, rest: <Self::Response as SyncResponse>::Rest) -> Result<Self::Update, InvalidResponse>;
+    /// Makes the observation true (adopts and releases) once the response is valid; returns
+    /// the owned objects per child type.
+    fn settle(
+        &self,
+        object: &DynamicObject,
+        observed: Self::Observed,
+    ) -> impl Future<Output = Result<Vec<Vec<Arc<DynamicObject>>>, SyncError>> + Send;
+    /// Writes `update` on the object, if it changes anything.
+    fn write(
+        &self,
+        key: &Self::Key,
+        api: &Api<DynamicObject>,
+        object: &DynamicObject,
+        update: Self::Update,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send;
+}
+
+/// Syncs the object under `key`; returns when to sync it again (`resyncAfterSeconds`).
+pub async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<Duration>, SyncError> {
+    let Some(object) = policy.cached(key) else {
+        policy.related().forget(key);
+        policy.forget(key);
+        return Ok(None);
+    };
+    let (ctx, resource) = (policy.ctx(), policy.resource(key));
+    let api = object_api(&ctx.client, resource, &object);
+    let finalizer = policy.finalizer();
+    let (sync_hook, finalize_hook) = policy.hooks();
+    let Some((hook, finalizing)) = hook_for(&api, &object, &finalizer, policy.handles(key, &object), sync_hook, finalize_hook).await?
+    else {
+        return Ok(None);
+    };
+    let has_finalizer = object.finalizers().contains(&finalizer);
+
+    let observed = policy.observe(&object).await?;
+    let related = policy.related().gather(key, &object).await?;
+    let namespace = object.namespace();
+    let mut children = ObjectMaps::new();
+    for (child_type, objects) in policy.child_types().iter().zip(policy.shown(&observed)) {
+        hooks::insert_objects(&mut children, &child_type.group_key, hook.version, namespace.as_deref(), objects);
+    }
+    let body = policy.request(&object, children, related_maps(&related, hook.version, namespace.as_deref()), finalizing);
+    let response: P::Response = ctx.hooks.call(hook, body, &object).await.map_err(SyncError::from_hook)?;
+    let invalid = |source| SyncError::invalid_response(hook.kind.name(), source);
+    let (common, rest) = response.split();
+    let rules = policy.rules(&object, &observed);
+    let desired =
+        children::desired::validate(policy.child_types(), &object, common.children.unwrap_or_default(), &rules).map_err(invalid)?;
+    let events = hooks::hook_events(common.events).map_err(invalid)?;
+    let update = policy.update(rest).map_err(invalid)?;
+    let resync_after = resync_after(common.resync_after_seconds);
+
+    // The response is valid: only now is anything written.
+    let owned = policy.settle(&object, observed).await?;
+    if finalizing && common.finalized == Some(true) && has_finalizer {
+        patch_finalizer(&api, &object, &finalizer, false).await?;
+    }
+    let children_result = if manages_children(&object, finalizing) {
+        let owner = controller_reference(&object, resource);
+        children::desired::manage(&ctx.client, &ctx.applier, policy.child_types(), &owner, &owned, desired)
+            .await
+            .map_err(SyncError::Children)
+    } else {
+        Ok(())
+    };
+    policy.write(key, &api, &object, update).await?;
+    if !events.is_empty() {
+        ctx.hook_events(&object.object_ref(resource), events).await;
+    }
+    children_result.map(|()| resync_after)
+}
+
+/// Syncs the object under `key`; the outcome as the runner takes it (see
+/// [`crate::parent::settle`]).
+pub async fn process<P: Policy>(policy: &P, key: P::Key) -> Result<Action, SyncError> {
+    let outcome = sync(policy, &key).await;
+    let object = if outcome.is_err() { policy.cached(&key) } else { None };
+    crate::parent::settle(policy.ctx(), outcome, object.as_deref().map(|object| (object, policy.resource(&key)))).await
+}
