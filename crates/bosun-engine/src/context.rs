@@ -58,7 +58,7 @@ impl Default for EngineConfig {
 }
 
 /// Shared by every hosted controller.
-pub struct EngineContext {
+pub(crate) struct EngineContext {
     /// The API client.
     pub client: kube::Client,
     /// One watch per resource type.
@@ -81,7 +81,7 @@ pub struct EngineContext {
 impl EngineContext {
     /// A context on `client` with `config`, watching through `caches`, recording into
     /// `metrics` and reporting readiness into `health`.
-    pub fn new(client: kube::Client, config: EngineConfig, caches: SharedCaches, metrics: Metrics, health: Health) -> Self {
+    pub(crate) fn new(client: kube::Client, config: EngineConfig, caches: SharedCaches, metrics: Metrics, health: Health) -> Self {
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
         EngineContext {
             caches,
@@ -97,21 +97,21 @@ impl EngineContext {
     }
 
     /// Publishes how many records per parent and child the engine keeps (`bosun_records`).
-    pub fn count_records(&self) {
+    pub(crate) fn count_records(&self) {
         self.metrics.set_records("hook_etag_responses", self.hooks.etag_records());
         self.metrics.set_records("server_side_apply_records", self.applier.records());
         self.metrics.set_records("credential_watches", self.hooks.credential_watches());
     }
 
     /// Records the events a hook asked for on `regarding`.
-    pub async fn hook_events(&self, regarding: &ObjectReference, events: Vec<crate::hooks::HookEvent>) {
+    pub(crate) async fn hook_events(&self, regarding: &ObjectReference, events: Vec<crate::hooks::HookEvent>) {
         for event in events {
             self.event(regarding, event.warning, &event.reason, event.message).await;
         }
     }
 
     /// Records an event on `regarding`; failing to record is logged, never fatal.
-    pub async fn event(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
+    pub(crate) async fn event(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
         let type_ = if warning { EventType::Warning } else { EventType::Normal };
         self.recorder.record(regarding, type_, reason, &note).await;
     }

@@ -12,7 +12,7 @@ use kube::discovery::{ApiCapabilities, Scope, pinned_group};
 
 /// A served resource type.
 #[derive(Debug, Clone)]
-pub struct ResolvedResource {
+pub(crate) struct ResolvedResource {
     /// Group, version, kind and plural.
     pub resource: ApiResource,
     /// Whether objects live in namespaces.
@@ -23,7 +23,7 @@ pub struct ResolvedResource {
 
 /// Why a rule's resource could not be resolved.
 #[derive(Debug, thiserror::Error)]
-pub enum DiscoveryError {
+pub(crate) enum DiscoveryError {
     /// `apiVersion` is not `group/version` or `version`.
     #[error("apiVersion {0:?} is not of the form group/version (or v1 for the core group)")]
     ApiVersion(String),
@@ -51,7 +51,7 @@ pub enum DiscoveryError {
 type Discovered = (Instant, Vec<(ApiResource, ApiCapabilities)>);
 
 /// Cached discovery.
-pub struct Discovery {
+pub(crate) struct Discovery {
     client: kube::Client,
     interval: Duration,
     groups: Mutex<HashMap<String, Discovered>>,
@@ -59,13 +59,13 @@ pub struct Discovery {
 
 impl Discovery {
     /// Discovery through `client`, refreshing a group-version at most every `interval`.
-    pub fn new(client: kube::Client, interval: Duration) -> Self {
+    pub(crate) fn new(client: kube::Client, interval: Duration) -> Self {
         Discovery { client, interval, groups: Mutex::default() }
     }
 
     /// Resolves `resource` in `api_version`, asking the API server when the cached answer is
     /// older than the interval or does not have it.
-    pub async fn resolve(&self, api_version: &str, resource: &str) -> Result<ResolvedResource, DiscoveryError> {
+    pub(crate) async fn resolve(&self, api_version: &str, resource: &str) -> Result<ResolvedResource, DiscoveryError> {
         let group_version: GroupVersion = api_version.parse().map_err(|_| DiscoveryError::ApiVersion(api_version.to_owned()))?;
         let cached = {
             let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

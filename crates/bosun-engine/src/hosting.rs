@@ -21,7 +21,7 @@ use crate::hooks::{HookEndpoint, HookKind};
 
 /// Why a controller object cannot run; reported in a `CreateError` event.
 #[derive(Debug, thiserror::Error)]
-pub enum CreateError {
+pub(crate) enum CreateError {
     /// A resource rule names something the API server does not serve.
     #[error("{0}")]
     Discovery(#[from] crate::discovery::DiscoveryError),
@@ -45,7 +45,7 @@ pub enum CreateError {
 }
 
 /// A kind of controller object the engine hosts.
-pub trait HostedKind: 'static {
+pub(crate) trait HostedKind: 'static {
     /// The controller object.
     type Object: Resource<DynamicType = ()> + DeserializeOwned + Send + Sync;
     /// Its spec: a change restarts the hosted controller.
@@ -97,7 +97,7 @@ enum LifecycleError {
 /// Runs a hosted controller for every object of kind `K` until `shutdown` completes, then
 /// stops taking work and returns once the syncs in flight have finished. Reports ready in
 /// `health` once the objects' cache has synced.
-pub async fn run<K: HostedKind>(ctx: Arc<EngineContext>, health: Health, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn run<K: HostedKind>(ctx: Arc<EngineContext>, health: Health, shutdown: impl Future<Output = ()>) {
     let cache = ctx.caches.cache(&ApiResource::erase::<K::Object>(&()));
     // One worker: starts and stops of hosted controllers happen one at a time.
     let controller = Controller::new(K::NAME, &ctx.metrics).with_health(&health).for_resource(cache.clone(), predicate::any);
@@ -194,7 +194,7 @@ async fn stop<K: HostedKind>(ctx: &EngineContext, name: &str, old: Running<K::Ru
 
 /// Removes `finalizer` from every object of the resources `rules` name (apiVersion,
 /// resource); `false` to retry later.
-pub async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer: &str, rules: &[(&str, &str)]) -> bool {
+pub(crate) async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer: &str, rules: &[(&str, &str)]) -> bool {
     for (api_version, resource) in rules {
         let resolved = match ctx.discovery.resolve(api_version, resource).await {
             Ok(resolved) => resolved,
@@ -213,14 +213,14 @@ pub async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer: &str,
 
 /// A running hosted controller's [`Controller`]. Dropping it stops the controller at once;
 /// [`Tasks::stop_gracefully`] lets the syncs in flight finish.
-pub struct Tasks {
+pub(crate) struct Tasks {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Tasks {
     /// Runs `controller` with `reconcile`; failed syncs are retried with the queue's backoff.
-    pub fn start<K, F, Fut>(controller: Controller<K>, reconcile: F) -> Tasks
+    pub(crate) fn start<K, F, Fut>(controller: Controller<K>, reconcile: F) -> Tasks
     where
         K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
         F: Fn(K) -> Fut + Clone + Send + Sync + 'static,
@@ -235,7 +235,7 @@ impl Tasks {
     }
 
     /// Stops taking work and waits for the syncs in flight to finish.
-    pub async fn stop_gracefully(mut self) {
+    pub(crate) async fn stop_gracefully(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -256,7 +256,13 @@ impl Drop for Tasks {
 /// The runtime [`Controller`] of a hosted controller: `<kind>-<name>` in metrics and
 /// readiness, the engine's workers, its resync period, and — when its caches have not synced
 /// in time — a `CreateError` event on its controller object naming the resources.
-pub fn hosted_controller<K, O>(ctx: &Arc<EngineContext>, kind: &str, name: &str, object: &O, resync_seconds: Option<i32>) -> Controller<K>
+pub(crate) fn hosted_controller<K, O>(
+    ctx: &Arc<EngineContext>,
+    kind: &str,
+    name: &str,
+    object: &O,
+    resync_seconds: Option<i32>,
+) -> Controller<K>
 where
     K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
     O: Resource<DynamicType = ()>,
@@ -283,7 +289,7 @@ where
 
 /// The endpoint of one of a controller's hooks (`None` if it has none), refused if it is
 /// invalid or would send credentials over plain HTTP without the engine's consent.
-pub fn hook_endpoint(
+pub(crate) fn hook_endpoint(
     ctx: &EngineContext,
     kind: HookKind,
     hook: Option<&Hook>,
@@ -297,13 +303,13 @@ pub fn hook_endpoint(
 }
 
 /// A hosted controller's resync period: `resyncPeriodSeconds`, else the engine's interval.
-pub fn resync_period(ctx: &EngineContext, seconds: Option<i32>) -> Duration {
+pub(crate) fn resync_period(ctx: &EngineContext, seconds: Option<i32>) -> Duration {
     seconds.map(|seconds| Duration::from_secs(seconds.max(1) as u64)).unwrap_or(ctx.config.resync_interval)
 }
 
 /// The controller object as hook requests carry it: `status: {}` and no managed fields, as
 /// Metacontroller sends it.
-pub fn controller_json(object: &impl serde::Serialize) -> serde_json::Value {
+pub(crate) fn controller_json(object: &impl serde::Serialize) -> serde_json::Value {
     let mut json = serde_json::to_value(object).expect("a controller object serializes");
     json["status"] = serde_json::json!({});
     if let Some(metadata) = json["metadata"].as_object_mut() {

@@ -12,7 +12,7 @@ use crate::selector::SelectorError;
 
 /// Why a hook's response is refused.
 #[derive(Debug, thiserror::Error)]
-pub enum InvalidResponse {
+pub(crate) enum InvalidResponse {
     /// A declared child or attachment, named by its place in the response.
     #[error("{child} {problem}")]
     Child {
@@ -102,7 +102,7 @@ pub enum InvalidResponse {
 
 /// What is wrong with one declared child or attachment.
 #[derive(Debug, thiserror::Error)]
-pub enum ChildProblem {
+pub(crate) enum ChildProblem {
     /// Not a JSON object.
     #[error("is {0}, not an object")]
     NotAnObject(Value),
@@ -176,7 +176,7 @@ pub enum ChildProblem {
 
 /// What is wrong with a customize hook's related-resource rule.
 #[derive(Debug, thiserror::Error)]
-pub enum RuleProblem {
+pub(crate) enum RuleProblem {
     /// `names` together with a selector.
     #[error("names cannot be combined with labelSelector or namespaceSelector")]
     NamesAndSelector,

@@ -3,43 +3,49 @@
 //! hook in any language, and the engine watches the parents (or targets) and their children,
 //! calls the hook, and applies what it declares.
 //!
-//! - [`api`]: the resource types and their CRDs.
-//! - [`hooks`]: the hook protocol and HTTP client.
-//! - [`children`]: claiming, validating, merging and applying children and attachments.
-//! - [`hosting`]: one hosted controller per controller object, its workers and resync.
-//! - [`reconcile`]: the one reconciler both kinds run, with a per-kind policy.
-//! - [`parent`]: what a sync does to the object it reconciles: finalizer, status, requeue.
-//! - [`related`]: the customize hook, and the related objects its rules select.
-//! - [`invalid_response`]: what can be wrong with a hook's response.
-//! - [`composite`]: hosted CompositeControllers and the sync of each parent.
-//! - [`decorator`]: hosted DecoratorControllers and the sync of each target.
+//! - [`api`]: the resource types and their CRDs (public).
+//!
+//! The rest is internal to the crate (its public API is [`Engine`], [`EngineConfig`],
+//! [`ApplyStrategy`], [`install_crds`] and [`api`]):
+//!
+//! - `hooks`: the hook protocol and HTTP client.
+//! - `children`: claiming, validating, merging and applying children and attachments.
+//! - `hosting`: one hosted controller per controller object, its workers and resync.
+//! - `reconcile`: the one reconciler both kinds run, with a per-kind policy.
+//! - `parent`: what a sync does to the object it reconciles: finalizer, status, requeue.
+//! - `related`: the customize hook, and the related objects its rules select.
+//! - `invalid_response`: what can be wrong with a hook's response.
+//! - `composite`: hosted CompositeControllers and the sync of each parent.
+//! - `decorator`: hosted DecoratorControllers and the sync of each target.
 //!
 //! [`Engine::run`] ties them together; `bosun run` and `bosun dev` call it.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
-pub mod children;
-pub mod composite;
+mod children;
+mod composite;
 mod context;
-pub mod decorator;
-pub mod discovery;
-pub mod hooks;
-pub mod hosting;
-pub mod invalid_response;
-pub mod parent;
-pub mod reconcile;
-pub mod related;
-pub mod sync_error;
+mod decorator;
+mod discovery;
+mod hooks;
+mod hosting;
+mod invalid_response;
+mod parent;
+mod reconcile;
+mod related;
+mod sync_error;
 
 pub use bosun_runtime::selector;
+pub use hooks::{DEFAULT_MAX_RESPONSE_BYTES, DurationError, parse_duration};
 
 use std::sync::Arc;
 
 use bosun_runtime::{Health, Metrics, SharedCaches};
 
 pub use children::ApplyStrategy;
-pub use context::{EngineConfig, EngineContext};
+pub use context::EngineConfig;
+use context::EngineContext;
 
 /// The Metacontroller-compatible engine.
 pub struct Engine {

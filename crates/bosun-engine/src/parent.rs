@@ -23,7 +23,7 @@ const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
 
 /// Whether a change from `old` to `new` is one `ignoreStatusChanges` skips: same generation,
 /// labels and annotations, and not being deleted.
-pub fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
+pub(crate) fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
     old.metadata.generation == new.metadata.generation
         && old.metadata.labels == new.metadata.labels
         && old.metadata.annotations == new.metadata.annotations
@@ -33,11 +33,11 @@ pub fn only_status_changed(old: &DynamicObject, new: &DynamicObject) -> bool {
 /// The shortest and longest delay `resyncAfterSeconds` may ask for: a tiny value must not
 /// become a hot loop (a couple of hook calls in ten seconds at most), nor a huge one overflow a
 /// timer.
-pub const RESYNC_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(24 * 60 * 60));
+pub(crate) const RESYNC_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(24 * 60 * 60));
 
 /// A response's `resyncAfterSeconds` as a delay within [`RESYNC_AFTER_BOUNDS`]; none unless
 /// it is a positive number (as in Metacontroller, zero and negative values ask for none).
-pub fn resync_after(seconds: Option<f64>) -> Option<Duration> {
+pub(crate) fn resync_after(seconds: Option<f64>) -> Option<Duration> {
     let seconds = seconds.filter(|seconds| *seconds > 0.0)?;
     let (floor, cap) = RESYNC_AFTER_BOUNDS;
     Some(Duration::try_from_secs_f64(seconds).unwrap_or(cap).clamp(floor, cap))
@@ -45,11 +45,11 @@ pub fn resync_after(seconds: Option<f64>) -> Option<Duration> {
 
 /// The largest status a hook may ask for, encoded: etcd refuses objects over 1.5 MiB, and the
 /// parent's spec and metadata need room too.
-pub const MAX_STATUS_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_STATUS_BYTES: usize = 1024 * 1024;
 
 /// Refuses a status larger than [`MAX_STATUS_BYTES`], which the API server would refuse on
 /// every retry.
-pub fn check_status_size(status: &Value) -> Result<(), InvalidResponse> {
+pub(crate) fn check_status_size(status: &Value) -> Result<(), InvalidResponse> {
     let size = serde_json::to_vec(status).map(|encoded| encoded.len()).unwrap_or(usize::MAX);
     if size > MAX_STATUS_BYTES {
         return Err(InvalidResponse::StatusTooLarge { size });
@@ -58,7 +58,7 @@ pub fn check_status_size(status: &Value) -> Result<(), InvalidResponse> {
 }
 
 /// A response's `status`: an object; `None` for null or absent.
-pub fn response_status(status: Option<Value>) -> Result<Option<Value>, InvalidResponse> {
+pub(crate) fn response_status(status: Option<Value>) -> Result<Option<Value>, InvalidResponse> {
     match status {
         None | Some(Value::Null) => Ok(None),
         Some(status @ Value::Object(_)) => {
@@ -70,7 +70,7 @@ pub fn response_status(status: Option<Value>) -> Result<Option<Value>, InvalidRe
 }
 
 /// `related` laid out for a hook of `version`, for a parent in `parent_namespace`.
-pub fn related_maps<'a>(related: &'a RelatedObjects, version: HookVersion, parent_namespace: Option<&str>) -> ObjectMaps<'a> {
+pub(crate) fn related_maps<'a>(related: &'a RelatedObjects, version: HookVersion, parent_namespace: Option<&str>) -> ObjectMaps<'a> {
     let mut maps = ObjectMaps::new();
     for (group, objects) in related {
         hooks::insert_objects(&mut maps, group, version, parent_namespace, objects.iter().map(Arc::as_ref));
@@ -79,7 +79,7 @@ pub fn related_maps<'a>(related: &'a RelatedObjects, version: HookVersion, paren
 }
 
 /// The controller reference a parent puts on its children.
-pub fn controller_reference(parent: &DynamicObject, resource: &ApiResource) -> Value {
+pub(crate) fn controller_reference(parent: &DynamicObject, resource: &ApiResource) -> Value {
     json!({
         "apiVersion": resource.api_version,
         "kind": resource.kind,
@@ -91,7 +91,7 @@ pub fn controller_reference(parent: &DynamicObject, resource: &ApiResource) -> V
 }
 
 /// The API of `object`'s resource, in its namespace.
-pub fn object_api(client: &kube::Client, resource: &ApiResource, object: &DynamicObject) -> Api<DynamicObject> {
+pub(crate) fn object_api(client: &kube::Client, resource: &ApiResource, object: &DynamicObject) -> Api<DynamicObject> {
     match object.namespace() {
         Some(namespace) => Api::namespaced_with(client.clone(), &namespace, resource),
         None => Api::all_with(client.clone(), resource),
@@ -104,7 +104,7 @@ pub fn object_api(client: &kube::Client, resource: &ApiResource, object: &Dynami
 /// was removed from the controller; an object that is going without our finalizer (finalized
 /// already, or never started) is left alone, and its children go with it; the finalize hook
 /// is called while the object is deleted or no longer handled, the sync hook otherwise.
-pub async fn hook_for<'h>(
+pub(crate) async fn hook_for<'h>(
     api: &Api<DynamicObject>,
     object: &DynamicObject,
     finalizer: &str,
@@ -138,7 +138,7 @@ pub async fn hook_for<'h>(
 /// it is deleted only when finalizing, and not while the garbage collector deletes the
 /// dependents itself (foreground or orphan deletion). Without a finalize hook they are left
 /// to their owner references.
-pub fn manages_children(object: &DynamicObject, finalizing: bool) -> bool {
+pub(crate) fn manages_children(object: &DynamicObject, finalizing: bool) -> bool {
     let gc_acting = object.finalizers().iter().any(|finalizer| GC_FINALIZERS.contains(&finalizer.as_str()));
     object.metadata.deletion_timestamp.is_none() || (finalizing && !gc_acting)
 }
@@ -150,7 +150,7 @@ const FINALIZER_ATTEMPTS: usize = 5;
 /// the patch tests the exact list it changes (the resourceVersion, when there is no list yet),
 /// and when another client changed it meanwhile the object is read again and the change
 /// retried.
-pub async fn patch_finalizer(api: &Api<DynamicObject>, object: &DynamicObject, finalizer: &str, add: bool) -> Result<(), SyncError> {
+pub(crate) async fn patch_finalizer(api: &Api<DynamicObject>, object: &DynamicObject, finalizer: &str, add: bool) -> Result<(), SyncError> {
     let mut live: Option<DynamicObject> = None;
     for _ in 0..FINALIZER_ATTEMPTS {
         let current = live.as_ref().unwrap_or(object);
@@ -189,7 +189,7 @@ fn finalizer_operations(object: &DynamicObject, finalizer: &str, add: bool) -> O
 /// Removes `finalizer` from every object of `resource`: once its controller is deleted,
 /// nothing else would ever remove it. The objects are listed from the API server, not a
 /// cache, so that a finalizer added just before the controller stopped is seen too.
-pub async fn release_finalizer(client: &kube::Client, resource: &ApiResource, finalizer: &str) -> Result<(), SyncError> {
+pub(crate) async fn release_finalizer(client: &kube::Client, resource: &ApiResource, finalizer: &str) -> Result<(), SyncError> {
     let all: Api<DynamicObject> = Api::all_with(client.clone(), resource);
     let objects = all.list(&ListParams::default()).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
     for object in objects.items.iter().filter(|object| object.finalizers().iter().any(|existing| existing == finalizer)) {
@@ -201,7 +201,7 @@ pub async fn release_finalizer(client: &kube::Client, resource: &ApiResource, fi
 /// Applies JSON patch `operations` to the parent (or its status), guarded by its UID so a
 /// recreated parent of the same name is never touched. A concurrent change or deletion is
 /// not an error: the watch brings a new sync.
-pub async fn patch_guarded(
+pub(crate) async fn patch_guarded(
     api: &Api<DynamicObject>,
     parent: &DynamicObject,
     operations: Vec<Value>,
@@ -227,7 +227,7 @@ pub async fn patch_guarded(
 /// Whether a refused JSON patch met a concurrent change — a failed `test`, or a path that
 /// another client removed — rather than an invalid result (a bad label value from a hook, say),
 /// which is an error to report, not a conflict to retry quietly.
-pub fn is_patch_conflict(status: &kube::core::Status) -> bool {
+pub(crate) fn is_patch_conflict(status: &kube::core::Status) -> bool {
     status.code == 409 || (status.code == 422 && status.details.as_ref().is_none_or(|details| details.causes.is_empty()))
 }
 
@@ -237,7 +237,7 @@ const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// After a sync: what its outcome asks of the runner — done, again after a delay (a resync,
 /// a hook's Retry-After, a conflict: none of them failures), or a failure retried with
 /// backoff and reported as a `SyncError` event on `object`.
-pub async fn settle(
+pub(crate) async fn settle(
     ctx: &EngineContext,
     outcome: Result<Option<Duration>, SyncError>,
     object: Option<(&DynamicObject, &ApiResource)>,

@@ -28,7 +28,7 @@ use crate::related::Related;
 use crate::sync_error::SyncError;
 
 /// The fields every sync and finalize response has, whatever the kind.
-pub struct Common {
+pub(crate) struct Common {
     /// `children` or `attachments`.
     pub children: Option<Vec<Value>>,
     /// `resyncAfterSeconds`.
@@ -40,7 +40,7 @@ pub struct Common {
 }
 
 /// A kind's hook response: the common fields, and the rest for [`Policy::update`].
-pub trait SyncResponse: HookResponse + Send {
+pub(crate) trait SyncResponse: HookResponse + Send {
     /// What only this kind's response has.
     type Rest;
     /// Splits the response.
@@ -48,7 +48,7 @@ pub trait SyncResponse: HookResponse + Send {
 }
 
 /// What differs between syncing a parent and syncing a target.
-pub trait Policy: Send + Sync {
+pub(crate) trait Policy: Send + Sync {
     /// How objects are queued.
     type Key: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static;
     /// What the object owns, as observed before the hook is called.
@@ -104,7 +104,7 @@ pub trait Policy: Send + Sync {
 }
 
 /// Syncs the object under `key`; returns when to sync it again (`resyncAfterSeconds`).
-pub async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<Duration>, SyncError> {
+pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<Duration>, SyncError> {
     let Some(object) = policy.cached(key) else {
         policy.related().forget(key);
         policy.forget(key);
@@ -160,7 +160,7 @@ pub async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<Duration
 
 /// Syncs the object under `key`; the outcome as the runner takes it (see
 /// [`crate::parent::settle`]).
-pub async fn process<P: Policy>(policy: &P, key: P::Key) -> Result<Action, SyncError> {
+pub(crate) async fn process<P: Policy>(policy: &P, key: P::Key) -> Result<Action, SyncError> {
     let outcome = sync(policy, &key).await;
     let object = if outcome.is_err() { policy.cached(&key) } else { None };
     crate::parent::settle(policy.ctx(), outcome, object.as_deref().map(|object| (object, policy.resource(&key)))).await

@@ -37,7 +37,7 @@ const FIRST_SYNC: Duration = Duration::from_secs(10);
 /// One rule of a customize response.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct RelatedResourceRule {
+pub(crate) struct RelatedResourceRule {
     /// `group/version` of the related resource.
     pub api_version: String,
     /// Its plural resource name.
@@ -247,7 +247,7 @@ struct State<K> {
 }
 
 /// The related objects of one hosted controller's parents.
-pub struct Related<K> {
+pub(crate) struct Related<K> {
     ctx: Arc<EngineContext>,
     hook: Option<HookEndpoint>,
     controller_json: Value,
@@ -257,12 +257,12 @@ pub struct Related<K> {
 }
 
 /// A sync's related objects: `Kind.apiVersion` → objects.
-pub type RelatedObjects = Vec<(String, Vec<Arc<DynamicObject>>)>;
+pub(crate) type RelatedObjects = Vec<(String, Vec<Arc<DynamicObject>>)>;
 
 impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
     /// Related objects for a controller with customize hook `hook` (none: `related` is
     /// always empty), queueing parents into `queue` when their related objects change.
-    pub fn new(ctx: Arc<EngineContext>, hook: Option<HookEndpoint>, controller_json: Value, queue: WorkQueue<K>) -> Arc<Related<K>> {
+    pub(crate) fn new(ctx: Arc<EngineContext>, hook: Option<HookEndpoint>, controller_json: Value, queue: WorkQueue<K>) -> Arc<Related<K>> {
         Arc::new_cyclic(|this| Related {
             ctx,
             hook,
@@ -285,14 +285,14 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
     }
 
     /// Forgets the parent under `key` (it is gone): its objects no longer concern anyone.
-    pub fn forget(&self, key: &K) {
+    pub(crate) fn forget(&self, key: &K) {
         let mut state = self.lock();
         unfile(&mut state, key);
     }
 
     /// The related objects of `parent` (queued as `key`): calls the customize hook unless its answer for this generation is cached,
     /// validates the rules, files them in the index and selects the objects.
-    pub async fn gather(&self, key: &K, parent: &DynamicObject) -> Result<RelatedObjects, SyncError> {
+    pub(crate) async fn gather(&self, key: &K, parent: &DynamicObject) -> Result<RelatedObjects, SyncError> {
         let Some(hook) = &self.hook else { return Ok(Vec::new()) };
         let rules = self.rules(hook, parent).await?;
         let invalid = |source| SyncError::invalid_response("customize", source);

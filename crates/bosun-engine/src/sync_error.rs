@@ -10,7 +10,7 @@ use crate::invalid_response::InvalidResponse;
 /// Why a sync did not complete. Every variant but the last two is reported as a `SyncError`
 /// event on the parent and retried with backoff.
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub(crate) enum SyncError {
     /// The hook failed; nothing was changed.
     #[error("{0}")]
     Hook(Box<HookError>),
@@ -57,12 +57,12 @@ pub enum SyncError {
 
 impl SyncError {
     /// The response of the `hook` hook is not acceptable.
-    pub fn invalid_response(hook: &'static str, source: InvalidResponse) -> SyncError {
+    pub(crate) fn invalid_response(hook: &'static str, source: InvalidResponse) -> SyncError {
         SyncError::InvalidResponse { hook, source: Box::new(source) }
     }
 
     /// A hook failure: 429 asks for a later retry, anything else is an error.
-    pub fn from_hook(error: HookError) -> SyncError {
+    pub(crate) fn from_hook(error: HookError) -> SyncError {
         match error {
             HookError::TooManyRequests { retry_after, .. } => SyncError::RetryAfter(retry_after),
             error => SyncError::Hook(Box::new(error)),

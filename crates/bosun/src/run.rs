@@ -94,7 +94,7 @@ impl ServeArgs {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    bosun_engine::hooks::parse_duration(text).map_err(|error| error.to_string())
+    bosun_engine::parse_duration(text).map_err(|error| error.to_string())
 }
 
 fn label_selector(text: &str) -> Result<String, String> {
@@ -136,7 +136,7 @@ pub struct EngineArgs {
     events_burst: u32,
     /// The largest hook response body read, in bytes; a hook answering more fails its sync
     /// with "response too large", and nothing is changed.
-    #[arg(long, default_value_t = bosun_engine::hooks::DEFAULT_MAX_RESPONSE_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = bosun_engine::DEFAULT_MAX_RESPONSE_BYTES, value_name = "BYTES")]
     max_hook_response_bytes: usize,
     /// How long a controller waits for the caches of its resources before it records a
     /// CreateError event naming those that cannot be listed (it keeps waiting, and /readyz

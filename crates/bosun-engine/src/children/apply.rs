@@ -47,7 +47,7 @@ impl std::str::FromStr for ApplyStrategy {
 
 /// What applying did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     /// The child was created.
     Created,
     /// The child was updated in place.
@@ -60,7 +60,7 @@ pub enum Applied {
 
 /// Why a child could not be written.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     /// The API server refused the write.
     #[error("{action} {kind} {key}: {source}")]
     Api {
@@ -114,7 +114,7 @@ struct AppliedRecord {
 
 /// Writes children with one strategy; shared by every hosted controller of the process.
 #[derive(Debug)]
-pub struct Applier {
+pub(crate) struct Applier {
     strategy: ApplyStrategy,
     /// Server-side apply only: the last apply of each child, by (apiVersion/plural, namespace/name).
     applied: Mutex<HashMap<(String, String), AppliedRecord>>,
@@ -161,17 +161,17 @@ fn set_path(value: &mut Value, path: &[&str], leaf: Value) {
 
 impl Applier {
     /// An applier with this strategy.
-    pub fn new(strategy: ApplyStrategy) -> Self {
+    pub(crate) fn new(strategy: ApplyStrategy) -> Self {
         Applier { strategy, applied: Mutex::default() }
     }
 
     /// Drops the record of the last apply to `child`: it is gone.
-    pub fn forget(&self, child_type: &ChildType, child: &DynamicObject) {
+    pub(crate) fn forget(&self, child_type: &ChildType, child: &DynamicObject) {
         self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&Self::record_key(child_type, &key_of(child)));
     }
 
     /// How many applies are remembered.
-    pub fn records(&self) -> usize {
+    pub(crate) fn records(&self) -> usize {
         self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 
@@ -193,7 +193,7 @@ impl Applier {
 
     /// Creates a child that does not exist yet. `desired` is the validated desired object;
     /// `owner` the parent's controller reference.
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         client: &kube::Client,
         child_type: &ChildType,
@@ -290,7 +290,7 @@ impl Applier {
     }
 
     /// Brings an existing child to its desired state according to `method`.
-    pub async fn update(
+    pub(crate) async fn update(
         &self,
         client: &kube::Client,
         child_type: &ChildType,
@@ -397,7 +397,7 @@ impl Applier {
     }
 
     /// Deletes a child in the background, only if it is still the object we observed.
-    pub async fn delete(&self, client: &kube::Client, child_type: &ChildType, observed: &DynamicObject) -> Result<(), ApplyError> {
+    pub(crate) async fn delete(&self, client: &kube::Client, child_type: &ChildType, observed: &DynamicObject) -> Result<(), ApplyError> {
         let key = key_of(observed);
         let api = Self::api(child_type, client, observed.namespace().as_deref());
         let params = DeleteParams::background().preconditions(Preconditions { uid: observed.uid(), resource_version: None });

@@ -30,7 +30,7 @@ use crate::selector;
 
 /// Why claiming failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
+pub(crate) enum ClaimError {
     /// Adopting or releasing a child failed.
     #[error("{action} {kind} {key}: {source}")]
     Api {
@@ -49,7 +49,7 @@ pub enum ClaimError {
 }
 
 /// The parent doing the claiming.
-pub struct Claimant<'a> {
+pub(crate) struct Claimant<'a> {
     /// The parent.
     pub parent: &'a DynamicObject,
     /// Its controller reference, as put on adopted children.
@@ -72,13 +72,13 @@ fn controller_index(object: &DynamicObject) -> Option<usize> {
 }
 
 /// Whether `selector` may adopt: it requires some label, so unlabelled objects are safe.
-pub fn may_adopt_with(selector: &LabelSelector) -> Result<bool, ClaimError> {
+pub(crate) fn may_adopt_with(selector: &LabelSelector) -> Result<bool, ClaimError> {
     Ok(!selector::matches(selector, &BTreeMap::new())?)
 }
 
 /// What a parent claims of one child type, before anything is written.
 #[derive(Default)]
-pub struct Claim {
+pub(crate) struct Claim {
     /// The objects it controls that still match its selector.
     pub controlled: Vec<Arc<DynamicObject>>,
     /// Orphans it would adopt.
@@ -89,14 +89,14 @@ pub struct Claim {
 
 impl Claim {
     /// The objects the hook is shown: controlled and adoptable.
-    pub fn observed(&self) -> impl Iterator<Item = &Arc<DynamicObject>> {
+    pub(crate) fn observed(&self) -> impl Iterator<Item = &Arc<DynamicObject>> {
         self.controlled.iter().chain(&self.adoptable)
     }
 
     /// Releases and adopts as claimed, after the hook has answered; returns the children the
     /// parent controls now. An orphan that changed or vanished meanwhile is left out: its
     /// watch event brings a new sync.
-    pub async fn settle(
+    pub(crate) async fn settle(
         self,
         claimant: &Claimant<'_>,
         client: &kube::Client,
@@ -125,7 +125,7 @@ impl Claim {
 
 impl Claimant<'_> {
     /// What this parent claims of `child_type`; reads the cache only.
-    pub fn claim(&self, child_type: &ChildType) -> Result<Claim, ClaimError> {
+    pub(crate) fn claim(&self, child_type: &ChildType) -> Result<Claim, ClaimError> {
         let uid = self.parent.uid().unwrap_or_default();
         let parent_namespace = self.parent.namespace();
         let deleting = self.parent.metadata.deletion_timestamp.is_some();

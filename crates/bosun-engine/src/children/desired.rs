@@ -18,7 +18,7 @@ use crate::invalid_response::{ChildProblem, InvalidResponse};
 use crate::selector;
 
 /// A validated desired child.
-pub struct DesiredChild {
+pub(crate) struct DesiredChild {
     /// Index into the controller's child types.
     pub child_type: usize,
     /// Its namespace and name.
@@ -28,7 +28,7 @@ pub struct DesiredChild {
 }
 
 /// What a controller requires of the children its hook declares.
-pub struct Rules<'a> {
+pub(crate) struct Rules<'a> {
     /// `CompositeController` or `DecoratorController`, for messages.
     pub controller: &'static str,
     /// The response field, for messages: `children` or `attachments`.
@@ -46,7 +46,7 @@ pub struct Rules<'a> {
 /// Validates every desired child before any is written: a declared type, a name, namespace
 /// rules (a namespaced parent owns children in its own namespace only, and no cluster-scoped
 /// ones), labels matching the selector, no duplicates. Server-owned metadata and `status` are dropped.
-pub fn validate(
+pub(crate) fn validate(
     types: &[ChildType],
     parent: &DynamicObject,
     children: Vec<Value>,
@@ -162,7 +162,7 @@ const WRITE_CONCURRENCY: usize = 8;
 /// each step's writes a few at a time, as they are independent, so a parent with several
 /// children costs about one round trip per step rather than one per child. Failures are
 /// collected; the other children are still written.
-pub async fn manage(
+pub(crate) async fn manage(
     client: &kube::Client,
     applier: &Applier,
     types: &[ChildType],

@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 /// The annotation holding the hook's last desired state of a child.
-pub const LAST_APPLIED_ANNOTATION: &str = "metacontroller.k8s.io/last-applied-configuration";
+pub(crate) const LAST_APPLIED_ANNOTATION: &str = "metacontroller.k8s.io/last-applied-configuration";
 
 /// Keys that make a list of objects a list map, by precedence.
 const LIST_MAP_KEYS: [&str; 7] = ["containerPort", "port", "mountPath", "name", "uid", "ip", "path"];
@@ -19,7 +19,7 @@ const LIST_MAP_KEYS: [&str; 7] = ["containerPort", "port", "mountPath", "name", 
 /// Where the desired and last-applied states disagree in type with the observed state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{side} value at {path} is a {found}, but the observed value is a {expected}")]
-pub struct MergeError {
+pub(crate) struct MergeError {
     /// `desired` or `last-applied`.
     pub side: &'static str,
     /// The field path, such as `.spec.ports`.
@@ -42,7 +42,7 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// Applies the change from `last_applied` to `desired` onto `observed`, returning the result.
-pub fn merge(observed: &Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
+pub(crate) fn merge(observed: &Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
     merge_value("", observed.clone(), last_applied, desired)
 }
 

@@ -3,10 +3,10 @@
 //! desired onto observed state ([`merge`]), and writing them with the chosen apply strategy
 //! ([`apply`]).
 
-pub mod apply;
-pub mod claim;
-pub mod desired;
-pub mod merge;
+pub(crate) mod apply;
+pub(crate) mod claim;
+pub(crate) mod desired;
+pub(crate) mod merge;
 
 use std::sync::Arc;
 
@@ -15,13 +15,14 @@ use kube::api::ApiResource;
 
 use crate::api::ChildUpdateMethod;
 
-pub use apply::{Applied, Applier, ApplyError, ApplyStrategy};
-pub use claim::{Claim, ClaimError, Claimant};
-pub use desired::{DesiredChild, Rules};
+pub use apply::ApplyStrategy;
+pub(crate) use apply::{Applier, ApplyError};
+pub(crate) use claim::{Claim, ClaimError, Claimant};
+pub(crate) use desired::Rules;
 
 /// A resolved type of child (or attachment): what the rule names, and its shared cache.
 #[derive(Clone)]
-pub struct ChildType {
+pub(crate) struct ChildType {
     /// The resource.
     pub resource: ApiResource,
     /// Whether its objects live in namespaces.

@@ -51,7 +51,7 @@ fn selector_index_values(parent: &DynamicObject) -> Vec<String> {
 }
 
 /// Everything a sync of one parent needs, shared by the workers.
-pub struct HostedComposite {
+pub(crate) struct HostedComposite {
     /// The engine's shared parts.
     pub ctx: Arc<EngineContext>,
     /// The CompositeController's name.
@@ -76,12 +76,12 @@ pub struct HostedComposite {
 
 impl HostedComposite {
     /// `metacontroller.io/compositecontroller-<name>`.
-    pub fn finalizer(&self) -> String {
+    pub(crate) fn finalizer(&self) -> String {
         finalizer_name(&self.name)
     }
 
     /// Whether the parent's labels match `parentResource.labelSelector` (absent: all match).
-    pub fn handles(&self, parent: &DynamicObject) -> bool {
+    pub(crate) fn handles(&self, parent: &DynamicObject) -> bool {
         match &self.spec.parent_resource.label_selector {
             None => true,
             Some(selector) => selector::matches(selector, parent.labels()).unwrap_or(false),
@@ -90,7 +90,7 @@ impl HostedComposite {
 
     /// The selector of a parent's children: `controller-uid` with `generateSelector`, else
     /// the parent's `spec.selector`.
-    pub fn child_selector(&self, parent: &DynamicObject) -> Result<LabelSelector, SyncError> {
+    pub(crate) fn child_selector(&self, parent: &DynamicObject) -> Result<LabelSelector, SyncError> {
         if self.spec.generate_selector == Some(true) {
             let uid = parent.uid().unwrap_or_default();
             return Ok(LabelSelector { match_labels: Some(BTreeMap::from([("controller-uid".to_owned(), uid)])), ..Default::default() });
@@ -170,29 +170,27 @@ impl HostedComposite {
     }
 
     /// Every parent this controller handles.
-    pub fn all_keys(&self) -> Vec<ObjectKey> {
+    pub(crate) fn all_keys(&self) -> Vec<ObjectKey> {
         let ours = |parent: &&Arc<DynamicObject>| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
         self.parents.list().iter().filter(ours).map(|parent| ObjectKey::of(parent)).collect()
     }
 }
 
 /// A running hosted controller; stopped when dropped.
-pub struct RunningComposite {
+pub(crate) struct RunningComposite {
     /// The spec it runs, to tell whether a change needs a restart.
     pub spec: CompositeControllerSpec,
-    /// Shared with its workers.
-    pub hosted: Arc<HostedComposite>,
     tasks: Tasks,
 }
 
 impl RunningComposite {
     /// Stops taking work and waits for the syncs in flight to finish.
-    pub async fn stop_gracefully(self) {
+    pub(crate) async fn stop_gracefully(self) {
         self.tasks.stop_gracefully().await
     }
 
     /// Resolves the CompositeController's types and hooks and starts its workers.
-    pub async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<RunningComposite, CreateError> {
+    pub(crate) async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<RunningComposite, CreateError> {
         let spec = controller.spec.clone();
         let rule = &spec.parent_resource;
         let parent = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
@@ -274,7 +272,7 @@ impl RunningComposite {
                 async move { crate::reconcile::process(&*hosted, key).await }
             }
         });
-        Ok(RunningComposite { spec, hosted, tasks })
+        Ok(RunningComposite { spec, tasks })
     }
 }
 

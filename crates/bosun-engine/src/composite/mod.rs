@@ -7,15 +7,15 @@ mod sync;
 
 use std::sync::Arc;
 
-pub use controller::{HostedComposite, RunningComposite};
-pub use sync::finalizer_name;
+pub(crate) use controller::RunningComposite;
+pub(crate) use sync::finalizer_name;
 
 use crate::api::{CompositeController, CompositeControllerSpec};
 use crate::context::EngineContext;
 use crate::hosting::{CreateError, HostedKind};
 
 /// CompositeControllers, as the engine hosts them.
-pub struct Composite;
+pub(crate) struct Composite;
 
 impl HostedKind for Composite {
     type Object = CompositeController;

@@ -29,7 +29,7 @@ use crate::selector;
 use crate::sync_error::SyncError;
 
 /// The finalizer a CompositeController with a finalize hook puts on its parents.
-pub fn finalizer_name(controller: &str) -> String {
+pub(crate) fn finalizer_name(controller: &str) -> String {
     format!("metacontroller.io/compositecontroller-{controller}")
 }
 
@@ -46,7 +46,7 @@ struct CompositeRequest<'a> {
 /// The response of a CompositeController's sync and finalize hooks.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct CompositeResponse {
+pub(crate) struct CompositeResponse {
     #[serde(default)]
     status: Option<Value>,
     #[serde(default)]
@@ -80,7 +80,7 @@ impl SyncResponse for CompositeResponse {
 }
 
 /// What a parent claims of each child type, and how it claims.
-pub struct Claims {
+pub(crate) struct Claims {
     selector: LabelSelector,
     owner: Value,
     may_adopt: bool,

@@ -20,7 +20,7 @@ use crate::hosting::{CreateError, Tasks};
 use crate::selector;
 
 /// One of a DecoratorController's `resources`: a target type and which of its objects match.
-pub struct TargetType {
+pub(crate) struct TargetType {
     /// The resource.
     pub resolved: ResolvedResource,
     /// Every object of the type.
@@ -35,7 +35,7 @@ pub struct TargetType {
 
 impl TargetType {
     /// Whether `object` matches both selectors.
-    pub fn matches(&self, object: &DynamicObject) -> bool {
+    pub(crate) fn matches(&self, object: &DynamicObject) -> bool {
         let satisfies = |selector: &Option<LabelSelector>, map| {
             selector.as_ref().is_none_or(|selector| selector::matches(selector, map).unwrap_or(false))
         };
@@ -45,7 +45,7 @@ impl TargetType {
 
 /// Identifies a target: which resource rule, and the object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TargetKey {
+pub(crate) struct TargetKey {
     /// Index into the DecoratorController's `resources`.
     pub rule: usize,
     /// The object.
@@ -59,7 +59,7 @@ impl std::fmt::Display for TargetKey {
 }
 
 /// Everything a sync of one target needs, shared by the workers.
-pub struct HostedDecorator {
+pub(crate) struct HostedDecorator {
     /// The engine's shared parts.
     pub ctx: Arc<EngineContext>,
     /// The DecoratorController's name.
@@ -80,7 +80,7 @@ pub struct HostedDecorator {
 
 impl HostedDecorator {
     /// `metacontroller.io/decoratorcontroller-<name>`.
-    pub fn finalizer(&self) -> String {
+    pub(crate) fn finalizer(&self) -> String {
         finalizer_name(&self.name)
     }
 
@@ -144,7 +144,7 @@ impl HostedDecorator {
 }
 
 /// A running hosted DecoratorController; stopped when dropped.
-pub struct RunningDecorator {
+pub(crate) struct RunningDecorator {
     /// The spec it runs.
     pub spec: DecoratorControllerSpec,
     tasks: Tasks,
@@ -152,12 +152,12 @@ pub struct RunningDecorator {
 
 impl RunningDecorator {
     /// Stops taking work and waits for the syncs in flight to finish.
-    pub async fn stop_gracefully(self) {
+    pub(crate) async fn stop_gracefully(self) {
         self.tasks.stop_gracefully().await
     }
 
     /// Resolves the DecoratorController's types and hooks and starts its workers.
-    pub async fn start(ctx: Arc<EngineContext>, controller: &DecoratorController) -> Result<RunningDecorator, CreateError> {
+    pub(crate) async fn start(ctx: Arc<EngineContext>, controller: &DecoratorController) -> Result<RunningDecorator, CreateError> {
         let spec = controller.spec.clone();
         let name = controller.name_any();
         if spec.resources.is_empty() {

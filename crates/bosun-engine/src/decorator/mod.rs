@@ -7,15 +7,15 @@ mod sync;
 
 use std::sync::Arc;
 
-pub use controller::{RunningDecorator, TargetKey};
-pub use sync::{DECORATOR_ANNOTATION, finalizer_name};
+pub(crate) use controller::RunningDecorator;
+pub(crate) use sync::finalizer_name;
 
 use crate::api::{DecoratorController, DecoratorControllerSpec};
 use crate::context::EngineContext;
 use crate::hosting::{CreateError, HostedKind};
 
 /// DecoratorControllers, as the engine hosts them.
-pub struct Decorator;
+pub(crate) struct Decorator;
 
 impl HostedKind for Decorator {
     type Object = DecoratorController;

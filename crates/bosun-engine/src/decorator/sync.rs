@@ -26,10 +26,10 @@ use crate::related::Related;
 use crate::sync_error::SyncError;
 
 /// The annotation that marks an attachment as its DecoratorController's.
-pub const DECORATOR_ANNOTATION: &str = "metacontroller.k8s.io/decorator-controller";
+pub(crate) const DECORATOR_ANNOTATION: &str = "metacontroller.k8s.io/decorator-controller";
 
 /// The finalizer a DecoratorController with a finalize hook puts on its targets.
-pub fn finalizer_name(controller: &str) -> String {
+pub(crate) fn finalizer_name(controller: &str) -> String {
     format!("metacontroller.io/decoratorcontroller-{controller}")
 }
 
@@ -46,7 +46,7 @@ struct DecoratorRequest<'a> {
 /// The response of a DecoratorController's sync and finalize hooks.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct DecoratorResponse {
+pub(crate) struct DecoratorResponse {
     #[serde(default)]
     labels: Option<Value>,
     #[serde(default)]
@@ -130,7 +130,7 @@ fn map_operations(
 }
 
 /// What a valid response writes on the target itself.
-pub struct TargetUpdate {
+pub(crate) struct TargetUpdate {
     labels: BTreeMap<String, Option<String>>,
     annotations: BTreeMap<String, Option<String>>,
     status: Option<Value>,

@@ -28,7 +28,7 @@ const FIRST_READ: Duration = Duration::from_secs(10);
 /// What is wrong with a hook's TLS or authentication settings, or with the credentials they
 /// name. It names objects and keys, never a credential.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
+pub(crate) enum CredentialError {
     /// `caBundle` names no source, or more than one.
     #[error("caBundle needs exactly one of inline, secretRef and configMapRef")]
     CaBundleSources,
@@ -82,7 +82,7 @@ pub enum CredentialError {
 
 /// Why TLS material cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// The client certificate PEM does not parse.
     #[error("the client certificate is not valid PEM")]
     CertificatePem,
@@ -117,7 +117,7 @@ pub enum TlsError {
 
 /// The TLS and authentication settings of one hook.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Security {
+pub(crate) struct Security {
     /// CA certificates that replace the system roots.
     pub ca_bundle: Option<CaBundle>,
     /// A client certificate for mutual TLS.
@@ -135,7 +135,7 @@ impl Security {
 
     /// The settings of a hook at `url`: the webhook's own if it sets any, else those of the
     /// first endpoint config whose host matches. `None` if there are none.
-    pub fn resolve(webhook: &Webhook, url: &Url, configs: &[EndpointConfig]) -> Result<Option<Security>, CredentialError> {
+    pub(crate) fn resolve(webhook: &Webhook, url: &Url, configs: &[EndpointConfig]) -> Result<Option<Security>, CredentialError> {
         let own = Security {
             ca_bundle: webhook.ca_bundle.clone(),
             client_tls: webhook.client_tls.clone(),
@@ -180,7 +180,7 @@ impl Security {
 
 /// Whether endpoint config host `host` (`host` or `host:port`) matches `url`: hosts compare
 /// case-insensitively, and an omitted port means the scheme's default.
-pub fn host_matches(host: &str, url: &Url) -> bool {
+pub(crate) fn host_matches(host: &str, url: &Url) -> bool {
     let Some(url_host) = url.host_str() else { return false };
     let url_port = url.port_or_known_default();
     let (name, port) = match host.rsplit_once(':') {
@@ -200,7 +200,7 @@ pub fn host_matches(host: &str, url: &Url) -> bool {
 
 /// What a call needs from its settings: the TLS material and the `Authorization` header.
 #[derive(Default, Hash, PartialEq, Eq)]
-pub struct Material {
+pub(crate) struct Material {
     /// PEM CA certificates.
     pub ca_pem: Option<Vec<u8>>,
     /// PEM client certificate and key.
@@ -211,7 +211,7 @@ pub struct Material {
 
 impl Material {
     /// A fingerprint of the TLS material, to reuse HTTP clients (and their connections).
-    pub fn tls_fingerprint(&self) -> u64 {
+    pub(crate) fn tls_fingerprint(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.ca_pem.hash(&mut hasher);
         self.identity_pem.hash(&mut hasher);
@@ -219,7 +219,7 @@ impl Material {
     }
 
     /// The `Authorization` header, marked sensitive.
-    pub fn header(&self) -> Result<Option<HeaderValue>, CredentialError> {
+    pub(crate) fn header(&self) -> Result<Option<HeaderValue>, CredentialError> {
         let Some(value) = &self.authorization else { return Ok(None) };
         let mut header = HeaderValue::from_str(value).map_err(|_| CredentialError::HeaderCharacters)?;
         header.set_sensitive(true);
@@ -251,7 +251,7 @@ impl Drop for Watched {
 
 /// The Secrets and ConfigMaps credentials are read from, each watched by name (so RBAC can
 /// grant exactly those objects) from its first use on, until no controller that used it runs.
-pub struct Credentials {
+pub(crate) struct Credentials {
     client: kube::Client,
     /// Each watch, and the controllers that read through it.
     watched: Mutex<HashMap<WatchKey, (Arc<Watched>, Users)>>,
@@ -271,12 +271,12 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// Credentials read through `client`.
-    pub fn new(client: kube::Client) -> Credentials {
+    pub(crate) fn new(client: kube::Client) -> Credentials {
         Credentials { client, watched: Mutex::default() }
     }
 
     /// Stops the watches that only `user` read through: it has stopped.
-    pub fn release(&self, user: &str) {
+    pub(crate) fn release(&self, user: &str) {
         self.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, (_, users)| {
             users.remove(user);
             !users.is_empty()
@@ -284,12 +284,12 @@ impl Credentials {
     }
 
     /// How many Secrets and ConfigMaps are watched.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 
     /// Reads what `security` names, for `user` (a controller, until [`Credentials::release`]).
-    pub async fn material(&self, security: &Security, user: &str) -> Result<Material, CredentialError> {
+    pub(crate) async fn material(&self, security: &Security, user: &str) -> Result<Material, CredentialError> {
         let mut material = Material::default();
         if let Some(bundle) = &security.ca_bundle {
             material.ca_pem = Some(match (&bundle.inline, &bundle.secret_ref, &bundle.config_map_ref) {

@@ -20,7 +20,7 @@ use crate::api::{EndpointConfig, Hook, HookVersion, ResponseUnmarshallMode};
 
 /// Which hook of a controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HookKind {
+pub(crate) enum HookKind {
     /// `sync`.
     Sync,
     /// `finalize`.
@@ -31,7 +31,7 @@ pub enum HookKind {
 
 impl HookKind {
     /// The hook's name in the API and in metrics.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HookKind::Sync => "sync",
             HookKind::Finalize => "finalize",
@@ -48,7 +48,7 @@ impl std::fmt::Display for HookKind {
 
 /// A hook ready to be called: its URL, timeout, version and decoding mode.
 #[derive(Clone, PartialEq)]
-pub struct HookEndpoint {
+pub(crate) struct HookEndpoint {
     /// Which hook this is.
     pub kind: HookKind,
     /// Where to POST, with any `user:password@` in it: never print it, print `redacted_url`.
@@ -76,7 +76,7 @@ impl std::fmt::Debug for HookEndpoint {
 }
 
 /// The default hook timeout, as in Metacontroller.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default bound on a hook response's body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -86,10 +86,10 @@ const QUOTED_BODY_BYTES: usize = 512;
 
 /// The shortest and longest delay a 429's `Retry-After` may ask for: `0` must not become a
 /// hot loop, nor a huge value a parent that is never synced again.
-pub const RETRY_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10 * 60));
+pub(crate) const RETRY_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10 * 60));
 
 /// `url` without its user information (`user:password@`), which may hold credentials.
-pub fn redact(url: &Url) -> Url {
+pub(crate) fn redact(url: &Url) -> Url {
     let mut redacted = url.clone();
     // Only URLs that cannot have a host refuse these, and hook URLs have one.
     let _ = redacted.set_username("");
@@ -99,7 +99,7 @@ pub fn redact(url: &Url) -> Url {
 
 /// What is wrong with a hook's declaration in a controller's spec.
 #[derive(Debug, thiserror::Error)]
-pub enum EndpointError {
+pub(crate) enum EndpointError {
     /// The hook has no `webhook`.
     #[error("the {kind} hook has no webhook")]
     NoWebhook {
@@ -160,7 +160,7 @@ pub enum EndpointError {
 impl HookEndpoint {
     /// Resolves a hook of the controller of type `controller.0` named `controller.1`, with the
     /// controller's `endpointConfigs`, to an endpoint, or says what is wrong with it.
-    pub fn new(
+    pub(crate) fn new(
         kind: HookKind,
         hook: &Hook,
         controller: (&'static str, &str),
@@ -208,7 +208,7 @@ impl HookEndpoint {
 
     /// Whether calls carry credentials: a `user:password@` in the URL, a bearer token or a
     /// basic-auth password.
-    pub fn sends_credentials(&self) -> bool {
+    pub(crate) fn sends_credentials(&self) -> bool {
         let configured = self.security.as_ref().is_some_and(|security| security.authorization.is_some() || security.basic_auth.is_some());
         configured || !self.url.username().is_empty() || self.url.password().is_some()
     }
@@ -216,7 +216,7 @@ impl HookEndpoint {
     /// Refuses a hook that would send credentials over plain `http://`, where anyone on the
     /// path can read them, unless `allow_insecure` (the engine's
     /// `--allow-insecure-hook-credentials`).
-    pub fn check_credentials_transport(&self, allow_insecure: bool) -> Result<(), EndpointError> {
+    pub(crate) fn check_credentials_transport(&self, allow_insecure: bool) -> Result<(), EndpointError> {
         if allow_insecure || self.url.scheme() != "http" || !self.sends_credentials() {
             return Ok(());
         }
@@ -226,7 +226,7 @@ impl HookEndpoint {
 
 /// Why a hook call failed. None of these change anything in the cluster.
 #[derive(Debug, thiserror::Error)]
-pub enum HookError {
+pub(crate) enum HookError {
     /// The request could not be sent or the response not received.
     #[error("{kind} hook {url}: {message}")]
     Transport {
@@ -294,7 +294,7 @@ pub enum HookError {
 /// Calls hooks, reusing connections where servers allow it, and records Metacontroller's
 /// hook metrics.
 #[derive(Debug)]
-pub struct HookClient {
+pub(crate) struct HookClient {
     http: reqwest::Client,
     /// Clients with custom TLS material, by its fingerprint.
     secured: Mutex<HashMap<u64, reqwest::Client>>,
@@ -316,7 +316,7 @@ impl HookClient {
     /// A client that verifies HTTPS hooks against the system's trusted roots (or a hook's
     /// CA bundle), reading credentials through `client`, and reads at most
     /// `max_response_bytes` of a response.
-    pub fn new(client: kube::Client, metrics: Metrics, max_response_bytes: usize) -> Self {
+    pub(crate) fn new(client: kube::Client, metrics: Metrics, max_response_bytes: usize) -> Self {
         // reqwest is built without a default crypto provider; ring is the one kube uses too.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = builder().build().expect("an HTTP client with the default settings builds");
@@ -361,28 +361,33 @@ impl HookClient {
     }
 
     /// Drops what is kept about the object of `kind` at `key`: it is gone.
-    pub fn forget(&self, kind: &str, key: &bosun_runtime::ObjectKey) {
+    pub(crate) fn forget(&self, kind: &str, key: &bosun_runtime::ObjectKey) {
         self.etags.forget(&super::etag::object_key(kind, key.namespace.as_deref(), &key.name));
     }
 
     /// Stops watching the credentials only the controller of kind `kind` named `name` used.
-    pub fn release_credentials(&self, kind: &str, name: &str) {
+    pub(crate) fn release_credentials(&self, kind: &str, name: &str) {
         self.credentials.release(&format!("{kind}/{name}"));
     }
 
     /// How many Secrets and ConfigMaps are watched for credentials.
-    pub fn credential_watches(&self) -> usize {
+    pub(crate) fn credential_watches(&self) -> usize {
         self.credentials.count()
     }
 
     /// How many responses are kept for ETag replay.
-    pub fn etag_records(&self) -> usize {
+    pub(crate) fn etag_records(&self) -> usize {
         self.etags.count()
     }
 
     /// POSTs `body` to the hook, about `object` (the parent or target), and decodes its
     /// response.
-    pub async fn call<T: HookResponse>(&self, endpoint: &HookEndpoint, body: Vec<u8>, object: &DynamicObject) -> Result<T, HookError> {
+    pub(crate) async fn call<T: HookResponse>(
+        &self,
+        endpoint: &HookEndpoint,
+        body: Vec<u8>,
+        object: &DynamicObject,
+    ) -> Result<T, HookError> {
         let kind = endpoint.kind;
         let url = endpoint.redacted_url.clone();
         let (http, authorization) = match &endpoint.security {

@@ -15,7 +15,7 @@ use crate::api::WebhookEtagConfig;
 
 /// A hook's ETag settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EtagSettings {
+pub(crate) struct EtagSettings {
     /// How long an entry lives; `None`: until replaced.
     pub ttl: Option<Duration>,
     /// How often expired entries are removed; `None`: whenever the cache is used.
@@ -24,7 +24,7 @@ pub struct EtagSettings {
 
 impl EtagSettings {
     /// The settings of `config`, if it enables caching.
-    pub fn of(config: Option<&WebhookEtagConfig>) -> Option<EtagSettings> {
+    pub(crate) fn of(config: Option<&WebhookEtagConfig>) -> Option<EtagSettings> {
         let config = config.filter(|config| config.enabled == Some(true))?;
         let seconds = |value: Option<i32>| value.filter(|seconds| *seconds > 0).map(|seconds| Duration::from_secs(seconds as u64));
         Some(EtagSettings { ttl: seconds(config.cache_timeout_seconds), cleanup: seconds(config.cache_cleanup_seconds) })
@@ -38,13 +38,13 @@ struct Entry {
 }
 
 /// How an entry names the object a response was about: `Kind/namespace/name`.
-pub fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+pub(crate) fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
     format!("{kind}/{}/{name}", namespace.unwrap_or_default())
 }
 
 /// Kept responses by (hook URL, object).
 #[derive(Default)]
-pub struct EtagCache {
+pub(crate) struct EtagCache {
     entries: Mutex<HashMap<(String, String), Entry>>,
     swept: Mutex<Option<Instant>>,
 }
@@ -67,7 +67,7 @@ impl EtagCache {
     }
 
     /// The ETag to send for `key`, if a live entry is kept.
-    pub fn etag(&self, settings: &EtagSettings, key: &(String, String)) -> Option<HeaderValue> {
+    pub(crate) fn etag(&self, settings: &EtagSettings, key: &(String, String)) -> Option<HeaderValue> {
         self.sweep(settings);
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = entries.get(key)?;
@@ -75,22 +75,22 @@ impl EtagCache {
     }
 
     /// The kept body for `key`, to replay on 304.
-    pub fn body(&self, key: &(String, String)) -> Option<Bytes> {
+    pub(crate) fn body(&self, key: &(String, String)) -> Option<Bytes> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).map(|entry| entry.body.clone())
     }
 
     /// Drops the entries about `object` (as [`object_key`] names it): it is gone.
-    pub fn forget(&self, object: &str) {
+    pub(crate) fn forget(&self, object: &str) {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(_, about), _| about != object);
     }
 
     /// How many entries are kept.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
     }
 
     /// Keeps `body` with `etag` for `key`.
-    pub fn keep(&self, key: (String, String), etag: HeaderValue, body: Bytes) {
+    pub(crate) fn keep(&self, key: (String, String), etag: HeaderValue, body: Bytes) {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, Entry { etag, body, at: Instant::now() });
     }
 }

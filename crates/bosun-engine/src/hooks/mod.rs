@@ -3,10 +3,10 @@
 //! JSON response is decoded (`loose` or `strict`). Calling hooks over HTTP is [`HookClient`]'s
 //! job, with TLS and authentication from [`auth`] and opt-in response caching from [`etag`].
 
-pub mod auth;
+pub(crate) mod auth;
 mod client;
 mod duration;
-pub mod etag;
+pub(crate) mod etag;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,19 +17,19 @@ use serde::de::DeserializeOwned;
 use crate::api::{HookVersion, ResponseUnmarshallMode};
 use crate::invalid_response::InvalidResponse;
 
-pub use auth::{CredentialError, TlsError};
-pub use client::{DEFAULT_MAX_RESPONSE_BYTES, EndpointError, HookClient, HookEndpoint, HookError, HookKind, RETRY_AFTER_BOUNDS, redact};
+pub use client::DEFAULT_MAX_RESPONSE_BYTES;
+pub(crate) use client::{EndpointError, HookClient, HookEndpoint, HookError, HookKind};
 pub use duration::{DurationError, parse_duration};
 
 /// The outer key of an object map: `Kind.apiVersion`, e.g. `Pod.v1` or `Deployment.apps/v1`.
-pub fn group_key(kind: &str, api_version: &str) -> String {
+pub(crate) fn group_key(kind: &str, api_version: &str) -> String {
     format!("{kind}.{api_version}")
 }
 
 /// The inner key of an object in a request to a hook of `version`, for a parent in
 /// `parent_namespace` (`None`: cluster-scoped). `None` when a v1 hook must not see the object:
 /// v1 hides objects of other namespaces, and cluster-scoped objects, from namespaced parents.
-pub fn object_key(version: HookVersion, parent_namespace: Option<&str>, namespace: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn object_key(version: HookVersion, parent_namespace: Option<&str>, namespace: Option<&str>, name: &str) -> Option<String> {
     let uniform = || match namespace {
         Some(namespace) => format!("{namespace}/{name}"),
         None => name.to_owned(),
@@ -46,10 +46,10 @@ pub fn object_key(version: HookVersion, parent_namespace: Option<&str>, namespac
 
 /// Objects by `Kind.apiVersion`, then by key: the `children`, `attachments` and `related`
 /// fields of hook requests. Every configured type is present, possibly empty.
-pub type ObjectMaps<'a> = BTreeMap<String, BTreeMap<String, &'a DynamicObject>>;
+pub(crate) type ObjectMaps<'a> = BTreeMap<String, BTreeMap<String, &'a DynamicObject>>;
 
 /// Adds `objects` of type `group` to `maps`, keyed for a hook of `version`.
-pub fn insert_objects<'a>(
+pub(crate) fn insert_objects<'a>(
     maps: &mut ObjectMaps<'a>,
     group: &str,
     version: HookVersion,
@@ -66,14 +66,14 @@ pub fn insert_objects<'a>(
 }
 
 /// A response type and the top-level fields it knows, for strict decoding.
-pub trait HookResponse: DeserializeOwned {
+pub(crate) trait HookResponse: DeserializeOwned {
     /// The JSON names of the fields a hook may send.
     const FIELDS: &'static [&'static str];
 }
 
 /// Why a response could not be decoded.
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     /// Not JSON, or fields of the wrong type.
     #[error("the response is not valid: {0}")]
     Json(#[from] serde_json::Error),
@@ -87,7 +87,7 @@ pub enum DecodeError {
 
 /// Decodes a response. `strict` refuses unknown and duplicate top-level fields; `loose`
 /// ignores unknown ones and keeps the last of duplicates, as Metacontroller does.
-pub fn decode<T: HookResponse>(body: &[u8], mode: ResponseUnmarshallMode) -> Result<T, DecodeError> {
+pub(crate) fn decode<T: HookResponse>(body: &[u8], mode: ResponseUnmarshallMode) -> Result<T, DecodeError> {
     let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)?;
     match mode {
         ResponseUnmarshallMode::Loose => Ok(serde_json::from_value(serde_json::Value::Object(fields))?),
@@ -105,7 +105,7 @@ pub fn decode<T: HookResponse>(body: &[u8], mode: ResponseUnmarshallMode) -> Res
 
 /// The decoding mode of a hook: its `responseUnMarshallMode`, else `loose` for v1 and
 /// `strict` for v2.
-pub fn unmarshall_mode(version: HookVersion, configured: Option<ResponseUnmarshallMode>) -> ResponseUnmarshallMode {
+pub(crate) fn unmarshall_mode(version: HookVersion, configured: Option<ResponseUnmarshallMode>) -> ResponseUnmarshallMode {
     configured.unwrap_or(match version {
         HookVersion::V1 => ResponseUnmarshallMode::Loose,
         HookVersion::V2 => ResponseUnmarshallMode::Strict,
@@ -115,7 +115,7 @@ pub fn unmarshall_mode(version: HookVersion, configured: Option<ResponseUnmarsha
 /// An event a hook asks to have recorded on its parent or target: the optional `events` list
 /// of sync and finalize responses, a bosun extension (Metacontroller's open request #249).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookEvent {
+pub(crate) struct HookEvent {
     /// `type: Warning` (else `Normal`).
     pub warning: bool,
     /// A short CamelCase reason.
@@ -125,11 +125,11 @@ pub struct HookEvent {
 }
 
 /// The most events one response may ask for.
-pub const MAX_HOOK_EVENTS: usize = 10;
+pub(crate) const MAX_HOOK_EVENTS: usize = 10;
 
 /// Validates a response's `events`: each `{type, reason, message}` with `type` `Normal`
 /// (the default) or `Warning` and a reason of 1 to 128 characters without spaces.
-pub fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<HookEvent>, InvalidResponse> {
+pub(crate) fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<HookEvent>, InvalidResponse> {
     let events = events.unwrap_or_default();
     if events.len() > MAX_HOOK_EVENTS {
         return Err(InvalidResponse::TooManyEvents { count: events.len() });
@@ -158,7 +158,7 @@ pub fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<HookEve
 }
 
 /// A request body, serialized once.
-pub fn encode(request: &impl Serialize) -> Vec<u8> {
+pub(crate) fn encode(request: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(request).expect("hook requests serialize")
 }
 
