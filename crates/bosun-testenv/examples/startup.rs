@@ -1,7 +1,8 @@
 //! Measures the local control plane: start-to-ready time over several starts (binaries
 //! already cached), and the memory of each process once ready and after some work.
 //!
-//! `cargo run -p bosun-testenv --example startup -- [starts]`
+//! `cargo run -p bosun-testenv --example startup -- [starts] [nodes]`: with `nodes` above 0
+//! (default 0) kube-scheduler and `kwok` run too, with that many simulated nodes.
 
 use std::time::Instant;
 
@@ -33,11 +34,12 @@ fn print_memory(plane: &ControlPlane, when: &str) {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let starts: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(5);
+    let nodes: usize = std::env::args().nth(2).map(|n| n.parse()).transpose()?.unwrap_or(0);
     bosun_testenv::Binaries::ensure()?;
     let mut times = Vec::new();
     for start in 1..=starts {
         let began = Instant::now();
-        let plane = ControlPlane::start().await?;
+        let plane = ControlPlane::builder().nodes(nodes).start().await?;
         let elapsed = began.elapsed().as_secs_f64();
         println!("start {start}: ready in {elapsed:.2} s");
         times.push(elapsed);
@@ -56,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "start-to-ready over {starts} starts: min {:.2} s, median {:.2} s, max {:.2} s",
+        "start-to-ready with {nodes} nodes over {starts} starts: min {:.2} s, median {:.2} s, max {:.2} s",
         times[0],
         times[times.len() / 2],
         times[times.len() - 1]

@@ -1,5 +1,5 @@
-//! The control-plane binaries: etcd, kube-apiserver, kube-controller-manager and kubectl,
-//! built once from the official Go modules with the machine's Go toolchain (or, if that is
+//! The control-plane binaries: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+//! kubectl, and KWOK's `kwok` for simulated nodes, built once from the official Go modules with the machine's Go toolchain (or, if that is
 //! older than Go 1.21, with the toolchain it fetches through the module proxy) and cached per
 //! version outside the repository.
 //!
@@ -30,13 +30,16 @@ pub const KUBERNETES_VERSION: &str = "v1.37.2";
 pub const ETCD_VERSION: &str = "v3.6.16";
 /// The Helm release built alongside, for validating charts.
 pub const HELM_VERSION: &str = "v3.22.0";
+/// The KWOK release whose `kwok` controller simulates nodes and the lifecycle of their Pods.
+pub const KWOK_VERSION: &str = "v0.8.0";
 /// The `go` directive of the build modules: what [`KUBERNETES_VERSION`]'s own `go.mod` says. An
 /// older local Go fetches this toolchain through the module proxy (`GOTOOLCHAIN=auto`), or,
 /// with `GOTOOLCHAIN=local`, says that it is too old.
 const GO_DIRECTIVE: &str = "1.26.0";
 
-/// Set to a directory holding `etcd`, `kube-apiserver`, `kube-controller-manager` and `kubectl`
-/// to use those binaries instead of building them.
+/// Set to a directory holding every [`Component`]'s binary (`etcd`, `kube-apiserver`,
+/// `kube-controller-manager`, `kube-scheduler`, `kubectl`, `helm`, `kwok`) to use those
+/// binaries instead of building them.
 pub const BIN_DIR_ENV: &str = "BOSUN_TESTENV_BIN_DIR";
 
 /// Why the control-plane binaries could not be provided.
@@ -86,16 +89,27 @@ pub enum Component {
     KubeApiserver,
     /// `k8s.io/kubernetes/cmd/kube-controller-manager`.
     KubeControllerManager,
+    /// `k8s.io/kubernetes/cmd/kube-scheduler`, which places Pods on the simulated nodes.
+    KubeScheduler,
     /// `k8s.io/kubernetes/cmd/kubectl`.
     Kubectl,
     /// `helm.sh/helm/v3/cmd/helm`, to render charts for tests.
     Helm,
+    /// `sigs.k8s.io/kwok/cmd/kwok`, which plays kubelet for simulated nodes.
+    Kwok,
 }
 
 impl Component {
     /// Every component, in build order.
-    pub const ALL: [Component; 5] =
-        [Component::KubeApiserver, Component::KubeControllerManager, Component::Kubectl, Component::Etcd, Component::Helm];
+    pub const ALL: [Component; 7] = [
+        Component::KubeApiserver,
+        Component::KubeControllerManager,
+        Component::KubeScheduler,
+        Component::Kubectl,
+        Component::Etcd,
+        Component::Helm,
+        Component::Kwok,
+    ];
 
     /// The binary's file name.
     pub fn name(self) -> &'static str {
@@ -103,8 +117,10 @@ impl Component {
             Component::Etcd => "etcd",
             Component::KubeApiserver => "kube-apiserver",
             Component::KubeControllerManager => "kube-controller-manager",
+            Component::KubeScheduler => "kube-scheduler",
             Component::Kubectl => "kubectl",
             Component::Helm => "helm",
+            Component::Kwok => "kwok",
         }
     }
 
@@ -113,8 +129,10 @@ impl Component {
             Component::Etcd => "go.etcd.io/etcd/server/v3",
             Component::KubeApiserver => "k8s.io/kubernetes/cmd/kube-apiserver",
             Component::KubeControllerManager => "k8s.io/kubernetes/cmd/kube-controller-manager",
+            Component::KubeScheduler => "k8s.io/kubernetes/cmd/kube-scheduler",
             Component::Kubectl => "k8s.io/kubernetes/cmd/kubectl",
             Component::Helm => "helm.sh/helm/v3/cmd/helm",
+            Component::Kwok => "sigs.k8s.io/kwok/cmd/kwok",
         }
     }
 
@@ -122,6 +140,7 @@ impl Component {
         match self {
             Component::Etcd => GoModule::Etcd,
             Component::Helm => GoModule::Helm,
+            Component::Kwok => GoModule::Kwok,
             _ => GoModule::Kubernetes,
         }
     }
@@ -134,6 +153,7 @@ enum GoModule {
     Kubernetes,
     Etcd,
     Helm,
+    Kwok,
 }
 
 impl GoModule {
@@ -142,6 +162,7 @@ impl GoModule {
             GoModule::Kubernetes => "kubernetes",
             GoModule::Etcd => "etcd",
             GoModule::Helm => "helm",
+            GoModule::Kwok => "kwok",
         }
     }
 
@@ -150,6 +171,7 @@ impl GoModule {
             GoModule::Kubernetes => KUBERNETES_VERSION,
             GoModule::Etcd => ETCD_VERSION,
             GoModule::Helm => HELM_VERSION,
+            GoModule::Kwok => KWOK_VERSION,
         }
     }
 }
@@ -290,7 +312,7 @@ fn build(entry: &Path, missing: &[Component]) -> Result<(), BuildError> {
     let go = Toolchain::find()?;
     let names: Vec<&str> = missing.iter().map(|component| component.name()).collect();
     Progress::line(format_args!(
-        "building {} (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}, Helm {HELM_VERSION}) with {} \
+        "building {} (Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}, Helm {HELM_VERSION}, KWOK {KWOK_VERSION}) with {} \
          into {}; this happens once and takes several minutes",
         names.join(", "),
         go.version,
@@ -510,9 +532,13 @@ fn write_go_mod(dir: &Path, text: &str) -> Result<(), BuildError> {
     }
 }
 
-/// The `-ldflags` the Kubernetes build uses to stamp its version (hack/lib/version.sh).
+/// The `-ldflags` the Kubernetes build (hack/lib/version.sh) and KWOK's release build use to
+/// stamp their versions.
 fn version_ldflags(component: Component) -> String {
     let mut flags = String::from("-s -w");
+    if component.module() == GoModule::Kwok {
+        flags.push_str(&format!(" -X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION}"));
+    }
     if component.module() == GoModule::Kubernetes {
         let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or_default();
         for package in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
@@ -672,6 +698,7 @@ mod tests {
         assert!(flags.contains(&format!("-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}")));
         assert!(flags.contains("-X k8s.io/component-base/version.gitMinor=37"));
         assert_eq!(version_ldflags(Component::Etcd), "-s -w");
+        assert!(version_ldflags(Component::Kwok).ends_with(&format!("consts.Version={KWOK_VERSION}")));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A running local control plane: etcd, kube-apiserver and kube-controller-manager on
-//! random loopback ports, with RBAC authorization and client-certificate authentication.
+//! random loopback ports, with RBAC authorization and client-certificate authentication, and
+//! on request kube-scheduler with simulated nodes (see [`crate::nodes`]) so that Pods run.
 //!
 //! Startup follows envtest's recipe (see `reference/frameworks.md` §3.2) with two
 //! differences that matter for controllers: kube-controller-manager runs too, so garbage
@@ -20,7 +21,8 @@ use crate::progress::Progress;
 
 /// The kube-controller-manager controllers started by default: enough for owner references,
 /// namespace deletion, ServiceAccounts with tokens, and aggregated ClusterRoles to behave as in
-/// a real cluster. No scheduler or kubelet runs, so Pods stay Pending.
+/// a real cluster. Without nodes ([`ControlPlaneBuilder::nodes`]) no scheduler or kubelet
+/// runs, so Pods stay Pending.
 pub const DEFAULT_CONTROLLERS: &[&str] =
     &["garbagecollector", "namespace", "serviceaccount", "serviceaccount-token", "clusterrole-aggregation"];
 
@@ -84,6 +86,7 @@ pub struct ControlPlaneBuilder {
     controllers: Vec<String>,
     apiserver_args: Vec<String>,
     binaries: Option<Binaries>,
+    nodes: usize,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -92,6 +95,7 @@ impl Default for ControlPlaneBuilder {
             controllers: DEFAULT_CONTROLLERS.iter().map(|name| name.to_string()).collect(),
             apiserver_args: Vec::new(),
             binaries: None,
+            nodes: 0,
         }
     }
 }
@@ -109,6 +113,16 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// Run `count` simulated nodes (named `node-1` …): kube-scheduler places Pods on them,
+    /// KWOK's `kwok` runs them (see [`crate::nodes`]), and kube-controller-manager also runs
+    /// [`NODE_CONTROLLERS`](crate::NODE_CONTROLLERS) (Deployments, StatefulSets, Jobs,
+    /// EndpointSlices, …). 0, the default, runs none: Pods stay Pending and the control plane
+    /// starts faster and uses less memory.
+    pub fn nodes(mut self, count: usize) -> Self {
+        self.nodes = count;
+        self
+    }
+
     /// Use these binaries instead of [`Binaries::ensure`].
     pub fn binaries(mut self, binaries: Binaries) -> Self {
         self.binaries = Some(binaries);
@@ -116,8 +130,9 @@ impl ControlPlaneBuilder {
     }
 
     /// Builds the binaries if needed, then starts etcd, kube-apiserver and
-    /// kube-controller-manager and waits until each is ready.
-    pub async fn start(self) -> Result<ControlPlane, Error> {
+    /// kube-controller-manager (and with nodes kube-scheduler and `kwok`) and waits until each
+    /// is ready, and with nodes until every node is Ready.
+    pub async fn start(mut self) -> Result<ControlPlane, Error> {
         let binaries = match self.binaries {
             Some(binaries) => binaries,
             None => tokio::task::spawn_blocking(Binaries::ensure).await.expect("building does not panic")?,
@@ -137,8 +152,15 @@ impl ControlPlaneBuilder {
         plane.write_pki()?;
         let etcd = plane.start_etcd().await?;
         plane.start_apiserver(&etcd, &self.apiserver_args).await?;
+        if self.nodes > 0 {
+            self.controllers.extend(crate::NODE_CONTROLLERS.iter().map(|name| name.to_string()));
+        }
         plane.start_controller_manager(&self.controllers).await?;
-        tracing::info!(elapsed = ?started.elapsed(), server = %plane.server, "local control plane ready");
+        if self.nodes > 0 {
+            plane.start_scheduler().await?;
+            plane.start_nodes(self.nodes).await?;
+        }
+        tracing::info!(elapsed = ?started.elapsed(), server = %plane.server, nodes = self.nodes, "local control plane ready");
         Ok(plane)
     }
 }
@@ -214,7 +236,8 @@ impl ControlPlane {
         Ok(kubeconfig::client_config(&document).await?)
     }
 
-    /// The process ids of etcd, kube-apiserver and kube-controller-manager, while running.
+    /// The process ids of etcd, kube-apiserver, kube-controller-manager (and with nodes
+    /// kube-scheduler and kwok), while running.
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
         let processes = self.processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         processes.iter().map(|process| (process.name(), process.pid())).collect()
@@ -371,11 +394,24 @@ impl ControlPlane {
         Ok(())
     }
 
-    async fn start_controller_manager(&self, controllers: &[String]) -> Result<(), Error> {
-        let identity = self.pki.client_certificate("system:kube-controller-manager", &["system:masters"])?;
+    /// Writes a kubeconfig for component `name` (a user of that name in `system:masters`) and
+    /// returns its path and the certificate it authenticates with.
+    fn component_kubeconfig(&self, name: &str) -> Result<(PathBuf, crate::pki::CertifiedKey), Error> {
+        let identity = self.pki.client_certificate(name, &["system:masters"])?;
         let document = kubeconfig::document(&self.server, &self.pki.serving_ca, Credentials::Certificate(&identity));
-        let kubeconfig_path = self.dir.join("kube-controller-manager.kubeconfig");
-        kubeconfig::write_private(&kubeconfig_path, &document).map_err(io_error(&kubeconfig_path))?;
+        let path = self.dir.join(format!("{}.kubeconfig", name.trim_start_matches("system:")));
+        kubeconfig::write_private(&path, &document).map_err(io_error(&path))?;
+        Ok((path, identity))
+    }
+
+    /// A kubeconfig document that reaches a component's own HTTPS port on loopback with its
+    /// identity, to probe its health over verified TLS.
+    fn health_document(&self, port: u16, identity: &crate::pki::CertifiedKey) -> String {
+        kubeconfig::document(&format!("https://127.0.0.1:{port}"), &self.pki.serving_ca, Credentials::Certificate(identity))
+    }
+
+    async fn start_controller_manager(&self, controllers: &[String]) -> Result<(), Error> {
+        let (kubeconfig_path, identity) = self.component_kubeconfig("system:kube-controller-manager")?;
         let binary = self.binaries.path(Component::KubeControllerManager);
         let (process, _) = self
             .start_process(
@@ -400,18 +436,91 @@ impl ControlPlane {
                         format!("--root-ca-file={}", self.pki_path("serving-ca.crt")),
                         "--use-service-account-credentials=false".to_owned(),
                     ];
-                    let health = kubeconfig::document(
-                        &format!("https://127.0.0.1:{port}"),
-                        &self.pki.serving_ca,
-                        Credentials::Certificate(&identity),
-                    );
-                    (args, health)
+                    (args, self.health_document(port, &identity))
                 },
                 async |health| get_ok(health, "/healthz").await,
             )
             .await?;
         self.admit(process);
         Ok(())
+    }
+
+    async fn start_scheduler(&self) -> Result<(), Error> {
+        let (kubeconfig_path, identity) = self.component_kubeconfig("system:kube-scheduler")?;
+        let config = self.dir.join("kube-scheduler.yaml");
+        std::fs::write(&config, crate::nodes::scheduler_config(&kubeconfig_path)).map_err(io_error(&config))?;
+        let binary = self.binaries.path(Component::KubeScheduler);
+        let (process, _) = self
+            .start_process(
+                "kube-scheduler",
+                &binary,
+                || {
+                    let port = crate::free_port();
+                    let args = vec![
+                        format!("--config={}", config.display()),
+                        "--bind-address=127.0.0.1".to_owned(),
+                        format!("--secure-port={port}"),
+                        format!("--tls-cert-file={}", self.pki_path("serving.crt")),
+                        format!("--tls-private-key-file={}", self.pki_path("serving.key")),
+                    ];
+                    (args, self.health_document(port, &identity))
+                },
+                async |health| get_ok(health, "/healthz").await,
+            )
+            .await?;
+        self.admit(process);
+        Ok(())
+    }
+
+    /// Starts `kwok` as the kubelet of `count` simulated nodes, creates the nodes and waits
+    /// until each reports Ready.
+    async fn start_nodes(&self, count: usize) -> Result<(), Error> {
+        const NAME: &str = "kwok";
+        let (kubeconfig_path, _) = self.component_kubeconfig("system:kwok")?;
+        let stages = self.dir.join("kwok-stages.yaml");
+        std::fs::write(&stages, crate::nodes::STAGES).map_err(io_error(&stages))?;
+        let binary = self.binaries.path(Component::Kwok);
+        let (process, _) = self
+            .start_process(
+                NAME,
+                &binary,
+                || {
+                    let port = crate::free_port();
+                    let (key, value) = crate::nodes::MANAGED_BY_KWOK;
+                    let args = vec![
+                        format!("--kubeconfig={}", kubeconfig_path.display()),
+                        format!("--config={}", stages.display()),
+                        format!("--manage-nodes-with-annotation-selector={key}={value}"),
+                        format!("--cidr={}", crate::nodes::POD_CIDR),
+                        format!("--node-lease-duration-seconds={}", crate::nodes::LEASE_SECONDS),
+                        format!("--server-address=127.0.0.1:{port}"),
+                    ];
+                    (args, port)
+                },
+                async |port| http_ok(*port, "/healthz").await,
+            )
+            .await?;
+        self.admit(process);
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.client()?);
+        crate::nodes::create(&nodes, count).await?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let ready = nodes.list(&Default::default()).await?.items.iter().filter(|node| crate::nodes::is_ready(node)).count();
+            if ready >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let output = self.log_tail(NAME);
+                return Err(Error::NotReady { name: "simulated nodes", timeout: READY_TIMEOUT, output });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The end of the log of the running process `name`.
+    fn log_tail(&self, name: &str) -> String {
+        let processes = self.processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        processes.iter().find(|process| process.name() == name).map(|process| process.log_tail(40)).unwrap_or_default()
     }
 
     /// Starts a process with fresh ports from `configure` until it becomes ready, retrying when
@@ -494,6 +603,18 @@ async fn etcd_healthy(port: u16) -> bool {
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;
         Ok::<_, std::io::Error>(response.contains("\"health\":\"true\""))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(1), request).await, Ok(Ok(true)))
+}
+
+/// Whether plain-HTTP `GET path` on a loopback port answers `ok` (kwok's health endpoint).
+async fn http_ok(port: u16, path: &str) -> bool {
+    let request = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok::<_, std::io::Error>(response.starts_with("HTTP/1.") && response.contains(" 200 ") && response.ends_with("ok"))
     };
     matches!(tokio::time::timeout(Duration::from_secs(1), request).await, Ok(Ok(true)))
 }

@@ -1,7 +1,7 @@
 //! A real Kubernetes control plane on loopback, for tests and local development.
 //!
-//! `bosun-testenv` builds etcd, kube-apiserver, kube-controller-manager and kubectl once from
-//! the official Go modules with the machine's Go toolchain ([`Binaries`]), caches them outside
+//! `bosun-testenv` builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+//! kubectl and KWOK's `kwok` once from the official Go modules with the machine's Go toolchain ([`Binaries`]), caches them outside
 //! the repository, and starts them on random loopback ports with certificates generated
 //! in-process ([`ControlPlane`]). Tests share one control plane per test binary through
 //! [`TestEnv::shared`] and isolate themselves with a fresh namespace each:
@@ -25,6 +25,7 @@
 mod binaries;
 mod control_plane;
 mod kubeconfig;
+mod nodes;
 mod pki;
 mod port;
 mod process;
@@ -32,13 +33,14 @@ mod progress;
 mod proxy;
 mod test_env;
 
-pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION};
+pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION};
 pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_CONTROLLERS, Error};
 pub use kubeconfig::CONTEXT;
+pub use nodes::{NODE_CONTROLLERS, POD_EXIT_CODE_ANNOTATION, POD_READY_ANNOTATION, node_name};
 pub use port::free_port;
 pub use process::is_running;
 pub use proxy::FreezableProxy;
-pub use test_env::{TestEnv, eventually};
+pub use test_env::{SHARED_NODES, TestEnv, eventually};
 
 /// Five characters of `[a-z0-9]` that differ between calls and between processes, for names
 /// of namespaces and directories.

@@ -35,7 +35,11 @@ pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>
 #[derive(Debug)]
 pub struct TestEnv {
     control_plane: ControlPlane,
+    nodes: usize,
 }
+
+/// How many simulated nodes [`TestEnv::shared_with_nodes`] runs.
+pub const SHARED_NODES: usize = 3;
 
 static SHARED: OnceLock<Result<TestEnv, String>> = OnceLock::new();
 
@@ -53,12 +57,32 @@ impl TestEnv {
     /// # Panics
     /// If the control plane cannot be started; every later call panics with the same message.
     pub fn shared() -> &'static TestEnv {
+        Self::shared_started(0)
+    }
+
+    /// Like [`TestEnv::shared`], with [`SHARED_NODES`] simulated nodes on which Pods run (see
+    /// [`ControlPlaneBuilder::nodes`](crate::ControlPlaneBuilder::nodes)). Call it from every
+    /// test of a binary that needs Pods to run: the first call of either function decides.
+    ///
+    /// # Panics
+    /// As [`TestEnv::shared`], and when this binary's control plane was started without nodes.
+    pub fn shared_with_nodes() -> &'static TestEnv {
+        let env = Self::shared_started(SHARED_NODES);
+        assert!(
+            env.nodes > 0,
+            "this test binary's control plane was started by TestEnv::shared, without nodes; \
+             call TestEnv::shared_with_nodes in each of its tests"
+        );
+        env
+    }
+
+    fn shared_started(nodes: usize) -> &'static TestEnv {
         let shared = SHARED.get_or_init(|| {
             // Its own thread and runtime: the caller may be inside a runtime, and the control
             // plane must not depend on any one test's runtime staying alive.
-            let started = std::thread::spawn(|| {
+            let started = std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(ControlPlane::start()).map_err(std::io::Error::other)
+                runtime.block_on(ControlPlane::builder().nodes(nodes).start()).map_err(std::io::Error::other)
             })
             .join();
             match started {
@@ -68,7 +92,7 @@ impl TestEnv {
                     unsafe {
                         libc::atexit(stop_shared_at_exit)
                     };
-                    Ok(TestEnv { control_plane })
+                    Ok(TestEnv { control_plane, nodes })
                 }
                 Ok(Err(error)) => Err(error.to_string()),
                 Err(_) => Err("starting the control plane panicked".to_owned()),

@@ -12,9 +12,18 @@ use crate::run::{EngineArgs, OperatorArgs, ServeArgs};
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
-    /// Also run this kube-controller-manager controller (repeatable), e.g. `job` or
-    /// `deployment`. Always running: garbagecollector, namespace, serviceaccount,
-    /// serviceaccount-token, clusterrole-aggregation.
+    /// Run this many simulated nodes (KWOK), so that Pods are scheduled, run and become
+    /// Ready, Deployments become Available, Jobs complete and Services get endpoints — without
+    /// containers. 0 runs none: Pods stay Pending. A Pod annotated
+    /// `testenv.bosun.dev/ready=false` runs but stays unready; a Job's Pod annotated
+    /// `testenv.bosun.dev/exit-code=N` (N ≠ 0) fails.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    nodes: usize,
+    /// Also run this kube-controller-manager controller (repeatable), e.g.
+    /// `horizontal-pod-autoscaler-controller`. Always running: garbagecollector, namespace,
+    /// serviceaccount, serviceaccount-token, clusterrole-aggregation; with nodes also the
+    /// workload controllers (deployment, replicaset, statefulset, daemonset, job, cronjob,
+    /// endpoints, endpointslice, disruption, node-lifecycle, …).
     #[arg(long = "controller", value_name = "NAME")]
     controllers: Vec<String>,
     /// Also write the admin kubeconfig to this file (it is removed again on exit).
@@ -45,7 +54,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let started = Instant::now();
-        let mut builder = ControlPlane::builder();
+        let mut builder = ControlPlane::builder().nodes(args.nodes);
         for controller in args.controllers {
             builder = builder.controller(controller);
         }
@@ -55,8 +64,13 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             std::fs::copy(&kubeconfig, out).with_context(|| format!("writing {}", out.display()))?;
             kubeconfig = out.clone();
         }
+        let nodes = match args.nodes {
+            0 => "no nodes".to_owned(),
+            1 => "1 simulated node".to_owned(),
+            count => format!("{count} simulated nodes"),
+        };
         println!(
-            "local control plane ready in {:.1}s: Kubernetes {} at {}",
+            "local control plane ready in {:.1}s: Kubernetes {} at {}, {nodes}",
             started.elapsed().as_secs_f64(),
             bosun_testenv::KUBERNETES_VERSION,
             plane.server()
