@@ -71,7 +71,8 @@ def status(podservice, observed):
     result = {"children": sum(len(children) for children in observed.values())}
     if pod:
         pod_status = pod.get("status", {})
-        result["pod"] = {"name": name, "phase": pod_status.get("phase", "Pending")}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod_status.get("conditions", []))
+        result["pod"] = {"name": name, "phase": pod_status.get("phase", "Pending"), "ready": ready}
         if pod_status.get("podIP"):
             result["pod"]["podIP"] = pod_status["podIP"]
     if service:

@@ -87,7 +87,7 @@ fn manifest_of<T: serde::de::DeserializeOwned>(example: &str, file: &str) -> T {
 
 #[tokio::test]
 async fn the_greeting_example_runs_with_its_python_hook() {
-    let env = TestEnv::shared();
+    let env = TestEnv::shared_with_nodes();
     let client = env.client();
     bosun_engine::install_crds(&client).await.unwrap();
     let namespace = env.namespace("greeting").await;
@@ -141,7 +141,7 @@ async fn the_greeting_example_runs_with_its_python_hook() {
 
 #[tokio::test]
 async fn the_team_namespaces_example_runs_with_its_python_hook() {
-    let env = TestEnv::shared();
+    let env = TestEnv::shared_with_nodes();
     let client = env.client();
     bosun_engine::install_crds(&client).await.unwrap();
     let (_hook, port) = Hook::start(TEAMS);
@@ -191,9 +191,11 @@ fn podservices_resource() -> ApiResource {
 #[tokio::test]
 async fn the_podservice_example_runs_with_its_python_hook() {
     use k8s_openapi::api::core::v1::{Pod, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use k8s_openapi::api::networking::v1::Ingress;
+    use kube::api::ListParams;
 
-    let env = TestEnv::shared();
+    let env = TestEnv::shared_with_nodes();
     let client = env.client();
     bosun_engine::install_crds(&client).await.unwrap();
     env.install_crd(&manifest_of::<CustomResourceDefinition>(PODSERVICE, "crd.yaml")).await;
@@ -219,8 +221,26 @@ async fn the_podservice_example_runs_with_its_python_hook() {
         .await
     };
 
-    let status = synced(1, 3).await;
-    assert_eq!(status["pod"]["phase"], "Pending", "no node runs pods here: {status}");
+    synced(1, 3).await;
+    // The Pod runs on a simulated node; the PodService's status says so once the Pod's change
+    // has been synced, and the Service has the Pod as its ready endpoint.
+    let status = bosun_testenv::eventually("the PodService to report its Pod Running and Ready", async || {
+        let status = podservices.get("hello").await.unwrap().data["status"].clone();
+        (status["pod"]["phase"] == "Running" && status["pod"]["ready"] == true).then_some(status)
+    })
+    .await;
+    let pod_ip = status["pod"]["podIP"].as_str().expect("a running Pod's IP in status").to_owned();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
+    bosun_testenv::eventually("the Service's endpoint to be the ready Pod", async || {
+        let listed = slices.list(&ListParams::default().labels("kubernetes.io/service-name=hello")).await.unwrap().items;
+        let endpoints: Vec<(String, Option<bool>)> = listed
+            .iter()
+            .flat_map(|slice| slice.endpoints.iter().flatten())
+            .map(|endpoint| (endpoint.addresses[0].clone(), endpoint.conditions.as_ref().and_then(|conditions| conditions.ready)))
+            .collect();
+        (endpoints == [(pod_ip.clone(), Some(true))]).then_some(())
+    })
+    .await;
     let service = services.get("hello").await.unwrap();
     let cluster_ip = service.spec.as_ref().unwrap().cluster_ip.clone().unwrap();
     assert_eq!(status["service"]["clusterIP"], cluster_ip.as_str());
@@ -262,7 +282,7 @@ async fn the_podservice_example_runs_with_its_python_hook() {
 
 #[tokio::test]
 async fn the_podservice_example_installs_in_a_cluster_with_kustomize() {
-    let env = TestEnv::shared();
+    let env = TestEnv::shared_with_nodes();
     bosun_engine::install_crds(&env.client()).await.unwrap();
     let plane = env.control_plane();
     let output = Command::new(plane.binaries().path(bosun_testenv::Component::Kubectl))
@@ -288,6 +308,14 @@ async fn the_podservice_example_installs_in_a_cluster_with_kustomize() {
         hook.metadata.name.clone().unwrap(),
         "the Deployment mounts the generated ConfigMap"
     );
+    bosun_testenv::eventually("the hook's Deployment to become Available on the simulated nodes", async || {
+        let status = deployments.get("podservice-hook").await.unwrap().status?;
+        let available = |c: &k8s_openapi::api::apps::v1::DeploymentCondition| {
+            c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
+        };
+        status.conditions?.iter().any(available).then_some(())
+    })
+    .await;
     let composite = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
     let controller = Api::<DynamicObject>::all_with(env.client(), &composite).get("podservice-controller").await.unwrap();
     assert_eq!(controller.data["spec"]["hooks"]["sync"]["webhook"]["url"], "http://podservice-hook.podservice-system/sync");
@@ -297,7 +325,7 @@ async fn the_podservice_example_installs_in_a_cluster_with_kustomize() {
 async fn the_ingress_annotator_example_runs_with_its_node_hook() {
     use k8s_openapi::api::networking::v1::Ingress;
 
-    let env = TestEnv::shared();
+    let env = TestEnv::shared_with_nodes();
     let client = env.client();
     bosun_engine::install_crds(&client).await.unwrap();
     let namespace = env.namespace("annotated").await;

@@ -2,11 +2,13 @@
 //! already cached), and the memory of each process once ready and after some work.
 //!
 //! `cargo run -p bosun-testenv --example startup -- [starts] [nodes]`: with `nodes` above 0
-//! (default 0) kube-scheduler and `kwok` run too, with that many simulated nodes.
+//! (default 0) kube-scheduler and `kwok` run too, with that many simulated nodes, and the last
+//! start also runs a Deployment of 100 replicas.
 
 use std::time::Instant;
 
 use bosun_testenv::ControlPlane;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
@@ -31,6 +33,34 @@ fn print_memory(plane: &ControlPlane, when: &str) {
     println!("  {when:<28} {:<24} {total:>7.1} MiB", "total");
 }
 
+/// Creates a Deployment of `replicas` Pods and returns the seconds until all are Ready.
+async fn run_pods(plane: &ControlPlane, replicas: i32) -> Result<f64, Box<dyn std::error::Error>> {
+    let deployments: Api<Deployment> = Api::namespaced(plane.client()?, "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "load" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "load" } },
+            "template": {
+                "metadata": { "labels": { "app": "load" } },
+                "spec": { "containers": [{ "name": "main", "image": "registry.k8s.io/pause:3.10" }] },
+            },
+        },
+    }))?;
+    let began = Instant::now();
+    deployments.create(&PostParams::default(), &deployment).await?;
+    loop {
+        let ready = deployments.get("load").await?.status.and_then(|status| status.ready_replicas);
+        if ready == Some(replicas) {
+            return Ok(began.elapsed().as_secs_f64());
+        }
+        if began.elapsed().as_secs() > 120 {
+            return Err(format!("only {ready:?} of {replicas} replicas Ready after 120 s").into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let starts: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(5);
@@ -53,6 +83,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 config_maps.create(&PostParams::default(), &object).await?;
             }
             print_memory(&plane, "after 1,000 ConfigMaps");
+            if nodes > 0 {
+                let ready = run_pods(&plane, 100).await?;
+                println!("a Deployment of 100 replicas: all Ready in {ready:.2} s");
+                print_memory(&plane, "with 100 Pods running");
+            }
         }
         plane.stop();
     }

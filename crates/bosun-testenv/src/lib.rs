@@ -1,10 +1,12 @@
 //! A real Kubernetes control plane on loopback, for tests and local development.
 //!
 //! `bosun-testenv` builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-//! kubectl and KWOK's `kwok` once from the official Go modules with the machine's Go toolchain ([`Binaries`]), caches them outside
-//! the repository, and starts them on random loopback ports with certificates generated
-//! in-process ([`ControlPlane`]). Tests share one control plane per test binary through
-//! [`TestEnv::shared`] and isolate themselves with a fresh namespace each:
+//! kubectl and KWOK's `kwok` once from the official Go modules with the machine's Go
+//! toolchain ([`Binaries`]), caches them outside the repository, and starts them on random
+//! loopback ports with certificates generated in-process ([`ControlPlane`]), with simulated
+//! nodes where Pods run when asked ([`ControlPlaneBuilder::nodes`]). Tests share one control
+//! plane per test binary through [`TestEnv::shared`] (or [`TestEnv::shared_with_nodes`]) and
+//! isolate themselves with a fresh namespace each:
 //!
 //! ```no_run
 //! # async fn example() {

@@ -1,13 +1,13 @@
 //! With simulated nodes, Pods behave as on a real cluster, minus containers: they are
 //! scheduled, run and become Ready with a Pod IP, Deployments become Available, StatefulSets
-//! roll one Pod at a time, Jobs complete, Services get endpoints, and a Pod marked unready
-//! stays unready.
+//! roll one Pod at a time, DaemonSets run a Pod per node, Jobs complete, Services get
+//! endpoints, and a Pod marked unready stays unready.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bosun_testenv::{POD_EXIT_CODE_ANNOTATION, POD_READY_ANNOTATION, SHARED_NODES, TestEnv, eventually};
 use futures::TryStreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -93,6 +93,27 @@ async fn a_deployment_of_three_becomes_available_with_running_ready_pods() {
     deployments.patch("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 1 } }))).await.unwrap();
     eventually("the Deployment to scale down to one Pod", async || (self::pods(env, &namespace, "web").await.len() == 1).then_some(()))
         .await;
+}
+
+#[tokio::test]
+async fn a_daemonset_runs_a_pod_on_every_node() {
+    let env = TestEnv::shared_with_nodes();
+    let namespace = env.namespace("daemonset").await;
+    let sets: Api<DaemonSet> = Api::namespaced(env.client(), &namespace);
+    let set: DaemonSet = serde_json::from_value(json!({
+        "metadata": { "name": "agent" },
+        "spec": { "selector": { "matchLabels": { "app": "agent" } }, "template": pod_template("agent", json!({})) },
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &set).await.unwrap();
+    eventually("a ready agent on every node", async || {
+        let status = sets.get("agent").await.unwrap().status?;
+        (status.number_ready == SHARED_NODES as i32 && status.desired_number_scheduled == SHARED_NODES as i32).then_some(())
+    })
+    .await;
+    let nodes: BTreeSet<String> =
+        pods(env, &namespace, "agent").await.iter().filter_map(|pod| pod.spec.as_ref()?.node_name.clone()).collect();
+    assert_eq!(nodes.len(), SHARED_NODES);
 }
 
 /// A StatefulSet's rolling update replaces one Pod at a time, from the highest ordinal, each

@@ -130,7 +130,7 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
             .with_context(|| format!("applying the {} controller", example.name))?;
         println!("{} example: {} hook on 127.0.0.1:{port}, {} {name}", example.name, example.interpreter, resource.kind);
     }
-    for sample in samples() {
+    for sample in samples(false) {
         let object: DynamicObject = serde_yaml::from_str(sample.manifest)?;
         let name = object.metadata.name.clone().unwrap_or_default();
         Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &sample.resource)
@@ -149,7 +149,9 @@ struct Sample {
     reported: fn(&serde_json::Value) -> bool,
 }
 
-fn samples() -> [Sample; 2] {
+/// The samples; `pods_run` when the control plane has nodes, so that the PodService's Pod
+/// becomes Ready and the FooBar's Job completes before the sample counts as shown.
+fn samples(pods_run: bool) -> [Sample; 2] {
     let podservices = ApiResource {
         group: "examples.bosun.dev".into(),
         version: "v1".into(),
@@ -158,21 +160,31 @@ fn samples() -> [Sample; 2] {
         plural: "podservices".into(),
     };
     [
-        Sample { manifest: PODSERVICE, resource: podservices, awaited: "its three children", reported: |status| status["children"] == 3 },
+        Sample {
+            manifest: PODSERVICE,
+            resource: podservices,
+            awaited: if pods_run { "its three children and a Ready Pod" } else { "its three children" },
+            reported: if pods_run {
+                |status| status["children"] == 3 && status["pod"]["ready"] == true
+            } else {
+                |status| status["children"] == 3
+            },
+        },
         Sample {
             manifest: FOOBAR,
             resource: ApiResource::erase::<foobar::FooBar>(&()),
-            awaited: "its Job",
-            reported: |status| status["job"].is_string(),
+            awaited: if pods_run { "its Job Succeeded" } else { "its Job" },
+            reported: if pods_run { |status| status["phase"] == "Succeeded" } else { |status| status["job"].is_string() },
         },
     ]
 }
 
 /// Waits until each sample's status describes its generation (and the PodService's all three
-/// children, the FooBar's Job), then returns their trees.
-pub async fn sample_trees(client: &Client) -> anyhow::Result<String> {
+/// children, the FooBar's Job; with `pods_run`, the Pod Ready and the Job Succeeded), then
+/// returns their trees.
+pub async fn sample_trees(client: &Client, pods_run: bool) -> anyhow::Result<String> {
     let mut trees = String::new();
-    for Sample { manifest, resource, awaited, reported } in samples() {
+    for Sample { manifest, resource, awaited, reported } in samples(pods_run) {
         let name = serde_yaml::from_str::<DynamicObject>(manifest)?.metadata.name.unwrap_or_default();
         let api = Api::<DynamicObject>::namespaced_with(client.clone(), NAMESPACE, &resource);
         let deadline = Instant::now() + Duration::from_secs(60);

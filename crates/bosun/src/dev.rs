@@ -94,7 +94,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         if !args.no_examples {
             let tour = async {
                 let demo = crate::demo::start(&client, plane.dir()).await?;
-                anyhow::Ok((demo, crate::demo::sample_trees(&client).await))
+                anyhow::Ok((demo, crate::demo::sample_trees(&client, args.nodes > 0).await))
             };
             tokio::select! {
                 started = tour => match started {

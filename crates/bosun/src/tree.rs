@@ -265,6 +265,20 @@ fn summary(object: &DynamicObject) -> String {
                 object.data["spec"]["rules"].as_array().into_iter().flatten().filter_map(|rule| rule["host"].as_str()).collect();
             parts.push(format!("hosts {}", if hosts.is_empty() { "*".to_owned() } else { hosts.join(",") }));
         }
+        "Deployment" | "ReplicaSet" | "StatefulSet" => {
+            let wanted = object.data["spec"]["replicas"].as_i64().unwrap_or(1);
+            parts.push(format!("ready {}/{wanted}", status["readyReplicas"].as_i64().unwrap_or(0)));
+        }
+        "DaemonSet" => parts.push(format!(
+            "ready {}/{}",
+            status["numberReady"].as_i64().unwrap_or(0),
+            status["desiredNumberScheduled"].as_i64().unwrap_or(0)
+        )),
+        "EndpointSlice" => {
+            let endpoints = object.data["endpoints"].as_array().cloned().unwrap_or_default();
+            let ready = endpoints.iter().filter(|endpoint| endpoint["conditions"]["ready"] == true).count();
+            parts.push(format!("{} endpoint{}, {ready} ready", endpoints.len(), if endpoints.len() == 1 { "" } else { "s" }));
+        }
         "ConfigMap" => {
             let keys = object.data["data"].as_object().map_or(0, |data| data.len())
                 + object.data["binaryData"].as_object().map_or(0, |data| data.len());
@@ -275,7 +289,9 @@ fn summary(object: &DynamicObject) -> String {
     if let Some(phase) = status["phase"].as_str() {
         parts.push(phase.to_owned());
     }
-    if let Some(ready) = condition("Ready").or_else(|| condition("Available")) {
+    // A finished Pod is never Ready; its phase says all.
+    let finished = kind == "Pod" && matches!(status["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if let Some(ready) = condition("Ready").or_else(|| condition("Available")).filter(|_| !finished) {
         let state = if ready["status"] == "True" {
             "Ready".to_owned()
         } else {
@@ -330,6 +346,17 @@ mod tests {
         let parent = object(json!({ "apiVersion": "x/v1", "kind": "X", "metadata": { "name": "x", "generation": 2 },
             "status": { "observedGeneration": 2, "conditions": [{ "type": "Ready", "status": "False", "reason": "SourceNotFound" }] } }));
         assert_eq!(summary(&parent), "NotReady (SourceNotFound), synced (generation 2)");
+        let slice = object(json!({ "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": { "name": "s" },
+            "endpoints": [{ "addresses": ["10.244.0.2"], "conditions": { "ready": true } },
+                          { "addresses": ["10.244.0.3"], "conditions": { "ready": false } }] }));
+        assert_eq!(summary(&slice), "2 endpoints, 1 ready");
+        let completed = object(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p" },
+            "status": { "phase": "Succeeded", "conditions": [{ "type": "Ready", "status": "False", "reason": "PodCompleted" }] } }));
+        assert_eq!(summary(&completed), "Succeeded");
+        let deployment = object(json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "d" },
+            "spec": { "replicas": 3 }, "status": { "readyReplicas": 2,
+            "conditions": [{ "type": "Available", "status": "True" }] } }));
+        assert_eq!(summary(&deployment), "ready 2/3, Ready");
         let config_map = object(json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "c" }, "data": { "a": "1" } }));
         assert_eq!(summary(&config_map), "1 key");
     }

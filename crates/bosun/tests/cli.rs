@@ -106,7 +106,8 @@ async fn dev_serves_a_cluster_until_interrupted() {
     };
     assert!(printed.iter().any(|line| line.starts_with("kubeconfig: ")), "{printed:?}");
     // The samples' trees, synced, before the export line: the PodService with its three
-    // children, the FooBar with its Job.
+    // children, its Pod running on a simulated node and Ready, the Service with the Pod as its
+    // endpoint; the FooBar with its Job, whose Pod has completed.
     let trees: Vec<Vec<&String>> = printed
         .split(|line| line.is_empty())
         .filter(|block| block.get(1).is_some_and(|line| line.starts_with("NAME ")))
@@ -114,14 +115,20 @@ async fn dev_serves_a_cluster_until_interrupted() {
         .collect();
     assert_eq!(trees.len(), 2, "{printed:#?}");
     let (podservice, foobar) = (&trees[0], &trees[1]);
-    assert!(podservice[0] == "podservices/hello:" && podservice.len() == 6, "{printed:#?}");
+    assert!(podservice[0] == "podservices/hello:" && podservice.len() == 7, "{printed:#?}");
     assert!(podservice[2].starts_with("PodService/hello") && podservice[2].contains("synced (generation 1)"), "{printed:#?}");
-    for (line, child) in podservice[3..].iter().zip(["├─Ingress/hello", "├─Pod/hello", "└─Service/hello"]) {
-        assert!(line.starts_with(child), "{line:?} in {printed:#?}");
+    for (line, (child, status)) in podservice[3..].iter().zip([
+        ("├─Ingress/hello", "hosts podservice.local"),
+        ("├─Pod/hello", "Running, Ready"),
+        ("└─Service/hello", "ClusterIP 10.0.0."),
+        ("  └─EndpointSlice/hello-", "1 endpoint, 1 ready"),
+    ]) {
+        assert!(line.starts_with(child) && line.contains(status), "{line:?} in {printed:#?}");
     }
-    assert!(foobar[0] == "foobars/foobar-sample:" && foobar.len() == 4, "{printed:#?}");
-    assert!(foobar[2].starts_with("FooBar/foobar-sample") && foobar[2].contains("Pending, synced (generation 1)"), "{printed:#?}");
-    assert!(foobar[3].starts_with("└─Job/foobar-sample-"), "{printed:#?}");
+    assert!(foobar[0] == "foobars/foobar-sample:" && foobar.len() == 5, "{printed:#?}");
+    assert!(foobar[2].starts_with("FooBar/foobar-sample") && foobar[2].contains("Succeeded, synced (generation 1)"), "{printed:#?}");
+    assert!(foobar[3].starts_with("└─Job/foobar-sample-") && foobar[3].contains("Complete"), "{printed:#?}");
+    assert!(foobar[4].starts_with("  └─Pod/foobar-sample-") && foobar[4].contains("Succeeded"), "{printed:#?}");
     assert!(lines.any(|line| line == "Press Ctrl-C to stop."));
 
     let config =
@@ -132,7 +139,7 @@ async fn dev_serves_a_cluster_until_interrupted() {
     support::reporters_of_a_new_controller(&client, "any").await;
 
     let started = children_of(dev.id());
-    assert_eq!(started.len(), 5, "etcd, kube-apiserver, kube-controller-manager and the python3 and node hooks");
+    assert_eq!(started.len(), 7, "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the python3 and node hooks");
     #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {
