@@ -93,6 +93,15 @@ pub(crate) trait Policy: Send + Sync {
         object: &DynamicObject,
         observed: Self::Observed,
     ) -> impl Future<Output = Result<Vec<Vec<Arc<DynamicObject>>>, SyncError>> + Send;
+    /// Calls the hook and validates its answer. The default asks once; a CompositeController
+    /// with rolling updates asks once per revision and combines the answers (see
+    /// [`crate::composite::rolling`]).
+    fn respond(&self, ask: &Ask<'_, Self>) -> impl Future<Output = Result<Answer<Self::Update>, SyncError>> + Send
+    where
+        Self: Sized,
+    {
+        ask.once(ask.object)
+    }
     /// Writes `update` on the object, if it changes anything.
     fn write(
         &self,
@@ -101,6 +110,61 @@ pub(crate) trait Policy: Send + Sync {
         object: &DynamicObject,
         update: Self::Update,
     ) -> impl Future<Output = Result<(), SyncError>> + Send;
+}
+
+/// A hook's answer, validated as a whole.
+pub(crate) struct Answer<U> {
+    /// The children (or attachments) it declares, in the order it declared them.
+    pub desired: Vec<children::desired::DesiredChild>,
+    /// The events it asks for.
+    pub events: Vec<hooks::HookEvent>,
+    /// What it writes on the object itself.
+    pub update: U,
+    /// `resyncAfterSeconds`, bounded.
+    pub resync_after: Option<Duration>,
+    /// `finalized`.
+    pub finalized: Option<bool>,
+}
+
+/// One sync's question to the hook: the object, what it owns and its related objects.
+pub(crate) struct Ask<'a, P: Policy> {
+    /// The policy asking.
+    pub policy: &'a P,
+    /// The object as cached.
+    pub object: &'a DynamicObject,
+    /// What it owns, as observed.
+    pub observed: &'a P::Observed,
+    related: &'a crate::related::RelatedObjects,
+    hook: &'a HookEndpoint,
+    /// Whether this is a finalize call.
+    pub finalizing: bool,
+}
+
+impl<P: Policy> Ask<'_, P> {
+    /// Calls the hook once with `object` (the cached object, or an older revision of it) and
+    /// validates the answer; writes nothing.
+    pub(crate) async fn once(&self, object: &DynamicObject) -> Result<Answer<P::Update>, SyncError> {
+        let (policy, hook) = (self.policy, self.hook);
+        let namespace = object.namespace();
+        let mut children = ObjectMaps::new();
+        for (child_type, objects) in policy.child_types().iter().zip(policy.shown(self.observed)) {
+            hooks::insert_objects(&mut children, &child_type.group_key, hook.version, namespace.as_deref(), objects);
+        }
+        let body = policy.request(object, children, related_maps(self.related, hook.version, namespace.as_deref()), self.finalizing);
+        let response: P::Response = policy.ctx().hooks.call(hook, body, object).await.map_err(SyncError::from_hook)?;
+        let invalid = |source| SyncError::invalid_response(hook.kind.name(), source);
+        let (common, rest) = response.split();
+        let rules = policy.rules(object, self.observed);
+        let desired =
+            children::desired::validate(policy.child_types(), object, common.children.unwrap_or_default(), &rules).map_err(invalid)?;
+        Ok(Answer {
+            desired,
+            events: hooks::hook_events(common.events).map_err(invalid)?,
+            update: policy.update(rest).map_err(invalid)?,
+            resync_after: resync_after(common.resync_after_seconds),
+            finalized: common.finalized,
+        })
+    }
 }
 
 /// Syncs the object under `key`; returns when to sync it again (`resyncAfterSeconds`).
@@ -122,25 +186,12 @@ pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<D
 
     let observed = policy.observe(&object).await?;
     let related = policy.related().gather(key, &object).await?;
-    let namespace = object.namespace();
-    let mut children = ObjectMaps::new();
-    for (child_type, objects) in policy.child_types().iter().zip(policy.shown(&observed)) {
-        hooks::insert_objects(&mut children, &child_type.group_key, hook.version, namespace.as_deref(), objects);
-    }
-    let body = policy.request(&object, children, related_maps(&related, hook.version, namespace.as_deref()), finalizing);
-    let response: P::Response = ctx.hooks.call(hook, body, &object).await.map_err(SyncError::from_hook)?;
-    let invalid = |source| SyncError::invalid_response(hook.kind.name(), source);
-    let (common, rest) = response.split();
-    let rules = policy.rules(&object, &observed);
-    let desired =
-        children::desired::validate(policy.child_types(), &object, common.children.unwrap_or_default(), &rules).map_err(invalid)?;
-    let events = hooks::hook_events(common.events).map_err(invalid)?;
-    let update = policy.update(rest).map_err(invalid)?;
-    let resync_after = resync_after(common.resync_after_seconds);
+    let ask = Ask { policy, object: &object, observed: &observed, related: &related, hook, finalizing };
+    let Answer { desired, events, update, resync_after, finalized } = policy.respond(&ask).await?;
 
-    // The response is valid: only now is anything written.
+    // The response is valid: only now is anything written (but a rolling update's revisions).
     let owned = policy.settle(&object, observed).await?;
-    if finalizing && common.finalized == Some(true) && has_finalizer {
+    if finalizing && finalized == Some(true) && has_finalizer {
         patch_finalizer(&api, &object, &finalizer, false).await?;
     }
     let children_result = if manages_children(&object, finalizing) {

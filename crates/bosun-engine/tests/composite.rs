@@ -551,10 +551,13 @@ async fn controller_lifecycle_events_and_finalizers_released_on_delete() {
     let finalizer = format!("metacontroller.io/compositecontroller-{name}");
     eventually("the finalizer", async || fixture.parents().get("p").await.unwrap().finalizers().contains(&finalizer).then_some(())).await;
 
-    // A rolling update method is refused with a clear event.
-    restart_with(&fixture, with_method("RollingInPlace")).await;
+    // An invalid rolling configuration is refused with an event that says what is wrong.
+    let mut invalid = with_method("RollingInPlace");
+    invalid["parentResource"] = json!({ "revisionHistory": { "fieldPaths": ["spec..template"] } });
+    restart_with(&fixture, invalid).await;
     let message = fixture.event_with_reason(&name, Some("default"), "CreateError").await;
-    assert!(message.contains("rolling updates are not supported"), "{message}");
+    assert!(message.contains("revisionHistory.fieldPaths[0] \"spec..template\" is not a dotted field path"), "{message}");
+    restart_with(&fixture, json!({ "parentResource": { "revisionHistory": null } })).await;
     restart_with(&fixture, with_method("OnDelete")).await;
     fixture.event_with_reason(&name, Some("default"), "Stopped").await;
 

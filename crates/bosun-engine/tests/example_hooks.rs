@@ -1,6 +1,7 @@
 //! The examples, as written, each with its hook run as a real process — `python3` on the
-//! standard library's HTTP server, `node` on its `http` module: the Greeting and PodService
-//! CompositeControllers (`examples/greeting/`, `examples/podservice/`), and the
+//! standard library's HTTP server, `node` on its `http` module: the Greeting, PodService and
+//! PodSet and BlueGreen (rolling updates) CompositeControllers (`examples/greeting/`,
+//! `examples/podservice/`, `examples/podset/`, `examples/bluegreen/`), and the
 //! team-namespaces and Ingress annotator DecoratorControllers (`examples/team-namespaces/`,
 //! `examples/ingress-annotator/`). Each test's engine hosts only its own controller (a `shard`
 //! label and the engine's target selector).
@@ -8,7 +9,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bosun_engine::{Engine, EngineConfig};
+use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
 use bosun_testenv::TestEnv;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,6 +21,8 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/greet
 const TEAMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/team-namespaces");
 const PODSERVICE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/podservice");
 const ANNOTATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ingress-annotator");
+const PODSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/podset");
+const BLUEGREEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bluegreen");
 
 struct Hook(Child);
 
@@ -57,14 +60,29 @@ async fn host_controller(
     resource: ApiResource,
     port: u16,
 ) -> (tokio::task::JoinHandle<()>, String) {
+    host_controller_with(client, example, file, resource, port, ApplyStrategy::DynamicApply, |_| {}).await
+}
+
+/// [`host_controller`] with an apply strategy, and `edit` applied to the controller first.
+async fn host_controller_with(
+    client: &kube::Client,
+    example: &str,
+    file: &str,
+    resource: ApiResource,
+    port: u16,
+    apply_strategy: ApplyStrategy,
+    edit: impl FnOnce(&mut DynamicObject),
+) -> (tokio::task::JoinHandle<()>, String) {
     let shard = bosun_testenv::unique_suffix();
     let mut controller: DynamicObject = manifest_of(example, file);
+    edit(&mut controller);
     controller.metadata.name = Some(format!("{}-{shard}", controller.metadata.name.unwrap()));
     controller.metadata.labels = Some([("shard".to_owned(), shard.clone())].into());
     controller.data["spec"]["hooks"]["sync"]["webhook"]["url"] = json!(format!("http://127.0.0.1:{port}/sync"));
     Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
     let config = EngineConfig {
         target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
+        apply_strategy,
         ..EngineConfig::default()
     };
     (tokio::spawn(Engine::new(client.clone(), config).run(std::future::pending())), shard)
@@ -348,5 +366,265 @@ async fn the_ingress_annotator_example_runs_with_its_node_hook() {
     let remove = json!([{ "op": "remove", "path": "/metadata/annotations/foo" }]);
     ingresses.patch("web", &PatchParams::default(), &Patch::<()>::Json(serde_json::from_value(remove).unwrap())).await.unwrap();
     annotated().await;
+    engine.abort();
+}
+
+fn podsets_resource() -> ApiResource {
+    ApiResource {
+        group: "examples.bosun.dev".into(),
+        version: "v1".into(),
+        api_version: "examples.bosun.dev/v1".into(),
+        kind: "PodSet".into(),
+        plural: "podsets".into(),
+    }
+}
+
+fn controller_revisions() -> ApiResource {
+    ApiResource {
+        group: "metacontroller.k8s.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "metacontroller.k8s.io/v1alpha1".into(),
+        kind: "ControllerRevision".into(),
+        plural: "controllerrevisions".into(),
+    }
+}
+
+fn pod_is_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|status| status.conditions.as_ref());
+    conditions.into_iter().flatten().any(|condition| condition.type_ == "Ready" && condition.status == "True")
+}
+
+/// The PodSet's `Updated` condition: (status, reason, message).
+fn updated_condition(podset: &DynamicObject) -> Option<(String, String, String)> {
+    let conditions = podset.data["status"]["conditions"].as_array()?;
+    let updated = conditions.iter().find(|condition| condition["type"] == "Updated")?;
+    let field = |name: &str| updated[name].as_str().unwrap_or_default().to_owned();
+    Some((field("status"), field("reason"), field("message")))
+}
+
+/// The PodSet example (RollingRecreate Pods with a Ready status check) on simulated nodes: a
+/// template change replaces one Pod at a time, each only once the one before is Ready; a Pod
+/// that stays unready stops the rollout and the `Updated` condition names it; changing the
+/// template back rolls back; old revisions are pruned; a steady state writes nothing.
+async fn the_podset_example_rolls_one_pod_at_a_time(strategy: ApplyStrategy) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::watcher;
+
+    let env = TestEnv::shared_with_nodes();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    env.install_crd(&manifest_of::<CustomResourceDefinition>(PODSET, "crd.yaml")).await;
+    let namespace = env.namespace("podset").await;
+    let (_hook, port) = Hook::start(PODSET);
+    let composite = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+    // Resyncs every 5 s, to show that a steady state writes nothing; handles only this test's
+    // PodSets (the other strategy's test runs alongside).
+    let (engine, _) = host_controller_with(&client, PODSET, "controller.yaml", composite, port, strategy, |controller| {
+        controller.data["spec"]["resyncPeriodSeconds"] = json!(5);
+        controller.data["spec"]["parentResource"]["labelSelector"] = json!({ "matchLabels": { "test": namespace } });
+    })
+    .await;
+
+    let podsets: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &podsets_resource());
+    let revisions: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &controller_revisions());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let mut podset: DynamicObject = manifest_of(PODSET, "podset.yaml");
+    podset.metadata.labels = Some([("test".to_owned(), namespace.clone())].into());
+    podsets.create(&PostParams::default(), &podset).await.unwrap();
+    let on_latest = async || {
+        bosun_testenv::eventually("the PodSet on its latest revision with 3 ready Pods", async || {
+            let podset = podsets.get("web").await.unwrap();
+            let (status, reason, _) = updated_condition(&podset)?;
+            let synced = podset.data["status"]["observedGeneration"] == json!(podset.metadata.generation);
+            (synced && status == "True" && reason == "OnLatestRevision" && podset.data["status"]["readyReplicas"] == 3).then_some(())
+        })
+        .await
+    };
+    on_latest().await;
+    assert_eq!(revisions.list(&Default::default()).await.unwrap().items.len(), 1, "one revision");
+
+    // A template change, watched: Pods are replaced in the hook's order, one at a time.
+    let set_version = async |version: &str, ready: Option<&str>| {
+        let annotations = json!({ "version": version, bosun_testenv::POD_READY_ANNOTATION: ready });
+        let patch = json!({ "spec": { "template": { "metadata": { "annotations": annotations } } } });
+        podsets.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    };
+    let mut events = std::pin::pin!(watcher(pods.clone(), watcher::Config::default().labels("examples.bosun.dev/podset=web")));
+    let mut current: std::collections::BTreeMap<String, Pod> = Default::default();
+    while let Some(event) = futures::TryStreamExt::try_next(&mut events).await.unwrap() {
+        match event {
+            watcher::Event::InitApply(pod) => {
+                current.insert(pod.name_any(), pod);
+            }
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    set_version("2", None).await;
+    let version = |pod: &Pod| pod.annotations().get("version").cloned().unwrap_or_default();
+    let (mut most_unavailable, mut replaced) = (0, Vec::<String>::new());
+    let rolled = async {
+        while let Some(event) = futures::TryStreamExt::try_next(&mut events).await.unwrap() {
+            match event {
+                watcher::Event::Apply(pod) => {
+                    if version(&pod) == "2" && pod_is_ready(&pod) && !replaced.contains(&pod.name_any()) {
+                        replaced.push(pod.name_any());
+                    }
+                    current.insert(pod.name_any(), pod);
+                }
+                watcher::Event::Delete(pod) => {
+                    current.remove(&pod.name_any());
+                }
+                _ => {}
+            }
+            let available = ["web-0", "web-1", "web-2"].iter().filter(|name| current.get(**name).is_some_and(pod_is_ready)).count();
+            most_unavailable = most_unavailable.max(3 - available);
+            if replaced.len() == 3 {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), rolled).await.expect("the rollout finishes");
+    assert_eq!(replaced, ["web-0", "web-1", "web-2"], "in the hook's order");
+    assert_eq!(most_unavailable, 1, "one Pod at a time");
+    on_latest().await;
+    assert_eq!(revisions.list(&Default::default()).await.unwrap().items.len(), 1, "the old revision is pruned");
+
+    // Steady state: resyncs write nothing (the parent, its Pods and its revision keep their
+    // resourceVersions across two resync periods).
+    let versions = async || {
+        let mut versions = vec![podsets.get("web").await.unwrap().resource_version()];
+        versions.extend(pods.list(&Default::default()).await.unwrap().items.iter().map(|pod| pod.resource_version()));
+        versions.extend(revisions.list(&Default::default()).await.unwrap().items.iter().map(|revision| revision.resource_version()));
+        versions
+    };
+    let before = versions().await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(versions().await, before, "a steady state writes nothing");
+
+    // A Pod that never becomes Ready stops the rollout, and the condition says which.
+    set_version("3", Some("false")).await;
+    let waiting = bosun_testenv::eventually("the rollout to wait for web-0 to become Ready", async || {
+        let (status, reason, message) = updated_condition(&podsets.get("web").await.unwrap())?;
+        (status == "False" && reason == "RolloutWaiting" && message.contains("web-0"))
+            .then_some(message)
+            .filter(|message| message.contains(r#""Ready" condition status is "False""#))
+    })
+    .await;
+    assert_eq!(waiting, r#"child Pod web-0 failed status check: "Ready" condition status is "False" (want "True")"#);
+    let versions_now = async || -> Vec<String> {
+        let mut listed = pods.list(&Default::default()).await.unwrap().items;
+        listed.sort_by_key(|pod| pod.name_any());
+        listed.iter().map(version).collect()
+    };
+    assert_eq!(versions_now().await, ["3", "2", "2"], "only the first Pod moved");
+    assert_eq!(revisions.list(&Default::default()).await.unwrap().items.len(), 2);
+
+    // Back to the last good template: the stuck Pod rolls back, the failed revision goes.
+    set_version("2", None).await;
+    on_latest().await;
+    assert_eq!(versions_now().await, ["2", "2", "2"]);
+    assert_eq!(revisions.list(&Default::default()).await.unwrap().items.len(), 1);
+    engine.abort();
+}
+
+#[tokio::test]
+async fn the_podset_example_rolls_one_pod_at_a_time_with_dynamic_apply() {
+    the_podset_example_rolls_one_pod_at_a_time(ApplyStrategy::DynamicApply).await;
+}
+
+#[tokio::test]
+async fn the_podset_example_rolls_one_pod_at_a_time_with_server_side_apply() {
+    the_podset_example_rolls_one_pod_at_a_time(ApplyStrategy::ServerSideApply { field_manager: "bosun".into() }).await;
+}
+
+/// The BlueGreen example (two Deployments, RollingInPlace, an `Available` status check; its
+/// hook in Node): a template change updates blue in place first, and green only once blue has
+/// observed its new spec and is Available; then one revision is left.
+#[tokio::test]
+async fn the_bluegreen_example_updates_green_only_after_blue_is_available() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::watcher;
+
+    let env = TestEnv::shared_with_nodes();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    env.install_crd(&manifest_of::<CustomResourceDefinition>(BLUEGREEN, "crd.yaml")).await;
+    let namespace = env.namespace("bluegreen").await;
+    let (_hook, port) = Hook::start_with("node", &format!("{BLUEGREEN}/hook.js"));
+    let composite = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+    let (engine, _) = host_controller(&client, BLUEGREEN, "controller.yaml", composite, port).await;
+    let resource = ApiResource {
+        group: "examples.bosun.dev".into(),
+        version: "v1".into(),
+        api_version: "examples.bosun.dev/v1".into(),
+        kind: "BlueGreen".into(),
+        plural: "bluegreens".into(),
+    };
+    let bluegreens: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let revisions: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &controller_revisions());
+    bluegreens.create(&PostParams::default(), &manifest_of(BLUEGREEN, "bluegreen.yaml")).await.unwrap();
+    let on_latest = async |generation: i64| {
+        bosun_testenv::eventually("both colors available on the latest revision", async || {
+            let bluegreen = bluegreens.get("shop").await.unwrap();
+            let status = &bluegreen.data["status"];
+            let (state, reason, _) = updated_condition(&bluegreen)?;
+            (status["observedGeneration"] == generation
+                && state == "True"
+                && reason == "OnLatestRevision"
+                && status["blue"]["availableReplicas"] == 2
+                && status["green"]["availableReplicas"] == 2)
+                .then_some(())
+        })
+        .await
+    };
+    on_latest(1).await;
+
+    let version = |deployment: &Deployment| {
+        let template = deployment.spec.template.metadata.as_ref();
+        template.and_then(|metadata| metadata.annotations.as_ref()).and_then(|annotations| annotations.get("version").cloned())
+    };
+    let settled = |deployment: &Deployment| {
+        let status = deployment.status.as_ref();
+        let observed = status.and_then(|status| status.observed_generation) >= deployment.metadata.generation;
+        let available = status
+            .and_then(|status| status.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|condition| condition.type_.as_deref() == Some("Available") && condition.status.as_deref() == Some("True"));
+        observed && available
+    };
+    let mut events = std::pin::pin!(watcher(deployments.clone(), watcher::Config::default()));
+    let mut current: std::collections::BTreeMap<String, Deployment> = Default::default();
+    while let Some(event) = futures::TryStreamExt::try_next(&mut events).await.unwrap() {
+        match event {
+            watcher::Event::InitApply(deployment) => {
+                current.insert(deployment.name_any(), deployment);
+            }
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    let patch = json!({ "spec": { "template": { "metadata": { "annotations": { "version": "2" } } } } });
+    bluegreens.patch("shop", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    // The moment green gets the new template, blue must have it, have observed it, and be Available.
+    let blue_when_green_moved = async {
+        while let Some(event) = futures::TryStreamExt::try_next(&mut events).await.unwrap() {
+            if let watcher::Event::Apply(deployment) = event {
+                let green_moved = deployment.name_any() == "shop-green" && version(&deployment).as_deref() == Some("2");
+                current.insert(deployment.name_any(), deployment);
+                if green_moved {
+                    return current["shop-blue"].clone();
+                }
+            }
+        }
+        unreachable!("the watch ends only with the test")
+    };
+    let blue = tokio::time::timeout(Duration::from_secs(60), blue_when_green_moved).await.expect("green is updated");
+    assert_eq!(version(&blue).as_deref(), Some("2"), "blue first");
+    assert!(settled(&blue), "blue had observed its spec and was Available: {:?}", blue.status);
+    on_latest(2).await;
+    assert_eq!(revisions.list(&Default::default()).await.unwrap().items.len(), 1, "the old revision is pruned");
     engine.abort();
 }

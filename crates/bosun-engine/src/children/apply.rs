@@ -304,21 +304,11 @@ impl Applier {
         let name = observed.name_any();
         match &self.strategy {
             ApplyStrategy::DynamicApply => {
-                let observed_value = serde_json::to_value(observed).expect("objects serialize");
-                let mut wanted = desired;
-                let last_applied = serde_json::to_string(&wanted).expect("JSON serializes");
-                set_path(&mut wanted, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
-                let previous = observed
-                    .annotations()
-                    .get(LAST_APPLIED_ANNOTATION)
-                    .and_then(|text| serde_json::from_str::<Value>(text).ok())
-                    .unwrap_or_else(|| json!({}));
-                let mut merged = merge(&observed_value, &previous, &wanted).map_err(|source| ApplyError::Merge {
+                let (observed_value, merged) = dynamic_apply_merge(observed, desired, true).map_err(|source| ApplyError::Merge {
                     kind: child_type.resource.kind.clone(),
                     key: key.clone(),
                     source,
                 })?;
-                revert_server_owned(&mut merged, &observed_value);
                 if merged == observed_value {
                     return Ok(Applied::Unchanged);
                 }
@@ -384,6 +374,18 @@ impl Applier {
         }
     }
 
+    /// Whether `observed` already is what `desired` asks for, so an update would change nothing;
+    /// reads nothing. With dynamic apply this is the update's own three-way merge; with
+    /// server-side apply, the record of the last apply or, lacking one, whether every field of
+    /// `desired` already has that value (what Metacontroller checks for rolling updates).
+    pub(crate) fn is_current(&self, child_type: &ChildType, observed: &DynamicObject, desired: &Value, owner: &Value) -> bool {
+        let keep_last_applied = matches!(self.strategy, ApplyStrategy::DynamicApply);
+        if !keep_last_applied && self.unchanged_since_applied(child_type, &key_of(observed), observed, desired, owner) {
+            return true;
+        }
+        dynamic_apply_merge(observed, desired.clone(), keep_last_applied).is_ok_and(|(observed, merged)| merged == observed)
+    }
+
     /// Whether this exact body was applied to this object and nobody changed it since.
     fn unchanged_since_applied(&self, child_type: &ChildType, key: &str, observed: &DynamicObject, desired: &Value, owner: &Value) -> bool {
         let mut body = desired.clone();
@@ -409,6 +411,26 @@ impl Applier {
             Err(error) => Err(Self::api_error("deleting", child_type, key)(error)),
         }
     }
+}
+
+/// Dynamic apply's merge of `desired` into `observed` (three-way, with the last-applied
+/// annotation; with `annotate`, the new annotation included), with server-owned fields put
+/// back: returns the observed object and the merged one, equal when an update changes nothing.
+fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, annotate: bool) -> Result<(Value, Value), MergeError> {
+    let observed_value = serde_json::to_value(observed).expect("objects serialize");
+    if annotate {
+        let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
+        set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
+    }
+    let previous = observed
+        .annotations()
+        .get(LAST_APPLIED_ANNOTATION)
+        .filter(|_| annotate)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .unwrap_or_else(|| json!({}));
+    let mut merged = merge(&observed_value, &previous, &desired)?;
+    revert_server_owned(&mut merged, &observed_value);
+    Ok((observed_value, merged))
 }
 
 fn hash_of(value: &Value) -> u64 {
@@ -442,6 +464,11 @@ fn revert_server_owned(merged: &mut Value, observed: &Value) {
 /// An object without server-owned metadata, for comparing a dry run with what exists.
 fn comparable(object: &DynamicObject) -> Value {
     let mut value = serde_json::to_value(object).expect("objects serialize");
+    // An apply never changes status, and the live object's status (in a dry run's answer) may
+    // be newer than the cached one's: comparing it would recreate a child for being observed.
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("status");
+    }
     if let Some(metadata) = value["metadata"].as_object_mut() {
         for field in SYSTEM_METADATA {
             metadata.remove(field);

@@ -12,7 +12,7 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::sync::finalizer_name;
-use crate::api::{CompositeController, CompositeControllerSpec, ResourceRule};
+use crate::api::{ChildUpdateMethod, CompositeController, CompositeControllerSpec, ResourceRule};
 use crate::children::ChildType;
 use crate::context::EngineContext;
 use crate::discovery::ResolvedResource;
@@ -72,6 +72,8 @@ pub(crate) struct HostedComposite {
     pub finalize_hook: Option<HookEndpoint>,
     /// Related objects, from the customize hook.
     pub related: Arc<crate::related::Related<ObjectKey>>,
+    /// The rolling-update configuration, when a child type rolls.
+    pub rolling: Option<super::rolling::Rolling>,
 }
 
 impl HostedComposite {
@@ -109,7 +111,7 @@ impl HostedComposite {
     }
 
     /// The key under which `object`'s controller parent is queued, if it is one of ours.
-    fn owner_key(&self, object: &DynamicObject) -> Option<ObjectKey> {
+    pub(crate) fn owner_key(&self, object: &DynamicObject) -> Option<ObjectKey> {
         let reference = object.owner_references().iter().find(|reference| reference.controller == Some(true))?;
         let group = |api_version: &str| api_version.rsplit_once('/').map(|(group, _)| group.to_owned()).unwrap_or_default();
         if reference.kind != self.parent.resource.kind || group(&reference.api_version) != self.parent.resource.group {
@@ -199,14 +201,6 @@ impl RunningComposite {
         }
         let mut children = Vec::new();
         for rule in spec.child_resources.iter().flatten() {
-            if rule.method().is_rolling() {
-                return Err(CreateError::Invalid(format!(
-                    "child resource {} uses update method {:?}; rolling updates are not supported yet \
-                     (use OnDelete, Recreate or InPlace)",
-                    rule.resource,
-                    rule.method()
-                )));
-            }
             let resolved = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
             children.push(ChildType {
                 group_key: group_key(&resolved.resource.kind, &rule.api_version),
@@ -216,6 +210,21 @@ impl RunningComposite {
                 method: rule.method(),
             });
         }
+        let revisions = if spec.child_resources.iter().flatten().any(|rule| rule.method().is_rolling()) {
+            let resolved = ctx.discovery.resolve(&format!("{}/{}", crate::api::GROUP, crate::api::VERSION), "controllerrevisions").await?;
+            Some(ChildType {
+                group_key: group_key(&resolved.resource.kind, &resolved.resource.api_version),
+                cache: ctx.caches.cache(&resolved.resource),
+                resource: resolved.resource,
+                namespaced: true,
+                method: ChildUpdateMethod::OnDelete,
+            })
+        } else {
+            None
+        };
+        let rolling =
+            super::rolling::Rolling::of(&spec, parent.namespaced, &children, || revisions.expect("resolved when a child type rolls"))
+                .map_err(|error| CreateError::Invalid(error.to_string()))?;
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
         let name = controller.name_any();
         let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
@@ -250,6 +259,7 @@ impl RunningComposite {
             children,
             sync_hook,
             finalize_hook,
+            rolling,
         });
 
         // The watches hold the hosted controller weakly: it lives as long as its workers.
@@ -262,6 +272,17 @@ impl RunningComposite {
             let weak = weak.clone();
             controller = controller.watches(hosted.children[index].cache.clone(), move |event| {
                 weak.upgrade().map(|hosted| hosted.child_keys(&hosted.children[index], event)).unwrap_or_default()
+            });
+        }
+        if let Some(rolling) = &hosted.rolling {
+            // A revision changed by someone else is put right by its parent's next sync.
+            let weak = weak.clone();
+            controller = controller.watches(rolling.revision_type().cache.clone(), move |event| {
+                let object = match event {
+                    CacheEvent::Applied { new, .. } => *new,
+                    CacheEvent::Deleted(object) => *object,
+                };
+                weak.upgrade().and_then(|hosted| hosted.owner_key(object)).into_iter().collect()
             });
         }
         let controller = controller.reconciles_all(move || weak.upgrade().map(|hosted| hosted.all_keys()).unwrap_or_default());

@@ -1,8 +1,10 @@
 //! CompositeController: a parent resource whose children a sync hook declares. Each
 //! CompositeController object runs as a hosted controller ([`controller`]) that syncs its
-//! parents ([`sync`]); [`crate::hosting`] starts, restarts and stops them.
+//! parents ([`sync`]), rolling children one at a time where asked ([`rolling`]);
+//! [`crate::hosting`] starts, restarts and stops them.
 
 mod controller;
+pub(crate) mod rolling;
 mod sync;
 
 use std::sync::Arc;

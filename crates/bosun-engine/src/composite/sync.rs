@@ -22,8 +22,8 @@ use crate::children::{self, ChildType, Claim, ClaimError, Claimant, Rules};
 use crate::context::EngineContext;
 use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
 use crate::invalid_response::InvalidResponse;
-use crate::parent::{controller_reference, object_api, patch_guarded};
-use crate::reconcile::{Common, Policy, SyncResponse};
+use crate::parent::{controller_reference, manages_children, object_api, patch_guarded};
+use crate::reconcile::{Answer, Ask, Common, Policy, SyncResponse};
 use crate::related::Related;
 use crate::selector;
 use crate::sync_error::SyncError;
@@ -90,6 +90,21 @@ pub(crate) struct Claims {
 impl Claims {
     fn claimant<'a>(&'a self, parent: &'a DynamicObject) -> Claimant<'a> {
         Claimant { parent, owner: &self.owner, selector: &self.selector, may_adopt: self.may_adopt }
+    }
+
+    /// The parent's controller reference.
+    pub(crate) fn owner(&self) -> &Value {
+        &self.owner
+    }
+
+    /// Whether the parent may adopt orphans (see [`Claimant::may_adopt`]).
+    pub(crate) fn may_adopt(&self) -> bool {
+        self.may_adopt
+    }
+
+    /// The observed child of type `type_index` under `key`, if claimed.
+    pub(crate) fn observed_child(&self, type_index: usize, key: &ObjectKey) -> Option<&DynamicObject> {
+        self.claims[type_index].observed().map(Arc::as_ref).find(|child| ObjectKey::of(child) == *key)
     }
 }
 
@@ -169,6 +184,14 @@ impl Policy for HostedComposite {
             selector: Some(&observed.selector),
             labels: uid_label.into_iter().collect(),
             annotations: Vec::new(),
+        }
+    }
+
+    /// With rolling child types, once per live revision (see [`super::rolling`]); else once.
+    async fn respond(&self, ask: &Ask<'_, Self>) -> Result<Answer<Value>, SyncError> {
+        match &self.rolling {
+            Some(rolling) if manages_children(ask.object, ask.finalizing) => super::rolling::respond(self, rolling, ask).await,
+            _ => ask.once(ask.object).await,
         }
     }
 
