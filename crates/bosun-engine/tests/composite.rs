@@ -619,3 +619,70 @@ async fn hook_events_are_recorded_on_the_parent() {
     assert!(message.contains("events[0].type"), "{message}");
     assert_eq!(fixture.config_maps().get("p-config").await.unwrap().data.unwrap()["a"], "1", "nothing was written");
 }
+
+/// A rollout Metacontroller left half done goes on under bosun: the parent's ControllerRevision
+/// for its old fields, holding the child, is taken over; the child moves to the new fields; the
+/// old revision goes; and bosun's own revision is named, labelled and owned as Metacontroller's.
+#[tokio::test]
+async fn a_rollout_metacontroller_left_goes_on_from_its_controller_revisions() {
+    use kube::Api;
+    use kube::api::{ApiResource, DynamicObject};
+    use sha1::Digest;
+
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let hooks = HookServer::start(config_map_per_parent).await;
+    let parent = fixture.parent("p", json!({ "data": { "a": "2" } })).await;
+    let uid = parent.uid().unwrap();
+    let owner = json!({ "apiVersion": fixture.things.api_version, "kind": "Thing", "name": "p", "uid": uid,
+        "controller": true, "blockOwnerDeletion": true });
+    // What Metacontroller left: the child as of the old fields, and the revision holding it.
+    let child: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "p-config", "labels": { "thing": "p" }, "ownerReferences": [owner] },
+        "data": { "a": "1" },
+    }))
+    .unwrap();
+    fixture.config_maps().create(&PostParams::default(), &child).await.unwrap();
+    let revisions_resource = ApiResource {
+        group: "metacontroller.k8s.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "metacontroller.k8s.io/v1alpha1".into(),
+        kind: "ControllerRevision".into(),
+        plural: "controllerrevisions".into(),
+    };
+    let revisions: Api<DynamicObject> = Api::namespaced_with(fixture.client.clone(), &fixture.namespace, &revisions_resource);
+    let labels =
+        json!({ "thing": "p", "metacontroller.k8s.io/apiGroup": fixture.things.group, "metacontroller.k8s.io/resource": "things" });
+    let old: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "ControllerRevision",
+        "metadata": { "name": "made-by-metacontroller", "labels": labels, "ownerReferences": [owner] },
+        "parentPatch": { "spec": { "selector": { "matchLabels": { "thing": "p" } }, "data": { "a": "1" } } },
+        "children": [{ "apiGroup": "", "kind": "ConfigMap", "names": ["p-config"] }],
+    }))
+    .unwrap();
+    revisions.create(&PostParams::default(), &old).await.unwrap();
+
+    let mut spec = json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } });
+    support::merge_into(&mut spec, with_method("RollingInPlace"));
+    fixture.composite_controller(spec).await;
+    wait_for_data(&fixture, "p-config", "2").await;
+    let latest = eventually("only bosun's revision for the new fields left", async || {
+        let mut listed = revisions.list(&Default::default()).await.unwrap().items;
+        (listed.len() == 1 && listed[0].name_any() != "made-by-metacontroller").then(|| listed.remove(0))
+    })
+    .await;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(uid.as_bytes());
+    hasher.update(serde_json::to_string(&json!({ "spec": parent.data["spec"] })).unwrap().as_bytes());
+    let hash: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    assert_eq!(latest.name_any(), format!("things.{}-{hash}", fixture.things.group), "Metacontroller's name");
+    assert_eq!(latest.labels()["metacontroller.k8s.io/resource"], "things");
+    assert_eq!(latest.labels()["metacontroller.k8s.io/apiGroup"], fixture.things.group);
+    assert_eq!(latest.owner_references()[0].uid, uid);
+    assert_eq!(latest.data["children"], json!([{ "apiGroup": "", "kind": "ConfigMap", "names": ["p-config"] }]));
+    let updated = eventually("the Updated condition", async || {
+        let status = fixture.parents().get("p").await.unwrap().data["status"].clone();
+        status["conditions"].as_array()?.iter().find(|condition| condition["type"] == "Updated").cloned()
+    })
+    .await;
+    assert_eq!(updated["reason"], "OnLatestRevision", "{updated}");
+}
