@@ -7,6 +7,9 @@ RUN cargo build --release --locked -p bosun && strip target/release/bosun
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/bosun /usr/local/bin/bosun
+# Metacontroller's Helm chart runs `command: /usr/bin/metacontroller`: the same binary answers
+# to that name by running the engine.
+COPY --from=build /src/target/release/bosun /usr/bin/metacontroller
 USER 65532:65532
 EXPOSE 9999 8081
 ENTRYPOINT ["/usr/local/bin/bosun"]

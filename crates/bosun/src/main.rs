@@ -3,6 +3,7 @@
 
 mod demo;
 mod dev;
+mod invocation;
 mod logging;
 mod run;
 mod tree;
@@ -38,11 +39,15 @@ enum Command {
     /// until SIGINT or SIGTERM.
     ///
     /// Runs a hosted controller for every CompositeController and DecoratorController in the
-    /// cluster, and the ConfigMapSync operator, serving Prometheus metrics and health probes. Accepts
-    /// Metacontroller's flag names, so an existing Deployment's args keep working; its `--zap-*`
-    /// logging flags and `--pprof-address` are accepted and ignored with a warning (use
-    /// --log-level and --log-format). The CRDs must be installed first
-    /// (`bosun crds | kubectl apply --server-side -f -`).
+    /// cluster, and the ConfigMapSync operator, serving Prometheus metrics and health probes.
+    /// Started as Metacontroller is started, it runs too: called `metacontroller` (the image
+    /// has /usr/bin/metacontroller), or with flags and no subcommand, in Go's flag syntax
+    /// (`-workers=5`, `-workers 5`, `--leader-election`, `--leader-election=false`). Its
+    /// `--zap-log-level` (debug, info, error, or a verbosity: 1–4 debug, 5 and above trace),
+    /// `--zap-encoder` (json, console), `--zap-devel` and `--zap-time-encoding` become
+    /// --log-level, --log-format and --log-time; `--zap-stacktrace-level` and
+    /// `--pprof-address` are accepted and ignored with a warning. The CRDs must be installed
+    /// first (`bosun crds | kubectl apply --server-side -f -`).
     Run(run::RunArgs),
     /// Print CRDs as YAML: the engine's (CompositeController, DecoratorController,
     /// ControllerRevision), the native operators' (ConfigMapSync), or all of them.
@@ -75,33 +80,6 @@ enum CrdSet {
     Configmapsync,
 }
 
-/// Whether `arg` is a Metacontroller flag bosun does not need: its zap logging flags
-/// (`--zap-log-level=4`, `--zap-devel`, …; use `--log-level` and `--log-format`) and
-/// `--pprof-address`.
-fn is_ignored_flag(arg: &str) -> bool {
-    arg.starts_with("--zap-") || arg == "--pprof-address" || arg.starts_with("--pprof-address=")
-}
-
-/// Sets aside the flags of [`is_ignored_flag`] (with a separate value if they have one), so
-/// that existing Deployments start.
-fn without_ignored_flags(args: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
-    let (mut kept, mut ignored) = (Vec::new(), Vec::new());
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        if !is_ignored_flag(&arg) {
-            kept.push(arg);
-            continue;
-        }
-        // `--zap-log-level 4`, `--pprof-address 0`: the value belongs to the flag.
-        if !arg.contains('=') && args.peek().is_some_and(|next| !next.starts_with('-')) {
-            ignored.push(format!("{arg} {}", args.next().unwrap_or_default()));
-        } else {
-            ignored.push(arg);
-        }
-    }
-    (kept, ignored)
-}
-
 /// Errors are printed with their causes, one per line, and without a backtrace even when
 /// `RUST_BACKTRACE` is set: they are the user's to read, not a crash report.
 fn main() -> std::process::ExitCode {
@@ -118,11 +96,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_command() -> anyhow::Result<()> {
-    let (args, ignored) = without_ignored_flags(std::env::args());
+    let (args, notes) = invocation::translate(std::env::args().collect())?;
     let cli = Cli::parse_from(args);
     logging::init(&cli.logging)?;
-    if !ignored.is_empty() {
-        tracing::warn!(?ignored, "ignoring Metacontroller flags bosun does not use (for logs: --log-level and --log-format)");
+    if !notes.ignored.is_empty() {
+        tracing::warn!(ignored = ?notes.ignored, "ignoring Metacontroller flags bosun does not use (for logs: --log-level and --log-format)");
+    }
+    for (flag, became) in &notes.mapped {
+        tracing::info!(%flag, %became, "Metacontroller's logging flag mapped");
     }
     match cli.command {
         Command::Dev(args) => dev::run(args),
@@ -140,18 +121,5 @@ fn run_command() -> anyhow::Result<()> {
             println!("etcd {} (local control plane)", bosun_testenv::ETCD_VERSION);
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unused_metacontroller_flags_are_set_aside_with_their_values() {
-        let args = ["bosun", "run", "--zap-devel", "--zap-log-level", "4", "--zap-encoder=json", "--pprof-address=0", "--workers=2"];
-        let (kept, ignored) = without_ignored_flags(args.iter().map(|arg| arg.to_string()));
-        assert_eq!(kept, ["bosun", "run", "--workers=2"]);
-        assert_eq!(ignored, ["--zap-devel", "--zap-log-level 4", "--zap-encoder=json", "--pprof-address=0"]);
     }
 }

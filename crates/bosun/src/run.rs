@@ -146,7 +146,7 @@ pub struct EngineArgs {
     /// Let hooks be sent credentials (a `user:password@` URL, bearer tokens, basic auth) over
     /// plain http://, where anyone on the network path can read them. Without it, such
     /// controllers fail to start with a CreateError event.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
     allow_insecure_hook_credentials: bool,
 }
 
@@ -178,7 +178,7 @@ impl EngineArgs {
 pub struct LeaderElectionArgs {
     /// Run only while holding a coordination.k8s.io Lease, so that several replicas can run
     /// with one active.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
     leader_election: bool,
     /// The Lease's name.
     #[arg(long, default_value = "metacontroller", value_name = "NAME")]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{DynamicObject, PostParams};
+use kube::api::{ApiResource, DynamicObject, PostParams};
 use serde_json::json;
 
 #[tokio::test]
@@ -287,4 +287,96 @@ async fn tree_prints_owned_objects_across_namespaces_with_status() {
     let (ok, _, err) = tree("root");
     assert!(!ok && err.contains("is not <resource>/<name>"), "{err}");
     operator.abort();
+}
+
+/// Metacontroller's invocations start the engine as `bosun run` does: its StatefulSet's args
+/// with no subcommand, its Helm chart's `/usr/bin/metacontroller` command, Go's flag syntax,
+/// and the zap logging flags. Each, run as a process, syncs a parent.
+#[tokio::test]
+async fn metacontrollers_invocations_run_the_engine() {
+    let env = bosun_testenv::TestEnv::shared();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    let namespace = env.namespace("invocations").await;
+    let shard = bosun_testenv::unique_suffix();
+    let resource = support::install_parent_crd(&format!("{shard}.invocations.bosun.dev")).await;
+    let hook = support::start_hook(Default::default(), shard.clone()).await;
+    let controller: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+        "metadata": { "name": format!("invocations-{shard}"), "labels": { "shard": shard } },
+        "spec": {
+            "generateSelector": true,
+            "parentResource": { "apiVersion": format!("{}/v1", resource.group), "resource": "faultparents" },
+            "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
+            "hooks": { "sync": { "webhook": { "url": hook } } },
+        },
+    }))
+    .unwrap();
+    Api::<DynamicObject>::all_with(client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()))
+        .create(&PostParams::default(), &controller)
+        .await
+        .unwrap();
+    // The image's /usr/bin/metacontroller: the same binary under that name.
+    let dir = std::env::temp_dir().join(format!("bosun-invocations-{shard}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let metacontroller = dir.join("metacontroller");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_bosun"), &metacontroller).unwrap();
+    let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
+    let selector = format!("shard={shard}");
+    let invocations: Vec<(std::path::PathBuf, Vec<String>)> = vec![
+        // Metacontroller's StatefulSet: args only.
+        (env!("CARGO_BIN_EXE_bosun").into(), vec!["--zap-log-level=4".into(), "--discovery-interval=20s".into()]),
+        // Its Helm chart: the command and its args.
+        (
+            metacontroller.clone(),
+            ["--zap-log-level=4", "--discovery-interval=20s", "--cache-flush-interval=30m", "--health-probe-bind-address=127.0.0.1:0"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        // Go's flag syntax, leader election on.
+        (
+            env!("CARGO_BIN_EXE_bosun").into(),
+            ["-workers=5", "-discovery-interval", "1s", "--leader-election", "-leader-election-namespace", &namespace]
+                .map(String::from)
+                .to_vec(),
+        ),
+        // Explicitly off, and the other zap flags.
+        (
+            env!("CARGO_BIN_EXE_bosun").into(),
+            ["--leader-election=false", "--zap-devel", "--zap-encoder=json", "--zap-time-encoding=epoch"].map(String::from).to_vec(),
+        ),
+    ];
+    let parents: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+    for (index, (program, args)) in invocations.into_iter().enumerate() {
+        let (name, version) = (format!("p-{index}"), index.to_string());
+        let parent = DynamicObject::new(&name, &resource).data(json!({ "spec": { "version": version } }));
+        parents.create(&PostParams::default(), &parent).await.unwrap();
+        let mut command = Command::new(&program);
+        command.args(&args).args(["-kubeconfig", &kubeconfig, "-target-label-selector", &selector, "--metrics-address=127.0.0.1:0"]);
+        if !args.iter().any(|arg| arg.starts_with("--health-probe-bind-address")) {
+            command.arg("--health-probe-bind-address=127.0.0.1:0");
+        }
+        let run = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        bosun_testenv::eventually(&format!("{} {args:?} to sync {name}", program.display()), async || {
+            let status = parents.get(&name).await.unwrap().data["status"].clone();
+            (status["version"].as_str() == Some(version.as_str())).then_some(())
+        })
+        .await;
+        #[allow(unsafe_code)]
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(run.id() as libc::pid_t, libc::SIGTERM)
+        };
+        let output = run.wait_with_output().unwrap();
+        let logs = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {logs}");
+        if args.contains(&"--zap-encoder=json".to_owned()) {
+            let line = logs.lines().find(|line| line.contains("engine starting")).expect("the engine's start is logged");
+            let line: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
+            let time = line["timestamp"].as_str().unwrap_or_default();
+            assert!(time.parse::<f64>().is_ok_and(|seconds| seconds > 1.7e9), "epoch time: {line}");
+            assert!(logs.contains("\"level\":\"DEBUG\""), "--zap-devel logs at debug: {logs}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
+
+mod support;
 
 const PARENTS: usize = 500;
 const KILLS: usize = 20;
@@ -58,51 +59,6 @@ fn writes(port: u16) -> Option<u64> {
             .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
             .sum(),
     )
-}
-
-/// A loopback sync hook: two ConfigMaps per parent carrying its `spec.version`, and the version
-/// in its status. Counts its calls.
-async fn start_hook(calls: Arc<AtomicUsize>, shard: String) -> String {
-    let router = axum::Router::new().route(
-        "/sync",
-        axum::routing::post(move |axum::Json(request): axum::Json<Value>| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            let shard = shard.clone();
-            async move {
-                let parent = &request["parent"];
-                let (name, version) = (parent["metadata"]["name"].as_str().unwrap_or_default(), &parent["spec"]["version"]);
-                let child = |suffix: &str| {
-                    json!({
-                        "apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": { "name": format!("{name}-{suffix}"), "labels": { "faults": shard } },
-                        "data": { "version": version },
-                    })
-                };
-                axum::Json(json!({ "status": { "version": version }, "children": [child("a"), child("b")] }))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sync", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
-}
-
-async fn install_parent_crd(group: &str) -> ApiResource {
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "metadata": { "name": format!("faultparents.{group}") },
-        "spec": {
-            "group": group, "scope": "Namespaced",
-            "names": { "plural": "faultparents", "singular": "faultparent", "kind": "FaultParent" },
-            "versions": [{
-                "name": "v1", "served": true, "storage": true, "subresources": { "status": {} },
-                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } },
-            }],
-        },
-    }))
-    .unwrap();
-    bosun_testenv::TestEnv::shared().install_crd(&crd).await;
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", "FaultParent"), "faultparents")
 }
 
 /// How far from converged on `version`: parents whose status does not report it for their
@@ -159,11 +115,11 @@ async fn killed_at_random_moments_the_engine_still_converges_exactly() {
     bosun_engine::install_crds(&client).await.unwrap();
     let namespace = env.namespace("faults").await;
     let shard = bosun_testenv::unique_suffix();
-    let resource = install_parent_crd(&format!("{shard}.faults.bosun.dev")).await;
+    let resource = support::install_parent_crd(&format!("{shard}.faults.bosun.dev")).await;
     let parents: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
     let children: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let calls = Arc::new(AtomicUsize::new(0));
-    let hook = start_hook(calls.clone(), shard.clone()).await;
+    let hook = support::start_hook(calls.clone(), shard.clone()).await;
     for index in 0..PARENTS {
         let parent = DynamicObject::new(&format!("p-{index:03}"), &resource).data(json!({ "spec": { "version": "1" } }));
         parents.create(&PostParams::default(), &parent).await.unwrap();

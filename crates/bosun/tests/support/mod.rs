@@ -1,10 +1,17 @@
 //! What the `bosun` command's tests share: proof that an engine process is running a
-//! CompositeController, and which one.
+//! CompositeController, and which one; a parent CRD and a loopback sync hook.
+
+// Each test binary compiles this module and uses part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ApiResource, DynamicObject, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Creates a CompositeController labelled `shard=<shard>` whose parent resource does not
 /// exist, waits for the engine's CreateError event about it, and returns the
@@ -39,4 +46,50 @@ pub async fn reporters_of_a_new_controller(client: &Client, shard: &str) -> Vec<
         (!reporters.is_empty()).then_some(reporters)
     })
     .await
+}
+
+/// A loopback sync hook: two ConfigMaps per parent carrying its `spec.version`, and the version
+/// in its status. Counts its calls.
+pub async fn start_hook(calls: Arc<AtomicUsize>, shard: String) -> String {
+    let router = axum::Router::new().route(
+        "/sync",
+        axum::routing::post(move |axum::Json(request): axum::Json<Value>| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let shard = shard.clone();
+            async move {
+                let parent = &request["parent"];
+                let (name, version) = (parent["metadata"]["name"].as_str().unwrap_or_default(), &parent["spec"]["version"]);
+                let child = |suffix: &str| {
+                    json!({
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": { "name": format!("{name}-{suffix}"), "labels": { "faults": shard } },
+                        "data": { "version": version },
+                    })
+                };
+                axum::Json(json!({ "status": { "version": version }, "children": [child("a"), child("b")] }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sync", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+/// Installs a namespaced `FaultParent` CRD in `group` (status subresource, any fields).
+pub async fn install_parent_crd(group: &str) -> ApiResource {
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": { "name": format!("faultparents.{group}") },
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": { "plural": "faultparents", "singular": "faultparent", "kind": "FaultParent" },
+            "versions": [{
+                "name": "v1", "served": true, "storage": true, "subresources": { "status": {} },
+                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } },
+            }],
+        },
+    }))
+    .unwrap();
+    bosun_testenv::TestEnv::shared().install_crd(&crd).await;
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", "FaultParent"), "faultparents")
 }
