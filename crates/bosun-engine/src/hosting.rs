@@ -287,8 +287,9 @@ where
         .on_sync_timeout(report)
 }
 
-/// The endpoint of one of a controller's hooks (`None` if it has none), refused if it is
-/// invalid or would send credentials over plain HTTP without the engine's consent.
+/// The endpoint of one of a controller's hooks (`None` if it has none — a hook without a
+/// `webhook` counts as none, as in Metacontroller), refused if it is invalid or would send
+/// credentials over plain HTTP without the engine's consent.
 pub(crate) fn hook_endpoint(
     ctx: &EngineContext,
     kind: HookKind,
@@ -296,7 +297,7 @@ pub(crate) fn hook_endpoint(
     controller: (&'static str, &str),
     configs: &[EndpointConfig],
 ) -> Result<Option<HookEndpoint>, CreateError> {
-    let Some(hook) = hook else { return Ok(None) };
+    let Some(hook) = hook.filter(|hook| hook.webhook.is_some()) else { return Ok(None) };
     let endpoint = HookEndpoint::new(kind, hook, controller, configs)?;
     endpoint.check_credentials_transport(ctx.config.allow_insecure_hook_credentials)?;
     Ok(Some(endpoint))

@@ -686,3 +686,29 @@ async fn a_rollout_metacontroller_left_goes_on_from_its_controller_revisions() {
     .await;
     assert_eq!(updated["reason"], "OnLatestRevision", "{updated}");
 }
+
+/// With generateSelector, a `controller-uid` label the hook sets is its own, as in
+/// Metacontroller: not overwritten, so a wrong one is refused with a SyncError that names it.
+#[tokio::test]
+async fn a_controller_uid_the_hook_sets_is_not_overwritten() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let hooks = HookServer::start(|_, request| {
+        let mut response = desired_config_map(request);
+        response["children"][0]["metadata"]["labels"] = json!({ "controller-uid": "someone-else" });
+        Reply::Json(response)
+    })
+    .await;
+    fixture.composite_controller(json!({ "generateSelector": true, "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    fixture.parent("p", json!({})).await;
+    let message = fixture.event_with_reason_containing("p", "someone-else").await;
+    assert!(message.contains("controller-uid"), "{message}");
+    assert!(fixture.config_maps().get_opt("p-config").await.unwrap().is_none(), "nothing written");
+}
+
+/// A hook without a `webhook` counts as no hook, as in Metacontroller, rather than stopping the
+/// controller.
+#[tokio::test]
+async fn a_hook_without_a_webhook_counts_as_none() {
+    let (fixture, _hooks) = converged(ApplyStrategy::DynamicApply, json!({ "hooks": { "customize": {}, "finalize": {} } })).await;
+    assert!(fixture.parents().get("p").await.unwrap().finalizers().is_empty(), "no finalize hook, no finalizer");
+}

@@ -128,7 +128,12 @@ pub(crate) fn validate(
                 *map = json!({});
             }
             for (key, value) in entries {
-                map[*key] = Value::String(value.clone());
+                // A label the hook set is its own (Metacontroller does not overwrite
+                // `controller-uid`; a wrong one then fails the selector check below, clearly).
+                let keep = field == "labels" && map.get(*key).is_some();
+                if !keep {
+                    map[*key] = Value::String(value.clone());
+                }
             }
         }
         child.as_object_mut().expect("an object").remove("status");

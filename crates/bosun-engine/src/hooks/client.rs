@@ -183,8 +183,10 @@ impl HookEndpoint {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EndpointError::Scheme { kind, url: redact(&url) });
         }
+        // As in Metacontroller, a timeout of zero or less means the default.
         let timeout = match &webhook.timeout {
             None => DEFAULT_TIMEOUT,
+            Some(text) if text.strip_prefix('-').is_some_and(|magnitude| parse_duration(magnitude).is_ok()) => DEFAULT_TIMEOUT,
             Some(text) => match parse_duration(text) {
                 Ok(timeout) if timeout.is_zero() => DEFAULT_TIMEOUT,
                 Ok(timeout) => timeout,
@@ -577,6 +579,10 @@ mod tests {
         assert!(plain.check_credentials_transport(false).is_ok(), "no credentials");
         let invalid = hook(Webhook { url: Some("http://user:s3cret@[bad/sync".into()), ..Default::default() });
         assert!(!HookEndpoint::new(HookKind::Sync, &invalid, CONTROLLER, &[]).unwrap_err().to_string().contains("s3cret"));
+        for zero_or_less in ["0", "0s", "-5s"] {
+            let hook = hook(Webhook { url: Some("http://h/".into()), timeout: Some(zero_or_less.into()), ..Default::default() });
+            assert_eq!(HookEndpoint::new(HookKind::Sync, &hook, CONTROLLER, &[]).unwrap().timeout, DEFAULT_TIMEOUT, "{zero_or_less}");
+        }
         let bad_timeout = hook(Webhook { url: Some("http://h/".into()), timeout: Some("soon".into()), ..Default::default() });
         assert!(HookEndpoint::new(HookKind::Sync, &bad_timeout, CONTROLLER, &[]).unwrap_err().to_string().contains("timeout"));
     }
