@@ -210,7 +210,7 @@ impl RunningComposite {
                 method: rule.method(),
             });
         }
-        let revisions = if spec.child_resources.iter().flatten().any(|rule| rule.method().is_rolling()) {
+        let revisions = if children.iter().any(|child_type| child_type.method.is_rolling()) {
             let resolved = ctx.discovery.resolve(&format!("{}/{}", crate::api::GROUP, crate::api::VERSION), "controllerrevisions").await?;
             Some(ChildType {
                 group_key: group_key(&resolved.resource.kind, &resolved.resource.api_version),
@@ -222,9 +222,8 @@ impl RunningComposite {
         } else {
             None
         };
-        let rolling =
-            super::rolling::Rolling::of(&spec, parent.namespaced, &children, || revisions.expect("resolved when a child type rolls"))
-                .map_err(|error| CreateError::Invalid(error.to_string()))?;
+        let rolling = super::rolling::Rolling::of(&spec, parent.namespaced, &children, revisions)
+            .map_err(|error| CreateError::Invalid(error.to_string()))?;
         let hooks = spec.hooks.clone().ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
         let name = controller.name_any();
         let configs = spec.endpoint_configs.as_deref().unwrap_or_default();

@@ -63,15 +63,17 @@ pub(crate) enum RollingError {
 }
 
 impl Rolling {
-    /// The rolling configuration, if any child type rolls.
+    /// The rolling configuration, given the ControllerRevision type when a child type rolls.
     pub(crate) fn of(
         spec: &crate::api::CompositeControllerSpec,
         parent_namespaced: bool,
         children: &[ChildType],
-        revisions: impl FnOnce() -> ChildType,
+        revisions: Option<ChildType>,
     ) -> Result<Option<Rolling>, RollingError> {
         let rules: Vec<_> = spec.child_resources.iter().flatten().collect();
-        let Some(rolling) = rules.iter().find(|rule| rule.method().is_rolling()) else { return Ok(None) };
+        let (Some(revisions), Some(rolling)) = (revisions, rules.iter().find(|rule| rule.method().is_rolling())) else {
+            return Ok(None);
+        };
         if !parent_namespaced {
             return Err(RollingError::ClusterScopedParent(rolling.resource.clone()));
         }
@@ -94,7 +96,7 @@ impl Rolling {
                 if child_type.method.is_rolling() { conditions } else { Vec::new() }
             })
             .collect();
-        Ok(Some(Rolling { field_paths, revisions: revisions(), checks }))
+        Ok(Some(Rolling { field_paths, revisions, checks }))
     }
 
     /// The ControllerRevision resource.
