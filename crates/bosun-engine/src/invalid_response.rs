@@ -172,6 +172,12 @@ pub(crate) enum ChildProblem {
     /// Declared twice.
     #[error("appears more than once")]
     Duplicate,
+    /// An owner reference with `controller: true` to another object than the parent.
+    #[error(
+        "has an owner reference with controller: true to {0}; the parent is the controller of its children (set \
+         controller: false, or leave the reference out)"
+    )]
+    OtherController(String),
 }
 
 /// What is wrong with a customize hook's related-resource rule.

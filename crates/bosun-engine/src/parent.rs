@@ -106,7 +106,7 @@ pub(crate) fn object_api(client: &kube::Client, resource: &ApiResource, object: 
 /// is called while the object is deleted or no longer handled, the sync hook otherwise.
 pub(crate) async fn hook_for<'h>(
     api: &Api<DynamicObject>,
-    object: &DynamicObject,
+    object: &mut Arc<DynamicObject>,
     finalizer: &str,
     handled: bool,
     sync_hook: &'h Option<HookEndpoint>,
@@ -118,7 +118,12 @@ pub(crate) async fn hook_for<'h>(
     }
     let deleting = object.metadata.deletion_timestamp.is_some();
     match (finalize_hook, has_finalizer) {
-        (Some(_), false) if handled && !deleting => patch_finalizer(api, object, finalizer, true).await?,
+        (Some(_), false) if handled && !deleting => {
+            // The sync goes on with the object as written, so its status write is not refused.
+            if let Some(written) = patch_finalizer(api, object, finalizer, true).await? {
+                *object = Arc::new(written);
+            }
+        }
         (None, true) => {
             // The finalize hook was removed from the controller: let go of the object.
             patch_finalizer(api, object, finalizer, false).await?;
@@ -149,19 +154,24 @@ const FINALIZER_ATTEMPTS: usize = 5;
 /// Adds `finalizer` to the object's finalizers, or removes it, without losing anyone else's:
 /// the patch tests the exact list it changes (the resourceVersion, when there is no list yet),
 /// and when another client changed it meanwhile the object is read again and the change
-/// retried.
-pub(crate) async fn patch_finalizer(api: &Api<DynamicObject>, object: &DynamicObject, finalizer: &str, add: bool) -> Result<(), SyncError> {
+/// retried. Returns the object as written, if it was.
+pub(crate) async fn patch_finalizer(
+    api: &Api<DynamicObject>,
+    object: &DynamicObject,
+    finalizer: &str,
+    add: bool,
+) -> Result<Option<DynamicObject>, SyncError> {
     let mut live: Option<DynamicObject> = None;
     for _ in 0..FINALIZER_ATTEMPTS {
         let current = live.as_ref().unwrap_or(object);
-        let Some(operations) = finalizer_operations(current, finalizer, add) else { return Ok(()) };
+        let Some(operations) = finalizer_operations(current, finalizer, add) else { return Ok(None) };
         match patch_guarded(api, current, operations, false).await {
             Err(SyncError::Conflict) => {}
             done => return done,
         }
         live = match api.get_opt(&object.name_any()).await.map_err(|error| SyncError::Parent(Box::new(error)))? {
             Some(read) if read.uid() == object.uid() => Some(read),
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
     }
     Err(SyncError::Conflict)
@@ -198,15 +208,27 @@ pub(crate) async fn release_finalizer(client: &kube::Client, resource: &ApiResou
     Ok(())
 }
 
+/// Writes a hook's `status` to the object through its status subresource, guarded by the
+/// resourceVersion the hook was shown: had anyone changed the object since, the write is
+/// refused as a [`SyncError::Conflict`] and the sync runs again on what they wrote, rather than
+/// overwriting it with a status computed from the older object.
+pub(crate) async fn write_status(api: &Api<DynamicObject>, object: &DynamicObject, status: Value) -> Result<(), SyncError> {
+    let operations = vec![
+        json!({ "op": "test", "path": "/metadata/resourceVersion", "value": object.resource_version() }),
+        json!({ "op": "add", "path": "/status", "value": status }),
+    ];
+    patch_guarded(api, object, operations, true).await.map(drop)
+}
+
 /// Applies JSON patch `operations` to the parent (or its status), guarded by its UID so a
-/// recreated parent of the same name is never touched. A concurrent change or deletion is
-/// not an error: the watch brings a new sync.
+/// recreated parent of the same name is never touched; returns the object as written (`None`
+/// if it is gone). A concurrent change is a [`SyncError::Conflict`], retried soon.
 pub(crate) async fn patch_guarded(
     api: &Api<DynamicObject>,
     parent: &DynamicObject,
     operations: Vec<Value>,
     status: bool,
-) -> Result<(), SyncError> {
+) -> Result<Option<DynamicObject>, SyncError> {
     let mut patch = vec![json!({ "op": "test", "path": "/metadata/uid", "value": parent.uid() })];
     patch.extend(operations);
     let patch: json_patch::Patch = serde_json::from_value(Value::Array(patch)).expect("a valid JSON patch");
@@ -217,8 +239,8 @@ pub(crate) async fn patch_guarded(
         api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
     };
     match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Ok(written) => Ok(Some(written)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(kube::Error::Api(status)) if is_patch_conflict(&status) => Err(SyncError::Conflict),
         Err(error) => Err(SyncError::Parent(Box::new(error))),
     }

@@ -169,7 +169,7 @@ impl<P: Policy> Ask<'_, P> {
 
 /// Syncs the object under `key`; returns when to sync it again (`resyncAfterSeconds`).
 pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<Duration>, SyncError> {
-    let Some(object) = policy.cached(key) else {
+    let Some(mut object) = policy.cached(key) else {
         policy.related().forget(key);
         policy.forget(key);
         return Ok(None);
@@ -178,8 +178,8 @@ pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<D
     let api = object_api(&ctx.client, resource, &object);
     let finalizer = policy.finalizer();
     let (sync_hook, finalize_hook) = policy.hooks();
-    let Some((hook, finalizing)) = hook_for(&api, &object, &finalizer, policy.handles(key, &object), sync_hook, finalize_hook).await?
-    else {
+    let handled = policy.handles(key, &object);
+    let Some((hook, finalizing)) = hook_for(&api, &mut object, &finalizer, handled, sync_hook, finalize_hook).await? else {
         return Ok(None);
     };
     let has_finalizer = object.finalizers().contains(&finalizer);
@@ -191,8 +191,12 @@ pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<D
 
     // The response is valid: only now is anything written (but a rolling update's revisions).
     let owned = policy.settle(&object, observed).await?;
-    if finalizing && finalized == Some(true) && has_finalizer {
-        patch_finalizer(&api, &object, &finalizer, false).await?;
+    if finalizing
+        && finalized == Some(true)
+        && has_finalizer
+        && let Some(written) = patch_finalizer(&api, &object, &finalizer, false).await?
+    {
+        object = Arc::new(written);
     }
     let children_result = if manages_children(&object, finalizing) {
         let owner = controller_reference(&object, resource);

@@ -131,8 +131,7 @@ impl Selection {
         Ok(if let Some(namespaces) = &rule.namespace_selector {
             Selection::InNamespaces { namespaces: namespaces.clone(), selector }
         } else if let Some(names) = &rule.names {
-            // Names without a namespace: the parent's, for namespaced objects of a namespaced parent.
-            let namespace = namespace.or_else(|| parent_namespace.filter(|_| namespaced).map(str::to_owned));
+            // Names without a namespace: in any namespace (but a v1 hook's own), as Metacontroller.
             Selection::Names { namespace, names: names.clone() }
         } else if let Some(namespace) = namespace {
             Selection::InNamespace { namespace, selector }
@@ -470,8 +469,9 @@ mod tests {
     fn selection_modes() {
         let of = |value, version| Selection::of(&rule(value), true, Some("ns"), version);
         let labels: LabelSelector = serde_json::from_value(json!({ "matchLabels": { "a": "b" } })).unwrap();
+        assert_eq!(of(json!({ "names": ["x"] }), HookVersion::V2).unwrap(), Selection::Names { namespace: None, names: vec!["x".into()] });
         assert_eq!(
-            of(json!({ "names": ["x"] }), HookVersion::V2).unwrap(),
+            of(json!({ "names": ["x"] }), HookVersion::V1).unwrap(),
             Selection::Names { namespace: Some("ns".into()), names: vec!["x".into()] }
         );
         assert_eq!(

@@ -22,6 +22,8 @@ with_both_strategies!(
     resync_after_and_resync_period_sync_again,
     hook_versions_key_and_decode_differently,
     orphans_are_adopted_and_non_matching_children_released,
+    a_cluster_scoped_parent_adopts_namespaced_orphans,
+    owner_references_the_hook_sets_are_kept,
     generate_selector_labels_children_with_the_parent_uid,
     finalize_runs_until_finalized_then_removes_the_finalizer,
     finalize_runs_when_a_parent_stops_matching,
@@ -255,6 +257,78 @@ async fn orphans_are_adopted_and_non_matching_children_released(strategy: ApplyS
         stray.owner_references().is_empty().then_some(())
     })
     .await;
+}
+
+/// A cluster-scoped parent claims namespaced children in any namespace, as Metacontroller:
+/// an orphan that matches is adopted, not refused as a name taken.
+async fn a_cluster_scoped_parent_adopts_namespaced_orphans(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let realms = support::install_cluster_thing_crd(fixture.env, &fixture.id).await;
+    let namespace = fixture.namespace.clone();
+    let hooks = HookServer::start(move |_, request| {
+        let mut response = desired_config_map(request);
+        response["children"][0]["metadata"]["namespace"] = json!(namespace);
+        Reply::Json(response)
+    })
+    .await;
+    let name = format!("c-{}", fixture.id);
+    let orphan: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": format!("{name}-config"), "labels": { "thing": name } },
+        "data": { "a": "old" },
+    }))
+    .unwrap();
+    let orphan = fixture.config_maps().create(&PostParams::default(), &orphan).await.unwrap();
+    let labels = json!({ support::TEST_LABEL: fixture.id });
+    let spec = json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } });
+    support::create_thing_controller(&fixture.client, &format!("realms-{}", fixture.id), labels, &realms, spec).await;
+    let parents: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(fixture.client.clone(), &realms);
+    let parent = kube::api::DynamicObject::new(&name, &realms)
+        .data(json!({ "spec": { "selector": { "matchLabels": { "thing": name } }, "data": { "a": "1" } } }));
+    let parent = parents.create(&PostParams::default(), &parent).await.unwrap();
+    eventually("the orphan to be adopted", async || {
+        let child = fixture.config_maps().get(&format!("{name}-config")).await.unwrap();
+        child.owner_references().iter().any(|owner| Some(&owner.uid) == parent.uid().as_ref()).then_some(())
+    })
+    .await;
+    assert_eq!(fixture.config_maps().get(&format!("{name}-config")).await.unwrap().uid(), orphan.uid(), "adopted, not replaced");
+    parents.delete(&name, &DeleteParams::default()).await.unwrap();
+}
+
+/// Owner references the hook sets on a child are kept beside the parent's controller
+/// reference (Metacontroller appends its own); steady state still writes nothing. A hook
+/// naming another controller is refused, with the child left as it was.
+async fn owner_references_the_hook_sets_are_kept(strategy: ApplyStrategy) {
+    let fixture = Fixture::new(strategy).await;
+    let anchor: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({ "metadata": { "name": "anchor" } })).unwrap();
+    let anchor = fixture.config_maps().create(&PostParams::default(), &anchor).await.unwrap();
+    let reference = json!({ "apiVersion": "v1", "kind": "ConfigMap", "name": "anchor", "uid": anchor.uid() });
+    let hook_reference = reference.clone();
+    let hooks = HookServer::start(move |_, request| {
+        let mut response = desired_config_map(request);
+        response["children"][0]["metadata"]["ownerReferences"] = json!([hook_reference]);
+        Reply::Json(response)
+    })
+    .await;
+    fixture.composite_controller(json!({ "resyncPeriodSeconds": 1, "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    let parent = fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    let child = wait_for_data(&fixture, "p-config", "1").await;
+    let references: Vec<(String, Option<bool>)> =
+        child.owner_references().iter().map(|reference| (reference.uid.clone(), reference.controller)).collect();
+    assert_eq!(references, [(anchor.uid().unwrap(), None), (parent.uid().unwrap(), Some(true))]);
+    wait_for_observed_generation(&fixture, "p").await;
+    support::assert_no_writes_over_resyncs(&fixture, &hooks).await;
+
+    let mut controlling = reference;
+    controlling["controller"] = json!(true);
+    hooks.script(move |_, request| {
+        let mut response = desired_config_map(request);
+        response["children"][0]["metadata"]["ownerReferences"] = json!([controlling]);
+        response["children"][0]["data"] = json!({ "a": "2" });
+        Reply::Json(response)
+    });
+    let message = fixture.event_with_reason_containing("p", "controller: true").await;
+    assert!(message.contains("anchor"), "{message}");
+    wait_for_data(&fixture, "p-config", "1").await;
 }
 
 fn support_owner(fixture: &Fixture, parent: &kube::api::DynamicObject) -> Value {
@@ -703,6 +777,35 @@ async fn a_controller_uid_the_hook_sets_is_not_overwritten() {
     let message = fixture.event_with_reason_containing("p", "someone-else").await;
     assert!(message.contains("controller-uid"), "{message}");
     assert!(fixture.config_maps().get_opt("p-config").await.unwrap().is_none(), "nothing written");
+}
+
+/// The status write is guarded by the resourceVersion the hook was shown: a change made while
+/// the hook ran (here to the status alone, which with `ignoreStatusChanges` brings no sync of
+/// its own) makes the engine sync again on it rather than overwrite it.
+#[tokio::test]
+async fn a_status_written_meanwhile_is_not_overwritten() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let hooks = HookServer::start(|_, request| {
+        // No children, whose events would bring another sync; this hook carries forward a note
+        // someone else writes into the status.
+        let mut status = json!({ "phase": "Synced" });
+        if let Some(note) = request["parent"]["status"].get("note") {
+            status["note"] = note.clone();
+        }
+        Reply::Slow(Duration::from_secs(2), json!({ "status": status, "children": [] }))
+    })
+    .await;
+    let spec = json!({ "parentResource": { "ignoreStatusChanges": true }, "hooks": { "sync": hooks.hook("sync", json!({})) } });
+    fixture.composite_controller(spec).await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    eventually("the first hook call", async || (hooks.calls() >= 1).then_some(())).await;
+    let note = json!({ "status": { "note": "written meanwhile" } });
+    fixture.parents().patch_status("p", &PatchParams::default(), &Patch::Merge(&note)).await.unwrap();
+    eventually("the engine's status to keep the note", async || {
+        let status = fixture.parents().get("p").await.unwrap().data["status"].clone();
+        (status["note"] == "written meanwhile" && status["phase"] == "Synced").then_some(())
+    })
+    .await;
 }
 
 /// A hook without a `webhook` counts as no hook, as in Metacontroller, rather than stopping the

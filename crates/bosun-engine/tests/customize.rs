@@ -72,9 +72,20 @@ async fn every_selection_mode() {
     config_map(&client, &ns, "by-label", json!({ "pick": labelled }), "2").await;
     config_map(&client, &other, "elsewhere", json!({ "pick": labelled }), "3").await;
     config_map(&client, &selected_namespace, "in-selected", json!({ "pick": labelled }), "4").await;
+    config_map(&client, &other, "by-name", json!({}), "6").await;
 
     let cases = [
-        ("names", json!([{ "apiVersion": "v1", "resource": "configmaps", "names": ["by-name"] }]), vec![format!("{ns}/by-name=1")]),
+        // Names without a namespace: in every namespace, as Metacontroller's v2 hooks see them.
+        (
+            "names",
+            json!([{ "apiVersion": "v1", "resource": "configmaps", "names": ["by-name"] }]),
+            vec![format!("{ns}/by-name=1"), format!("{other}/by-name=6")],
+        ),
+        (
+            "names-in-namespace",
+            json!([{ "apiVersion": "v1", "resource": "configmaps", "namespace": other, "names": ["by-name"] }]),
+            vec![format!("{other}/by-name=6")],
+        ),
         (
             "label-selector",
             json!([{ "apiVersion": "v1", "resource": "configmaps", "labelSelector": { "matchLabels": { "pick": labelled } } }]),
@@ -107,7 +118,8 @@ async fn every_selection_mode() {
     wait_for_related(&fixture, "namespace-selector", &expected).await;
 }
 
-/// A v1 customize hook of a namespaced parent selects in its own namespace only.
+/// A v1 customize hook of a namespaced parent selects in its own namespace only, by label or
+/// by name.
 #[tokio::test]
 async fn v1_sees_the_parent_namespace_only() {
     let (fixture, _server) = fixture_with_hooks("v1").await;
@@ -117,6 +129,9 @@ async fn v1_sees_the_parent_namespace_only() {
     let rules = json!([{ "apiVersion": "v1", "resource": "configmaps", "labelSelector": { "matchLabels": { "v1": "yes" } } }]);
     fixture.parent("p", json!({ "rules": rules })).await;
     wait_for_related(&fixture, "p", &[format!("{}/mine=1", fixture.namespace)]).await;
+    let rules = json!([{ "apiVersion": "v1", "resource": "configmaps", "names": ["mine", "theirs"] }]);
+    fixture.parent("named", json!({ "rules": rules })).await;
+    wait_for_related(&fixture, "named", &[format!("{}/mine=1", fixture.namespace)]).await;
 }
 
 #[tokio::test]

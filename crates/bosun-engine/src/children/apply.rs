@@ -208,7 +208,7 @@ impl Applier {
             ApplyStrategy::DynamicApply => {
                 let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
                 set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
-                set_path(&mut desired, &["metadata", "ownerReferences"], json!([owner]));
+                with_owner(&mut desired, owner);
                 let object: DynamicObject = serde_json::from_value(desired).map_err(|error| ApplyError::Invalid {
                     kind: child_type.resource.kind.clone(),
                     key: key.clone(),
@@ -273,7 +273,7 @@ impl Applier {
         owner: &Value,
     ) -> Result<DynamicObject, ApplyError> {
         let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else { unreachable!("only called for server-side apply") };
-        set_path(&mut desired, &["metadata", "ownerReferences"], json!([owner]));
+        with_owner(&mut desired, owner);
         let body_hash = hash_of(&desired);
         let params = PatchParams::apply(field_manager).force();
         let applied =
@@ -304,7 +304,7 @@ impl Applier {
         let name = observed.name_any();
         match &self.strategy {
             ApplyStrategy::DynamicApply => {
-                let (observed_value, merged) = dynamic_apply_merge(observed, desired, true).map_err(|source| ApplyError::Merge {
+                let (observed_value, merged) = dynamic_apply_merge(observed, desired, owner, true).map_err(|source| ApplyError::Merge {
                     kind: child_type.resource.kind.clone(),
                     key: key.clone(),
                     source,
@@ -339,7 +339,7 @@ impl Applier {
                 match method {
                     ChildUpdateMethod::Recreate | ChildUpdateMethod::RollingRecreate => {
                         let mut body = desired;
-                        set_path(&mut body, &["metadata", "ownerReferences"], json!([owner]));
+                        with_owner(&mut body, owner);
                         let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else { unreachable!() };
                         let dry_run = PatchParams { dry_run: true, ..PatchParams::apply(field_manager).force() };
                         let preview = match api.patch(&name, &dry_run, &Patch::Apply(&body)).await {
@@ -383,13 +383,13 @@ impl Applier {
         if !keep_last_applied && self.unchanged_since_applied(child_type, &key_of(observed), observed, desired, owner) {
             return true;
         }
-        dynamic_apply_merge(observed, desired.clone(), keep_last_applied).is_ok_and(|(observed, merged)| merged == observed)
+        dynamic_apply_merge(observed, desired.clone(), owner, keep_last_applied).is_ok_and(|(observed, merged)| merged == observed)
     }
 
     /// Whether this exact body was applied to this object and nobody changed it since.
     fn unchanged_since_applied(&self, child_type: &ChildType, key: &str, observed: &DynamicObject, desired: &Value, owner: &Value) -> bool {
         let mut body = desired.clone();
-        set_path(&mut body, &["metadata", "ownerReferences"], json!([owner]));
+        with_owner(&mut body, owner);
         let records = self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         records.get(&Self::record_key(child_type, key)).is_some_and(|record| {
             record.body_hash == hash_of(&body)
@@ -415,8 +415,9 @@ impl Applier {
 
 /// Dynamic apply's merge of `desired` into `observed` (three-way, with the last-applied
 /// annotation; with `annotate`, the new annotation included), with server-owned fields put
-/// back: returns the observed object and the merged one, equal when an update changes nothing.
-fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, annotate: bool) -> Result<(Value, Value), MergeError> {
+/// back and the parent's controller reference kept: returns the observed object and the merged
+/// one, equal when an update changes nothing.
+fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, owner: &Value, annotate: bool) -> Result<(Value, Value), MergeError> {
     let observed_value = serde_json::to_value(observed).expect("objects serialize");
     if annotate {
         let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
@@ -430,7 +431,22 @@ fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, annotate: b
         .unwrap_or_else(|| json!({}));
     let mut merged = merge(&observed_value, &previous, &desired)?;
     revert_server_owned(&mut merged, &observed_value);
+    // The hook's owner references merge by name, which must not replace the parent's.
+    with_owner(&mut merged, owner);
     Ok((observed_value, merged))
+}
+
+/// Adds the parent's controller reference `owner` to the child's owner references (the hook's
+/// own, if any), unless it is there.
+fn with_owner(child: &mut Value, owner: &Value) {
+    let metadata = &mut child["metadata"];
+    if !metadata["ownerReferences"].is_array() {
+        metadata["ownerReferences"] = json!([]);
+    }
+    let references = metadata["ownerReferences"].as_array_mut().expect("made a list");
+    if !references.iter().any(|reference| reference["uid"] == owner["uid"]) {
+        references.push(owner.clone());
+    }
 }
 
 fn hash_of(value: &Value) -> u64 {

@@ -144,8 +144,7 @@ impl Claimant<'_> {
         if !self.may_adopt {
             return Ok(claim);
         }
-        let scope = if child_type.namespaced { parent_namespace.as_deref().unwrap_or_default() } else { "" };
-        for orphan in child_type.cache.orphans(Some(scope)) {
+        for orphan in child_type.orphans_for(parent_namespace.as_deref()) {
             if orphan.metadata.deletion_timestamp.is_none() && selector::matches(self.selector, labels_of(&orphan))? {
                 claim.adoptable.push(orphan);
             }

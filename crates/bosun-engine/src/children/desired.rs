@@ -115,9 +115,34 @@ pub(crate) fn validate(
             "deletionGracePeriodSeconds",
             "managedFields",
             "selfLink",
-            "ownerReferences",
         ] {
             metadata.remove(field);
+        }
+        // The hook's own owner references are kept (Metacontroller appends its controller
+        // reference to them); an echoed reference to the parent is the applier's to set, and
+        // nobody else may be the child's controller.
+        match metadata.remove("ownerReferences") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(references)) => {
+                let mut kept = Vec::with_capacity(references.len());
+                for reference in references {
+                    if reference["uid"].as_str() == parent.metadata.uid.as_deref() {
+                        continue;
+                    }
+                    if reference["controller"] == Value::Bool(true) {
+                        return Err(invalid(ChildProblem::OtherController(format!(
+                            "{} {}",
+                            reference["kind"].as_str().unwrap_or_default(),
+                            reference["name"].as_str().unwrap_or_default()
+                        ))));
+                    }
+                    kept.push(reference);
+                }
+                if !kept.is_empty() {
+                    metadata.insert("ownerReferences".into(), Value::Array(kept));
+                }
+            }
+            Some(other) => return Err(invalid(ChildProblem::NotValid(format!("metadata.ownerReferences is {other}, not a list")))),
         }
         for (field, entries) in [("labels", &rules.labels), ("annotations", &rules.annotations)] {
             if entries.is_empty() {

@@ -11,7 +11,7 @@ pub(crate) mod merge;
 use std::sync::Arc;
 
 use bosun_runtime::Cache;
-use kube::api::ApiResource;
+use kube::api::{ApiResource, DynamicObject};
 
 use crate::api::ChildUpdateMethod;
 
@@ -33,6 +33,19 @@ pub(crate) struct ChildType {
     pub group_key: String,
     /// Every object of the type.
     pub cache: Arc<Cache>,
+}
+
+impl ChildType {
+    /// The orphans of this type a parent in `parent_namespace` may adopt: a namespaced parent's
+    /// in its own namespace, a cluster-scoped parent's anywhere (as Metacontroller). No
+    /// cluster-scoped orphan goes to a namespaced parent: no owner reference could tie them.
+    pub(crate) fn orphans_for(&self, parent_namespace: Option<&str>) -> Vec<Arc<DynamicObject>> {
+        match (self.namespaced, parent_namespace) {
+            (true, namespace) => self.cache.orphans(namespace),
+            (false, None) => self.cache.orphans(Some("")),
+            (false, Some(_)) => Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ChildType {

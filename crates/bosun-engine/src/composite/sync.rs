@@ -22,7 +22,7 @@ use crate::children::{self, ChildType, Claim, ClaimError, Claimant, Rules};
 use crate::context::EngineContext;
 use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
 use crate::invalid_response::InvalidResponse;
-use crate::parent::{controller_reference, manages_children, object_api, patch_guarded};
+use crate::parent::{controller_reference, manages_children, object_api, write_status};
 use crate::reconcile::{Answer, Ask, Common, Policy, SyncResponse};
 use crate::related::Related;
 use crate::selector;
@@ -217,8 +217,7 @@ impl Policy for HostedComposite {
         if parent.data.get("status") == Some(&status) {
             return Ok(());
         }
-        let operation = json!({ "op": "add", "path": "/status", "value": status });
-        patch_guarded(api, parent, vec![operation], true).await
+        write_status(api, parent, status).await
     }
 }
 
@@ -227,8 +226,7 @@ impl HostedComposite {
     fn has_adoptable_orphans(&self, parent: &DynamicObject, selector: &LabelSelector) -> Result<bool, SyncError> {
         let namespace = parent.namespace();
         for child_type in &self.children {
-            let scope = if child_type.namespaced { namespace.as_deref().unwrap_or_default() } else { "" };
-            for orphan in child_type.cache.orphans(Some(scope)) {
+            for orphan in child_type.orphans_for(namespace.as_deref()) {
                 if selector::matches(selector, orphan.labels()).map_err(ClaimError::from)? {
                     return Ok(true);
                 }

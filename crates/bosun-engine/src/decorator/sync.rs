@@ -20,7 +20,7 @@ use crate::children::{ChildType, Rules};
 use crate::context::EngineContext;
 use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
 use crate::invalid_response::InvalidResponse;
-use crate::parent::patch_guarded;
+use crate::parent::{patch_guarded, write_status};
 use crate::reconcile::{Common, Policy, SyncResponse};
 use crate::related::Related;
 use crate::sync_error::SyncError;
@@ -250,11 +250,10 @@ impl Policy for HostedDecorator {
         let annotations_exist = target.metadata.annotations.is_some();
         operations.extend(map_operations("/metadata/annotations", target, target.annotations(), annotations_exist, &update.annotations));
         if let Some(status) = update.status.filter(|status| target.data.get("status") != Some(status)) {
-            let operation = json!({ "op": "add", "path": "/status", "value": status });
             if has_status {
-                patch_guarded(api, target, vec![operation], true).await?;
+                write_status(api, target, status).await?;
             } else {
-                operations.push(operation);
+                operations.push(json!({ "op": "add", "path": "/status", "value": status }));
             }
         }
         let held = target.finalizers().contains(&finalizer_name(&self.name));

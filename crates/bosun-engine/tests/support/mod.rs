@@ -321,7 +321,15 @@ pub fn merge_into(target: &mut Value, patch: Value) {
 
 /// Installs a namespaced, free-form `Thing` CRD in a group of its own.
 pub async fn install_thing_crd(env: &TestEnv, id: &str, status: bool) -> ApiResource {
-    let group = format!("{id}.engine.bosun.dev");
+    install_things(env, &format!("{id}.engine.bosun.dev"), "Namespaced", status).await
+}
+
+/// Installs a cluster-scoped, free-form `Thing` CRD (with status) in a group of its own.
+pub async fn install_cluster_thing_crd(env: &TestEnv, id: &str) -> ApiResource {
+    install_things(env, &format!("{id}.cluster.engine.bosun.dev"), "Cluster", true).await
+}
+
+async fn install_things(env: &TestEnv, group: &str, scope: &str, status: bool) -> ApiResource {
     let mut version = json!({
         "name": "v1",
         "served": true,
@@ -341,14 +349,14 @@ pub async fn install_thing_crd(env: &TestEnv, id: &str, status: bool) -> ApiReso
         "metadata": { "name": format!("things.{group}") },
         "spec": {
             "group": group,
-            "scope": "Namespaced",
+            "scope": scope,
             "names": { "plural": "things", "singular": "thing", "kind": "Thing" },
             "versions": [version],
         },
     }))
     .unwrap();
     env.install_crd(&crd).await;
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Thing"), "things")
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", "Thing"), "things")
 }
 
 /// What the hook server answers.
