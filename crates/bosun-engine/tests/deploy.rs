@@ -194,3 +194,105 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
     assert!(lease.spec.and_then(|spec| spec.holder_identity).is_some(), "the leader election Role works");
     running.shutdown().await.unwrap();
 }
+
+/// The chart's monitoring switches render a Service, ServiceMonitor, PrometheusRule and
+/// dashboard ConfigMap that apply; every metric the alerts and the Grafana dashboard query is
+/// one the engine exposes (checked against a real engine's `/metrics` after it ran every
+/// hook); every panel has a title, an axis label and a legend.
+#[tokio::test]
+async fn the_monitoring_manifests_apply_and_query_what_bosun_exposes() {
+    let env = TestEnv::shared();
+    for (plural, kind) in [("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule")] {
+        // prometheus-operator's CRDs, reduced to what a dry run needs.
+        let crd = serde_json::from_value(json!({
+            "metadata": { "name": format!("{plural}.monitoring.coreos.com") },
+            "spec": {
+                "group": "monitoring.coreos.com", "scope": "Namespaced",
+                "names": { "plural": plural, "kind": kind },
+                "versions": [{ "name": "v1", "served": true, "storage": true, "schema": { "openAPIV3Schema": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                }}}],
+            },
+        }))
+        .unwrap();
+        env.install_crd(&crd).await;
+    }
+    let helm = env.control_plane().binaries().path(Component::Helm);
+    let chart = deploy_dir().join("helm/bosun").display().to_string();
+    let switches = "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true";
+    let rendered = run(&helm, &["template", "bosun", &chart, "--namespace", "bosun-system", "--set", switches], None);
+    let applied = dry_run(env, &rendered).await;
+    for object in [
+        "service/bosun-metrics",
+        "servicemonitor.monitoring.coreos.com/bosun",
+        "prometheusrule.monitoring.coreos.com/bosun",
+        "configmap/bosun-dashboard",
+    ] {
+        assert!(applied.contains(&format!("{object} serverside-applied (server dry run)")), "{object} missing from:\n{applied}");
+    }
+    let without = run(&helm, &["template", "bosun", &chart], None);
+    assert!(!without.contains("monitoring.coreos.com") && !without.contains("bosun-metrics"), "off by default");
+
+    let mut queries: Vec<String> = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&rendered) {
+        let object: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+        if object["kind"] == "PrometheusRule" {
+            for rule in object["spec"]["groups"][0]["rules"].as_array().unwrap() {
+                queries.push(rule["expr"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy_dir().join("helm/bosun/dashboards/bosun.json")).unwrap()).unwrap();
+    for panel in dashboard["panels"].as_array().unwrap().iter().filter(|panel| panel["type"] == "timeseries") {
+        let title = panel["title"].as_str().unwrap_or_default();
+        assert!(!title.is_empty() && panel["description"].is_string(), "{panel}");
+        assert!(panel["fieldConfig"]["defaults"]["custom"]["axisLabel"].as_str().is_some_and(|label| !label.is_empty()), "{title}");
+        assert_eq!(panel["options"]["legend"]["showLegend"], true, "{title}");
+        for target in panel["targets"].as_array().unwrap() {
+            assert!(target["legendFormat"].as_str().is_some_and(|legend| !legend.is_empty()), "{title}");
+            queries.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+
+    // An engine that has called sync, customize and finalize hooks.
+    let fixture = support::Fixture::new(bosun_engine::ApplyStrategy::DynamicApply).await;
+    let hooks = HookServer::start(|hook, request| match hook {
+        "customize" => support::Reply::Json(json!({ "relatedResources": [] })),
+        "finalize" => support::Reply::Json(json!({ "finalized": true })),
+        _ => config_map_per_parent(hook, request),
+    })
+    .await;
+    let hook = |name| hooks.hook(name, json!({}));
+    fixture
+        .composite_controller(json!({ "hooks": { "sync": hook("sync"), "customize": hook("customize"), "finalize": hook("finalize") } }))
+        .await;
+    fixture.parent("p", json!({ "data": { "a": "1" } })).await;
+    eventually("the child", async || fixture.config_maps().get_opt("p-config").await.unwrap()).await;
+    fixture.parents().delete("p", &Default::default()).await.unwrap();
+    eventually("the parent finalized", async || fixture.parents().get_opt("p").await.unwrap().is_none().then_some(())).await;
+    let exposed: std::collections::HashSet<String> = fixture
+        .metrics
+        .encode()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| line.split(['{', ' ']).next().unwrap_or_default().to_owned())
+        .collect();
+    for query in &queries {
+        for (at, _) in query.match_indices('{') {
+            let name: String = query[..at]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            // Only with leader election, which this engine runs without (the runtime's tests cover it).
+            if name.is_empty() || name == "leader_election_master_status" {
+                continue;
+            }
+            assert!(exposed.contains(&name), "{name} (in {query}) is not exposed; bosun exposes {exposed:?}");
+        }
+    }
+}

@@ -65,6 +65,7 @@ impl<K: Clone + Eq + Hash + Display + Send + Sync + 'static> Controller<K> {
     /// one with the Manager's metrics and health.
     pub fn new(name: impl Into<String>, metrics: &Metrics) -> Self {
         let name = name.into();
+        metrics.controller_started(&name);
         Controller {
             queue: WorkQueue::default().with_metrics(metrics.queue(&name)),
             name,

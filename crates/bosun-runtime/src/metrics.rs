@@ -1,11 +1,13 @@
 //! Prometheus metrics under the names existing dashboards know: Metacontroller's hook metrics
 //! (`metacontroller_<hook>_requests_total`, `…_request_duration_histogram_seconds`,
-//! `…_in_flight_requests`), controller-runtime's reconcile and work-queue metrics, REST client
-//! requests by verb and code, and process memory and CPU.
+//! `…_in_flight_requests`), controller-runtime's reconcile and work-queue metrics, client-go's
+//! REST client requests and latencies, and process memory and CPU — with their label values
+//! and histogram buckets, so that dashboards and alerts written for those work unchanged.
 //!
 //! [`Metrics`] is cheap to clone; every clone records into the same registry, which
 //! [`Metrics::encode`] renders in the text format.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -63,6 +65,12 @@ struct RestLabels {
     host: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestLatencyLabels {
+    verb: String,
+    host: String,
+}
+
 /// The outcome of one reconcile, as controller-runtime labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconcileResult {
@@ -86,16 +94,24 @@ impl ReconcileResult {
 
 type HookFamilies = (Family<HookRequestLabels, Counter>, Family<HookLabels, Histogram>, Family<HookLabels, Gauge>);
 
+/// When each key now in process was taken, per queue name: read at every scrape for
+/// `workqueue_unfinished_work_seconds` and `workqueue_longest_running_processor_seconds`.
+type InProcess = Arc<Mutex<BTreeMap<Instant, usize>>>;
+
 struct Families {
-    hooks: Mutex<std::collections::HashMap<String, HookFamilies>>,
+    hooks: Mutex<HashMap<String, HookFamilies>>,
     reconcile_total: Family<ReconcileLabels, Counter>,
     reconcile_errors: Family<ControllerLabels, Counter>,
     reconcile_time: Family<ControllerLabels, Histogram>,
     queue_depth: Family<QueueLabels, Gauge>,
     queue_adds: Family<QueueLabels, Counter>,
     queue_retries: Family<QueueLabels, Counter>,
+    queue_latency: Family<QueueLabels, Histogram>,
+    work_duration: Family<QueueLabels, Histogram>,
+    in_process: Arc<Mutex<BTreeMap<String, InProcess>>>,
     leader: Family<QueueLabels, Gauge>,
     rest_requests: Family<RestLabels, Counter>,
+    rest_latency: Family<RestLatencyLabels, Histogram>,
     records: Family<QueueLabels, Gauge>,
     watch_panics: Family<QueueLabels, Counter>,
 }
@@ -119,9 +135,27 @@ impl Default for Metrics {
     }
 }
 
-fn seconds_histogram() -> Histogram {
-    // 5 ms to about 40 s.
-    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+/// Prometheus' default buckets, which Metacontroller's hook latencies use.
+fn hook_seconds() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
+/// controller-runtime's reconcile-time buckets, 5 ms to 60 s.
+fn reconcile_seconds() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0,
+        3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0,
+    ])
+}
+
+/// controller-runtime's work-queue buckets: 10 ns to 1000 s, by tens.
+fn queue_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(1e-8, 10.0, 12))
+}
+
+/// client-go's REST client latency buckets.
+fn rest_seconds() -> Histogram {
+    Histogram::new([0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0])
 }
 
 impl Metrics {
@@ -132,12 +166,16 @@ impl Metrics {
             hooks: Mutex::default(),
             reconcile_total: Family::default(),
             reconcile_errors: Family::default(),
-            reconcile_time: Family::new_with_constructor(seconds_histogram),
+            reconcile_time: Family::new_with_constructor(reconcile_seconds),
             queue_depth: Family::default(),
             queue_adds: Family::default(),
             queue_retries: Family::default(),
+            queue_latency: Family::new_with_constructor(queue_seconds),
+            work_duration: Family::new_with_constructor(queue_seconds),
+            in_process: Arc::default(),
             leader: Family::default(),
             rest_requests: Family::default(),
+            rest_latency: Family::new_with_constructor(rest_seconds),
             records: Family::default(),
             watch_panics: Family::default(),
         };
@@ -160,6 +198,17 @@ impl Metrics {
         registry.register("workqueue_adds", "Total number of adds handled by workqueue", families.queue_adds.clone());
         registry.register("workqueue_retries", "Total number of retries handled by workqueue", families.queue_retries.clone());
         registry.register(
+            "workqueue_queue_duration_seconds",
+            "How long in seconds an item stays in workqueue before being requested",
+            families.queue_latency.clone(),
+        );
+        registry.register(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from workqueue takes",
+            families.work_duration.clone(),
+        );
+        registry.register_collector(Box::new(InProcessCollector(families.in_process.clone())));
+        registry.register(
             "leader_election_master_status",
             "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master",
             families.leader.clone(),
@@ -168,6 +217,11 @@ impl Metrics {
             "rest_client_requests",
             "Number of HTTP requests to the API server, partitioned by status code, method, and host",
             families.rest_requests.clone(),
+        );
+        registry.register(
+            "rest_client_request_duration_seconds",
+            "Request latency in seconds, to the API server's response headers, broken down by verb and host",
+            families.rest_latency.clone(),
         );
         registry.register(
             "bosun_records",
@@ -188,7 +242,7 @@ impl Metrics {
         hooks
             .entry(hook.to_owned())
             .or_insert_with(|| {
-                let families: HookFamilies = (Family::default(), Family::new_with_constructor(seconds_histogram), Family::default());
+                let families: HookFamilies = (Family::default(), Family::new_with_constructor(hook_seconds), Family::default());
                 let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 registry.register(format!("metacontroller_{hook}_requests"), format!("Number of {hook} hook requests"), families.0.clone());
                 registry.register(
@@ -213,6 +267,16 @@ impl Metrics {
         HookRequest { families, labels, started: Instant::now(), finished: false }
     }
 
+    /// Starts the reconcile counters of `controller` at zero, as controller-runtime does, so
+    /// that rates and alerts over them have a series before the first error.
+    pub fn controller_started(&self, controller: &str) {
+        for result in [ReconcileResult::Success, ReconcileResult::Error, ReconcileResult::RequeueAfter] {
+            let labels = ReconcileLabels { controller: controller.to_owned(), result: result.label().to_owned() };
+            let _ = self.families.reconcile_total.get_or_create(&labels);
+        }
+        let _ = self.families.reconcile_errors.get_or_create(&ControllerLabels { controller: controller.to_owned() });
+    }
+
     /// Records one reconcile of `controller`.
     pub fn reconcile(&self, controller: &str, result: ReconcileResult, took: Duration) {
         let labels = ControllerLabels { controller: controller.to_owned() };
@@ -227,10 +291,15 @@ impl Metrics {
     /// Work-queue metrics for the queue called `name`.
     pub fn queue(&self, name: &str) -> QueueMetrics {
         let labels = QueueLabels { name: name.to_owned() };
+        let in_process =
+            self.families.in_process.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(name.to_owned()).or_default().clone();
         QueueMetrics {
             depth: self.families.queue_depth.get_or_create(&labels).clone(),
             adds: self.families.queue_adds.get_or_create(&labels).clone(),
             retries: self.families.queue_retries.get_or_create(&labels).clone(),
+            latency: self.families.queue_latency.get_or_create(&labels).clone(),
+            work: self.families.work_duration.get_or_create(&labels).clone(),
+            in_process,
         }
     }
 
@@ -305,11 +374,28 @@ impl Drop for HookRequest {
 }
 
 /// The metrics of one work queue.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct QueueMetrics {
     depth: Gauge,
     adds: Counter,
     retries: Counter,
+    latency: Histogram,
+    work: Histogram,
+    in_process: InProcess,
+}
+
+impl Default for QueueMetrics {
+    /// Metrics recorded nowhere.
+    fn default() -> Self {
+        QueueMetrics {
+            depth: Gauge::default(),
+            adds: Counter::default(),
+            retries: Counter::default(),
+            latency: queue_seconds(),
+            work: queue_seconds(),
+            in_process: InProcess::default(),
+        }
+    }
 }
 
 impl QueueMetrics {
@@ -319,14 +405,77 @@ impl QueueMetrics {
         self.depth.set(depth as i64);
     }
 
-    /// A key was taken; the queue now holds `depth` keys.
-    pub fn taken(&self, depth: usize) {
+    /// A key that waited `waited` since it was added was taken, at `at`; the queue now holds
+    /// `depth` keys.
+    pub fn taken(&self, depth: usize, waited: Duration, at: Instant) {
         self.depth.set(depth as i64);
+        self.latency.observe(waited.as_secs_f64());
+        *self.lock_in_process().entry(at).or_insert(0) += 1;
+    }
+
+    /// The key taken at `taken` is done.
+    pub fn done(&self, taken: Instant) {
+        self.work.observe(taken.elapsed().as_secs_f64());
+        let mut in_process = self.lock_in_process();
+        if let Some(count) = in_process.get_mut(&taken) {
+            *count -= 1;
+            if *count == 0 {
+                in_process.remove(&taken);
+            }
+        }
+    }
+
+    fn lock_in_process(&self) -> std::sync::MutexGuard<'_, BTreeMap<Instant, usize>> {
+        self.in_process.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A failed key was scheduled again.
     pub fn retried(&self) {
         self.retries.inc();
+    }
+}
+
+/// `workqueue_unfinished_work_seconds` and `workqueue_longest_running_processor_seconds`,
+/// computed at each scrape from the start times of the keys in process.
+#[derive(Debug)]
+struct InProcessCollector(Arc<Mutex<BTreeMap<String, InProcess>>>);
+
+impl Collector for InProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = Instant::now();
+        let queues: Vec<(String, InProcess)> = {
+            let queues = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            queues.iter().map(|(name, in_process)| (name.clone(), in_process.clone())).collect()
+        };
+        let figures: Vec<(QueueLabels, f64, f64)> = queues
+            .into_iter()
+            .map(|(name, in_process)| {
+                let in_process = in_process.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let seconds = |at: &Instant| now.saturating_duration_since(*at).as_secs_f64();
+                let unfinished = in_process.iter().fold(0.0, |sum, (at, count)| sum + seconds(at) * *count as f64);
+                let longest = in_process.keys().next().map_or(0.0, seconds);
+                (QueueLabels { name }, unfinished, longest)
+            })
+            .collect();
+        for (family, help, pick) in [
+            (
+                "workqueue_unfinished_work_seconds",
+                "How many seconds of work has been done that is in progress and hasn't been observed by work_duration. Large values \
+                 indicate stuck threads. One can deduce the number of stuck threads by observing the rate at which this increases.",
+                (|figures: &(QueueLabels, f64, f64)| figures.1) as fn(&(QueueLabels, f64, f64)) -> f64,
+            ),
+            (
+                "workqueue_longest_running_processor_seconds",
+                "How many seconds has the longest running processor for workqueue been running.",
+                |figures| figures.2,
+            ),
+        ] {
+            let mut family_encoder = encoder.encode_descriptor(family, help, None, prometheus_client::metrics::MetricType::Gauge)?;
+            for figures in &figures {
+                ConstGauge::new(pick(figures)).encode(family_encoder.encode_family(&figures.0)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -417,10 +566,13 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = request.method().to_string();
         let host = self.host.clone();
+        let started = Instant::now();
         let response = self.inner.call(request);
         let families = self.metrics.families.clone();
         Box::pin(async move {
             let result = response.await;
+            let latency = RestLatencyLabels { verb: method.clone(), host: host.clone() };
+            families.rest_latency.get_or_create(&latency).observe(started.elapsed().as_secs_f64());
             let code = match &result {
                 Ok(response) => response.status().as_u16().to_string(),
                 Err(_) => "<error>".to_owned(),
@@ -445,8 +597,12 @@ mod tests {
             method: "POST".into(),
         };
         metrics.hook_request("sync", labels).finish(Some(200));
+        metrics.controller_started("CompositeController-things");
         metrics.reconcile("CompositeController-things", ReconcileResult::Success, Duration::from_millis(3));
-        metrics.queue("CompositeController-things").added(1);
+        let queue = metrics.queue("CompositeController-things");
+        queue.added(1);
+        let taken = Instant::now();
+        queue.taken(0, Duration::from_millis(2), taken);
         metrics.set_leader("bosun", true);
         let text = metrics.encode();
         for name in [
@@ -454,12 +610,26 @@ mod tests {
             "metacontroller_sync_request_duration_histogram_seconds_count",
             "metacontroller_sync_in_flight_requests",
             "controller_runtime_reconcile_total{controller=\"CompositeController-things\",result=\"success\"} 1",
+            "controller_runtime_reconcile_total{controller=\"CompositeController-things\",result=\"error\"} 0",
+            "controller_runtime_reconcile_errors_total{controller=\"CompositeController-things\"} 0",
             "controller_runtime_reconcile_time_seconds_bucket",
-            "workqueue_depth{name=\"CompositeController-things\"} 1",
+            "workqueue_depth{name=\"CompositeController-things\"} 0",
             "workqueue_adds_total{name=\"CompositeController-things\"} 1",
+            "workqueue_queue_duration_seconds_bucket{le=\"0.01\",name=\"CompositeController-things\"} 1",
+            "workqueue_unfinished_work_seconds{name=\"CompositeController-things\"} ",
+            "workqueue_longest_running_processor_seconds{name=\"CompositeController-things\"} ",
             "leader_election_master_status{name=\"bosun\"} 1",
             "process_resident_memory_bytes",
             "process_cpu_seconds_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        queue.done(taken);
+        let text = metrics.encode();
+        for name in [
+            "workqueue_work_duration_seconds_count{name=\"CompositeController-things\"} 1",
+            "workqueue_unfinished_work_seconds{name=\"CompositeController-things\"} 0.0",
+            "workqueue_longest_running_processor_seconds{name=\"CompositeController-things\"} 0.0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

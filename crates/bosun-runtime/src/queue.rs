@@ -8,7 +8,7 @@
 //! client-go default caps at 1000 s, which makes a controller whose hook was down for a while
 //! look dead long after the hook is back.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -50,9 +50,10 @@ impl Backoff {
 
 struct State<K> {
     queue: VecDeque<K>,
-    /// Keys waiting in `queue` or waiting to be queued again after processing.
-    dirty: HashSet<K>,
-    processing: HashSet<K>,
+    /// Keys waiting in `queue` or waiting to be queued again after processing, and since when.
+    dirty: HashMap<K, Instant>,
+    /// Keys in process, and since when.
+    processing: HashMap<K, Instant>,
     failures: HashMap<K, u32>,
     /// The due time of each delayed key (the earliest asked for) and its timer entry.
     scheduled: HashMap<K, (Instant, u64)>,
@@ -107,8 +108,8 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     fn with_parts(backoff: Backoff, metrics: QueueMetrics) -> Self {
         let state = State {
             queue: VecDeque::new(),
-            dirty: HashSet::new(),
-            processing: HashSet::new(),
+            dirty: HashMap::new(),
+            processing: HashMap::new(),
             failures: HashMap::new(),
             scheduled: HashMap::new(),
             timers: BTreeSet::new(),
@@ -134,10 +135,11 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// Queues `key` now, unless it is already waiting.
     pub fn add(&self, key: K) {
         let mut state = self.lock();
-        if state.shut_down || !state.dirty.insert(key.clone()) {
+        if state.shut_down || state.dirty.contains_key(&key) {
             return;
         }
-        if !state.processing.contains(&key) {
+        state.dirty.insert(key.clone(), Instant::now());
+        if !state.processing.contains_key(&key) {
             state.queue.push_back(key);
             self.inner.metrics.added(state.queue.len());
             drop(state);
@@ -228,9 +230,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                     return None;
                 }
                 if let Some(key) = state.queue.pop_front() {
-                    state.dirty.remove(&key);
-                    state.processing.insert(key.clone());
-                    self.inner.metrics.taken(state.queue.len());
+                    let now = Instant::now();
+                    let added = state.dirty.remove(&key).unwrap_or(now);
+                    state.processing.insert(key.clone(), now);
+                    self.inner.metrics.taken(state.queue.len(), now - added, now.into_std());
                     if !state.queue.is_empty() {
                         self.inner.ready.notify_one();
                     }
@@ -244,8 +247,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// Marks `key` as no longer in process; if it was queued meanwhile, it is queued again.
     pub fn done(&self, key: &K) {
         let mut state = self.lock();
-        state.processing.remove(key);
-        if state.dirty.contains(key) {
+        if let Some(taken) = state.processing.remove(key) {
+            self.inner.metrics.done(taken.into_std());
+        }
+        if state.dirty.contains_key(key) {
             state.queue.push_back(key.clone());
             drop(state);
             self.inner.ready.notify_one();

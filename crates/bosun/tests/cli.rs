@@ -345,6 +345,8 @@ async fn metacontrollers_invocations_run_the_engine() {
             env!("CARGO_BIN_EXE_bosun").into(),
             ["--leader-election=false", "--zap-devel", "--zap-encoder=json", "--zap-time-encoding=epoch"].map(String::from).to_vec(),
         ),
+        // Metacontroller's verbosity for hook bodies.
+        (env!("CARGO_BIN_EXE_bosun").into(), vec!["--zap-log-level=5".into()]),
     ];
     let parents: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
     for (index, (program, args)) in invocations.into_iter().enumerate() {
@@ -356,7 +358,9 @@ async fn metacontrollers_invocations_run_the_engine() {
         if !args.iter().any(|arg| arg.starts_with("--health-probe-bind-address")) {
             command.arg("--health-probe-bind-address=127.0.0.1:0");
         }
-        let run = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        // A file rather than a pipe: at trace level the logs would fill a pipe nobody reads yet.
+        let log = dir.join(format!("{index}.log"));
+        let run = command.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
         bosun_testenv::eventually(&format!("{} {args:?} to sync {name}", program.display()), async || {
             let status = parents.get(&name).await.unwrap().data["status"].clone();
             (status["version"].as_str() == Some(version.as_str())).then_some(())
@@ -368,8 +372,15 @@ async fn metacontrollers_invocations_run_the_engine() {
             libc::kill(run.id() as libc::pid_t, libc::SIGTERM)
         };
         let output = run.wait_with_output().unwrap();
-        let logs = String::from_utf8_lossy(&output.stderr);
+        let logs = std::fs::read_to_string(&log).unwrap();
         assert!(output.status.success(), "{args:?}: {logs}");
+        assert!(!logs.contains('\x1b'), "no colour codes when stderr is not a terminal: {logs}");
+        if args.contains(&"--zap-log-level=5".to_owned()) {
+            let body = format!("\"name\":\"{name}\"");
+            let requests: Vec<&str> = logs.lines().filter(|line| line.contains("hook request")).collect();
+            assert!(requests.iter().any(|line| line.contains(&body)), "the bodies are logged at 5: {requests:?}");
+            assert!(logs.lines().any(|line| line.contains("hook response")), "hook responses are logged at 5");
+        }
         if args.contains(&"--zap-encoder=json".to_owned()) {
             let line = logs.lines().find(|line| line.contains("engine starting")).expect("the engine's start is logged");
             let line: serde_json::Value = serde_json::from_str(line).expect("JSON lines");

@@ -430,6 +430,10 @@ impl HookClient {
         if let Some(value) = &sent_etag {
             post = post.header(IF_NONE_MATCH, value.clone());
         }
+        let object_key = || format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&body), "hook request");
+        }
         let mut response = post.body(body).send().await.map_err(transport)?;
         let status = response.status().as_u16();
         request.finish(Some(status));
@@ -470,6 +474,9 @@ impl HookClient {
             bytes.extend_from_slice(&chunk);
         }
         let bytes = bytes::Bytes::from(bytes);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&bytes), "hook response");
+        }
         let decoded = decode(&bytes, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source })?;
         if let (Some((_, key)), Some(value)) = (etag, response_etag) {
             self.etags.keep(key, value, bytes);

@@ -1,12 +1,14 @@
 //! The hook protocol: how observed objects are laid out for a hook (object maps keyed by
 //! `Kind.apiVersion`, then by a name whose form depends on the hook version), and how a hook's
 //! JSON response is decoded (`loose` or `strict`). Calling hooks over HTTP is [`HookClient`]'s
-//! job, with TLS and authentication from [`auth`] and opt-in response caching from [`etag`].
+//! job, with TLS and authentication from [`auth`], opt-in response caching from [`etag`], and
+//! bodies logged at trace level with Secret data redacted ([`redact`]).
 
 pub(crate) mod auth;
 mod client;
 mod duration;
 pub(crate) mod etag;
+mod redact;
 
 use std::collections::{BTreeMap, BTreeSet};
 
