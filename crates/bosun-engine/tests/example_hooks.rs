@@ -498,7 +498,14 @@ async fn the_podset_example_rolls_one_pod_at_a_time(strategy: ApplyStrategy) {
         versions.extend(revisions.list(&Default::default()).await.unwrap().items.iter().map(|revision| revision.resource_version()));
         versions
     };
-    let before = versions().await;
+    // The last Pod's readiness may still be on its way into the status: once a resync period
+    // passed without a write, two more must pass without one.
+    let before = bosun_testenv::eventually("the writes to settle", async || {
+        let before = versions().await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        (versions().await == before).then_some(before)
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert_eq!(versions().await, before, "a steady state writes nothing");
 

@@ -5,6 +5,7 @@ mod demo;
 mod dev;
 mod invocation;
 mod logging;
+mod rbac;
 mod run;
 mod tree;
 
@@ -65,6 +66,20 @@ enum Command {
     /// ConfigMapSync owner annotation to copies in other namespaces; reads Secrets' metadata
     /// only. E.g. `bosun tree podservices/hello`, `bosun tree cms/shared-config -n team-a`.
     Tree(tree::TreeArgs),
+    /// Print the RBAC the engine needs for the cluster's CompositeControllers and
+    /// DecoratorControllers (or those in manifest files), ready for `kubectl apply -f -`.
+    ///
+    /// Metacontroller runs with every right on everything; bosun with least privilege, so a
+    /// controller moved over needs its types granted. For each controller: a ClusterRole
+    /// labelled for aggregation into the engine's role (see deploy/rbac.yaml) with its parent
+    /// (or target) types — get, list, watch, patch; patch of /status; update of /finalizers,
+    /// for owner references that block deletion — its child (or
+    /// attachment) types — get, list, watch, create, update, patch, delete — and, with a
+    /// customize hook, read access to the --related types. For each namespace holding Secrets
+    /// or ConfigMaps its hooks' credentials come from: a Role for exactly those objects, bound
+    /// to the engine's ServiceAccount. E.g. `bosun rbac | kubectl apply -f -`,
+    /// `bosun rbac -f controller.yaml --related v1/secrets`.
+    Rbac(rbac::RbacArgs),
     /// Print bosun's version and the Kubernetes and etcd versions of the local control plane.
     Version,
 }
@@ -109,6 +124,7 @@ fn run_command() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::Run(args) => run::run(args),
         Command::Tree(args) => tree::run(args),
+        Command::Rbac(args) => rbac::run(args),
         Command::Crds { which } => {
             let engine = matches!(which, CrdSet::All | CrdSet::Engine).then(bosun_engine::api::crds_yaml);
             let operators = matches!(which, CrdSet::All | CrdSet::Configmapsync).then(bosun_operators::configmapsync::crd_yaml);

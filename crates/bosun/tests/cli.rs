@@ -391,3 +391,112 @@ async fn metacontrollers_invocations_run_the_engine() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `bosun rbac` reads the controllers from the cluster and prints RBAC that, applied with
+/// kubectl beside deploy/rbac.yaml and nothing else, is all an engine running as that
+/// ServiceAccount needs: its controller syncs, with the hook's credentials read from a Secret.
+#[tokio::test]
+async fn rbac_prints_what_the_engine_needs_for_the_clusters_controllers() {
+    let env = bosun_testenv::TestEnv::shared();
+    let admin = env.client();
+    bosun_engine::install_crds(&admin).await.unwrap();
+    let system = env.namespace("rbac-system").await;
+    let namespace = env.namespace("rbac-parents").await;
+    let shard = bosun_testenv::unique_suffix();
+    let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
+    let kubectl = |args: &[&str], input: &str| {
+        let mut child = Command::new(env.control_plane().binaries().path(bosun_testenv::Component::Kubectl))
+            .args(["--kubeconfig", &kubeconfig])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    // The deployed RBAC, its cluster-scoped names made this test's own.
+    let deployed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rbac.yaml"))
+        .unwrap()
+        .replace("bosun-system", &system)
+        .replace("name: bosun-engine", &format!("name: {system}-engine"))
+        .replace("name: bosun-configmapsync", &format!("name: {system}-configmapsync"));
+    kubectl(&["apply", "-n", &system, "-f", "-"], &deployed);
+
+    let resource = support::install_parent_crd(&format!("{shard}.rbac.bosun.dev")).await;
+    let hook = support::start_hook(Default::default(), shard.clone()).await;
+    let token: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({ "metadata": { "name": "hook-token" }, "stringData": { "token": "s3cret" } })).unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &system).create(&PostParams::default(), &token).await.unwrap();
+    let controller: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+        "metadata": { "name": format!("rbac-{shard}"), "labels": { "shard": shard } },
+        "spec": {
+            "generateSelector": true,
+            "parentResource": { "apiVersion": format!("{}/v1", resource.group), "resource": "faultparents" },
+            "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }],
+            "hooks": { "sync": { "webhook": {
+                "url": hook,
+                "authorization": { "secretRef": { "name": "hook-token", "namespace": system, "key": "token" } },
+            }}},
+        },
+    }))
+    .unwrap();
+    Api::<DynamicObject>::all_with(admin.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()))
+        .create(&PostParams::default(), &controller)
+        .await
+        .unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["rbac", "--kubeconfig", &kubeconfig, "--target-label-selector", &format!("shard={shard}")])
+        .args(["--service-account", &format!("{system}/bosun")])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains(&format!("name: bosun:composite:rbac-{shard}")) && printed.contains("- hook-token"), "{printed}");
+    kubectl(&["apply", "-f", "-"], &printed);
+
+    // The engine, as that ServiceAccount.
+    let config = env.service_account_config(&system, "bosun").await;
+    let engine = bosun_engine::Engine::new(
+        kube::Client::try_from(config).unwrap(),
+        bosun_engine::EngineConfig {
+            target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
+            allow_insecure_hook_credentials: true,
+            discovery_interval: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(engine.run(async {
+        let _ = stopped.await;
+    }));
+    let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &resource);
+    let parent = DynamicObject::new("p", &resource).data(json!({ "spec": { "version": "1" } }));
+    parents.create(&PostParams::default(), &parent).await.unwrap();
+    bosun_testenv::eventually("the parent synced by an engine with only the generated RBAC", async || {
+        let status = parents.get("p").await.unwrap().data["status"].clone();
+        (status["version"] == "1").then_some(())
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap();
+}
+
+/// The `bosun rbac` transcript in docs/operations.md is what the command prints.
+#[test]
+fn rbac_in_the_docs_is_what_the_command_prints() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .current_dir(root)
+        .args(["rbac", "-f", "examples/greeting/controller.yaml"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let transcript = format!("$ bosun rbac -f examples/greeting/controller.yaml\n{}```", String::from_utf8(output.stdout).unwrap());
+    let docs = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
+    assert!(docs.contains(&transcript), "docs/operations.md should show:\n{transcript}");
+}

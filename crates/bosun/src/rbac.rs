@@ -1,0 +1,354 @@
+//! `bosun rbac`: the RBAC the engine needs for a set of CompositeControllers and
+//! DecoratorControllers — read from the cluster or from manifests — ready for `kubectl apply`.
+//! Metacontroller runs with `*/*/*`; bosun runs least-privilege, and this is the difference a
+//! migration must grant: per controller a ClusterRole labelled for aggregation into the
+//! engine's role (its parents or targets, children or attachments, and the related types
+//! named with `--related`), and per namespace holding hook credentials a Role for exactly
+//! those Secrets and ConfigMaps, bound to the engine's ServiceAccount.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bosun_engine::api::{CompositeController, DecoratorController};
+use clap::Args;
+use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+/// Reading and writing a resource type, as children and attachments need.
+const WRITE: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete"];
+/// Reading a resource type and patching it (finalizers, labels, annotations, status).
+const PATCH: &[&str] = &["get", "list", "watch", "patch"];
+/// Reading a resource type.
+const READ: &[&str] = &["get", "list", "watch"];
+
+/// Settings of `bosun rbac`.
+#[derive(Debug, Args)]
+pub struct RbacArgs {
+    /// Read the controllers from these manifests (YAML or JSON, any number of documents; `-`
+    /// for standard input) instead of the cluster. Objects of other kinds are skipped.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// A type a customize hook selects related objects of, as `<apiVersion>/<resource>`
+    /// (`v1/secrets`, `apps/v1/deployments`): read access is added for every controller with a
+    /// customize hook. Repeatable. bosun cannot tell these from a controller's spec.
+    #[arg(long, value_name = "API_VERSION/RESOURCE", value_parser = related_type)]
+    related: Vec<(String, String)>,
+    /// The engine's ServiceAccount, as `<namespace>/<name>`: the Roles for hook credentials
+    /// are bound to it.
+    #[arg(long, default_value = "bosun-system/bosun", value_name = "NAMESPACE/NAME", value_parser = service_account)]
+    service_account: (String, String),
+    /// The label that aggregates a ClusterRole into the engine's (the Helm chart's
+    /// `aggregationLabel`, deploy/rbac.yaml's).
+    #[arg(long, default_value = "bosun.dev/aggregate-to-engine", value_name = "KEY")]
+    aggregation_label: String,
+    /// Only controllers whose labels match, as for `bosun run --target-label-selector`.
+    #[arg(long, default_value = "", value_parser = label_selector, value_name = "SELECTOR")]
+    target_label_selector: String,
+    #[command(flatten)]
+    cluster: crate::run::ClusterArgs,
+}
+
+fn related_type(text: &str) -> Result<(String, String), String> {
+    match text.rsplit_once('/') {
+        Some((api_version, resource)) if !api_version.is_empty() && !resource.is_empty() => {
+            Ok((api_version.to_owned(), resource.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not <apiVersion>/<resource>, such as v1/secrets or apps/v1/deployments")),
+    }
+}
+
+fn service_account(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((namespace.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not <namespace>/<name>, such as bosun-system/bosun")),
+    }
+}
+
+fn label_selector(text: &str) -> Result<String, String> {
+    bosun_engine::selector::parse(text).map(|_| text.to_owned()).map_err(|error| error.to_string())
+}
+
+/// What one controller needs.
+#[derive(Debug)]
+struct Needs {
+    /// `CompositeController` or `DecoratorController`.
+    kind: &'static str,
+    name: String,
+    /// (apiVersion, resource, verbs).
+    grants: Vec<(String, String, &'static [&'static str])>,
+    /// Whether it has a customize hook, whose related types `--related` names.
+    customize: bool,
+    /// (namespace, `secrets` or `configmaps`, name) of the objects its hooks' credentials are in.
+    credentials: Vec<(String, &'static str, String)>,
+}
+
+impl Needs {
+    fn of_composite(controller: &CompositeController) -> Needs {
+        let spec = &controller.spec;
+        let parent = &spec.parent_resource;
+        let mut grants = owner_grants(&parent.api_version, &parent.resource);
+        for child in spec.child_resources.iter().flatten() {
+            grants.push((child.api_version.clone(), child.resource.clone(), WRITE));
+        }
+        Needs::new("CompositeController", controller.name_any(), grants, spec_json(controller))
+    }
+
+    fn of_decorator(controller: &DecoratorController) -> Needs {
+        let spec = &controller.spec;
+        let mut grants = Vec::new();
+        for target in &spec.resources {
+            grants.extend(owner_grants(&target.api_version, &target.resource));
+        }
+        for attachment in spec.attachments.iter().flatten() {
+            grants.push((attachment.api_version.clone(), attachment.resource.clone(), WRITE));
+        }
+        Needs::new("DecoratorController", controller.name_any(), grants, spec_json(controller))
+    }
+
+    /// The rest of what a controller with this `spec` needs: its customize hook, credentials.
+    fn new(kind: &'static str, name: String, grants: Vec<(String, String, &'static [&'static str])>, spec: Value) -> Needs {
+        let customize = spec["hooks"]["customize"]["webhook"].is_object();
+        Needs { kind, name, grants, customize, credentials: credentials_in(&spec) }
+    }
+
+    /// The ClusterRole granting this controller's types, aggregated into the engine's.
+    fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str) -> Value {
+        let mut grants = self.grants.clone();
+        if self.customize {
+            grants.extend(related.iter().map(|(api_version, resource)| (api_version.clone(), resource.clone(), READ)));
+        }
+        let short = if self.kind == "CompositeController" { "composite" } else { "decorator" };
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {
+                "name": format!("bosun:{short}:{}", self.name),
+                "labels": { aggregation_label: "true", "app.kubernetes.io/managed-by": "bosun-rbac" },
+                "annotations": { "bosun.dev/for": format!("{} {}", self.kind, self.name) },
+            },
+            "rules": rules(&grants),
+        })
+    }
+}
+
+/// What the engine does to an object that owns others (a parent, a decorator's target): reads
+/// and patches it, writes its status, and — as an owner with `blockOwnerDeletion`, where the
+/// OwnerReferencesPermissionEnforcement admission plugin is on — updates its finalizers.
+fn owner_grants(api_version: &str, resource: &str) -> Vec<(String, String, &'static [&'static str])> {
+    vec![
+        (api_version.to_owned(), resource.to_owned(), PATCH),
+        (api_version.to_owned(), format!("{resource}/status"), &["patch"]),
+        (api_version.to_owned(), format!("{resource}/finalizers"), &["update"]),
+    ]
+}
+
+fn spec_json<K: serde::Serialize>(controller: &K) -> Value {
+    serde_json::to_value(controller).map(|value| value["spec"].clone()).unwrap_or_default()
+}
+
+/// Every `secretRef` and `configMapRef` in a controller's spec (its hooks' webhooks and its
+/// `endpointConfigs`), as (namespace, resource, name).
+fn credentials_in(value: &Value) -> Vec<(String, &'static str, String)> {
+    let mut found = Vec::new();
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                let resource = match key.as_str() {
+                    "secretRef" => Some("secrets"),
+                    "configMapRef" => Some("configmaps"),
+                    _ => None,
+                };
+                match (resource, field["namespace"].as_str(), field["name"].as_str()) {
+                    (Some(resource), Some(namespace), Some(name)) => found.push((namespace.to_owned(), resource, name.to_owned())),
+                    _ => found.extend(credentials_in(field)),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| found.extend(credentials_in(item))),
+        _ => {}
+    }
+    found
+}
+
+/// RBAC rules for `grants`: one per API group and set of verbs, resources sorted.
+fn rules(grants: &[(String, String, &'static [&'static str])]) -> Vec<Value> {
+    let mut merged: BTreeMap<(String, &[&str]), BTreeSet<String>> = BTreeMap::new();
+    for (api_version, resource, verbs) in grants {
+        let group = api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or_default();
+        merged.entry((group.to_owned(), *verbs)).or_default().insert(resource.clone());
+    }
+    merged.into_iter().map(|((group, verbs), resources)| json!({ "apiGroups": [group], "resources": resources, "verbs": verbs })).collect()
+}
+
+/// A Role for the credential objects in `namespace` and its binding to the engine's
+/// ServiceAccount: get, list and watch of exactly those names (the engine watches each one
+/// by name, so a rotated credential is used without a restart).
+fn credential_role(namespace: &str, objects: &BTreeMap<&'static str, BTreeSet<String>>, service_account: &(String, String)) -> [Value; 2] {
+    let name = "bosun-hook-credentials";
+    let rules: Vec<Value> = objects
+        .iter()
+        .map(|(resource, names)| json!({ "apiGroups": [""], "resources": [resource], "resourceNames": names, "verbs": READ }))
+        .collect();
+    let labels = json!({ "app.kubernetes.io/managed-by": "bosun-rbac" });
+    [
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": { "name": name, "namespace": namespace, "labels": labels }, "rules": rules,
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": name, "namespace": namespace, "labels": labels },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+            "subjects": [{ "kind": "ServiceAccount", "namespace": service_account.0, "name": service_account.1 }],
+        }),
+    ]
+}
+
+/// The manifests for `needs`, as YAML documents with a header saying what they are for.
+fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
+    let mut objects = Vec::new();
+    let mut credentials: BTreeMap<&str, BTreeMap<&'static str, BTreeSet<String>>> = BTreeMap::new();
+    for controller in needs {
+        objects.push(controller.cluster_role(&args.related, &args.aggregation_label));
+        for (namespace, resource, name) in &controller.credentials {
+            credentials.entry(namespace).or_default().entry(resource).or_default().insert(name.clone());
+        }
+    }
+    for (namespace, objects_in) in &credentials {
+        objects.extend(credential_role(namespace, objects_in, &args.service_account));
+    }
+    let mut text = format!(
+        "# RBAC for bosun's engine, generated by `bosun rbac` for {} controller(s).\n\
+         # The ClusterRoles are aggregated into the engine's by the label {}=\"true\".\n",
+        needs.len(),
+        args.aggregation_label
+    );
+    for object in objects {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(&object)?);
+    }
+    Ok(text)
+}
+
+/// The controllers in `files`, or in the cluster without files, whose labels match.
+async fn controllers(args: &RbacArgs) -> anyhow::Result<Vec<Needs>> {
+    let selector = bosun_engine::selector::parse(&args.target_label_selector).expect("validated by clap");
+    if args.files.is_empty() {
+        let client = args.cluster.client(&bosun_runtime::Metrics::new()).await?;
+        let params = ListParams::default().labels(&args.target_label_selector);
+        let composites = Api::<CompositeController>::all(client.clone())
+            .list(&params)
+            .await
+            .context("listing CompositeControllers (are Metacontroller's CRDs installed? `bosun crds engine`)")?;
+        let decorators = Api::<DecoratorController>::all(client).list(&params).await.context("listing DecoratorControllers")?;
+        return Ok(composites.iter().map(Needs::of_composite).chain(decorators.iter().map(Needs::of_decorator)).collect());
+    }
+    let mut needs = Vec::new();
+    for path in &args.files {
+        let text = if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+            text
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(document).with_context(|| format!("parsing {}", path.display()))?;
+            let items = if value["kind"] == "List" { value["items"].as_array().cloned().unwrap_or_default() } else { vec![value] };
+            for item in items {
+                let labels: BTreeMap<String, String> = serde_json::from_value(item["metadata"]["labels"].clone()).unwrap_or_default();
+                if item["apiVersion"] != CompositeController::api_version(&()).as_ref()
+                    || !bosun_engine::selector::matches(&selector, &labels)?
+                {
+                    continue;
+                }
+                let described = || format!("{} {} in {}", item["kind"], item["metadata"]["name"], path.display());
+                match item["kind"].as_str() {
+                    Some("CompositeController") => {
+                        needs.push(Needs::of_composite(&serde_json::from_value(item.clone()).with_context(described)?));
+                    }
+                    Some("DecoratorController") => {
+                        needs.push(Needs::of_decorator(&serde_json::from_value(item.clone()).with_context(described)?));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(needs)
+}
+
+/// Prints the RBAC for the chosen controllers, and on standard error what it could not tell.
+pub fn run(args: RbacArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let needs = controllers(&args).await?;
+        if args.related.is_empty() {
+            for controller in needs.iter().filter(|controller| controller.customize) {
+                eprintln!(
+                    "note: {} {} has a customize hook; name the types it selects with --related <apiVersion>/<resource>",
+                    controller.kind, controller.name
+                );
+            }
+        }
+        print!("{}", render(&needs, &args)?);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_composite_needs_its_parents_children_and_credentials() {
+        let controller: CompositeController = serde_json::from_value(json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+            "metadata": { "name": "web" },
+            "spec": {
+                "parentResource": { "apiVersion": "example.com/v1", "resource": "sites" },
+                "childResources": [
+                    { "apiVersion": "apps/v1", "resource": "deployments" },
+                    { "apiVersion": "v1", "resource": "services" },
+                    { "apiVersion": "v1", "resource": "configmaps" },
+                ],
+                "hooks": {
+                    "sync": { "webhook": { "url": "https://hooks/sync", "authorization": { "secretRef": { "name": "token", "namespace": "hooks", "key": "t" } } } },
+                    "customize": { "webhook": { "url": "https://hooks/customize" } },
+                },
+                "endpointConfigs": [{ "host": "hooks", "caBundle": { "configMapRef": { "name": "ca", "namespace": "hooks" } } }],
+            },
+        }))
+        .unwrap();
+        let needs = Needs::of_composite(&controller);
+        let role = needs.cluster_role(&[("v1".into(), "secrets".into())], "bosun.dev/aggregate-to-engine");
+        assert_eq!(role["metadata"]["name"], "bosun:composite:web");
+        assert_eq!(role["metadata"]["labels"]["bosun.dev/aggregate-to-engine"], "true");
+        assert_eq!(
+            role["rules"],
+            json!([
+                { "apiGroups": [""], "resources": ["secrets"], "verbs": READ },
+                { "apiGroups": [""], "resources": ["configmaps", "services"], "verbs": WRITE },
+                { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": WRITE },
+                { "apiGroups": ["example.com"], "resources": ["sites"], "verbs": PATCH },
+                { "apiGroups": ["example.com"], "resources": ["sites/status"], "verbs": ["patch"] },
+                { "apiGroups": ["example.com"], "resources": ["sites/finalizers"], "verbs": ["update"] },
+            ])
+        );
+        let mut credentials = needs.credentials;
+        credentials.sort();
+        assert_eq!(credentials, [("hooks".to_owned(), "configmaps", "ca".to_owned()), ("hooks".to_owned(), "secrets", "token".to_owned())]);
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        assert_eq!(related_type("apps/v1/deployments"), Ok(("apps/v1".into(), "deployments".into())));
+        assert!(related_type("secrets").is_err());
+        assert_eq!(service_account("ops/bosun"), Ok(("ops".into(), "bosun".into())));
+        assert!(service_account("bosun").is_err());
+    }
+}
