@@ -7,8 +7,12 @@
 //! as `--name` or `--name=false`; bosun's arguments are rewritten into clap's `--name=value`
 //! before parsing. The zap flags become bosun's logging flags.
 
-/// The subcommands, which switch translation off unless the program is called `metacontroller`.
-const SUBCOMMANDS: [&str; 6] = ["dev", "run", "crds", "tree", "version", "help"];
+/// bosun's subcommands, which switch translation off unless the program is called
+/// `metacontroller`.
+fn subcommands() -> Vec<String> {
+    let cli = <crate::Cli as clap::CommandFactory>::command();
+    cli.get_subcommands().map(|subcommand| subcommand.get_name().to_owned()).chain(["help".to_owned()]).collect()
+}
 
 /// What was translated, for the log once logging is set up.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,12 +47,13 @@ pub fn translate(args: Vec<String>) -> Result<(Vec<String>, Notes), InvocationEr
     let as_metacontroller = std::path::Path::new(&program).file_name().is_some_and(|name| name == "metacontroller");
     let first = rest.first().map(String::as_str);
     // A flag first means `run`, unless a subcommand follows bosun's global flags.
-    let names_subcommand = rest.iter().any(|arg| SUBCOMMANDS.contains(&arg.as_str()));
+    let subcommands = subcommands();
+    let names_subcommand = rest.iter().any(|arg| subcommands.contains(arg));
     let implicit_run = as_metacontroller && first != Some("run")
         || first.is_some_and(|arg| arg.starts_with('-') && !matches!(arg, "-h" | "--help" | "-V" | "--version")) && !names_subcommand;
     let explicit_run = first == Some("run");
     if !implicit_run && !explicit_run {
-        let subcommand = first.is_some_and(|arg| SUBCOMMANDS.contains(&arg));
+        let subcommand = first.is_some_and(|arg| subcommands.iter().any(|name| name == arg));
         if subcommand || first.is_none() || !as_metacontroller {
             return Ok((std::iter::once(program).chain(rest).collect(), Notes::default()));
         }
@@ -245,6 +250,8 @@ mod tests {
             &["--version"],
             &[],
             &["--log-level", "debug", "dev"],
+            &["--log-level", "debug", "rbac"],
+            &["--log-format=json", "migrate"],
         ] {
             assert_eq!(translated("bosun", rest), args("bosun", rest));
         }

@@ -5,6 +5,7 @@ mod demo;
 mod dev;
 mod invocation;
 mod logging;
+mod migrate;
 mod rbac;
 mod run;
 mod tree;
@@ -80,6 +81,18 @@ enum Command {
     /// to the engine's ServiceAccount. E.g. `bosun rbac | kubectl apply -f -`,
     /// `bosun rbac -f controller.yaml --related v1/secrets`.
     Rbac(rbac::RbacArgs),
+    /// Report, without changing anything, what moving this cluster from Metacontroller to
+    /// bosun takes.
+    ///
+    /// Finds the Deployments and StatefulSets running a Metacontroller image and the flags of
+    /// theirs bosun would ignore or refuse; lists each CompositeController and
+    /// DecoratorController with its types (their scope and how many objects), its hooks, the
+    /// RBAC `bosun rbac` would grant it, what bosun does differently with it (credentials sent
+    /// over plain http, cluster-scoped children of namespaced parents, types not served,
+    /// customize hooks whose related types RBAC must name) and a `bosun tree` command to
+    /// verify it with; then the steps, with their commands: CRDs, the image swap or bosun's
+    /// least-privilege deployment, verification.
+    Migrate(migrate::MigrateArgs),
     /// Print bosun's version and the Kubernetes and etcd versions of the local control plane.
     Version,
 }
@@ -125,6 +138,7 @@ fn run_command() -> anyhow::Result<()> {
         Command::Run(args) => run::run(args),
         Command::Tree(args) => tree::run(args),
         Command::Rbac(args) => rbac::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Crds { which } => {
             let engine = matches!(which, CrdSet::All | CrdSet::Engine).then(bosun_engine::api::crds_yaml);
             let operators = matches!(which, CrdSet::All | CrdSet::Configmapsync).then(bosun_operators::configmapsync::crd_yaml);

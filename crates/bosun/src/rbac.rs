@@ -69,26 +69,29 @@ fn service_account(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn label_selector(text: &str) -> Result<String, String> {
+pub(crate) fn label_selector(text: &str) -> Result<String, String> {
     bosun_engine::selector::parse(text).map(|_| text.to_owned()).map_err(|error| error.to_string())
 }
 
+/// The Role (and RoleBinding) for hook credentials, in each namespace that holds some.
+const CREDENTIALS_ROLE: &str = "bosun-hook-credentials";
+
 /// What one controller needs.
 #[derive(Debug)]
-struct Needs {
+pub(crate) struct Needs {
     /// `CompositeController` or `DecoratorController`.
-    kind: &'static str,
-    name: String,
+    pub kind: &'static str,
+    pub name: String,
     /// (apiVersion, resource, verbs).
     grants: Vec<(String, String, &'static [&'static str])>,
     /// Whether it has a customize hook, whose related types `--related` names.
-    customize: bool,
+    pub customize: bool,
     /// (namespace, `secrets` or `configmaps`, name) of the objects its hooks' credentials are in.
     credentials: Vec<(String, &'static str, String)>,
 }
 
 impl Needs {
-    fn of_composite(controller: &CompositeController) -> Needs {
+    pub(crate) fn of_composite(controller: &CompositeController) -> Needs {
         let spec = &controller.spec;
         let parent = &spec.parent_resource;
         let mut grants = owner_grants(&parent.api_version, &parent.resource);
@@ -98,7 +101,7 @@ impl Needs {
         Needs::new("CompositeController", controller.name_any(), grants, spec_json(controller))
     }
 
-    fn of_decorator(controller: &DecoratorController) -> Needs {
+    pub(crate) fn of_decorator(controller: &DecoratorController) -> Needs {
         let spec = &controller.spec;
         let mut grants = Vec::new();
         for target in &spec.resources {
@@ -116,18 +119,39 @@ impl Needs {
         Needs { kind, name, grants, customize, credentials: credentials_in(&spec) }
     }
 
+    fn role_name(&self) -> String {
+        let short = if self.kind == "CompositeController" { "composite" } else { "decorator" };
+        format!("bosun:{short}:{}", self.name)
+    }
+
+    /// One line on what `bosun rbac` grants this controller: its ClusterRole's rules (but the
+    /// `--related` types) and the credentials its Roles name.
+    pub(crate) fn summary(&self) -> String {
+        let words = |list: &Value| list.as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(", ");
+        let rules: Vec<String> =
+            rules(&self.grants).iter().map(|rule| format!("{} {}", words(&rule["resources"]), words(&rule["verbs"]))).collect();
+        let mut text = format!("ClusterRole {}: {}", self.role_name(), rules.join("; "));
+        let mut credentials: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (namespace, resource, name) in &self.credentials {
+            credentials.entry(namespace).or_default().push(format!("{resource} {name}"));
+        }
+        for (namespace, objects) in credentials {
+            text.push_str(&format!("; Role {CREDENTIALS_ROLE} in {namespace}: {}", objects.join(", ")));
+        }
+        text
+    }
+
     /// The ClusterRole granting this controller's types, aggregated into the engine's.
     fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str) -> Value {
         let mut grants = self.grants.clone();
         if self.customize {
             grants.extend(related.iter().map(|(api_version, resource)| (api_version.clone(), resource.clone(), READ)));
         }
-        let short = if self.kind == "CompositeController" { "composite" } else { "decorator" };
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {
-                "name": format!("bosun:{short}:{}", self.name),
+                "name": self.role_name(),
                 "labels": { aggregation_label: "true", "app.kubernetes.io/managed-by": "bosun-rbac" },
                 "annotations": { "bosun.dev/for": format!("{} {}", self.kind, self.name) },
             },
@@ -189,7 +213,7 @@ fn rules(grants: &[(String, String, &'static [&'static str])]) -> Vec<Value> {
 /// ServiceAccount: get, list and watch of exactly those names (the engine watches each one
 /// by name, so a rotated credential is used without a restart).
 fn credential_role(namespace: &str, objects: &BTreeMap<&'static str, BTreeSet<String>>, service_account: &(String, String)) -> [Value; 2] {
-    let name = "bosun-hook-credentials";
+    let name = CREDENTIALS_ROLE;
     let rules: Vec<Value> = objects
         .iter()
         .map(|(resource, names)| json!({ "apiGroups": [""], "resources": [resource], "resourceNames": names, "verbs": READ }))

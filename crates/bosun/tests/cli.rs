@@ -500,3 +500,103 @@ fn rbac_in_the_docs_is_what_the_command_prints() {
     let docs = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
     assert!(docs.contains(&transcript), "docs/operations.md should show:\n{transcript}");
 }
+
+/// `bosun migrate` on a cluster running Metacontroller: it finds Metacontroller's StatefulSet
+/// and the flag bosun would ignore; each controller with the RBAC it needs, a hook sent
+/// credentials over plain http and a cluster-scoped child type of a namespaced parent; the
+/// steps; and a `bosun tree` command to verify with, which works.
+#[tokio::test]
+async fn migrate_reports_what_moving_from_metacontroller_takes() {
+    let env = bosun_testenv::TestEnv::shared();
+    let admin = env.client();
+    bosun_engine::install_crds(&admin).await.unwrap();
+    let system = env.namespace("metacontroller").await;
+    let namespace = env.namespace("migrate").await;
+    let shard = bosun_testenv::unique_suffix();
+    // Metacontroller as its Helm chart deploys it (nothing runs it here: the report reads specs).
+    let metacontroller: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": "metacontroller" },
+        "spec": {
+            "serviceName": "", "replicas": 1, "selector": { "matchLabels": { "app": "metacontroller" } },
+            "template": {
+                "metadata": { "labels": { "app": "metacontroller" } },
+                "spec": { "containers": [{
+                    "name": "metacontroller", "image": "ghcr.io/metacontroller/metacontroller:v4.11.22",
+                    "command": ["/usr/bin/metacontroller"],
+                    "args": ["--zap-log-level=4", "--discovery-interval=20s", "--pprof-address=:6060"],
+                }]},
+            },
+        },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(admin.clone(), &system)
+        .create(&PostParams::default(), &metacontroller)
+        .await
+        .unwrap();
+    let resource = support::install_parent_crd(&format!("{shard}.migrate.bosun.dev")).await;
+    let controllers = |kind: &str| {
+        let resource = if kind == "CompositeController" {
+            ApiResource::erase::<bosun_engine::api::CompositeController>(&())
+        } else {
+            ApiResource::erase::<bosun_engine::api::DecoratorController>(&())
+        };
+        Api::<DynamicObject>::all_with(admin.clone(), &resource)
+    };
+    let composite: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+        "metadata": { "name": format!("migrate-{shard}"), "labels": { "shard": shard } },
+        "spec": {
+            "parentResource": { "apiVersion": format!("{}/v1", resource.group), "resource": "faultparents" },
+            "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }, { "apiVersion": "v1", "resource": "namespaces" }],
+            "hooks": { "sync": { "webhook": {
+                "url": "http://hooks.example:8080/sync",
+                "authorization": { "secretRef": { "name": "hook-token", "namespace": system, "key": "token" } },
+            }}},
+        },
+    }))
+    .unwrap();
+    controllers("CompositeController").create(&PostParams::default(), &composite).await.unwrap();
+    let decorator: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "DecoratorController",
+        "metadata": { "name": format!("migrate-{shard}"), "labels": { "shard": shard } },
+        "spec": {
+            "resources": [{ "apiVersion": format!("{}/v1", resource.group), "resource": "faultparents" }],
+            "attachments": [{ "apiVersion": "v1", "resource": "secrets" }],
+            "hooks": { "sync": { "webhook": { "url": "https://hooks.example/decorate" } } },
+        },
+    }))
+    .unwrap();
+    controllers("DecoratorController").create(&PostParams::default(), &decorator).await.unwrap();
+    let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &resource);
+    parents.create(&PostParams::default(), &DynamicObject::new("p", &resource).data(json!({ "spec": {} }))).await.unwrap();
+
+    let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["migrate", "--kubeconfig", &kubeconfig, "--target-label-selector", &format!("shard={shard}")])
+        .output()
+        .unwrap();
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for expected in [
+        format!("StatefulSet {system}/metacontroller: ghcr.io/metacontroller/metacontroller:v4.11.22, 1 replica(s)"),
+        "! --pprof-address=:6060: no counterpart in bosun; ignored with a warning".to_owned(),
+        "Controllers: 1 CompositeController(s), 1 DecoratorController(s)".to_owned(),
+        format!("CompositeController migrate-{shard}"),
+        format!("DecoratorController migrate-{shard}"),
+        "the sync hook is sent credentials over plain http (http://hooks.example:8080/sync)".to_owned(),
+        "namespaces (v1) is cluster-scoped while the parent is namespaced".to_owned(),
+        format!("ClusterRole bosun:composite:migrate-{shard}"),
+        format!("Role bosun-hook-credentials in {system}: secrets hook-token"),
+        format!("kubectl -n {system} set image statefulset/metacontroller metacontroller=ghcr.io/bosun-dev/bosun:"),
+        "bosun rbac | kubectl apply -f -".to_owned(),
+    ] {
+        assert!(report.contains(&expected), "{expected:?} missing from:\n{report}");
+    }
+    assert!(!report.lines().any(|line| line.contains("plain http") && line.contains("decorate")), "https is fine:\n{report}");
+    // The verify command works as printed.
+    let verify = report.lines().find_map(|line| line.trim().strip_prefix("verify")).expect("a verify command");
+    let words: Vec<&str> = verify.split_whitespace().collect();
+    assert_eq!(&words[..2], ["bosun", "tree"], "{verify}");
+    let tree = Command::new(env!("CARGO_BIN_EXE_bosun")).args(&words[1..]).args(["--kubeconfig", &kubeconfig]).output().unwrap();
+    assert!(tree.status.success() && String::from_utf8_lossy(&tree.stdout).contains("FaultParent/p"), "{verify}: {tree:?}");
+}
