@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use anyhow::Context;
-use bosun_engine::api::{CompositeController, DecoratorController};
 use clap::Args;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodSpec;
@@ -23,7 +22,7 @@ use crate::rbac::Needs;
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// Only controllers whose labels match, as for `bosun run --target-label-selector`.
-    #[arg(long, default_value = "", value_parser = crate::rbac::label_selector, value_name = "SELECTOR")]
+    #[arg(long, default_value = "", value_parser = crate::run::label_selector, value_name = "SELECTOR")]
     target_label_selector: String,
     #[command(flatten)]
     cluster: crate::run::ClusterArgs,
@@ -273,12 +272,7 @@ async fn report(args: &MigrateArgs) -> anyhow::Result<String> {
         }
     }
 
-    let params = ListParams::default().labels(&args.target_label_selector);
-    let composites = Api::<CompositeController>::all(client.clone())
-        .list(&params)
-        .await
-        .context("listing CompositeControllers (are Metacontroller's CRDs installed?)")?;
-    let decorators = Api::<DecoratorController>::all(client.clone()).list(&params).await.context("listing DecoratorControllers")?;
+    let (composites, decorators) = crate::rbac::cluster_controllers(&client, &args.target_label_selector).await?;
     let mut controllers: Vec<Controller> = Vec::new();
     for composite in &composites {
         let spec = &composite.spec;
@@ -303,7 +297,7 @@ async fn report(args: &MigrateArgs) -> anyhow::Result<String> {
             spec: serde_json::to_value(spec)?,
         });
     }
-    writeln!(out, "\nControllers: {} CompositeController(s), {} DecoratorController(s)", composites.items.len(), decorators.items.len())?;
+    writeln!(out, "\nControllers: {} CompositeController(s), {} DecoratorController(s)", composites.len(), decorators.len())?;
     let mut types = Types { client: &client, groups: HashMap::new() };
     for controller in &controllers {
         controller.report(&client, &mut types, &mut out).await?;

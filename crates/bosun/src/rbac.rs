@@ -45,7 +45,7 @@ pub struct RbacArgs {
     #[arg(long, default_value = "bosun.dev/aggregate-to-engine", value_name = "KEY")]
     aggregation_label: String,
     /// Only controllers whose labels match, as for `bosun run --target-label-selector`.
-    #[arg(long, default_value = "", value_parser = label_selector, value_name = "SELECTOR")]
+    #[arg(long, default_value = "", value_parser = crate::run::label_selector, value_name = "SELECTOR")]
     target_label_selector: String,
     #[command(flatten)]
     cluster: crate::run::ClusterArgs,
@@ -67,10 +67,6 @@ fn service_account(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("{text:?} is not <namespace>/<name>, such as bosun-system/bosun")),
     }
-}
-
-pub(crate) fn label_selector(text: &str) -> Result<String, String> {
-    bosun_engine::selector::parse(text).map(|_| text.to_owned()).map_err(|error| error.to_string())
 }
 
 /// The Role (and RoleBinding) for hook credentials, in each namespace that holds some.
@@ -259,17 +255,26 @@ fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// The cluster's CompositeControllers and DecoratorControllers whose labels match `selector`.
+pub(crate) async fn cluster_controllers(
+    client: &kube::Client,
+    selector: &str,
+) -> anyhow::Result<(Vec<CompositeController>, Vec<DecoratorController>)> {
+    let params = ListParams::default().labels(selector);
+    let composites = Api::<CompositeController>::all(client.clone())
+        .list(&params)
+        .await
+        .context("listing CompositeControllers (are Metacontroller's CRDs installed? `bosun crds engine`)")?;
+    let decorators = Api::<DecoratorController>::all(client.clone()).list(&params).await.context("listing DecoratorControllers")?;
+    Ok((composites.items, decorators.items))
+}
+
 /// The controllers in `files`, or in the cluster without files, whose labels match.
 async fn controllers(args: &RbacArgs) -> anyhow::Result<Vec<Needs>> {
     let selector = bosun_engine::selector::parse(&args.target_label_selector).expect("validated by clap");
     if args.files.is_empty() {
         let client = args.cluster.client(&bosun_runtime::Metrics::new()).await?;
-        let params = ListParams::default().labels(&args.target_label_selector);
-        let composites = Api::<CompositeController>::all(client.clone())
-            .list(&params)
-            .await
-            .context("listing CompositeControllers (are Metacontroller's CRDs installed? `bosun crds engine`)")?;
-        let decorators = Api::<DecoratorController>::all(client).list(&params).await.context("listing DecoratorControllers")?;
+        let (composites, decorators) = cluster_controllers(&client, &args.target_label_selector).await?;
         return Ok(composites.iter().map(Needs::of_composite).chain(decorators.iter().map(Needs::of_decorator)).collect());
     }
     let mut needs = Vec::new();

@@ -97,7 +97,8 @@ fn duration(text: &str) -> Result<Duration, String> {
     bosun_engine::parse_duration(text).map_err(|error| error.to_string())
 }
 
-fn label_selector(text: &str) -> Result<String, String> {
+/// Checks a label selector flag (`shard=a`, `tier in (x,y)`), keeping its text.
+pub(crate) fn label_selector(text: &str) -> Result<String, String> {
     bosun_engine::selector::parse(text).map(|_| text.to_owned()).map_err(|error| error.to_string())
 }
 
