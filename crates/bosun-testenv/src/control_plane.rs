@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::PostParams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::binaries::{Binaries, BuildError, Component};
@@ -74,6 +79,14 @@ pub enum Error {
     /// A client could not be built.
     #[error("building a client: {0}")]
     Client(#[from] kube::Error),
+    /// A ServiceAccount token could not be had.
+    #[error("requesting a token for ServiceAccount {account}: {source}")]
+    Token {
+        /// `namespace/name`.
+        account: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -232,8 +245,30 @@ impl ControlPlane {
     /// A client configuration that authenticates with a bearer token, such as a
     /// ServiceAccount token from the TokenRequest API.
     pub async fn config_for_token(&self, token: &str) -> Result<kube::Config, Error> {
-        let document = kubeconfig::document(&self.server, &self.pki.serving_ca, Credentials::Token(token));
-        Ok(kubeconfig::client_config(&document).await?)
+        Ok(kubeconfig::client_config(&self.kubeconfig_for_token(token)).await?)
+    }
+
+    /// A kubeconfig document that authenticates with a bearer token, for a process (kubectl,
+    /// `bosun run`) that should act as a ServiceAccount, as in a Pod.
+    pub fn kubeconfig_for_token(&self, token: &str) -> String {
+        kubeconfig::document(&self.server, &self.pki.serving_ca, Credentials::Token(token))
+    }
+
+    /// A token for ServiceAccount `name` in `namespace` from the TokenRequest API, valid for an
+    /// hour: what a Pod running as that account presents. The account is created if missing.
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, Error> {
+        let token_error = |source| Error::Token { account: format!("{namespace}/{name}"), source };
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client()?, namespace);
+        let account = ServiceAccount { metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() }, ..Default::default() };
+        match accounts.create(&PostParams::default(), &account).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(token_error(error)),
+        }
+        let request =
+            TokenRequest { spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }), ..Default::default() };
+        let response = accounts.create_token_request(name, &PostParams::default(), &request).await.map_err(token_error)?;
+        Ok(response.status.and_then(|status| status.token).unwrap_or_default())
     }
 
     /// The process ids of etcd, kube-apiserver, kube-controller-manager (and with nodes

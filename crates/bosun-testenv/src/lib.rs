@@ -40,7 +40,7 @@ pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_C
 pub use kubeconfig::CONTEXT;
 pub use nodes::{NODE_CONTROLLERS, POD_EXIT_CODE_ANNOTATION, POD_READY_ANNOTATION, node_name};
 pub use port::free_port;
-pub use process::is_running;
+pub use process::{ManagedProcess, is_running};
 pub use proxy::FreezableProxy;
 pub use test_env::{SHARED_NODES, TestEnv, eventually};
 

@@ -1,5 +1,5 @@
-//! A control-plane process (etcd, kube-apiserver, kube-controller-manager) that cannot
-//! outlive the process that started it.
+//! A process a test or the control plane starts (etcd, kube-apiserver, a hook server, an
+//! engine) that cannot outlive the process that started it.
 //!
 //! On Linux every child gets `PR_SET_PDEATHSIG = SIGKILL`, so even a `kill -9` of the test
 //! binary or of `bosun dev` takes its control plane with it. The kernel sends that signal when
@@ -12,14 +12,15 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
-/// A running child process with its output in a log file.
+/// A running child process with its output in a log file, killed when dropped (a test that
+/// panics leaves nothing running).
 #[derive(Debug)]
-pub(crate) struct ManagedProcess {
+pub struct ManagedProcess {
     name: &'static str,
     child: Child,
     log: PathBuf,
@@ -76,8 +77,8 @@ fn spawn_bound(mut command: Command) -> std::io::Result<Child> {
 }
 
 impl ManagedProcess {
-    /// Starts `program` with `args`, its standard output and error appended to `log`.
-    pub(crate) fn spawn(name: &'static str, program: &Path, args: &[String], log: PathBuf) -> std::io::Result<Self> {
+    /// Starts `program` with `args`, its standard output and error written to `log`.
+    pub fn spawn(name: &'static str, program: &Path, args: &[String], log: PathBuf) -> std::io::Result<Self> {
         let out = File::create(&log)?;
         let mut command = Command::new(program);
         command.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
@@ -85,21 +86,23 @@ impl ManagedProcess {
         Ok(ManagedProcess { name, child, log })
     }
 
-    pub(crate) fn name(&self) -> &'static str {
+    /// The name it was started under.
+    pub fn name(&self) -> &'static str {
         self.name
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the process has not exited yet.
-    pub(crate) fn is_running(&mut self) -> bool {
+    pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The last `lines` lines of the process's output.
-    pub(crate) fn log_tail(&self, lines: usize) -> String {
+    pub fn log_tail(&self, lines: usize) -> String {
         const WINDOW: u64 = 64 * 1024;
         let mut text = String::new();
         if let Ok(mut file) = File::open(&self.log) {
@@ -113,10 +116,11 @@ impl ManagedProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Asks the process to stop with SIGTERM, and kills it if it has not exited within `grace`.
-    pub(crate) fn stop(&mut self, grace: Duration) {
-        if !self.is_running() {
-            return;
+    /// Asks the process to stop with SIGTERM, and kills it if it has not exited within `grace`;
+    /// returns how it exited.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
         }
         #[allow(unsafe_code)]
         // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped child.
@@ -125,13 +129,13 @@ impl ManagedProcess {
         }
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if !self.is_running() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.wait().ok()
     }
 }
 

@@ -7,8 +7,7 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
@@ -150,22 +149,7 @@ impl TestEnv {
     /// The client configuration of [`TestEnv::service_account_client`], for a client built
     /// with layers of one's own (metrics, say).
     pub async fn service_account_config(&self, namespace: &str, name: &str) -> kube::Config {
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
-        let account = ServiceAccount { metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() }, ..Default::default() };
-        match accounts.create(&PostParams::default(), &account).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(error) => panic!("creating ServiceAccount {namespace}/{name}: {error}"),
-        }
-        let request =
-            TokenRequest { spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }), ..Default::default() };
-        let token = accounts
-            .create_token_request(name, &PostParams::default(), &request)
-            .await
-            .unwrap_or_else(|error| panic!("requesting a token for {namespace}/{name}: {error}"))
-            .status
-            .and_then(|status| status.token)
-            .expect("a TokenRequest response carries a token");
+        let token = self.control_plane.service_account_token(namespace, name).await.unwrap_or_else(|error| panic!("{error}"));
         self.control_plane.config_for_token(&token).await.unwrap_or_else(|error| panic!("a client config for {namespace}/{name}: {error}"))
     }
 }

@@ -325,12 +325,13 @@ async fn report(args: &MigrateArgs) -> anyhow::Result<String> {
     if workloads.is_empty() {
         writeln!(out, "       kubectl -n <namespace> set image statefulset/metacontroller metacontroller={image}")?;
     }
-    writeln!(out, "     or move to bosun's least-privilege deployment (deploy/, or the Helm chart) and stop Metacontroller:")?;
-    writeln!(out, "       bosun rbac | kubectl apply -f -")?;
-    writeln!(out, "       kubectl apply --server-side -k deploy/")?;
+    // Metacontroller stops first: two engines would both sync the same parents.
+    writeln!(out, "     or stop Metacontroller and move to bosun's least-privilege deployment (deploy/, or the Helm chart):")?;
     for Workload { kind, namespace, name, .. } in &workloads {
         writeln!(out, "       kubectl -n {namespace} scale {}/{name} --replicas=0", kind.to_ascii_lowercase())?;
     }
+    writeln!(out, "       bosun rbac | kubectl apply -f -")?;
+    writeln!(out, "       kubectl apply --server-side -k deploy/")?;
     writeln!(out, "  3. Verify: each controller's `verify` command above shows its objects synced, and")?;
     writeln!(out, "       kubectl get events -A --field-selector reason=SyncError")?;
     writeln!(out, "     lists what bosun refused, and why.")?;

@@ -353,27 +353,23 @@ async fn metacontrollers_invocations_run_the_engine() {
         let (name, version) = (format!("p-{index}"), index.to_string());
         let parent = DynamicObject::new(&name, &resource).data(json!({ "spec": { "version": version } }));
         parents.create(&PostParams::default(), &parent).await.unwrap();
-        let mut command = Command::new(&program);
-        command.args(&args).args(["-kubeconfig", &kubeconfig, "-target-label-selector", &selector, "--metrics-address=127.0.0.1:0"]);
+        let mut full_args = args.clone();
+        full_args
+            .extend(["-kubeconfig", &kubeconfig, "-target-label-selector", &selector, "--metrics-address=127.0.0.1:0"].map(String::from));
         if !args.iter().any(|arg| arg.starts_with("--health-probe-bind-address")) {
-            command.arg("--health-probe-bind-address=127.0.0.1:0");
+            full_args.push("--health-probe-bind-address=127.0.0.1:0".to_owned());
         }
         // A file rather than a pipe: at trace level the logs would fill a pipe nobody reads yet.
         let log = dir.join(format!("{index}.log"));
-        let run = command.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+        let mut run = bosun_testenv::ManagedProcess::spawn("engine", &program, &full_args, log.clone()).unwrap();
         bosun_testenv::eventually(&format!("{} {args:?} to sync {name}", program.display()), async || {
             let status = parents.get(&name).await.unwrap().data["status"].clone();
             (status["version"].as_str() == Some(version.as_str())).then_some(())
         })
         .await;
-        #[allow(unsafe_code)]
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(run.id() as libc::pid_t, libc::SIGTERM)
-        };
-        let output = run.wait_with_output().unwrap();
+        let status = run.stop(Duration::from_secs(30));
         let logs = std::fs::read_to_string(&log).unwrap();
-        assert!(output.status.success(), "{args:?}: {logs}");
+        assert!(status.is_some_and(|status| status.success()), "{args:?}: {logs}");
         assert!(!logs.contains('\x1b'), "no colour codes when stderr is not a terminal: {logs}");
         if args.contains(&"--zap-log-level=5".to_owned()) {
             let body = format!("\"name\":\"{name}\"");
