@@ -17,6 +17,7 @@
 //! - `invalid_response`: what can be wrong with a hook's response.
 //! - `composite`: hosted CompositeControllers and the sync of each parent.
 //! - `decorator`: hosted DecoratorControllers and the sync of each target.
+//! - [`dry_run`]: one sync on a client that cannot write, for `bosun hook test` (public).
 //!
 //! [`Engine::run`] ties them together; `bosun run` and `bosun dev` call it.
 
@@ -28,6 +29,7 @@ mod composite;
 mod context;
 mod decorator;
 mod discovery;
+pub mod dry_run;
 mod hooks;
 mod hosting;
 mod invalid_response;

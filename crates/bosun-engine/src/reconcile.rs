@@ -169,11 +169,16 @@ impl<P: Policy> Ask<'_, P> {
 
 /// Syncs the object under `key`; returns when to sync it again (`resyncAfterSeconds`).
 pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<Duration>, SyncError> {
-    let Some(mut object) = policy.cached(key) else {
+    let Some(object) = policy.cached(key) else {
         policy.related().forget(key);
         policy.forget(key);
         return Ok(None);
     };
+    sync_object(policy, key, object).await
+}
+
+/// Syncs `object`, the object under `key` as cached (or, in a dry run, as given).
+async fn sync_object<P: Policy>(policy: &P, key: &P::Key, mut object: Arc<DynamicObject>) -> Result<Option<Duration>, SyncError> {
     let (ctx, resource) = (policy.ctx(), policy.resource(key));
     let api = object_api(&ctx.client, resource, &object);
     let finalizer = policy.finalizer();
@@ -219,4 +224,16 @@ pub(crate) async fn process<P: Policy>(policy: &P, key: P::Key) -> Result<Action
     let outcome = sync(policy, &key).await;
     let object = if outcome.is_err() { policy.cached(&key) } else { None };
     crate::parent::settle(policy.ctx(), outcome, object.as_deref().map(|object| (object, policy.resource(&key)))).await
+}
+
+/// Syncs `object` under `key` as [`process`] does, its `SyncError` event included, for a dry
+/// run (see [`crate::dry_run`]); the outcome as the work queue would take it.
+pub(crate) async fn dry_sync<P: Policy>(policy: &P, key: P::Key, object: Arc<DynamicObject>) -> crate::dry_run::Outcome {
+    use crate::dry_run::Outcome;
+    let outcome = sync_object(policy, &key, object.clone()).await;
+    match crate::parent::settle(policy.ctx(), outcome, Some((&object, policy.resource(&key)))).await {
+        Ok(Action::Done) => Outcome::Done,
+        Ok(Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
+        Err(error) => Outcome::Failed(error.to_string()),
+    }
 }

@@ -3,6 +3,7 @@
 
 mod demo;
 mod dev;
+mod hook_test;
 mod invocation;
 mod logging;
 mod migrate;
@@ -93,6 +94,11 @@ enum Command {
     /// verify it with; then the steps, with their commands: CRDs, the image swap or bosun's
     /// least-privilege deployment, verification.
     Migrate(migrate::MigrateArgs),
+    /// Work on hooks: `bosun hook test` runs one sync as the engine would, writing nothing.
+    Hook {
+        #[command(subcommand)]
+        command: hook_test::HookCommand,
+    },
     /// Print bosun's version and the Kubernetes and etcd versions of the local control plane.
     Version,
 }
@@ -139,6 +145,7 @@ fn run_command() -> anyhow::Result<()> {
         Command::Tree(args) => tree::run(args),
         Command::Rbac(args) => rbac::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Hook { command } => hook_test::run(command),
         Command::Crds { which } => {
             let engine = matches!(which, CrdSet::All | CrdSet::Engine).then(bosun_engine::api::crds_yaml);
             let operators = matches!(which, CrdSet::All | CrdSet::Configmapsync).then(bosun_operators::configmapsync::crd_yaml);

@@ -34,6 +34,13 @@ pub struct ClusterArgs {
 impl ClusterArgs {
     /// A client for the chosen cluster, counting its requests in `metrics`.
     pub async fn client(&self, metrics: &Metrics) -> anyhow::Result<kube::Client> {
+        let config = self.config().await?;
+        let limit = (self.client_go_qps > 0.0).then_some((self.client_go_qps, self.client_go_burst));
+        Ok(bosun_runtime::client::connect(config, metrics, limit)?)
+    }
+
+    /// The client configuration of the chosen cluster.
+    pub async fn config(&self) -> anyhow::Result<kube::Config> {
         let options = kube::config::KubeConfigOptions { context: self.context.clone(), ..Default::default() };
         let config = match (&self.kubeconfig, &self.context) {
             (Some(path), _) => {
@@ -46,8 +53,7 @@ impl ClusterArgs {
                 .await
                 .context("no cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a Pod with a ServiceAccount")?,
         };
-        let limit = (self.client_go_qps > 0.0).then_some((self.client_go_qps, self.client_go_burst));
-        Ok(bosun_runtime::client::connect(config, metrics, limit)?)
+        Ok(config)
     }
 }
 

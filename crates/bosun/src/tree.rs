@@ -45,7 +45,7 @@ const COPY_OWNER_ANNOTATION: &str = bosun_operators::configmapsync::OWNER_ANNOTA
 
 /// A listable resource type, as discovery describes it.
 #[derive(Debug, Clone)]
-struct ResourceType {
+pub(crate) struct ResourceType {
     resource: ApiResource,
     namespaced: bool,
     singular: String,
@@ -126,8 +126,13 @@ fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
     }
 }
 
-/// The tree of `<type>/<name>` (in `namespace` if the type is namespaced), as printed lines.
-pub async fn render(client: &Client, target: &str, namespace: &str) -> anyhow::Result<String> {
+/// The object `<type>/<name>` (in `namespace` if the type is namespaced) and its type, and
+/// every listable type the server serves.
+pub(crate) async fn find(
+    client: &Client,
+    target: &str,
+    namespace: &str,
+) -> anyhow::Result<(Vec<ResourceType>, ResourceType, DynamicObject)> {
     let (type_name, name) = split_target(target)?;
     let types = discover(client).await.context("discovering the API server's resource types")?;
     let Some(root_type) = types.iter().find(|candidate| candidate.is_named(type_name)) else {
@@ -138,6 +143,13 @@ pub async fn render(client: &Client, target: &str, namespace: &str) -> anyhow::R
         let place = if root_type.namespaced { format!(" in namespace {namespace}") } else { String::new() };
         bail!("{} {name} not found{place}", root_type.resource.kind);
     };
+    let root_type = root_type.clone();
+    Ok((types, root_type, root))
+}
+
+/// The tree of `<type>/<name>` (in `namespace` if the type is namespaced), as printed lines.
+pub async fn render(client: &Client, target: &str, namespace: &str) -> anyhow::Result<String> {
+    let (types, root_type, root) = find(client, target, namespace).await?;
 
     // Every object's owners, by owner UID; ConfigMapSync copies by the owner they name.
     let listed: Vec<(ApiResource, Vec<kube::core::PartialObjectMeta<DynamicObject>>)> = futures::stream::iter(types.iter().cloned())

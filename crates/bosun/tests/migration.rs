@@ -6,8 +6,7 @@
 //! the Pod's ServiceAccount.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec};
@@ -15,87 +14,11 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+mod support;
+
+use support::transcript::{Shell, transcript};
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-/// The commands of the guide's section and the output shown after each.
-fn transcript() -> Vec<(String, Vec<String>)> {
-    let guide = std::fs::read_to_string(format!("{ROOT}/docs/guide.md")).unwrap();
-    let start = guide.find("\n## Moving from Metacontroller\n").expect("the guide has the section");
-    let section = &guide[start + 1..];
-    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |end| end + 1)];
-    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
-    let mut in_console = false;
-    for line in section.lines() {
-        if line.starts_with("```") {
-            in_console = line == "```console";
-        } else if let Some(command) = line.strip_prefix("$ ").filter(|_| in_console) {
-            steps.push((command.to_owned(), Vec::new()));
-        } else if in_console && let Some((_, output)) = steps.last_mut() {
-            output.push(line.trim_end().to_owned());
-        }
-    }
-    steps
-}
-
-/// Whether `lines` are what `expected` shows: equal, except that `…` stands for anything
-/// within a line, and a line of only `…` for any number of lines.
-fn shows(expected: &[String], lines: &[&str]) -> bool {
-    match expected.split_first() {
-        None => lines.is_empty(),
-        Some((line, rest)) if line == "…" => (0..=lines.len()).any(|skip| shows(rest, &lines[skip..])),
-        Some((line, rest)) => lines.first().is_some_and(|first| line_shows(line, first)) && shows(rest, &lines[1..]),
-    }
-}
-
-fn line_shows(pattern: &str, line: &str) -> bool {
-    let pieces: Vec<&str> = pattern.split('…').collect();
-    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
-    if pieces.len() == 1 {
-        return pattern == line;
-    }
-    if !line.starts_with(first) || line.len() < first.len() + last.len() || !line.ends_with(last) {
-        return false;
-    }
-    let mut middle = &line[first.len()..line.len() - last.len()];
-    for piece in &pieces[1..pieces.len() - 1] {
-        match middle.find(piece) {
-            Some(at) => middle = &middle[at + piece.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// A directory on `PATH` for the transcript's shell: `bosun`, `kubectl`, and `metacontroller`
-/// (the image's `/usr/bin/metacontroller`), all the binaries under test.
-fn bin_dir(plane: &bosun_testenv::ControlPlane, dir: &Path) -> PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for (name, target) in [
-        ("bosun", PathBuf::from(env!("CARGO_BIN_EXE_bosun"))),
-        ("metacontroller", PathBuf::from(env!("CARGO_BIN_EXE_bosun"))),
-        ("kubectl", plane.binaries().path(bosun_testenv::Component::Kubectl)),
-    ] {
-        std::os::unix::fs::symlink(target, bin.join(name)).unwrap();
-    }
-    bin
-}
-
-/// Runs `command` in bash from the repository's root, as a user would in a terminal: stderr
-/// with stdout, the admin kubeconfig, the binaries under test first on `PATH`.
-fn shell(command: &str, bin: &Path, kubeconfig: &Path) -> (bool, String) {
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let output = Command::new("bash")
-        .args(["-c", &format!("exec 2>&1; set -o pipefail; {command}")])
-        .current_dir(ROOT)
-        .env("PATH", path)
-        .env("KUBECONFIG", kubeconfig)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 /// A Pod of the test's kubelet: its container's process.
 struct Pod {
@@ -199,10 +122,13 @@ async fn the_guides_migration_from_metacontroller_works_as_shown() {
     let client = plane.client().unwrap();
     let dir = plane.dir().join("migration");
     std::fs::create_dir_all(&dir).unwrap();
-    let bin = bin_dir(&plane, &dir);
-    let kubeconfig = plane.kubeconfig_path();
+    // The binaries under test; `metacontroller` is the image's /usr/bin/metacontroller.
+    let bosun = PathBuf::from(env!("CARGO_BIN_EXE_bosun"));
+    let kubectl = plane.binaries().path(bosun_testenv::Component::Kubectl);
+    let shell = Shell::new(&dir, &[("bosun", bosun.clone()), ("metacontroller", bosun), ("kubectl", kubectl)], plane.kubeconfig_path());
+    let bin = dir.join("bin");
     let setup = |command: &str| {
-        let (success, output) = shell(command, &bin, kubeconfig);
+        let (success, output) = shell.run(command);
         assert!(success, "setting up, {command}:\n{output}");
     };
 
@@ -229,7 +155,7 @@ async fn the_guides_migration_from_metacontroller_works_as_shown() {
     metacontrollers_sync(&client, &greetings).await;
     let before = versions(&client, &greetings).await;
 
-    let steps = transcript();
+    let steps = transcript("Moving from Metacontroller");
     assert!(steps.len() >= 5, "the guide's transcript: {steps:#?}");
     let mut pods: Vec<Pod> = Vec::new();
     let mut kubelet_runs = 0;
@@ -242,22 +168,9 @@ async fn the_guides_migration_from_metacontroller_works_as_shown() {
                 .await;
             assert_eq!(versions(&client, &greetings).await, before, "bosun rewrote what Metacontroller left");
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let output = loop {
-            let (success, output) = shell(command, &bin, kubeconfig);
-            let lines: Vec<&str> = output.lines().map(str::trim_end).collect();
-            if success && shows(expected, &lines) {
-                break output;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "$ {command}\nexited {}, printed:\n{output}\nthe guide shows:\n{}\nhook log:\n{}",
-                if success { "0" } else { "non-zero" },
-                expected.join("\n"),
-                std::fs::read_to_string(&hook_log).unwrap_or_default(),
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let output = shell
+            .run_until_shown(command, expected, || format!("hook log:\n{}", std::fs::read_to_string(&hook_log).unwrap_or_default()))
+            .await;
         eprintln!("$ {command}\n{output}");
         // The kubelet's part.
         if command.contains("set image statefulset/metacontroller") {
@@ -276,15 +189,4 @@ async fn the_guides_migration_from_metacontroller_works_as_shown() {
     for pod in pods {
         pod.stop();
     }
-}
-
-#[test]
-fn the_transcript_matcher_takes_ellipses_for_anything() {
-    let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
-    assert!(shows(&lines("a\n…\nd"), &["a", "b", "c", "d"]));
-    assert!(shows(&lines("a\n…"), &["a"]));
-    assert!(shows(&lines("x … z"), &["x y z"]));
-    assert!(shows(&lines("x…y…z"), &["x1y2z"]));
-    assert!(!shows(&lines("x…y…z"), &["xz"]));
-    assert!(!shows(&lines("a\nb"), &["a"]));
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bosun_runtime::{CacheEvent, ObjectKey};
+use bosun_runtime::{CacheEvent, Controller, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -176,23 +176,13 @@ impl HostedComposite {
         let ours = |parent: &&Arc<DynamicObject>| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
         self.parents.list().iter().filter(ours).map(|parent| ObjectKey::of(parent)).collect()
     }
-}
 
-/// A running hosted controller; stopped when dropped.
-pub(crate) struct RunningComposite {
-    /// The spec it runs, to tell whether a change needs a restart.
-    pub spec: CompositeControllerSpec,
-    tasks: Tasks,
-}
-
-impl RunningComposite {
-    /// Stops taking work and waits for the syncs in flight to finish.
-    pub(crate) async fn stop_gracefully(self) {
-        self.tasks.stop_gracefully().await
-    }
-
-    /// Resolves the CompositeController's types and hooks and starts its workers.
-    pub(crate) async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<RunningComposite, CreateError> {
+    /// Resolves the CompositeController's types and hooks: the hosted controller, and the
+    /// runtime controller its workers run on (not started yet).
+    pub(crate) async fn build(
+        ctx: Arc<EngineContext>,
+        controller: &CompositeController,
+    ) -> Result<(Arc<HostedComposite>, Controller<ObjectKey>), CreateError> {
         let spec = controller.spec.clone();
         let rule = &spec.parent_resource;
         let parent = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
@@ -260,6 +250,45 @@ impl RunningComposite {
             finalize_hook,
             rolling,
         });
+        Ok((hosted, controller))
+    }
+
+    /// Waits until the caches of the parents, children and revisions have listed them.
+    pub(crate) async fn wait_synced(&self) {
+        self.parents.wait_synced().await;
+        for child_type in self.children.iter().chain(self.rolling.as_ref().map(|rolling| rolling.revision_type())) {
+            child_type.cache.wait_synced().await;
+        }
+    }
+
+    /// The key under which `parent` is synced, or why this controller does not sync it.
+    pub(crate) fn key_of(&self, parent: &DynamicObject) -> Result<ObjectKey, String> {
+        let kind = parent.types.as_ref().map(|types| types.kind.as_str()).unwrap_or_default();
+        let resource = &self.parent.resource;
+        if kind != resource.kind || parent.types.as_ref().is_some_and(|types| types.api_version != resource.api_version) {
+            return Err(format!("CompositeController {} syncs {} ({}), not {kind}", self.name, resource.plural, resource.api_version));
+        }
+        Ok(ObjectKey::of(parent))
+    }
+}
+
+/// A running hosted controller; stopped when dropped.
+pub(crate) struct RunningComposite {
+    /// The spec it runs, to tell whether a change needs a restart.
+    pub spec: CompositeControllerSpec,
+    tasks: Tasks,
+}
+
+impl RunningComposite {
+    /// Stops taking work and waits for the syncs in flight to finish.
+    pub(crate) async fn stop_gracefully(self) {
+        self.tasks.stop_gracefully().await
+    }
+
+    /// Resolves the CompositeController's types and hooks and starts its workers.
+    pub(crate) async fn start(ctx: Arc<EngineContext>, controller: &CompositeController) -> Result<RunningComposite, CreateError> {
+        let (hosted, controller) = HostedComposite::build(ctx, controller).await?;
+        let spec = hosted.spec.clone();
 
         // The watches hold the hosted controller weakly: it lives as long as its workers.
         let weak = Arc::downgrade(&hosted);

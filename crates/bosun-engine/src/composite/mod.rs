@@ -3,7 +3,7 @@
 //! parents ([`sync`]), rolling children one at a time where asked ([`rolling`]);
 //! [`crate::hosting`] starts, restarts and stops them.
 
-mod controller;
+pub(crate) mod controller;
 pub(crate) mod rolling;
 mod sync;
 

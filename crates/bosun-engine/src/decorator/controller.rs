@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bosun_runtime::{CacheEvent, ObjectKey};
+use bosun_runtime::{CacheEvent, Controller, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -130,35 +130,13 @@ impl HostedDecorator {
         keys
     }
 
-    /// Every target this controller reconciles.
-    fn all_keys(&self) -> Vec<TargetKey> {
-        let mut keys = Vec::new();
-        for (rule, target) in self.targets.iter().enumerate() {
-            let objects = target.cache.list();
-            keys.extend(
-                objects.iter().filter(|object| self.ours(rule, object)).map(|object| TargetKey { rule, key: ObjectKey::of(object) }),
-            );
-        }
-        keys
-    }
-}
-
-/// A running hosted DecoratorController; stopped when dropped.
-pub(crate) struct RunningDecorator {
-    /// The spec it runs.
-    pub spec: DecoratorControllerSpec,
-    tasks: Tasks,
-}
-
-impl RunningDecorator {
-    /// Stops taking work and waits for the syncs in flight to finish.
-    pub(crate) async fn stop_gracefully(self) {
-        self.tasks.stop_gracefully().await
-    }
-
-    /// Resolves the DecoratorController's types and hooks and starts its workers.
-    pub(crate) async fn start(ctx: Arc<EngineContext>, controller: &DecoratorController) -> Result<RunningDecorator, CreateError> {
-        let spec = controller.spec.clone();
+    /// Resolves the DecoratorController's types and hooks: the hosted controller, and the
+    /// runtime controller its workers run on (not started yet).
+    pub(crate) async fn build(
+        ctx: Arc<EngineContext>,
+        controller: &DecoratorController,
+    ) -> Result<(Arc<HostedDecorator>, Controller<TargetKey>), CreateError> {
+        let spec = &controller.spec;
         let name = controller.name_any();
         if spec.resources.is_empty() {
             return Err(CreateError::Invalid("spec.resources is empty: name at least one target resource".into()));
@@ -218,6 +196,58 @@ impl RunningDecorator {
             finalize_hook,
             ctx,
         });
+        Ok((decorated, controller))
+    }
+
+    /// Waits until the caches of the targets and attachments have listed them.
+    pub(crate) async fn wait_synced(&self) {
+        for cache in self.targets.iter().map(|target| &target.cache).chain(self.attachments.iter().map(|attachment| &attachment.cache)) {
+            cache.wait_synced().await;
+        }
+    }
+
+    /// The key under which `target` is synced, or why this controller does not sync it.
+    pub(crate) fn key_of(&self, target: &DynamicObject) -> Result<TargetKey, String> {
+        let types = target.types.clone().unwrap_or_default();
+        let rule = self.targets.iter().position(|candidate| {
+            candidate.resolved.resource.kind == types.kind && candidate.resolved.resource.api_version == types.api_version
+        });
+        match rule {
+            Some(rule) => Ok(TargetKey { rule, key: ObjectKey::of(target) }),
+            None => Err(format!("DecoratorController {} decorates none of {} ({})", self.name, types.kind, types.api_version)),
+        }
+    }
+
+    /// Every target this controller reconciles.
+    fn all_keys(&self) -> Vec<TargetKey> {
+        let mut keys = Vec::new();
+        for (rule, target) in self.targets.iter().enumerate() {
+            let objects = target.cache.list();
+            keys.extend(
+                objects.iter().filter(|object| self.ours(rule, object)).map(|object| TargetKey { rule, key: ObjectKey::of(object) }),
+            );
+        }
+        keys
+    }
+}
+
+/// A running hosted DecoratorController; stopped when dropped.
+pub(crate) struct RunningDecorator {
+    /// The spec it runs.
+    pub spec: DecoratorControllerSpec,
+    tasks: Tasks,
+}
+
+impl RunningDecorator {
+    /// Stops taking work and waits for the syncs in flight to finish.
+    pub(crate) async fn stop_gracefully(self) {
+        self.tasks.stop_gracefully().await
+    }
+
+    /// Resolves the DecoratorController's types and hooks and starts its workers.
+    pub(crate) async fn start(ctx: Arc<EngineContext>, controller: &DecoratorController) -> Result<RunningDecorator, CreateError> {
+        let spec = controller.spec.clone();
+        let (decorated, controller) = HostedDecorator::build(ctx, controller).await?;
 
         // The watches hold the decorator weakly: it lives as long as its workers.
         let weak = Arc::downgrade(&decorated);

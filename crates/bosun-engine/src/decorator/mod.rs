@@ -2,7 +2,7 @@
 //! of any kind. Each DecoratorController object runs as a hosted controller ([`controller`])
 //! that syncs its targets ([`sync`]); [`crate::hosting`] starts, restarts and stops them.
 
-mod controller;
+pub(crate) mod controller;
 mod sync;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -17,6 +17,7 @@ use super::auth::{CredentialError, Credentials, Material, Security, TlsError};
 use super::etag::{EtagCache, EtagSettings};
 use super::{DecodeError, HookResponse, decode, parse_duration, unmarshall_mode};
 use crate::api::{EndpointConfig, Hook, HookVersion, ResponseUnmarshallMode};
+use crate::dry_run::HookExchange;
 
 /// Which hook of a controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -304,6 +305,8 @@ pub(crate) struct HookClient {
     etags: EtagCache,
     metrics: Metrics,
     max_response_bytes: usize,
+    /// The exchanges kept for a dry run, when it asked for them.
+    recorded: Mutex<Option<Vec<HookExchange>>>,
 }
 
 /// Bound on clients kept for distinct TLS material (rotations leave old ones behind).
@@ -329,6 +332,7 @@ impl HookClient {
             etags: EtagCache::default(),
             metrics,
             max_response_bytes,
+            recorded: Mutex::default(),
         }
     }
 
@@ -382,6 +386,16 @@ impl HookClient {
         self.etags.count()
     }
 
+    /// From now on keeps every hook exchange, for [`HookClient::exchanges`] (dry runs).
+    pub(crate) fn record_exchanges(&self) {
+        *self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Vec::new());
+    }
+
+    /// The hook exchanges kept since [`HookClient::record_exchanges`].
+    pub(crate) fn exchanges(&self) -> Vec<HookExchange> {
+        self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone().unwrap_or_default()
+    }
+
     /// POSTs `body` to the hook, about `object` (the parent or target), and decodes its
     /// response.
     pub(crate) async fn call<T: HookResponse>(
@@ -390,6 +404,44 @@ impl HookClient {
         body: Vec<u8>,
         object: &DynamicObject,
     ) -> Result<T, HookError> {
+        let recording = self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some();
+        let sent = recording.then(|| (body.clone(), Instant::now()));
+        let fetched = self.fetch(endpoint, body, object).await;
+        if let Some((request, started)) = sent {
+            let (status, response) = match &fetched {
+                Ok(fetched) => (Some(200), serde_json::from_slice(&fetched.body).ok()),
+                Err(HookError::Status { status, .. }) => (Some(*status), None),
+                Err(HookError::TooManyRequests { .. }) => (Some(429), None),
+                Err(_) => (None, None),
+            };
+            let mut exchange = HookExchange {
+                hook: endpoint.kind.name(),
+                url: endpoint.redacted_url.to_string(),
+                request: serde_json::from_slice(&request).unwrap_or_default(),
+                status,
+                response,
+                duration: started.elapsed(),
+            };
+            super::redact::redact_secrets(&mut exchange.request);
+            if let Some(response) = &mut exchange.response {
+                super::redact::redact_secrets(response);
+            }
+            if let Some(recorded) = self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut() {
+                recorded.push(exchange);
+            }
+        }
+        let Fetched { body, etag } = fetched?;
+        let (kind, url) = (endpoint.kind, endpoint.redacted_url.clone());
+        let decoded = decode(&body, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source })?;
+        if let Some((key, value)) = etag {
+            self.etags.keep(key, value, body);
+        }
+        Ok(decoded)
+    }
+
+    /// POSTs `body` to the hook and reads its answer: the body to decode, and the ETag to keep
+    /// with it once it decodes.
+    async fn fetch(&self, endpoint: &HookEndpoint, body: Vec<u8>, object: &DynamicObject) -> Result<Fetched, HookError> {
         let kind = endpoint.kind;
         let url = endpoint.redacted_url.clone();
         let (http, authorization) = match &endpoint.security {
@@ -441,7 +493,7 @@ impl HookClient {
             && (status == 304 || status == 412)
             && let Some(body) = etag.as_ref().and_then(|(_, key)| self.etags.body(key))
         {
-            return decode(&body, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source });
+            return Ok(Fetched { body, etag: None });
         }
         let response_etag = response.headers().get(ETAG).cloned();
         if status == 429 {
@@ -477,12 +529,18 @@ impl HookClient {
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&bytes), "hook response");
         }
-        let decoded = decode(&bytes, endpoint.mode).map_err(|source| HookError::Decode { kind, url, source })?;
-        if let (Some((_, key)), Some(value)) = (etag, response_etag) {
-            self.etags.keep(key, value, bytes);
-        }
-        Ok(decoded)
+        let etag = match (etag, response_etag) {
+            (Some((_, key)), Some(value)) => Some((key, value)),
+            _ => None,
+        };
+        Ok(Fetched { body: bytes, etag })
     }
+}
+
+/// A hook's answer as read: the body, and the ETag to keep with it once it decodes.
+struct Fetched {
+    body: bytes::Bytes,
+    etag: Option<((String, String), HeaderValue)>,
 }
 
 /// A TLS configuration that presents the client certificate and key in `identity_pem` and

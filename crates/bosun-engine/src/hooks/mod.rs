@@ -8,7 +8,7 @@ pub(crate) mod auth;
 mod client;
 mod duration;
 pub(crate) mod etag;
-mod redact;
+pub(crate) mod redact;
 
 use std::collections::{BTreeMap, BTreeSet};
 

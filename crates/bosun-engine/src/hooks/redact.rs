@@ -22,7 +22,7 @@ pub(crate) fn for_log(body: &[u8]) -> String {
 /// Replaces the values of `data` and `stringData` in every object of kind `Secret` within
 /// `value` (keys are kept: they say what is there), and its last-applied annotations, which
 /// hold a copy of them.
-fn redact_secrets(value: &mut Value) {
+pub(crate) fn redact_secrets(value: &mut Value) {
     match value {
         Value::Object(object) => {
             let secret = object.get("kind").and_then(Value::as_str) == Some("Secret");

@@ -1,8 +1,11 @@
 //! What the `bosun` command's tests share: proof that an engine process is running a
-//! CompositeController, and which one; a parent CRD and a loopback sync hook.
+//! CompositeController, and which one; a parent CRD and a loopback sync hook; the guide's
+//! transcripts ([`transcript`]).
 
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
+
+pub mod transcript;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

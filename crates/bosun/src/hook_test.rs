@@ -1,0 +1,358 @@
+//! `bosun hook test`: one sync of a parent (or decorated target) as the engine would make it —
+//! the request built from the cluster's objects, the hook called for real (the controller's
+//! URL, or `--url` for a hook running on a laptop), the response validated — with every write
+//! sent to the API server as a dry run, and printed as what would happen: children created,
+//! updated (a diff) or deleted, the status change, events, when the next sync comes. Nothing
+//! is written. `--save` keeps the exchange as a protocol test vector.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bosun_engine::dry_run::{self, DryRun, DryRunRequest, Outcome, Write, WriteAction};
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Api, ResourceExt};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+
+/// `bosun hook` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum HookCommand {
+    /// Runs one sync of a parent as the engine would — the hook called for real, every write
+    /// sent to the API server as a dry run — and prints what it would do. Writes nothing.
+    ///
+    /// E.g. `bosun hook test greeting-controller greetings/hello`, or with the hook running on
+    /// this machine, `bosun hook test controller.yaml greeting.yaml --url http://127.0.0.1:8080/sync`.
+    /// Exits with 0 when the sync would succeed, 2 when the engine would fail it (the message
+    /// is its SyncError event's), 1 when the dry run cannot be made.
+    Test(HookTestArgs),
+}
+
+/// How the result is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// What would happen, with a unified diff per changed object.
+    Text,
+    /// One JSON document: the hook exchanges, the writes with the objects before and after,
+    /// the outcome.
+    Json,
+}
+
+/// `bosun hook test` arguments.
+#[derive(Debug, clap::Args)]
+pub struct HookTestArgs {
+    /// The controller: the name of a CompositeController or DecoratorController in the cluster
+    /// (`greeting-controller`, or `compositecontroller/greeting-controller` when both kinds have
+    /// one of that name), or a manifest file holding one.
+    #[arg(value_name = "CONTROLLER")]
+    controller: String,
+    /// The parent (or target): `<resource>/<name>` in the cluster (`greetings/hello`), or a
+    /// JSON or YAML file — an existing object's new content (the dry run shows what applying
+    /// it would lead to), or a new object.
+    #[arg(value_name = "OBJECT")]
+    object: String,
+    /// The object's namespace; the file's, else the kubeconfig context's, when unset.
+    #[arg(short, long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Sends the sync (or finalize) hook call here instead of to the controller's URL, e.g.
+    /// `http://127.0.0.1:8080/sync` for a hook running on this machine.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// How the result is printed.
+    #[arg(long, short, value_enum, default_value = "text")]
+    output: OutputFormat,
+    /// Saves each hook exchange in DIR as a protocol test vector: `request.json`,
+    /// `response.json` and `expect.json` (in a subdirectory per hook call after the first).
+    #[arg(long, value_name = "DIR")]
+    save: Option<PathBuf>,
+    /// How the engine would write children: dynamic-apply (a three-way merge with the
+    /// last-applied annotation) or server-side-apply, as `bosun run --apply-strategy`.
+    #[arg(long, default_value = "dynamic-apply", value_name = "STRATEGY")]
+    apply_strategy: bosun_engine::ApplyStrategy,
+    /// Allows sending hooks credentials over plain http:// (as `bosun run`'s flag).
+    #[arg(long)]
+    allow_insecure_hook_credentials: bool,
+    #[command(flatten)]
+    cluster: crate::run::ClusterArgs,
+}
+
+/// Runs a `bosun hook` subcommand.
+pub fn run(command: HookCommand) -> anyhow::Result<()> {
+    let HookCommand::Test(args) = command;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let config = args.cluster.config().await?;
+        let client = kube::Client::try_from(config.clone())?;
+        let controller = controller(&client, &args.controller).await?;
+        let object = object(&client, &args.object, args.namespace.as_deref()).await?;
+        let engine = bosun_engine::EngineConfig {
+            apply_strategy: args.apply_strategy.clone(),
+            allow_insecure_hook_credentials: args.allow_insecure_hook_credentials,
+            ..Default::default()
+        };
+        let request = DryRunRequest { controller: controller.clone(), object, url: args.url.clone() };
+        let result = dry_run::dry_run(config, engine, request).await?;
+        if let Some(dir) = &args.save {
+            save(dir, &controller, &result)?;
+        }
+        match args.output {
+            OutputFormat::Text => print!("{}", text(&controller, &result)),
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&to_json(&controller, &result))?),
+        }
+        if let Outcome::Failed(_) = result.outcome {
+            std::process::exit(2);
+        }
+        Ok(())
+    })
+}
+
+/// Whether `argument` names a file rather than an object in the cluster.
+fn is_file(argument: &str) -> bool {
+    Path::new(argument).is_file() || [".yaml", ".yml", ".json"].iter().any(|extension| argument.ends_with(extension))
+}
+
+/// The one object in the YAML or JSON file at `path`.
+fn read_object(path: &str) -> anyhow::Result<DynamicObject> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let mut documents = serde_yaml::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).with_context(|| format!("parsing {path}")))
+        .filter(|value| !matches!(value, Ok(Value::Null)));
+    let first = documents.next().with_context(|| format!("{path} holds no object"))??;
+    if documents.next().is_some() {
+        bail!("{path} holds more than one object; give a file with just the one");
+    }
+    serde_json::from_value(first).with_context(|| format!("{path} is not a Kubernetes object (apiVersion, kind, metadata.name)"))
+}
+
+/// The controller, from a file or the cluster.
+async fn controller(client: &kube::Client, argument: &str) -> anyhow::Result<DynamicObject> {
+    if is_file(argument) {
+        return read_object(argument);
+    }
+    let (kinds, name): (&[&str], &str) = match argument.split_once('/') {
+        Some((kind, name)) if ["compositecontroller", "compositecontrollers", "cc"].contains(&kind.to_ascii_lowercase().as_str()) => {
+            (&["CompositeController"], name)
+        }
+        Some((kind, name)) if ["decoratorcontroller", "decoratorcontrollers", "dec"].contains(&kind.to_ascii_lowercase().as_str()) => {
+            (&["DecoratorController"], name)
+        }
+        Some(_) => {
+            bail!("{argument:?} is not a controller: give its name, compositecontroller/<name>, decoratorcontroller/<name> or a file")
+        }
+        None => (&["CompositeController", "DecoratorController"], argument),
+    };
+    let mut found = Vec::new();
+    for kind in kinds {
+        let resource = if *kind == "CompositeController" {
+            ApiResource::erase::<bosun_engine::api::CompositeController>(&())
+        } else {
+            ApiResource::erase::<bosun_engine::api::DecoratorController>(&())
+        };
+        if let Some(object) = Api::<DynamicObject>::all_with(client.clone(), &resource).get_opt(name).await? {
+            found.push(object);
+        }
+    }
+    match found.len() {
+        0 => bail!("no {} named {name} in the cluster", kinds.join(" or ")),
+        1 => Ok(found.remove(0)),
+        _ => bail!(
+            "both a CompositeController and a DecoratorController are named {name}: say compositecontroller/{name} or decoratorcontroller/{name}"
+        ),
+    }
+}
+
+/// The object, from a file or the cluster.
+async fn object(client: &kube::Client, argument: &str, namespace: Option<&str>) -> anyhow::Result<DynamicObject> {
+    if is_file(argument) {
+        let mut object = read_object(argument)?;
+        if let Some(namespace) = namespace {
+            object.metadata.namespace = Some(namespace.to_owned());
+        }
+        return Ok(object);
+    }
+    let namespace = namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
+    let (_, _, object) = crate::tree::find(client, argument, &namespace).await?;
+    Ok(object)
+}
+
+/// `Kind namespace/name` of an object.
+fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or("object");
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match object["metadata"]["namespace"].as_str() {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// What a write is about, for people: `ConfigMap default/hello-greeting`.
+fn subject(write: &Write) -> String {
+    write.after.as_ref().or(write.before.as_ref()).or(write.request.as_ref()).map(describe).unwrap_or_else(|| write.path.clone())
+}
+
+/// Whether `write` records an event.
+fn is_event(write: &Write) -> bool {
+    write.path.split('/').any(|segment| segment == "events")
+}
+
+/// The YAML of `value`.
+fn yaml(value: &Value) -> String {
+    serde_yaml::to_string(value).unwrap_or_default()
+}
+
+/// A unified diff from `before` to `after`, indented.
+fn diff(before: &str, after: &str, what: &str) -> String {
+    let diff = similar::TextDiff::from_lines(before, after);
+    let text = diff.unified_diff().context_radius(3).header(&format!("{what} (now)"), &format!("{what} (after the sync)")).to_string();
+    text.lines().map(|line| format!("    {line}\n")).collect()
+}
+
+/// The result as people read it.
+fn text(controller: &DynamicObject, result: &DryRun) -> String {
+    let kind = controller.types.as_ref().map(|types| types.kind.as_str()).unwrap_or("controller");
+    let object = serde_json::to_value(&result.object).expect("objects serialize");
+    let mut out = format!(
+        "bosun hook test: {kind} {} syncing {}{}; nothing was written (every write went to the API server as a dry run).\n\n",
+        controller.name_any(),
+        describe(&object),
+        if result.new { " (new: not in the cluster)" } else { "" },
+    );
+    if result.exchanges.is_empty() {
+        out.push_str("No hook was called: the controller does not select this object, or has no hook for its state.\n");
+    }
+    for exchange in &result.exchanges {
+        let answer = exchange.status.map_or_else(|| "no answer".to_owned(), |status| format!("HTTP {status}"));
+        out.push_str(&format!("{} hook {}: {answer} in {} ms\n", exchange.hook, exchange.url, exchange.duration.as_millis()));
+    }
+    out.push('\n');
+    let (events, writes): (Vec<&Write>, Vec<&Write>) = result.writes.iter().partition(|write| is_event(write));
+    if writes.is_empty() && !matches!(result.outcome, Outcome::Failed(_)) {
+        out.push_str("No changes: the cluster already is what the hook asks for.\n");
+    }
+    for write in writes {
+        let what = subject(write);
+        if let Some(refused) = &write.refused {
+            out.push_str(&format!("{what}: the API server would refuse to {} it: {refused}\n", write.action.verb()));
+            continue;
+        }
+        match (write.action, write.subresource.as_deref()) {
+            (WriteAction::Create, _) => {
+                out.push_str(&format!("{what}: would be created\n"));
+                let after = write.after.as_ref().map(dry_run::comparable).unwrap_or_default();
+                out.push_str(&diff("", &yaml(&after), &what));
+            }
+            (WriteAction::Delete, _) => out.push_str(&format!("{what}: would be deleted\n")),
+            (WriteAction::Update, Some("status")) => {
+                out.push_str(&format!("{what}: its status would be written\n"));
+                let status = |object: &Option<Value>| match object.as_ref().map(|object| &object["status"]) {
+                    Some(status) if !status.is_null() => yaml(&json!({ "status": status })),
+                    _ => String::new(),
+                };
+                out.push_str(&diff(&status(&write.before), &status(&write.after), &what));
+            }
+            (WriteAction::Update, _) => {
+                out.push_str(&format!("{what}: would be updated\n"));
+                let comparable = |object: &Option<Value>| object.as_ref().map(dry_run::comparable).unwrap_or_default();
+                out.push_str(&diff(&yaml(&comparable(&write.before)), &yaml(&comparable(&write.after)), &what));
+            }
+        }
+    }
+    for event in events {
+        let body = event.request.clone().unwrap_or_default();
+        let note = body["note"].as_str().or(body["message"].as_str()).unwrap_or_default();
+        out.push_str(&format!(
+            "Event {} {}: {note}\n",
+            body["type"].as_str().unwrap_or("Normal"),
+            body["reason"].as_str().unwrap_or_default()
+        ));
+    }
+    out.push('\n');
+    out.push_str(&match &result.outcome {
+        Outcome::Done => "Synced; the next sync comes with the next change or resync.\n".to_owned(),
+        Outcome::RequeueAfter(delay) => format!("Synced; it would be synced again after {delay:?}.\n"),
+        Outcome::Failed(message) => format!("The sync fails: {message}\n"),
+    });
+    out
+}
+
+/// The result as one JSON document.
+fn to_json(controller: &DynamicObject, result: &DryRun) -> Value {
+    let outcome = match &result.outcome {
+        Outcome::Done => json!({ "result": "Synced" }),
+        Outcome::RequeueAfter(delay) => json!({ "result": "Synced", "requeueAfterSeconds": delay.as_secs_f64() }),
+        Outcome::Failed(message) => json!({ "result": "Failed", "message": message }),
+    };
+    json!({
+        "controller": { "kind": controller.types.as_ref().map(|types| types.kind.clone()), "name": controller.name_any() },
+        "object": result.object,
+        "written": false,
+        "hooks": result.exchanges.iter().map(|exchange| json!({
+            "hook": exchange.hook,
+            "url": exchange.url,
+            "status": exchange.status,
+            "durationSeconds": exchange.duration.as_secs_f64(),
+            "request": exchange.request,
+            "response": exchange.response,
+        })).collect::<Vec<_>>(),
+        "writes": result.writes.iter().map(|write| json!({
+            "action": write.action.verb(),
+            "path": write.path,
+            "subresource": write.subresource,
+            "object": subject(write),
+            "before": write.before,
+            "after": write.after,
+            "refused": write.refused,
+        })).collect::<Vec<_>>(),
+        "outcome": outcome,
+    })
+}
+
+/// What the engine made of a hook exchange, free of namespaces and UIDs: a test vector's
+/// `expect.json` (see `protocol/README.md`).
+fn expectation(controller: &DynamicObject, exchange: &dry_run::HookExchange, result: &DryRun) -> Value {
+    let writes: Vec<Value> = result
+        .writes
+        .iter()
+        .filter(|write| !is_event(write))
+        .map(|write| {
+            let object = write.after.as_ref().or(write.before.as_ref()).or(write.request.as_ref()).cloned().unwrap_or_default();
+            let mut entry = json!({
+                "action": write.action.verb(),
+                "kind": object["kind"],
+                "name": object["metadata"]["name"],
+            });
+            if let Some(subresource) = &write.subresource {
+                entry["subresource"] = json!(subresource);
+            }
+            entry
+        })
+        .collect();
+    let mut expect = json!({
+        "controller": controller.types.as_ref().map(|types| types.kind.clone()),
+        "hook": exchange.hook,
+        "writes": writes,
+    });
+    match &result.outcome {
+        Outcome::Failed(message) => {
+            expect["outcome"] = json!("Failed");
+            expect["message"] = json!(message);
+        }
+        _ => expect["outcome"] = json!("Synced"),
+    }
+    expect
+}
+
+/// Saves each hook exchange under `dir` as a protocol test vector.
+fn save(dir: &Path, controller: &DynamicObject, result: &DryRun) -> anyhow::Result<()> {
+    for (index, exchange) in result.exchanges.iter().enumerate() {
+        let dir = if index == 0 { dir.to_owned() } else { dir.join(format!("{}-{index}", exchange.hook)) };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let write = |name: &str, value: &Value| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{}\n", serde_json::to_string_pretty(value).expect("JSON serializes")))
+                .with_context(|| format!("writing {}", path.display()))
+        };
+        write("request.json", &exchange.request)?;
+        write("response.json", exchange.response.as_ref().unwrap_or(&Value::Null))?;
+        write("expect.json", &expectation(controller, exchange, result))?;
+    }
+    Ok(())
+}
