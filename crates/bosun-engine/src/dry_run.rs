@@ -147,6 +147,58 @@ pub struct DryRun {
     pub outcome: Outcome,
 }
 
+impl Write {
+    /// The object written, as best known: after, before, or as sent.
+    pub fn object(&self) -> Option<&Value> {
+        self.after.as_ref().or(self.before.as_ref()).or(self.request.as_ref())
+    }
+
+    /// Whether it records an event rather than writes an object the sync is about.
+    pub fn is_event(&self) -> bool {
+        self.path.split('/').any(|segment| segment == "events")
+    }
+}
+
+impl DryRun {
+    /// The main hook exchange: the last sync or finalize call (a customize call comes first).
+    pub fn main_exchange(&self) -> Option<&HookExchange> {
+        self.exchanges.iter().rev().find(|exchange| exchange.hook != "customize")
+    }
+
+    /// What the sync did, without the cluster's particulars: the hook called, the outcome and
+    /// the writes by action, kind and name — a protocol test vector's `expect.json`.
+    pub fn expectation(&self) -> Value {
+        let writes: Vec<Value> = self
+            .writes
+            .iter()
+            .filter(|write| !write.is_event())
+            .map(|write| {
+                let object = write.object().cloned().unwrap_or_default();
+                let mut entry =
+                    serde_json::json!({ "action": write.action.verb(), "kind": object["kind"], "name": object["metadata"]["name"] });
+                if let Some(subresource) = &write.subresource {
+                    entry["subresource"] = serde_json::json!(subresource);
+                }
+                entry
+            })
+            .collect();
+        let mut expect = serde_json::json!({ "hook": self.main_exchange().map(|exchange| exchange.hook) });
+        match &self.outcome {
+            Outcome::Done => expect["outcome"] = "Synced".into(),
+            Outcome::RequeueAfter(delay) => {
+                expect["outcome"] = "Synced".into();
+                expect["requeueAfterSeconds"] = serde_json::json!(delay.as_secs_f64());
+            }
+            Outcome::Failed(message) => {
+                expect["outcome"] = "Failed".into();
+                expect["message"] = message.clone().into();
+            }
+        }
+        expect["writes"] = writes.into();
+        expect
+    }
+}
+
 /// What a request the dry-run client sent looked like and how it was answered.
 #[derive(Debug, Clone)]
 struct Recorded {

@@ -60,8 +60,9 @@ pub struct HookTestArgs {
     /// How the result is printed.
     #[arg(long, short, value_enum, default_value = "text")]
     output: OutputFormat,
-    /// Saves each hook exchange in DIR as a protocol test vector: `request.json`,
-    /// `response.json` and `expect.json` (in a subdirectory per hook call after the first).
+    /// Saves the exchange in DIR as a protocol test vector (protocol/README.md): the sync or
+    /// finalize call's `request.json` and `response.json`, a customize call's
+    /// `customize-request.json` and `customize.json`, and `expect.json`, what the engine did.
     #[arg(long, value_name = "DIR")]
     save: Option<PathBuf>,
     /// How the engine would write children: dynamic-apply (a three-way merge with the
@@ -91,7 +92,7 @@ pub fn run(command: HookCommand) -> anyhow::Result<()> {
         let request = DryRunRequest { controller: controller.clone(), object, url: args.url.clone() };
         let result = dry_run::dry_run(config, engine, request).await?;
         if let Some(dir) = &args.save {
-            save(dir, &controller, &result)?;
+            save(dir, &result)?;
         }
         match args.output {
             OutputFormat::Text => print!("{}", text(&controller, &result)),
@@ -185,12 +186,7 @@ fn describe(object: &Value) -> String {
 
 /// What a write is about, for people: `ConfigMap default/hello-greeting`.
 fn subject(write: &Write) -> String {
-    write.after.as_ref().or(write.before.as_ref()).or(write.request.as_ref()).map(describe).unwrap_or_else(|| write.path.clone())
-}
-
-/// Whether `write` records an event.
-fn is_event(write: &Write) -> bool {
-    write.path.split('/').any(|segment| segment == "events")
+    write.object().map(describe).unwrap_or_else(|| write.path.clone())
 }
 
 /// The YAML of `value`.
@@ -223,7 +219,7 @@ fn text(controller: &DynamicObject, result: &DryRun) -> String {
         out.push_str(&format!("{} hook {}: {answer} in {} ms\n", exchange.hook, exchange.url, exchange.duration.as_millis()));
     }
     out.push('\n');
-    let (events, writes): (Vec<&Write>, Vec<&Write>) = result.writes.iter().partition(|write| is_event(write));
+    let (events, writes): (Vec<&Write>, Vec<&Write>) = result.writes.iter().partition(|write| write.is_event());
     if writes.is_empty() && !matches!(result.outcome, Outcome::Failed(_)) {
         out.push_str("No changes: the cluster already is what the hook asks for.\n");
     }
@@ -305,54 +301,24 @@ fn to_json(controller: &DynamicObject, result: &DryRun) -> Value {
     })
 }
 
-/// What the engine made of a hook exchange, free of namespaces and UIDs: a test vector's
-/// `expect.json` (see `protocol/README.md`).
-fn expectation(controller: &DynamicObject, exchange: &dry_run::HookExchange, result: &DryRun) -> Value {
-    let writes: Vec<Value> = result
-        .writes
-        .iter()
-        .filter(|write| !is_event(write))
-        .map(|write| {
-            let object = write.after.as_ref().or(write.before.as_ref()).or(write.request.as_ref()).cloned().unwrap_or_default();
-            let mut entry = json!({
-                "action": write.action.verb(),
-                "kind": object["kind"],
-                "name": object["metadata"]["name"],
-            });
-            if let Some(subresource) = &write.subresource {
-                entry["subresource"] = json!(subresource);
-            }
-            entry
-        })
-        .collect();
-    let mut expect = json!({
-        "controller": controller.types.as_ref().map(|types| types.kind.clone()),
-        "hook": exchange.hook,
-        "writes": writes,
-    });
-    match &result.outcome {
-        Outcome::Failed(message) => {
-            expect["outcome"] = json!("Failed");
-            expect["message"] = json!(message);
+/// Saves the exchange under `dir` as a protocol test vector (see `protocol/README.md`): the
+/// sync or finalize call's `request.json` and `response.json`, the customize call's
+/// `customize-request.json` and `customize.json`, and `expect.json`.
+fn save(dir: &Path, result: &DryRun) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, value: &Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{}\n", serde_json::to_string_pretty(value).expect("JSON serializes")))
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    let customize = result.exchanges.iter().find(|exchange| exchange.hook == "customize");
+    for (exchange, request, response) in
+        [(result.main_exchange(), "request.json", "response.json"), (customize, "customize-request.json", "customize.json")]
+    {
+        if let Some(exchange) = exchange {
+            write(request, &exchange.request)?;
+            write(response, exchange.response.as_ref().unwrap_or(&Value::Null))?;
         }
-        _ => expect["outcome"] = json!("Synced"),
     }
-    expect
-}
-
-/// Saves each hook exchange under `dir` as a protocol test vector.
-fn save(dir: &Path, controller: &DynamicObject, result: &DryRun) -> anyhow::Result<()> {
-    for (index, exchange) in result.exchanges.iter().enumerate() {
-        let dir = if index == 0 { dir.to_owned() } else { dir.join(format!("{}-{index}", exchange.hook)) };
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let write = |name: &str, value: &Value| {
-            let path = dir.join(name);
-            std::fs::write(&path, format!("{}\n", serde_json::to_string_pretty(value).expect("JSON serializes")))
-                .with_context(|| format!("writing {}", path.display()))
-        };
-        write("request.json", &exchange.request)?;
-        write("response.json", exchange.response.as_ref().unwrap_or(&Value::Null))?;
-        write("expect.json", &expectation(controller, exchange, result))?;
-    }
-    Ok(())
+    write("expect.json", &result.expectation())
 }
