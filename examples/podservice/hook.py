@@ -2,12 +2,22 @@
 """The PodService sync hook: for each PodService, a Pod running its image, a Service in front
 of the Pod and, when `spec.host` is set, an Ingress routing that host to the Service.
 
-Standard library only, as in the tutorial. Usage: hook.py [--address ADDRESS] [PORT]
-(default 127.0.0.1:8080; in a cluster, --address 0.0.0.0). GET /healthz answers 200.
+Written on bosun's Python SDK (sdk/python, standard library only). Usage: hook.py [--address
+ADDRESS] [PORT] (default 127.0.0.1:8080; in a cluster, --address 0.0.0.0). GET /healthz
+answers 200; SIGTERM stops it once the calls in flight are answered.
 """
 import argparse
-import json
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
+from pathlib import Path
+
+try:
+    import bosun_hooks  # noqa: F401 (installed, or on PYTHONPATH in a cluster)
+except ImportError:  # run from a checkout of bosun: the SDK beside the examples
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python" / "src"))
+
+from bosun_hooks import CompositeRequest, CompositeResponse, HookServer, child, labels_for
+
+hooks = HookServer()
 
 
 def desired_children(podservice):
@@ -15,60 +25,31 @@ def desired_children(podservice):
     name = podservice["metadata"]["name"]
     spec = podservice["spec"]
     port = spec.get("port", 80)
-    labels = {"app.kubernetes.io/name": "podservice", "app.kubernetes.io/instance": name}
-    container = {
-        "name": "app",
-        "image": spec["image"],
-        "ports": [{"name": "http", "containerPort": port}],
-    }
+    labels = labels_for(podservice, {"app.kubernetes.io/name": "podservice"})
+    selector = {"app.kubernetes.io/name": "podservice", "app.kubernetes.io/instance": name}
+    container = {"name": "app", "image": spec["image"], "ports": [{"name": "http", "containerPort": port}]}
     if spec.get("resources"):
         container["resources"] = spec["resources"]
     children = [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [container]},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "selector": labels,
-                "ports": [{"name": "http", "port": port, "targetPort": "http"}],
-            },
-        },
+        child("v1", "Pod", name, labels=labels, spec={"containers": [container]}),
+        child("v1", "Service", name, labels=labels, spec={"selector": selector, "ports": [{"name": "http", "port": port, "targetPort": "http"}]}),
     ]
     if spec.get("host"):
-        ingress_spec = {
-            "rules": [{
-                "host": spec["host"],
-                "http": {"paths": [{
-                    "path": "/",
-                    "pathType": "Prefix",
-                    "backend": {"service": {"name": name, "port": {"number": port}}},
-                }]},
-            }],
-        }
+        backend = {"service": {"name": name, "port": {"number": port}}}
+        ingress_spec = {"rules": [{"host": spec["host"], "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]}
         if spec.get("ingressClassName"):
             ingress_spec["ingressClassName"] = spec["ingressClassName"]
-        children.append({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {"name": name, "labels": labels},
-            "spec": ingress_spec,
-        })
+        children.append(child("networking.k8s.io/v1", "Ingress", name, labels=labels, spec=ingress_spec))
     return children
 
 
-def status(podservice, observed):
-    """What the PodService's children look like now (the children as observed before this sync)."""
-    name = podservice["metadata"]["name"]
-    pod = observed.get("Pod.v1", {}).get(name)
-    service = observed.get("Service.v1", {}).get(name)
-    ingress = observed.get("Ingress.networking.k8s.io/v1", {}).get(name)
-    result = {"children": sum(len(children) for children in observed.values())}
+def status(request: CompositeRequest):
+    """What the PodService's children look like now (as observed before this sync)."""
+    name, observed = request.name, request.children
+    pod = observed.get_object("Pod", "v1", name)
+    service = observed.get_object("Service", "v1", name)
+    ingress = observed.get_object("Ingress", "networking.k8s.io/v1", name)
+    result = {"children": len(observed.objects())}
     if pod:
         pod_status = pod.get("status", {})
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod_status.get("conditions", []))
@@ -78,34 +59,13 @@ def status(podservice, observed):
     if service:
         result["service"] = {"name": name, "clusterIP": service["spec"].get("clusterIP", "")}
     if ingress:
-        result["ingress"] = {"name": name, "url": f"http://{podservice['spec'].get('host', '')}/"}
+        result["ingress"] = {"name": name, "url": f"http://{request.parent['spec'].get('host', '')}/"}
     return result
 
 
-class Hook(BaseHTTPRequestHandler):
-    def do_POST(self):
-        if self.path != "/sync":
-            return self.reply(404, {"error": f"no hook at {self.path}"})
-        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        podservice = request["parent"]
-        self.reply(200, {
-            "status": status(podservice, request["children"]),
-            "children": desired_children(podservice),
-        })
-
-    def do_GET(self):
-        self.reply(200 if self.path == "/healthz" else 404, {})
-
-    def reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format, *args):
-        pass  # one line per request is noise; bosun's metrics count the calls
+@hooks.sync
+def sync(request: CompositeRequest) -> CompositeResponse:
+    return CompositeResponse(status=status(request), children=desired_children(request.parent))
 
 
 if __name__ == "__main__":
@@ -113,9 +73,4 @@ if __name__ == "__main__":
     arguments.add_argument("port", nargs="?", type=int, default=8080)
     arguments.add_argument("--address", default="127.0.0.1")
     options = arguments.parse_args()
-    server = ThreadingHTTPServer((options.address, options.port), Hook)
-    print(f"podservice hook listening on http://{options.address}:{options.port}/sync", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a local hook is stopped
+    hooks.serve(options.port, options.address)

@@ -318,13 +318,27 @@ async fn the_podservice_example_installs_in_a_cluster_with_kustomize() {
         .find(|cm| cm.metadata.name.as_deref().unwrap().starts_with("podservice-hook-"))
         .expect("the generated hook ConfigMap");
     assert_eq!(hook.data.as_ref().unwrap()["hook.py"], std::fs::read_to_string(format!("{PODSERVICE}/hook.py")).unwrap());
+    let sdk = list
+        .items
+        .iter()
+        .find(|cm| cm.metadata.name.as_deref().unwrap().starts_with("bosun-hooks-python-"))
+        .expect("the generated SDK ConfigMap");
+    let sdk_source = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/python/src/bosun_hooks");
+    for module in ["__init__.py", "children.py", "protocol.py", "server.py", "testing.py"] {
+        assert_eq!(sdk.data.as_ref().unwrap()[module], std::fs::read_to_string(format!("{sdk_source}/{module}")).unwrap(), "{module}");
+    }
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(env.client(), "podservice-system");
     let deployment = deployments.get("podservice-hook").await.unwrap();
-    let volume = &deployment.spec.template.spec.unwrap().volumes.unwrap()[0];
+    let volumes = deployment.spec.template.spec.unwrap().volumes.unwrap();
+    let volume = &volumes[0];
     assert_eq!(
         volume.config_map.as_ref().unwrap().name,
         hook.metadata.name.clone().unwrap(),
         "the Deployment mounts the generated ConfigMap"
+    );
+    assert!(
+        volumes.iter().any(|volume| volume.config_map.as_ref().map(|cm| &cm.name) == sdk.metadata.name.as_ref()),
+        "the Deployment mounts the SDK beside the hook"
     );
     bosun_testenv::eventually("the hook's Deployment to become Available on the simulated nodes", async || {
         let status = deployments.get("podservice-hook").await.unwrap().status?;

@@ -27,7 +27,18 @@ struct Example {
     hook: &'static str,
     controller: &'static str,
     controller_resource: &'static str,
+    /// Files the hook imports, by path relative to it: its SDK.
+    libraries: &'static [(&'static str, &'static str)],
 }
+
+/// The Python SDK's modules (`sdk/python/src/bosun_hooks`), written beside a Python hook.
+const PYTHON_SDK: &[(&str, &str)] = &[
+    ("bosun_hooks/__init__.py", include_str!("../../../sdk/python/src/bosun_hooks/__init__.py")),
+    ("bosun_hooks/children.py", include_str!("../../../sdk/python/src/bosun_hooks/children.py")),
+    ("bosun_hooks/protocol.py", include_str!("../../../sdk/python/src/bosun_hooks/protocol.py")),
+    ("bosun_hooks/server.py", include_str!("../../../sdk/python/src/bosun_hooks/server.py")),
+    ("bosun_hooks/testing.py", include_str!("../../../sdk/python/src/bosun_hooks/testing.py")),
+];
 
 const EXAMPLES: [Example; 2] = [
     Example {
@@ -37,6 +48,7 @@ const EXAMPLES: [Example; 2] = [
         hook: include_str!("../../../examples/podservice/hook.py"),
         controller: include_str!("../../../examples/podservice/controller.yaml"),
         controller_resource: "compositecontrollers",
+        libraries: PYTHON_SDK,
     },
     Example {
         name: "ingress-annotator",
@@ -45,6 +57,7 @@ const EXAMPLES: [Example; 2] = [
         hook: include_str!("../../../examples/ingress-annotator/hook.js"),
         controller: include_str!("../../../examples/ingress-annotator/decorator.yaml"),
         controller_resource: "decoratorcontrollers",
+        libraries: &[],
     },
 ];
 const PODSERVICE_CRD: &str = include_str!("../../../examples/podservice/crd.yaml");
@@ -100,7 +113,13 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
     bosun_runtime::crds::install(client, &[crd]).await.context("installing the PodService CRD")?;
     for example in &EXAMPLES {
         let script = dir.join(example.hook_file);
-        std::fs::write(&script, example.hook).with_context(|| format!("writing {}", script.display()))?;
+        for (path, contents) in [(example.hook_file, example.hook)].iter().chain(example.libraries) {
+            let file = dir.join(path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&file, contents).with_context(|| format!("writing {}", file.display()))?;
+        }
         let port = bosun_testenv::free_port();
         let spawned = Command::new(example.interpreter).arg(&script).arg(port.to_string()).stdout(Stdio::null()).spawn();
         let mut hook = match spawned {
