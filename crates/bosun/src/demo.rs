@@ -31,6 +31,12 @@ struct Example {
     libraries: &'static [(&'static str, &'static str)],
 }
 
+/// The Node.js SDK (`sdk/typescript`), where `require("bosun-hooks")` finds it from a hook.
+const NODE_SDK: &[(&str, &str)] = &[
+    ("node_modules/bosun-hooks/package.json", include_str!("../../../sdk/typescript/package.json")),
+    ("node_modules/bosun-hooks/index.js", include_str!("../../../sdk/typescript/index.js")),
+];
+
 /// The Python SDK's modules (`sdk/python/src/bosun_hooks`), written beside a Python hook.
 const PYTHON_SDK: &[(&str, &str)] = &[
     ("bosun_hooks/__init__.py", include_str!("../../../sdk/python/src/bosun_hooks/__init__.py")),
@@ -57,7 +63,7 @@ const EXAMPLES: [Example; 2] = [
         hook: include_str!("../../../examples/ingress-annotator/hook.js"),
         controller: include_str!("../../../examples/ingress-annotator/decorator.yaml"),
         controller_resource: "decoratorcontrollers",
-        libraries: &[],
+        libraries: NODE_SDK,
     },
 ];
 const PODSERVICE_CRD: &str = include_str!("../../../examples/podservice/crd.yaml");

@@ -1,5 +1,6 @@
-//! The hook SDKs' own test suites, and the example hooks replaying their recorded exchanges,
-//! run from the workspace's tests so that `cargo test --workspace` (and CI) covers them.
+//! The hook SDKs' own test suites (Python's unittest, Node's test runner, TypeScript's
+//! compiler on the types), and the example hooks replaying their recorded exchanges, run from
+//! the workspace's tests so that `cargo test --workspace` (and CI) covers them.
 
 use std::process::Command;
 
@@ -30,4 +31,36 @@ fn the_python_sdk_passes_its_tests() {
 #[test]
 fn the_podservice_hook_answers_its_recorded_exchanges() {
     passes("python3", &["-m", "unittest", "discover", "-s", "examples/podservice", "-p", "test_*.py"], &[]);
+}
+
+/// `node --test` with the test files of `dir` (Node 18 takes no directory).
+fn node_tests(dir: &str) {
+    let mut files: Vec<String> = std::fs::read_dir(format!("{ROOT}/{dir}"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".test.js"))
+        .map(|name| format!("{dir}/{name}"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "tests in {dir}");
+    let args: Vec<&str> = ["--test"].into_iter().chain(files.iter().map(String::as_str)).collect();
+    passes("node", &args, &[]);
+}
+
+#[test]
+fn the_node_sdk_passes_its_tests() {
+    node_tests("sdk/typescript/test");
+}
+
+/// Its types compile, in use as a hook author writes them, with the TypeScript its
+/// package.json pins (installed through npm on first use).
+#[test]
+fn the_node_sdks_types_compile() {
+    passes("npm", &["install", "--prefix", "sdk/typescript", "--no-audit", "--no-fund", "--loglevel=error"], &[]);
+    passes("node", &["sdk/typescript/node_modules/typescript/bin/tsc", "-p", "sdk/typescript"], &[]);
+}
+
+#[test]
+fn the_ingress_annotator_hook_answers_its_recorded_exchanges() {
+    node_tests("examples/ingress-annotator/test");
 }
