@@ -389,7 +389,7 @@ async fn the_object(ctx: &EngineContext, given: DynamicObject) -> Result<(Dynami
     let gvk = kube::api::GroupVersionKind::gvk(group, version, &types.kind);
     let (resource, capabilities) = kube::discovery::pinned_kind(&ctx.client, &gvk)
         .await
-        .map_err(api_error(format!("finding the resource of {} {}", types.kind, types.api_version)))?;
+        .map_err(api_error(format!("finding the resource of {} {} (is its CRD installed?)", types.kind, types.api_version)))?;
     let namespaced = capabilities.scope == kube::discovery::Scope::Namespaced;
     let namespace = given.namespace().unwrap_or_else(|| ctx.client.default_namespace().to_owned());
     let api: Api<DynamicObject> = if namespaced {

@@ -26,25 +26,9 @@ struct Example {
     hook_file: &'static str,
     hook: &'static str,
     controller: &'static str,
-    controller_resource: &'static str,
-    /// Files the hook imports, by path relative to it: its SDK.
-    libraries: &'static [(&'static str, &'static str)],
+    /// The SDK the hook imports: the directory beside it where it looks, and the files.
+    sdk: (&'static str, &'static [(&'static str, &'static str)]),
 }
-
-/// The Node.js SDK (`sdk/typescript`), where `require("bosun-hooks")` finds it from a hook.
-const NODE_SDK: &[(&str, &str)] = &[
-    ("node_modules/bosun-hooks/package.json", include_str!("../../../sdk/typescript/package.json")),
-    ("node_modules/bosun-hooks/index.js", include_str!("../../../sdk/typescript/index.js")),
-];
-
-/// The Python SDK's modules (`sdk/python/src/bosun_hooks`), written beside a Python hook.
-const PYTHON_SDK: &[(&str, &str)] = &[
-    ("bosun_hooks/__init__.py", include_str!("../../../sdk/python/src/bosun_hooks/__init__.py")),
-    ("bosun_hooks/children.py", include_str!("../../../sdk/python/src/bosun_hooks/children.py")),
-    ("bosun_hooks/protocol.py", include_str!("../../../sdk/python/src/bosun_hooks/protocol.py")),
-    ("bosun_hooks/server.py", include_str!("../../../sdk/python/src/bosun_hooks/server.py")),
-    ("bosun_hooks/testing.py", include_str!("../../../sdk/python/src/bosun_hooks/testing.py")),
-];
 
 const EXAMPLES: [Example; 2] = [
     Example {
@@ -53,8 +37,7 @@ const EXAMPLES: [Example; 2] = [
         hook_file: "podservice-hook.py",
         hook: include_str!("../../../examples/podservice/hook.py"),
         controller: include_str!("../../../examples/podservice/controller.yaml"),
-        controller_resource: "compositecontrollers",
-        libraries: PYTHON_SDK,
+        sdk: ("bosun_hooks", crate::sdks::PYTHON),
     },
     Example {
         name: "ingress-annotator",
@@ -62,8 +45,7 @@ const EXAMPLES: [Example; 2] = [
         hook_file: "ingress-annotator-hook.js",
         hook: include_str!("../../../examples/ingress-annotator/hook.js"),
         controller: include_str!("../../../examples/ingress-annotator/decorator.yaml"),
-        controller_resource: "decoratorcontrollers",
-        libraries: NODE_SDK,
+        sdk: ("node_modules/bosun-hooks", crate::sdks::NODE),
     },
 ];
 const PODSERVICE_CRD: &str = include_str!("../../../examples/podservice/crd.yaml");
@@ -72,7 +54,7 @@ const FOOBAR: &str = include_str!("../../../examples/foobar/foobar.yaml");
 
 /// The running examples; dropping it stops their hooks.
 pub struct Demo {
-    hooks: Vec<Child>,
+    pub(crate) hooks: Vec<Child>,
 }
 
 impl Drop for Demo {
@@ -85,7 +67,7 @@ impl Drop for Demo {
 }
 
 /// Waits until something accepts connections on `port`, or the hook exits.
-async fn wait_listening(hook: &mut Child, port: u16, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_listening(hook: &mut Child, port: u16, name: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if let Some(status) = hook.try_wait()? {
@@ -97,6 +79,23 @@ async fn wait_listening(hook: &mut Child, port: u16, name: &str) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Points `controller`'s sync hook at 127.0.0.1:`port` and applies it; returns its kind and
+/// name.
+pub(crate) async fn apply_controller(client: &Client, mut controller: DynamicObject, port: u16) -> anyhow::Result<(String, String)> {
+    controller.data["spec"]["hooks"]["sync"]["webhook"]["url"] = json!(format!("http://127.0.0.1:{port}/sync"));
+    let kind = controller.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default();
+    let resource = match kind.as_str() {
+        "CompositeController" => ApiResource::erase::<bosun_engine::api::CompositeController>(&()),
+        "DecoratorController" => ApiResource::erase::<bosun_engine::api::DecoratorController>(&()),
+        other => bail!("{other:?} is not a CompositeController or DecoratorController"),
+    };
+    let name = controller.metadata.name.clone().unwrap_or_default();
+    Api::<DynamicObject>::all_with(client.clone(), &resource)
+        .patch(&name, &PatchParams::apply("bosun-dev").force(), &Patch::Apply(&controller))
+        .await?;
+    Ok((kind, name))
 }
 
 /// Installs the FooBar CRD and adds the FooBar example's native controller to `manager`.
@@ -119,13 +118,8 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
     bosun_runtime::crds::install(client, &[crd]).await.context("installing the PodService CRD")?;
     for example in &EXAMPLES {
         let script = dir.join(example.hook_file);
-        for (path, contents) in [(example.hook_file, example.hook)].iter().chain(example.libraries) {
-            let file = dir.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::write(&file, contents).with_context(|| format!("writing {}", file.display()))?;
-        }
+        std::fs::write(&script, example.hook).with_context(|| format!("writing {}", script.display()))?;
+        crate::sdks::write(&dir.join(example.sdk.0), example.sdk.1)?;
         let port = bosun_testenv::free_port();
         let spawned = Command::new(example.interpreter).arg(&script).arg(port.to_string()).stdout(Stdio::null()).spawn();
         let mut hook = match spawned {
@@ -139,21 +133,10 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
         let listening = wait_listening(&mut hook, port, example.name).await;
         demo.hooks.push(hook);
         listening?;
-        let mut controller: DynamicObject = serde_yaml::from_str(example.controller)?;
-        controller.data["spec"]["hooks"]["sync"]["webhook"]["url"] = json!(format!("http://127.0.0.1:{port}/sync"));
-        let resource = ApiResource {
-            group: "metacontroller.k8s.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "metacontroller.k8s.io/v1alpha1".into(),
-            kind: controller.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default(),
-            plural: example.controller_resource.into(),
-        };
-        let name = controller.metadata.name.clone().unwrap_or_default();
-        Api::<DynamicObject>::all_with(client.clone(), &resource)
-            .patch(&name, &apply, &Patch::Apply(&controller))
-            .await
-            .with_context(|| format!("applying the {} controller", example.name))?;
-        println!("{} example: {} hook on 127.0.0.1:{port}, {} {name}", example.name, example.interpreter, resource.kind);
+        let controller: DynamicObject = serde_yaml::from_str(example.controller)?;
+        let (kind, name) =
+            apply_controller(client, controller, port).await.with_context(|| format!("applying the {} controller", example.name))?;
+        println!("{} example: {} hook on 127.0.0.1:{port}, {kind} {name}", example.name, example.interpreter);
     }
     for sample in samples(false) {
         let object: DynamicObject = serde_yaml::from_str(sample.manifest)?;

@@ -37,6 +37,12 @@ pub struct DevArgs {
     /// hooks, controllers, FooBar operator or samples.
     #[arg(long)]
     no_examples: bool,
+    /// Also run the hook project in DIR (as `bosun new` makes it: a bosun.yaml naming the CRD,
+    /// controller, sample and how the hook is built and run): its hook is built and started
+    /// on a free port, the CRD, the controller (pointed at the hook) and the sample applied,
+    /// and the sample's tree printed once synced. With --no-examples, only it.
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -88,26 +94,38 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         let native = if args.no_examples { "the ConfigMapSync operator" } else { "the ConfigMapSync and FooBar operators" };
         println!("The engine and {native} are running.");
 
-        // The examples run until shutdown; Ctrl-C while they start drops them (stopping their
-        // hooks) and skips to it.
-        let mut demo = None;
-        if !args.no_examples {
+        // The examples and the project run until shutdown; Ctrl-C while they start drops them
+        // (stopping their hooks) and skips to it.
+        let mut demos = Vec::new();
+        if !args.no_examples || args.project.is_some() {
             let tour = async {
-                let demo = crate::demo::start(&client, plane.dir()).await?;
-                anyhow::Ok((demo, crate::demo::sample_trees(&client, args.nodes > 0).await))
+                let (mut running, mut trees) = (Vec::new(), Vec::new());
+                if !args.no_examples {
+                    running.push(crate::demo::start(&client, plane.dir()).await.context("the examples did not start")?);
+                    trees.push(crate::demo::sample_trees(&client, args.nodes > 0).await.context("a sample did not sync"));
+                }
+                if let Some(dir) = &args.project {
+                    let (project, target, namespace) = crate::project::start(&client, dir).await.context("the project did not start")?;
+                    running.push(project);
+                    trees
+                        .push(crate::project::sample_tree(&client, &target, &namespace).await.context("the project's sample did not sync"));
+                }
+                anyhow::Ok((running, trees))
             };
             tokio::select! {
                 started = tour => match started {
-                    Ok((running, tree)) => {
-                        demo = Some(running);
-                        match tree {
-                            Ok(trees) => println!("{trees}"),
-                            Err(error) => println!("a sample did not sync: {error:#}"),
+                    Ok((running, trees)) => {
+                        demos = running;
+                        for tree in trees {
+                            match tree {
+                                Ok(tree) => println!("{tree}"),
+                                Err(error) => println!("{error:#}"),
+                            }
                         }
                     }
-                    Err(error) => println!("the examples did not start: {error:#}"),
+                    Err(error) => println!("{error:#}"),
                 },
-                result = &mut serve => return finish(result, &plane, args.kubeconfig_out.as_deref(), None),
+                result = &mut serve => return finish(result, &plane, args.kubeconfig_out.as_deref(), Vec::new()),
             }
         }
         println!("kubeconfig: {}", kubeconfig.display());
@@ -119,18 +137,18 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("kubectl (docs/guide.md); `bosun tree <resource>/<name>` shows what a controller made.");
         println!("Press Ctrl-C to stop.");
         let result = (&mut serve).await;
-        finish(result, &plane, args.kubeconfig_out.as_deref(), demo)
+        finish(result, &plane, args.kubeconfig_out.as_deref(), demos)
     })
 }
 
-/// Stops the example hooks and the control plane once the engine has stopped.
+/// Stops the example and project hooks and the control plane once the engine has stopped.
 fn finish(
     served: Result<anyhow::Result<()>, tokio::task::JoinError>,
     plane: &ControlPlane,
     kubeconfig_out: Option<&std::path::Path>,
-    demo: Option<crate::demo::Demo>,
+    demos: Vec<crate::demo::Demo>,
 ) -> anyhow::Result<()> {
-    drop(demo);
+    drop(demos);
     println!("stopping the local control plane");
     plane.stop();
     if let Some(out) = kubeconfig_out {

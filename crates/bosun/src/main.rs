@@ -7,8 +7,11 @@ mod hook_test;
 mod invocation;
 mod logging;
 mod migrate;
+mod new;
+mod project;
 mod rbac;
 mod run;
+mod sdks;
 mod tree;
 
 use clap::{Parser, Subcommand};
@@ -94,6 +97,13 @@ enum Command {
     /// verify it with; then the steps, with their commands: CRDs, the image swap or bosun's
     /// least-privilege deployment, verification.
     Migrate(migrate::MigrateArgs),
+    /// Make a hook project in a directory: the CRD of a new kind, a CompositeController or
+    /// DecoratorController for it, its RBAC, a sample, and a sync hook in Python or TypeScript
+    /// on bosun's SDK — ready for `bosun dev --project DIR` and `bosun hook test`.
+    ///
+    /// E.g. `bosun new greeting --kind Greeting --group example.com`, or
+    /// `bosun new labeller --kind Labelled --group example.com --controller decorator --language typescript`.
+    New(new::NewArgs),
     /// Work on hooks: `bosun hook test` runs one sync as the engine would, writing nothing.
     Hook {
         #[command(subcommand)]
@@ -146,6 +156,7 @@ fn run_command() -> anyhow::Result<()> {
         Command::Rbac(args) => rbac::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Hook { command } => hook_test::run(command),
+        Command::New(args) => new::run(args),
         Command::Crds { which } => {
             let engine = matches!(which, CrdSet::All | CrdSet::Engine).then(bosun_engine::api::crds_yaml);
             let operators = matches!(which, CrdSet::All | CrdSet::Configmapsync).then(bosun_operators::configmapsync::crd_yaml);
@@ -158,5 +169,15 @@ fn run_command() -> anyhow::Result<()> {
             println!("etcd {} (local control plane)", bosun_testenv::ETCD_VERSION);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every subcommand's definition (unique names, valid defaults),
+    /// which otherwise fail only when that subcommand is first run.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

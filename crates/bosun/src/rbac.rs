@@ -42,7 +42,7 @@ pub struct RbacArgs {
     service_account: (String, String),
     /// The label that aggregates a ClusterRole into the engine's (the Helm chart's
     /// `aggregationLabel`, deploy/rbac.yaml's).
-    #[arg(long, default_value = "bosun.dev/aggregate-to-engine", value_name = "KEY")]
+    #[arg(long, default_value = AGGREGATION_LABEL, value_name = "KEY")]
     aggregation_label: String,
     /// Only controllers whose labels match, as for `bosun run --target-label-selector`.
     #[arg(long, default_value = "", value_parser = crate::run::label_selector, value_name = "SELECTOR")]
@@ -71,6 +71,9 @@ fn service_account(text: &str) -> Result<(String, String), String> {
 
 /// The Role (and RoleBinding) for hook credentials, in each namespace that holds some.
 const CREDENTIALS_ROLE: &str = "bosun-hook-credentials";
+
+/// The label by which deploy/rbac.yaml's engine role aggregates the roles `bosun rbac` prints.
+pub(crate) const AGGREGATION_LABEL: &str = "bosun.dev/aggregate-to-engine";
 
 /// What one controller needs.
 #[derive(Debug)]
@@ -138,7 +141,7 @@ impl Needs {
     }
 
     /// The ClusterRole granting this controller's types, aggregated into the engine's.
-    fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str) -> Value {
+    pub(crate) fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str) -> Value {
         let mut grants = self.grants.clone();
         if self.customize {
             grants.extend(related.iter().map(|(api_version, resource)| (api_version.clone(), resource.clone(), READ)));

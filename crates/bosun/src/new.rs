@@ -1,0 +1,225 @@
+//! `bosun new`: a hook project in a directory — the CRD of a new kind, a CompositeController
+//! or DecoratorController for it, the RBAC bosun needs for it (as `bosun rbac` prints it), a
+//! sample, and a sync hook in Python or TypeScript on bosun's SDK (written into the project)
+//! — that `bosun dev --project DIR` runs and `bosun hook test` tests as they are.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::rbac::Needs;
+
+/// Which kind of controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ControllerKind {
+    /// A CompositeController: the hook declares children for each parent.
+    Composite,
+    /// A DecoratorController: the hook adds labels, annotations, status and attachments to
+    /// each target.
+    Decorator,
+}
+
+/// The hook's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Language {
+    /// Python 3.9 or newer, standard library only.
+    Python,
+    /// TypeScript, compiled with tsc (npm installs it) and run by Node.js 18 or newer.
+    Typescript,
+}
+
+/// Whether objects of the new kind live in namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scope {
+    /// In a namespace, as most kinds.
+    Namespaced,
+    /// Cluster-wide.
+    Cluster,
+}
+
+/// `bosun new` arguments.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The project's directory; created, and must be empty if it exists.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The new kind, in CamelCase (`Greeting`).
+    #[arg(long, value_parser = kind)]
+    kind: String,
+    /// Its API group, a DNS name of yours (`example.com`).
+    #[arg(long, value_parser = group)]
+    group: String,
+    /// Its version (`v1`, `v1alpha1`).
+    #[arg(long, default_value = "v1", value_name = "VERSION")]
+    api_version: String,
+    /// Whether its objects live in namespaces.
+    #[arg(long, value_enum, default_value = "namespaced")]
+    scope: Scope,
+    /// Which kind of controller to make.
+    #[arg(long, value_enum, default_value = "composite")]
+    controller: ControllerKind,
+    /// The hook's language.
+    #[arg(long, value_enum, default_value = "python")]
+    language: Language,
+}
+
+fn kind(text: &str) -> Result<String, String> {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) if first.is_ascii_uppercase() && chars.all(|c| c.is_ascii_alphanumeric()) => Ok(text.to_owned()),
+        _ => Err(format!("{text:?} is not a kind: use CamelCase letters and digits, e.g. Greeting")),
+    }
+}
+
+fn group(text: &str) -> Result<String, String> {
+    let label = |label: &str| {
+        !label.is_empty() && label.len() <= 63 && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if text.contains('.') && text.split('.').all(label) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not an API group: use a lowercase DNS name with a dot, e.g. example.com"))
+    }
+}
+
+/// kubectl's plural of a lowercase kind.
+fn plural(singular: &str) -> String {
+    let before_y = singular.strip_suffix('y').and_then(|stem| stem.chars().last());
+    if before_y.is_some_and(|letter| !"aeiou".contains(letter)) {
+        format!("{}ies", &singular[..singular.len() - 1])
+    } else if ["s", "x", "z", "ch", "sh"].iter().any(|end| singular.ends_with(end)) {
+        format!("{singular}es")
+    } else {
+        format!("{singular}s")
+    }
+}
+
+const CRD: &str = include_str!("../templates/new/crd.yaml");
+const COMPOSITE: &str = include_str!("../templates/new/composite.yaml");
+const DECORATOR: &str = include_str!("../templates/new/decorator.yaml");
+const SAMPLE: &str = include_str!("../templates/new/sample.yaml");
+const README: &str = include_str!("../templates/new/README.md");
+const PYTHON: &[(&str, &str)] = &[
+    ("hook.py", include_str!("../templates/new/python/hook.py")),
+    ("test_hook.py", include_str!("../templates/new/python/test_hook.py")),
+    ("bosun.yaml", include_str!("../templates/new/python/bosun.yaml")),
+];
+const TYPESCRIPT: &[(&str, &str)] = &[
+    ("hook.ts", include_str!("../templates/new/typescript/hook.ts")),
+    ("hook.test.ts", include_str!("../templates/new/typescript/hook.test.ts")),
+    ("package.json", include_str!("../templates/new/typescript/package.json")),
+    ("tsconfig.json", include_str!("../templates/new/typescript/tsconfig.json")),
+    ("bosun.yaml", include_str!("../templates/new/typescript/bosun.yaml")),
+];
+
+/// Writes the project.
+pub fn run(args: NewArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    if dir.exists() && std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some() {
+        bail!("{} is not empty: bosun new writes a project into a new or empty directory", dir.display());
+    }
+    let singular = args.kind.to_ascii_lowercase();
+    let name = format!("{singular}-controller");
+    let composite = args.controller == ControllerKind::Composite;
+    let (controller_kind, request, response, subject, children, type_) = if composite {
+        ("CompositeController", "CompositeRequest", "CompositeResponse", "parent", "children", "composite")
+    } else {
+        ("DecoratorController", "DecoratorRequest", "DecoratorResponse", "object", "attachments", "decorator")
+    };
+    let (language, hook, sdk, test) = match args.language {
+        Language::Python => ("Python", "hook.py", "bosun_hooks/", "python3 -m unittest                                 # replays vectors/"),
+        Language::Typescript => {
+            ("TypeScript", "hook.ts", "vendor/bosun-hooks/", "npm run build && npm test                          # replays vectors/")
+        }
+    };
+    let plural = plural(&singular);
+    let scope = if args.scope == Scope::Namespaced { "Namespaced" } else { "Cluster" };
+    let fill = |template: &str| {
+        [
+            ("__KIND__", args.kind.as_str()),
+            ("__GROUP__", &args.group),
+            ("__VERSION__", &args.api_version),
+            ("__PLURAL__", &plural),
+            ("__SINGULAR__", &singular),
+            ("__SCOPE__", scope),
+            ("__NAME__", &name),
+            ("__CONTROLLER__", controller_kind),
+            ("__REQUEST__", request),
+            ("__RESPONSE__", response),
+            ("__SUBJECT__", subject),
+            ("__CHILDREN__", children),
+            ("__TYPE__", type_),
+            ("__LANGUAGE__", language),
+            ("__HOOK__", hook),
+            ("__SDK__", sdk),
+            ("__TEST__", test),
+        ]
+        .iter()
+        .fold(template.to_owned(), |text, (placeholder, value)| text.replace(placeholder, value))
+    };
+    let controller = fill(if composite { COMPOSITE } else { DECORATOR });
+    let mut files = vec![
+        ("crd.yaml".to_owned(), fill(CRD)),
+        ("controller.yaml".to_owned(), controller.clone()),
+        ("rbac.yaml".to_owned(), rbac(&controller, composite)?),
+        ("sample.yaml".to_owned(), fill(SAMPLE)),
+        ("README.md".to_owned(), fill(README)),
+    ];
+    let (sources, sdk_files) = match args.language {
+        Language::Python => (PYTHON, crate::sdks::PYTHON),
+        Language::Typescript => (TYPESCRIPT, crate::sdks::NODE),
+    };
+    files.extend(sources.iter().map(|(file, template)| ((*file).to_owned(), fill(template))));
+    if args.language == Language::Typescript {
+        files.push((".gitignore".to_owned(), "node_modules/\ndist/\n".to_owned()));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (file, contents) in &files {
+        let path = dir.join(file);
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    crate::sdks::write(&dir.join(sdk), sdk_files)?;
+    print!("{}", summary(dir, &args.kind, controller_kind, language));
+    Ok(())
+}
+
+/// What `bosun rbac -f controller.yaml` prints for the project's controller.
+fn rbac(controller: &str, composite: bool) -> anyhow::Result<String> {
+    let needs = if composite {
+        Needs::of_composite(&serde_yaml::from_str(controller).context("the scaffold's CompositeController")?)
+    } else {
+        Needs::of_decorator(&serde_yaml::from_str(controller).context("the scaffold's DecoratorController")?)
+    };
+    let role = needs.cluster_role(&[], crate::rbac::AGGREGATION_LABEL);
+    Ok(format!(
+        "# What bosun needs for this controller (`bosun rbac -f controller.yaml` prints the same): a\n\
+         # ClusterRole that bosun's own role aggregates (deploy/rbac.yaml).\n{}",
+        serde_yaml::to_string(&role)?
+    ))
+}
+
+fn summary(dir: &Path, kind: &str, controller: &str, language: &str) -> String {
+    format!(
+        "bosun new: a {controller} for {kind} with its hook in {language}, in {dir}.\n\n\
+         Next:\n  \
+         bosun dev --project {dir}                 # a local cluster running bosun and this hook; prints the sample's tree\n  \
+         bosun hook test {dir}/controller.yaml {dir}/sample.yaml   # what a sync would do, writing nothing\n\n\
+         See {dir}/README.md.\n",
+        dir = dir.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_plurals_are_kubectls() {
+        assert!(kind("Greeting").is_ok() && kind("greeting").is_err() && kind("Web-App").is_err());
+        assert!(group("example.com").is_ok() && group("example").is_err() && group("Example.com").is_err());
+        assert_eq!(
+            [plural("greeting"), plural("policy"), plural("gateway"), plural("box"), plural("class")],
+            ["greetings", "policies", "gateways", "boxes", "classes"]
+        );
+    }
+}

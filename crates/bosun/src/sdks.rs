@@ -1,0 +1,32 @@
+//! bosun's hook SDKs, compiled into the binary, so that a hook written on one runs wherever
+//! bosun put it: `bosun dev` writes them beside the example hooks, `bosun new` into projects.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// The Python SDK's modules (`sdk/python/src/bosun_hooks`), by file name.
+pub const PYTHON: &[(&str, &str)] = &[
+    ("__init__.py", include_str!("../../../sdk/python/src/bosun_hooks/__init__.py")),
+    ("children.py", include_str!("../../../sdk/python/src/bosun_hooks/children.py")),
+    ("protocol.py", include_str!("../../../sdk/python/src/bosun_hooks/protocol.py")),
+    ("server.py", include_str!("../../../sdk/python/src/bosun_hooks/server.py")),
+    ("testing.py", include_str!("../../../sdk/python/src/bosun_hooks/testing.py")),
+];
+
+/// The Node.js SDK's package (`sdk/typescript`), by file name.
+pub const NODE: &[(&str, &str)] = &[
+    ("package.json", include_str!("../../../sdk/typescript/package.json")),
+    ("index.js", include_str!("../../../sdk/typescript/index.js")),
+    ("index.d.ts", include_str!("../../../sdk/typescript/index.d.ts")),
+];
+
+/// Writes `files` into `dir`, creating it.
+pub fn write(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, contents) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `bosun new` makes projects that work as they are: each, in Python and TypeScript, as a
+//! CompositeController and a DecoratorController, namespaced and cluster-scoped, is run by
+//! `bosun dev --project` (its sample synced), tested by `bosun hook test` (nothing to change),
+//! and its own test replays the exchange `bosun hook test --save` recorded.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+mod support;
+
+/// Runs `program args` in `dir`; returns its output, failing the test unless it succeeds.
+fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(program).current_dir(dir).args(args).envs(env.iter().copied()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{program} {args:?} in {}:\n{text}", dir.display());
+    text
+}
+
+/// Scaffolds a project with `args`, runs it with `bosun dev --project`, and tests it.
+fn scaffold_and_run(root: &Path, name: &str, args: &[&str], test: &[&[&str]]) {
+    let bosun = env!("CARGO_BIN_EXE_bosun");
+    let dir = root.join(name);
+    let made = run(root, bosun, &[&["new", name], args].concat(), &[]);
+    assert!(made.contains("bosun new: a "), "{made}");
+    for file in ["crd.yaml", "controller.yaml", "rbac.yaml", "sample.yaml", "README.md", "bosun.yaml"] {
+        assert!(dir.join(file).exists(), "{file} in {}", dir.display());
+    }
+    // Its own port, as a user would pick one that is free: the tests run side by side.
+    let controller = dir.join("controller.yaml");
+    let port = bosun_testenv::free_port();
+    let text = std::fs::read_to_string(&controller).unwrap().replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    std::fs::write(&controller, text).unwrap();
+
+    let mut dev = Command::new(bosun)
+        .args(["dev", "--no-examples", "--project", dir.to_str().unwrap()])
+        .args(["--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut printed = Vec::new();
+    let kubeconfig = {
+        let lines = BufReader::new(dev.stdout.as_mut().unwrap()).lines().map_while(Result::ok);
+        let mut kubeconfig = None;
+        for line in lines {
+            printed.push(line.clone());
+            if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+                kubeconfig = Some(PathBuf::from(path));
+                break;
+            }
+        }
+        kubeconfig.unwrap_or_else(|| panic!("bosun dev printed no export line:\n{}", printed.join("\n")))
+    };
+    let printed = printed.join("\n");
+    assert!(printed.contains("/sample:\nNAME ") && printed.contains("ConfigMap/sample-message"), "the sample's tree:\n{printed}");
+
+    let env = [("KUBECONFIG", kubeconfig.to_str().unwrap())];
+    let tested = run(&dir, bosun, &["hook", "test", "controller.yaml", "sample.yaml"], &env);
+    assert!(tested.contains("No changes: the cluster already is what the hook asks for."), "{tested}");
+    run(&dir, bosun, &["hook", "test", "controller.yaml", "sample.yaml", "--save", "vectors/sample"], &env);
+    for step in test {
+        let output = run(&dir, step[0], &step[1..], &[]);
+        assert!(!output.contains("skipped") || output.contains("# skipped 0"), "the replay ran:\n{output}");
+    }
+
+    #[allow(unsafe_code)]
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(dev.id() as libc::pid_t, libc::SIGINT)
+    };
+    assert!(dev.wait().unwrap().success(), "bosun dev stops cleanly on Ctrl-C");
+}
+
+#[test]
+fn new_projects_run_and_test_as_they_are() {
+    let root = std::env::temp_dir().join(format!("bosun-new-{}", bosun_testenv::unique_suffix()));
+    std::fs::create_dir_all(&root).unwrap();
+    scaffold_and_run(&root, "greeting", &["--kind", "Greeting", "--group", "new.bosun.dev"], &[&["python3", "-m", "unittest", "-v"]]);
+    scaffold_and_run(
+        &root,
+        "label",
+        &["--kind", "Label", "--group", "new.bosun.dev", "--controller", "decorator", "--language", "typescript", "--scope", "cluster"],
+        &[&["npm", "run", "build"], &["npm", "test"]],
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The guide's `bosun new` transcript is what the command prints.
+#[tokio::test]
+async fn the_guides_new_transcript_is_what_the_command_prints() {
+    let dir = std::env::temp_dir().join(format!("bosun-new-guide-{}", bosun_testenv::unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let steps = support::transcript::transcript("Writing hooks: new → dev → hook test → deploy");
+    assert_eq!(steps.len(), 1, "the section shows bosun new");
+    let (command, expected) = &steps[0];
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[0], "bosun");
+    let printed = run(&dir, env!("CARGO_BIN_EXE_bosun"), &words[1..], &[]);
+    let lines: Vec<&str> = printed.lines().map(str::trim_end).collect();
+    assert!(support::transcript::shows(expected, &lines), "$ {command}\n{printed}\nthe guide shows:\n{}", expected.join("\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
