@@ -37,10 +37,11 @@ pub struct DevArgs {
     /// hooks, controllers, FooBar operator or samples.
     #[arg(long)]
     no_examples: bool,
-    /// Also run the hook project in DIR (as `bosun new` makes it: a bosun.yaml naming the CRD,
-    /// controller, sample and how the hook is built and run): its hook is built and started
-    /// on a free port, the CRD, the controller (pointed at the hook) and the sample applied,
-    /// and the sample's tree printed once synced. With --no-examples, only it.
+    /// Also run the project in DIR (as `bosun new` makes it: a bosun.yaml naming the CRD,
+    /// sample, and controller and hook, or native controller): its hook is built and started
+    /// on the port the controller's URL names and the controller applied — or its native
+    /// controller built and run with KUBECONFIG set — the CRD and sample applied, and the
+    /// sample's tree printed once synced. With --no-examples, only it.
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
     #[command(flatten)]
@@ -105,7 +106,8 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                     trees.push(crate::demo::sample_trees(&client, args.nodes > 0).await.context("a sample did not sync"));
                 }
                 if let Some(dir) = &args.project {
-                    let (project, target, namespace) = crate::project::start(&client, dir).await.context("the project did not start")?;
+                    let (project, target, namespace) =
+                        crate::project::start(&client, dir, &kubeconfig).await.context("the project did not start")?;
                     running.push(project);
                     trees
                         .push(crate::project::sample_tree(&client, &target, &namespace).await.context("the project's sample did not sync"));

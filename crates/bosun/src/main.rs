@@ -97,12 +97,14 @@ enum Command {
     /// verify it with; then the steps, with their commands: CRDs, the image swap or bosun's
     /// least-privilege deployment, verification.
     Migrate(migrate::MigrateArgs),
-    /// Make a hook project in a directory: the CRD of a new kind, a CompositeController or
-    /// DecoratorController for it, its RBAC, a sample, and a sync hook in Python or TypeScript
-    /// on bosun's SDK — ready for `bosun dev --project DIR` and `bosun hook test`.
+    /// Make a project in a directory: the CRD of a new kind, a sample, and a CompositeController
+    /// or DecoratorController for it with its RBAC and a sync hook in Python or TypeScript on
+    /// bosun's SDK — or a native controller in Rust on bosun-runtime — ready for
+    /// `bosun dev --project DIR` and `bosun hook test` (or `cargo test`).
     ///
-    /// E.g. `bosun new greeting --kind Greeting --group example.com`, or
-    /// `bosun new labeller --kind Labelled --group example.com --controller decorator --language typescript`.
+    /// E.g. `bosun new greeting --kind Greeting --group example.com`,
+    /// `bosun new labeller --kind Labelled --group example.com --controller decorator --language typescript`,
+    /// `bosun new notes --kind Note --group example.com --language rust`.
     New(new::NewArgs),
     /// Work on hooks: `bosun hook test` runs one sync as the engine would, writing nothing.
     Hook {

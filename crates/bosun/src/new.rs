@@ -1,7 +1,8 @@
-//! `bosun new`: a hook project in a directory — the CRD of a new kind, a CompositeController
-//! or DecoratorController for it, the RBAC bosun needs for it (as `bosun rbac` prints it), a
-//! sample, and a sync hook in Python or TypeScript on bosun's SDK (written into the project)
-//! — that `bosun dev --project DIR` runs and `bosun hook test` tests as they are.
+//! `bosun new`: a project in a directory — the CRD of a new kind, a sample, and either a
+//! CompositeController or DecoratorController for it with the RBAC bosun needs for it (as
+//! `bosun rbac` prints it) and a sync hook in Python or TypeScript on bosun's SDK (written into
+//! the project), or a native controller in Rust on bosun-runtime — that `bosun dev --project
+//! DIR` runs and `bosun hook test` (or `cargo test`) tests as they are.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,9 @@ enum Language {
     Python,
     /// TypeScript, compiled with tsc (npm installs it) and run by Node.js 18 or newer.
     Typescript,
+    /// Rust: a native controller on bosun-runtime's Controller instead of a hook (Cargo
+    /// builds it; --controller does not apply).
+    Rust,
 }
 
 /// Whether objects of the new kind live in namespaces.
@@ -104,6 +108,16 @@ const PYTHON: &[(&str, &str)] = &[
     ("test_hook.py", include_str!("../templates/new/python/test_hook.py")),
     ("bosun.yaml", include_str!("../templates/new/python/bosun.yaml")),
 ];
+const RUST: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../templates/new/rust/Cargo.toml")),
+    ("src/main.rs", include_str!("../templates/new/rust/src/main.rs")),
+    ("bosun.yaml", include_str!("../templates/new/rust/bosun.yaml")),
+    ("rbac.yaml", include_str!("../templates/new/rust/rbac.yaml")),
+    ("README.md", include_str!("../templates/new/rust/README.md")),
+    // The versions bosun is built and tested with; Cargo drops what the project does not use.
+    ("Cargo.lock", include_str!("../../../Cargo.lock")),
+    (".gitignore", "/target\n/.bin\n"),
+];
 const TYPESCRIPT: &[(&str, &str)] = &[
     ("hook.ts", include_str!("../templates/new/typescript/hook.ts")),
     ("hook.test.ts", include_str!("../templates/new/typescript/hook.test.ts")),
@@ -131,6 +145,7 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
         Language::Typescript => {
             ("TypeScript", "hook.ts", "vendor/bosun-hooks/", "npm run build && npm test                          # replays vectors/")
         }
+        Language::Rust => ("Rust", "src/main.rs", "", "cargo test"),
     };
     let plural = plural(&singular);
     let scope = if args.scope == Scope::Namespaced { "Namespaced" } else { "Cluster" };
@@ -153,33 +168,44 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
             ("__HOOK__", hook),
             ("__SDK__", sdk),
             ("__TEST__", test),
+            ("__BOSUN_RUNTIME__", &bosun_runtime_dependency()),
         ]
         .iter()
         .fold(template.to_owned(), |text, (placeholder, value)| text.replace(placeholder, value))
     };
-    let controller = fill(if composite { COMPOSITE } else { DECORATOR });
-    let mut files = vec![
-        ("crd.yaml".to_owned(), fill(CRD)),
-        ("controller.yaml".to_owned(), controller.clone()),
-        ("rbac.yaml".to_owned(), rbac(&controller, composite)?),
-        ("sample.yaml".to_owned(), fill(SAMPLE)),
-        ("README.md".to_owned(), fill(README)),
-    ];
+    let mut files = vec![("crd.yaml".to_owned(), fill(CRD)), ("sample.yaml".to_owned(), fill(SAMPLE))];
+    if args.language != Language::Rust {
+        let controller = fill(if composite { COMPOSITE } else { DECORATOR });
+        files.push(("rbac.yaml".to_owned(), rbac(&controller, composite)?));
+        files.push(("controller.yaml".to_owned(), controller));
+        files.push(("README.md".to_owned(), fill(README)));
+    }
     let (sources, sdk_files) = match args.language {
         Language::Python => (PYTHON, crate::sdks::PYTHON),
         Language::Typescript => (TYPESCRIPT, crate::sdks::NODE),
+        Language::Rust => (RUST, &[][..]),
     };
     files.extend(sources.iter().map(|(file, template)| ((*file).to_owned(), fill(template))));
     if args.language == Language::Typescript {
         files.push((".gitignore".to_owned(), "node_modules/\ndist/\n".to_owned()));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (file, contents) in &files {
         let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
         std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
     }
-    crate::sdks::write(&dir.join(sdk), sdk_files)?;
-    print!("{}", summary(dir, &args.kind, controller_kind, language));
+    if !sdk_files.is_empty() {
+        crate::sdks::write(&dir.join(sdk), sdk_files)?;
+    }
+    let kind = &args.kind;
+    let what = if args.language == Language::Rust {
+        format!("native controller for {kind}")
+    } else {
+        format!("{controller_kind} for {kind} with its hook")
+    };
+    print!("{}", summary(dir, &what, language, args.language != Language::Rust));
     Ok(())
 }
 
@@ -198,15 +224,27 @@ fn rbac(controller: &str, composite: bool) -> anyhow::Result<String> {
     ))
 }
 
-fn summary(dir: &Path, kind: &str, controller: &str, language: &str) -> String {
-    format!(
-        "bosun new: a {controller} for {kind} with its hook in {language}, in {dir}.\n\n\
-         Next:\n  \
-         bosun dev --project {dir}                 # a local cluster running bosun and this hook; prints the sample's tree\n  \
-         bosun hook test {dir}/controller.yaml {dir}/sample.yaml   # what a sync would do, writing nothing\n\n\
-         See {dir}/README.md.\n",
-        dir = dir.display()
-    )
+fn summary(dir: &Path, what: &str, language: &str, hook: bool) -> String {
+    let dir = dir.display();
+    let next = if hook {
+        format!(
+            "  bosun dev --project {dir}                 # a local cluster running bosun and this hook; prints the sample's tree\n  \
+             bosun hook test {dir}/controller.yaml {dir}/sample.yaml   # what a sync would do, writing nothing\n"
+        )
+    } else {
+        format!("  bosun dev --project {dir}                 # a local cluster running this controller; prints the sample's tree\n")
+    };
+    format!("bosun new: a {what} in {language}, in {dir}.\n\nNext:\n{next}\nSee {dir}/README.md.\n")
+}
+
+/// The project's dependency on bosun-runtime: the crate this bosun was built from, where it
+/// still is, else bosun's repository.
+fn bosun_runtime_dependency() -> String {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bosun-runtime");
+    match local.canonicalize() {
+        Ok(path) => format!("{{ path = {:?} }}", path.display().to_string()),
+        Err(_) => "{ git = \"https://github.com/bosun-dev/bosun\" }".to_owned(),
+    }
 }
 
 #[cfg(test)]

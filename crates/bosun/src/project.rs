@@ -1,7 +1,7 @@
-//! A hook project (`bosun.yaml`, as `bosun new` makes it) run by `bosun dev --project DIR`:
-//! its hook built and started as a local process on the port its controller's URL names, its CRD installed, its
-//! controller applied pointing at the hook, its sample applied — then the sample's tree once
-//! the engine has synced it.
+//! A project (`bosun.yaml`, as `bosun new` makes it) run by `bosun dev --project DIR`: its
+//! hook built and started as a local process on the port its controller's URL names, its CRD
+//! installed, its controller applied pointing at the hook — or its native controller built and
+//! run against the cluster — its sample applied, then the sample's tree once synced.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,26 +16,29 @@ use serde::Deserialize;
 /// The namespace the sample goes to when its type is namespaced.
 const NAMESPACE: &str = "default";
 
-/// `bosun.yaml`.
+/// `bosun.yaml`: a hook with its controller, or a native controller.
 #[derive(Debug, Deserialize)]
 pub struct Project {
     /// The CRD's file.
     pub crd: PathBuf,
-    /// The CompositeController's or DecoratorController's file.
-    pub controller: PathBuf,
     /// A parent (or target) to apply.
     pub sample: PathBuf,
-    /// How the hook is built and run.
-    pub hook: HookCommands,
+    /// The CompositeController's or DecoratorController's file, for a hook.
+    pub controller: Option<PathBuf>,
+    /// How the hook is built and run; the port it is to listen on is added as the last
+    /// argument of `run`.
+    pub hook: Option<Commands>,
+    /// How a native controller is built and run; `run` gets `KUBECONFIG` for the cluster.
+    pub native: Option<Commands>,
 }
 
-/// How a project's hook is built and run, from the project's directory.
+/// How a project's program is built and run, from the project's directory.
 #[derive(Debug, Deserialize)]
-pub struct HookCommands {
-    /// Commands run in order first (`npm install`, `tsc`); none for a script.
+pub struct Commands {
+    /// Commands run in order first (`npm install`, `tsc`, `cargo install`); none for a script.
     #[serde(default)]
     pub build: Vec<Vec<String>>,
-    /// The hook's command; the port it is to listen on is added as the last argument.
+    /// The program's command.
     pub run: Vec<String>,
 }
 
@@ -55,13 +58,19 @@ fn read<T: serde::de::DeserializeOwned>(dir: &Path, file: &Path) -> anyhow::Resu
     serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Builds and starts the project in `dir` on the cluster of `client`; returns its running hook
-/// and the sample's `<resource>/<name>` and namespace, for its tree.
-pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<(crate::demo::Demo, String, String)> {
+/// Builds and starts the project in `dir` on the cluster of `client` (whose kubeconfig is at
+/// `kubeconfig`); returns its running program and the sample's `<resource>/<name>` and
+/// namespace, for its tree.
+pub async fn start(client: &Client, dir: &Path, kubeconfig: &Path) -> anyhow::Result<(crate::demo::Demo, String, String)> {
     let project = Project::load(dir)?;
-    for step in &project.hook.build {
+    let (commands, native) = match (&project.hook, &project.native, &project.controller) {
+        (Some(hook), None, Some(_)) => (hook, false),
+        (None, Some(native), None) => (native, true),
+        _ => bail!("{}/bosun.yaml: give `hook` and `controller`, or `native`", dir.display()),
+    };
+    for step in &commands.build {
         let Some((program, args)) = step.split_first() else { continue };
-        println!("building the hook: {}", step.join(" "));
+        println!("building: {}", step.join(" "));
         let status = Command::new(program)
             .args(args)
             .current_dir(dir)
@@ -69,40 +78,41 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<(crate::demo::
             .status()
             .with_context(|| format!("running {program} in {}", dir.display()))?;
         if !status.success() {
-            bail!("building the hook: `{}` in {} exited with {status}", step.join(" "), dir.display());
+            bail!("building: `{}` in {} exited with {status}", step.join(" "), dir.display());
         }
     }
     let crd: CustomResourceDefinition = read(dir, &project.crd)?;
     bosun_runtime::crds::install(client, std::slice::from_ref(&crd))
         .await
         .with_context(|| format!("installing the CRD {}", crd.name_any()))?;
-
-    let Some((program, args)) = project.hook.run.split_first() else { bail!("bosun.yaml: hook.run is empty") };
-    // The port the controller names, so that `bosun hook test` reaches the hook as it is.
-    let controller: DynamicObject = read(dir, &project.controller)?;
-    let url = controller.data["spec"]["hooks"]["sync"]["webhook"]["url"].as_str().unwrap_or_default().to_owned();
-    let port = url
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split('/').next()?.parse::<u16>().ok())
-        .with_context(|| format!("{}: the sync hook's url {url:?} names no port", project.controller.display()))?;
-    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-        bail!(
-            "port {port}, where {} expects the hook, is taken: stop what uses it, or change the port in its url",
-            project.controller.display()
-        );
-    }
-    let mut hook = Command::new(program)
-        .args(args)
-        .arg(port.to_string())
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting the hook: {}", project.hook.run.join(" ")))?;
-    let listening = crate::demo::wait_listening(&mut hook, port, "project's").await;
-    let demo = crate::demo::Demo { hooks: vec![hook] };
-    listening?;
-    let (kind, name) = crate::demo::apply_controller(client, controller, port).await.context("applying the controller")?;
-    println!("project {}: hook `{}` on 127.0.0.1:{port}, {kind} {name}", dir.display(), project.hook.run.join(" "));
+    let Some((program, args)) = commands.run.split_first() else { bail!("{}/bosun.yaml: `run` is empty", dir.display()) };
+    let mut command = Command::new(program);
+    command.args(args).current_dir(dir).stdout(Stdio::null());
+    let demo = if native {
+        command.env("KUBECONFIG", kubeconfig);
+        let process = command.spawn().with_context(|| format!("starting {}", commands.run.join(" ")))?;
+        println!("project {}: `{}` running against the local cluster", dir.display(), commands.run.join(" "));
+        crate::demo::Demo { hooks: vec![process] }
+    } else {
+        // The port the controller names, so that `bosun hook test` reaches the hook as it is.
+        let file = project.controller.as_deref().unwrap_or(Path::new("controller.yaml"));
+        let controller: DynamicObject = read(dir, file)?;
+        let url = controller.data["spec"]["hooks"]["sync"]["webhook"]["url"].as_str().unwrap_or_default().to_owned();
+        let port = url
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next()?.parse::<u16>().ok())
+            .with_context(|| format!("{}: the sync hook's url {url:?} names no port", file.display()))?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            bail!("port {port}, where {} expects the hook, is taken: stop what uses it, or change the port in its url", file.display());
+        }
+        let mut hook = command.arg(port.to_string()).spawn().with_context(|| format!("starting the hook: {}", commands.run.join(" ")))?;
+        let listening = crate::demo::wait_listening(&mut hook, port, "project's").await;
+        let demo = crate::demo::Demo { hooks: vec![hook] };
+        listening?;
+        let (kind, name) = crate::demo::apply_controller(client, controller, port).await.context("applying the controller")?;
+        println!("project {}: hook `{}` on 127.0.0.1:{port}, {kind} {name}", dir.display(), commands.run.join(" "));
+        demo
+    };
 
     let sample: DynamicObject = read(dir, &project.sample)?;
     let version = crd.spec.versions.first().map(|version| version.name.clone()).unwrap_or_default();
