@@ -339,16 +339,12 @@ pub async fn dry_run(client_config: kube::Config, config: EngineConfig, request:
         "CompositeController" => {
             let controller: CompositeController = serde_json::from_value(controller_value).map_err(decode_error)?;
             let (hosted, _queue) = crate::composite::controller::HostedComposite::build(ctx.clone(), &controller).await?;
-            let key = hosted.key_of(&object).map_err(DryRunError::NotReconciled)?;
-            synced(&ctx, hosted.wait_synced()).await?;
-            crate::reconcile::dry_sync(&*hosted, key, Arc::new(object.clone())).await
+            sync_once(&*hosted, hosted.key_of(&object), hosted.wait_synced(), &object).await?
         }
         "DecoratorController" => {
             let controller: DecoratorController = serde_json::from_value(controller_value).map_err(decode_error)?;
             let (hosted, _queue) = crate::decorator::controller::HostedDecorator::build(ctx.clone(), &controller).await?;
-            let key = hosted.key_of(&object).map_err(DryRunError::NotReconciled)?;
-            synced(&ctx, hosted.wait_synced()).await?;
-            crate::reconcile::dry_sync(&*hosted, key, Arc::new(object.clone())).await
+            sync_once(&*hosted, hosted.key_of(&object), hosted.wait_synced(), &object).await?
         }
         other => return Err(DryRunError::NotAController(format!("{other} {}", controller.name_any()))),
     };
@@ -362,10 +358,18 @@ pub async fn dry_run(client_config: kube::Config, config: EngineConfig, request:
     Ok(DryRun { object, new: new_object.is_some(), exchanges: ctx.hooks.exchanges(), writes, outcome })
 }
 
-/// Waits for `caches_synced`, as long as the engine would before reporting them.
-async fn synced(ctx: &EngineContext, caches_synced: impl Future<Output = ()>) -> Result<(), DryRunError> {
-    let timeout = ctx.config.cache_sync_timeout;
-    tokio::time::timeout(timeout, caches_synced).await.map_err(|_| DryRunError::NotSynced(timeout))
+/// Syncs `object` under `key` once `caches_synced` (waited for as long as the engine would
+/// before reporting them).
+async fn sync_once<P: crate::reconcile::Policy>(
+    policy: &P,
+    key: Result<P::Key, String>,
+    caches_synced: impl Future<Output = ()>,
+    object: &DynamicObject,
+) -> Result<Outcome, DryRunError> {
+    let key = key.map_err(DryRunError::NotReconciled)?;
+    let timeout = policy.ctx().config.cache_sync_timeout;
+    tokio::time::timeout(timeout, caches_synced).await.map_err(|_| DryRunError::NotSynced(timeout))?;
+    Ok(crate::reconcile::dry_sync(policy, key, Arc::new(object.clone())).await)
 }
 
 /// Points the controller's sync and finalize hooks at `url`.

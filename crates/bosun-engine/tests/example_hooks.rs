@@ -6,7 +6,7 @@
 //! `examples/ingress-annotator/`). Each test's engine hosts only its own controller (a `shard`
 //! label and the engine's target selector).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
@@ -24,7 +24,8 @@ const ANNOTATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ing
 const PODSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/podset");
 const BLUEGREEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bluegreen");
 
-struct Hook(Child);
+/// An example's hook process; stopped when dropped.
+struct Hook(#[allow(dead_code, reason = "held only to keep the process running")] bosun_testenv::ManagedProcess);
 
 impl Hook {
     /// Runs `<example>/hook.py` on a free port; returns it and the port.
@@ -35,18 +36,16 @@ impl Hook {
     /// Runs `interpreter script <port>` on a free port and waits until it listens.
     fn start_with(interpreter: &str, script: &str) -> (Hook, u16) {
         let port = bosun_testenv::free_port();
-        let child = Command::new(interpreter)
-            .arg(script)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("{interpreter} runs {script}: {error}"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "{script} did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (Hook(child), port)
+        let log = std::env::temp_dir().join(format!("bosun-example-hook-{port}.log"));
+        let mut hook = bosun_testenv::ManagedProcess::spawn(
+            "example hook",
+            std::path::Path::new(interpreter),
+            &[script.to_owned(), port.to_string()],
+            log,
+        )
+        .unwrap_or_else(|error| panic!("{interpreter} runs {script}: {error}"));
+        hook.wait_listening(port, Duration::from_secs(15)).unwrap();
+        (Hook(hook), port)
     }
 }
 
@@ -86,13 +85,6 @@ async fn host_controller_with(
         ..EngineConfig::default()
     };
     (tokio::spawn(Engine::new(client.clone(), config).run(std::future::pending())), shard)
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn manifest<T: serde::de::DeserializeOwned>(file: &str) -> T {

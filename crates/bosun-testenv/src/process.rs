@@ -116,6 +116,29 @@ impl ManagedProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Waits until something accepts connections on loopback `port` — the server this
+    /// process starts — for at most `timeout`; an error if the process exits first or the time
+    /// passes, with the end of its output.
+    pub fn wait_listening(&mut self, port: u16, timeout: Duration) -> std::io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let problem = if !self.is_running() {
+                "exited"
+            } else if Instant::now() > deadline {
+                "is not listening"
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            return Err(std::io::Error::other(format!(
+                "{} {problem} on 127.0.0.1:{port}; its last output:\n{}",
+                self.name,
+                self.log_tail(20)
+            )));
+        }
+        Ok(())
+    }
+
     /// Asks the process to stop with SIGTERM, and kills it if it has not exited within `grace`;
     /// returns how it exited.
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {

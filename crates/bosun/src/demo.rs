@@ -119,7 +119,7 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
     for example in &EXAMPLES {
         let script = dir.join(example.hook_file);
         std::fs::write(&script, example.hook).with_context(|| format!("writing {}", script.display()))?;
-        crate::sdks::write(&dir.join(example.sdk.0), example.sdk.1)?;
+        crate::sdks::write(&dir.join(example.sdk.0), example.sdk.1.iter().copied())?;
         let port = bosun_testenv::free_port();
         let spawned = Command::new(example.interpreter).arg(&script).arg(port.to_string()).stdout(Stdio::null()).spawn();
         let mut hook = match spawned {

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use bosun_engine::dry_run::{self, DryRun, DryRunRequest, Outcome, Write, WriteAction};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, ResourceExt};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 /// `bosun hook` subcommands.
@@ -112,15 +111,12 @@ fn is_file(argument: &str) -> bool {
 
 /// The one object in the YAML or JSON file at `path`.
 fn read_object(path: &str) -> anyhow::Result<DynamicObject> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let mut documents = serde_yaml::Deserializer::from_str(&text)
-        .map(|document| Value::deserialize(document).with_context(|| format!("parsing {path}")))
-        .filter(|value| !matches!(value, Ok(Value::Null)));
-    let first = documents.next().with_context(|| format!("{path} holds no object"))??;
-    if documents.next().is_some() {
-        bail!("{path} holds more than one object; give a file with just the one");
+    let mut objects = crate::manifests::objects(Path::new(path))?;
+    if objects.len() != 1 {
+        bail!("{path} holds {} objects; give a file with just the one", objects.len());
     }
-    serde_json::from_value(first).with_context(|| format!("{path} is not a Kubernetes object (apiVersion, kind, metadata.name)"))
+    serde_json::from_value(objects.remove(0))
+        .with_context(|| format!("{path} is not a Kubernetes object (apiVersion, kind, metadata.name)"))
 }
 
 /// The controller, from a file or the cluster.

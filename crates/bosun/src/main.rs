@@ -6,6 +6,7 @@ mod dev;
 mod hook_test;
 mod invocation;
 mod logging;
+mod manifests;
 mod migrate;
 mod new;
 mod project;

@@ -189,16 +189,8 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
     if args.language == Language::Typescript {
         files.push((".gitignore".to_owned(), "node_modules/\ndist/\n".to_owned()));
     }
-    for (file, contents) in &files {
-        let path = dir.join(file);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if !sdk_files.is_empty() {
-        crate::sdks::write(&dir.join(sdk), sdk_files)?;
-    }
+    crate::sdks::write(dir, files)?;
+    crate::sdks::write(&dir.join(sdk), sdk_files.iter().copied())?;
     let kind = &args.kind;
     let what = if args.language == Language::Rust {
         format!("native controller for {kind}")

@@ -7,7 +7,6 @@
 //! those Secrets and ConfigMaps, bound to the engine's ServiceAccount.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -282,33 +281,21 @@ async fn controllers(args: &RbacArgs) -> anyhow::Result<Vec<Needs>> {
     }
     let mut needs = Vec::new();
     for path in &args.files {
-        let text = if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
-            text
-        } else {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-        };
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(document).with_context(|| format!("parsing {}", path.display()))?;
-            let items = if value["kind"] == "List" { value["items"].as_array().cloned().unwrap_or_default() } else { vec![value] };
-            for item in items {
-                let labels: BTreeMap<String, String> = serde_json::from_value(item["metadata"]["labels"].clone()).unwrap_or_default();
-                if item["apiVersion"] != CompositeController::api_version(&()).as_ref()
-                    || !bosun_engine::selector::matches(&selector, &labels)?
-                {
-                    continue;
+        for item in crate::manifests::objects(path)? {
+            let labels: BTreeMap<String, String> = serde_json::from_value(item["metadata"]["labels"].clone()).unwrap_or_default();
+            if item["apiVersion"] != CompositeController::api_version(&()).as_ref() || !bosun_engine::selector::matches(&selector, &labels)?
+            {
+                continue;
+            }
+            let described = || format!("{} {} in {}", item["kind"], item["metadata"]["name"], path.display());
+            match item["kind"].as_str() {
+                Some("CompositeController") => {
+                    needs.push(Needs::of_composite(&serde_json::from_value(item.clone()).with_context(described)?));
                 }
-                let described = || format!("{} {} in {}", item["kind"], item["metadata"]["name"], path.display());
-                match item["kind"].as_str() {
-                    Some("CompositeController") => {
-                        needs.push(Needs::of_composite(&serde_json::from_value(item.clone()).with_context(described)?));
-                    }
-                    Some("DecoratorController") => {
-                        needs.push(Needs::of_decorator(&serde_json::from_value(item.clone()).with_context(described)?));
-                    }
-                    _ => {}
+                Some("DecoratorController") => {
+                    needs.push(Needs::of_decorator(&serde_json::from_value(item.clone()).with_context(described)?));
                 }
+                _ => {}
             }
         }
     }

@@ -21,11 +21,13 @@ pub const NODE: &[(&str, &str)] = &[
     ("index.d.ts", include_str!("../../../sdk/typescript/index.d.ts")),
 ];
 
-/// Writes `files` into `dir`, creating it.
-pub fn write(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Writes `files` (paths relative to `dir`, and contents) into `dir`, creating directories.
+pub fn write<P: AsRef<Path>, C: AsRef<[u8]>>(dir: &Path, files: impl IntoIterator<Item = (P, C)>) -> anyhow::Result<()> {
     for (name, contents) in files {
         let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
         std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

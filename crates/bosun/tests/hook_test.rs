@@ -51,18 +51,14 @@ fn hook_test(env: &bosun_testenv::TestEnv, args: &[&str]) -> (i32, String) {
 /// returns it and its URL.
 fn example_hook(interpreter: &str, script: &str, dir: &Path) -> (bosun_testenv::ManagedProcess, String) {
     let port = bosun_testenv::free_port();
-    let hook = bosun_testenv::ManagedProcess::spawn(
+    let mut hook = bosun_testenv::ManagedProcess::spawn(
         "example hook",
         Path::new(interpreter),
         &[format!("{ROOT}/examples/{script}"), port.to_string()],
         dir.join(format!("hook-{port}.log")),
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "{script} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    hook.wait_listening(port, Duration::from_secs(15)).unwrap();
     (hook, format!("http://127.0.0.1:{port}/sync"))
 }
 
@@ -318,13 +314,14 @@ async fn the_guides_hook_test_transcript_is_what_the_command_prints() {
     bosun_engine::install_crds(&env.client()).await.unwrap();
     install_greeting_crd(env).await;
     let dir = tempfile_dir("hook-guide");
-    let _hook = bosun_testenv::ManagedProcess::spawn(
+    let mut hook = bosun_testenv::ManagedProcess::spawn(
         "greeting hook",
         Path::new("python3"),
         &[format!("{ROOT}/examples/greeting/hook.py"), "8080".to_owned()],
         dir.join("hook.log"),
     )
     .unwrap();
+    hook.wait_listening(8080, Duration::from_secs(15)).unwrap();
     let shell = Shell::new(&dir, &[("bosun", env!("CARGO_BIN_EXE_bosun").into())], env.control_plane().kubeconfig_path());
     let steps = transcript("Testing a hook");
     assert!(!steps.is_empty(), "the guide shows bosun hook test");

@@ -138,13 +138,14 @@ async fn the_guides_migration_from_metacontroller_works_as_shown() {
     setup("kubectl apply -f examples/greeting/crd.yaml -f examples/greeting/controller.yaml");
     setup("kubectl wait --for condition=established crd/greetings.examples.bosun.dev && kubectl apply -f examples/greeting/greeting.yaml");
     let hook_log = dir.join("hook.log");
-    let _hook = bosun_testenv::ManagedProcess::spawn(
+    let mut hook = bosun_testenv::ManagedProcess::spawn(
         "greeting hook",
         Path::new("python3"),
         &[format!("{ROOT}/examples/greeting/hook.py"), "8080".to_owned()],
         hook_log.clone(),
     )
     .unwrap();
+    hook.wait_listening(8080, Duration::from_secs(15)).unwrap();
     let greetings = ApiResource {
         group: "examples.bosun.dev".into(),
         version: "v1".into(),
