@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use bosun_runtime::sharding::Shard;
 use bosun_runtime::{EventRecorder, EventType, Health, Metrics, SharedCaches};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -61,8 +64,13 @@ impl Default for EngineConfig {
 pub(crate) struct EngineContext {
     /// The API client.
     pub client: kube::Client,
-    /// One watch per resource type.
+    /// One watch per resource type: the controllers, related objects.
     pub caches: SharedCaches,
+    /// The caches of what the engine syncs — parents, children, revisions: the shard's
+    /// view when sharded, else `caches`.
+    pub owned: SharedCaches,
+    /// This replica's shard, when sharded.
+    pub shard: Option<Arc<Shard>>,
     /// Resource resolution.
     pub discovery: Discovery,
     /// Calls hooks.
@@ -84,6 +92,8 @@ impl EngineContext {
     pub(crate) fn new(client: kube::Client, config: EngineConfig, caches: SharedCaches, metrics: Metrics, health: Health) -> Self {
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
         EngineContext {
+            owned: caches.clone(),
+            shard: None,
             caches,
             discovery: Discovery::new(client.clone(), config.discovery_interval),
             hooks: HookClient::new(client.clone(), metrics.clone(), config.max_hook_response_bytes),
@@ -93,6 +103,25 @@ impl EngineContext {
             recorder: EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst),
             client,
             config,
+        }
+    }
+
+    /// Syncs only the objects of `shard`, and labels what it creates for it.
+    pub(crate) fn sharded(mut self, shard: Arc<Shard>) -> Self {
+        self.owned = shard.caches().clone();
+        self.shard = Some(shard);
+        self
+    }
+
+    /// Labels an object the engine creates for one of its parents with the parent's shard.
+    pub(crate) fn stamp(&self, object: &mut serde_json::Value) {
+        if let Some(shard) = &self.shard {
+            let (key, value) = shard.label();
+            let metadata = &mut object["metadata"];
+            if !metadata["labels"].is_object() {
+                metadata["labels"] = serde_json::json!({});
+            }
+            metadata["labels"][key] = value.into();
         }
     }
 

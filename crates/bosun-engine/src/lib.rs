@@ -56,18 +56,34 @@ pub struct Engine {
     caches: SharedCaches,
     metrics: Metrics,
     health: Health,
+    shard: Option<Arc<bosun_runtime::sharding::Shard>>,
 }
 
 impl Engine {
     /// An engine on `client` with `config`.
     pub fn new(client: kube::Client, config: EngineConfig) -> Self {
-        Engine { caches: SharedCaches::new(client.clone()), client, config, metrics: Metrics::new(), health: Health::default() }
+        Engine {
+            caches: SharedCaches::new(client.clone()),
+            client,
+            config,
+            metrics: Metrics::new(),
+            health: Health::default(),
+            shard: None,
+        }
     }
 
     /// Watches through `caches`, shared with the process's other controllers, instead of
     /// caches of its own: one watch per resource type for the whole process.
     pub fn with_caches(mut self, caches: SharedCaches) -> Self {
         self.caches = caches;
+        self
+    }
+
+    /// Syncs only the parents and targets of `shard` (see [`bosun_runtime::sharding`]): reads
+    /// them and what they own from the shard's caches, labels what it creates for the shard,
+    /// and hands objects over when the ring's coordinator asks.
+    pub fn with_shard(mut self, shard: Arc<bosun_runtime::sharding::Shard>) -> Self {
+        self.shard = Some(shard);
         self
     }
 
@@ -86,7 +102,11 @@ impl Engine {
     /// Runs every CompositeController and DecoratorController until `shutdown` completes;
     /// then stops taking work and returns once the syncs in flight have finished.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let ctx = Arc::new(EngineContext::new(self.client, self.config, self.caches, self.metrics, self.health.clone()));
+        let mut ctx = EngineContext::new(self.client, self.config, self.caches, self.metrics, self.health.clone());
+        if let Some(shard) = self.shard {
+            ctx = ctx.sharded(shard);
+        }
+        let ctx = Arc::new(ctx);
         // One shutdown signal for both kinds of hosted controller.
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let requested = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {

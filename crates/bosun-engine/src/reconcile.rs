@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_runtime::Action;
+use bosun_runtime::sharding::Admission;
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
@@ -155,8 +156,11 @@ impl<P: Policy> Ask<'_, P> {
         let invalid = |source| SyncError::invalid_response(hook.kind.name(), source);
         let (common, rest) = response.split();
         let rules = policy.rules(object, self.observed);
-        let desired =
+        let mut desired =
             children::desired::validate(policy.child_types(), object, common.children.unwrap_or_default(), &rules).map_err(invalid)?;
+        for child in &mut desired {
+            policy.ctx().stamp(&mut child.object);
+        }
         Ok(Answer {
             desired,
             events: hooks::hook_events(common.events).map_err(invalid)?,
@@ -173,6 +177,14 @@ pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<D
         policy.related().forget(key);
         policy.forget(key);
         return Ok(None);
+    };
+    // A sharded engine syncs an object only while it is this shard's, never while it is handed over.
+    let _running = match &policy.ctx().shard {
+        Some(shard) => match shard.admit(policy.resource(key), &object).await.map_err(SyncError::from_hand_over)? {
+            Admission::Sync(running) => Some(running),
+            Admission::Skip => return Ok(None),
+        },
+        None => None,
     };
     sync_object(policy, key, object).await
 }

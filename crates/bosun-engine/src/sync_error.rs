@@ -47,6 +47,9 @@ pub(crate) enum SyncError {
     /// Updating the parent (finalizer, labels, status) failed.
     #[error("updating the parent: {0}")]
     Parent(Box<kube::Error>),
+    /// Handing the object over to another shard failed.
+    #[error("{0}")]
+    HandOver(Box<bosun_runtime::sharding::HandOverError>),
     /// The hook asked to be called later (429): requeue after the delay, without an event.
     #[error("the hook asked to retry later")]
     RetryAfter(Option<Duration>),
@@ -59,6 +62,14 @@ impl SyncError {
     /// The response of the `hook` hook is not acceptable.
     pub(crate) fn invalid_response(hook: &'static str, source: InvalidResponse) -> SyncError {
         SyncError::InvalidResponse { hook, source: Box::new(source) }
+    }
+
+    /// A failed hand-over: one that found the object changed is retried soon, quietly.
+    pub(crate) fn from_hand_over(error: bosun_runtime::sharding::HandOverError) -> SyncError {
+        match &error.source {
+            kube::Error::Api(status) if status.code == 409 => SyncError::Conflict,
+            _ => SyncError::HandOver(Box::new(error)),
+        }
     }
 
     /// A hook failure: 429 asks for a later retry, anything else is an error.

@@ -5,7 +5,9 @@
 //! each object's controller owner, plus any custom index a controller adds
 //! ([`Cache::add_index`], controller-runtime's field indexers), and tells subscribed
 //! [`Handler`]s about every change. [`SharedCaches`] hands out the cache of a resource type,
-//! starting its watch on first use and stopping it when the last user lets go.
+//! starting its watch on first use and stopping it when the last user lets go. A view of the
+//! caches can select objects by label ([`SharedCaches::selecting`]): a shard of a sharded
+//! controller watches only the objects labelled for it.
 //!
 //! Objects are kept as their JSON text and parsed again on every read: a parsed
 //! `DynamicObject` takes five to seven times the memory of its text (every small map is a tree
@@ -193,6 +195,8 @@ impl Store {
 /// The watched objects of one resource type.
 pub struct Cache {
     resource: ApiResource,
+    /// The label selector of its watch, if it watches only some objects.
+    selector: Option<String>,
     store: RwLock<Store>,
     handlers: Mutex<BTreeMap<u64, Handler>>,
     next_handler: std::sync::atomic::AtomicU64,
@@ -424,21 +428,40 @@ impl Drop for Cache {
     }
 }
 
-/// A resource type's identity among the caches: (apiVersion, plural).
-type CacheKey = (String, String);
+/// A cache's identity among the caches: (apiVersion, plural, label selector).
+type CacheKey = (String, String, Option<String>);
 
-/// The process-wide set of caches, one per resource type.
+/// The process-wide set of caches, one per resource type (and label selector).
 #[derive(Clone)]
 pub struct SharedCaches {
     client: Client,
     caches: Arc<Mutex<HashMap<CacheKey, Weak<Cache>>>>,
     metrics: Option<crate::Metrics>,
+    /// The label selector of the caches this view hands out.
+    selector: Option<String>,
 }
 
 impl SharedCaches {
     /// Caches that watch through `client`.
     pub fn new(client: Client) -> Self {
-        SharedCaches { client, caches: Default::default(), metrics: None }
+        SharedCaches { client, caches: Default::default(), metrics: None, selector: None }
+    }
+
+    /// A view of the same caches that hands out caches of only the objects `selector` (a label
+    /// selector, as `kubectl get -l` takes it) matches; a watch apart from the unselected one.
+    pub fn selecting(&self, selector: impl Into<String>) -> SharedCaches {
+        SharedCaches { selector: Some(selector.into()), ..self.clone() }
+    }
+
+    /// The label selector of this view's caches.
+    pub fn selector(&self) -> Option<&str> {
+        self.selector.as_deref()
+    }
+
+    /// The caches this view has handed out that are still in use.
+    pub fn live(&self) -> Vec<Arc<Cache>> {
+        let caches = self.caches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        caches.iter().filter(|((_, _, selector), _)| *selector == self.selector).filter_map(|(_, cache)| cache.upgrade()).collect()
     }
 
     /// Counts the panics caught on the watches in `metrics` (`bosun_watch_panics_total`).
@@ -450,7 +473,7 @@ impl SharedCaches {
     /// The cache of `resource`, watching it from the first call until every returned `Arc` is
     /// dropped.
     pub fn cache(&self, resource: &ApiResource) -> Arc<Cache> {
-        let key = (resource.api_version.clone(), resource.plural.clone());
+        let key = (resource.api_version.clone(), resource.plural.clone(), self.selector.clone());
         let mut caches = self.caches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(cache) = caches.get(&key).and_then(Weak::upgrade) {
             return cache;
@@ -458,6 +481,7 @@ impl SharedCaches {
         caches.retain(|_, cache| cache.strong_count() > 0);
         let cache = Arc::new(Cache {
             resource: resource.clone(),
+            selector: self.selector.clone(),
             store: RwLock::default(),
             handlers: Mutex::default(),
             next_handler: Default::default(),
@@ -592,12 +616,16 @@ async fn supervise_watch(client: Client, cache: Weak<Cache>) {
 }
 
 async fn run_watch(client: Client, cache: Weak<Cache>) {
-    let resource = match cache.upgrade() {
-        Some(cache) => cache.resource.clone(),
+    let (resource, selector) = match cache.upgrade() {
+        Some(cache) => (cache.resource.clone(), cache.selector.clone()),
         None => return,
     };
     let api: Api<Watched> = Api::all_with(client, &resource);
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut config = watcher::Config::default();
+    if let Some(selector) = &selector {
+        config = config.labels(selector);
+    }
+    let mut events = watcher(api, config).default_backoff().boxed();
     let mut listing: Option<Vec<DynamicObject>> = None;
     while let Some(event) = events.next().await {
         let Some(cache) = cache.upgrade() else { return };

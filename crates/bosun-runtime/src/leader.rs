@@ -27,6 +27,8 @@ pub struct LeaderElectionConfig {
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew (2 s).
     pub retry_period: Duration,
+    /// Labels the Lease carries (a shard's Lease names its ring).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl LeaderElectionConfig {
@@ -41,6 +43,7 @@ impl LeaderElectionConfig {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            labels: Default::default(),
         }
     }
 }
@@ -152,6 +155,7 @@ impl LeaderElector {
                 metadata: ObjectMeta {
                     name: Some(self.config.lease_name.clone()),
                     namespace: Some(self.config.namespace.clone()),
+                    labels: Some(self.config.labels.clone()).filter(|labels| !labels.is_empty()),
                     ..Default::default()
                 },
                 spec: Some(LeaseSpec {
@@ -188,6 +192,9 @@ impl LeaderElector {
         spec.holder_identity = Some(self.config.identity.clone());
         spec.lease_duration_seconds = Some(seconds);
         spec.renew_time = Some(now);
+        if !self.config.labels.is_empty() {
+            lease.metadata.labels.get_or_insert_default().extend(self.config.labels.clone());
+        }
         // The resourceVersion in the body makes a concurrent update by another candidate fail.
         match self.api.replace(&self.config.lease_name, &PostParams::default(), &lease).await {
             Ok(updated) => {

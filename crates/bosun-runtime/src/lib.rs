@@ -4,7 +4,7 @@
 //! ([`predicate`]), workers, backoff, resync, graceful drain), an event
 //! recorder that keeps distinct messages apart ([`events`]), Prometheus metrics under
 //! Metacontroller's and controller-runtime's names ([`metrics`]), health probes ([`health`]),
-//! leader election with a Lease ([`leader`]), a kube client with timeouts and keepalive ([`client`]), label selectors ([`selector`]), CRD installation
+//! leader election with a Lease ([`leader`]), sharding across replicas ([`sharding`]), a kube client with timeouts and keepalive ([`client`]), label selectors ([`selector`]), CRD installation
 //! ([`crds`]), and a [`Manager`] that runs it all with one lifecycle and a graceful shutdown.
 
 #![warn(missing_docs)]
@@ -22,6 +22,7 @@ pub mod predicate;
 pub mod queue;
 pub mod rate_limit;
 pub mod selector;
+pub mod sharding;
 
 pub use cache::{Cache, CacheEvent, Handler, Indexer, ObjectKey, SharedCaches, Subscription};
 pub use controller::{Action, Controller};

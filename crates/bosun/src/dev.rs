@@ -91,7 +91,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         let (engine, operators) = (args.engine, args.operators);
         let serving = client.clone();
-        let mut serve = tokio::spawn(async move { crate::run::serve(manager, serving, &engine, &operators, None).await });
+        let mut serve = tokio::spawn(async move { crate::run::serve(manager, serving, &engine, &operators, None, None).await });
         let native = if args.no_examples { "the ConfigMapSync operator" } else { "the ConfigMapSync and FooBar operators" };
         println!("The engine and {native} are running.");
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
 use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
+use bosun_runtime::sharding::{Coordinator, Ring, Shard};
 use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics, SharedCaches};
 use clap::Args;
 
@@ -212,16 +213,17 @@ pub struct LeaderElectionArgs {
 const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 impl LeaderElectionArgs {
-    /// The election to run, if enabled.
-    fn config(&self) -> anyhow::Result<Option<LeaderElectionConfig>> {
-        if !self.leader_election {
+    /// The election to run, if enabled (sharding needs one: its winner coordinates).
+    fn config(&self, sharding: bool) -> anyhow::Result<Option<LeaderElectionConfig>> {
+        if !self.leader_election && !sharding {
             return Ok(None);
         }
+        let flag = if sharding { "--sharding" } else { "--leader-election" };
         let namespace = match &self.leader_election_namespace {
             Some(namespace) => namespace.clone(),
             None => std::fs::read_to_string(POD_NAMESPACE_FILE)
                 .map(|text| text.trim().to_owned())
-                .map_err(|_| anyhow::anyhow!("--leader-election needs --leader-election-namespace when not running in a Pod"))?,
+                .map_err(|_| anyhow::anyhow!("{flag} needs --leader-election-namespace when not running in a Pod"))?,
         };
         if self.leader_election_renew_deadline >= self.leader_election_lease_duration {
             anyhow::bail!("--leader-election-renew-deadline must be shorter than --leader-election-lease-duration");
@@ -231,6 +233,65 @@ impl LeaderElectionArgs {
         config.renew_deadline = self.leader_election_renew_deadline;
         config.retry_period = self.leader_election_retry_period;
         Ok(Some(config))
+    }
+}
+
+/// Sharding: every replica syncs a share of the parents (see `docs/operations.md`, "Sharding").
+#[derive(Debug, Args)]
+pub struct ShardingArgs {
+    /// Share the parents among all replicas that run with the same --sharding-ring, each
+    /// syncing its own and never two the same parent: a replica holds a Lease of its own
+    /// (named --shard-name, in --leader-election-namespace, with the leader election timing),
+    /// and the replica that wins leader election (--leader-election-id) assigns parents to
+    /// replicas with the label shard.bosun.dev/<ring>. Implies --leader-election.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
+    sharding: bool,
+    /// This replica's shard: its Lease's name and the value of its objects' shard label.
+    /// Default: $HOSTNAME (the Pod's name).
+    #[arg(long, value_name = "NAME")]
+    shard_name: Option<String>,
+    /// The ring this replica is a shard of: replicas of one ring share its parents. Part of the
+    /// labels (shard.bosun.dev/<ring>, drain.bosun.dev/<ring>).
+    #[arg(long, default_value = "bosun", value_name = "NAME")]
+    sharding_ring: String,
+}
+
+/// How a replica takes part in sharding.
+pub struct Sharding {
+    /// The ring.
+    pub ring: Ring,
+    /// The replica's shard name.
+    pub name: String,
+    /// The coordinator's election; also the timing of the shard's own Lease.
+    pub election: LeaderElectionConfig,
+}
+
+impl ShardingArgs {
+    /// The sharding these flags ask for, given the leader election.
+    fn sharding(&self, election: Option<&LeaderElectionConfig>) -> anyhow::Result<Option<Sharding>> {
+        let Some(election) = election.filter(|_| self.sharding) else { return Ok(None) };
+        let name = match &self.shard_name {
+            Some(name) => name.clone(),
+            None => std::env::var("HOSTNAME")
+                .ok()
+                .filter(|name| !name.is_empty())
+                .context("--sharding needs --shard-name when $HOSTNAME is not set")?,
+        };
+        for (flag, value) in [("--shard-name", &name), ("--sharding-ring", &self.sharding_ring)] {
+            let valid = !value.is_empty()
+                && value.len() <= 63
+                && value.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'.')
+                && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && value.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !valid {
+                anyhow::bail!(
+                    "{flag} {value:?} must be a lowercase name of at most 63 letters, digits, '-' and '.', starting and ending \
+                     with a letter or digit: it is a Lease name and a label value"
+                );
+            }
+        }
+        let ring = Ring { name: self.sharding_ring.clone(), namespace: election.namespace.clone() };
+        Ok(Some(Sharding { ring, name, election: election.clone() }))
     }
 }
 
@@ -322,11 +383,14 @@ pub struct RunArgs {
     serve: ServeArgs,
     #[command(flatten)]
     election: LeaderElectionArgs,
+    #[command(flatten)]
+    sharding: ShardingArgs,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
-        let election = args.election.config()?;
+        let election = args.election.config(args.sharding.sharding)?;
+        let sharding = args.sharding.sharding(election.as_ref())?;
         let own_namespace = std::fs::read_to_string(POD_NAMESPACE_FILE)
             .ok()
             .map(|text| text.trim().to_owned())
@@ -335,28 +399,43 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let client = args.cluster.client(&manager.metrics()).await?;
         let version = client.apiserver_version().await.context("reaching the API server")?;
         tracing::info!(server = %version.git_version, "connected");
-        if let Some(election) = election {
+        if let Some(election) = election.filter(|_| sharding.is_none()) {
             tracing::info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity, "leader election enabled");
             manager = manager.with_leader_election(client.clone(), election);
         }
-        serve(manager, client, &args.engine, &args.operators, own_namespace).await
+        serve(manager, client, &args.engine, &args.operators, own_namespace, sharding).await
     })
 }
 
 /// Runs the engine (unless `--engine=false`) and the native operators under `manager`,
 /// sharing one set of watch caches, until SIGINT or SIGTERM, then shuts down gracefully.
-/// `own_namespace` is bosun's namespace, which never receives ConfigMapSync copies.
+/// `own_namespace` is bosun's namespace, which never receives ConfigMapSync copies. With
+/// `sharding`, everything runs only while this replica holds its shard's Lease, the engine
+/// syncs only the shard's parents, and the replica stands for election as the ring's coordinator.
 pub async fn serve(
     mut manager: Manager,
     client: kube::Client,
     engine: &EngineArgs,
     operators: &OperatorArgs,
     own_namespace: Option<String>,
+    sharding: Option<Sharding>,
 ) -> anyhow::Result<()> {
     let caches = SharedCaches::new(client.clone()).with_metrics(&manager.metrics());
+    let mut shard = None;
+    if let Some(Sharding { ring, name, election }) = sharding {
+        tracing::info!(ring = %ring.name, shard = %name, namespace = %ring.namespace, "sharding enabled");
+        let sharded = Shard::new(client.clone(), &caches, ring, name);
+        manager = manager.with_leader_election(client.clone(), sharded.lease(&election));
+        let coordinator = Coordinator::new(client.clone(), &caches, &sharded, election);
+        manager.add("sharding-coordinator", move |shutdown| coordinator.run(shutdown.requested()));
+        shard = Some(sharded);
+    }
     let configmapsync = operators.run_configmapsync(&client).await?;
     if !engine.enabled && !configmapsync {
         anyhow::bail!("--engine=false and the ConfigMapSync operator is not running: there is nothing to run");
+    }
+    if configmapsync && shard.is_some() {
+        anyhow::bail!("the ConfigMapSync operator does not run sharded yet: run it unsharded, or pass --configmapsync=false");
     }
     if configmapsync {
         let options = operators.configmapsync_options(engine, own_namespace);
@@ -367,7 +446,10 @@ pub async fn serve(
     if engine.enabled {
         let config = engine.config();
         tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
-        let engine = Engine::new(client, config).with_caches(caches).with_metrics(manager.metrics()).with_health(manager.health());
+        let mut engine = Engine::new(client, config).with_caches(caches).with_metrics(manager.metrics()).with_health(manager.health());
+        if let Some(shard) = shard {
+            engine = engine.with_shard(shard);
+        }
         manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
     }
     manager.run(bosun_runtime::shutdown_signal()).await?;

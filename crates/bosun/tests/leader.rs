@@ -123,25 +123,6 @@ async fn a_standby_takes_over_when_the_leader_dies_or_leaves() {
     assert_eq!(next, "gamma");
 }
 
-/// Which of `pids` owns the client end of the loopback connection from `peer` (found through
-/// `/proc/net/tcp` and the processes' file descriptors): the hook's way of telling engines apart.
-fn owner_of(peer: std::net::SocketAddr, pids: &[u32]) -> Option<u32> {
-    let std::net::IpAddr::V4(ip) = peer.ip() else { return None };
-    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), peer.port());
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let inode = table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str())).then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
-    })?;
-    pids.iter().copied().find(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.to_str() == Some(inode.as_str())))
-    })
-}
-
 /// When each hook call came, and from which engine process (if it could be told).
 type Calls = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Option<u32>)>>>;
 
@@ -161,7 +142,7 @@ impl RecordingHook {
         let router = axum::Router::new().route(
             "/sync",
             axum::routing::post(move |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move {
-                let owner = owner_of(peer, &known.lock().unwrap());
+                let owner = support::owner_of(peer, &known.lock().unwrap());
                 record.lock().unwrap().push((Instant::now(), owner));
                 axum::Json(serde_json::json!({}))
             }),

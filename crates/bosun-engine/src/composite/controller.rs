@@ -74,6 +74,8 @@ pub(crate) struct HostedComposite {
     pub related: Arc<crate::related::Related<ObjectKey>>,
     /// The rolling-update configuration, when a child type rolls.
     pub rolling: Option<super::rolling::Rolling>,
+    /// Tells the ring's coordinator about the parent type, when sharded.
+    _sharded: Option<bosun_runtime::sharding::Registration>,
 }
 
 impl HostedComposite {
@@ -194,7 +196,7 @@ impl HostedComposite {
             let resolved = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
             children.push(ChildType {
                 group_key: group_key(&resolved.resource.kind, &rule.api_version),
-                cache: ctx.caches.cache(&resolved.resource),
+                cache: ctx.owned.cache(&resolved.resource),
                 resource: resolved.resource,
                 namespaced: resolved.namespaced,
                 method: rule.method(),
@@ -204,7 +206,7 @@ impl HostedComposite {
             let resolved = ctx.discovery.resolve(&format!("{}/{}", crate::api::GROUP, crate::api::VERSION), "controllerrevisions").await?;
             Some(ChildType {
                 group_key: group_key(&resolved.resource.kind, &resolved.resource.api_version),
-                cache: ctx.caches.cache(&resolved.resource),
+                cache: ctx.owned.cache(&resolved.resource),
                 resource: resolved.resource,
                 namespaced: true,
                 method: ChildUpdateMethod::OnDelete,
@@ -228,7 +230,7 @@ impl HostedComposite {
         let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
         let controller = crate::hosting::hosted_controller(&ctx, "CompositeController", &name, controller, spec.resync_period_seconds);
-        let parents = ctx.caches.cache(&parent.resource);
+        let parents = ctx.owned.cache(&parent.resource);
         if spec.generate_selector == Some(true) {
             parents.add_index(GENERATED_SELECTOR_INDEX, |parent| {
                 let uid = parent.uid().unwrap_or_default();
@@ -237,7 +239,12 @@ impl HostedComposite {
         } else {
             parents.add_index(SELECTOR_INDEX, selector_index_values);
         }
+        let _sharded = ctx.shard.as_ref().map(|shard| {
+            let owned = children.iter().chain(rolling.as_ref().map(|rolling| rolling.revision_type())).map(|child| child.resource.clone());
+            shard.types().register(parent.resource.clone(), owned.collect())
+        });
         let hosted = Arc::new(HostedComposite {
+            _sharded,
             parents,
             related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), controller.queue()),
             name,

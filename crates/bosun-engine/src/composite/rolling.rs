@@ -230,6 +230,9 @@ impl HostedComposite {
         let mut labels: BTreeMap<String, String> =
             template.into_iter().flatten().filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned()))).collect();
         labels.extend(selector.match_labels.clone().unwrap_or_default());
+        if let Some(shard) = &self.ctx.shard {
+            labels.extend([shard.label()]);
+        }
         labels
     }
 }

@@ -76,6 +76,8 @@ pub(crate) struct HostedDecorator {
     pub finalize_hook: Option<HookEndpoint>,
     /// Related objects, from the customize hook.
     pub related: Arc<crate::related::Related<TargetKey>>,
+    /// Tells the ring's coordinator about the target types, when sharded.
+    _sharded: Vec<bosun_runtime::sharding::Registration>,
 }
 
 impl HostedDecorator {
@@ -149,7 +151,7 @@ impl HostedDecorator {
                 match_expressions: selector.match_expressions.clone(),
             });
             targets.push(TargetType {
-                cache: ctx.caches.cache(&resolved.resource),
+                cache: ctx.owned.cache(&resolved.resource),
                 resolved,
                 labels: rule.label_selector.clone(),
                 annotations,
@@ -167,7 +169,7 @@ impl HostedDecorator {
             };
             attachments.push(ChildType {
                 group_key: group_key(&resolved.resource.kind, &rule.api_version),
-                cache: ctx.caches.cache(&resolved.resource),
+                cache: ctx.owned.cache(&resolved.resource),
                 resource: resolved.resource,
                 namespaced: resolved.namespaced,
                 method,
@@ -186,7 +188,16 @@ impl HostedDecorator {
         let customize_hook = endpoint(HookKind::Customize, &hooks.customize)?;
         let controller_json = crate::hosting::controller_json(controller);
         let controller = crate::hosting::hosted_controller(&ctx, "DecoratorController", &name, controller, spec.resync_period_seconds);
+        let attachment_types: Vec<_> = attachments.iter().map(|attachment| attachment.resource.clone()).collect();
+        let _sharded = ctx
+            .shard
+            .iter()
+            .flat_map(|shard| {
+                targets.iter().map(|target| shard.types().register(target.resolved.resource.clone(), attachment_types.clone()))
+            })
+            .collect();
         let decorated = Arc::new(HostedDecorator {
+            _sharded,
             related: crate::related::Related::new(ctx.clone(), customize_hook, controller_json.clone(), controller.queue()),
             controller_json,
             name,

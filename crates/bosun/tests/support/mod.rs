@@ -1,6 +1,6 @@
 //! What the `bosun` command's tests share: proof that an engine process is running a
-//! CompositeController, and which one; a parent CRD and a loopback sync hook; the guide's
-//! transcripts ([`transcript`]).
+//! CompositeController, and which one; which engine process made a hook call; a parent CRD
+//! and a loopback sync hook; the guide's transcripts ([`transcript`]).
 
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
@@ -95,4 +95,23 @@ pub async fn install_parent_crd(group: &str) -> ApiResource {
     .unwrap();
     bosun_testenv::TestEnv::shared().install_crd(&crd).await;
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", "FaultParent"), "faultparents")
+}
+
+/// Which of `pids` owns the client end of the loopback connection from `peer` (found through
+/// `/proc/net/tcp` and the processes' file descriptors): the hook's way of telling engines apart.
+pub fn owner_of(peer: std::net::SocketAddr, pids: &[u32]) -> Option<u32> {
+    let std::net::IpAddr::V4(ip) = peer.ip() else { return None };
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), peer.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str())).then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
+    })?;
+    pids.iter().copied().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.to_str() == Some(inode.as_str())))
+    })
 }

@@ -1,0 +1,308 @@
+//! The ring's coordinator: whichever replica holds the leader election Lease assigns objects
+//! to shards. It watches the ring's Leases ([`super::members`]) and the parents that have no
+//! shard label yet, and
+//!
+//! - labels each unassigned parent for the shard that rendezvous hashing picks among the live
+//!   shards — after labelling the objects it already controls (sharding turned on for
+//!   existing objects), so that its shard sees them before it syncs it;
+//! - when the live shards change, asks each parent that should move off a live shard to
+//!   drain (its shard hands it over, see [`super::Shard::admit`]), and moves the parents and
+//!   children of shards that are gone itself: they have stopped working;
+//! - leaves alone an object controlled by a parent of a sharded type: it follows its parent.
+//!
+//! Every write to a parent carries the resourceVersion it was read at, so two coordinators
+//! (one losing its Lease while another takes it) cannot assign one parent twice; a pass that
+//! could not finish is repeated.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::members::Members;
+use super::shard::api_of;
+use super::{Shard, ShardedType, ring};
+use crate::{Cache, LeaderElectionConfig, LeaderElector, SharedCaches, Subscription};
+
+/// How many objects one list page or one assignment round takes.
+const PAGE: u32 = 500;
+
+/// Assigns a ring's objects while it holds the leader election Lease.
+pub struct Coordinator {
+    client: kube::Client,
+    caches: SharedCaches,
+    shard: Arc<Shard>,
+    election: LeaderElectionConfig,
+}
+
+/// The unassigned parents of one type, watched.
+struct Unassigned {
+    cache: Arc<Cache>,
+    _wake: Subscription,
+}
+
+impl Coordinator {
+    /// The coordinator of `shard`'s ring, elected with `election`, watching through `caches`
+    /// (the process's caches, not the shard's view).
+    pub fn new(client: kube::Client, caches: &SharedCaches, shard: &Arc<Shard>, election: LeaderElectionConfig) -> Self {
+        Coordinator { client, caches: caches.clone(), shard: shard.clone(), election }
+    }
+
+    /// Takes part in the election until `shutdown` completes, and coordinates while leading;
+    /// releases the Lease on shutdown.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut elector = LeaderElector::new(self.client.clone(), self.election.clone());
+        let retry = self.election.retry_period;
+        tokio::pin!(shutdown);
+        loop {
+            let acquire = async {
+                while !elector.try_once().await {
+                    tokio::time::sleep(retry).await;
+                }
+            };
+            tokio::select! {
+                () = acquire => {}
+                () = &mut shutdown => return,
+            }
+            tracing::info!(ring = %self.shard.ring().name, "coordinating the ring");
+            tokio::select! {
+                lost = elector.hold() => tracing::warn!(%lost, "no longer coordinating the ring"),
+                () = self.coordinate() => {}
+                () = &mut shutdown => {
+                    elector.release().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn coordinate(&self) {
+        let ring = self.shard.ring();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let waker = || {
+            let wake = wake.clone();
+            Arc::new(move |_: &crate::CacheEvent<'_>| wake.notify_one()) as crate::Handler
+        };
+        let leases = self.caches.selecting(ring.lease_selector()).cache(&ApiResource::erase::<Lease>(&()));
+        let _lease_events = leases.subscribe(waker());
+        leases.wait_synced().await;
+        let mut unassigned: HashMap<(String, String), Unassigned> = HashMap::new();
+        let mut members = Members::default();
+        let mut settled: Option<(BTreeSet<String>, u64)> = None;
+        loop {
+            let now = Instant::now();
+            let listed = leases.list();
+            members.observe(listed.iter().filter(|lease| lease.namespace().as_deref() == Some(&ring.namespace)).map(|lease| &**lease), now);
+            let live = members.live(now);
+            let version = self.shard.types().version();
+            let types = self.shard.types().snapshot();
+            unassigned.retain(|key, _| types.iter().any(|sharded| type_key(&sharded.parent) == *key));
+            for sharded in &types {
+                unassigned.entry(type_key(&sharded.parent)).or_insert_with(|| {
+                    let cache = self.caches.selecting(format!("!{}", ring.shard_label())).cache(&sharded.parent);
+                    Unassigned { _wake: cache.subscribe(waker()), cache }
+                });
+            }
+            if !live.is_empty() {
+                let state = (live.clone(), version);
+                if settled.as_ref() != Some(&state) {
+                    match self.rebalance(&live, &types).await {
+                        Ok(true) => settled = Some(state),
+                        Ok(false) => tracing::info!(ring = %ring.name, "some objects could not be moved yet; trying again"),
+                        Err(error) => tracing::warn!(ring = %ring.name, %error, "rebalancing failed; trying again"),
+                    }
+                }
+                if let Err(error) = self.assign(&live, &types, &unassigned).await {
+                    tracing::warn!(ring = %ring.name, %error, "assigning new objects failed; trying again");
+                }
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            // Objects created together are assigned together.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Labels the unassigned parents for their shards, after the objects they control.
+    async fn assign(
+        &self,
+        live: &BTreeSet<String>,
+        types: &[ShardedType],
+        unassigned: &HashMap<(String, String), Unassigned>,
+    ) -> Result<(), kube::Error> {
+        let label = self.shard.ring().shard_label();
+        let parent_kinds = parent_kinds(types);
+        for sharded in types {
+            let Some(watched) = unassigned.get(&type_key(&sharded.parent)).filter(|watched| watched.cache.is_synced()) else { continue };
+            let parents: Vec<Arc<DynamicObject>> = watched
+                .cache
+                .list()
+                .into_iter()
+                .filter(|parent| !follows_owner(&parent.metadata, &parent_kinds))
+                .take(PAGE as usize)
+                .collect();
+            if parents.is_empty() {
+                continue;
+            }
+            let targets: HashMap<String, String> =
+                parents.iter().filter_map(|parent| Some((parent.uid()?, owner_of(&sharded.parent, &parent.metadata, live)?))).collect();
+            for child_type in &sharded.children {
+                self.relabel_children(child_type, &format!("!{label}"), &targets).await?;
+            }
+            let mut assigned = 0;
+            for parent in &parents {
+                let Some(target) = parent.uid().and_then(|uid| targets.get(&uid)) else { continue };
+                let patch = json!({ "metadata": { "resourceVersion": parent.resource_version(), "labels": { &label: target } } });
+                if self.patch_parent(&sharded.parent, &parent.metadata, &patch).await? {
+                    assigned += 1;
+                }
+            }
+            tracing::info!(ring = %self.shard.ring().name, kind = %sharded.parent.kind, assigned, "assigned new objects to shards");
+        }
+        Ok(())
+    }
+
+    /// Moves what should move for `live` shards: drains parents off live shards, moves those
+    /// of shards that are gone. `Ok(false)` if something could not be written yet.
+    async fn rebalance(&self, live: &BTreeSet<String>, types: &[ShardedType]) -> Result<bool, kube::Error> {
+        let ring = self.shard.ring();
+        let (label, drain) = (ring.shard_label(), ring.drain_label());
+        let parent_kinds = parent_kinds(types);
+        let mut complete = true;
+        let (mut draining, mut moved) = (0, 0);
+        for sharded in types {
+            // Per parent UID, the shard its children belong with.
+            let mut shard_of: HashMap<String, String> = HashMap::new();
+            let mut orphaned = Vec::new();
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &sharded.parent);
+            for parent in list_metadata(&api, &label).await? {
+                let metadata = &parent.metadata;
+                if follows_owner(metadata, &parent_kinds) {
+                    continue;
+                }
+                let (Some(uid), Some(target)) = (metadata.uid.clone(), owner_of(&sharded.parent, metadata, live)) else { continue };
+                let labels = metadata.labels.clone().unwrap_or_default();
+                let current = labels.get(&label).cloned().unwrap_or_default();
+                if !live.contains(&current) {
+                    shard_of.insert(uid, target.clone());
+                    orphaned.push((parent.metadata, target));
+                    continue;
+                }
+                shard_of.insert(uid, current.clone());
+                let asked = labels.get(&drain);
+                let patch = if target != current && asked != Some(&target) {
+                    draining += 1;
+                    json!({ "metadata": { "resourceVersion": metadata.resource_version, "labels": { &drain: target } } })
+                } else if target == current && asked.is_some() {
+                    json!({ "metadata": { "resourceVersion": metadata.resource_version, "labels": { &drain: null } } })
+                } else {
+                    continue;
+                };
+                complete &= self.patch_parent(&sharded.parent, metadata, &patch).await?;
+            }
+            // Children of shards that are gone follow their parents, before the parents move.
+            let live_names = live.iter().map(String::as_str).collect::<Vec<_>>().join(",");
+            let gone = format!("{label},{label} notin ({live_names})");
+            for child_type in &sharded.children {
+                self.relabel_children(child_type, &gone, &shard_of).await?;
+            }
+            for (metadata, target) in orphaned {
+                let patch =
+                    json!({ "metadata": { "resourceVersion": metadata.resource_version, "labels": { &label: target, &drain: null } } });
+                let written = self.patch_parent(&sharded.parent, &metadata, &patch).await?;
+                moved += usize::from(written);
+                complete &= written;
+            }
+        }
+        tracing::info!(ring = %ring.name, shards = ?live, draining, moved, "rebalanced the ring");
+        Ok(complete)
+    }
+
+    /// Labels the objects of `child_type` that `selector` selects for their controller's
+    /// shard in `shard_of` (by controller UID).
+    async fn relabel_children(
+        &self,
+        child_type: &ApiResource,
+        selector: &str,
+        shard_of: &HashMap<String, String>,
+    ) -> Result<(), kube::Error> {
+        if shard_of.is_empty() {
+            return Ok(());
+        }
+        let label = self.shard.ring().shard_label();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), child_type);
+        for child in list_metadata(&api, selector).await? {
+            let controller = child.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
+            let Some(target) = controller.and_then(|owner| shard_of.get(&owner.uid)) else { continue };
+            let patch = json!({ "metadata": { "labels": { &label: target } } });
+            let api = api_of(&self.client, child_type, child.metadata.namespace.as_deref());
+            match api.patch(child.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `patch` on a parent; `false` if it changed or went meanwhile.
+    async fn patch_parent(&self, resource: &ApiResource, metadata: &ObjectMeta, patch: &serde_json::Value) -> Result<bool, kube::Error> {
+        let api = api_of(&self.client, resource, metadata.namespace.as_deref());
+        match api.patch(metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Every object of `api` that `selector` selects, metadata only, a page at a time.
+async fn list_metadata(api: &Api<DynamicObject>, selector: &str) -> Result<Vec<kube::core::PartialObjectMeta<DynamicObject>>, kube::Error> {
+    let mut params = ListParams::default().labels(selector).limit(PAGE);
+    let mut items = Vec::new();
+    loop {
+        let mut page = api.list_metadata(&params).await?;
+        items.append(&mut page.items);
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+fn type_key(resource: &ApiResource) -> (String, String) {
+    (resource.api_version.clone(), resource.plural.clone())
+}
+
+/// (group, kind) of every sharded parent type.
+fn parent_kinds(types: &[ShardedType]) -> HashSet<(String, String)> {
+    types.iter().map(|sharded| (sharded.parent.group.clone(), sharded.parent.kind.clone())).collect()
+}
+
+/// Whether a parent of another sharded type controls this object: then it is that parent's
+/// child, and belongs with it.
+fn follows_owner(metadata: &ObjectMeta, parent_kinds: &HashSet<(String, String)>) -> bool {
+    metadata.owner_references.iter().flatten().filter(|owner| owner.controller == Some(true)).any(|owner| {
+        let group = owner.api_version.rsplit_once('/').map_or("", |(group, _)| group);
+        parent_kinds.contains(&(group.to_owned(), owner.kind.clone()))
+    })
+}
+
+/// The live shard an object of `resource` belongs to.
+fn owner_of(resource: &ApiResource, metadata: &ObjectMeta, live: &BTreeSet<String>) -> Option<String> {
+    let key = format!(
+        "{}/{}/{}/{}",
+        resource.group,
+        resource.plural,
+        metadata.namespace.as_deref().unwrap_or_default(),
+        metadata.name.as_deref().unwrap_or_default()
+    );
+    ring::owner(&key, live.iter().map(String::as_str)).map(str::to_owned)
+}

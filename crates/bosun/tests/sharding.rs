@@ -1,0 +1,293 @@
+//! Sharding with real `bosun run --sharding` processes: three replicas split 300 parents
+//! roughly evenly; when one is killed with SIGKILL the others take its parents over once its
+//! Lease has expired; a fourth replica takes about a third of the parents through the drain
+//! handshake; when all but one leave, that one syncs everything. Through all of it the hook
+//! records every sync (parent, process, start, end), and no two syncs of one parent overlap.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bosun_testenv::ManagedProcess;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+const PARENTS: usize = 300;
+
+/// One hook call: the parent, the process that made it, when it started and ended.
+type Sync = (String, Option<u32>, Instant, Instant);
+
+/// A sync hook on 127.0.0.1 that records every call and takes a moment over each, so that two
+/// syncs of one parent at once would be caught: one ConfigMap per parent and the parent's
+/// `spec.version` in its status.
+struct RecordingHook {
+    url: String,
+    syncs: Arc<Mutex<Vec<Sync>>>,
+    pids: Arc<Mutex<Vec<u32>>>,
+}
+
+impl RecordingHook {
+    async fn start() -> RecordingHook {
+        use axum::extract::ConnectInfo;
+        let (syncs, pids) = <(Arc<Mutex<Vec<Sync>>>, Arc<Mutex<Vec<u32>>>)>::default();
+        let (record, known) = (syncs.clone(), pids.clone());
+        let router = axum::Router::new().route(
+            "/sync",
+            axum::routing::post(
+                move |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, axum::Json(request): axum::Json<serde_json::Value>| async move {
+                    let started = Instant::now();
+                    let process = support::owner_of(peer, &known.lock().unwrap());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let parent = &request["parent"];
+                    let name = parent["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                    let version = parent["spec"]["version"].clone();
+                    let child = json!({
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": { "name": format!("{name}-config") },
+                        "data": { "version": version.to_string() },
+                    });
+                    record.lock().unwrap().push((name, process, started, Instant::now()));
+                    axum::Json(json!({ "status": { "version": version }, "children": [child] }))
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sync", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        });
+        RecordingHook { url, syncs, pids }
+    }
+
+    /// Pairs of syncs of one parent that overlapped in time.
+    fn overlaps(&self) -> Vec<String> {
+        let mut by_parent: BTreeMap<String, Vec<(Instant, Instant, Option<u32>)>> = BTreeMap::new();
+        for (parent, process, start, end) in self.syncs.lock().unwrap().iter() {
+            by_parent.entry(parent.clone()).or_default().push((*start, *end, *process));
+        }
+        let mut overlaps = Vec::new();
+        for (parent, mut syncs) in by_parent {
+            syncs.sort();
+            for pair in syncs.windows(2) {
+                if pair[1].0 < pair[0].1 {
+                    overlaps.push(format!("{parent}: a sync by {:?} started while one by {:?} ran", pair[1].2, pair[0].2));
+                }
+            }
+        }
+        overlaps
+    }
+}
+
+/// The test's ring: its replicas, the parents' API and labels.
+struct Ring {
+    namespace: String,
+    suffix: String,
+    parents: Api<DynamicObject>,
+    label: String,
+    replicas: BTreeMap<&'static str, ManagedProcess>,
+}
+
+impl Ring {
+    fn start(&mut self, name: &'static str, hook: &RecordingHook) {
+        let args: Vec<String> = [
+            "run",
+            "--sharding",
+            "--shard-name",
+            name,
+            "--sharding-ring",
+            &format!("t{}", self.suffix),
+            "--leader-election-namespace",
+            &self.namespace,
+            "--leader-election-id",
+            &format!("coordinator-{}", self.suffix),
+            "--leader-election-lease-duration=4s",
+            "--leader-election-renew-deadline=3s",
+            "--leader-election-retry-period=500ms",
+            "--configmapsync=false",
+            "--metrics-address=0",
+            "--health-probe-bind-address=0",
+            "--discovery-interval=1s",
+            &format!("--target-label-selector=shard={}", self.suffix),
+            "--kubeconfig",
+            bosun_testenv::TestEnv::shared().control_plane().kubeconfig_path().to_str().unwrap(),
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        let log = std::env::temp_dir().join(format!("bosun-sharding-{}-{name}.log", self.suffix));
+        let process = ManagedProcess::spawn(name, env!("CARGO_BIN_EXE_bosun").as_ref(), &args, log).unwrap();
+        hook.pids.lock().unwrap().push(process.pid());
+        self.replicas.insert(name, process);
+    }
+
+    /// Waits until every parent is assigned to one of `shards`, has synced `version` (in its
+    /// status) and its ConfigMap carries the version and its parent's shard label; returns the
+    /// assignment.
+    async fn converged(&self, shards: &[&str], version: u64) -> BTreeMap<String, String> {
+        let config_maps: Api<DynamicObject> = Api::namespaced_with(
+            self.parents.clone().into_client(),
+            &self.namespace,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        let what = format!("{PARENTS} parents on {shards:?} at version {version}, with their children");
+        let wait = async || {
+            let parents = self.parents.list(&ListParams::default()).await.unwrap().items;
+            let children: BTreeMap<String, DynamicObject> =
+                config_maps.list(&ListParams::default()).await.unwrap().items.into_iter().map(|child| (child.name_any(), child)).collect();
+            let mut assignment = BTreeMap::new();
+            for parent in &parents {
+                let shard = parent.labels().get(&self.label).filter(|shard| shards.contains(&shard.as_str()))?;
+                (parent.data["status"]["version"] == json!(version)).then_some(())?;
+                let child = children.get(&format!("{}-config", parent.name_any()))?;
+                (child.data["data"]["version"] == json!(version.to_string()) && child.labels().get(&self.label) == Some(shard))
+                    .then_some(())?;
+                assignment.insert(parent.name_any(), shard.clone());
+            }
+            (assignment.len() == PARENTS).then_some(assignment)
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(assignment) = wait().await {
+                return assignment;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> =
+                    self.replicas.values().map(|replica| format!("--- {}:\n{}", replica.name(), replica.log_tail(15))).collect();
+                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Sets `spec.version` of every parent.
+    async fn set_version(&self, version: u64) {
+        for index in 0..PARENTS {
+            let patch = json!({ "spec": { "version": version } });
+            self.parents.patch(&format!("p-{index}"), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        }
+    }
+}
+
+fn count(assignment: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for shard in assignment.values() {
+        *counts.entry(shard.clone()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_the_parents_and_never_sync_one_at_the_same_time() {
+    let env = bosun_testenv::TestEnv::shared();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    let suffix = bosun_testenv::unique_suffix();
+    let resource = support::install_parent_crd(&format!("sharding-{suffix}.bosun.dev")).await;
+    let namespace = env.namespace("sharding").await;
+    let hook = RecordingHook::start().await;
+    let mut ring = Ring {
+        parents: Api::namespaced_with(client.clone(), &namespace, &resource),
+        label: format!("shard.bosun.dev/t{suffix}"),
+        namespace: namespace.clone(),
+        suffix: suffix.clone(),
+        replicas: BTreeMap::new(),
+    };
+    for name in ["shard-a", "shard-b", "shard-c"] {
+        ring.start(name, &hook);
+    }
+    let controller: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1",
+        "kind": "CompositeController",
+        "metadata": { "name": format!("sharded-{suffix}"), "labels": { "shard": suffix } },
+        "spec": {
+            "generateSelector": true,
+            "parentResource": { "apiVersion": resource.api_version, "resource": "faultparents" },
+            "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
+            "hooks": { "sync": { "webhook": { "url": hook.url } } },
+        },
+    }))
+    .unwrap();
+    let controllers = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &controllers).create(&PostParams::default(), &controller).await.unwrap();
+    let created = Instant::now();
+    for index in 0..PARENTS {
+        let parent: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": resource.api_version, "kind": "FaultParent",
+            "metadata": { "name": format!("p-{index}") },
+            "spec": { "version": 1 },
+        }))
+        .unwrap();
+        ring.parents.create(&PostParams::default(), &parent).await.unwrap();
+    }
+
+    // Three replicas: each syncs about a third.
+    let first = ring.converged(&["shard-a", "shard-b", "shard-c"], 1).await;
+    let counts = count(&first);
+    println!("{PARENTS} parents created and synced by 3 replicas in {:.1} s: {counts:?}", created.elapsed().as_secs_f64());
+    assert_eq!(counts.len(), 3, "every replica has parents: {counts:?}");
+    assert!(counts.values().all(|count| (60..=140).contains(count)), "roughly even: {counts:?}");
+
+    // kill -9: the others take its parents over once its Lease has expired.
+    let victim = "shard-b";
+    let pid = ring.replicas[victim].pid();
+    #[allow(unsafe_code)]
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL)
+    };
+    let killed = Instant::now();
+    ring.set_version(2).await;
+    let second = ring.converged(&["shard-a", "shard-c"], 2).await;
+    println!(
+        "after SIGKILL of {victim}: all {PARENTS} parents synced by the other two in {:.1} s (lease duration 4 s): {:?}",
+        killed.elapsed().as_secs_f64(),
+        count(&second)
+    );
+    for (parent, shard) in &first {
+        if shard != victim {
+            assert_eq!(&second[parent], shard, "{parent} moved though its replica stayed");
+        }
+    }
+
+    // A new replica takes about a third, only from the others and through the drain
+    // handshake — while every parent changes, so that syncs are running as parents move.
+    ring.start("shard-d", &hook);
+    let joined = Instant::now();
+    ring.set_version(3).await;
+    let third = loop {
+        let assignment = ring.converged(&["shard-a", "shard-c", "shard-d"], 3).await;
+        if assignment.values().any(|shard| shard == "shard-d") {
+            break assignment;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let moved: Vec<&String> = third.keys().filter(|parent| second[*parent] != third[*parent]).collect();
+    println!(
+        "shard-d joined: {} of {PARENTS} parents moved to it, all synced in {:.1} s: {:?}",
+        moved.len(),
+        joined.elapsed().as_secs_f64(),
+        count(&third)
+    );
+    assert!((60..=140).contains(&moved.len()), "about a third moves: {}", moved.len());
+    assert!(moved.iter().all(|parent| third[*parent] == "shard-d"), "parents move only to the new replica");
+
+    // All but one leave cleanly: the last one syncs everything.
+    for leaving in ["shard-a", "shard-c"] {
+        let status = ring.replicas.get_mut(leaving).unwrap().stop(Duration::from_secs(20));
+        assert!(status.is_some_and(|status| status.success()), "{leaving} exits cleanly on SIGTERM");
+    }
+    let left = Instant::now();
+    ring.set_version(4).await;
+    ring.converged(&["shard-d"], 4).await;
+    println!("two replicas left cleanly: all parents synced by shard-d in {:.1} s", left.elapsed().as_secs_f64());
+
+    let overlaps = hook.overlaps();
+    let syncs = hook.syncs.lock().unwrap().len();
+    println!("{syncs} syncs recorded, {} overlapping", overlaps.len());
+    assert!(overlaps.is_empty(), "two syncs of one parent ran at once:\n{}", overlaps.join("\n"));
+    let processes: BTreeSet<Option<u32>> = hook.syncs.lock().unwrap().iter().map(|(_, process, _, _)| *process).collect();
+    assert!(processes.len() >= 4, "every replica synced: {processes:?}");
+}
