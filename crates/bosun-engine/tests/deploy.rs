@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bosun_engine::{Engine, EngineConfig};
+use bosun_runtime::sharding::{Coordinator, Ring, Shard};
 use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig};
 use bosun_testenv::{Component, TestEnv};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -61,6 +62,31 @@ async fn the_kustomization_applies() {
     ] {
         assert!(applied.contains(object), "{object} missing from:\n{applied}");
     }
+
+    // With the sharding component enabled as the kustomization's comment says.
+    let copy = std::env::temp_dir().join(format!("bosun-deploy-{}", bosun_testenv::unique_suffix()));
+    copy_dir(&deploy_dir(), &copy);
+    let kustomization = std::fs::read_to_string(copy.join("kustomization.yaml")).unwrap();
+    let enabled = kustomization.replace("# components:\n# - sharding", "components:\n- sharding");
+    assert_ne!(enabled, kustomization, "deploy/kustomization.yaml has the sharding lines to uncomment");
+    std::fs::write(copy.join("kustomization.yaml"), enabled).unwrap();
+    let sharded = run(&kubectl, &["kustomize", &copy.display().to_string()], None);
+    std::fs::remove_dir_all(&copy).unwrap();
+    assert!(sharded.contains("- --sharding\n") && sharded.contains("replicas: 3"), "{sharded}");
+    let applied = dry_run(env, &sharded).await;
+    assert!(applied.contains("role.rbac.authorization.k8s.io/bosun-sharding serverside-applied (server dry run)"), "{applied}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }
 
 #[tokio::test]
@@ -91,17 +117,34 @@ async fn the_helm_chart_renders_and_applies() {
     assert!(!without_election.contains("--leader-election") && !without_election.contains("kind: Role\n"));
     let without_configmapsync = run(&helm, &["template", "bosun", &chart, "--set", "configMapSync.enabled=false"], None);
     assert!(without_configmapsync.contains("--configmapsync=false") && !without_configmapsync.contains("bosun-configmapsync"));
+    let sharded = run(&helm, &["template", "bosun", &chart, "--set", "sharding.enabled=true,leaderElection.enabled=false"], None);
+    assert!(sharded.contains("- --sharding\n") && sharded.contains("- --sharding-ring=bosun"), "{sharded}");
+    assert!(sharded.contains("verbs: [get, list, create, update, delete]"), "the coordinator's Lease rights: {sharded}");
 }
 
 #[tokio::test]
 async fn the_engine_runs_with_only_the_deployed_rbac() {
+    engine_runs_with_only_the_deployed_rbac(false).await;
+}
+
+#[tokio::test]
+async fn the_sharded_engine_runs_with_only_the_deployed_rbac() {
+    engine_runs_with_only_the_deployed_rbac(true).await;
+}
+
+/// Runs the engine as bosun's ServiceAccount with only the RBAC of `deploy/rbac.yaml` (and,
+/// `sharded`, of `deploy/sharding/rbac.yaml`, as a one-replica ring that coordinates itself).
+async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
     let env = TestEnv::shared();
     let admin = env.client();
     bosun_engine::install_crds(&admin).await.unwrap();
     let system = env.namespace("bosun-rbac").await;
+    let mut rbac = std::fs::read_to_string(deploy_dir().join("rbac.yaml")).unwrap();
+    if sharded {
+        rbac = format!("{rbac}\n---\n{}", std::fs::read_to_string(deploy_dir().join("sharding/rbac.yaml")).unwrap());
+    }
     // Cluster-scoped names made unique, so the other tests' dry runs do not meet them.
-    let rbac = std::fs::read_to_string(deploy_dir().join("rbac.yaml"))
-        .unwrap()
+    let rbac = rbac
         .replace("bosun-system", &system)
         .replace("name: bosun-engine", &format!("name: {system}-engine"))
         .replace("name: bosun-configmapsync", &format!("name: {system}-configmapsync"));
@@ -128,11 +171,12 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
     // A user's controller over Things and ConfigMaps, granted by aggregation, as the Greeting
     // example's rbac.yaml does.
     let namespace = env.namespace("rbac-parents").await;
-    let things = install_thing_crd(env, &bosun_testenv::unique_suffix(), true).await;
+    let suffix = bosun_testenv::unique_suffix();
+    let things = install_thing_crd(env, &suffix, true).await;
     let grant: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
-        "metadata": { "name": "bosun-things", "labels": { "bosun.dev/aggregate-to-engine": "true" } },
+        "metadata": { "name": format!("bosun-things-{suffix}"), "labels": { "bosun.dev/aggregate-to-engine": "true" } },
         "rules": [
             { "apiGroups": [things.group], "resources": ["things"], "verbs": ["get", "list", "watch", "patch"] },
             { "apiGroups": [things.group], "resources": ["things/status"], "verbs": ["patch"] },
@@ -142,15 +186,30 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
     .unwrap();
     let cluster_roles =
         Api::<DynamicObject>::all_with(admin.clone(), &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()));
-    cluster_roles.patch("bosun-things", &PatchParams::apply("test").force(), &Patch::Apply(&grant)).await.unwrap();
+    cluster_roles.patch(&format!("bosun-things-{suffix}"), &PatchParams::apply("test").force(), &Patch::Apply(&grant)).await.unwrap();
 
-    // The engine as the ServiceAccount, with leader election in its namespace.
+    // The engine as the ServiceAccount, with leader election (and sharding) in its namespace.
     let engine_client = env.service_account_client(&system, "bosun").await;
     let mut manager =
-        Manager::new(ManagerConfig { metrics_address: None, health_address: None, shutdown_timeout: Duration::from_secs(10) })
-            .with_leader_election(engine_client.clone(), LeaderElectionConfig::new("bosun", &system));
-    let engine = Engine::new(engine_client, EngineConfig { discovery_interval: Duration::from_millis(500), ..Default::default() })
-        .with_metrics(manager.metrics());
+        Manager::new(ManagerConfig { metrics_address: None, health_address: None, shutdown_timeout: Duration::from_secs(10) });
+    let election = LeaderElectionConfig::new("bosun", &system);
+    let caches = bosun_runtime::SharedCaches::new(engine_client.clone());
+    let config = EngineConfig {
+        discovery_interval: Duration::from_millis(500),
+        target_label_selector: Some(bosun_engine::selector::parse(&format!("rbac-test={suffix}")).unwrap()),
+        ..Default::default()
+    };
+    let mut engine = Engine::new(engine_client.clone(), config).with_caches(caches.clone()).with_metrics(manager.metrics());
+    let ring = Ring { name: format!("rbac-{}", bosun_testenv::unique_suffix()), namespace: system.clone() };
+    if sharded {
+        let shard = Shard::new(engine_client.clone(), &caches, ring.clone(), "only");
+        manager = manager.with_leader_election(engine_client.clone(), shard.lease(&election));
+        let coordinator = Coordinator::new(engine_client, &caches, &shard, election, &manager.metrics());
+        manager.add("coordinator", move |shutdown| coordinator.run(shutdown.requested()));
+        engine = engine.with_shard(shard);
+    } else {
+        manager = manager.with_leader_election(engine_client, election);
+    }
     manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
     let running = manager.start().await.unwrap();
 
@@ -159,7 +218,8 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
         "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
         "hooks": { "sync": hooks.hook("sync", json!({})) },
     });
-    create_thing_controller(&admin, "rbac-things", json!({}), &things, spec).await;
+    // Each engine of the two tests runs only its own controller.
+    create_thing_controller(&admin, &format!("rbac-{suffix}"), json!({ "rbac-test": suffix }), &things, spec).await;
     let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &things);
     let parent =
         DynamicObject::new("p", &things).data(json!({ "spec": { "selector": { "matchLabels": { "thing": "p" } }, "data": { "a": "1" } } }));
@@ -190,8 +250,17 @@ async fn the_engine_runs_with_only_the_deployed_rbac() {
         .filter_map(|event| event.message)
         .collect();
     assert!(warnings.is_empty(), "the engine was refused something: {warnings:?}");
-    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin, &system).get("bosun").await.unwrap();
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin, &system);
+    let lease = leases.get("bosun").await.unwrap();
     assert!(lease.spec.and_then(|spec| spec.holder_identity).is_some(), "the leader election Role works");
+    if sharded {
+        let shard_of = |object: &DynamicObject| object.metadata.labels.as_ref().and_then(|labels| labels.get(&ring.shard_label()).cloned());
+        assert_eq!(shard_of(&parents.get("p").await.unwrap()).as_deref(), Some("only"), "the coordinator assigned the parent");
+        let child =
+            Api::<DynamicObject>::namespaced_with(config_maps.into_client(), &namespace, &kube::api::ApiResource::erase::<ConfigMap>(&()));
+        assert_eq!(shard_of(&child.get("p-config").await.unwrap()).as_deref(), Some("only"), "the engine labelled the child");
+        assert!(leases.get_opt("only").await.unwrap().is_some(), "the shard holds its Lease");
+    }
     running.shutdown().await.unwrap();
 }
 

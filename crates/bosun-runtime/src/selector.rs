@@ -107,6 +107,27 @@ pub fn parse(text: &str) -> Result<LabelSelector, SelectorError> {
     Ok(selector)
 }
 
+/// The selector in Kubernetes' label selector syntax, as list and watch requests take it
+/// (`labelSelector=`); [`parse`] reads it back.
+pub fn to_query(selector: &LabelSelector) -> Result<String, SelectorError> {
+    let mut terms: Vec<String> = selector.match_labels.iter().flatten().map(|(key, value)| format!("{key}={value}")).collect();
+    for requirement in selector.match_expressions.iter().flatten() {
+        let values = requirement.values.as_deref().unwrap_or_default();
+        let problem = |problem| SelectorError::Values { operator: requirement.operator.clone(), key: requirement.key.clone(), problem };
+        let key = &requirement.key;
+        terms.push(match requirement.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => return Err(problem("needs values")),
+            "Exists" | "DoesNotExist" if !values.is_empty() => return Err(problem("takes no values")),
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            other => return Err(SelectorError::UnknownOperator(other.to_owned())),
+        });
+    }
+    Ok(terms.join(","))
+}
+
 /// Whether the selector has at least one term (an empty selector selects everything).
 pub fn is_empty(selector: &LabelSelector) -> bool {
     selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty) && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
@@ -160,6 +181,26 @@ mod tests {
         assert!(!matches(&parsed, &labels(&[("tier", "front"), ("env", "dev"), ("owner", "me")])).unwrap());
         assert_eq!(parse("").unwrap(), LabelSelector::default());
         assert!(parse("a b").is_err());
+    }
+
+    #[test]
+    fn selectors_print_as_queries_that_parse_back() {
+        let original = selector(json!({
+            "matchLabels": { "tier": "front" },
+            "matchExpressions": [
+                { "key": "env", "operator": "In", "values": ["prod", "staging"] },
+                { "key": "team", "operator": "NotIn", "values": ["ops"] },
+                { "key": "owner", "operator": "Exists" },
+                { "key": "legacy", "operator": "DoesNotExist" },
+            ],
+        }));
+        let query = to_query(&original).unwrap();
+        assert_eq!(query, "tier=front,env in (prod,staging),team notin (ops),owner,!legacy");
+        let parsed = parse(&query).unwrap();
+        for object in [labels(&[("tier", "front"), ("env", "prod"), ("owner", "me")]), labels(&[("tier", "front"), ("owner", "me")])] {
+            assert_eq!(matches(&parsed, &object).unwrap(), matches(&original, &object).unwrap(), "{object:?}");
+        }
+        assert_eq!(to_query(&LabelSelector::default()).unwrap(), "");
     }
 
     proptest! {

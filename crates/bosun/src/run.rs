@@ -426,7 +426,7 @@ pub async fn serve(
         tracing::info!(ring = %ring.name, shard = %name, namespace = %ring.namespace, "sharding enabled");
         let sharded = Shard::new(client.clone(), &caches, ring, name);
         manager = manager.with_leader_election(client.clone(), sharded.lease(&election));
-        let coordinator = Coordinator::new(client.clone(), &caches, &sharded, election);
+        let coordinator = Coordinator::new(client.clone(), &caches, &sharded, election, &manager.metrics());
         manager.add("sharding-coordinator", move |shutdown| coordinator.run(shutdown.requested()));
         shard = Some(sharded);
     }
@@ -434,13 +434,14 @@ pub async fn serve(
     if !engine.enabled && !configmapsync {
         anyhow::bail!("--engine=false and the ConfigMapSync operator is not running: there is nothing to run");
     }
-    if configmapsync && shard.is_some() {
-        anyhow::bail!("the ConfigMapSync operator does not run sharded yet: run it unsharded, or pass --configmapsync=false");
-    }
     if configmapsync {
         let options = operators.configmapsync_options(engine, own_namespace);
         tracing::info!(workers = options.workers, require_consent = options.require_consent, "ConfigMapSync operator starting");
-        let controller = ConfigMapSyncController::new(client.clone(), &caches, manager.metrics(), options).with_health(&manager.health());
+        let controller = match &shard {
+            Some(shard) => ConfigMapSyncController::sharded(client.clone(), &caches, shard, manager.metrics(), options),
+            None => ConfigMapSyncController::new(client.clone(), &caches, manager.metrics(), options),
+        };
+        let controller = controller.with_health(&manager.health());
         manager.add("configmapsync", move |shutdown| controller.run(shutdown.requested()));
     }
     if engine.enabled {

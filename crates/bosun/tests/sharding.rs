@@ -3,6 +3,7 @@
 //! Lease has expired; a fourth replica takes about a third of the parents through the drain
 //! handshake; when all but one leave, that one syncs everything. Through all of it the hook
 //! records every sync (parent, process, start, end), and no two syncs of one parent overlap.
+//! DecoratorController targets and ConfigMapSyncs are shared and taken over the same way.
 
 mod support;
 
@@ -41,6 +42,13 @@ impl RecordingHook {
                     let started = Instant::now();
                     let process = support::owner_of(peer, &known.lock().unwrap());
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                    // A DecoratorController's target: labelled with its data's version.
+                    if let Some(target) = request.get("object") {
+                        let name = target["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                        let version = target["data"]["version"].clone();
+                        record.lock().unwrap().push((name, process, started, Instant::now()));
+                        return axum::Json(json!({ "labels": { "decorated": version } }));
+                    }
                     let parent = &request["parent"];
                     let name = parent["metadata"]["name"].as_str().unwrap_or_default().to_owned();
                     let version = parent["spec"]["version"].clone();
@@ -92,6 +100,10 @@ struct Ring {
 
 impl Ring {
     fn start(&mut self, name: &'static str, hook: &RecordingHook) {
+        self.start_with(name, hook, "--configmapsync=false");
+    }
+
+    fn start_with(&mut self, name: &'static str, hook: &RecordingHook, operators: &str) {
         let args: Vec<String> = [
             "run",
             "--sharding",
@@ -106,7 +118,7 @@ impl Ring {
             "--leader-election-lease-duration=4s",
             "--leader-election-renew-deadline=3s",
             "--leader-election-retry-period=500ms",
-            "--configmapsync=false",
+            operators,
             "--metrics-address=0",
             "--health-probe-bind-address=0",
             "--discovery-interval=1s",
@@ -133,7 +145,7 @@ impl Ring {
             &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         );
         let what = format!("{PARENTS} parents on {shards:?} at version {version}, with their children");
-        let wait = async || {
+        self.eventually(&what, async || {
             let parents = self.parents.list(&ListParams::default()).await.unwrap().items;
             let children: BTreeMap<String, DynamicObject> =
                 config_maps.list(&ListParams::default()).await.unwrap().items.into_iter().map(|child| (child.name_any(), child)).collect();
@@ -147,16 +159,26 @@ impl Ring {
                 assignment.insert(parent.name_any(), shard.clone());
             }
             (assignment.len() == PARENTS).then_some(assignment)
-        };
+        })
+        .await
+    }
+
+    /// Fails the test, with the end of every replica's log.
+    fn fail(&self, what: &str) -> ! {
+        let logs: Vec<String> =
+            self.replicas.values().map(|replica| format!("--- {}:\n{}", replica.name(), replica.log_tail(15))).collect();
+        panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+    }
+
+    /// Waits until `check` returns something, for at most two minutes.
+    async fn eventually<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Some(assignment) = wait().await {
-                return assignment;
+            if let Some(value) = check().await {
+                return value;
             }
             if Instant::now() > deadline {
-                let logs: Vec<String> =
-                    self.replicas.values().map(|replica| format!("--- {}:\n{}", replica.name(), replica.log_tail(15))).collect();
-                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+                self.fail(what);
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -284,10 +306,116 @@ async fn replicas_share_the_parents_and_never_sync_one_at_the_same_time() {
     ring.converged(&["shard-d"], 4).await;
     println!("two replicas left cleanly: all parents synced by shard-d in {:.1} s", left.elapsed().as_secs_f64());
 
+    // The Leases of the replicas that are gone are removed once nothing is assigned to them.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!("sharding.bosun.dev/ring=t{suffix}");
+    ring.eventually("only shard-d's Lease left", async || {
+        let names: Vec<String> =
+            leases.list(&ListParams::default().labels(&selector)).await.unwrap().items.iter().map(|lease| lease.name_any()).collect();
+        (names == ["shard-d"]).then_some(())
+    })
+    .await;
+
     let overlaps = hook.overlaps();
     let syncs = hook.syncs.lock().unwrap().len();
     println!("{syncs} syncs recorded, {} overlapping", overlaps.len());
     assert!(overlaps.is_empty(), "two syncs of one parent ran at once:\n{}", overlaps.join("\n"));
     let processes: BTreeSet<Option<u32>> = hook.syncs.lock().unwrap().iter().map(|(_, process, _, _)| *process).collect();
     assert!(processes.len() >= 4, "every replica synced: {processes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decorator_targets_and_configmapsyncs_are_shared_and_taken_over() {
+    use bosun_operators::configmapsync::{ACCEPT_FROM_ANNOTATION, ConfigMapSync};
+    const TARGETS: usize = 20;
+    let env = bosun_testenv::TestEnv::shared();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    bosun_operators::install_crds(&client).await.unwrap();
+    let suffix = bosun_testenv::unique_suffix();
+    let source = env.namespace("shared-source").await;
+    let destination = env.namespace("shared-destination").await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let consent = json!({ "metadata": { "annotations": { ACCEPT_FROM_ANNOTATION: source } } });
+    namespaces.patch(&destination, &PatchParams::default(), &Patch::Merge(&consent)).await.unwrap();
+    let hook = RecordingHook::start().await;
+    let config_map_resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+    let mut ring = Ring {
+        parents: Api::namespaced_with(client.clone(), &source, &config_map_resource),
+        label: format!("shard.bosun.dev/t{suffix}"),
+        namespace: source.clone(),
+        suffix: suffix.clone(),
+        replicas: BTreeMap::new(),
+    };
+    for name in ["shard-a", "shard-b"] {
+        ring.start_with(name, &hook, "--configmapsync=true");
+    }
+    let decorator: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1",
+        "kind": "DecoratorController",
+        "metadata": { "name": format!("sharded-{suffix}"), "labels": { "shard": suffix } },
+        "spec": {
+            "resources": [{ "apiVersion": "v1", "resource": "configmaps", "labelSelector": { "matchLabels": { "decorate": suffix } } }],
+            "hooks": { "sync": { "webhook": { "url": hook.url } } },
+        },
+    }))
+    .unwrap();
+    let decorators = ApiResource::erase::<bosun_engine::api::DecoratorController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &decorators).create(&PostParams::default(), &decorator).await.unwrap();
+    let syncs: Api<ConfigMapSync> = Api::namespaced(client.clone(), &source);
+    for index in 0..TARGETS {
+        let target: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": format!("target-{index}"), "labels": { "decorate": suffix } },
+            "data": { "version": "1" },
+        }))
+        .unwrap();
+        ring.parents.create(&PostParams::default(), &target).await.unwrap();
+        let sync: ConfigMapSync = serde_json::from_value(json!({
+            "metadata": { "name": format!("sync-{index}") },
+            "spec": { "configMapName": format!("target-{index}"), "destinationNamespace": destination },
+        }))
+        .unwrap();
+        syncs.create(&PostParams::default(), &sync).await.unwrap();
+    }
+    let copies: Api<DynamicObject> = Api::namespaced_with(client.clone(), &destination, &config_map_resource);
+    let label = ring.label.clone();
+    // Every target decorated with `version` and every copy at `version`; the shards of the
+    // targets and of the ConfigMapSyncs.
+    let converged = async |ring: &Ring, shards: &[&str], version: &str| {
+        ring.eventually(&format!("{TARGETS} targets decorated and copied at version {version} by {shards:?}"), async || {
+            let mut owners = BTreeMap::new();
+            for index in 0..TARGETS {
+                let target = ring.parents.get(&format!("target-{index}")).await.unwrap();
+                let shard = target.labels().get(&label).filter(|shard| shards.contains(&shard.as_str()))?;
+                (target.labels().get("decorated").map(String::as_str) == Some(version)).then_some(())?;
+                let copy = copies.get_opt(&format!("target-{index}")).await.unwrap()?;
+                (copy.data["data"]["version"] == json!(version)).then_some(())?;
+                let sync = syncs.get(&format!("sync-{index}")).await.unwrap();
+                let sync_shard = sync.labels().get(&label).filter(|shard| shards.contains(&shard.as_str()))?;
+                owners.insert(index, (shard.clone(), sync_shard.clone()));
+            }
+            Some(owners)
+        })
+        .await
+    };
+    let owners = converged(&ring, &["shard-a", "shard-b"], "1").await;
+    for shard in ["shard-a", "shard-b"] {
+        assert!(owners.values().any(|(target, _)| target == shard), "{shard} decorates some targets: {owners:?}");
+        assert!(owners.values().any(|(_, sync)| sync == shard), "{shard} syncs some ConfigMapSyncs: {owners:?}");
+    }
+
+    let pid = ring.replicas["shard-b"].pid();
+    #[allow(unsafe_code)]
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL)
+    };
+    for index in 0..TARGETS {
+        let patch = json!({ "data": { "version": "2" } });
+        ring.parents.patch(&format!("target-{index}"), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
+    converged(&ring, &["shard-a"], "2").await;
+    let overlaps = hook.overlaps();
+    assert!(overlaps.is_empty(), "two syncs of one target ran at once:\n{}", overlaps.join("\n"));
 }

@@ -241,7 +241,7 @@ impl HostedComposite {
         }
         let _sharded = ctx.shard.as_ref().map(|shard| {
             let owned = children.iter().chain(rolling.as_ref().map(|rolling| rolling.revision_type())).map(|child| child.resource.clone());
-            shard.types().register(parent.resource.clone(), owned.collect())
+            shard.types().register(parent.resource.clone(), None, owned.collect())
         });
         let hosted = Arc::new(HostedComposite {
             _sharded,

@@ -193,7 +193,12 @@ impl HostedDecorator {
             .shard
             .iter()
             .flat_map(|shard| {
-                targets.iter().map(|target| shard.types().register(target.resolved.resource.clone(), attachment_types.clone()))
+                targets.iter().map(|target| {
+                    // Only the targets it selects by label are assigned to shards (annotations cannot be listed by).
+                    let selector = target.labels.as_ref().and_then(|labels| bosun_runtime::selector::to_query(labels).ok());
+                    let selector = selector.filter(|query| !query.is_empty());
+                    shard.types().register(target.resolved.resource.clone(), selector, attachment_types.clone())
+                })
             })
             .collect();
         let decorated = Arc::new(HostedDecorator {

@@ -10,10 +10,15 @@
 //!   ConfigMap in the way appeared or went);
 //! - a Namespace (created, deleted, relabelled, or its consent changed): the ConfigMapSyncs
 //!   naming it, and those with a namespace selector.
+//!
+//! Sharded ([`ConfigMapSyncController::sharded`]), a replica watches only its shard's
+//! ConfigMapSyncs; ConfigMaps and Namespaces it watches whole, as it must to see sources and
+//! consent, so copies carry no shard label and nothing but the ConfigMapSync moves.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use bosun_runtime::sharding::{Registration, Shard};
 use bosun_runtime::{Cache, CacheEvent, Controller, EventRecorder, Health, Metrics, ObjectKey, SharedCaches, predicate};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ApiResource, DynamicObject};
@@ -96,6 +101,9 @@ pub(super) struct Shared {
     pub namespaces: Arc<Cache>,
     pub recorder: EventRecorder,
     pub options: ConfigMapSyncOptions,
+    /// This replica's shard, when sharded.
+    pub shard: Option<Arc<Shard>>,
+    _sharded: Option<Registration>,
 }
 
 /// The ConfigMapSync operator.
@@ -120,7 +128,18 @@ pub(super) fn owner_id(namespace: &str, name: &str) -> String {
 impl ConfigMapSyncController {
     /// A controller watching through `caches`, recording metrics into `metrics`.
     pub fn new(client: Client, caches: &SharedCaches, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
-        let syncs = caches.cache(&ApiResource::erase::<ConfigMapSync>(&()));
+        Self::build(client, caches, None, metrics, options)
+    }
+
+    /// A controller of `shard`'s ConfigMapSyncs only (see [`bosun_runtime::sharding`]).
+    pub fn sharded(client: Client, caches: &SharedCaches, shard: &Arc<Shard>, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
+        Self::build(client, caches, Some(shard), metrics, options)
+    }
+
+    fn build(client: Client, caches: &SharedCaches, shard: Option<&Arc<Shard>>, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
+        let resource = ApiResource::erase::<ConfigMapSync>(&());
+        let syncs = shard.map_or(caches, |shard| shard.caches()).cache(&resource);
+        let _sharded = shard.map(|shard| shard.types().register(resource, None, Vec::new()));
         let config_maps = caches.cache(&ApiResource::erase::<ConfigMap>(&()));
         let namespaces = caches.cache(&ApiResource::erase::<Namespace>(&()));
         syncs.add_index(BY_CONFIG_MAP_NAME, |object| spec_of(object).map(|spec| spec.config_map_name).into_iter().collect());
@@ -154,6 +173,8 @@ impl ConfigMapSyncController {
             config_maps,
             namespaces,
             options,
+            shard: shard.cloned(),
+            _sharded,
         };
         ConfigMapSyncController { shared: Arc::new(shared), controller }
     }

@@ -56,6 +56,9 @@ pub enum SyncError {
     /// Some copies could not be written.
     #[error("{0}")]
     Writes(String),
+    /// Handing the ConfigMapSync over to another shard failed.
+    #[error(transparent)]
+    HandOver(#[from] bosun_runtime::sharding::HandOverError),
 }
 
 /// A problem that keeps a ConfigMapSync from being Ready: the condition's reason and message.
@@ -200,6 +203,14 @@ impl Shared {
     /// Reconciles the ConfigMapSync under `key`.
     pub(super) async fn reconcile(&self, key: &ObjectKey) -> Result<Action, SyncError> {
         let Some(object) = self.syncs.get(key) else { return Ok(Action::Done) };
+        // Sharded, it is synced only while it is this shard's, never while it is handed over.
+        let _running = match &self.shard {
+            Some(shard) => match shard.admit(&ApiResource::erase::<ConfigMapSync>(&()), &object).await? {
+                bosun_runtime::sharding::Admission::Sync(running) => Some(running),
+                bosun_runtime::sharding::Admission::Skip => return Ok(Action::Done),
+            },
+            None => None,
+        };
         let sync: ConfigMapSync = serde_json::to_value(&*object)
             .and_then(serde_json::from_value)
             .map_err(|source| SyncError::Parse { key: key.clone(), source })?;

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::members::Members;
 use super::shard::api_of;
 use super::{Shard, ShardedType, ring};
-use crate::{Cache, LeaderElectionConfig, LeaderElector, SharedCaches, Subscription};
+use crate::{Cache, LeaderElectionConfig, LeaderElector, Metrics, SharedCaches, Subscription};
 
 /// How many objects one list page or one assignment round takes.
 const PAGE: u32 = 500;
@@ -38,6 +38,7 @@ pub struct Coordinator {
     caches: SharedCaches,
     shard: Arc<Shard>,
     election: LeaderElectionConfig,
+    metrics: Metrics,
 }
 
 /// The unassigned parents of one type, watched.
@@ -48,9 +49,11 @@ struct Unassigned {
 
 impl Coordinator {
     /// The coordinator of `shard`'s ring, elected with `election`, watching through `caches`
-    /// (the process's caches, not the shard's view).
-    pub fn new(client: kube::Client, caches: &SharedCaches, shard: &Arc<Shard>, election: LeaderElectionConfig) -> Self {
-        Coordinator { client, caches: caches.clone(), shard: shard.clone(), election }
+    /// (the process's caches, not the shard's view); whether it leads is reported in
+    /// `metrics` (`leader_election_master_status`), as for unsharded leader election.
+    pub fn new(client: kube::Client, caches: &SharedCaches, shard: &Arc<Shard>, election: LeaderElectionConfig, metrics: &Metrics) -> Self {
+        metrics.set_leader(&election.lease_name, false);
+        Coordinator { client, caches: caches.clone(), shard: shard.clone(), election, metrics: metrics.clone() }
     }
 
     /// Takes part in the election until `shutdown` completes, and coordinates while leading;
@@ -70,13 +73,19 @@ impl Coordinator {
                 () = &mut shutdown => return,
             }
             tracing::info!(ring = %self.shard.ring().name, "coordinating the ring");
-            tokio::select! {
-                lost = elector.hold() => tracing::warn!(%lost, "no longer coordinating the ring"),
-                () = self.coordinate() => {}
-                () = &mut shutdown => {
-                    elector.release().await;
-                    return;
+            self.metrics.set_leader(&self.election.lease_name, true);
+            let stopping = tokio::select! {
+                lost = elector.hold() => {
+                    tracing::warn!(%lost, "no longer coordinating the ring");
+                    false
                 }
+                () = self.coordinate() => false,
+                () = &mut shutdown => true,
+            };
+            self.metrics.set_leader(&self.election.lease_name, false);
+            if stopping {
+                elector.release().await;
+                return;
             }
         }
     }
@@ -88,23 +97,37 @@ impl Coordinator {
             let wake = wake.clone();
             Arc::new(move |_: &crate::CacheEvent<'_>| wake.notify_one()) as crate::Handler
         };
-        let leases = self.caches.selecting(ring.lease_selector()).cache(&ApiResource::erase::<Lease>(&()));
-        let _lease_events = leases.subscribe(waker());
-        leases.wait_synced().await;
-        let mut unassigned: HashMap<(String, String), Unassigned> = HashMap::new();
+        // Read every round rather than watched: a handful of objects, in one namespace (no
+        // cluster-wide permission on Leases needed).
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &ring.namespace);
+        let mut unassigned: HashMap<WatchKey, Unassigned> = HashMap::new();
         let mut members = Members::default();
         let mut settled: Option<(BTreeSet<String>, u64)> = None;
         loop {
-            let now = Instant::now();
-            let listed = leases.list();
-            members.observe(listed.iter().filter(|lease| lease.namespace().as_deref() == Some(&ring.namespace)).map(|lease| &**lease), now);
-            let live = members.live(now);
+            let listed = match leases.list(&ListParams::default().labels(&ring.lease_selector())).await {
+                Ok(listed) => listed.items,
+                Err(error) => {
+                    tracing::warn!(ring = %ring.name, %error, "listing the shards' Leases failed");
+                    Vec::new()
+                }
+            };
+            members.observe(&listed, Instant::now());
+            let live = members.live(Instant::now());
             let version = self.shard.types().version();
             let types = self.shard.types().snapshot();
-            unassigned.retain(|key, _| types.iter().any(|sharded| type_key(&sharded.parent) == *key));
-            for sharded in &types {
-                unassigned.entry(type_key(&sharded.parent)).or_insert_with(|| {
-                    let cache = self.caches.selecting(format!("!{}", ring.shard_label())).cache(&sharded.parent);
+            let wanted: Vec<(WatchKey, &ApiResource)> = types
+                .iter()
+                .flat_map(|sharded| {
+                    unassigned_selectors(&ring.shard_label(), sharded)
+                        .into_iter()
+                        .map(|selector| (watch_key(&sharded.parent, &selector), &sharded.parent))
+                })
+                .collect();
+            unassigned.retain(|key, _| wanted.iter().any(|(wanted, _)| wanted == key));
+            for (key, resource) in wanted {
+                let selector = key.2.clone();
+                unassigned.entry(key).or_insert_with(|| {
+                    let cache = self.caches.selecting(selector).cache(resource);
                     Unassigned { _wake: cache.subscribe(waker()), cache }
                 });
             }
@@ -112,7 +135,18 @@ impl Coordinator {
                 let state = (live.clone(), version);
                 if settled.as_ref() != Some(&state) {
                     match self.rebalance(&live, &types).await {
-                        Ok(true) => settled = Some(state),
+                        Ok(true) => {
+                            settled = Some(state);
+                            // Nothing is assigned to the shards that are gone any more: their Leases go.
+                            let gone = listed.iter().filter(|lease| !live.contains(&lease.name_any()));
+                            for lease in gone {
+                                let preconditions = Preconditions { resource_version: lease.resource_version(), uid: None };
+                                let params = DeleteParams { preconditions: Some(preconditions), ..DeleteParams::default() };
+                                if leases.delete(&lease.name_any(), &params).await.is_ok() {
+                                    tracing::info!(ring = %ring.name, shard = %lease.name_any(), "removed the Lease of a shard that is gone");
+                                }
+                            }
+                        }
                         Ok(false) => tracing::info!(ring = %ring.name, "some objects could not be moved yet; trying again"),
                         Err(error) => tracing::warn!(ring = %ring.name, %error, "rebalancing failed; trying again"),
                     }
@@ -135,19 +169,23 @@ impl Coordinator {
         &self,
         live: &BTreeSet<String>,
         types: &[ShardedType],
-        unassigned: &HashMap<(String, String), Unassigned>,
+        unassigned: &HashMap<WatchKey, Unassigned>,
     ) -> Result<(), kube::Error> {
         let label = self.shard.ring().shard_label();
         let parent_kinds = parent_kinds(types);
         for sharded in types {
-            let Some(watched) = unassigned.get(&type_key(&sharded.parent)).filter(|watched| watched.cache.is_synced()) else { continue };
-            let parents: Vec<Arc<DynamicObject>> = watched
-                .cache
-                .list()
-                .into_iter()
-                .filter(|parent| !follows_owner(&parent.metadata, &parent_kinds))
-                .take(PAGE as usize)
-                .collect();
+            let mut parents: Vec<Arc<DynamicObject>> = Vec::new();
+            for selector in unassigned_selectors(&label, sharded) {
+                let Some(watched) = unassigned.get(&watch_key(&sharded.parent, &selector)).filter(|watched| watched.cache.is_synced())
+                else {
+                    continue;
+                };
+                let known: HashSet<String> = parents.iter().filter_map(|parent| parent.uid()).collect();
+                parents.extend(watched.cache.list().into_iter().filter(|parent| {
+                    !follows_owner(&parent.metadata, &parent_kinds) && parent.uid().is_some_and(|uid| !known.contains(&uid))
+                }));
+            }
+            parents.truncate(PAGE as usize);
             if parents.is_empty() {
                 continue;
             }
@@ -277,8 +315,20 @@ async fn list_metadata(api: &Api<DynamicObject>, selector: &str) -> Result<Vec<k
     }
 }
 
-fn type_key(resource: &ApiResource) -> (String, String) {
-    (resource.api_version.clone(), resource.plural.clone())
+/// A watch of unassigned parents: (apiVersion, plural, label selector).
+type WatchKey = (String, String, String);
+
+fn watch_key(resource: &ApiResource, selector: &str) -> WatchKey {
+    (resource.api_version.clone(), resource.plural.clone(), selector.to_owned())
+}
+
+/// The label selectors that find the unassigned parents of `sharded`: without the shard
+/// label, and selected by one of its controllers.
+fn unassigned_selectors(label: &str, sharded: &ShardedType) -> Vec<String> {
+    if sharded.selectors.is_empty() {
+        return vec![format!("!{label}")];
+    }
+    sharded.selectors.iter().map(|selector| format!("!{label},{selector}")).collect()
 }
 
 /// (group, kind) of every sharded parent type.

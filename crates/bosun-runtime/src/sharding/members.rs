@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
-use kube::api::DynamicObject;
 
 /// The ring's members as seen from the Leases over time.
 #[derive(Debug, Default)]
@@ -30,14 +30,14 @@ struct Seen {
 
 impl Members {
     /// Takes in the ring's Leases as they are at `now`.
-    pub fn observe<'a>(&mut self, leases: impl IntoIterator<Item = &'a DynamicObject>, now: Instant) {
+    pub fn observe<'a>(&mut self, leases: impl IntoIterator<Item = &'a Lease>, now: Instant) {
         let mut present = BTreeSet::new();
         for lease in leases {
             let name = lease.name_any();
-            let spec = &lease.data["spec"];
-            let holder = spec["holderIdentity"].as_str().filter(|holder| !holder.is_empty()).map(str::to_owned);
-            let record = (holder, spec["renewTime"].as_str().map(str::to_owned));
-            let duration = Duration::from_secs(spec["leaseDurationSeconds"].as_u64().unwrap_or(15));
+            let spec = lease.spec.clone().unwrap_or_default();
+            let holder = spec.holder_identity.filter(|holder| !holder.is_empty());
+            let record = (holder, spec.renew_time.map(|time| time.0.to_string()));
+            let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64);
             match self.seen.get_mut(&name) {
                 Some(seen) if seen.record == record => seen.duration = duration,
                 _ => {
@@ -65,9 +65,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn lease(name: &str, holder: Option<&str>, renewed: &str) -> DynamicObject {
+    fn lease(name: &str, holder: Option<&str>, renewed: &str) -> Lease {
         serde_json::from_value(json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": { "name": name, "namespace": "bosun-system" },
             "spec": { "holderIdentity": holder, "renewTime": renewed, "leaseDurationSeconds": 15 },
         }))
@@ -78,14 +77,22 @@ mod tests {
     fn a_shard_is_out_once_its_lease_is_released_or_not_renewed_for_the_duration() {
         let start = Instant::now();
         let mut members = Members::default();
-        members.observe(&[lease("a", Some("a"), "t1"), lease("b", Some("b"), "t1"), lease("c", None, "t1")], start);
+        members.observe(
+            &[
+                lease("a", Some("a"), "2026-12-05T10:00:01.000000Z"),
+                lease("b", Some("b"), "2026-12-05T10:00:01.000000Z"),
+                lease("c", None, "2026-12-05T10:00:01.000000Z"),
+            ],
+            start,
+        );
         assert_eq!(members.live(start), BTreeSet::from(["a".into(), "b".into()]));
         // a renews, b does not: b is out after the lease duration, counted from when it was seen.
         let later = start + Duration::from_secs(10);
-        members.observe(&[lease("a", Some("a"), "t2"), lease("b", Some("b"), "t1")], later);
+        members
+            .observe(&[lease("a", Some("a"), "2026-12-05T10:00:02.000000Z"), lease("b", Some("b"), "2026-12-05T10:00:01.000000Z")], later);
         assert_eq!(members.live(start + Duration::from_secs(16)), BTreeSet::from(["a".into()]));
         // a releases its Lease on shutdown: out at once.
-        members.observe(&[lease("a", None, "t3")], later);
+        members.observe(&[lease("a", None, "2026-12-05T10:00:03.000000Z")], later);
         assert!(members.live(later).is_empty());
     }
 }

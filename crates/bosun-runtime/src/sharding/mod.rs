@@ -66,6 +66,9 @@ impl Ring {
 pub struct ShardedType {
     /// The parents' resource.
     pub parent: ApiResource,
+    /// Label selectors (as list requests take them) of the parents reconciled; empty: all.
+    /// Only these are assigned to shards.
+    pub selectors: Vec<String>,
     /// The resources of the objects a parent controls (controller owner reference).
     pub children: Vec<ApiResource>,
 }
@@ -93,27 +96,46 @@ impl Drop for Registration {
 }
 
 impl ShardedTypes {
-    /// Registers `parent` and the types its objects control.
-    pub fn register(&self, parent: ApiResource, children: Vec<ApiResource>) -> Registration {
+    /// Registers the objects of `parent` that `selector` selects (`None`: all of them) and the
+    /// types its objects control.
+    pub fn register(&self, parent: ApiResource, selector: Option<String>, children: Vec<ApiResource>) -> Registration {
         let id = self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id, ShardedType { parent, children });
+        let selectors = selector.into_iter().collect();
+        self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id, ShardedType { parent, selectors, children });
         Registration { types: self.clone(), id }
     }
 
-    /// Every registered parent type once, with the union of its children's types.
+    /// Every registered parent type once, with the union of its selectors and of its
+    /// children's types.
     pub fn snapshot(&self) -> Vec<ShardedType> {
         let registered = self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut merged: BTreeMap<(String, String), ShardedType> = BTreeMap::new();
+        let mut merged: BTreeMap<(String, String), (ShardedType, bool)> = BTreeMap::new();
         for sharded in registered.values() {
             let key = (sharded.parent.api_version.clone(), sharded.parent.plural.clone());
-            let entry = merged.entry(key).or_insert_with(|| ShardedType { parent: sharded.parent.clone(), children: Vec::new() });
+            let (entry, all) = merged
+                .entry(key)
+                .or_insert_with(|| (ShardedType { parent: sharded.parent.clone(), selectors: Vec::new(), children: Vec::new() }, false));
+            *all |= sharded.selectors.is_empty();
+            for selector in &sharded.selectors {
+                if !entry.selectors.contains(selector) {
+                    entry.selectors.push(selector.clone());
+                }
+            }
             for child in &sharded.children {
                 if !entry.children.iter().any(|known| known.api_version == child.api_version && known.plural == child.plural) {
                     entry.children.push(child.clone());
                 }
             }
         }
-        merged.into_values().collect()
+        merged
+            .into_values()
+            .map(|(mut sharded, all)| {
+                if all {
+                    sharded.selectors.clear();
+                }
+                sharded
+            })
+            .collect()
     }
 
     /// Changes with every registration and deregistration.
