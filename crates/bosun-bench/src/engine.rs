@@ -111,6 +111,23 @@ impl EngineProcess {
         Some(kib / 1024.0)
     }
 
+    /// The sum of every sample of the counter `name` (all its label sets).
+    pub async fn counter_sum(&self, name: &str) -> anyhow::Result<f64> {
+        let prefix = format!("{name}{{");
+        let samples = self.metrics().await?;
+        Ok(samples.lines().filter(|line| line.starts_with(&prefix)).filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok()).sum())
+    }
+
+    /// Kills it with SIGKILL, as a crashed node would: no clean shutdown.
+    pub fn kill(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL)
+        };
+        let _ = self.child.wait();
+    }
+
     /// Resident memory now, in MiB.
     pub fn rss_mib(&self) -> f64 {
         self.status_field("VmRSS:").unwrap_or(f64::NAN)

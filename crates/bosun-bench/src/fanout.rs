@@ -93,7 +93,7 @@ fn children(name: &str, version: &str, child: &str) -> [Value; 3] {
 }
 
 /// The fan-out's response: three children per parent, status carrying the parent's version.
-fn three_children(request: &Value) -> Value {
+pub(crate) fn three_children(request: &Value) -> Value {
     let parent = &request["parent"];
     let name = parent["metadata"]["name"].as_str().unwrap_or_default();
     let version = parent["spec"]["version"].as_str().unwrap_or_default();
@@ -141,12 +141,12 @@ fn observed_version(object: &DynamicObject) -> Option<String> {
 }
 
 /// Watches the children labelled `child` and the parents in `namespace`.
-struct Convergence {
+pub(crate) struct Convergence {
     observers: Vec<Observer>,
 }
 
 impl Convergence {
-    async fn start(client: &Client, child: &str, namespace: &str) -> Convergence {
+    pub(crate) async fn start(client: &Client, child: &str, namespace: &str) -> Convergence {
         let selector = format!("{CHILD_LABEL}={child}");
         let mut observers = Vec::new();
         for resource in [
@@ -163,7 +163,7 @@ impl Convergence {
     }
 
     /// Waits until every child and parent carries `version`; returns when.
-    async fn until(&self, version: &str, parents: usize) -> Instant {
+    pub(crate) async fn until(&self, version: &str, parents: usize) -> Instant {
         let mut last = Instant::now();
         for observer in &self.observers {
             last = last.max(observer.until(version, parents).await);
@@ -172,7 +172,7 @@ impl Convergence {
     }
 
     /// When each parent converged on `version` (the parent observer's arrivals).
-    fn parents_converged(&self, version: &str) -> Vec<Instant> {
+    pub(crate) fn parents_converged(&self, version: &str) -> Vec<Instant> {
         self.observers.last().map(|observer| observer.arrivals(version)).unwrap_or_default()
     }
 }

@@ -11,6 +11,7 @@ mod orphans;
 mod plot;
 mod report;
 mod requests;
+mod sharding;
 
 use std::path::PathBuf;
 
@@ -82,6 +83,21 @@ enum Scenario {
         #[arg(long, default_value_t = 2000, value_name = "M")]
         orphans: usize,
     },
+    /// Sharding: the engine's fan-out (N parents × 3 children) by 1, 2, 3 … `bosun run
+    /// --sharding` replicas, one fresh control plane per replica count: fan-out time, per
+    /// replica its parents, hook calls, peak RSS and CPU, and the failover time after one
+    /// replica is killed with SIGKILL.
+    Sharding {
+        /// Parents.
+        #[arg(long, default_value_t = 30000, value_name = "N")]
+        parents: usize,
+        /// Replica counts to run, comma-separated.
+        #[arg(long, default_value = "1,2,3", value_delimiter = ',', value_name = "N,…")]
+        replicas: Vec<usize>,
+        /// Each replica's --workers.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        workers: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +124,24 @@ fn main() -> anyhow::Result<()> {
                 let report = orphans::run(&plane.client()?, plane.kubeconfig_path(), &bosun, parents, orphans).await;
                 plane.stop();
                 Ok(vec![report?])
+            }
+            Scenario::Sharding { parents, replicas, workers } => {
+                let (mut reports, mut curves) = (Vec::new(), Vec::new());
+                for count in replicas {
+                    let plane = start_plane().await?;
+                    let run = sharding::run(&plane.client()?, plane.kubeconfig_path(), &bosun, parents, count.max(1), workers.max(1)).await;
+                    plane.stop();
+                    let run = run?;
+                    curves.push(run.curve);
+                    reports.push(run.report);
+                }
+                if let Some(last) = reports.last_mut() {
+                    match plot::write(&docs, &format!("sharding-{parents}"), &curves) {
+                        Ok((path, caption)) => last.plot(path, caption),
+                        Err(error) => eprintln!("no plot: {error:#}"),
+                    }
+                }
+                Ok(reports)
             }
             Scenario::Engine { parents, strategy, workers, engine_command } => {
                 let strategies: Vec<&str> =

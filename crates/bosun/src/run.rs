@@ -291,7 +291,9 @@ impl ShardingArgs {
             }
         }
         let ring = Ring { name: self.sharding_ring.clone(), namespace: election.namespace.clone() };
-        Ok(Some(Sharding { ring, name, election: election.clone() }))
+        // The coordinator's Lease names the shard that holds it (`kubectl get lease` says which).
+        let election = LeaderElectionConfig { identity: name.clone(), ..election.clone() };
+        Ok(Some(Sharding { ring, name, election }))
     }
 }
 
