@@ -15,6 +15,8 @@
 //! could not finish is repeated.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,8 @@ use crate::{Cache, LeaderElectionConfig, LeaderElector, Metrics, SharedCaches, S
 
 /// How many objects one list page or one assignment round takes.
 const PAGE: u32 = 500;
+/// How many labels the coordinator writes at once.
+const WRITE_CONCURRENCY: usize = 32;
 
 /// Assigns a ring's objects while it holds the leader election Lease.
 pub struct Coordinator {
@@ -194,14 +198,12 @@ impl Coordinator {
             for child_type in &sharded.children {
                 self.relabel_children(child_type, &format!("!{label}"), &targets).await?;
             }
-            let mut assigned = 0;
-            for parent in &parents {
-                let Some(target) = parent.uid().and_then(|uid| targets.get(&uid)) else { continue };
+            let patches = parents.iter().filter_map(|parent| {
+                let target = targets.get(&parent.uid()?)?;
                 let patch = json!({ "metadata": { "resourceVersion": parent.resource_version(), "labels": { &label: target } } });
-                if self.patch_parent(&sharded.parent, &parent.metadata, &patch).await? {
-                    assigned += 1;
-                }
-            }
+                Some((parent.metadata.clone(), patch))
+            });
+            let (assigned, _) = self.patch_all(&sharded.parent, patches.collect()).await?;
             tracing::info!(ring = %self.shard.ring().name, kind = %sharded.parent.kind, assigned, "assigned new objects to shards");
         }
         Ok(())
@@ -218,7 +220,7 @@ impl Coordinator {
         for sharded in types {
             // Per parent UID, the shard its children belong with.
             let mut shard_of: HashMap<String, String> = HashMap::new();
-            let mut orphaned = Vec::new();
+            let (mut orphaned, mut drains) = (Vec::new(), Vec::new());
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &sharded.parent);
             for parent in list_metadata(&api, &label).await? {
                 let metadata = &parent.metadata;
@@ -230,7 +232,9 @@ impl Coordinator {
                 let current = labels.get(&label).cloned().unwrap_or_default();
                 if !live.contains(&current) {
                     shard_of.insert(uid, target.clone());
-                    orphaned.push((parent.metadata, target));
+                    let patch =
+                        json!({ "metadata": { "resourceVersion": metadata.resource_version, "labels": { &label: target, &drain: null } } });
+                    orphaned.push((parent.metadata, patch));
                     continue;
                 }
                 shard_of.insert(uid, current.clone());
@@ -243,21 +247,19 @@ impl Coordinator {
                 } else {
                     continue;
                 };
-                complete &= self.patch_parent(&sharded.parent, metadata, &patch).await?;
+                drains.push((parent.metadata, patch));
             }
+            let (written, tried) = self.patch_all(&sharded.parent, drains).await?;
+            complete &= written == tried;
             // Children of shards that are gone follow their parents, before the parents move.
             let live_names = live.iter().map(String::as_str).collect::<Vec<_>>().join(",");
             let gone = format!("{label},{label} notin ({live_names})");
             for child_type in &sharded.children {
                 self.relabel_children(child_type, &gone, &shard_of).await?;
             }
-            for (metadata, target) in orphaned {
-                let patch =
-                    json!({ "metadata": { "resourceVersion": metadata.resource_version, "labels": { &label: target, &drain: null } } });
-                let written = self.patch_parent(&sharded.parent, &metadata, &patch).await?;
-                moved += usize::from(written);
-                complete &= written;
-            }
+            let (written, tried) = self.patch_all(&sharded.parent, orphaned).await?;
+            moved += written;
+            complete &= written == tried;
         }
         tracing::info!(ring = %ring.name, shards = ?live, draining, moved, "rebalanced the ring");
         Ok(complete)
@@ -276,28 +278,37 @@ impl Coordinator {
         }
         let label = self.shard.ring().shard_label();
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), child_type);
-        for child in list_metadata(&api, selector).await? {
+        let patches = list_metadata(&api, selector).await?.into_iter().filter_map(|child| {
             let controller = child.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
-            let Some(target) = controller.and_then(|owner| shard_of.get(&owner.uid)) else { continue };
+            let target = controller.and_then(|owner| shard_of.get(&owner.uid))?;
             let patch = json!({ "metadata": { "labels": { &label: target } } });
-            let api = api_of(&self.client, child_type, child.metadata.namespace.as_deref());
-            match api.patch(child.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
+            Some((child.metadata, patch))
+        });
+        self.patch_all(child_type, patches.collect()).await.map(drop)
     }
 
-    /// Writes `patch` on a parent; `false` if it changed or went meanwhile.
-    async fn patch_parent(&self, resource: &ApiResource, metadata: &ObjectMeta, patch: &serde_json::Value) -> Result<bool, kube::Error> {
-        let api = api_of(&self.client, resource, metadata.namespace.as_deref());
-        match api.patch(metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
-            Err(error) => Err(error),
+    /// Writes each merge patch on its object, a few at a time; (written, tried): an object
+    /// that changed (the patch's resourceVersion precondition failed) or went is not written.
+    async fn patch_all(
+        &self,
+        resource: &ApiResource,
+        patches: Vec<(ObjectMeta, serde_json::Value)>,
+    ) -> Result<(usize, usize), kube::Error> {
+        let tried = patches.len();
+        let writes = patches.into_iter().map(|(metadata, patch)| async move {
+            let api = api_of(&self.client, resource, metadata.namespace.as_deref());
+            match api.patch(metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
+                Err(error) => Err(error),
+            }
+        });
+        let results: Vec<Result<bool, kube::Error>> = futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).collect().await;
+        let mut written = 0;
+        for result in results {
+            written += usize::from(result?);
         }
+        Ok((written, tried))
     }
 }
 
