@@ -3,7 +3,8 @@
 //! Lease has expired; a fourth replica takes about a third of the parents through the drain
 //! handshake; when all but one leave, that one syncs everything. Through all of it the hook
 //! records every sync (parent, process, start, end), and no two syncs of one parent overlap.
-//! DecoratorController targets and ConfigMapSyncs are shared and taken over the same way.
+//! DecoratorController targets and ConfigMapSyncs are shared and taken over the same way. A
+//! replica cut off from the API server stops syncing before another takes its parents.
 
 mod support;
 
@@ -100,10 +101,10 @@ struct Ring {
 
 impl Ring {
     fn start(&mut self, name: &'static str, hook: &RecordingHook) {
-        self.start_with(name, hook, "--configmapsync=false");
+        self.start_with(name, hook, "--configmapsync=false", bosun_testenv::TestEnv::shared().control_plane().kubeconfig_path());
     }
 
-    fn start_with(&mut self, name: &'static str, hook: &RecordingHook, operators: &str) {
+    fn start_with(&mut self, name: &'static str, hook: &RecordingHook, operators: &str, kubeconfig: &std::path::Path) {
         let args: Vec<String> = [
             "run",
             "--sharding",
@@ -124,7 +125,7 @@ impl Ring {
             "--discovery-interval=1s",
             &format!("--target-label-selector=shard={}", self.suffix),
             "--kubeconfig",
-            bosun_testenv::TestEnv::shared().control_plane().kubeconfig_path().to_str().unwrap(),
+            kubeconfig.to_str().unwrap(),
         ]
         .iter()
         .map(|arg| arg.to_string())
@@ -348,7 +349,7 @@ async fn decorator_targets_and_configmapsyncs_are_shared_and_taken_over() {
         replicas: BTreeMap::new(),
     };
     for name in ["shard-a", "shard-b"] {
-        ring.start_with(name, &hook, "--configmapsync=true");
+        ring.start_with(name, &hook, "--configmapsync=true", env.control_plane().kubeconfig_path());
     }
     let decorator: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "metacontroller.k8s.io/v1alpha1",
@@ -418,4 +419,107 @@ async fn decorator_targets_and_configmapsyncs_are_shared_and_taken_over() {
     converged(&ring, &["shard-a"], "2").await;
     let overlaps = hook.overlaps();
     assert!(overlaps.is_empty(), "two syncs of one target ran at once:\n{}", overlaps.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_cut_off_from_the_api_server_stops_before_its_parents_move() {
+    const PARENTS: usize = 20;
+    let env = bosun_testenv::TestEnv::shared();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    let suffix = bosun_testenv::unique_suffix();
+    let resource = support::install_parent_crd(&format!("frozen-{suffix}.bosun.dev")).await;
+    let namespace = env.namespace("sharding-frozen").await;
+    let hook = RecordingHook::start().await;
+    let mut ring = Ring {
+        parents: Api::namespaced_with(client.clone(), &namespace, &resource),
+        label: format!("shard.bosun.dev/t{suffix}"),
+        namespace: namespace.clone(),
+        suffix: suffix.clone(),
+        replicas: BTreeMap::new(),
+    };
+    // shard-a reaches the API server only through a proxy that can freeze its connections.
+    let upstream = env.control_plane().server().trim_start_matches("https://").parse().unwrap();
+    let proxy = bosun_testenv::FreezableProxy::start(upstream).await.unwrap();
+    let kubeconfig = std::fs::read_to_string(env.control_plane().kubeconfig_path()).unwrap();
+    let proxied = std::env::temp_dir().join(format!("bosun-sharding-frozen-{suffix}.kubeconfig"));
+    std::fs::write(&proxied, kubeconfig.replace(env.control_plane().server(), &proxy.url())).unwrap();
+    ring.start_with("shard-a", &hook, "--configmapsync=false", &proxied);
+    ring.start("shard-b", &hook);
+    // Synced every second from the cache: a replica that kept working while cut off would call the hook.
+    let controller: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1",
+        "kind": "CompositeController",
+        "metadata": { "name": format!("frozen-{suffix}"), "labels": { "shard": suffix } },
+        "spec": {
+            "generateSelector": true,
+            "resyncPeriodSeconds": 1,
+            "parentResource": { "apiVersion": resource.api_version, "resource": "faultparents" },
+            "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
+            "hooks": { "sync": { "webhook": { "url": hook.url } } },
+        },
+    }))
+    .unwrap();
+    let controllers = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &controllers).create(&PostParams::default(), &controller).await.unwrap();
+    for index in 0..PARENTS {
+        let parent: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": resource.api_version, "kind": "FaultParent",
+            "metadata": { "name": format!("p-{index}") }, "spec": { "version": 1 },
+        }))
+        .unwrap();
+        ring.parents.create(&PostParams::default(), &parent).await.unwrap();
+    }
+    let (a, b) = (ring.replicas["shard-a"].pid(), ring.replicas["shard-b"].pid());
+    let label = ring.label.clone();
+    let frozen: Vec<String> = ring
+        .eventually("both replicas syncing their parents", async || {
+            let parents = ring.parents.list(&ListParams::default()).await.unwrap().items;
+            let of_a: Vec<String> = parents
+                .iter()
+                .filter(|parent| parent.labels().get(&label).map(String::as_str) == Some("shard-a"))
+                .map(|parent| parent.name_any())
+                .collect();
+            let calls = hook.syncs.lock().unwrap().iter().filter(|(_, process, _, _)| *process == Some(a)).count();
+            (parents.len() == PARENTS && !of_a.is_empty() && calls > of_a.len() * 2).then_some(of_a)
+        })
+        .await;
+
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    // shard-b syncs shard-a's parents once shard-a's Lease has expired.
+    ring.eventually("shard-b syncing the frozen replica's parents", async || {
+        let syncs = hook.syncs.lock().unwrap();
+        frozen
+            .iter()
+            .all(|parent| syncs.iter().any(|(name, process, start, _)| name == parent && *process == Some(b) && *start > frozen_at))
+            .then_some(())
+    })
+    .await;
+    let syncs = hook.syncs.lock().unwrap().clone();
+    let last_of_a =
+        syncs.iter().filter(|(name, process, _, _)| *process == Some(a) && frozen.contains(name)).map(|(_, _, _, end)| *end).max().unwrap();
+    let first_of_b = syncs
+        .iter()
+        .filter(|(name, process, start, _)| *process == Some(b) && frozen.contains(name) && *start > frozen_at)
+        .map(|(_, _, start, _)| *start)
+        .min()
+        .unwrap();
+    println!(
+        "after the freeze: shard-a's last sync ended {:.2} s, shard-b's first sync of its parents started {:.2} s (renew deadline 3 s, lease 4 s)",
+        (last_of_a - frozen_at).as_secs_f64(),
+        (first_of_b - frozen_at).as_secs_f64()
+    );
+    assert!(last_of_a > frozen_at, "the frozen replica went on syncing from its cache while it held its Lease");
+    assert!(last_of_a < first_of_b, "shard-b started on shard-a's parents before shard-a had stopped");
+    let overlaps = hook.overlaps();
+    assert!(overlaps.is_empty(), "two syncs of one parent ran at once:\n{}", overlaps.join("\n"));
+    // Losing its Lease is an error exit, for the kubelet to restart it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cut_off = ring.replicas.get_mut("shard-a").unwrap();
+    while cut_off.is_running() {
+        assert!(Instant::now() < deadline, "the frozen replica did not exit:\n{}", cut_off.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = std::fs::remove_file(&proxied);
 }
