@@ -171,10 +171,35 @@ impl Convergence {
         last
     }
 
-    /// When each parent converged on `version` (the parent observer's arrivals).
-    pub(crate) fn parents_converged(&self, version: &str) -> Vec<Instant> {
-        self.observers.last().map(|observer| observer.arrivals(version)).unwrap_or_default()
+    /// Seconds after `started` at which each parent converged on `version` (the parent
+    /// observer's arrivals): a convergence curve.
+    pub(crate) fn curve(&self, version: &str, started: Instant) -> Vec<f64> {
+        let arrivals = self.observers.last().map(|observer| observer.arrivals(version)).unwrap_or_default();
+        arrivals.iter().map(|at| at.saturating_duration_since(started).as_secs_f64()).collect()
     }
+}
+
+/// Applies the benchmark's CompositeController (three children per parent from the hook at
+/// `hook_url`, updated in place); returns when, the start of its fan-out.
+pub(crate) async fn apply_controller(client: &Client, hook_url: &str) -> anyhow::Result<Instant> {
+    let controllers: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()));
+    let child_rules: Vec<Value> = ["configmaps", "services", "secrets"]
+        .iter()
+        .map(|resource| json!({ "apiVersion": "v1", "resource": resource, "updateStrategy": { "method": "InPlace" } }))
+        .collect();
+    let controller = json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+        "metadata": { "name": "bench" },
+        "spec": {
+            "generateSelector": true,
+            "parentResource": { "apiVersion": "bench.bosun.dev/v1", "resource": "benchparents" },
+            "childResources": child_rules,
+            "hooks": { "sync": { "webhook": { "url": hook_url } } },
+        },
+    });
+    let started = Instant::now();
+    controllers.patch("bench", &PatchParams::apply("bench"), &Patch::Apply(&controller)).await?;
+    Ok(started)
 }
 
 pub(crate) async fn create_parents(client: &Client, namespace: &str, count: usize) -> anyhow::Result<()> {
@@ -231,26 +256,9 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
 
     // Fan-out.
     let before = apiserver_writes(client, &COUNTED).await?;
-    let controllers: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()));
-    let child_rules: Vec<Value> = ["configmaps", "services", "secrets"]
-        .iter()
-        .map(|resource| json!({ "apiVersion": "v1", "resource": resource, "updateStrategy": { "method": "InPlace" } }))
-        .collect();
-    let controller = json!({
-        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
-        "metadata": { "name": "bench" },
-        "spec": {
-            "generateSelector": true,
-            "parentResource": { "apiVersion": "bench.bosun.dev/v1", "resource": "benchparents" },
-            "childResources": child_rules,
-            "hooks": { "sync": { "webhook": { "url": hook_url } } },
-        },
-    });
-    let started = Instant::now();
-    controllers.patch("bench", &PatchParams::apply("bench"), &Patch::Apply(&controller)).await?;
+    let started = apply_controller(client, &hook_url).await?;
     let fan_out = convergence.until("1", n).await - started;
-    let engine_curve: Vec<f64> =
-        convergence.parents_converged("1").iter().map(|at| at.saturating_duration_since(started).as_secs_f64()).collect();
+    let engine_curve = convergence.curve("1", started);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fan_out_writes = difference(&apiserver_writes(client, &COUNTED).await?, &before);
     eprintln!("fan-out: {:.2} s", fan_out.as_secs_f64());
@@ -269,6 +277,7 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     let calls_before = calls.load(Ordering::Relaxed);
     let resync = json!({ "spec": { "resyncPeriodSeconds": 3600 } });
     let started = Instant::now();
+    let controllers: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()));
     controllers.patch("bench", &PatchParams::default(), &Patch::Merge(&resync)).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     while calls.load(Ordering::Relaxed) < calls_before + n {
@@ -313,7 +322,7 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     let apply = options.strategy == "server-side-apply";
     concurrently((0..n).collect(), options.workers, |index| raw_sync(client, &raw_parents, &versions, index, "1", apply)).await?;
     let raw_fan_out = raw.until("1", n).await - started;
-    let raw_curve: Vec<f64> = raw.parents_converged("1").iter().map(|at| at.saturating_duration_since(started).as_secs_f64()).collect();
+    let raw_curve = raw.curve("1", started);
     let started = Instant::now();
     concurrently((0..n).collect(), options.workers, |index| raw_sync(client, &raw_parents, &versions, index, "2", apply)).await?;
     let raw_update = raw.until("2", n).await - started;

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::engine::EngineProcess;
-use crate::fanout::{Convergence, create_parents, install_parent_crd, namespace, parent_resource, start_hook, three_children};
+use crate::fanout::{
+    Convergence, apply_controller, create_parents, install_parent_crd, namespace, parent_resource, start_hook, three_children,
+};
 use crate::report::Report;
 use crate::requests::concurrently;
 
@@ -55,25 +57,9 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, parents: usiz
     }
     let cpu_start: Vec<f64> = engines.iter().map(EngineProcess::cpu_seconds).collect();
     let convergence = Convergence::start(client, "engine", "bench").await;
-    let controllers: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()));
-    let child_rules: Vec<serde_json::Value> = ["configmaps", "services", "secrets"]
-        .iter()
-        .map(|resource| json!({ "apiVersion": "v1", "resource": resource, "updateStrategy": { "method": "InPlace" } }))
-        .collect();
-    let controller = json!({
-        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
-        "metadata": { "name": "bench" },
-        "spec": {
-            "generateSelector": true,
-            "parentResource": { "apiVersion": "bench.bosun.dev/v1", "resource": "benchparents" },
-            "childResources": child_rules,
-            "hooks": { "sync": { "webhook": { "url": hook_url } } },
-        },
-    });
-    let started = Instant::now();
-    controllers.patch("bench", &PatchParams::apply("bench"), &Patch::Apply(&controller)).await?;
+    let started = apply_controller(client, &hook_url).await?;
     let fan_out = convergence.until("1", parents).await - started;
-    let curve: Vec<f64> = convergence.parents_converged("1").iter().map(|at| at.saturating_duration_since(started).as_secs_f64()).collect();
+    let curve = convergence.curve("1", started);
     eprintln!("fan-out: {:.2} s", fan_out.as_secs_f64());
     report.figure("fan-out: CompositeController created → all children and statuses", format!("{:.2} s", fan_out.as_secs_f64()));
 

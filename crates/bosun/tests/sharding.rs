@@ -100,6 +100,57 @@ struct Ring {
 }
 
 impl Ring {
+    /// A ring of no replicas yet over `parents` in `namespace`, its names made unique by `suffix`.
+    fn new(client: &kube::Client, namespace: &str, parents: &ApiResource, suffix: &str) -> Ring {
+        Ring {
+            parents: Api::namespaced_with(client.clone(), namespace, parents),
+            label: format!("shard.bosun.dev/t{suffix}"),
+            namespace: namespace.to_owned(),
+            suffix: suffix.to_owned(),
+            replicas: BTreeMap::new(),
+        }
+    }
+
+    /// A ring over a parent CRD of its own (group `<prefix>-<suffix>.bosun.dev`) in a namespace
+    /// of its own, and the parents' resource.
+    async fn with_parent_crd(prefix: &str) -> (Ring, ApiResource) {
+        let env = bosun_testenv::TestEnv::shared();
+        bosun_engine::install_crds(&env.client()).await.unwrap();
+        let suffix = bosun_testenv::unique_suffix();
+        let resource = support::install_parent_crd(&format!("{prefix}-{suffix}.bosun.dev")).await;
+        let namespace = env.namespace(prefix).await;
+        (Ring::new(&env.client(), &namespace, &resource, &suffix), resource)
+    }
+
+    /// Creates the CompositeController of the ring's parents (one ConfigMap each from `hook`,
+    /// resynced every `resync` seconds if given), then `count` parents at version 1.
+    async fn create_controller_and_parents(&self, resource: &ApiResource, hook: &RecordingHook, resync: Option<u32>, count: usize) {
+        let controller: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1",
+            "kind": "CompositeController",
+            "metadata": { "name": format!("sharded-{}", self.suffix), "labels": { "shard": self.suffix } },
+            "spec": {
+                "generateSelector": true,
+                "resyncPeriodSeconds": resync,
+                "parentResource": { "apiVersion": resource.api_version, "resource": "faultparents" },
+                "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
+                "hooks": { "sync": { "webhook": { "url": hook.url } } },
+            },
+        }))
+        .unwrap();
+        let controllers = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+        let client = self.parents.clone().into_client();
+        Api::<DynamicObject>::all_with(client, &controllers).create(&PostParams::default(), &controller).await.unwrap();
+        for index in 0..count {
+            let parent: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": resource.api_version, "kind": "FaultParent",
+                "metadata": { "name": format!("p-{index}") }, "spec": { "version": 1 },
+            }))
+            .unwrap();
+            self.parents.create(&PostParams::default(), &parent).await.unwrap();
+        }
+    }
+
     fn start(&mut self, name: &'static str, hook: &RecordingHook) {
         self.start_with(name, hook, "--configmapsync=false", bosun_testenv::TestEnv::shared().control_plane().kubeconfig_path());
     }
@@ -204,47 +255,13 @@ fn count(assignment: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_share_the_parents_and_never_sync_one_at_the_same_time() {
-    let env = bosun_testenv::TestEnv::shared();
-    let client = env.client();
-    bosun_engine::install_crds(&client).await.unwrap();
-    let suffix = bosun_testenv::unique_suffix();
-    let resource = support::install_parent_crd(&format!("sharding-{suffix}.bosun.dev")).await;
-    let namespace = env.namespace("sharding").await;
+    let (mut ring, resource) = Ring::with_parent_crd("sharding").await;
     let hook = RecordingHook::start().await;
-    let mut ring = Ring {
-        parents: Api::namespaced_with(client.clone(), &namespace, &resource),
-        label: format!("shard.bosun.dev/t{suffix}"),
-        namespace: namespace.clone(),
-        suffix: suffix.clone(),
-        replicas: BTreeMap::new(),
-    };
     for name in ["shard-a", "shard-b", "shard-c"] {
         ring.start(name, &hook);
     }
-    let controller: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "metacontroller.k8s.io/v1alpha1",
-        "kind": "CompositeController",
-        "metadata": { "name": format!("sharded-{suffix}"), "labels": { "shard": suffix } },
-        "spec": {
-            "generateSelector": true,
-            "parentResource": { "apiVersion": resource.api_version, "resource": "faultparents" },
-            "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
-            "hooks": { "sync": { "webhook": { "url": hook.url } } },
-        },
-    }))
-    .unwrap();
-    let controllers = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
-    Api::<DynamicObject>::all_with(client.clone(), &controllers).create(&PostParams::default(), &controller).await.unwrap();
     let created = Instant::now();
-    for index in 0..PARENTS {
-        let parent: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": resource.api_version, "kind": "FaultParent",
-            "metadata": { "name": format!("p-{index}") },
-            "spec": { "version": 1 },
-        }))
-        .unwrap();
-        ring.parents.create(&PostParams::default(), &parent).await.unwrap();
-    }
+    ring.create_controller_and_parents(&resource, &hook, None, PARENTS).await;
 
     // Three replicas: each syncs about a third.
     let first = ring.converged(&["shard-a", "shard-b", "shard-c"], 1).await;
@@ -308,8 +325,8 @@ async fn replicas_share_the_parents_and_never_sync_one_at_the_same_time() {
     println!("two replicas left cleanly: all parents synced by shard-d in {:.1} s", left.elapsed().as_secs_f64());
 
     // The Leases of the replicas that are gone are removed once nothing is assigned to them.
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &namespace);
-    let selector = format!("sharding.bosun.dev/ring=t{suffix}");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(ring.parents.clone().into_client(), &ring.namespace);
+    let selector = format!("sharding.bosun.dev/ring=t{}", ring.suffix);
     ring.eventually("only shard-d's Lease left", async || {
         let names: Vec<String> =
             leases.list(&ListParams::default().labels(&selector)).await.unwrap().items.iter().map(|lease| lease.name_any()).collect();
@@ -341,13 +358,7 @@ async fn decorator_targets_and_configmapsyncs_are_shared_and_taken_over() {
     namespaces.patch(&destination, &PatchParams::default(), &Patch::Merge(&consent)).await.unwrap();
     let hook = RecordingHook::start().await;
     let config_map_resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
-    let mut ring = Ring {
-        parents: Api::namespaced_with(client.clone(), &source, &config_map_resource),
-        label: format!("shard.bosun.dev/t{suffix}"),
-        namespace: source.clone(),
-        suffix: suffix.clone(),
-        replicas: BTreeMap::new(),
-    };
+    let mut ring = Ring::new(&client, &source, &config_map_resource, &suffix);
     for name in ["shard-a", "shard-b"] {
         ring.start_with(name, &hook, "--configmapsync=true", env.control_plane().kubeconfig_path());
     }
@@ -425,19 +436,8 @@ async fn decorator_targets_and_configmapsyncs_are_shared_and_taken_over() {
 async fn a_replica_cut_off_from_the_api_server_stops_before_its_parents_move() {
     const PARENTS: usize = 20;
     let env = bosun_testenv::TestEnv::shared();
-    let client = env.client();
-    bosun_engine::install_crds(&client).await.unwrap();
-    let suffix = bosun_testenv::unique_suffix();
-    let resource = support::install_parent_crd(&format!("frozen-{suffix}.bosun.dev")).await;
-    let namespace = env.namespace("sharding-frozen").await;
-    let hook = RecordingHook::start().await;
-    let mut ring = Ring {
-        parents: Api::namespaced_with(client.clone(), &namespace, &resource),
-        label: format!("shard.bosun.dev/t{suffix}"),
-        namespace: namespace.clone(),
-        suffix: suffix.clone(),
-        replicas: BTreeMap::new(),
-    };
+    let (mut ring, resource) = Ring::with_parent_crd("frozen").await;
+    let (hook, suffix) = (RecordingHook::start().await, ring.suffix.clone());
     // shard-a reaches the API server only through a proxy that can freeze its connections.
     let upstream = env.control_plane().server().trim_start_matches("https://").parse().unwrap();
     let proxy = bosun_testenv::FreezableProxy::start(upstream).await.unwrap();
@@ -447,29 +447,7 @@ async fn a_replica_cut_off_from_the_api_server_stops_before_its_parents_move() {
     ring.start_with("shard-a", &hook, "--configmapsync=false", &proxied);
     ring.start("shard-b", &hook);
     // Synced every second from the cache: a replica that kept working while cut off would call the hook.
-    let controller: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "metacontroller.k8s.io/v1alpha1",
-        "kind": "CompositeController",
-        "metadata": { "name": format!("frozen-{suffix}"), "labels": { "shard": suffix } },
-        "spec": {
-            "generateSelector": true,
-            "resyncPeriodSeconds": 1,
-            "parentResource": { "apiVersion": resource.api_version, "resource": "faultparents" },
-            "childResources": [{ "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "InPlace" } }],
-            "hooks": { "sync": { "webhook": { "url": hook.url } } },
-        },
-    }))
-    .unwrap();
-    let controllers = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
-    Api::<DynamicObject>::all_with(client.clone(), &controllers).create(&PostParams::default(), &controller).await.unwrap();
-    for index in 0..PARENTS {
-        let parent: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": resource.api_version, "kind": "FaultParent",
-            "metadata": { "name": format!("p-{index}") }, "spec": { "version": 1 },
-        }))
-        .unwrap();
-        ring.parents.create(&PostParams::default(), &parent).await.unwrap();
-    }
+    ring.create_controller_and_parents(&resource, &hook, Some(1), PARENTS).await;
     let (a, b) = (ring.replicas["shard-a"].pid(), ring.replicas["shard-b"].pid());
     let label = ring.label.clone();
     let frozen: Vec<String> = ring
