@@ -204,7 +204,7 @@ async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
     if sharded {
         let shard = Shard::new(engine_client.clone(), &caches, ring.clone(), "only");
         manager = manager.with_leader_election(engine_client.clone(), shard.lease(&election));
-        let coordinator = Coordinator::new(engine_client, &caches, &shard, election, &manager.metrics());
+        let coordinator = Coordinator::new(engine_client, &shard, election, &manager.metrics());
         manager.add("coordinator", move |shutdown| coordinator.run(shutdown.requested()));
         engine = engine.with_shard(shard);
     } else {

@@ -428,7 +428,7 @@ pub async fn serve(
         tracing::info!(ring = %ring.name, shard = %name, namespace = %ring.namespace, "sharding enabled");
         let sharded = Shard::new(client.clone(), &caches, ring, name);
         manager = manager.with_leader_election(client.clone(), sharded.lease(&election));
-        let coordinator = Coordinator::new(client.clone(), &caches, &sharded, election, &manager.metrics());
+        let coordinator = Coordinator::new(client.clone(), &sharded, election, &manager.metrics());
         manager.add("sharding-coordinator", move |shutdown| coordinator.run(shutdown.requested()));
         shard = Some(sharded);
     }

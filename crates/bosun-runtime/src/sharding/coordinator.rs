@@ -21,15 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
+use kube::core::PartialObjectMeta;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::members::Members;
 use super::shard::api_of;
+use super::unassigned::{Pending, Unassigned, controller_kind};
 use super::{Shard, ShardedType, ring};
-use crate::{Cache, LeaderElectionConfig, LeaderElector, Metrics, SharedCaches, Subscription};
+use crate::{LeaderElectionConfig, LeaderElector, Metrics, ObjectKey};
 
 /// How many objects one list page or one assignment round takes.
 const PAGE: u32 = 500;
@@ -39,25 +40,21 @@ const WRITE_CONCURRENCY: usize = 32;
 /// Assigns a ring's objects while it holds the leader election Lease.
 pub struct Coordinator {
     client: kube::Client,
-    caches: SharedCaches,
     shard: Arc<Shard>,
     election: LeaderElectionConfig,
     metrics: Metrics,
 }
 
-/// The unassigned parents of one type, watched.
-struct Unassigned {
-    cache: Arc<Cache>,
-    _wake: Subscription,
-}
+/// A write of a merge patch on an object.
+type Write = (ObjectKey, serde_json::Value);
 
 impl Coordinator {
-    /// The coordinator of `shard`'s ring, elected with `election`, watching through `caches`
-    /// (the process's caches, not the shard's view); whether it leads is reported in
-    /// `metrics` (`leader_election_master_status`), as for unsharded leader election.
-    pub fn new(client: kube::Client, caches: &SharedCaches, shard: &Arc<Shard>, election: LeaderElectionConfig, metrics: &Metrics) -> Self {
+    /// The coordinator of `shard`'s ring, elected with `election`; whether it leads is
+    /// reported in `metrics` (`leader_election_master_status`), as for unsharded leader
+    /// election.
+    pub fn new(client: kube::Client, shard: &Arc<Shard>, election: LeaderElectionConfig, metrics: &Metrics) -> Self {
         metrics.set_leader(&election.lease_name, false);
-        Coordinator { client, caches: caches.clone(), shard: shard.clone(), election, metrics: metrics.clone() }
+        Coordinator { client, shard: shard.clone(), election, metrics: metrics.clone() }
     }
 
     /// Takes part in the election until `shutdown` completes, and coordinates while leading;
@@ -97,10 +94,6 @@ impl Coordinator {
     async fn coordinate(&self) {
         let ring = self.shard.ring();
         let wake = Arc::new(tokio::sync::Notify::new());
-        let waker = || {
-            let wake = wake.clone();
-            Arc::new(move |_: &crate::CacheEvent<'_>| wake.notify_one()) as crate::Handler
-        };
         // Read every round rather than watched: a handful of objects, in one namespace (no
         // cluster-wide permission on Leases needed).
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), &ring.namespace);
@@ -130,10 +123,7 @@ impl Coordinator {
             unassigned.retain(|key, _| wanted.iter().any(|(wanted, _)| wanted == key));
             for (key, resource) in wanted {
                 let selector = key.2.clone();
-                unassigned.entry(key).or_insert_with(|| {
-                    let cache = self.caches.selecting(selector).cache(resource);
-                    Unassigned { _wake: cache.subscribe(waker()), cache }
-                });
+                unassigned.entry(key).or_insert_with(|| Unassigned::watch(self.client.clone(), resource, &selector, wake.clone()));
             }
             if !live.is_empty() {
                 let state = (live.clone(), version);
@@ -178,30 +168,28 @@ impl Coordinator {
         let label = self.shard.ring().shard_label();
         let parent_kinds = parent_kinds(types);
         for sharded in types {
-            let mut parents: Vec<Arc<DynamicObject>> = Vec::new();
+            let mut parents: HashMap<String, Pending> = HashMap::new();
             for selector in unassigned_selectors(&label, sharded) {
-                let Some(watched) = unassigned.get(&watch_key(&sharded.parent, &selector)).filter(|watched| watched.cache.is_synced())
-                else {
-                    continue;
-                };
-                let known: HashSet<String> = parents.iter().filter_map(|parent| parent.uid()).collect();
-                parents.extend(watched.cache.list().into_iter().filter(|parent| {
-                    !follows_owner(&parent.metadata, &parent_kinds) && parent.uid().is_some_and(|uid| !known.contains(&uid))
-                }));
+                let Some(watched) = unassigned.get(&watch_key(&sharded.parent, &selector)) else { continue };
+                let room = PAGE as usize - parents.len();
+                let keep =
+                    |pending: &Pending| !follows_owner(pending.controller.as_ref(), &parent_kinds) && !parents.contains_key(&pending.uid);
+                for pending in watched.some(room, keep).unwrap_or_default() {
+                    parents.insert(pending.uid.clone(), pending);
+                }
             }
-            parents.truncate(PAGE as usize);
             if parents.is_empty() {
                 continue;
             }
             let targets: HashMap<String, String> =
-                parents.iter().filter_map(|parent| Some((parent.uid()?, owner_of(&sharded.parent, &parent.metadata, live)?))).collect();
+                parents.iter().filter_map(|(uid, parent)| Some((uid.clone(), owner_of(&sharded.parent, &parent.key, live)?))).collect();
             for child_type in &sharded.children {
                 self.relabel_children(child_type, &format!("!{label}"), &targets).await?;
             }
-            let patches = parents.iter().filter_map(|parent| {
-                let target = targets.get(&parent.uid()?)?;
-                let patch = json!({ "metadata": { "resourceVersion": parent.resource_version(), "labels": { &label: target } } });
-                Some((parent.metadata.clone(), patch))
+            let patches = parents.into_values().filter_map(|parent| {
+                let target = targets.get(&parent.uid)?;
+                let patch = json!({ "metadata": { "resourceVersion": parent.resource_version, "labels": { &label: target } } });
+                Some((parent.key, patch))
             });
             let (assigned, _) = self.patch_all(&sharded.parent, patches.collect()).await?;
             tracing::info!(ring = %self.shard.ring().name, kind = %sharded.parent.kind, assigned, "assigned new objects to shards");
@@ -220,24 +208,24 @@ impl Coordinator {
         for sharded in types {
             // Per parent UID, the shard its children belong with.
             let mut shard_of: HashMap<String, String> = HashMap::new();
-            let (mut orphaned, mut drains) = (Vec::new(), Vec::new());
+            let (mut orphaned, mut drains): (Vec<Write>, Vec<Write>) = (Vec::new(), Vec::new());
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &sharded.parent);
-            for parent in list_metadata(&api, &label).await? {
+            for_each_metadata(&api, &label, |parent| {
                 let metadata = &parent.metadata;
-                if follows_owner(metadata, &parent_kinds) {
-                    continue;
+                if follows_owner(controller_kind(metadata.owner_references.as_deref()).as_ref(), &parent_kinds) {
+                    return;
                 }
-                let (Some(uid), Some(target)) = (metadata.uid.clone(), owner_of(&sharded.parent, metadata, live)) else { continue };
-                let labels = metadata.labels.clone().unwrap_or_default();
+                let key = ObjectKey { namespace: parent.namespace(), name: parent.name_any() };
+                let (Some(uid), Some(target)) = (metadata.uid.clone(), owner_of(&sharded.parent, &key, live)) else { return };
+                let labels = parent.labels();
                 let current = labels.get(&label).cloned().unwrap_or_default();
                 if !live.contains(&current) {
                     shard_of.insert(uid, target.clone());
                     let patch =
                         json!({ "metadata": { "resourceVersion": metadata.resource_version, "labels": { &label: target, &drain: null } } });
-                    orphaned.push((parent.metadata, patch));
-                    continue;
+                    orphaned.push((key, patch));
+                    return;
                 }
-                shard_of.insert(uid, current.clone());
                 let asked = labels.get(&drain);
                 let patch = if target != current && asked != Some(&target) {
                     draining += 1;
@@ -245,10 +233,13 @@ impl Coordinator {
                 } else if target == current && asked.is_some() {
                     json!({ "metadata": { "resourceVersion": metadata.resource_version, "labels": { &drain: null } } })
                 } else {
-                    continue;
+                    shard_of.insert(uid, current);
+                    return;
                 };
-                drains.push((parent.metadata, patch));
-            }
+                shard_of.insert(uid, current);
+                drains.push((key, patch));
+            })
+            .await?;
             let (written, tried) = self.patch_all(&sharded.parent, drains).await?;
             complete &= written == tried;
             // Children of shards that are gone follow their parents, before the parents move.
@@ -278,26 +269,25 @@ impl Coordinator {
         }
         let label = self.shard.ring().shard_label();
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), child_type);
-        let patches = list_metadata(&api, selector).await?.into_iter().filter_map(|child| {
+        let mut patches = Vec::new();
+        for_each_metadata(&api, selector, |child| {
             let controller = child.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
-            let target = controller.and_then(|owner| shard_of.get(&owner.uid))?;
-            let patch = json!({ "metadata": { "labels": { &label: target } } });
-            Some((child.metadata, patch))
-        });
-        self.patch_all(child_type, patches.collect()).await.map(drop)
+            if let Some(target) = controller.and_then(|owner| shard_of.get(&owner.uid)) {
+                let patch = json!({ "metadata": { "labels": { &label: target } } });
+                patches.push((ObjectKey { namespace: child.namespace(), name: child.name_any() }, patch));
+            }
+        })
+        .await?;
+        self.patch_all(child_type, patches).await.map(drop)
     }
 
     /// Writes each merge patch on its object, a few at a time; (written, tried): an object
     /// that changed (the patch's resourceVersion precondition failed) or went is not written.
-    async fn patch_all(
-        &self,
-        resource: &ApiResource,
-        patches: Vec<(ObjectMeta, serde_json::Value)>,
-    ) -> Result<(usize, usize), kube::Error> {
+    async fn patch_all(&self, resource: &ApiResource, patches: Vec<Write>) -> Result<(usize, usize), kube::Error> {
         let tried = patches.len();
-        let writes = patches.into_iter().map(|(metadata, patch)| async move {
-            let api = api_of(&self.client, resource, metadata.namespace.as_deref());
-            match api.patch(metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let writes = patches.into_iter().map(|(key, patch)| async move {
+            let api = api_of(&self.client, resource, key.namespace.as_deref());
+            match api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
                 Err(error) => Err(error),
@@ -312,16 +302,20 @@ impl Coordinator {
     }
 }
 
-/// Every object of `api` that `selector` selects, metadata only, a page at a time.
-async fn list_metadata(api: &Api<DynamicObject>, selector: &str) -> Result<Vec<kube::core::PartialObjectMeta<DynamicObject>>, kube::Error> {
+/// Calls `visit` with the metadata of every object of `api` that `selector` selects, listed a
+/// page at a time: only one page is held at once, however many objects there are.
+async fn for_each_metadata(
+    api: &Api<DynamicObject>,
+    selector: &str,
+    mut visit: impl FnMut(PartialObjectMeta<DynamicObject>),
+) -> Result<(), kube::Error> {
     let mut params = ListParams::default().labels(selector).limit(PAGE);
-    let mut items = Vec::new();
     loop {
-        let mut page = api.list_metadata(&params).await?;
-        items.append(&mut page.items);
+        let page = api.list_metadata(&params).await?;
+        page.items.into_iter().for_each(&mut visit);
         match page.metadata.continue_.filter(|token| !token.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(items),
+            None => return Ok(()),
         }
     }
 }
@@ -349,21 +343,12 @@ fn parent_kinds(types: &[ShardedType]) -> HashSet<(String, String)> {
 
 /// Whether a parent of another sharded type controls this object: then it is that parent's
 /// child, and belongs with it.
-fn follows_owner(metadata: &ObjectMeta, parent_kinds: &HashSet<(String, String)>) -> bool {
-    metadata.owner_references.iter().flatten().filter(|owner| owner.controller == Some(true)).any(|owner| {
-        let group = owner.api_version.rsplit_once('/').map_or("", |(group, _)| group);
-        parent_kinds.contains(&(group.to_owned(), owner.kind.clone()))
-    })
+fn follows_owner(controller: Option<&(String, String)>, parent_kinds: &HashSet<(String, String)>) -> bool {
+    controller.is_some_and(|controller| parent_kinds.contains(controller))
 }
 
 /// The live shard an object of `resource` belongs to.
-fn owner_of(resource: &ApiResource, metadata: &ObjectMeta, live: &BTreeSet<String>) -> Option<String> {
-    let key = format!(
-        "{}/{}/{}/{}",
-        resource.group,
-        resource.plural,
-        metadata.namespace.as_deref().unwrap_or_default(),
-        metadata.name.as_deref().unwrap_or_default()
-    );
+fn owner_of(resource: &ApiResource, object: &ObjectKey, live: &BTreeSet<String>) -> Option<String> {
+    let key = format!("{}/{}/{}/{}", resource.group, resource.plural, object.namespace.as_deref().unwrap_or_default(), object.name);
     ring::owner(&key, live.iter().map(String::as_str)).map(str::to_owned)
 }

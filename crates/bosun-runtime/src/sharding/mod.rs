@@ -23,6 +23,7 @@ pub mod coordinator;
 pub mod members;
 pub mod ring;
 mod shard;
+mod unassigned;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
