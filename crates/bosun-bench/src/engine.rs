@@ -23,7 +23,6 @@ pub fn release_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// A free loopback port (bound and released; good enough for a benchmark).
 /// A running `bosun run`; stopped with SIGTERM when dropped.
 pub struct EngineProcess {
     /// In a process group of its own, stopped as a whole (a wrapper's children too).

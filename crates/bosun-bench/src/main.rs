@@ -30,7 +30,7 @@ struct Cli {
     #[arg(long, global = true)]
     no_record: bool,
     /// The directory of the record (`benchmarks.md`, appended to) and the plots
-    /// (`benchmarks/*.png`). Default: the repository's docs/.
+    /// (`benchmarks/*.svg`). Default: the repository's docs/.
     #[arg(long, global = true, value_name = "DIR")]
     docs: Option<PathBuf>,
     #[command(subcommand)]
@@ -136,10 +136,8 @@ fn main() -> anyhow::Result<()> {
                     reports.push(run.report);
                 }
                 if let Some(last) = reports.last_mut() {
-                    match plot::write(&docs, &format!("sharding-{parents}"), &curves) {
-                        Ok((path, caption)) => last.plot(path, caption),
-                        Err(error) => eprintln!("no plot: {error:#}"),
-                    }
+                    let title = format!("Sharding: {parents} parents converged on 1, 2, 3 … replicas");
+                    last.plot(&docs, &format!("sharding-{parents}"), &plot::Chart::convergence(title, &curves));
                 }
                 Ok(reports)
             }
@@ -159,14 +157,8 @@ fn main() -> anyhow::Result<()> {
                     plane.stop();
                     let run = run?;
                     let mut report = run.report;
-                    let name = format!("fanout-{parents}-{strategy}");
-                    match plot::write(&docs, &name, &run.curves) {
-                        Ok((path, caption)) => {
-                            eprintln!("plot: {} ({caption})", path.display());
-                            report.plot(path, caption)
-                        }
-                        Err(error) => eprintln!("no plot: {error:#}"),
-                    }
+                    let title = format!("Engine fan-out: {parents} parents × 3 children, {strategy}");
+                    report.plot(&docs, &format!("fanout-{parents}-{strategy}"), &plot::Chart::convergence(title, &run.curves));
                     reports.push(report);
                 }
                 Ok(reports)

@@ -8,18 +8,24 @@ use std::path::{Path, PathBuf};
 pub struct Report {
     title: String,
     figures: Vec<(String, String)>,
-    /// A PNG and its caption.
-    plot: Option<(PathBuf, String)>,
+    /// Charts (SVG) and their titles.
+    plots: Vec<(PathBuf, String)>,
 }
 
 impl Report {
     pub fn new(title: String) -> Report {
-        Report { title, figures: Vec::new(), plot: None }
+        Report { title, figures: Vec::new(), plots: Vec::new() }
     }
 
-    /// Adds the convergence plot.
-    pub fn plot(&mut self, path: PathBuf, caption: String) {
-        self.plot = Some((path, caption));
+    /// Writes `chart` as `<docs>/benchmarks/<name>.svg` and shows it under the figures.
+    pub fn plot(&mut self, docs: &Path, name: &str, chart: &crate::plot::Chart) {
+        match chart.write(docs, name) {
+            Ok(path) => {
+                eprintln!("plot: {}", path.display());
+                self.plots.push((path, chart.title.clone()))
+            }
+            Err(error) => eprintln!("no plot {name}: {error:#}"),
+        }
     }
 
     /// Adds a figure.
@@ -65,9 +71,9 @@ impl Report {
             machine(),
             self.table()
         )?;
-        if let Some((plot, caption)) = &self.plot {
+        for (plot, title) in &self.plots {
             let name = plot.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-            write!(file, "\n![convergence](benchmarks/{name})\n\nConvergence plot: {caption}.\n")?;
+            write!(file, "\n![{title}](benchmarks/{name})\n")?;
         }
         Ok(path)
     }
