@@ -29,13 +29,14 @@ use serde_json::{Value, json};
 
 use crate::engine::EngineProcess;
 use crate::observe::Observer;
+use crate::plot::{Chart, Style};
 use crate::report::Report;
 use crate::requests::{apiserver_writes, concurrently, difference, total_difference};
 
 /// The label on every child, the engine's and the raw client's (`engine` or `raw`).
 const CHILD_LABEL: &str = "bench.bosun.dev/child";
 /// The resources whose writes are counted.
-const COUNTED: [&str; 4] = ["configmaps", "services", "secrets", "benchparents"];
+pub(crate) const COUNTED: [&str; 4] = ["configmaps", "services", "secrets", "benchparents"];
 
 /// What to run.
 pub struct Options {
@@ -48,6 +49,8 @@ pub struct Options {
     /// Runs this instead of bosun (placeholders `{kubeconfig}`, `{metrics_address}`,
     /// `{health_address}`, `{apply_strategy}`, `{workers}`).
     pub engine_command: Option<String>,
+    /// What the engine is called in the report (`bosun`, or the other engine's name).
+    pub engine_name: String,
 }
 
 pub(crate) fn parent_resource() -> ApiResource {
@@ -202,6 +205,15 @@ pub(crate) async fn apply_controller(client: &Client, hook_url: &str) -> anyhow:
     Ok(started)
 }
 
+/// Sets the benchmark's CompositeController's `resyncPeriodSeconds`: its hosted controller
+/// restarts and syncs every parent, then again every `seconds`.
+pub(crate) async fn set_resync_period(client: &Client, seconds: u32) -> anyhow::Result<()> {
+    let controllers: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()));
+    let resync = json!({ "spec": { "resyncPeriodSeconds": seconds } });
+    controllers.patch("bench", &PatchParams::default(), &Patch::Merge(&resync)).await?;
+    Ok(())
+}
+
 pub(crate) async fn create_parents(client: &Client, namespace: &str, count: usize) -> anyhow::Result<()> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &parent_resource());
     concurrently((0..count).collect(), 32, |index| {
@@ -222,20 +234,162 @@ pub(crate) async fn namespace(client: &Client, name: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The figures of one run, for the report and the plot.
-pub struct Run {
-    pub report: Report,
-    /// Seconds after the start at which each parent converged: engine fan-out, raw fan-out.
-    pub curves: Vec<(String, Vec<f64>)>,
+/// What one run measured.
+pub struct Figures {
+    /// The engine's name.
+    pub engine: String,
+    pub parents: usize,
+    pub strategy: String,
+    pub workers: usize,
+    /// Seconds.
+    pub fan_out: f64,
+    pub raw_fan_out: f64,
+    pub fan_out_writes: String,
+    pub steady_writes: u64,
+    pub steady_calls_per_parent: f64,
+    /// Seconds.
+    pub resync: f64,
+    pub update: f64,
+    pub raw_update: f64,
+    pub update_writes: String,
+    /// MiB.
+    pub peak_rss: f64,
+    /// Seconds of CPU, user and system, over every phase.
+    pub cpu: f64,
+    /// Seconds after the start at which each parent converged: the engine's fan-out, and the
+    /// raw client's.
+    pub curve: Vec<f64>,
+    pub raw_curve: Vec<f64>,
 }
 
-pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Options) -> anyhow::Result<Run> {
+/// One row of a report: the figure, its value as shown, and its number for a ratio between
+/// engines (none for counts of writes, and for figures that are ratios already).
+type Row = (String, String, Option<f64>);
+
+impl Figures {
+    fn rows(&self) -> Vec<Row> {
+        let seconds = |value: f64| (format!("{value:.2} s"), Some(value));
+        let plain = |text: String| (text, None);
+        let rows = [
+            ("fan-out: CompositeController created → all children and statuses".to_owned(), seconds(self.fan_out)),
+            ("raw limit: the same creates and status writes, plain client".into(), seconds(self.raw_fan_out)),
+            ("fan-out ÷ raw limit (target ≤ 1.5)".into(), plain(format!("{:.2}", self.fan_out / self.raw_fan_out))),
+            ("fan-out writes (API server)".into(), plain(self.fan_out_writes.clone())),
+            ("steady state: full resync → writes (target 0)".into(), plain(self.steady_writes.to_string())),
+            (
+                "steady state: hook calls per parent (target ≤ 1)".into(),
+                (format!("{:.2}", self.steady_calls_per_parent), Some(self.steady_calls_per_parent)),
+            ),
+            ("steady state: resync of every parent took".into(), seconds(self.resync)),
+            ("update wave: specs changed → all children and statuses".into(), seconds(self.update)),
+            ("raw limit: the same patches, updates and status writes".into(), seconds(self.raw_update)),
+            ("update wave ÷ raw limit (target ≤ 1.5)".into(), plain(format!("{:.2}", self.update / self.raw_update))),
+            ("update writes (API server, incl. the benchmark's parent patches)".into(), plain(self.update_writes.clone())),
+            (format!("peak RSS ({} objects watched)", 4 * self.parents), (format!("{:.1} MiB", self.peak_rss), Some(self.peak_rss))),
+            ("CPU over all phases".into(), (format!("{:.2} s", self.cpu), Some(self.cpu))),
+        ];
+        rows.into_iter().map(|(name, (value, number))| (name, value, number)).collect()
+    }
+
+    fn title(&self, engines: &str) -> String {
+        format!("Engine fan-out: {} parents × 3 children, {}, --workers {} ({engines})", self.parents, self.strategy, self.workers)
+    }
+
+    /// The report of this run alone.
+    pub fn report(&self) -> Report {
+        let mut report = Report::new(self.title(&self.engine));
+        for (name, value, _) in self.rows() {
+            report.figure(&name, value);
+        }
+        report
+    }
+
+    /// One table of two runs on the same N, side by side, with the ratios (`self` ÷ `other`).
+    pub fn compared(&self, other: &Figures) -> Report {
+        let ratio = format!("{} ÷ {}", self.engine, other.engine);
+        let mut report = Report::with_columns(
+            self.title(&format!("{} and {}", self.engine, other.engine)),
+            &["figure", &self.engine, &other.engine, &ratio],
+        );
+        for ((name, mine, a), (_, theirs, b)) in self.rows().into_iter().zip(other.rows()) {
+            let ratio = match (a, b) {
+                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                _ => "—".into(),
+            };
+            report.row(vec![name, mine, theirs, ratio]);
+        }
+        report
+    }
+
+    /// The convergence chart of `runs` (one per engine) and the first run's raw limit.
+    pub fn chart(runs: &[Figures]) -> Chart {
+        let first = &runs[0];
+        let title = format!("Engine fan-out: {} parents × 3 children, {}", first.parents, first.strategy);
+        let mut curves: Vec<(String, Vec<f64>)> = runs.iter().map(|run| (format!("{} fan-out", run.engine), run.curve.clone())).collect();
+        curves.push(("raw limit (plain client, same writes)".into(), first.raw_curve.clone()));
+        Chart::convergence(title, &curves)
+    }
+}
+
+/// How the figures grow with N, from runs of one strategy at several N (and perhaps two
+/// engines): a table, and charts of fan-out ÷ raw limit, peak RSS and CPU against N, each with
+/// a line growing in proportion to N from the smallest N (for the first engine) to compare with.
+pub fn growth(runs: &[Figures], docs: &std::path::Path) -> Report {
+    let strategy = runs.first().map(|run| run.strategy.clone()).unwrap_or_default();
+    let sizes: Vec<String> =
+        runs.iter().map(|run| run.parents.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut report = Report::with_columns(
+        format!("Engine growth: {} parents, {strategy}", sizes.join(", ")),
+        &["parents", "engine", "fan-out ÷ raw limit", "peak RSS", "CPU over all phases", "RSS per 1,000 parents", "CPU per 1,000 parents"],
+    );
+    let mut engines: Vec<String> = Vec::new();
+    for run in runs {
+        if !engines.contains(&run.engine) {
+            engines.push(run.engine.clone());
+        }
+        let thousands = run.parents as f64 / 1000.0;
+        report.row(vec![
+            run.parents.to_string(),
+            run.engine.clone(),
+            format!("{:.2}", run.fan_out / run.raw_fan_out),
+            format!("{:.1} MiB", run.peak_rss),
+            format!("{:.2} s", run.cpu),
+            format!("{:.1} MiB", run.peak_rss / thousands),
+            format!("{:.2} s", run.cpu / thousands),
+        ]);
+    }
+    // (file name, title, y axis, the figure, whether to draw the proportional line)
+    type Growth = (&'static str, &'static str, &'static str, fn(&Figures) -> f64, bool);
+    let charts: [Growth; 3] = [
+        ("fan-out-ratio", "Fan-out ÷ raw limit against parents", "fan-out ÷ raw limit", |run| run.fan_out / run.raw_fan_out, false),
+        ("rss", "Peak RSS against parents", "peak RSS (MiB)", |run| run.peak_rss, true),
+        ("cpu", "CPU over all phases against parents", "CPU (s)", |run| run.cpu, true),
+    ];
+    for (name, title, y_label, value, proportional) in charts {
+        let mut chart = Chart::new(format!("{title} ({strategy})"), "parents", y_label);
+        for engine in &engines {
+            let mut points: Vec<(f64, f64)> =
+                runs.iter().filter(|run| &run.engine == engine).map(|run| (run.parents as f64, value(run))).collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart = chart.line(engine.clone(), points, Style::Line);
+        }
+        if proportional {
+            let mut first: Vec<&Figures> = runs.iter().filter(|run| Some(&run.engine) == engines.first()).collect();
+            first.sort_by_key(|run| run.parents);
+            if let (Some(smallest), Some(largest)) = (first.first(), first.last()) {
+                let per_parent = value(smallest) / smallest.parents as f64;
+                let line = vec![(smallest.parents as f64, value(smallest)), (largest.parents as f64, per_parent * largest.parents as f64)];
+                chart = chart.line(format!("{} × N ÷ {} (proportional to N)", smallest.engine, smallest.parents), line, Style::Reference);
+            }
+        }
+        report.plot(docs, &format!("growth-{strategy}-{name}"), &chart);
+    }
+    report
+}
+
+pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Options) -> anyhow::Result<Figures> {
     let n = options.parents;
-    let engine_name = if options.engine_command.is_some() { "engine" } else { "bosun" };
-    let mut report = Report::new(format!(
-        "Engine fan-out: {n} parents × 3 children, {}, --workers {} ({engine_name})",
-        options.strategy, options.workers
-    ));
+    eprintln!("{}: {n} parents, {} …", options.engine_name, options.strategy);
     install_parent_crd(client).await?;
     namespace(client, "bench").await?;
     namespace(client, "bench-raw").await?;
@@ -275,10 +429,8 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     }
     let before = apiserver_writes(client, &COUNTED).await?;
     let calls_before = calls.load(Ordering::Relaxed);
-    let resync = json!({ "spec": { "resyncPeriodSeconds": 3600 } });
     let started = Instant::now();
-    let controllers: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()));
-    controllers.patch("bench", &PatchParams::default(), &Patch::Merge(&resync)).await?;
+    set_resync_period(client, 3600).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     while calls.load(Ordering::Relaxed) < calls_before + n {
         anyhow::ensure!(Instant::now() < deadline, "the resync did not call the hook for every parent within 10 min");
@@ -327,21 +479,25 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Opt
     concurrently((0..n).collect(), options.workers, |index| raw_sync(client, &raw_parents, &versions, index, "2", apply)).await?;
     let raw_update = raw.until("2", n).await - started;
 
-    let ratio = |measured: Duration, limit: Duration| measured.as_secs_f64() / limit.as_secs_f64();
-    report.figure("fan-out: CompositeController created → all children and statuses", format!("{:.2} s", fan_out.as_secs_f64()));
-    report.figure("raw limit: the same creates and status writes, plain client", format!("{:.2} s", raw_fan_out.as_secs_f64()));
-    report.figure("fan-out ÷ raw limit (target ≤ 1.5)", format!("{:.2}", ratio(fan_out, raw_fan_out)));
-    report.figure("fan-out writes (API server)", fan_out_writes);
-    report.figure("steady state: full resync → writes (target 0)", steady_writes.to_string());
-    report.figure("steady state: hook calls per parent (target ≤ 1)", format!("{:.2}", steady_calls as f64 / n as f64));
-    report.figure("steady state: resync of every parent took", format!("{:.2} s", resync_time.as_secs_f64()));
-    report.figure("update wave: specs changed → all children and statuses", format!("{:.2} s", update.as_secs_f64()));
-    report.figure("raw limit: the same patches, updates and status writes", format!("{:.2} s", raw_update.as_secs_f64()));
-    report.figure("update wave ÷ raw limit (target ≤ 1.5)", format!("{:.2}", ratio(update, raw_update)));
-    report.figure("update writes (API server, incl. the benchmark's parent patches)", update_writes);
-    report.figure(&format!("{engine_name} peak RSS ({} objects watched)", 4 * n), format!("{peak:.1} MiB"));
-    report.figure(&format!("{engine_name} CPU over all phases"), format!("{cpu:.2} s"));
-    Ok(Run { report, curves: vec![(format!("{engine_name} fan-out"), engine_curve), ("raw limit".into(), raw_curve)] })
+    Ok(Figures {
+        engine: options.engine_name.clone(),
+        parents: n,
+        strategy: options.strategy.clone(),
+        workers: options.workers,
+        fan_out: fan_out.as_secs_f64(),
+        raw_fan_out: raw_fan_out.as_secs_f64(),
+        fan_out_writes,
+        steady_writes,
+        steady_calls_per_parent: steady_calls as f64 / n as f64,
+        resync: resync_time.as_secs_f64(),
+        update: update.as_secs_f64(),
+        raw_update: raw_update.as_secs_f64(),
+        update_writes,
+        peak_rss: peak,
+        cpu,
+        curve: engine_curve,
+        raw_curve,
+    })
 }
 
 /// The resourceVersions the raw client's writes returned, by parent name: it updates without

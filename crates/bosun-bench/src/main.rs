@@ -12,6 +12,7 @@ mod plot;
 mod report;
 mod requests;
 mod sharding;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -41,11 +42,12 @@ struct Cli {
 enum Scenario {
     /// The engine's fan-out, steady state and update wave: N parents of a test CRD, each with
     /// three children (ConfigMap, Service, Secret) from a loopback hook, against a plain client
-    /// making the same writes (the raw limit). One fresh control plane per apply strategy.
+    /// making the same writes (the raw limit). One fresh control plane per engine, apply
+    /// strategy and N. With several N, also how the figures grow with N (a table and charts).
     Engine {
-        /// Parents.
-        #[arg(long, default_value_t = 1000, value_name = "N")]
-        parents: usize,
+        /// Parents; several, comma-separated, for a growth sweep (e.g. 1000,3000,10000,30000).
+        #[arg(long, default_value = "1000", value_delimiter = ',', value_name = "N,…")]
+        parents: Vec<usize>,
         /// `dynamic-apply`, `server-side-apply`, or `both`.
         #[arg(long, default_value = "both", value_parser = ["both", "dynamic-apply", "server-side-apply"])]
         strategy: String,
@@ -56,8 +58,33 @@ enum Scenario {
         /// 'metacontroller --kubeconfig {kubeconfig} --metrics-address {metrics_address}
         /// --health-probe-bind-address {health_address} --apply-strategy {apply_strategy}
         /// --workers {workers}' (run with sh; the placeholders are replaced).
-        #[arg(long, value_name = "COMMAND")]
+        #[arg(long, value_name = "COMMAND", conflicts_with = "compare")]
         engine_command: Option<String>,
+        /// Measure bosun and then this other engine (a command as for --engine-command), each
+        /// on its own fresh control plane, and print one table with both and the ratios
+        /// (bosun ÷ other).
+        #[arg(long, value_name = "COMMAND")]
+        compare: Option<String>,
+        /// What the other engine is called in the tables and charts.
+        #[arg(long, default_value = "other", value_name = "NAME")]
+        other_name: String,
+    },
+    /// The soak: N parents converged, then a resync of every parent every --resync-seconds for
+    /// --minutes, bosun's resident memory sampled every 10 s and charted: in steady state it
+    /// must stay flat, and nothing may be written.
+    Soak {
+        /// Parents.
+        #[arg(long, default_value_t = 10000, value_name = "N")]
+        parents: usize,
+        /// How long to soak.
+        #[arg(long, default_value_t = 30, value_name = "MINUTES")]
+        minutes: u64,
+        /// The CompositeController's resyncPeriodSeconds during the soak.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        resync_seconds: u32,
+        /// bosun's --workers.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        workers: usize,
     },
     /// ConfigMapSync fan-out: one source copied to N namespaces chosen by a label selector;
     /// the time until every copy exists and until every copy carries a source change, the
@@ -103,7 +130,7 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = format!("cargo run --release -p bosun-bench -- {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
-    let external = matches!(&cli.scenario, Scenario::Engine { engine_command: Some(_), .. });
+    let external = matches!(&cli.scenario, Scenario::Engine { engine_command: Some(_), compare: None, .. });
     let bosun = match &cli.bosun {
         Some(path) => path.clone(),
         None if external => PathBuf::new(),
@@ -125,6 +152,13 @@ fn main() -> anyhow::Result<()> {
                 plane.stop();
                 Ok(vec![report?])
             }
+            Scenario::Soak { parents, minutes, resync_seconds, workers } => {
+                let plane = start_plane().await?;
+                let options = soak::Options { parents, minutes, resync_seconds: resync_seconds.max(1), workers: workers.max(1) };
+                let report = soak::run(&plane.client()?, plane.kubeconfig_path(), &bosun, &docs, &options).await;
+                plane.stop();
+                Ok(vec![report?])
+            }
             Scenario::Sharding { parents, replicas, workers } => {
                 let (mut reports, mut curves) = (Vec::new(), Vec::new());
                 for count in replicas {
@@ -141,25 +175,45 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(reports)
             }
-            Scenario::Engine { parents, strategy, workers, engine_command } => {
+            Scenario::Engine { parents, strategy, workers, engine_command, compare, other_name } => {
                 let strategies: Vec<&str> =
                     if strategy == "both" { vec!["dynamic-apply", "server-side-apply"] } else { vec![strategy.as_str()] };
+                // (name, command: none for bosun), in the order they run.
+                let engines: Vec<(String, Option<String>)> = match (engine_command, compare) {
+                    (Some(command), _) => vec![(other_name, Some(command))],
+                    (None, Some(command)) => vec![("bosun".into(), None), (other_name, Some(command))],
+                    (None, None) => vec![("bosun".into(), None)],
+                };
                 let mut reports = Vec::new();
                 for strategy in strategies {
-                    let plane = start_plane().await?;
-                    let options = fanout::Options {
-                        parents,
-                        strategy: strategy.to_owned(),
-                        workers: workers.max(1),
-                        engine_command: engine_command.clone(),
-                    };
-                    let run = fanout::run(&plane.client()?, plane.kubeconfig_path(), &bosun, &options).await;
-                    plane.stop();
-                    let run = run?;
-                    let mut report = run.report;
-                    let title = format!("Engine fan-out: {parents} parents × 3 children, {strategy}");
-                    report.plot(&docs, &format!("fanout-{parents}-{strategy}"), &plot::Chart::convergence(title, &run.curves));
-                    reports.push(report);
+                    let mut sweep = Vec::new();
+                    for &n in &parents {
+                        let mut runs = Vec::new();
+                        for (name, command) in &engines {
+                            let plane = start_plane().await?;
+                            let options = fanout::Options {
+                                parents: n,
+                                strategy: strategy.to_owned(),
+                                workers: workers.max(1),
+                                engine_command: command.clone(),
+                                engine_name: name.clone(),
+                            };
+                            let run = fanout::run(&plane.client()?, plane.kubeconfig_path(), &bosun, &options).await;
+                            plane.stop();
+                            runs.push(run?);
+                        }
+                        let mut report = match runs.as_slice() {
+                            [one, other] => one.compared(other),
+                            [one] => one.report(),
+                            _ => unreachable!("one or two engines"),
+                        };
+                        report.plot(&docs, &format!("fanout-{n}-{strategy}"), &fanout::Figures::chart(&runs));
+                        reports.push(report);
+                        sweep.extend(runs);
+                    }
+                    if parents.len() > 1 {
+                        reports.push(fanout::growth(&sweep, &docs));
+                    }
                 }
                 Ok(reports)
             }

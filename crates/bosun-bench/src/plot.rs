@@ -22,7 +22,7 @@ const MAX_POINTS: usize = 2000;
 pub enum Style {
     /// A staircase (a cumulative count: objects converged over time).
     Step,
-    /// Points joined by straight lines, each marked.
+    /// Points joined by straight lines, each marked (when there are a few).
     Line,
     /// A dashed line: a reference, not a measurement.
     Reference,
@@ -135,7 +135,8 @@ impl Chart {
             }
             let dash = if series.style == Style::Reference { " stroke-dasharray=\"6,4\"" } else { "" };
             let _ = writeln!(svg, "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>", path.trim_end());
-            if series.style == Style::Line {
+            // Marks show where the measurements are, when there are few of them.
+            if series.style == Style::Line && series.points.len() <= 40 {
                 for &(x, y) in &series.points {
                     let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{colour}\"/>", x_at(x), y_at(y));
                 }

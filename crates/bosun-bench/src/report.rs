@@ -7,14 +7,22 @@ use std::path::{Path, PathBuf};
 /// The figures of one scenario run.
 pub struct Report {
     title: String,
-    figures: Vec<(String, String)>,
+    /// The table's header.
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
     /// Charts (SVG) and their titles.
     plots: Vec<(PathBuf, String)>,
 }
 
 impl Report {
+    /// A report whose table has the columns `figure` and `value`.
     pub fn new(title: String) -> Report {
-        Report { title, figures: Vec::new(), plots: Vec::new() }
+        Report::with_columns(title, &["figure", "value"])
+    }
+
+    /// A report whose table has these columns.
+    pub fn with_columns(title: String, columns: &[&str]) -> Report {
+        Report { title, columns: columns.iter().map(|column| (*column).to_owned()).collect(), rows: Vec::new(), plots: Vec::new() }
     }
 
     /// Writes `chart` as `<docs>/benchmarks/<name>.svg` and shows it under the figures.
@@ -28,16 +36,23 @@ impl Report {
         }
     }
 
-    /// Adds a figure.
+    /// Adds a figure (a row of a two-column report).
     pub fn figure(&mut self, name: &str, value: String) {
-        self.figures.push((name.to_owned(), value));
+        self.row(vec![name.to_owned(), value]);
+    }
+
+    /// Adds a row, one cell per column.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
     }
 
     /// The figures as a Markdown table.
     pub fn table(&self) -> String {
-        let mut table = String::from("| figure | value |\n| --- | --- |\n");
-        for (name, value) in &self.figures {
-            table.push_str(&format!("| {name} | {value} |\n"));
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        let mut table = line(&self.columns);
+        table.push_str(&line(&vec!["---".to_owned(); self.columns.len()]));
+        for row in &self.rows {
+            table.push_str(&line(row));
         }
         table
     }

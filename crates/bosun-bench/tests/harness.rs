@@ -1,7 +1,7 @@
-//! The benchmark command end to end at a small size, on its own local control planes: bosun
-//! measured as the default engine and, through `--engine-command`, as any other engine; the
-//! printed table, the appended record and the plot. Times are printed, never asserted; the
-//! write counts are exact, so they are.
+//! The benchmark command end to end at small sizes, on its own local control planes: bosun
+//! measured at two N (a growth sweep), then side by side with another engine started by a
+//! command (`--compare`); the printed tables, the appended record and the charts. Times are
+//! printed, never asserted; the write counts are exact, so they are.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,44 +28,95 @@ fn bench(docs: &Path, args: &[&str]) -> (String, String) {
     (table, std::fs::read_to_string(docs.join("benchmarks.md")).unwrap())
 }
 
-fn figure<'a>(table: &'a str, name: &str) -> &'a str {
+/// The cells after the first of the row that starts with `name`.
+fn cells<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
     let line =
         table.lines().find(|line| line.starts_with(&format!("| {name}"))).unwrap_or_else(|| panic!("no figure {name:?} in\n{table}"));
-    line.rsplit('|').nth(1).unwrap().trim()
+    line.trim_matches('|').split(" | ").skip(1).map(str::trim).collect()
+}
+
+fn figure<'a>(table: &'a str, name: &str) -> &'a str {
+    cells(table, name)[0]
 }
 
 #[test]
-fn the_engine_benchmark_measures_bosun_and_any_engine_command() {
+fn the_engine_benchmark_measures_bosun_grows_with_n_and_compares_with_any_engine_command() {
     let bosun = bosun();
     let docs = std::env::temp_dir().join(format!("bosun-bench-{}", bosun_testenv::unique_suffix()));
 
-    let (table, record) =
-        bench(&docs, &["engine", "--parents", "20", "--strategy", "dynamic-apply", "--workers", "2", "--bosun", bosun.to_str().unwrap()]);
+    let (table, record) = bench(
+        &docs,
+        &["engine", "--parents", "20,40", "--strategy", "dynamic-apply", "--workers", "2", "--bosun", bosun.to_str().unwrap()],
+    );
     assert_eq!(figure(&table, "fan-out writes"), "20 PATCH benchparents/status, 60 POST");
     assert_eq!(figure(&table, "steady state: full resync → writes"), "0");
     assert_eq!(figure(&table, "steady state: hook calls per parent"), "1.00");
-    for name in ["fan-out ÷ raw limit", "update wave ÷ raw limit", "bosun peak RSS (80 objects watched)", "bosun CPU over all phases"] {
+    for name in [
+        "fan-out ÷ raw limit",
+        "update wave ÷ raw limit",
+        "peak RSS (80 objects watched)",
+        "peak RSS (160 objects watched)",
+        "CPU over all phases",
+    ] {
         figure(&table, name);
     }
-    assert!(record.contains("### Engine fan-out: 20 parents × 3 children, dynamic-apply, --workers 2 (bosun)"), "{record}");
+    for size in [20, 40] {
+        assert!(
+            record.contains(&format!("### Engine fan-out: {size} parents × 3 children, dynamic-apply, --workers 2 (bosun)")),
+            "{record}"
+        );
+        let chart = format!("fanout-{size}-dynamic-apply.svg");
+        assert!(record.contains(&format!("](benchmarks/{chart})")), "{record}");
+        let svg = std::fs::read_to_string(docs.join("benchmarks").join(chart)).unwrap();
+        for text in ["Engine fan-out", "time since start (s)", "parents converged", ">bosun fan-out<", ">raw limit"] {
+            assert!(svg.contains(text), "{text} missing from the chart:\n{svg}");
+        }
+    }
     assert!(record.contains("`cargo run --release -p bosun-bench -- --docs"), "the command is recorded: {record}");
-    assert!(record.contains(&table), "the table is recorded: {record}");
-    assert!(record.contains("![convergence](benchmarks/fanout-20-dynamic-apply.png)"), "{record}");
-    let png = std::fs::read(docs.join("benchmarks/fanout-20-dynamic-apply.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    for printed in table.split("\n\n").filter(|printed| !printed.trim().is_empty()) {
+        assert!(record.contains(printed.trim()), "the table is recorded: {printed}\n{record}");
+    }
+    // The growth sweep: a row per N, and a chart of each figure against N.
+    assert!(record.contains("### Engine growth: 20, 40 parents, dynamic-apply"), "{record}");
+    assert_eq!(cells(&table, "40")[0], "bosun");
+    for chart in ["fan-out-ratio", "rss", "cpu"] {
+        let svg = std::fs::read_to_string(docs.join(format!("benchmarks/growth-dynamic-apply-{chart}.svg"))).unwrap();
+        assert!(svg.contains(">parents<") && svg.contains(">bosun<"), "{svg}");
+    }
 
-    // The same engine, started the way another one would be.
+    // Side by side with another engine (bosun itself, started the way another one would be).
     let command = format!(
         "{} run --kubeconfig {{kubeconfig}} --metrics-address {{metrics_address}} \
          --health-probe-bind-address {{health_address}} --apply-strategy {{apply_strategy}} --workers {{workers}}",
         bosun.display()
     );
-    let (table, record) =
-        bench(&docs, &["engine", "--parents", "20", "--strategy", "server-side-apply", "--workers", "2", "--engine-command", &command]);
-    assert_eq!(figure(&table, "fan-out writes"), "60 APPLY, 20 PATCH benchparents/status");
-    assert_eq!(figure(&table, "steady state: full resync → writes"), "0");
-    figure(&table, "engine peak RSS (80 objects watched)");
-    assert!(record.contains("--workers 2 (engine)"), "{record}");
+    let (table, record) = bench(
+        &docs,
+        &[
+            "engine",
+            "--parents",
+            "20",
+            "--strategy",
+            "server-side-apply",
+            "--workers",
+            "2",
+            "--bosun",
+            bosun.to_str().unwrap(),
+            "--compare",
+            &command,
+            "--other-name",
+            "copy",
+        ],
+    );
+    assert!(table.starts_with("| figure | bosun | copy | bosun ÷ copy |"), "{table}");
+    let writes = cells(&table, "fan-out writes");
+    assert_eq!(writes[..3], ["60 APPLY, 20 PATCH benchparents/status", "60 APPLY, 20 PATCH benchparents/status", "—"]);
+    assert_eq!(cells(&table, "steady state: full resync → writes")[..2], ["0", "0"]);
+    let cpu = cells(&table, "CPU over all phases");
+    assert!(cpu[2].parse::<f64>().is_ok(), "a ratio: {cpu:?}");
+    assert!(record.contains("--workers 2 (bosun and copy)"), "{record}");
+    let svg = std::fs::read_to_string(docs.join("benchmarks/fanout-20-server-side-apply.svg")).unwrap();
+    assert!(svg.contains(">bosun fan-out<") && svg.contains(">copy fan-out<") && svg.contains(">raw limit"), "{svg}");
 
     std::fs::remove_dir_all(&docs).unwrap();
 }
