@@ -82,7 +82,8 @@ async fn readiness_metrics_and_graceful_shutdown() {
     let reconciles = "controller_runtime_reconcile_total{controller=\"CompositeController-measured\",result=\"success\"}";
     let text = eventually("metrics of the sync", async || {
         let (_, text) = get(metrics, "/metrics").await;
-        (sample(&text, &hook_requests).is_some() && sample(&text, reconciles).is_some()).then_some(text)
+        // The reconcile counters are there at 0 from the start: wait for a finished reconcile.
+        (sample(&text, &hook_requests).is_some() && sample(&text, reconciles).is_some_and(|count| count >= 1.0)).then_some(text)
     })
     .await;
     for name in [
