@@ -214,6 +214,27 @@ pub(crate) async fn set_resync_period(client: &Client, seconds: u32) -> anyhow::
     Ok(())
 }
 
+/// The world of an engine scenario: the parent CRD, the namespace `bench` with `parents`
+/// parents, and a loopback hook returning three children per parent.
+pub(crate) struct Bench {
+    /// The hook's calls so far.
+    pub calls: Arc<AtomicUsize>,
+    pub hook_url: String,
+    _hook: tokio::task::JoinHandle<()>,
+}
+
+impl Bench {
+    pub(crate) async fn set_up(client: &Client, parents: usize) -> anyhow::Result<Bench> {
+        install_parent_crd(client).await?;
+        namespace(client, "bench").await?;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (hook_url, hook) = start_hook(calls.clone(), three_children).await?;
+        eprintln!("creating {parents} parents …");
+        create_parents(client, "bench", parents).await?;
+        Ok(Bench { calls, hook_url, _hook: hook })
+    }
+}
+
 pub(crate) async fn create_parents(client: &Client, namespace: &str, count: usize) -> anyhow::Result<()> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &parent_resource());
     concurrently((0..count).collect(), 32, |index| {
@@ -390,14 +411,8 @@ pub fn growth(runs: &[Figures], docs: &std::path::Path) -> Report {
 pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, options: &Options) -> anyhow::Result<Figures> {
     let n = options.parents;
     eprintln!("{}: {n} parents, {} …", options.engine_name, options.strategy);
-    install_parent_crd(client).await?;
-    namespace(client, "bench").await?;
+    let Bench { calls, hook_url, _hook } = Bench::set_up(client, n).await?;
     namespace(client, "bench-raw").await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (hook_url, _hook) = start_hook(calls.clone(), three_children).await?;
-
-    eprintln!("creating {n} parents …");
-    create_parents(client, "bench", n).await?;
     eprintln!("starting the engine …");
     let args =
         [format!("--apply-strategy={}", options.strategy), format!("--workers={}", options.workers), "--configmapsync=false".to_owned()];

@@ -9,8 +9,6 @@
 //! depend on it.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
@@ -18,9 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::engine::EngineProcess;
-use crate::fanout::{
-    Convergence, apply_controller, create_parents, install_parent_crd, namespace, parent_resource, start_hook, three_children,
-};
+use crate::fanout::{Bench, Convergence, apply_controller, parent_resource};
 use crate::report::Report;
 use crate::requests::concurrently;
 
@@ -35,12 +31,7 @@ pub struct Run {
 
 pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, parents: usize, replicas: usize, workers: usize) -> anyhow::Result<Run> {
     let mut report = Report::new(format!("Sharding: {parents} parents × 3 children on {replicas} replica(s), --workers {workers}"));
-    install_parent_crd(client).await?;
-    namespace(client, "bench").await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (hook_url, _hook) = start_hook(calls.clone(), three_children).await?;
-    eprintln!("creating {parents} parents …");
-    create_parents(client, "bench", parents).await?;
+    let bench = Bench::set_up(client, parents).await?;
     eprintln!("starting {replicas} replica(s) …");
     let mut engines = Vec::new();
     for index in 0..replicas {
@@ -57,7 +48,7 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, parents: usiz
     }
     let cpu_start: Vec<f64> = engines.iter().map(EngineProcess::cpu_seconds).collect();
     let convergence = Convergence::start(client, "engine", "bench").await;
-    let started = apply_controller(client, &hook_url).await?;
+    let started = apply_controller(client, &bench.hook_url).await?;
     let fan_out = convergence.until("1", parents).await - started;
     let curve = convergence.curve("1", started);
     eprintln!("fan-out: {:.2} s", fan_out.as_secs_f64());

@@ -3,16 +3,13 @@
 //! state memory must not rise (a leak shows as a slope) and nothing is written.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kube::Client;
 
 use crate::engine::EngineProcess;
-use crate::fanout::{
-    COUNTED, Convergence, apply_controller, create_parents, install_parent_crd, namespace, set_resync_period, start_hook, three_children,
-};
+use crate::fanout::{Bench, COUNTED, Convergence, apply_controller, set_resync_period};
 use crate::plot::{Chart, Style};
 use crate::report::Report;
 use crate::requests::{apiserver_writes, difference};
@@ -33,16 +30,11 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, docs: &Path, 
     let mut report = Report::new(format!(
         "Soak: {parents} parents × 3 children, a resync every {resync_seconds} s for {minutes} min, --workers {workers} (bosun)"
     ));
-    install_parent_crd(client).await?;
-    namespace(client, "bench").await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (hook_url, _hook) = start_hook(calls.clone(), three_children).await?;
-    eprintln!("creating {parents} parents …");
-    create_parents(client, "bench", parents).await?;
+    let bench = Bench::set_up(client, parents).await?;
     let args = [format!("--workers={workers}"), "--configmapsync=false".to_owned()];
     let engine = EngineProcess::start(bosun, kubeconfig, &args).await?;
     let convergence = Convergence::start(client, "engine", "bench").await;
-    let started = apply_controller(client, &hook_url).await?;
+    let started = apply_controller(client, &bench.hook_url).await?;
     let fan_out = convergence.until("1", parents).await - started;
     drop(convergence);
     eprintln!("fan-out: {:.2} s; soaking for {minutes} min …", fan_out.as_secs_f64());
@@ -51,7 +43,7 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, docs: &Path, 
 
     set_resync_period(client, resync_seconds).await?;
     let writes_before = apiserver_writes(client, &COUNTED).await?;
-    let (calls_before, cpu_before) = (calls.load(Ordering::Relaxed), engine.cpu_seconds());
+    let (calls_before, cpu_before) = (bench.calls.load(Ordering::Relaxed), engine.cpu_seconds());
     let soak = Instant::now();
     let length = Duration::from_secs(minutes * 60);
     let mut samples: Vec<(f64, f64)> = Vec::new();
@@ -66,7 +58,7 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, docs: &Path, 
         tokio::time::sleep(SAMPLE).await;
     }
     let writes = difference(&apiserver_writes(client, &COUNTED).await?, &writes_before);
-    let hook_calls = calls.load(Ordering::Relaxed) - calls_before;
+    let hook_calls = bench.calls.load(Ordering::Relaxed) - calls_before;
     let cpu = engine.cpu_seconds() - cpu_before;
 
     let rss: Vec<f64> = samples.iter().map(|(_, rss)| *rss).collect();
