@@ -27,7 +27,8 @@ struct Cli {
     /// and use the one next to this benchmark.
     #[arg(long, global = true, value_name = "PATH")]
     bosun: Option<PathBuf>,
-    /// Print the figures without appending them to docs/benchmarks.md.
+    /// Print the figures without appending them to docs/benchmarks.md; the plots go to a
+    /// temporary directory (printed), not docs/benchmarks/, unless --docs is given.
     #[arg(long, global = true)]
     no_record: bool,
     /// The directory of the record (`benchmarks.md`, appended to) and the plots
@@ -136,7 +137,12 @@ fn main() -> anyhow::Result<()> {
         None if external => PathBuf::new(),
         None => engine::release_binary()?,
     };
-    let docs = cli.docs.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs"));
+    let docs = match &cli.docs {
+        Some(docs) => docs.clone(),
+        // A trial run must not overwrite the recorded runs' plots.
+        None if cli.no_record => std::env::temp_dir().join("bosun-bench"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs"),
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     let reports = runtime.block_on(async {
         match cli.scenario {

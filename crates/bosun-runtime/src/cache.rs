@@ -84,11 +84,22 @@ pub fn controller_uid(object: &DynamicObject) -> Option<&str> {
 /// The values under which a custom index finds an object (none: it is not in the index).
 pub type Indexer = Arc<dyn Fn(&DynamicObject) -> Vec<String> + Send + Sync>;
 
+/// A key as the store holds it: one allocation shared by the object map and every index.
+type SharedKey = Arc<ObjectKey>;
+
 /// A custom index: its function and the objects under each value.
 #[derive(Clone)]
 struct Index {
     indexer: Indexer,
-    entries: HashMap<String, HashSet<ObjectKey>>,
+    entries: HashMap<String, HashSet<SharedKey>>,
+}
+
+impl Index {
+    fn add(&mut self, key: &SharedKey, object: &DynamicObject) {
+        for value in (self.indexer)(object) {
+            self.entries.entry(value).or_default().insert(key.clone());
+        }
+    }
 }
 
 /// An object as the store keeps it.
@@ -106,19 +117,60 @@ impl Entry {
     }
 
     fn decode(&self) -> Arc<DynamicObject> {
-        Arc::new(serde_json::from_str(&self.json).expect("the cache parses the JSON it wrote"))
+        Arc::new(parse(&self.json).expect("the cache parses the JSON it wrote"))
     }
+}
+
+/// Parses an object as `DynamicObject`'s own decoding does, in one pass: that one, through
+/// serde's `flatten`, first copies the whole object into an intermediate tree. Reads and
+/// watch events parse every object they meet, so this is most of a cache's cost.
+fn parse(json: &str) -> serde_json::Result<DynamicObject> {
+    struct Fields;
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = DynamicObject;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a Kubernetes object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut fields: A) -> Result<DynamicObject, A::Error> {
+            let (mut api_version, mut kind, mut metadata) = (None, None, ObjectMeta::default());
+            let mut data = serde_json::Map::new();
+            while let Some(field) = fields.next_key::<String>()? {
+                match field.as_str() {
+                    "apiVersion" => api_version = Some(fields.next_value::<serde_json::Value>()?),
+                    "kind" => kind = Some(fields.next_value::<serde_json::Value>()?),
+                    "metadata" => metadata = fields.next_value()?,
+                    _ => {
+                        data.insert(field, fields.next_value()?);
+                    }
+                }
+            }
+            // Incomplete or mistyped, the type is dropped, as `DynamicObject` drops it.
+            let types = match (api_version, kind) {
+                (Some(serde_json::Value::String(api_version)), Some(serde_json::Value::String(kind))) => {
+                    Some(TypeMeta { api_version, kind })
+                }
+                _ => None,
+            };
+            Ok(DynamicObject { types, metadata, data: serde_json::Value::Object(data) })
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let object = serde::Deserializer::deserialize_map(&mut deserializer, Fields)?;
+    deserializer.end()?;
+    Ok(object)
 }
 
 #[derive(Default)]
 struct Store {
-    objects: HashMap<ObjectKey, Entry>,
+    objects: HashMap<SharedKey, Entry>,
     /// Controller owner UID → the objects it controls.
-    by_controller: HashMap<String, HashSet<ObjectKey>>,
+    by_controller: HashMap<String, HashSet<SharedKey>>,
     /// Namespace (`""` for cluster-scoped objects) → the objects without a controller owner.
-    orphans: HashMap<String, HashSet<ObjectKey>>,
+    orphans: HashMap<String, HashSet<SharedKey>>,
     /// Namespace (`""` for cluster-scoped objects) → its objects.
-    by_namespace: HashMap<String, HashSet<ObjectKey>>,
+    by_namespace: HashMap<String, HashSet<SharedKey>>,
     /// Custom indexes by name.
     indexes: HashMap<String, Index>,
 }
@@ -136,20 +188,24 @@ impl Store {
 
     /// Stores `object`, returning the object it replaces.
     fn insert(&mut self, object: &DynamicObject) -> Option<Arc<DynamicObject>> {
-        let key = ObjectKey::of(object);
+        let key = Arc::new(ObjectKey::of(object));
         let old = self.remove(&key);
+        let namespace = || key.namespace.clone().unwrap_or_default();
         match controller_uid(object) {
             Some(uid) => self.by_controller.entry(uid.to_owned()).or_default().insert(key.clone()),
-            None => self.orphans.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone()),
+            None => self.orphans.entry(namespace()).or_default().insert(key.clone()),
         };
-        self.by_namespace.entry(key.namespace.clone().unwrap_or_default()).or_default().insert(key.clone());
+        self.by_namespace.entry(namespace()).or_default().insert(key.clone());
         for index in self.indexes.values_mut() {
-            for value in (index.indexer)(object) {
-                index.entries.entry(value).or_default().insert(key.clone());
-            }
+            index.add(&key, object);
         }
         self.objects.insert(key, Entry::encode(object));
         old
+    }
+
+    /// Decodes the objects under `keys`.
+    fn decode<'a>(&self, keys: impl IntoIterator<Item = &'a SharedKey>) -> Vec<Arc<DynamicObject>> {
+        keys.into_iter().filter_map(|key| self.objects.get(key).map(Entry::decode)).collect()
     }
 
     fn remove(&mut self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
@@ -252,26 +308,23 @@ impl Cache {
     /// The objects whose controller owner has this UID.
     pub fn controlled_by(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
-        let Some(keys) = store.by_controller.get(uid) else { return Vec::new() };
-        keys.iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
+        store.decode(store.by_controller.get(uid).into_iter().flatten())
     }
 
     /// The objects in `namespace` (`""`: the cluster-scoped ones).
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
-        let Some(keys) = store.by_namespace.get(namespace) else { return Vec::new() };
-        keys.iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
+        store.decode(store.by_namespace.get(namespace).into_iter().flatten())
     }
 
     /// The objects without a controller owner in `namespace` (`None`: every namespace and
     /// cluster-scoped objects).
     pub fn orphans(&self, namespace: Option<&str>) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
-        let keys: Vec<&ObjectKey> = match namespace {
-            Some(namespace) => store.orphans.get(namespace).into_iter().flatten().collect(),
-            None => store.orphans.values().flatten().collect(),
-        };
-        keys.into_iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
+        match namespace {
+            Some(namespace) => store.decode(store.orphans.get(namespace).into_iter().flatten()),
+            None => store.decode(store.orphans.values().flatten()),
+        }
     }
 
     /// Adds a custom index named `name` (unless one by that name exists: controllers sharing
@@ -283,9 +336,7 @@ impl Cache {
         }
         let mut index = Index { indexer: Arc::new(indexer), entries: HashMap::new() };
         for (key, entry) in &store.objects {
-            for value in (index.indexer)(&entry.decode()) {
-                index.entries.entry(value).or_default().insert(key.clone());
-            }
+            index.add(key, &entry.decode());
         }
         store.indexes.insert(name.to_owned(), index);
     }
@@ -293,8 +344,7 @@ impl Cache {
     /// The objects the index `name` finds under `value` (none if there is no such index).
     pub fn by_index(&self, name: &str, value: &str) -> Vec<Arc<DynamicObject>> {
         let store = self.read();
-        let Some(keys) = store.indexes.get(name).and_then(|index| index.entries.get(value)) else { return Vec::new() };
-        keys.iter().filter_map(|key| store.objects.get(key).map(Entry::decode)).collect()
+        store.decode(store.indexes.get(name).and_then(|index| index.entries.get(value)).into_iter().flatten())
     }
 
     /// Waits until `done` holds — checked now and after every change — or `timeout` passes,
@@ -385,36 +435,47 @@ impl Cache {
         self.notify(&CacheEvent::Deleted(&deleted));
     }
 
-    /// Replaces the store with a complete relist, reporting what changed meanwhile.
-    fn replace(&self, listed: Vec<DynamicObject>) {
-        let listed: Vec<Arc<DynamicObject>> = listed.into_iter().map(|object| self.prepare(object)).collect();
+    /// An empty store with this cache's indexes, to gather a relist in.
+    fn empty_store(&self) -> Store {
+        self.read().empty_like()
+    }
+
+    /// Replaces the store with `fresh`, a complete relist, reporting what changed meanwhile.
+    fn replace(&self, mut fresh: Store) {
         let old = {
             let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut fresh = store.empty_like();
-            for object in &listed {
-                fresh.insert(object);
+            // An index added while the list ran is built now.
+            for (name, index) in &store.indexes {
+                if !fresh.indexes.contains_key(name) {
+                    let mut index = Index { indexer: index.indexer.clone(), entries: HashMap::new() };
+                    for (key, entry) in &fresh.objects {
+                        index.add(key, &entry.decode());
+                    }
+                    fresh.indexes.insert(name.clone(), index);
+                }
             }
             std::mem::replace(&mut *store, fresh)
         };
         self.changed.notify_waiters();
-        let store = self.read();
-        let applied: Vec<(Option<Arc<DynamicObject>>, Arc<DynamicObject>)> = listed
-            .into_iter()
-            .filter_map(|new| {
-                let previous = old.objects.get(&ObjectKey::of(&new));
-                let unchanged =
-                    previous.is_some_and(|previous| previous.resource_version.as_deref() == new.metadata.resource_version.as_deref());
-                (!unchanged).then(|| (previous.map(Entry::decode), new))
-            })
+        // Decoded and reported one at a time: a relist never holds every object parsed at once.
+        let changed: Vec<SharedKey> = self
+            .read()
+            .objects
+            .iter()
+            .filter(|(key, entry)| old.objects.get(*key).is_none_or(|previous| previous.resource_version != entry.resource_version))
+            .map(|(key, _)| key.clone())
             .collect();
-        let deleted: Vec<Arc<DynamicObject>> =
-            old.objects.iter().filter(|(key, _)| !store.objects.contains_key(key)).map(|(_, entry)| entry.decode()).collect();
-        drop(store);
-        for (old, new) in &applied {
-            self.notify(&CacheEvent::Applied { old: old.as_ref(), new });
+        for key in changed {
+            let Some(new) = self.read().objects.get(&key).map(Entry::decode) else { continue };
+            let previous = old.objects.get(&key).map(Entry::decode);
+            self.notify(&CacheEvent::Applied { old: previous.as_ref(), new: &new });
         }
-        for object in &deleted {
-            self.notify(&CacheEvent::Deleted(object));
+        let deleted: Vec<&Entry> = {
+            let store = self.read();
+            old.objects.iter().filter(|(key, _)| !store.objects.contains_key(*key)).map(|(_, entry)| entry).collect()
+        };
+        for entry in deleted {
+            self.notify(&CacheEvent::Deleted(&entry.decode()));
         }
         self.synced.send_replace(true);
     }
@@ -510,7 +571,7 @@ impl<'de> Deserialize<'de> for Watched {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Capturing the text skips over it without recursion, so no depth limit applies here.
         let text = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
-        match serde_json::from_str::<DynamicObject>(text.get()) {
+        match parse(text.get()) {
             Ok(object) => Ok(Watched::Parsed(object)),
             Err(error) => {
                 // Only what identifies it: `managedFields` mirror the object's shape, depth too.
@@ -626,18 +687,18 @@ async fn run_watch(client: Client, cache: Weak<Cache>) {
         config = config.labels(selector);
     }
     let mut events = watcher(api, config).default_backoff().boxed();
-    let mut listing: Option<Vec<DynamicObject>> = None;
+    // A relist is gathered apart, each object stored as it arrives, and swapped in when complete.
+    let mut listing: Option<Store> = None;
     while let Some(event) = events.next().await {
         let Some(cache) = cache.upgrade() else { return };
         match event {
-            Ok(watcher::Event::Init) => listing = Some(Vec::new()),
-            Ok(watcher::Event::InitApply(Watched::Parsed(mut object))) => {
-                // Dropped now, not when the list completes: a relist holds every object at once.
-                object.metadata.managed_fields = None;
-                listing.get_or_insert_with(Vec::new).push(object)
+            Ok(watcher::Event::Init) => listing = Some(cache.empty_store()),
+            Ok(watcher::Event::InitApply(Watched::Parsed(object))) => {
+                let object = cache.prepare(object);
+                listing.get_or_insert_with(|| cache.empty_store()).insert(&object);
             }
             Ok(watcher::Event::InitApply(Watched::Unreadable { metadata, error })) => warn_unreadable(&resource, &metadata, &error),
-            Ok(watcher::Event::InitDone) => cache.replace(listing.take().unwrap_or_default()),
+            Ok(watcher::Event::InitDone) => cache.replace(listing.take().unwrap_or_else(|| cache.empty_store())),
             Ok(watcher::Event::Apply(Watched::Parsed(object))) => cache.apply(object),
             Ok(watcher::Event::Apply(Watched::Unreadable { metadata, error })) => {
                 warn_unreadable(&resource, &metadata, &error);
@@ -723,6 +784,22 @@ mod tests {
         let Watched::Unreadable { metadata, error } = &decoded.items[1] else { panic!("the deep object parsed") };
         assert_eq!(metadata.name.as_deref(), Some("deep"));
         assert!(error.contains("recursion limit"), "{error}");
+    }
+
+    #[test]
+    fn objects_parse_as_dynamic_objects_do() {
+        for text in [
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"y"}},"data":{"k":"v"}}"#,
+            r#"{"metadata":{"name":"a"},"spec":{"n":[1,2,{"m":null}]}}"#,
+            r#"{"apiVersion":"v1","spec":{}}"#,
+            r#"{"kind":"X","apiVersion":5}"#,
+            r#"{}"#,
+        ] {
+            assert_eq!(parse(text).unwrap(), serde_json::from_str::<DynamicObject>(text).unwrap(), "{text}");
+        }
+        for text in [r#"{"metadata":{"name":5}}"#, r#"{"a":1} x"#, "[]"] {
+            assert!(parse(text).is_err() && serde_json::from_str::<DynamicObject>(text).is_err(), "{text}");
+        }
     }
 
     #[test]

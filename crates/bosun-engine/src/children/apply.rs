@@ -18,7 +18,7 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use super::ChildType;
-use super::merge::{LAST_APPLIED_ANNOTATION, MergeError, merge};
+use super::merge::{LAST_APPLIED_ANNOTATION, MergeError, contains, merge};
 use crate::api::ChildUpdateMethod;
 
 /// How children are written.
@@ -304,14 +304,12 @@ impl Applier {
         let name = observed.name_any();
         match &self.strategy {
             ApplyStrategy::DynamicApply => {
-                let (observed_value, merged) = dynamic_apply_merge(observed, desired, owner, true).map_err(|source| ApplyError::Merge {
+                let merged = dynamic_apply_merge(observed, desired, owner, true).map_err(|source| ApplyError::Merge {
                     kind: child_type.resource.kind.clone(),
                     key: key.clone(),
                     source,
                 })?;
-                if merged == observed_value {
-                    return Ok(Applied::Unchanged);
-                }
+                let Some(merged) = merged else { return Ok(Applied::Unchanged) };
                 match method {
                     ChildUpdateMethod::OnDelete => Ok(Applied::Unchanged),
                     ChildUpdateMethod::Recreate | ChildUpdateMethod::RollingRecreate => {
@@ -383,7 +381,7 @@ impl Applier {
         if !keep_last_applied && self.unchanged_since_applied(child_type, &key_of(observed), observed, desired, owner) {
             return true;
         }
-        dynamic_apply_merge(observed, desired.clone(), owner, keep_last_applied).is_ok_and(|(observed, merged)| merged == observed)
+        dynamic_apply_merge(observed, desired.clone(), owner, keep_last_applied).is_ok_and(|merged| merged.is_none())
     }
 
     /// Whether this exact body was applied to this object and nobody changed it since.
@@ -415,25 +413,41 @@ impl Applier {
 
 /// Dynamic apply's merge of `desired` into `observed` (three-way, with the last-applied
 /// annotation; with `annotate`, the new annotation included), with server-owned fields put
-/// back and the parent's controller reference kept: returns the observed object and the merged
-/// one, equal when an update changes nothing.
-fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, owner: &Value, annotate: bool) -> Result<(Value, Value), MergeError> {
-    let observed_value = serde_json::to_value(observed).expect("objects serialize");
+/// back and the parent's controller reference kept: the merged object, or `None` when an
+/// update would change nothing.
+fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, owner: &Value, annotate: bool) -> Result<Option<Value>, MergeError> {
+    let recorded = observed.annotations().get(LAST_APPLIED_ANNOTATION).filter(|_| annotate);
+    let mut unchanged_since_applied = !annotate;
     if annotate {
         let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
+        unchanged_since_applied = recorded == Some(&last_applied);
         set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
     }
-    let previous = observed
-        .annotations()
-        .get(LAST_APPLIED_ANNOTATION)
-        .filter(|_| annotate)
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
-        .unwrap_or_else(|| json!({}));
+    // Most syncs find their children as desired: tell without building the merge.
+    if unchanged_since_applied && already_applied(observed, &desired, owner) {
+        return Ok(None);
+    }
+    let observed_value = serde_json::to_value(observed).expect("objects serialize");
+    let previous = recorded.and_then(|text| serde_json::from_str::<Value>(text).ok()).unwrap_or_else(|| json!({}));
     let mut merged = merge(&observed_value, &previous, &desired)?;
     revert_server_owned(&mut merged, &observed_value);
     // The hook's owner references merge by name, which must not replace the parent's.
     with_owner(&mut merged, owner);
-    Ok((observed_value, merged))
+    Ok((merged != observed_value).then_some(merged))
+}
+
+/// Whether `observed` has every field of `desired` and the controller reference `owner`, so
+/// that a merge that removes nothing (the last-applied state is `desired`'s) changes nothing.
+fn already_applied(observed: &DynamicObject, desired: &Value, owner: &Value) -> bool {
+    let Some(fields) = desired.as_object() else { return false };
+    let has_owner = observed.metadata.owner_references.iter().flatten().any(|reference| owner["uid"] == reference.uid.as_str());
+    has_owner
+        && fields.iter().all(|(field, wanted)| match field.as_str() {
+            "apiVersion" => observed.types.as_ref().is_some_and(|types| wanted == types.api_version.as_str()),
+            "kind" => observed.types.as_ref().is_some_and(|types| wanted == types.kind.as_str()),
+            "metadata" => contains(&serde_json::to_value(&observed.metadata).expect("metadata serializes"), wanted),
+            _ => observed.data.get(field).is_some_and(|current| contains(current, wanted)),
+        })
 }
 
 /// Adds the parent's controller reference `owner` to the child's owner references (the hook's

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bosun_runtime::ObjectKey;
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde::Deserialize;
@@ -162,11 +162,13 @@ pub(crate) fn validate(
             }
         }
         child.as_object_mut().expect("an object").remove("status");
-        if let Err(error) = <DynamicObject as Deserialize>::deserialize(&child) {
-            return Err(invalid(ChildProblem::NotValid(error.to_string())));
+        // apiVersion and kind are checked above and the rest of an object is free-form: the
+        // metadata is what must be well-typed.
+        if let Err(error) = ObjectMeta::deserialize(&child["metadata"]) {
+            return Err(invalid(ChildProblem::NotValid(format!("metadata: {error}"))));
         }
         if let Some(selector) = rules.selector {
-            let labels: BTreeMap<String, String> = serde_json::from_value(child["metadata"]["labels"].clone())
+            let labels = BTreeMap::<String, String>::deserialize(&child["metadata"]["labels"])
                 .or_else(|_| if child["metadata"]["labels"].is_null() { Ok(BTreeMap::new()) } else { Err(()) })
                 .map_err(|()| invalid(ChildProblem::LabelsNotStrings))?;
             if !selector::matches(selector, &labels).map_err(InvalidResponse::Selector)? {

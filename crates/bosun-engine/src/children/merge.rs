@@ -41,17 +41,64 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-/// Applies the change from `last_applied` to `desired` onto `observed`, returning the result.
-pub(crate) fn merge(observed: &Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
-    merge_value("", observed.clone(), last_applied, desired)
+/// Where a merge is in the object; written out (`.spec.ports`) only for an error.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Field(&'a Path<'a>, &'a str),
 }
 
-fn merge_value(path: &str, destination: Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Field(parent, key) => write!(f, "{parent}.{key}"),
+        }
+    }
+}
+
+/// Applies the change from `last_applied` to `desired` onto `observed`, returning the result.
+pub(crate) fn merge(observed: &Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
+    merge_value(&Path::Root, observed.clone(), last_applied, desired)
+}
+
+/// Whether merging `desired` onto `observed` would leave `observed` as it is, when the
+/// last-applied state is `desired` or has fewer fields of objects (so the merge removes
+/// nothing): every desired field is there with its desired value, list maps matched item by
+/// item, other lists equal. Cheaper than building the merge, for the common case of a child
+/// already as desired; `false` when unsure (a merge decides), never wrongly `true`.
+pub(crate) fn contains(observed: &Value, desired: &Value) -> bool {
+    match (observed, desired) {
+        // A desired null keeps or replaces depending on the observed type: let the merge decide.
+        (_, Value::Null) => false,
+        (Value::Object(observed), Value::Object(desired)) => {
+            desired.iter().all(|(key, wanted)| observed.get(key).is_some_and(|current| contains(current, wanted)))
+        }
+        (Value::Array(observed), Value::Array(desired)) => match list_map_key(&[observed, desired]) {
+            None => observed == desired,
+            Some(merge_key) => {
+                let mut items = std::collections::HashMap::with_capacity(observed.len());
+                for item in observed {
+                    // Items sharing a key collapse into one in a merge.
+                    if items.insert(item_key(item, merge_key), item).is_some() {
+                        return false;
+                    }
+                }
+                desired.iter().all(|item| items.get(&item_key(item, merge_key)).is_some_and(|current| contains(current, item)))
+            }
+        },
+        // A scalar desired over an object or list is a type mismatch: the merge reports it.
+        (Value::Object(_) | Value::Array(_), _) => false,
+        (observed, desired) => observed == desired,
+    }
+}
+
+fn merge_value(path: &Path<'_>, destination: Value, last_applied: &Value, desired: &Value) -> Result<Value, MergeError> {
     let check = |side: &'static str, value: &Value, expected: &'static str| -> Result<(), MergeError> {
         if value.is_null() || type_name(value) == expected {
             Ok(())
         } else {
-            Err(MergeError { side, path: path.to_owned(), found: type_name(value), expected })
+            Err(MergeError { side, path: path.to_string(), found: type_name(value), expected })
         }
     };
     match destination {
@@ -77,7 +124,7 @@ fn merge_value(path: &str, destination: Value, last_applied: &Value, desired: &V
 }
 
 fn merge_object(
-    path: &str,
+    path: &Path<'_>,
     mut destination: Map<String, Value>,
     last_applied: &Map<String, Value>,
     desired: &Map<String, Value>,
@@ -90,20 +137,17 @@ fn merge_object(
     for (key, wanted) in desired {
         let current = destination.remove(key).unwrap_or(Value::Null);
         let last = last_applied.get(key).unwrap_or(&Value::Null);
-        let merged = merge_value(&format!("{path}.{key}"), current, last, wanted)?;
+        let merged = merge_value(&Path::Field(path, key), current, last, wanted)?;
         destination.insert(key.clone(), merged);
     }
     Ok(destination)
 }
 
-fn merge_list(path: &str, destination: Vec<Value>, last_applied: &[Value], desired: &[Value]) -> Result<Value, MergeError> {
+fn merge_list(path: &Path<'_>, destination: Vec<Value>, last_applied: &[Value], desired: &[Value]) -> Result<Value, MergeError> {
     let Some(merge_key) = list_map_key(&[&destination, last_applied, desired]) else {
         return Ok(Value::Array(desired.to_vec()));
     };
-    let item_key = |item: &Value| match &item[merge_key] {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    };
+    let item_key = |item: &Value| item_key(item, merge_key);
     let as_map = |items: &[Value]| -> Map<String, Value> { items.iter().map(|item| (item_key(item), item.clone())).collect() };
     let merged = merge_object(path, as_map(&destination), &as_map(last_applied), &as_map(desired))?;
 
@@ -119,6 +163,14 @@ fn merge_list(path: &str, destination: Vec<Value>, last_applied: &[Value], desir
         }
     }
     Ok(Value::Array(list))
+}
+
+/// What identifies `item` in a list map keyed by `merge_key`.
+fn item_key(item: &Value, merge_key: &str) -> String {
+    match &item[merge_key] {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The list-map key shared by every item of every list, if all items are objects.
@@ -156,6 +208,9 @@ mod tests {
         let last = json!({ "ports": [{ "port": 80, "name": "http" }, { "port": 443, "name": "https" }] });
         let desired = json!({ "ports": [{ "port": 8080, "name": "alt" }, { "port": 80, "name": "web" }] });
         let merged = merge(&observed, &last, &desired).unwrap();
+        assert!(!contains(&observed, &desired));
+        assert!(contains(&merged, &desired), "the merge's result has what was desired");
+        assert!(!contains(&json!({ "ports": [{ "port": 80 }, { "port": 80 }] }), &json!({ "ports": [{ "port": 80 }] })), "duplicate keys");
         assert_eq!(
             merged,
             json!({ "ports": [
@@ -238,6 +293,22 @@ mod tests {
         fn merging_is_idempotent((observed, desired) in observed_and_desired()) {
             let once = merge(&observed, &desired, &desired).unwrap();
             prop_assert_eq!(merge(&once, &desired, &desired).unwrap(), once);
+        }
+
+        /// What `contains` accepts, a merge leaves unchanged — both with the desired state as
+        /// the last applied and with a last-applied state lacking a field of an object.
+        #[test]
+        fn contained_means_unchanged(observed in object(), desired in object(), (same_shape, reshaped) in observed_and_desired()) {
+            for (observed, desired) in [(observed, desired), (same_shape.clone(), reshaped.clone()), (merge(&same_shape, &reshaped, &reshaped).unwrap(), reshaped)] {
+                if contains(&observed, &desired) {
+                    prop_assert_eq!(&merge(&observed, &desired, &desired).unwrap(), &observed);
+                    let mut fewer = desired.clone();
+                    if let Some(key) = desired.as_object().unwrap().keys().next() {
+                        fewer.as_object_mut().unwrap().remove(key);
+                    }
+                    prop_assert_eq!(&merge(&observed, &fewer, &desired).unwrap(), &observed);
+                }
+            }
         }
 
         /// Every top-level field of the desired state is in the result, as desired when the

@@ -88,18 +88,25 @@ pub(crate) enum DecodeError {
 }
 
 /// Decodes a response. `strict` refuses unknown and duplicate top-level fields; `loose`
-/// ignores unknown ones and keeps the last of duplicates, as Metacontroller does.
+/// ignores unknown ones and keeps the last of duplicates, as Metacontroller does. The body is
+/// decoded once into the response type; a second pass reads only what it must (the top-level
+/// names in `strict` mode, or, when `loose` decoding meets duplicates, the fields as a map).
 pub(crate) fn decode<T: HookResponse>(body: &[u8], mode: ResponseUnmarshallMode) -> Result<T, DecodeError> {
-    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)?;
     match mode {
-        ResponseUnmarshallMode::Loose => Ok(serde_json::from_value(serde_json::Value::Object(fields))?),
+        ResponseUnmarshallMode::Loose => serde_json::from_slice(body).or_else(|error| {
+            // The typed decoding refuses duplicate fields; a map keeps the last of each.
+            let Ok(fields) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) else { return Err(error.into()) };
+            Ok(serde_json::from_value(serde_json::Value::Object(fields))?)
+        }),
         ResponseUnmarshallMode::Strict => {
+            // Skipped values cost nothing: only the names are kept.
+            let fields: BTreeMap<String, serde::de::IgnoredAny> = serde_json::from_slice(body)?;
             let known: BTreeSet<&str> = T::FIELDS.iter().copied().collect();
-            let unknown: Vec<String> = fields.keys().filter(|key| !known.contains(key.as_str())).cloned().collect();
+            let unknown: Vec<String> = fields.into_keys().filter(|key| !known.contains(key.as_str())).collect();
             if !unknown.is_empty() {
                 return Err(DecodeError::UnknownFields(unknown));
             }
-            // Decoding the bytes themselves (not the map) makes duplicate fields an error.
+            // Decoding the bytes themselves (not a map) makes duplicate fields an error.
             Ok(serde_json::from_slice(body)?)
         }
     }
