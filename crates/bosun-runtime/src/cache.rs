@@ -676,13 +676,18 @@ async fn supervise_watch(client: Client, cache: Weak<Cache>) {
     }
 }
 
+/// Objects per list request.
+const LIST_PAGE_SIZE: u32 = 100;
+
 async fn run_watch(client: Client, cache: Weak<Cache>) {
     let (resource, selector) = match cache.upgrade() {
         Some(cache) => (cache.resource.clone(), cache.selector.clone()),
         None => return,
     };
     let api: Api<Watched> = Api::all_with(client, &resource);
-    let mut config = watcher::Config::default();
+    // A list page is held parsed while it is stored: smaller pages than kube's 500 bound that
+    // peak, for a few more list requests.
+    let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     if let Some(selector) = &selector {
         config = config.labels(selector);
     }
