@@ -130,7 +130,9 @@ enum Scenario {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let command = format!("cargo run --release -p bosun-bench -- {}", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+    // Arguments with spaces (an engine command) are quoted, so the record can be pasted.
+    let quoted = |argument: String| if argument.contains(' ') { format!("'{argument}'") } else { argument };
+    let command = format!("cargo run --release -p bosun-bench -- {}", std::env::args().skip(1).map(quoted).collect::<Vec<_>>().join(" "));
     let external = matches!(&cli.scenario, Scenario::Engine { engine_command: Some(_), compare: None, .. });
     let bosun = match &cli.bosun {
         Some(path) => path.clone(),
