@@ -203,6 +203,15 @@ impl Store {
         old
     }
 
+    /// Adds the index `name`, built over the objects stored.
+    fn add_index(&mut self, name: String, indexer: Indexer) {
+        let mut index = Index { indexer, entries: HashMap::new() };
+        for (key, entry) in &self.objects {
+            index.add(key, &entry.decode());
+        }
+        self.indexes.insert(name, index);
+    }
+
     /// Decodes the objects under `keys`.
     fn decode<'a>(&self, keys: impl IntoIterator<Item = &'a SharedKey>) -> Vec<Arc<DynamicObject>> {
         keys.into_iter().filter_map(|key| self.objects.get(key).map(Entry::decode)).collect()
@@ -334,11 +343,7 @@ impl Cache {
         if store.indexes.contains_key(name) {
             return;
         }
-        let mut index = Index { indexer: Arc::new(indexer), entries: HashMap::new() };
-        for (key, entry) in &store.objects {
-            index.add(key, &entry.decode());
-        }
-        store.indexes.insert(name.to_owned(), index);
+        store.add_index(name.to_owned(), Arc::new(indexer));
     }
 
     /// The objects the index `name` finds under `value` (none if there is no such index).
@@ -447,11 +452,7 @@ impl Cache {
             // An index added while the list ran is built now.
             for (name, index) in &store.indexes {
                 if !fresh.indexes.contains_key(name) {
-                    let mut index = Index { indexer: index.indexer.clone(), entries: HashMap::new() };
-                    for (key, entry) in &fresh.objects {
-                        index.add(key, &entry.decode());
-                    }
-                    fresh.indexes.insert(name.clone(), index);
+                    fresh.add_index(name.clone(), index.indexer.clone());
                 }
             }
             std::mem::replace(&mut *store, fresh)

@@ -417,10 +417,10 @@ impl Applier {
 /// update would change nothing.
 fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, owner: &Value, annotate: bool) -> Result<Option<Value>, MergeError> {
     let recorded = observed.annotations().get(LAST_APPLIED_ANNOTATION).filter(|_| annotate);
-    let mut unchanged_since_applied = !annotate;
-    if annotate {
-        let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
-        unchanged_since_applied = recorded == Some(&last_applied);
+    let last_applied = annotate.then(|| serde_json::to_string(&desired).expect("JSON serializes"));
+    // Without the annotation, nothing recorded is compared: the merge removes nothing either.
+    let unchanged_since_applied = recorded == last_applied.as_ref();
+    if let Some(last_applied) = last_applied {
         set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
     }
     // Most syncs find their children as desired: tell without building the merge.
