@@ -217,26 +217,27 @@ pub(crate) async fn write_status(api: &Api<DynamicObject>, object: &DynamicObjec
         json!({ "op": "test", "path": "/metadata/resourceVersion", "value": object.resource_version() }),
         json!({ "op": "add", "path": "/status", "value": status }),
     ];
-    patch_guarded(api, object, operations, true).await.map(drop)
+    // The written parent is not read: the watch brings it.
+    patch_guarded::<serde::de::IgnoredAny>(api, object, operations, true).await.map(drop)
 }
 
 /// Applies JSON patch `operations` to the parent (or its status), guarded by its UID so a
 /// recreated parent of the same name is never touched; returns the object as written (`None`
-/// if it is gone). A concurrent change is a [`SyncError::Conflict`], retried soon.
-pub(crate) async fn patch_guarded(
+/// if it is gone), decoded as `T`. A concurrent change is a [`SyncError::Conflict`], retried soon.
+pub(crate) async fn patch_guarded<T: serde::de::DeserializeOwned>(
     api: &Api<DynamicObject>,
     parent: &DynamicObject,
     operations: Vec<Value>,
     status: bool,
-) -> Result<Option<DynamicObject>, SyncError> {
+) -> Result<Option<T>, SyncError> {
     let mut patch = vec![json!({ "op": "test", "path": "/metadata/uid", "value": parent.uid() })];
     patch.extend(operations);
-    let patch: json_patch::Patch = serde_json::from_value(Value::Array(patch)).expect("a valid JSON patch");
-    let name = parent.name_any();
-    let result = if status {
-        api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
-    } else {
-        api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await
+    let patch = Patch::<()>::Json(serde_json::from_value(Value::Array(patch)).expect("a valid JSON patch"));
+    let (name, params, request) = (parent.name_any(), PatchParams::default(), kube::core::Request::new(api.resource_url()));
+    let request = if status { request.patch_subresource("status", &name, &params, &patch) } else { request.patch(&name, &params, &patch) };
+    let result = match request {
+        Ok(request) => api.clone().into_client().request::<T>(request).await,
+        Err(error) => Err(kube::Error::BuildRequest(error)),
     };
     match result {
         Ok(written) => Ok(Some(written)),

@@ -79,3 +79,12 @@ fn with_keepalive(config: kube::Config) -> Result<ClientBuilder<Stack>, kube::Er
         .boxed();
     Ok(ClientBuilder::new(service, config.default_namespace))
 }
+
+/// Sends a write (create, replace, patch) whose answer is not needed, skipping over the object
+/// the API server answers with instead of parsing it: a controller learns the result from its
+/// watch anyway, and parsing every written object again is a measurable part of its CPU. Errors
+/// are kube's, as for any request (`kube::Error::Api` for a refusal).
+pub async fn write(client: &kube::Client, request: Result<http::Request<Vec<u8>>, kube::core::request::Error>) -> Result<(), kube::Error> {
+    let request = request.map_err(kube::Error::BuildRequest)?;
+    client.request::<serde::de::IgnoredAny>(request).await.map(drop)
+}

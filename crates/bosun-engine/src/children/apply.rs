@@ -83,16 +83,6 @@ pub(crate) enum ApplyError {
         /// Where the types disagree.
         source: MergeError,
     },
-    /// The desired state is not a valid object of its kind.
-    #[error("the desired state of {kind} {key} is not a valid object: {message}")]
-    Invalid {
-        /// The child's kind.
-        kind: String,
-        /// `namespace/name`.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
     /// A child of that name exists but belongs to someone else.
     #[error("{kind} {key} already exists and is not controlled by this parent{detail}; rename the child or delete the existing object")]
     Taken {
@@ -209,13 +199,10 @@ impl Applier {
                 let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
                 set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
                 with_owner(&mut desired, owner);
-                let object: DynamicObject = serde_json::from_value(desired).map_err(|error| ApplyError::Invalid {
-                    kind: child_type.resource.kind.clone(),
-                    key: key.clone(),
-                    message: error.to_string(),
-                })?;
-                match api.create(&PostParams::default(), &object).await {
-                    Ok(_) => Ok(Applied::Created),
+                let body = serde_json::to_vec(&desired).expect("JSON serializes");
+                let request = kube::core::Request::new(api.resource_url()).create(&PostParams::default(), body);
+                match bosun_runtime::client::write(client, request).await {
+                    Ok(()) => Ok(Applied::Created),
                     Err(kube::Error::Api(status)) if status.code == 409 => {
                         self.explain_existing(&api, child_type, &name, &key, owner).await
                     }
@@ -316,13 +303,10 @@ impl Applier {
                         self.delete(client, child_type, observed).await.map(|()| Applied::Deleted)
                     }
                     ChildUpdateMethod::InPlace | ChildUpdateMethod::RollingInPlace => {
-                        let object: DynamicObject = serde_json::from_value(merged).map_err(|error| ApplyError::Invalid {
-                            kind: child_type.resource.kind.clone(),
-                            key: key.clone(),
-                            message: error.to_string(),
-                        })?;
-                        match api.replace(&name, &PostParams::default(), &object).await {
-                            Ok(_) => Ok(Applied::Updated),
+                        let body = serde_json::to_vec(&merged).expect("JSON serializes");
+                        let request = kube::core::Request::new(api.resource_url()).replace(&name, &PostParams::default(), body);
+                        match bosun_runtime::client::write(client, request).await {
+                            Ok(()) => Ok(Applied::Updated),
                             // Changed or deleted meanwhile: the watch event brings a new sync.
                             Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(Applied::Unchanged),
                             Err(error) => Err(Self::api_error("updating", child_type, key)(error)),

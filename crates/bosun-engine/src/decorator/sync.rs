@@ -258,7 +258,7 @@ impl Policy for HostedDecorator {
         }
         let held = target.finalizers().contains(&finalizer_name(&self.name));
         if !operations.is_empty() && (target.metadata.deletion_timestamp.is_none() || held) {
-            patch_guarded(api, target, operations, false).await?;
+            patch_guarded::<serde::de::IgnoredAny>(api, target, operations, false).await?;
         }
         Ok(())
     }
