@@ -153,11 +153,17 @@ async fn reconcile<K: HostedKind>(
     if running.get(name).is_some_and(|old| K::running_spec(&old.controller) == K::spec(&controller)) {
         return Ok(());
     }
+    // A restart keeps the caches the old controller watched until the new one has taken them:
+    // a spec change must not drop them and list every object of their types again (at 40,000
+    // objects a third more memory for a moment, and a second of CPU).
+    let warm: Vec<_> = ctx.caches.live().into_iter().chain(ctx.owned.live()).collect();
     if let Some(old) = running.remove(name) {
         stop::<K>(ctx, name, old).await;
     }
     ctx.event(&reference, false, "Starting", format!("Starting controller {name}")).await;
-    match K::start(ctx.clone(), &controller).await {
+    let started = K::start(ctx.clone(), &controller).await;
+    drop(warm);
+    match started {
         Ok(started) => {
             tracing::info!(kind = K::KIND, controller = name, "started");
             ctx.event(&reference, false, "Started", format!("Started controller {name}")).await;
