@@ -358,7 +358,7 @@ impl Figures {
 pub fn growth(runs: &[Figures], docs: &std::path::Path) -> Report {
     let strategy = runs.first().map(|run| run.strategy.clone()).unwrap_or_default();
     let sizes: Vec<String> =
-        runs.iter().map(|run| run.parents.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        runs.iter().map(|run| run.parents).collect::<std::collections::BTreeSet<_>>().into_iter().map(|n| n.to_string()).collect();
     let mut report = Report::with_columns(
         format!("Engine growth: {} parents, {strategy}", sizes.join(", ")),
         &["parents", "engine", "fan-out ÷ raw limit", "peak RSS", "CPU over all phases", "RSS per 1,000 parents", "CPU per 1,000 parents"],

@@ -25,9 +25,10 @@ impl Report {
         Report { title, columns: columns.iter().map(|column| (*column).to_owned()).collect(), rows: Vec::new(), plots: Vec::new() }
     }
 
-    /// Writes `chart` as `<docs>/benchmarks/<name>.svg` and shows it under the figures.
+    /// Writes `chart` as `<docs>/benchmarks/<name>-<commit>.svg` and shows it under the figures:
+    /// named after the commit, a rerun does not replace the charts an earlier record shows.
     pub fn plot(&mut self, docs: &Path, name: &str, chart: &crate::plot::Chart) {
-        match chart.write(docs, name) {
+        match chart.write(docs, &format!("{name}-{}", commit())) {
             Ok(path) => {
                 eprintln!("plot: {}", path.display());
                 self.plots.push((path, chart.title.clone()))
@@ -60,13 +61,7 @@ impl Report {
     /// Appends the run to `benchmarks.md` in `docs` (its last section, `## Runs`).
     pub fn record(&self, docs: &Path, command: &str) -> anyhow::Result<PathBuf> {
         let path = docs.join("benchmarks.md");
-        let commit = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-            .unwrap_or_else(|| "unknown".into());
+        let commit = commit();
         let dirty = std::process::Command::new("git")
             // The records themselves do not count.
             .args(["status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md", ":!docs/benchmarks"])
@@ -92,6 +87,17 @@ impl Report {
         }
         Ok(path)
     }
+}
+
+/// The short hash of the commit checked out, or `unknown`.
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `<cores> cores, <memory> GiB, <CPU model>`.

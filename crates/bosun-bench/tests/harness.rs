@@ -65,9 +65,7 @@ fn the_engine_benchmark_measures_bosun_grows_with_n_and_compares_with_any_engine
             record.contains(&format!("### Engine fan-out: {size} parents × 3 children, dynamic-apply, --workers 2 (bosun)")),
             "{record}"
         );
-        let chart = format!("fanout-{size}-dynamic-apply.svg");
-        assert!(record.contains(&format!("](benchmarks/{chart})")), "{record}");
-        let svg = std::fs::read_to_string(docs.join("benchmarks").join(chart)).unwrap();
+        let svg = linked_chart(&docs, &record, &format!("fanout-{size}-dynamic-apply"));
         for text in ["Engine fan-out", "time since start (s)", "parents converged", ">bosun fan-out<", ">raw limit"] {
             assert!(svg.contains(text), "{text} missing from the chart:\n{svg}");
         }
@@ -80,7 +78,7 @@ fn the_engine_benchmark_measures_bosun_grows_with_n_and_compares_with_any_engine
     assert!(record.contains("### Engine growth: 20, 40 parents, dynamic-apply"), "{record}");
     assert_eq!(cells(&table, "40")[0], "bosun");
     for chart in ["fan-out-ratio", "rss", "cpu"] {
-        let svg = std::fs::read_to_string(docs.join(format!("benchmarks/growth-dynamic-apply-{chart}.svg"))).unwrap();
+        let svg = linked_chart(&docs, &record, &format!("growth-dynamic-apply-{chart}"));
         assert!(svg.contains(">parents<") && svg.contains(">bosun<"), "{svg}");
     }
 
@@ -115,8 +113,16 @@ fn the_engine_benchmark_measures_bosun_grows_with_n_and_compares_with_any_engine
     let cpu = cells(&table, "CPU over all phases");
     assert!(cpu[2].parse::<f64>().is_ok(), "a ratio: {cpu:?}");
     assert!(record.contains("--workers 2 (bosun and copy)"), "{record}");
-    let svg = std::fs::read_to_string(docs.join("benchmarks/fanout-20-server-side-apply.svg")).unwrap();
+    let svg = linked_chart(&docs, &record, "fanout-20-server-side-apply");
     assert!(svg.contains(">bosun fan-out<") && svg.contains(">copy fan-out<") && svg.contains(">raw limit"), "{svg}");
 
     std::fs::remove_dir_all(&docs).unwrap();
+}
+
+/// The text of the chart `record` links whose name is `name` and a suffix (the commit).
+fn linked_chart(docs: &Path, record: &str, name: &str) -> String {
+    let link = format!("](benchmarks/{name}-");
+    let start = record.find(&link).unwrap_or_else(|| panic!("no link to a {name} chart:\n{record}")) + "](benchmarks/".len();
+    let file = &record[start..start + record[start..].find(')').unwrap()];
+    std::fs::read_to_string(docs.join("benchmarks").join(file)).unwrap()
 }
