@@ -175,8 +175,7 @@ impl HostedComposite {
 
     /// Every parent this controller handles.
     pub(crate) fn all_keys(&self) -> Vec<ObjectKey> {
-        let ours = |parent: &&Arc<DynamicObject>| self.handles(parent) || parent.finalizers().contains(&self.finalizer());
-        self.parents.list().iter().filter(ours).map(|parent| ObjectKey::of(parent)).collect()
+        self.parents.keys_where(|parent| self.handles(parent) || parent.finalizers().contains(&self.finalizer()))
     }
 
     /// Resolves the CompositeController's types and hooks: the hosted controller, and the

@@ -238,10 +238,7 @@ impl HostedDecorator {
     fn all_keys(&self) -> Vec<TargetKey> {
         let mut keys = Vec::new();
         for (rule, target) in self.targets.iter().enumerate() {
-            let objects = target.cache.list();
-            keys.extend(
-                objects.iter().filter(|object| self.ours(rule, object)).map(|object| TargetKey { rule, key: ObjectKey::of(object) }),
-            );
+            keys.extend(target.cache.keys_where(|object| self.ours(rule, object)).into_iter().map(|key| TargetKey { rule, key }));
         }
         keys
     }
