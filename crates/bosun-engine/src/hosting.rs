@@ -154,8 +154,7 @@ async fn reconcile<K: HostedKind>(
         return Ok(());
     }
     // A restart keeps the caches the old controller watched until the new one has taken them:
-    // a spec change must not drop them and list every object of their types again (at 40,000
-    // objects a third more memory for a moment, and a second of CPU).
+    // a spec change must not drop them and list every object of their types again.
     let warm: Vec<_> = ctx.caches.live().into_iter().chain(ctx.owned.live()).collect();
     if let Some(old) = running.remove(name) {
         stop::<K>(ctx, name, old).await;
