@@ -235,11 +235,7 @@ pub(crate) async fn patch_guarded<T: serde::de::DeserializeOwned>(
     let patch = Patch::<()>::Json(serde_json::from_value(Value::Array(patch)).expect("a valid JSON patch"));
     let (name, params, request) = (parent.name_any(), PatchParams::default(), kube::core::Request::new(api.resource_url()));
     let request = if status { request.patch_subresource("status", &name, &params, &patch) } else { request.patch(&name, &params, &patch) };
-    let result = match request {
-        Ok(request) => api.clone().into_client().request::<T>(request).await,
-        Err(error) => Err(kube::Error::BuildRequest(error)),
-    };
-    match result {
+    match bosun_runtime::client::send::<T>(&api.clone().into_client(), request).await {
         Ok(written) => Ok(Some(written)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(kube::Error::Api(status)) if is_patch_conflict(&status) => Err(SyncError::Conflict),

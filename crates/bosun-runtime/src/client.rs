@@ -85,6 +85,15 @@ fn with_keepalive(config: kube::Config) -> Result<ClientBuilder<Stack>, kube::Er
 /// watch anyway, and parsing every written object again is a measurable part of its CPU. Errors
 /// are kube's, as for any request (`kube::Error::Api` for a refusal).
 pub async fn write(client: &kube::Client, request: Result<http::Request<Vec<u8>>, kube::core::request::Error>) -> Result<(), kube::Error> {
-    let request = request.map_err(kube::Error::BuildRequest)?;
-    client.request::<serde::de::IgnoredAny>(request).await.map(drop)
+    send::<serde::de::IgnoredAny>(client, request).await.map(drop)
+}
+
+/// Sends a request built by `kube::core::Request` and decodes its answer as `T` — only as much
+/// of the object as `T` reads (`IgnoredAny` for none of it). A request that could not be built
+/// is `kube::Error::BuildRequest`, as `kube::Api` reports it.
+pub async fn send<T: serde::de::DeserializeOwned>(
+    client: &kube::Client,
+    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<T, kube::Error> {
+    client.request::<T>(request.map_err(kube::Error::BuildRequest)?).await
 }
