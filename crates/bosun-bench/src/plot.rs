@@ -16,6 +16,8 @@ const BOTTOM: f64 = 60.0;
 const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
 /// A step curve of more points than this is thinned (the file stays small, the shape the same).
 const MAX_POINTS: usize = 2000;
+/// At most this many intervals between tick values on an axis.
+const MAX_TICKS: f64 = 7.0;
 
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,39 +144,72 @@ impl Chart {
                 }
             }
         }
-        // The legend, top left inside the plot.
+        // The legend, in the corner of the plot its lines cross least.
         let legend_width = 40.0 + 7.0 * self.series.iter().map(|series| series.name.chars().count()).max().unwrap_or(0) as f64;
+        let legend_height = 8.0 + 18.0 * self.series.len() as f64;
+        let drawn: Vec<Vec<(f64, f64)>> = self
+            .series
+            .iter()
+            .map(|series| thin(&series.points, series.style).into_iter().map(|(x, y)| (x_at(x), y_at(y))).collect())
+            .collect();
+        let (left, top) = legend_corner(&drawn, legend_width, legend_height);
         let _ = writeln!(
             svg,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{legend_width:.1}\" height=\"{:.1}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#999\"/>",
-            LEFT + 10.0,
-            TOP + 10.0,
-            8.0 + 18.0 * self.series.len() as f64
+            "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{legend_width:.1}\" height=\"{legend_height:.1}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#999\"/>"
         );
         for (index, (series, colour)) in self.series.iter().zip(COLOURS.iter().cycle()).enumerate() {
-            let y = TOP + 22.0 + 18.0 * index as f64;
+            let y = top + 12.0 + 18.0 * index as f64;
             let dash = if series.style == Style::Reference { " stroke-dasharray=\"6,4\"" } else { "" };
             let _ = writeln!(
                 svg,
                 "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>",
-                LEFT + 16.0,
-                LEFT + 40.0
+                left + 6.0,
+                left + 30.0
             );
-            let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", LEFT + 46.0, y + 4.0, escape(&series.name));
+            let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>", left + 36.0, y + 4.0, escape(&series.name));
         }
         svg.push_str("</svg>\n");
         svg
     }
 }
 
-/// Evenly spaced round tick values (steps of 1, 2 or 5 × 10ⁿ) from 0 to at least `max`.
+/// Evenly spaced round tick values (steps of 1, 2 or 5 × 10ⁿ) from 0 to at least `max`: the
+/// smallest step that needs at most [`MAX_TICKS`] intervals, so the axis ends close to `max`.
 fn ticks(max: f64) -> Vec<f64> {
     let max = if max > 0.0 { max } else { 1.0 };
-    let rough = max / 6.0;
-    let magnitude = 10f64.powf(rough.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|factor| factor * magnitude).find(|step| *step >= rough).unwrap_or(magnitude * 10.0);
-    let count = (max / step - 1e-9).ceil().max(1.0) as usize;
-    (0..=count).map(|index| index as f64 * step).collect()
+    let intervals = |step: f64| (max / step - 1e-9).ceil().max(1.0);
+    let magnitude = 10f64.powf((max / MAX_TICKS).log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|factor| factor * magnitude)
+        .find(|step| intervals(*step) <= MAX_TICKS)
+        .unwrap_or(magnitude * 10.0);
+    (0..=intervals(step) as usize).map(|index| index as f64 * step).collect()
+}
+
+/// The top-left corner of a `width` × `height` legend: the first of the plot's corners (top
+/// left, top right, bottom right, bottom left) that the fewest of the `lines` (in drawing
+/// coordinates) pass through.
+fn legend_corner(lines: &[Vec<(f64, f64)>], width: f64, height: f64) -> (f64, f64) {
+    let (right, bottom) = (WIDTH - RIGHT - 10.0 - width, HEIGHT - BOTTOM - 10.0 - height);
+    let corners = [(LEFT + 10.0, TOP + 10.0), (right, TOP + 10.0), (right, bottom), (LEFT + 10.0, bottom)];
+    let crossings = |&(left, top): &(f64, f64)| {
+        let inside = |(x, y): (f64, f64)| (left..=left + width).contains(&x) && (top..=top + height).contains(&y);
+        // Each segment is looked at in 2-pixel steps, so a line through the box is seen even
+        // where none of its points fall inside.
+        let segments = lines.iter().flat_map(|line| line.windows(2).map(|pair| (pair[0], pair[1])));
+        let points = segments.chain(lines.iter().filter_map(|line| line.first().map(|point| (*point, *point))));
+        points
+            .filter(|&((x0, y0), (x1, y1))| {
+                let steps = ((x1 - x0).hypot(y1 - y0) / 2.0).ceil().max(1.0);
+                (0..=steps as usize).any(|step| {
+                    let at = step as f64 / steps;
+                    inside((x0 + (x1 - x0) * at, y0 + (y1 - y0) * at))
+                })
+            })
+            .count()
+    };
+    corners.into_iter().min_by_key(crossings).expect("four corners")
 }
 
 /// A tick value as people write it: `2500`, `0.5`, `30k`.
@@ -215,10 +250,20 @@ mod tests {
         assert_eq!(ticks(233.17), vec![0.0, 50.0, 100.0, 150.0, 200.0, 250.0]);
         assert_eq!(ticks(30000.0), vec![0.0, 5000.0, 10000.0, 15000.0, 20000.0, 25000.0, 30000.0]);
         assert_eq!(ticks(0.0).last(), Some(&1.0));
+        assert_eq!(ticks(30.03), vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0], "the axis ends near its maximum");
         assert_eq!(number(30000.0), "30k");
         assert_eq!(number(2500.0), "2500");
         assert_eq!(number(5000.0), "5k");
         assert_eq!(number(0.2), "0.2");
+    }
+
+    #[test]
+    fn the_legend_goes_where_no_line_is() {
+        let (left, right, top, bottom) = (LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM);
+        let rising = vec![(left, bottom), (right, top)];
+        assert_eq!(legend_corner(&[rising], 100.0, 40.0), (LEFT + 10.0, TOP + 10.0), "a rising line leaves the top left free");
+        let flat_high = vec![(left, top + 20.0), (right, top + 25.0)];
+        assert_eq!(legend_corner(&[flat_high], 100.0, 40.0), (right - 10.0 - 100.0, bottom - 10.0 - 40.0), "a line along the top");
     }
 
     #[test]
