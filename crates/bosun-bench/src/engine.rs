@@ -15,8 +15,7 @@ pub fn release_binary() -> anyhow::Result<PathBuf> {
     let here = std::env::current_exe()?;
     let binary = here.with_file_name("bosun");
     eprintln!("building bosun (cargo build --release -p bosun) …");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["build", "--release", "--quiet", "-p", "bosun"]).status().context("running cargo")?;
+    let status = bosun_testenv::cargo_build(&["--release", "--quiet", "-p", "bosun"]).context("running cargo")?;
     if !status.success() || !binary.exists() {
         bail!("building bosun failed; build it with `cargo build --release -p bosun` or pass --bosun <path>");
     }

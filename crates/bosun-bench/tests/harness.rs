@@ -8,8 +8,7 @@ use std::process::Command;
 
 /// `bosun`, built (debug is enough here) next to this test's target directory.
 fn bosun() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["build", "--quiet", "-p", "bosun"]).status().unwrap();
+    let status = bosun_testenv::cargo_build(&["--quiet", "-p", "bosun"]).unwrap();
     assert!(status.success(), "cargo build -p bosun failed");
     let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
     profile.join("bosun")

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod binaries;
+mod cargo;
 mod control_plane;
 mod kubeconfig;
 mod nodes;
@@ -36,6 +37,7 @@ mod proxy;
 mod test_env;
 
 pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION};
+pub use cargo::cargo_build;
 pub use control_plane::{ADMIN_USER, ControlPlane, ControlPlaneBuilder, DEFAULT_CONTROLLERS, Error};
 pub use kubeconfig::CONTEXT;
 pub use nodes::{NODE_CONTROLLERS, POD_EXIT_CODE_ANNOTATION, POD_READY_ANNOTATION, node_name};
