@@ -77,6 +77,8 @@ pub struct HookExchange {
     pub response: Option<Value>,
     /// How long the call took.
     pub duration: Duration,
+    /// The credentials it carried, as they may be printed (where from, never what).
+    pub credentials: Vec<String>,
 }
 
 /// What a write does.
@@ -141,6 +143,9 @@ pub struct DryRun {
     pub new: bool,
     /// The hook calls, in order.
     pub exchanges: Vec<HookExchange>,
+    /// The controller's credentials not sent, because the calls went to another host than
+    /// its hook's (`url` without `send_credentials`), as they may be printed.
+    pub withheld_credentials: Vec<String>,
     /// The writes, in order; writes that would change nothing are left out.
     pub writes: Vec<Write>,
     /// How it ended.
@@ -311,6 +316,9 @@ pub struct DryRunRequest {
     pub object: DynamicObject,
     /// Sends the sync and finalize hook calls here instead of to the controller's URL.
     pub url: Option<String>,
+    /// Sends the controller's credentials with calls to `url` even when it names another host
+    /// than the hook's own; without it they are withheld.
+    pub send_credentials: bool,
 }
 
 /// Makes the engine sync `request.object` once with `config`'s settings, through a client
@@ -324,10 +332,11 @@ pub async fn dry_run(client_config: kube::Config, config: EngineConfig, request:
     let caches = bosun_runtime::SharedCaches::new(client.clone());
     let ctx = Arc::new(EngineContext::new(client.clone(), config, caches, bosun_runtime::Metrics::new(), Default::default()));
     ctx.hooks.record_exchanges();
-    let DryRunRequest { mut controller, object, url } = request;
-    if let Some(url) = &url {
-        point_hooks_at(&mut controller, url);
-    }
+    let DryRunRequest { mut controller, object, url, send_credentials } = request;
+    let withheld_credentials = match &url {
+        Some(url) => point_hooks_at(&mut controller, url, send_credentials),
+        None => Vec::new(),
+    };
     let (object, new_path) = the_object(&ctx, object).await?;
     let new_object = new_path.map(|path| (path, serde_json::to_value(&object).expect("objects serialize")));
     // Creating a new object as a dry run was this function's write, not the engine's.
@@ -355,7 +364,7 @@ pub async fn dry_run(client_config: kube::Config, config: EngineConfig, request:
             writes.push(write);
         }
     }
-    Ok(DryRun { object, new: new_object.is_some(), exchanges: ctx.hooks.exchanges(), writes, outcome })
+    Ok(DryRun { object, new: new_object.is_some(), exchanges: ctx.hooks.exchanges(), withheld_credentials, writes, outcome })
 }
 
 /// Syncs `object` under `key` once `caches_synced` (waited for as long as the engine would
@@ -372,15 +381,79 @@ async fn sync_once<P: crate::reconcile::Policy>(
     Ok(crate::reconcile::dry_sync(policy, key, Arc::new(object.clone())).await)
 }
 
-/// Points the controller's sync and finalize hooks at `url`.
-fn point_hooks_at(controller: &mut DynamicObject, url: &str) {
-    for hook in ["sync", "finalize"] {
-        if let Some(webhook) = controller.data.pointer_mut(&format!("/spec/hooks/{hook}/webhook")).and_then(Value::as_object_mut) {
-            webhook.remove("service");
-            webhook.remove("path");
-            webhook.insert("url".into(), Value::String(url.to_owned()));
+/// Points the controller's sync and finalize hooks at `url`. Unless `send_credentials`, a hook
+/// whose own host is another than `url`'s loses its credentials — its `authorization`,
+/// `basicAuth` and `clientTLS`, and the `endpointConfigs` entries for `url`'s host — so that a
+/// hook running on a laptop is not sent what the cluster's hook is. Returns what was withheld,
+/// as it may be printed.
+fn point_hooks_at(controller: &mut DynamicObject, url: &str, send_credentials: bool) -> Vec<String> {
+    use crate::hooks::auth::{Security, host_matches};
+    let target = url::Url::parse(url).ok();
+    let same_host = |webhook: &serde_json::Map<String, Value>| {
+        let own = match (webhook.get("url").and_then(Value::as_str), webhook.get("service")) {
+            (Some(own), _) => url::Url::parse(own).ok(),
+            (None, Some(service)) => {
+                let (name, namespace) = (service["name"].as_str().unwrap_or_default(), service["namespace"].as_str().unwrap_or_default());
+                let scheme = service["protocol"].as_str().unwrap_or("http");
+                url::Url::parse(&format!("{scheme}://{name}.{namespace}:{}/", service["port"].as_i64().unwrap_or(80))).ok()
+            }
+            (None, None) => None,
+        };
+        match (own, &target) {
+            (Some(own), Some(target)) => {
+                own.host_str() == target.host_str() && own.port_or_known_default() == target.port_or_known_default()
+            }
+            _ => false,
         }
+    };
+    let (mut withheld, mut moved) = (Vec::new(), false);
+    for hook in ["sync", "finalize"] {
+        let Some(webhook) = controller.data.pointer_mut(&format!("/spec/hooks/{hook}/webhook")).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if !send_credentials && !same_host(webhook) {
+            moved = true;
+            let security: Option<crate::api::Webhook> = serde_json::from_value(Value::Object(webhook.clone())).ok();
+            if let Some(webhook) = security {
+                let security = Security {
+                    authorization: webhook.authorization,
+                    basic_auth: webhook.basic_auth,
+                    client_tls: webhook.client_tls,
+                    ..Default::default()
+                };
+                withheld.extend(security.credentials().into_iter().map(|credential| format!("{credential} (the {hook} hook's)")));
+            }
+            for field in ["authorization", "basicAuth", "clientTLS"] {
+                webhook.remove(field);
+            }
+        }
+        webhook.remove("service");
+        webhook.remove("path");
+        webhook.insert("url".into(), Value::String(url.to_owned()));
     }
+    if moved
+        && let Some(target) = &target
+        && let Some(configs) = controller.data.pointer_mut("/spec/endpointConfigs").and_then(Value::as_array_mut)
+    {
+        configs.retain(|config| {
+            let Ok(config) = serde_json::from_value::<crate::api::EndpointConfig>(config.clone()) else { return true };
+            if !host_matches(&config.host, target) {
+                return true;
+            }
+            let security = Security {
+                authorization: config.authorization,
+                basic_auth: config.basic_auth,
+                client_tls: config.client_tls,
+                ..Default::default()
+            };
+            withheld.extend(
+                security.credentials().into_iter().map(|credential| format!("{credential} (endpointConfigs host {})", config.host)),
+            );
+            false
+        });
+    }
+    withheld.dedup();
+    withheld
 }
 
 /// The object to sync: the live one with the given content over it, or, when there is none,

@@ -191,7 +191,7 @@ async fn stop<K: HostedKind>(ctx: &EngineContext, name: &str, old: Running<K::Ru
     if tokio::time::timeout(STOP_GRACE, K::stop_gracefully(old.controller)).await.is_err() {
         tracing::warn!(controller = name, "syncs still running after {STOP_GRACE:?}; stopped them");
     }
-    ctx.hooks.release_credentials(K::KIND, name);
+    ctx.hooks.release_controller(K::KIND, name);
     ctx.count_records();
     ctx.event(&old.reference, false, "Stopped", format!("Stopped controller {name}")).await;
     tracing::info!(controller = name, "stopped");

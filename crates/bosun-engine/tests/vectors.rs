@@ -181,6 +181,7 @@ async fn check(env: &TestEnv, dir: &Path, bless: bool) -> Result<(), String> {
             controller: serde_json::from_value(controller).unwrap(),
             object: parent,
             url: Some(format!("http://{address}/hook")),
+            send_credentials: false,
         },
     )
     .await

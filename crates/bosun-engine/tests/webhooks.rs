@@ -292,6 +292,19 @@ async fn etag_responses_are_replayed() {
     assert!(fixture.config_maps().get_opt("p-config").await.unwrap().is_some(), "a 304 keeps the children");
     let events = fixture.events("p", None).await;
     assert!(events.iter().all(|(_, reason, _)| reason != "SyncError"), "{events:?}");
+
+    // A new hook URL: what was kept for the old one goes; deleting the controller drops the rest.
+    assert_eq!(fixture.records("hook_etag_responses"), 1);
+    let replayed = || hook.headers.lock().unwrap().iter().filter(|headers| headers.contains_key("if-none-match")).count();
+    let before = replayed();
+    let mut moved = hook.hook(json!({ "caBundle": { "inline": ca.pem() }, "etag": { "enabled": true, "cacheTimeoutSeconds": 600 } }));
+    moved["webhook"]["url"] = json!(format!("{}/sync?version=2", hook.url));
+    restart_with(&fixture, json!({ "hooks": { "sync": moved } })).await;
+    eventually("answers replayed for the new URL", async || (replayed() >= before + 3).then_some(())).await;
+    assert_eq!(fixture.records("hook_etag_responses"), 1, "only the new URL's answer is kept");
+    let name = format!("things-{}", fixture.id);
+    fixture.controllers().delete(&name, &Default::default()).await.unwrap();
+    eventually("no answer kept once the controller is gone", async || (fixture.records("hook_etag_responses") == 0).then_some(())).await;
 }
 
 async fn restart_with(fixture: &Fixture, spec: Value) {
@@ -299,23 +312,8 @@ async fn restart_with(fixture: &Fixture, spec: Value) {
     fixture.controllers().patch(&name, &PatchParams::default(), &Patch::Merge(&json!({ "spec": spec }))).await.unwrap();
 }
 
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// A Python `ssl` hook server on 127.0.0.1 that requires a client certificate signed by
-/// `ca.crt` in `dir`, serving `server.crt`; answers like [`ok`]. Stopped when dropped.
-struct PythonHook(std::process::Child, u16);
-
-impl Drop for PythonHook {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// A Python `ssl` hook server that requires a client certificate signed by `ca.crt` in the
+/// directory it is given, serving `server.crt`, and answers like [`ok`] with a `Content-Length`.
 const PYTHON_HOOK: &str = r#"
 import http.server, json, ssl, sys
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -344,70 +342,21 @@ print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
 
-impl PythonHook {
-    fn start(dir: &std::path::Path) -> PythonHook {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", PYTHON_HOOK, dir.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().parse().expect("the hook prints its port");
-        PythonHook(child, port)
-    }
-}
-
 #[tokio::test]
 async fn mutual_tls_with_certificates_made_by_the_openssl_command_line() {
     let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
     let dir = std::env::temp_dir().join(format!("bosun-openssl-{}", fixture.id));
-    std::fs::create_dir_all(&dir).unwrap();
-    // The usual recipe: a CA by `req -x509`, a server certificate with a SAN extfile, and a
-    // client certificate signed without extensions — which makes it X.509 v1.
-    openssl(
-        &dir,
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=hooks-ca", "-days", "2"],
-    );
-    openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-    openssl(&dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=bosun"]);
-    openssl(
-        &dir,
-        &["x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.crt", "-days", "2"],
-    );
+    support::openssl_certificates(&dir);
     let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
-    assert!(read("client.crt").len() > 100);
     let text =
         std::process::Command::new("openssl").args(["x509", "-in", "client.crt", "-noout", "-text"]).current_dir(&dir).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"), "the client certificate is X.509 v1");
 
-    let hook = PythonHook::start(&dir);
+    let hook = support::ScriptHook::start("python3", PYTHON_HOOK, &[dir.to_str().unwrap()]);
     put_secret(&fixture, "client-tls", json!({ "tls.crt": read("client.crt"), "tls.key": read("client.key") })).await;
     let settings = json!({
         "webhook": {
-            "url": format!("https://127.0.0.1:{}/sync", hook.1),
+            "url": format!("https://127.0.0.1:{}/sync", hook.port),
             "caBundle": { "inline": read("ca.crt") },
             "clientTLS": { "secretRef": { "name": "client-tls", "namespace": fixture.namespace } },
         },

@@ -1,11 +1,13 @@
 //! The controller runtime: what kube-rs leaves to each operator and controller-runtime
 //! provides — shared watch caches with indexes ([`cache`]), a work queue with sane backoff
 //! defaults ([`queue`]), the one controller runner ([`Controller`]: watches, predicates
-//! ([`predicate`]), workers, backoff, resync, graceful drain), an event
-//! recorder that keeps distinct messages apart ([`events`]), Prometheus metrics under
-//! Metacontroller's and controller-runtime's names ([`metrics`]), health probes ([`health`]),
-//! leader election with a Lease ([`leader`]), sharding across replicas ([`sharding`]), a kube client with timeouts and keepalive ([`client`]), label selectors ([`selector`]), CRD installation
-//! ([`crds`]), and a [`Manager`] that runs it all with one lifecycle and a graceful shutdown.
+//! ([`predicate`]), workers, backoff, resync, graceful drain), an event recorder that keeps
+//! distinct messages apart ([`events`]), Prometheus metrics under Metacontroller's and
+//! controller-runtime's names ([`metrics`]), health probes ([`health`]), leader election with a
+//! Lease ([`leader`]), sharding across replicas ([`sharding`]), a kube client with timeouts and
+//! keepalive ([`client`]), label selectors ([`selector`]), URLs as they may be printed
+//! ([`redact`]), CRD installation ([`crds`]), and a [`Manager`] that runs it all with one
+//! lifecycle and a graceful shutdown.
 
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod predicate;
 pub mod queue;
 pub mod rate_limit;
+pub mod redact;
 pub mod selector;
 pub mod sharding;
 

@@ -53,9 +53,15 @@ pub struct HookTestArgs {
     #[arg(short, long, value_name = "NAMESPACE")]
     namespace: Option<String>,
     /// Sends the sync (or finalize) hook call here instead of to the controller's URL, e.g.
-    /// `http://127.0.0.1:8080/sync` for a hook running on this machine.
+    /// `http://127.0.0.1:8080/sync` for a hook running on this machine. When it names another
+    /// host than the hook's own, the controller's credentials (authorization, basicAuth,
+    /// clientTLS, and endpointConfigs for that host) are not sent, unless --send-credentials.
     #[arg(long, value_name = "URL")]
     url: Option<String>,
+    /// Sends the controller's credentials with the calls to --url even when it names another
+    /// host than the hook's own.
+    #[arg(long, requires = "url")]
+    send_credentials: bool,
     /// How the result is printed.
     #[arg(long, short, value_enum, default_value = "text")]
     output: OutputFormat,
@@ -88,7 +94,8 @@ pub fn run(command: HookCommand) -> anyhow::Result<()> {
             allow_insecure_hook_credentials: args.allow_insecure_hook_credentials,
             ..Default::default()
         };
-        let request = DryRunRequest { controller: controller.clone(), object, url: args.url.clone() };
+        let request =
+            DryRunRequest { controller: controller.clone(), object, url: args.url.clone(), send_credentials: args.send_credentials };
         let result = dry_run::dry_run(config, engine, request).await?;
         if let Some(dir) = &args.save {
             save(dir, &result)?;
@@ -213,6 +220,14 @@ fn text(controller: &DynamicObject, result: &DryRun) -> String {
     for exchange in &result.exchanges {
         let answer = exchange.status.map_or_else(|| "no answer".to_owned(), |status| format!("HTTP {status}"));
         out.push_str(&format!("{} hook {}: {answer} in {} ms\n", exchange.hook, exchange.url, exchange.duration.as_millis()));
+        let sent = if exchange.credentials.is_empty() { "none".to_owned() } else { exchange.credentials.join(", ") };
+        out.push_str(&format!("  credentials sent: {sent}\n"));
+    }
+    if !result.withheld_credentials.is_empty() {
+        out.push_str(&format!(
+            "Not sent, because --url names another host than the hook's (pass --send-credentials to send them): {}\n",
+            result.withheld_credentials.join(", ")
+        ));
     }
     out.push('\n');
     let (events, writes): (Vec<&Write>, Vec<&Write>) = result.writes.iter().partition(|write| write.is_event());
@@ -281,9 +296,11 @@ fn to_json(controller: &DynamicObject, result: &DryRun) -> Value {
             "url": exchange.url,
             "status": exchange.status,
             "durationSeconds": exchange.duration.as_secs_f64(),
+            "credentialsSent": exchange.credentials,
             "request": exchange.request,
             "response": exchange.response,
         })).collect::<Vec<_>>(),
+        "credentialsWithheld": result.withheld_credentials,
         "writes": result.writes.iter().map(|write| json!({
             "action": write.action.verb(),
             "path": write.path,

@@ -150,12 +150,15 @@ fn hook_urls(spec: &Value) -> Vec<(String, String)> {
     urls
 }
 
-/// Whether a hook at `url` of this webhook is sent credentials: its own, or an
-/// `endpointConfigs` entry's for its host.
+/// Whether a hook at `url` of this webhook is sent credentials: in the URL's user
+/// information, its own settings', or an `endpointConfigs` entry's for its host.
 fn sends_credentials(spec: &Value, hook: &str, url: &str) -> bool {
     let credentials = |settings: &Value| ["authorization", "basicAuth", "clientTLS"].iter().any(|key| settings[*key].is_object());
-    let host = url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default().to_ascii_lowercase();
-    credentials(&spec["hooks"][hook]["webhook"])
+    let authority = url.split("://").nth(1).and_then(|rest| rest.split(['/', '?', '#']).next()).unwrap_or_default();
+    let (user_information, host) = authority.rsplit_once('@').map_or((None, authority), |(user, host)| (Some(user), host));
+    let host = host.to_ascii_lowercase();
+    user_information.is_some()
+        || credentials(&spec["hooks"][hook]["webhook"])
         || spec["endpointConfigs"].as_array().into_iter().flatten().any(|config| {
             let configured = config["host"].as_str().unwrap_or_default().to_ascii_lowercase();
             (configured == host || host.split(':').next() == Some(configured.as_str())) && credentials(config)
@@ -216,10 +219,12 @@ impl Controller {
         }
         writeln!(out, "  {:<12} {}", self.owned_label(), if owned.is_empty() { "none".to_owned() } else { owned.join(", ") })?;
         for (hook, url) in hook_urls(&self.spec) {
-            writeln!(out, "  {:<12} {hook}: {url}", "hook")?;
+            // Hook URLs may hold credentials (user information, query, fragment): printed redacted.
+            let printed = bosun_runtime::redact::url_text(&url);
+            writeln!(out, "  {:<12} {hook}: {printed}", "hook")?;
             if url.starts_with("http://") && sends_credentials(&self.spec, &hook, &url) {
                 findings.push(format!(
-                    "the {hook} hook is sent credentials over plain http ({url}): bosun refuses to, unless run with \
+                    "the {hook} hook is sent credentials over plain http ({printed}): bosun refuses to, unless run with \
                      --allow-insecure-hook-credentials — serve the hook over https (caBundle), or pass the flag"
                 ));
             }
@@ -310,6 +315,7 @@ async fn report(args: &MigrateArgs) -> anyhow::Result<String> {
          the parent's selector are refused with a SyncError event, and nothing is written",
         "a selector matching objects without labels adopts nothing; orphans are adopted only after the hook answered validly",
         "retries back off to 60 s (Metacontroller: 1000 s); events fold by reason and message",
+        "hook URLs are printed (events, logs, metric labels) with user information, query values and fragment REDACTED",
     ] {
         writeln!(out, "  - {difference}")?;
     }
@@ -384,5 +390,8 @@ mod tests {
         );
         assert!(urls.iter().all(|(hook, url)| sends_credentials(&spec, hook, url)));
         assert!(!sends_credentials(&json!({ "hooks": { "sync": { "webhook": {} } } }), "sync", "http://other/sync"));
+        let bare = json!({ "hooks": { "sync": { "webhook": {} } } });
+        assert!(sends_credentials(&bare, "sync", "http://user:pw@other/sync"), "a password in the URL");
+        assert!(!sends_credentials(&bare, "sync", "http://other/sync?next=a@b"), "an @ in the query is not user information");
     }
 }

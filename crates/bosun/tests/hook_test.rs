@@ -338,3 +338,58 @@ fn tempfile_dir(prefix: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `--url` naming another host than the hook's own sends none of the controller's credentials,
+/// and says so; `--send-credentials` sends them, and the output says which went where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_credentials_stay_home_when_url_names_another_host() {
+    let env = bosun_testenv::TestEnv::shared();
+    bosun_engine::install_crds(&env.client()).await.unwrap();
+    install_greeting_crd(env).await;
+    let namespace = env.namespace("hook-credentials").await;
+    let secret =
+        json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "hook-token" }, "stringData": { "token": "T0KEN-42" } });
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client(), &namespace)
+        .create(&PostParams::default(), &serde_json::from_value(secret).unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile_dir("hook-credentials");
+    let mut controller: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{ROOT}/examples/greeting/controller.yaml")).unwrap()).unwrap();
+    controller["spec"]["hooks"]["sync"]["webhook"] = json!({
+        "url": "https://hooks.example/sync",
+        "authorization": { "secretRef": { "name": "hook-token", "namespace": namespace, "key": "token" } },
+    });
+    let manifest = dir.join("controller.yaml");
+    std::fs::write(&manifest, serde_yaml::to_string(&controller).unwrap()).unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>> = Default::default();
+    let recorder = seen.clone();
+    let router = axum::Router::new().route(
+        "/sync",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let authorization = headers.get("authorization").map(|value| value.to_str().unwrap().to_owned());
+            recorder.lock().unwrap().push(authorization);
+            async { axum::Json(json!({ "status": {}, "children": [] })) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sync", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let credential = format!("an Authorization: Bearer header from Secret {namespace}/hook-token key token");
+    let args = [manifest.to_str().unwrap(), "examples/greeting/greeting.yaml", "-n", &namespace, "--url", &url];
+
+    let (code, out) = hook_test(env, &args);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(seen.lock().unwrap().as_slice(), [None], "no credential went to {url}");
+    assert!(out.contains("credentials sent: none"), "{out}");
+    assert!(out.contains("Not sent, because --url names another host than the hook's") && out.contains(&credential), "{out}");
+    assert!(!out.contains("T0KEN-42"), "{out}");
+
+    let consented = [&args[..], &["--send-credentials", "--allow-insecure-hook-credentials"]].concat();
+    let (code, out) = hook_test(env, &consented);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(seen.lock().unwrap().last().cloned().flatten().as_deref(), Some("Bearer T0KEN-42"), "sent when asked to");
+    assert!(out.contains(&format!("credentials sent: {credential}")) && !out.contains("Not sent"), "{out}");
+    assert!(!out.contains("T0KEN-42"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

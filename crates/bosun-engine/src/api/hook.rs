@@ -46,8 +46,9 @@ pub enum ResponseUnmarshallMode {
     Strict,
 }
 
-/// Where and how to call a hook.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// Where and how to call a hook. Its `Debug` shows the URL and path as they may be printed
+/// ([`bosun_runtime::redact`]): they may hold credentials.
+#[derive(Serialize, Deserialize, Clone, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
     /// The full URL; takes precedence over `service` and `path`.
@@ -81,6 +82,23 @@ pub struct Webhook {
     /// HTTP basic authentication from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url.as_deref().map(bosun_runtime::redact::url_text))
+            .field("timeout", &self.timeout)
+            .field("path", &self.path.as_deref().map(bosun_runtime::redact::path_text))
+            .field("service", &self.service)
+            .field("etag", &self.etag)
+            .field("response_unmarshall_mode", &self.response_unmarshall_mode)
+            .field("ca_bundle", &self.ca_bundle)
+            .field("client_tls", &self.client_tls)
+            .field("authorization", &self.authorization)
+            .field("basic_auth", &self.basic_auth)
+            .finish()
+    }
 }
 
 /// A Service that serves a hook.

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures::StreamExt;
+use http::HeaderValue;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use reqwest::Url;
-use reqwest::header::HeaderValue;
 use tokio::sync::watch;
+use url::Url;
 
-use crate::api::{Authorization, BasicAuth, CaBundle, ClientTls, EndpointConfig, Webhook};
+use crate::api::{Authorization, BasicAuth, CaBundle, ClientTls, EndpointConfig, KeyReference, Webhook};
 
 /// How long a call waits for a credential's object to be read the first time.
 const FIRST_READ: Duration = Duration::from_secs(10);
@@ -110,9 +110,6 @@ pub(crate) enum TlsError {
     /// The system's trusted roots cannot be loaded.
     #[error("the system's trusted roots: {0}")]
     SystemRoots(rustls::Error),
-    /// The HTTP client could not be built.
-    #[error("building a TLS client: {0}")]
-    Client(String),
 }
 
 /// The TLS and authentication settings of one hook.
@@ -157,6 +154,27 @@ impl Security {
         };
         chosen.validate()?;
         Ok((!chosen.is_empty()).then_some(chosen))
+    }
+
+    /// The credentials these settings send, as they may be printed: where each comes from,
+    /// never its value.
+    pub(crate) fn credentials(&self) -> Vec<String> {
+        let mut sent = Vec::new();
+        if let Some(authorization) = &self.authorization {
+            let KeyReference { name, namespace, key } = &authorization.secret_ref;
+            let scheme = authorization.type_.as_deref().unwrap_or("Bearer");
+            sent.push(format!(
+                "an Authorization: {scheme} header from Secret {namespace}/{name} key {}",
+                key.as_deref().unwrap_or("token")
+            ));
+        }
+        if let Some(basic) = &self.basic_auth {
+            sent.push(format!("basic auth from Secret {}/{}", basic.secret_ref.namespace, basic.secret_ref.name));
+        }
+        if let Some(tls) = &self.client_tls {
+            sent.push(format!("the client certificate in Secret {}/{}", tls.secret_ref.namespace, tls.secret_ref.name));
+        }
+        sent
     }
 
     fn validate(&self) -> Result<(), CredentialError> {

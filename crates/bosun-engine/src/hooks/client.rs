@@ -1,20 +1,24 @@
 //! Calling a hook over HTTP: POST the JSON request with a `Content-Length` (the
 //! standard-library Python servers most hooks run on need it), accept only 200, honour 429 with
-//! `Retry-After`, and turn every other outcome into an error that says what happened.
+//! `Retry-After`, and turn every other outcome into an error that says what happened. The
+//! connections are [`super::transport`]'s.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT};
+use http_body_util::BodyExt;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
-use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, RETRY_AFTER};
+use url::Url;
 
 use bosun_runtime::{HookLabels, Metrics};
 
 use super::auth::{CredentialError, Credentials, Material, Security, TlsError};
 use super::etag::{EtagCache, EtagSettings};
+use super::transport::{Body, Transport};
 use super::{DecodeError, HookResponse, decode, parse_duration, unmarshall_mode};
 use crate::api::{EndpointConfig, Hook, HookVersion, ResponseUnmarshallMode};
 use crate::dry_run::HookExchange;
@@ -52,9 +56,11 @@ impl std::fmt::Display for HookKind {
 pub(crate) struct HookEndpoint {
     /// Which hook this is.
     pub kind: HookKind,
-    /// Where to POST, with any `user:password@` in it: never print it, print `redacted_url`.
+    /// Where to POST, with any credential it holds (user information, query, fragment): never
+    /// print it, print `redacted_url`.
     pub url: Url,
-    /// The URL without credentials, for logs, events, errors and metric labels.
+    /// The URL as it may be printed ([`bosun_runtime::redact::url`]): for logs, events, errors
+    /// and metric labels.
     pub redacted_url: Url,
     /// The request timeout.
     pub timeout: Duration,
@@ -88,15 +94,6 @@ const QUOTED_BODY_BYTES: usize = 512;
 /// The shortest and longest delay a 429's `Retry-After` may ask for: `0` must not become a
 /// hot loop, nor a huge value a parent that is never synced again.
 pub(crate) const RETRY_AFTER_BOUNDS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10 * 60));
-
-/// `url` without its user information (`user:password@`), which may hold credentials.
-pub(crate) fn redact(url: &Url) -> Url {
-    let mut redacted = url.clone();
-    // Only URLs that cannot have a host refuse these, and hook URLs have one.
-    let _ = redacted.set_username("");
-    let _ = redacted.set_password(None);
-    redacted
-}
 
 /// What is wrong with a hook's declaration in a controller's spec.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +179,7 @@ impl HookEndpoint {
         // The text is not quoted: it may hold a password.
         let url = Url::parse(&url).map_err(|source| EndpointError::Url { kind, source })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(EndpointError::Scheme { kind, url: redact(&url) });
+            return Err(EndpointError::Scheme { kind, url: bosun_runtime::redact::url(&url) });
         }
         // As in Metacontroller, a timeout of zero or less means the default.
         let timeout = match &webhook.timeout {
@@ -200,7 +197,7 @@ impl HookEndpoint {
             security,
             etag: EtagSettings::of(webhook.etag.as_ref()),
             kind,
-            redacted_url: redact(&url),
+            redacted_url: bosun_runtime::redact::url(&url),
             url,
             timeout,
             version,
@@ -214,6 +211,15 @@ impl HookEndpoint {
     pub(crate) fn sends_credentials(&self) -> bool {
         let configured = self.security.as_ref().is_some_and(|security| security.authorization.is_some() || security.basic_auth.is_some());
         configured || !self.url.username().is_empty() || self.url.password().is_some()
+    }
+
+    /// The credentials each call sends, as they may be printed (where from, never what).
+    pub(crate) fn credentials(&self) -> Vec<String> {
+        let mut sent = self.security.as_ref().map(Security::credentials).unwrap_or_default();
+        if !self.url.username().is_empty() || self.url.password().is_some() {
+            sent.push("basic auth from the URL's user information".into());
+        }
+        sent
     }
 
     /// Refuses a hook that would send credentials over plain `http://`, where anyone on the
@@ -298,9 +304,10 @@ pub(crate) enum HookError {
 /// hook metrics.
 #[derive(Debug)]
 pub(crate) struct HookClient {
-    http: reqwest::Client,
-    /// Clients with custom TLS material, by its fingerprint.
-    secured: Mutex<HashMap<u64, reqwest::Client>>,
+    /// Connections verified against the system's trusted roots.
+    http: Transport,
+    /// Connections with custom TLS material, by its fingerprint.
+    secured: Mutex<HashMap<u64, Transport>>,
     credentials: Credentials,
     etags: EtagCache,
     metrics: Metrics,
@@ -312,21 +319,16 @@ pub(crate) struct HookClient {
 /// Bound on clients kept for distinct TLS material (rotations leave old ones behind).
 const MAX_SECURED_CLIENTS: usize = 64;
 
-fn builder() -> reqwest::ClientBuilder {
-    // A redirect would send the request body, which may hold related Secrets, to another host.
-    reqwest::Client::builder().user_agent(concat!("bosun/", env!("CARGO_PKG_VERSION"))).redirect(reqwest::redirect::Policy::none())
-}
+const USER_AGENT_VALUE: &str = concat!("bosun/", env!("CARGO_PKG_VERSION"));
 
 impl HookClient {
     /// A client that verifies HTTPS hooks against the system's trusted roots (or a hook's
     /// CA bundle), reading credentials through `client`, and reads at most
     /// `max_response_bytes` of a response.
     pub(crate) fn new(client: kube::Client, metrics: Metrics, max_response_bytes: usize) -> Self {
-        // reqwest is built without a default crypto provider; ring is the one kube uses too.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = builder().build().expect("an HTTP client with the default settings builds");
+        let tls = tls_config(None, None).expect("the system's trusted roots load");
         HookClient {
-            http,
+            http: Transport::new(tls),
             secured: Mutex::default(),
             credentials: Credentials::new(client),
             etags: EtagCache::default(),
@@ -336,34 +338,24 @@ impl HookClient {
         }
     }
 
-    /// The HTTP client and `Authorization` header for `security`.
-    async fn secured(&self, security: &Security, user: &str) -> Result<(reqwest::Client, Option<HeaderValue>), CredentialError> {
+    /// The connections and `Authorization` header for `security`.
+    async fn secured(&self, security: &Security, user: &str) -> Result<(Transport, Option<HeaderValue>), CredentialError> {
         let material: Material = self.credentials.material(security, user).await?;
         let header = material.header()?;
         if material.ca_pem.is_none() && material.identity_pem.is_none() {
             return Ok((self.http.clone(), header));
         }
         let fingerprint = material.tls_fingerprint();
-        if let Some(client) = self.secured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&fingerprint) {
-            return Ok((client.clone(), header));
+        if let Some(transport) = self.secured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&fingerprint) {
+            return Ok((transport.clone(), header));
         }
-        let mut builder = builder();
-        if let Some(pem) = &material.identity_pem {
-            builder = builder.use_preconfigured_tls(client_certificate_tls(material.ca_pem.as_deref(), pem)?);
-        } else if let Some(pem) = &material.ca_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| TlsError::CaPem)?;
-            if roots.is_empty() {
-                return Err(TlsError::NoCaCertificate.into());
-            }
-            builder = builder.tls_certs_only(roots);
-        }
-        let client = builder.build().map_err(|error| TlsError::Client(innermost_message(&error)))?;
+        let transport = Transport::new(tls_config(material.ca_pem.as_deref(), material.identity_pem.as_deref())?);
         let mut secured = self.secured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if secured.len() >= MAX_SECURED_CLIENTS {
             secured.clear();
         }
-        secured.insert(fingerprint, client.clone());
-        Ok((client, header))
+        secured.insert(fingerprint, transport.clone());
+        Ok((transport, header))
     }
 
     /// Drops what is kept about the object of `kind` at `key`: it is gone.
@@ -371,9 +363,12 @@ impl HookClient {
         self.etags.forget(&super::etag::object_key(kind, key.namespace.as_deref(), &key.name));
     }
 
-    /// Stops watching the credentials only the controller of kind `kind` named `name` used.
-    pub(crate) fn release_credentials(&self, kind: &str, name: &str) {
-        self.credentials.release(&format!("{kind}/{name}"));
+    /// Lets go of what the controller of kind `kind` named `name` held, once it stopped: the
+    /// credentials only it used stop being watched, its kept ETag responses are dropped.
+    pub(crate) fn release_controller(&self, kind: &str, name: &str) {
+        let controller = format!("{kind}/{name}");
+        self.credentials.release(&controller);
+        self.etags.forget_controller(&controller);
     }
 
     /// How many Secrets and ConfigMaps are watched for credentials.
@@ -421,6 +416,7 @@ impl HookClient {
                 status,
                 response,
                 duration: started.elapsed(),
+                credentials: endpoint.credentials(),
             };
             super::redact::redact_secrets(&mut exchange.request);
             if let Some(response) = &mut exchange.response {
@@ -453,7 +449,11 @@ impl HookClient {
         };
         let etag = endpoint.etag.map(|settings| {
             let kind_of = object.types.as_ref().map(|types| types.kind.as_str()).unwrap_or_default();
-            let key = (url.to_string(), super::etag::object_key(kind_of, object.namespace().as_deref(), &object.name_any()));
+            let key = super::etag::EtagKey {
+                controller: format!("{}/{}", endpoint.controller.0, endpoint.controller.1),
+                url: endpoint.url.to_string(),
+                object: super::etag::object_key(kind_of, object.namespace().as_deref(), &object.name_any()),
+            };
             (settings, key)
         });
         let request = self.metrics.hook_request(
@@ -465,17 +465,13 @@ impl HookClient {
                 method: "POST".into(),
             },
         );
-        let transport = |error: reqwest::Error| {
-            let message = if error.is_timeout() {
-                format!("no response within the timeout of {:?}", endpoint.timeout)
-            } else {
-                innermost_message(&error.without_url())
-            };
-            HookError::Transport { kind, url: endpoint.redacted_url.clone(), message }
-        };
-        let mut post =
-            http.post(endpoint.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json")).timeout(endpoint.timeout);
-        if let Some(authorization) = authorization {
+        let transport = |message: String| HookError::Transport { kind, url: endpoint.redacted_url.clone(), message };
+        let timed_out = || transport(format!("no response within the timeout of {:?}", endpoint.timeout));
+        let (uri, url_authorization) = target(&endpoint.url);
+        let mut post = http::Request::post(uri)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        if let Some(authorization) = authorization.or(url_authorization) {
             post = post.header(AUTHORIZATION, authorization);
         }
         let sent_etag = etag.as_ref().and_then(|(settings, key)| self.etags.etag(settings, key));
@@ -486,7 +482,13 @@ impl HookClient {
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&body), "hook request");
         }
-        let mut response = post.body(body).send().await.map_err(transport)?;
+        let post = post.body(Body::from(body)).map_err(|error| transport(error.to_string()))?;
+        // One deadline for the whole exchange, the body included.
+        let deadline = tokio::time::Instant::now() + endpoint.timeout;
+        let response = match tokio::time::timeout_at(deadline, http.send(post)).await {
+            Ok(response) => response.map_err(|error| transport(innermost_message(&error)))?,
+            Err(_) => return Err(timed_out()),
+        };
         let status = response.status().as_u16();
         request.finish(Some(status));
         if sent_etag.is_some()
@@ -500,13 +502,14 @@ impl HookClient {
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|value| parse_retry_after(value.to_str().ok()?));
             return Err(HookError::TooManyRequests { kind, url, retry_after });
         }
+        let mut response_body = response.into_body();
         if status != 200 {
             // Only the start is quoted; the rest is not worth reading.
             let mut quoted = Vec::new();
             while quoted.len() < QUOTED_BODY_BYTES
-                && let Ok(Some(chunk)) = response.chunk().await
+                && let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, response_body.frame()).await
             {
-                quoted.extend_from_slice(&chunk);
+                quoted.extend_from_slice(frame.data_ref().map(|data| &data[..]).unwrap_or_default());
             }
             quoted.truncate(QUOTED_BODY_BYTES);
             let body = String::from_utf8_lossy(&quoted).trim_end_matches(char::REPLACEMENT_CHARACTER).to_owned();
@@ -514,16 +517,22 @@ impl HookClient {
             return Err(HookError::Status { kind, url, status, body });
         }
         let limit = self.max_response_bytes;
-        if response.content_length().is_some_and(|length| length > limit as u64) {
+        if http_body::Body::size_hint(&response_body).lower() > limit as u64 {
             return Err(HookError::TooLarge { kind, url, limit });
         }
-        // Read chunk by chunk, so that a hook streaming without end costs at most the limit.
+        // Read frame by frame, so that a hook streaming without end costs at most the limit.
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if bytes.len() + chunk.len() > limit {
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, response_body.frame()).await {
+                Ok(Some(frame)) => frame.map_err(|error| transport(innermost_message(&error)))?,
+                Ok(None) => break,
+                Err(_) => return Err(timed_out()),
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if bytes.len() + data.len() > limit {
                 return Err(HookError::TooLarge { kind, url, limit });
             }
-            bytes.extend_from_slice(&chunk);
+            bytes.extend_from_slice(&data);
         }
         let bytes = bytes::Bytes::from(bytes);
         if tracing::enabled!(tracing::Level::TRACE) {
@@ -537,32 +546,44 @@ impl HookClient {
     }
 }
 
+/// Where to send a request for `url`, and the basic-auth header its `user:password@` stands
+/// for: it goes in the header, as Go's and every other HTTP client send it, never in the
+/// request line.
+fn target(url: &Url) -> (http::Uri, Option<HeaderValue>) {
+    let mut bare = url.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    let uri = bare.as_str().parse().expect("a URL without user information is a valid URI");
+    if url.username().is_empty() && url.password().is_none() {
+        return (uri, None);
+    }
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
+    let credentials = format!("{}:{}", decode(url.username()), decode(url.password().unwrap_or_default()));
+    let mut header = HeaderValue::from_str(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials)))
+        .expect("base64 is a valid header value");
+    header.set_sensitive(true);
+    (uri, Some(header))
+}
+
 /// A hook's answer as read: the body, and the ETag to keep with it once it decodes.
 struct Fetched {
     body: bytes::Bytes,
-    etag: Option<((String, String), HeaderValue)>,
+    etag: Option<(super::etag::EtagKey, HeaderValue)>,
 }
 
-/// A TLS configuration that presents the client certificate and key in `identity_pem` and
-/// verifies servers against `ca_pem`, else the system's roots. Built here rather than by
-/// reqwest, whose identity check parses the certificate with webpki, which refuses X.509 v1
-/// certificates — what `openssl x509 -req` makes without an extensions file, and what Go's
-/// crypto/tls and OpenSSL accept. The server is still verified as strictly as before.
-fn client_certificate_tls(ca_pem: Option<&[u8]>, identity_pem: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+/// A TLS configuration that verifies servers against `ca_pem`, else the system's roots, and
+/// presents the client certificate and key in `identity_pem`, if any. The certificate is taken
+/// as it is — webpki, which reqwest's own identity check uses, refuses X.509 v1 certificates,
+/// what `openssl x509 -req` makes without an extensions file and what Go's crypto/tls and
+/// OpenSSL accept — while the server is verified strictly.
+fn tls_config(ca_pem: Option<&[u8]>, identity_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls_platform_verifier::BuilderVerifierExt;
 
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(identity_pem).collect::<Result<_, _>>().map_err(|_| TlsError::CertificatePem)?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate);
-    }
-    let key = PrivateKeyDer::from_pem_slice(identity_pem).map_err(|_| TlsError::KeyPem)?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let signing_key = provider.key_provider.load_private_key(key).map_err(TlsError::Key)?;
     let builder =
-        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map_err(TlsError::Settings)?;
+        rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(TlsError::Settings)?;
     let builder = match ca_pem {
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -577,6 +598,14 @@ fn client_certificate_tls(ca_pem: Option<&[u8]>, identity_pem: &[u8]) -> Result<
         }
         None => builder.with_platform_verifier().map_err(TlsError::SystemRoots)?,
     };
+    let Some(identity_pem) = identity_pem else { return Ok(builder.with_no_client_auth()) };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity_pem).collect::<Result<_, _>>().map_err(|_| TlsError::CertificatePem)?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    let key = PrivateKeyDer::from_pem_slice(identity_pem).map_err(|_| TlsError::KeyPem)?;
+    let signing_key = provider.key_provider.load_private_key(key).map_err(TlsError::Key)?;
     let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
     Ok(builder.with_client_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(certified))))
 }
@@ -635,7 +664,7 @@ mod tests {
         assert!(HookEndpoint::new(HookKind::Sync, &neither, CONTROLLER, &[]).unwrap_err().to_string().contains("url, or service and path"));
         let secret = hook(Webhook { url: Some("http://user:s3cret@hooks.ops/sync".into()), ..Default::default() });
         let endpoint = HookEndpoint::new(HookKind::Sync, &secret, CONTROLLER, &[]).unwrap();
-        assert_eq!(endpoint.redacted_url.as_str(), "http://hooks.ops/sync");
+        assert_eq!(endpoint.redacted_url.as_str(), "http://REDACTED@hooks.ops/sync");
         assert!(!format!("{endpoint:?}").contains("s3cret"));
         let refused = endpoint.check_credentials_transport(false).unwrap_err().to_string();
         assert!(refused.contains("plain http://") && !refused.contains("s3cret"), "{refused}");

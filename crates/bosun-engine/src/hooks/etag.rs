@@ -1,15 +1,18 @@
 //! Opt-in ETag caching of hook responses (`etag.enabled`): the last 200 response carrying an
-//! `ETag` is kept per hook URL and object; the next call sends `If-None-Match`, and a 304 (or
-//! 412) answer replays the kept body. Entries expire after `cacheTimeoutSeconds` (never, if
-//! unset) and are swept every `cacheCleanupSeconds` (on every call, if unset) — either may be
-//! set without the other, unlike in Metacontroller, where that crashes the process.
+//! `ETag` is kept per controller, hook URL and object; the next call sends `If-None-Match`, and
+//! a 304 (or 412) answer replays the kept body. Entries expire after `cacheTimeoutSeconds`
+//! (never, if unset) and are swept every `cacheCleanupSeconds` (on every call, if unset) —
+//! either may be set without the other, unlike in Metacontroller, where that crashes the
+//! process. A controller's entries go when it stops (deleted, or restarted by a spec change
+//! such as a new hook URL), and an object's when it is deleted: each may hold a response of up
+//! to `--max-hook-response-bytes`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::HeaderValue;
+use http::HeaderValue;
 
 use crate::api::WebhookEtagConfig;
 
@@ -42,10 +45,21 @@ pub(crate) fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> Str
     format!("{kind}/{}/{name}", namespace.unwrap_or_default())
 }
 
-/// Kept responses by (hook URL, object).
+/// What an entry is the answer to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct EtagKey {
+    /// `Kind/name` of the controller.
+    pub controller: String,
+    /// The hook's URL.
+    pub url: String,
+    /// The object, as [`object_key`] names it.
+    pub object: String,
+}
+
+/// Kept responses by [`EtagKey`].
 #[derive(Default)]
 pub(crate) struct EtagCache {
-    entries: Mutex<HashMap<(String, String), Entry>>,
+    entries: Mutex<HashMap<EtagKey, Entry>>,
     swept: Mutex<Option<Instant>>,
 }
 
@@ -67,7 +81,7 @@ impl EtagCache {
     }
 
     /// The ETag to send for `key`, if a live entry is kept.
-    pub(crate) fn etag(&self, settings: &EtagSettings, key: &(String, String)) -> Option<HeaderValue> {
+    pub(crate) fn etag(&self, settings: &EtagSettings, key: &EtagKey) -> Option<HeaderValue> {
         self.sweep(settings);
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = entries.get(key)?;
@@ -75,13 +89,18 @@ impl EtagCache {
     }
 
     /// The kept body for `key`, to replay on 304.
-    pub(crate) fn body(&self, key: &(String, String)) -> Option<Bytes> {
+    pub(crate) fn body(&self, key: &EtagKey) -> Option<Bytes> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).map(|entry| entry.body.clone())
     }
 
     /// Drops the entries about `object` (as [`object_key`] names it): it is gone.
     pub(crate) fn forget(&self, object: &str) {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(_, about), _| about != object);
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|key, _| key.object != object);
+    }
+
+    /// Drops the entries of the controller `controller` (`Kind/name`): it stopped.
+    pub(crate) fn forget_controller(&self, controller: &str) {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|key, _| key.controller != controller);
     }
 
     /// How many entries are kept.
@@ -90,7 +109,7 @@ impl EtagCache {
     }
 
     /// Keeps `body` with `etag` for `key`.
-    pub(crate) fn keep(&self, key: (String, String), etag: HeaderValue, body: Bytes) {
+    pub(crate) fn keep(&self, key: EtagKey, etag: HeaderValue, body: Bytes) {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, Entry { etag, body, at: Instant::now() });
     }
 }
@@ -109,7 +128,7 @@ mod tests {
         assert_eq!(EtagSettings::of(Some(&disabled)), None);
 
         let cache = EtagCache::default();
-        let key = ("http://h/sync".to_owned(), "Thing/ns/p".to_owned());
+        let key = EtagKey { controller: "CompositeController/c".into(), url: "http://h/sync".into(), object: "Thing/ns/p".into() };
         let settings = EtagSettings::of(Some(&only_timeout)).unwrap();
         assert!(cache.etag(&settings, &key).is_none());
         cache.keep(key.clone(), HeaderValue::from_static("\"v1\""), Bytes::from_static(b"{}"));
@@ -122,5 +141,10 @@ mod tests {
         assert_eq!(cache.count(), 1);
         cache.forget(&object_key("Thing", Some("ns"), "p"));
         assert_eq!(cache.count(), 0, "the object went, and its entry with it");
+        cache.keep(key.clone(), HeaderValue::from_static("\"v3\""), Bytes::from_static(b"{}"));
+        cache.forget_controller("CompositeController/other");
+        assert_eq!(cache.count(), 1);
+        cache.forget_controller("CompositeController/c");
+        assert_eq!(cache.count(), 0, "the controller stopped, and its entries went");
     }
 }

@@ -1,14 +1,16 @@
 //! The hook protocol: how observed objects are laid out for a hook (object maps keyed by
 //! `Kind.apiVersion`, then by a name whose form depends on the hook version), and how a hook's
 //! JSON response is decoded (`loose` or `strict`). Calling hooks over HTTP is [`HookClient`]'s
-//! job, with TLS and authentication from [`auth`], opt-in response caching from [`etag`], and
-//! bodies logged at trace level with Secret data redacted ([`redact`]).
+//! job, over the connections of `transport`, with TLS and authentication from [`auth`], opt-in
+//! response caching from [`etag`], and bodies logged at trace level with Secret data redacted
+//! ([`redact`]).
 
 pub(crate) mod auth;
 mod client;
 mod duration;
 pub(crate) mod etag;
 pub(crate) mod redact;
+mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,6 +78,10 @@ pub(crate) trait HookResponse: DeserializeOwned {
 /// Why a response could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DecodeError {
+    /// The body is empty: nothing says what the hook wants, and an empty close-delimited body
+    /// is also what a hook that died before answering leaves behind.
+    #[error("the response is empty; answer with a JSON object (`{{}}` asks for nothing)")]
+    Empty,
     /// Not JSON, or fields of the wrong type.
     #[error("the response is not valid: {0}")]
     Json(#[from] serde_json::Error),
@@ -92,6 +98,11 @@ pub(crate) enum DecodeError {
 /// decoded once into the response type; a second pass reads only what it must (the top-level
 /// names in `strict` mode, or, when `loose` decoding meets duplicates, the fields as a map).
 pub(crate) fn decode<T: HookResponse>(body: &[u8], mode: ResponseUnmarshallMode) -> Result<T, DecodeError> {
+    // A byte-order mark is noise some Windows-born tools write; JSON text never needs it.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if body.trim_ascii().is_empty() {
+        return Err(DecodeError::Empty);
+    }
     match mode {
         ResponseUnmarshallMode::Loose => serde_json::from_slice(body).or_else(|error| {
             // The typed decoding refuses duplicate fields; a map keeps the last of each.
@@ -215,6 +226,20 @@ mod tests {
         assert_eq!(decode::<Probe>(duplicate, ResponseUnmarshallMode::Loose).unwrap().status.unwrap()["a"], 2);
         assert!(decode::<Probe>(duplicate, ResponseUnmarshallMode::Strict).is_err());
         assert!(decode::<Probe>(b"not json", ResponseUnmarshallMode::Loose).is_err());
+    }
+
+    #[test]
+    fn what_servers_add_around_the_json_is_accepted_and_an_empty_body_is_not() {
+        for mode in [ResponseUnmarshallMode::Loose, ResponseUnmarshallMode::Strict] {
+            for body in [&b"{\"status\":{}}\n"[..], b"\xEF\xBB\xBF{\"status\":{}}", b"\r\n{\"status\":{}}\r\n"] {
+                assert!(decode::<Probe>(body, mode).is_ok(), "{:?}", String::from_utf8_lossy(body));
+            }
+            for empty in [&b""[..], b"\n", b"\xEF\xBB\xBF"] {
+                assert!(matches!(decode::<Probe>(empty, mode), Err(DecodeError::Empty)), "{empty:?}");
+            }
+            let cut = decode::<Probe>(b"{\"status\":{\"a\":", mode).unwrap_err().to_string();
+            assert!(cut.contains("EOF while parsing"), "a body cut short is refused: {cut}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! What a hook's request or response looks like in a trace log: its JSON with the data of
-//! every Secret in it — parent, children, related objects, attachments — redacted, so that a
+//! What a hook's request or response looks like wherever it is printed — a trace log, `bosun
+//! hook test`'s output and saved vectors: its JSON with the data of every Secret in it —
+//! parent, children, related objects, attachments — redacted, and the hook URLs of the
+//! controller object it carries printed as [`bosun_runtime::redact::url`] prints them, so that a
 //! hook can be debugged from its bodies (as with Metacontroller's `--zap-log-level=5`) without
 //! credentials reaching the logs.
 
@@ -21,11 +23,16 @@ pub(crate) fn for_log(body: &[u8]) -> String {
 
 /// Replaces the values of `data` and `stringData` in every object of kind `Secret` within
 /// `value` (keys are kept: they say what is there), and its last-applied annotations, which
-/// hold a copy of them.
+/// hold a copy of them; and redacts the hook URLs and paths of every CompositeController and
+/// DecoratorController within it.
 pub(crate) fn redact_secrets(value: &mut Value) {
     match value {
         Value::Object(object) => {
-            let secret = object.get("kind").and_then(Value::as_str) == Some("Secret");
+            let kind = object.get("kind").and_then(Value::as_str);
+            let (controller, secret) = (matches!(kind, Some("CompositeController" | "DecoratorController")), kind == Some("Secret"));
+            if controller {
+                redact_hook_urls(object);
+            }
             for (key, field) in object.iter_mut() {
                 match (secret, key.as_str(), field) {
                     (true, "data" | "stringData", Value::Object(entries)) => {
@@ -47,6 +54,20 @@ pub(crate) fn redact_secrets(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(redact_secrets),
         _ => {}
+    }
+}
+
+/// Redacts `spec.hooks.*.webhook.url` and `.path` of a controller object.
+fn redact_hook_urls(controller: &mut serde_json::Map<String, Value>) {
+    let Some(Value::Object(hooks)) = controller.get_mut("spec").and_then(|spec| spec.get_mut("hooks")) else { return };
+    for hook in hooks.values_mut() {
+        let Some(Value::Object(webhook)) = hook.get_mut("webhook") else { continue };
+        if let Some(Value::String(url)) = webhook.get_mut("url") {
+            *url = bosun_runtime::redact::url_text(url);
+        }
+        if let Some(Value::String(path)) = webhook.get_mut("path") {
+            *path = bosun_runtime::redact::path_text(path);
+        }
     }
 }
 
@@ -80,5 +101,23 @@ mod tests {
             assert!(logged.contains(kept), "{kept} missing from {logged}");
         }
         assert_eq!(for_log(b"not json"), "<8 bytes, not JSON>");
+    }
+
+    #[test]
+    fn the_controllers_hook_urls_are_redacted() {
+        let request = json!({
+            "controller": { "kind": "CompositeController", "spec": { "hooks": {
+                "sync": { "webhook": { "url": "https://u:PW@h/sync?code=S1#S3" } },
+                "finalize": { "webhook": { "service": { "name": "s", "namespace": "n" }, "path": "/finalize?token=S2" } },
+            } } },
+        });
+        let logged = for_log(request.to_string().as_bytes());
+        for secret in ["PW", "S1", "S2", "S3"] {
+            assert!(!logged.contains(secret), "{secret} in {logged}");
+        }
+        assert!(
+            logged.contains("/finalize?token=REDACTED") && logged.contains("https://REDACTED@h/sync?code=REDACTED#REDACTED"),
+            "{logged}"
+        );
     }
 }

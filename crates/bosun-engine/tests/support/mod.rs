@@ -529,3 +529,67 @@ pub fn desired_config_map(request: &Value) -> Value {
         }],
     })
 }
+
+/// A hook server process as hook authors write one without an SDK — a `python3` or `node`
+/// script on 127.0.0.1 that prints its port on its first line of output. Stopped when dropped.
+pub struct ScriptHook {
+    child: std::process::Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl Drop for ScriptHook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ScriptHook {
+    /// Runs `script` with `program` (`python3` or `node`) and `args`.
+    pub fn start(program: &str, script: &str, args: &[&str]) -> ScriptHook {
+        use std::io::BufRead;
+        let flag = if program == "node" { "-e" } else { "-c" };
+        let mut child = std::process::Command::new(program)
+            .arg(flag)
+            .arg(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{program} runs: {error}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("the {program} hook prints its port, not {line:?}"));
+        ScriptHook { child, port }
+    }
+}
+
+/// Runs `openssl` with `args` in `dir`.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Makes certificates in `dir` with the `openssl` command line, by the usual recipe: a CA by
+/// `req -x509` (`ca.crt`, `ca.key`), a server certificate for 127.0.0.1 with a SAN extfile
+/// (`server.crt`, `server.key`), and a client certificate signed without extensions — which
+/// makes it X.509 v1 (`client.crt`, `client.key`).
+pub fn openssl_certificates(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    openssl(
+        dir,
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=hooks-ca", "-days", "2"],
+    );
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let sign = |csr: &str, crt: &str, extfile: Option<&str>| {
+        let mut args = vec!["x509", "-req", "-in", csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", crt, "-days", "2"];
+        if let Some(extfile) = extfile {
+            args.extend(["-extfile", extfile]);
+        }
+        openssl(dir, &args);
+    };
+    sign("server.csr", "server.crt", Some("server.ext"));
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=bosun"]);
+    sign("client.csr", "client.crt", None);
+}
