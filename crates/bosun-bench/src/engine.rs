@@ -39,6 +39,8 @@ impl EngineProcess {
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
+            // Scraped over plain HTTP on loopback, as Metacontroller serves it.
+            .arg("--metrics-secure=false")
             .arg(format!("--health-probe-bind-address=127.0.0.1:{health_port}"))
             .args(args)
             .process_group(0)

@@ -83,7 +83,7 @@ fn the_engine_benchmark_measures_bosun_grows_with_n_and_compares_with_any_engine
 
     // Side by side with another engine (bosun itself, started the way another one would be).
     let command = format!(
-        "{} run --kubeconfig {{kubeconfig}} --metrics-address {{metrics_address}} \
+        "{} run --kubeconfig {{kubeconfig}} --metrics-address {{metrics_address}} --metrics-secure=false \
          --health-probe-bind-address {{health_address}} --apply-strategy {{apply_strategy}} --workers {{workers}}",
         bosun.display()
     );

@@ -117,6 +117,17 @@ async fn the_helm_chart_renders_and_applies() {
     assert!(!without_election.contains("--leader-election") && !without_election.contains("kind: Role\n"));
     let without_configmapsync = run(&helm, &["template", "bosun", &chart, "--set", "configMapSync.enabled=false"], None);
     assert!(without_configmapsync.contains("--configmapsync=false") && !without_configmapsync.contains("bosun-configmapsync"));
+    // /metrics asks who is scraping unless told otherwise; the NetworkPolicy is one switch away.
+    assert!(rendered.contains("- --metrics-secure=true") && rendered.contains("resources: [tokenreviews]"), "{rendered}");
+    assert!(rendered.contains("name: bosun-metrics-reader"), "{rendered}");
+    let plain = run(&helm, &["template", "bosun", &chart, "--set", "metrics.secure=false"], None);
+    assert!(plain.contains("- --metrics-secure=false") && !plain.contains("tokenreviews") && !plain.contains("metrics-reader"), "{plain}");
+    let certified = run(&helm, &["template", "bosun", &chart, "--set", "metrics.certSecret=bosun-metrics-tls"], None);
+    assert!(certified.contains("- --metrics-cert-dir=/etc/bosun/metrics-certs") && certified.contains("secretName: bosun-metrics-tls"));
+    assert!(!rendered.contains("kind: NetworkPolicy"), "off by default");
+    let fenced = run(&helm, &["template", "bosun", &chart, "--namespace", "bosun-system", "--set", "networkPolicy.enabled=true"], None);
+    let applied = dry_run(env, &fenced).await;
+    assert!(applied.contains("networkpolicy.networking.k8s.io/bosun serverside-applied (server dry run)"), "{applied}");
     let sharded = run(&helm, &["template", "bosun", &chart, "--set", "sharding.enabled=true,leaderElection.enabled=false"], None);
     assert!(sharded.contains("- --sharding\n") && sharded.contains("- --sharding-ring=bosun"), "{sharded}");
     assert!(sharded.contains("verbs: [get, list, create, update, delete]"), "the coordinator's Lease rights: {sharded}");
@@ -190,8 +201,10 @@ async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
 
     // The engine as the ServiceAccount, with leader election (and sharding) in its namespace.
     let engine_client = env.service_account_client(&system, "bosun").await;
+    let loopback = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut manager =
-        Manager::new(ManagerConfig { metrics_address: None, health_address: None, shutdown_timeout: Duration::from_secs(10) });
+        Manager::new(ManagerConfig { metrics_address: loopback, health_address: None, shutdown_timeout: Duration::from_secs(10) })
+            .with_secure_metrics(engine_client.clone(), bosun_runtime::ServingCertificate::SelfSigned);
     let election = LeaderElectionConfig::new("bosun", &system);
     let caches = bosun_runtime::SharedCaches::new(engine_client.clone());
     let config = EngineConfig {
@@ -250,6 +263,7 @@ async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
         .filter_map(|event| event.message)
         .collect();
     assert!(warnings.is_empty(), "the engine was refused something: {warnings:?}");
+    check_metrics_security(env, &system, running.metrics_address.unwrap()).await;
     let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin, &system);
     let lease = leases.get("bosun").await.unwrap();
     assert!(lease.spec.and_then(|spec| spec.holder_identity).is_some(), "the leader election Role works");
@@ -262,6 +276,38 @@ async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
         assert!(leases.get_opt("only").await.unwrap().is_some(), "the shard holds its Lease");
     }
     running.shutdown().await.unwrap();
+}
+
+/// `/metrics`, served securely with the deployed rights: an anonymous scrape gets 401, a
+/// ServiceAccount without the role `bosun-metrics-reader` 403, one it is bound to 200.
+async fn check_metrics_security(env: &TestEnv, namespace: &str, metrics: std::net::SocketAddr) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let scraper = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap();
+    let scrape = async |token: Option<&str>| {
+        let mut request = scraper.get(format!("https://{metrics}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(scrape(None).await, 401, "anonymous");
+    let plane = env.control_plane();
+    let stranger = plane.service_account_token(namespace, "stranger").await.unwrap();
+    assert_eq!(scrape(Some(&stranger)).await, 403, "a ServiceAccount without the role");
+    assert_eq!(scrape(Some("not-a-token")).await, 401, "a token the API server does not know");
+    let prometheus = plane.service_account_token(namespace, "prometheus").await.unwrap();
+    let binding: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": { "name": format!("{namespace}-prometheus") },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "bosun-metrics-reader" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "prometheus", "namespace": namespace }],
+    }))
+    .unwrap();
+    let bindings =
+        Api::<DynamicObject>::all_with(env.client(), &kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&()));
+    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    // RBAC reaches the authorizer a moment after it is written.
+    eventually("a scrape by the bound ServiceAccount", async || (scrape(Some(&prometheus)).await == 200).then_some(())).await;
 }
 
 /// The chart's monitoring switches render a Service, ServiceMonitor, PrometheusRule and
@@ -299,8 +345,9 @@ async fn the_monitoring_manifests_apply_and_query_what_bosun_exposes() {
     ] {
         assert!(applied.contains(&format!("{object} serverside-applied (server dry run)")), "{object} missing from:\n{applied}");
     }
+    assert!(rendered.contains("scheme: https") && rendered.contains("bearerTokenFile:") && rendered.contains("insecureSkipVerify: true"));
     let without = run(&helm, &["template", "bosun", &chart], None);
-    assert!(!without.contains("monitoring.coreos.com") && !without.contains("bosun-metrics"), "off by default");
+    assert!(!without.contains("monitoring.coreos.com") && !without.contains("bosun-metrics\n"), "off by default");
 
     let mut queries: Vec<String> = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&rendered) {

@@ -6,8 +6,9 @@
 //! controller-runtime's names ([`metrics`]), health probes ([`health`]), leader election with a
 //! Lease ([`leader`]), sharding across replicas ([`sharding`]), a kube client with timeouts and
 //! keepalive ([`client`]), label selectors ([`selector`]), URLs as they may be printed
-//! ([`redact`]), CRD installation ([`crds`]), and a [`Manager`] that runs it all with one
-//! lifecycle and a graceful shutdown.
+//! ([`redact`]), HTTPS serving that asks the API server who is calling ([`secure_serving`]),
+//! CRD installation ([`crds`]), and a [`Manager`] that runs it all with one lifecycle and a
+//! graceful shutdown.
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod predicate;
 pub mod queue;
 pub mod rate_limit;
 pub mod redact;
+pub mod secure_serving;
 pub mod selector;
 pub mod sharding;
 
@@ -36,3 +38,4 @@ pub use manager::{Manager, ManagerConfig, ManagerError, RunningManager, Shutdown
 pub use metrics::{HookLabels, Metrics, QueueMetrics, ReconcileResult};
 pub use queue::{Backoff, WorkQueue};
 pub use rate_limit::{RateLimitLayer, TokenBucket};
+pub use secure_serving::ServingCertificate;

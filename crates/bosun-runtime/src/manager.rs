@@ -1,5 +1,6 @@
 //! The Manager: runs a set of runnables (controllers, the engine) with one lifecycle, serves
-//! `/metrics` and the health probes, and shuts down gracefully — on a signal it tells every
+//! `/metrics` (over HTTPS to authorized users only, with [`Manager::with_secure_metrics`]) and
+//! the health probes, and shuts down gracefully — on a signal it tells every
 //! runnable to stop taking work and gives them a deadline to finish what is in flight.
 //!
 //! With leader election, runnables start only once this process holds the Lease; a standby
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};
+use crate::secure_serving::ServingCertificate;
 use crate::{Health, Metrics};
 
 /// Leadership as the readiness probe sees it.
@@ -76,6 +78,9 @@ pub enum ManagerError {
     /// Another process took the Lease; this one must stop.
     #[error(transparent)]
     LeadershipLost(#[from] LeadershipLost),
+    /// The metrics server's TLS cannot be set up.
+    #[error(transparent)]
+    Serving(#[from] crate::secure_serving::ServingError),
 }
 
 /// Tells a runnable that the Manager is shutting down.
@@ -98,6 +103,8 @@ pub struct Manager {
     health: Health,
     runnables: Vec<(String, Runnable)>,
     elector: Option<LeaderElector>,
+    /// Serves `/metrics` over HTTPS to authorized users only, when set.
+    secure_metrics: Option<(kube::Client, ServingCertificate)>,
 }
 
 /// A started Manager.
@@ -145,7 +152,15 @@ impl Leader {
 impl Manager {
     /// A Manager with this configuration and a fresh metrics registry.
     pub fn new(config: ManagerConfig) -> Self {
-        Manager { config, metrics: Metrics::new(), health: Health::default(), runnables: Vec::new(), elector: None }
+        Manager { config, metrics: Metrics::new(), health: Health::default(), runnables: Vec::new(), elector: None, secure_metrics: None }
+    }
+
+    /// Serves `/metrics` over HTTPS with `certificate`, to requests whose bearer token the API
+    /// server (asked through `client`) authenticates and authorizes for `get` on `/metrics`
+    /// ([`crate::secure_serving`]).
+    pub fn with_secure_metrics(mut self, client: kube::Client, certificate: ServingCertificate) -> Self {
+        self.secure_metrics = Some((client, certificate));
+        self
     }
 
     /// Runs the runnables only while this process holds the Lease of `election`.
@@ -190,7 +205,7 @@ impl Manager {
         let metrics_address = match self.config.metrics_address {
             Some(address) => {
                 let metrics = self.metrics.clone();
-                let router = axum::Router::new().route(
+                let mut router = axum::Router::new().route(
                     "/metrics",
                     axum::routing::get(move || {
                         let metrics = metrics.clone();
@@ -199,7 +214,15 @@ impl Manager {
                         }
                     }),
                 );
-                Some(serve("metrics", address, router, &mut servers).await?)
+                let tls = match &self.secure_metrics {
+                    Some((client, certificate)) => {
+                        let authorizer = crate::secure_serving::Authorizer::new(client.clone());
+                        router = router.layer(axum::middleware::from_fn_with_state(authorizer, crate::secure_serving::authorize));
+                        Some(crate::secure_serving::tls_config(certificate)?)
+                    }
+                    None => None,
+                };
+                Some(serve("metrics", address, router, tls, &mut servers).await?)
             }
             None => None,
         };
@@ -219,7 +242,7 @@ impl Manager {
                         async move { (http::StatusCode::from_u16(code).expect("a valid status"), body) }
                     }),
                 );
-                Some(serve("health probes", address, router, &mut servers).await?)
+                Some(serve("health probes", address, router, None, &mut servers).await?)
             }
             None => None,
         };
@@ -328,18 +351,26 @@ impl Election {
     }
 }
 
+/// Serves `router` on `address`, over TLS with `tls` if given.
 async fn serve(
     what: &'static str,
     address: SocketAddr,
     router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     servers: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<SocketAddr, ManagerError> {
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| ManagerError::Bind { what, address, source })?;
     let bound = listener.local_addr().map_err(|source| ManagerError::Bind { what, address, source })?;
-    tracing::info!(%bound, "serving {what}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%bound, %scheme, "serving {what}");
     servers.push(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, "serving {what} failed");
+        match tls {
+            Some(tls) => crate::secure_serving::serve_tls(listener, router, tls).await,
+            None => {
+                if let Err(error) = axum::serve(listener, router).await {
+                    tracing::error!(%error, "serving {what} failed");
+                }
+            }
         }
     }));
     Ok(bound)

@@ -84,6 +84,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         );
         let mut manager = bosun_runtime::Manager::new(args.serve.config(std::net::IpAddr::from([127, 0, 0, 1])));
         let client = bosun_runtime::client::connect(plane.config(), &manager.metrics(), None)?;
+        manager = args.serve.secure_metrics(manager, &client, false);
         bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
         bosun_operators::install_crds(&client).await.context("installing the native operators' CRDs")?;
         if !args.no_examples {

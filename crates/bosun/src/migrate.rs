@@ -315,6 +315,9 @@ async fn report(args: &MigrateArgs) -> anyhow::Result<String> {
          the parent's selector are refused with a SyncError event, and nothing is written",
         "a selector matching objects without labels adopts nothing; orphans are adopted only after the hook answered validly",
         "retries back off to 60 s (Metacontroller: 1000 s); events fold by reason and message",
+        "/metrics is served over HTTPS to callers the API server authenticates and authorizes for get on /metrics: bind the \
+         ClusterRole bosun-metrics-reader (deploy/rbac.yaml) to Prometheus's ServiceAccount and scrape with its token, or pass \
+         --metrics-secure=false to keep Metacontroller's plain HTTP",
         "hook URLs are printed (events, logs, metric labels) with user information, query values and fragment REDACTED",
     ] {
         writeln!(out, "  - {difference}")?;

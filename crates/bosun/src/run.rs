@@ -84,6 +84,16 @@ pub struct ServeArgs {
     /// `127.0.0.1:8081` for `bosun dev`.
     #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
     health_probe_bind_address: Option<ListenAddress>,
+    /// Serve /metrics over HTTPS, to callers whose bearer token the API server authenticates
+    /// (TokenReview) and authorizes for `get` on the non-resource URL /metrics
+    /// (SubjectAccessReview; the ClusterRole bosun-metrics-reader grants it). Default true;
+    /// false for `bosun dev`, which serves plain HTTP on loopback.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    metrics_secure: Option<bool>,
+    /// With --metrics-secure, serve the certificate in DIR (tls.crt, tls.key; re-read when
+    /// they change, as cert-manager rotates them) instead of a self-signed one made at start.
+    #[arg(long, value_name = "DIR")]
+    metrics_cert_dir: Option<std::path::PathBuf>,
     /// How long in-flight syncs may take to finish after SIGTERM or SIGINT.
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
     graceful_shutdown_timeout: Duration,
@@ -97,6 +107,19 @@ impl ServeArgs {
             health_address: self.health_probe_bind_address.map_or(Some(SocketAddr::new(host, 8081)), |address| address.0),
             shutdown_timeout: self.graceful_shutdown_timeout,
         }
+    }
+
+    /// `manager`, serving /metrics securely (asking the API server through `client`) if
+    /// `--metrics-secure` says so, or else if `default` does.
+    pub fn secure_metrics(&self, manager: Manager, client: &kube::Client, default: bool) -> Manager {
+        if !self.metrics_secure.unwrap_or(default) {
+            return manager;
+        }
+        let certificate = match &self.metrics_cert_dir {
+            Some(dir) => bosun_runtime::ServingCertificate::Directory(dir.clone()),
+            None => bosun_runtime::ServingCertificate::SelfSigned,
+        };
+        manager.with_secure_metrics(client.clone(), certificate)
     }
 }
 
@@ -399,6 +422,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .or_else(|| args.election.leader_election_namespace.clone());
         let mut manager = Manager::new(args.serve.config(IpAddr::from([0, 0, 0, 0])));
         let client = args.cluster.client(&manager.metrics()).await?;
+        manager = args.serve.secure_metrics(manager, &client, true);
         let version = client.apiserver_version().await.context("reaching the API server")?;
         tracing::info!(server = %version.git_version, "connected");
         if let Some(election) = election.filter(|_| sharding.is_none()) {

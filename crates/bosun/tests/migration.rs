@@ -57,6 +57,7 @@ impl Pod {
         args.extend([
             format!("--kubeconfig={}", kubeconfig.display()),
             format!("--metrics-address=127.0.0.1:{metrics}"),
+            "--metrics-secure=false".to_owned(),
             "--health-probe-bind-address=127.0.0.1:0".to_owned(),
             format!("--leader-election-namespace={namespace}"),
         ]);

@@ -80,6 +80,7 @@ async fn no_part_of_a_hook_url_reaches_any_output() {
         "--log-level=trace".to_owned(),
         "--health-probe-bind-address=127.0.0.1:0".to_owned(),
         format!("--metrics-address=127.0.0.1:{metrics}"),
+        "--metrics-secure=false".to_owned(),
         format!("--target-label-selector=redaction={label}"),
         format!("--kubeconfig={}", env.control_plane().kubeconfig_path().display()),
     ];
