@@ -6,6 +6,7 @@
 mod configmapsync;
 mod engine;
 mod fanout;
+mod flood;
 mod observe;
 mod orphans;
 mod plot;
@@ -99,6 +100,17 @@ enum Scenario {
         #[arg(long, default_value_t = 16, value_name = "N")]
         concurrency: usize,
     },
+    /// A tenant's flood: ConfigMapSync in sync with N namespaces, then M MiB of ConfigMaps no
+    /// ConfigMapSync names created in one namespace (half as content, half as annotations):
+    /// bosun's memory before and after, its peak, and a source change still reaching every copy.
+    Flood {
+        /// MiB of ConfigMaps to create.
+        #[arg(long, default_value_t = 300, value_name = "MIB")]
+        mebibytes: usize,
+        /// Destination namespaces of the ConfigMapSync that runs meanwhile.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        namespaces: usize,
+    },
     /// Orphan children under load: N parents of a CompositeController with ConfigMap
     /// children, then M ConfigMaps no parent owns or selects, created as fast as the API server
     /// takes them, while a ConfigMapSync source in the same process changes again and again:
@@ -153,6 +165,12 @@ fn main() -> anyhow::Result<()> {
                 let report = configmapsync::run(&plane.client()?, plane.kubeconfig_path(), &bosun, namespaces, concurrency.max(1)).await;
                 plane.stop();
                 Ok::<_, anyhow::Error>(vec![report?])
+            }
+            Scenario::Flood { mebibytes, namespaces } => {
+                let plane = start_plane().await?;
+                let report = flood::run(&plane.client()?, plane.kubeconfig_path(), &bosun, mebibytes, namespaces.max(1)).await;
+                plane.stop();
+                Ok(vec![report?])
             }
             Scenario::Orphans { parents, orphans } => {
                 let plane = start_plane().await?;

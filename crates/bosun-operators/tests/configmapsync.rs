@@ -45,7 +45,7 @@ async fn copies_to_every_destination_and_reports_status() {
     let copy = config_map(&client, &a, "settings").await.unwrap();
     assert_eq!(copy.metadata.labels.unwrap()[MANAGED_BY_LABEL], MANAGED_BY);
     assert_eq!(copy.metadata.annotations.unwrap()[OWNER_ANNOTATION], format!("{source}/sync"));
-    assert!(!events(&client, &source, "sync", "Synced").await.is_empty());
+    wait_for_event(&client, &source, "sync", "Synced").await;
 
     // kubectl shows the printer columns.
     let kubectl = env.control_plane().binaries().path(Component::Kubectl);
@@ -158,8 +158,8 @@ async fn an_unmanaged_config_map_is_reported_and_left_alone() {
     assert_eq!(sync.status.as_ref().unwrap().destinations.as_deref(), Some("1/2"));
     wait_for_copies(&client, &[&free], "settings", json!({ "color": "blue" })).await;
     assert_eq!(data(&client, &taken, "settings").await.unwrap()["owner"], "someone else");
-    let warnings = events(&client, &source, "sync", "Conflict").await;
-    assert!(warnings.iter().any(|note| note.contains(&taken)), "{warnings:?}");
+    let warning = wait_for_event(&client, &source, "sync", "Conflict").await;
+    assert!(warning.contains(&taken), "{warning}");
 
     // Once the other ConfigMap is gone, the namespace gets its copy.
     Api::<ConfigMap>::namespaced(client.clone(), &taken).delete("settings", &DeleteParams::default()).await.unwrap();
@@ -317,6 +317,7 @@ async fn a_source_in_another_namespace_is_refused() {
     .await;
     let sync = wait_for_reason(&client, &own, "sync", "CrossNamespaceSource").await;
     assert!(ready_message(&sync).contains("only copy a ConfigMap from its own namespace"), "{}", ready_message(&sync));
+    wait_for_event(&client, &own, "sync", "CrossNamespaceSource").await;
     let warnings = events(&client, &own, "sync", "CrossNamespaceSource").await;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(config_map(&client, &destination, "settings").await.is_none());

@@ -4,7 +4,8 @@
 
 mod support;
 
-use bosun_operators::configmapsync::ConfigMapSync;
+use bosun_operators::configmapsync::{CONSENT_RECORD, ConfigMapSync, OWNER_ANNOTATION};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -53,8 +54,8 @@ async fn a_tenant_writes_only_where_the_destination_consents() {
     expected.sort();
     assert_eq!(refused(&sync), expected);
     assert_eq!(sync.status.as_ref().unwrap().destinations.as_deref(), Some("0/0"));
-    let warnings = events(&admin, &home, "share", "SystemNamespace").await;
-    assert!(warnings.iter().any(|note| note.contains(&neighbour) && note.contains("kubectl annotate")), "{warnings:?}");
+    let warning = wait_for_event(&admin, &home, "share", "SystemNamespace").await;
+    assert!(warning.contains(&neighbour) && warning.contains("kubectl annotate"), "{warning}");
     assert!(config_map(&admin, "kube-system", "settings").await.is_none());
     assert!(config_map(&admin, &neighbour, "settings").await.is_none());
 
@@ -118,7 +119,7 @@ async fn a_source_over_the_size_limit_is_refused_until_it_shrinks() {
     let message = ready_message(&sync);
     assert!(message.contains(&format!("holds {} bytes, more than the {MAX_SOURCE_BYTES}", MAX_SOURCE_BYTES + 4)), "{message}");
     assert!(message.contains("--configmapsync-max-source-bytes"), "{message}");
-    assert!(!events(&client, &source, "sync", "SourceTooLarge").await.is_empty());
+    wait_for_event(&client, &source, "sync", "SourceTooLarge").await;
     assert!(config_map(&client, &destination, "settings").await.is_none());
 
     let small = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "settings" }, "data": { "blob": "small" } });
@@ -154,7 +155,7 @@ async fn more_destinations_than_allowed_are_refused_whole() {
     let message = ready_message(&sync);
     assert!(message.contains(&format!("{} namespaces are selected, more than the {MAX_DESTINATIONS}", MAX_DESTINATIONS + 1)), "{message}");
     assert!(message.contains("--configmapsync-max-destinations"), "{message}");
-    assert!(!events(&client, &source, "sync", "TooManyDestinations").await.is_empty());
+    wait_for_event(&client, &source, "sync", "TooManyDestinations").await;
     for namespace in &destinations[..2] {
         assert!(config_map(&client, namespace, "settings").await.is_some(), "the copy in {namespace} is kept");
     }
@@ -167,4 +168,86 @@ async fn more_destinations_than_allowed_are_refused_whole() {
     let within: Vec<&str> = destinations[..MAX_DESTINATIONS].iter().map(String::as_str).collect();
     wait_for_copies(&client, &within, "settings", json!({ "color": "blue" })).await;
     wait_for_reason(&client, &source, "sync", "Synced").await;
+}
+
+/// Consent names a namespace, not a name: `source` deleted and created again — by anyone who
+/// may create namespaces — does not inherit the consent the destination gave the old one. The
+/// ConfigMapSync of the new namespace is refused with why and how to renew consent, and
+/// deleting the destination's consent record renews it.
+#[tokio::test]
+async fn consent_is_not_inherited_by_a_namespace_created_again_under_its_name() {
+    let (_, admin, _) = setup().await;
+    let source = namespace(&admin, "recreated", json!({})).await;
+    let destination = accepting(&admin, "recreated-dest", &source, json!({})).await;
+    put_config_map(&admin, &source, "settings", json!({ "owner": "first" })).await;
+    create_sync(&admin, &source, "share", json!({ "configMapName": "settings", "destinationNamespace": destination })).await;
+    wait_for_copies(&admin, &[&destination], "settings", json!({ "owner": "first" })).await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let first_uid = namespaces.get(&source).await.unwrap().metadata.uid.unwrap();
+
+    // The namespace goes (its ConfigMapSync is finalized, the copy removed) and comes back.
+    namespaces.delete(&source, &Default::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    while namespaces.get_opt(&source).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "namespace {source} was not deleted within 5 minutes");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert!(config_map(&admin, &destination, "settings").await.is_none(), "the copy went with its ConfigMapSync");
+    let again: Namespace = serde_json::from_value(json!({ "metadata": { "name": source } })).unwrap();
+    namespaces.create(&Default::default(), &again).await.unwrap();
+    put_config_map(&admin, &source, "settings", json!({ "owner": "second" })).await;
+    create_sync(&admin, &source, "share", json!({ "configMapName": "settings", "destinationNamespace": destination })).await;
+
+    let sync = wait_for_reason(&admin, &source, "share", "ConsentForAnotherNamespace").await;
+    let message = ready_message(&sync);
+    assert!(message.contains(&format!("{destination} accepted copies from an earlier namespace named {source}")), "{message}");
+    assert!(message.contains(&format!("kubectl -n {destination} delete configmap {CONSENT_RECORD}")), "{message}");
+    assert_eq!(refused(&sync), std::slice::from_ref(&destination));
+    wait_for_event(&admin, &source, "share", "ConsentForAnotherNamespace").await;
+    assert!(config_map(&admin, &destination, "settings").await.is_none(), "nothing is written for the new namespace");
+    let record = data(&admin, &destination, CONSENT_RECORD).await.expect("the consent record");
+    assert_eq!(record.get(&source), Some(&first_uid), "the name stays bound to the namespace it stood for");
+
+    // The destination's owner renews consent for the namespace that now has the name.
+    Api::<ConfigMap>::namespaced(admin.clone(), &destination).delete(CONSENT_RECORD, &Default::default()).await.unwrap();
+    wait_for_copies(&admin, &[&destination], "settings", json!({ "owner": "second" })).await;
+    let second_uid = namespaces.get(&source).await.unwrap().metadata.uid.unwrap();
+    eventually("the record to bind the new namespace", async || {
+        (data(&admin, &destination, CONSENT_RECORD).await?.get(&source) == Some(&second_uid)).then_some(())
+    })
+    .await;
+}
+
+/// Whoever may only annotate a ConfigMap cannot have the operator delete it: one that carries
+/// a ConfigMapSync's owner annotation without being its copy — another name, or the copy's
+/// name where none was ever written, with other content — is released, not deleted.
+#[tokio::test]
+async fn an_owner_annotation_does_not_make_a_config_map_deletable() {
+    let (env, admin, _) = setup().await;
+    let home = namespace(&admin, "annotated-home", json!({})).await;
+    let destination = accepting(&admin, "annotated-dest", &home, json!({})).await;
+    let victim = namespace(&admin, "annotated-victim", json!({})).await;
+    put_config_map(&admin, &home, "settings", json!({ "color": "blue" })).await;
+    create_sync(&admin, &home, "share", json!({ "configMapName": "settings", "destinationNamespace": destination })).await;
+    wait_for_copies(&admin, &[&destination], "settings", json!({ "color": "blue" })).await;
+
+    // Someone with only get and patch on ConfigMaps in their namespace.
+    let annotator = annotator(env, &admin, &victim).await;
+    for name in ["important", "settings"] {
+        put_config_map(&admin, &victim, name, json!({ "keep": "me" })).await;
+        let claim = json!({ "metadata": { "annotations": { OWNER_ANNOTATION: format!("{home}/share") } } });
+        Api::<ConfigMap>::namespaced(annotator.clone(), &victim).patch(name, &PatchParams::default(), &Patch::Merge(&claim)).await.unwrap();
+    }
+    for name in ["important", "settings"] {
+        eventually(&format!("{victim}/{name} released"), async || {
+            let config_map = config_map(&admin, &victim, name).await.expect("not deleted");
+            let annotations = config_map.metadata.annotations.unwrap_or_default();
+            (!annotations.contains_key(OWNER_ANNOTATION)).then_some(())
+        })
+        .await;
+        assert_eq!(data(&admin, &victim, name).await.unwrap()["keep"], "me");
+    }
+    let note = wait_for_event(&admin, &home, "share", "NotACopy").await;
+    assert!(note.contains(&format!("{victim}/")) && note.contains("left in place"), "{note}");
+    assert_eq!(data(&admin, &destination, "settings").await.unwrap()["color"], "blue", "the real copy stays");
 }

@@ -14,7 +14,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{accepting, config_map, create_sync, events, eventually, namespace, put_config_map, wait_for_copies, wait_for_reason};
+use support::{
+    accepting, config_map, create_sync, eventually, namespace, put_config_map, wait_for_copies, wait_for_event, wait_for_reason,
+};
 
 /// Applies the RBAC of `deploy/<file>` (not its Deployments) with `system` as bosun's
 /// namespace.
@@ -71,7 +73,7 @@ async fn the_operator_runs_with_only_its_deployed_rbac() {
     wait_for_reason(&admin, &source, "sync", "Synced").await;
     put_config_map(&admin, &source, "settings", json!({ "a": "2" })).await;
     wait_for_copies(&admin, &[&named, &selected], "settings", json!({ "a": "2" })).await;
-    assert!(!events(&admin, &source, "sync", "Synced").await.is_empty(), "events are allowed");
+    wait_for_event(&admin, &source, "sync", "Synced").await;
 
     let syncs: Api<ConfigMapSync> = Api::namespaced(admin.clone(), &source);
     syncs.delete("sync", &DeleteParams::default()).await.unwrap();

@@ -1,7 +1,7 @@
 //! The operator's API writes, counted exactly: this binary has its own control plane and its
-//! operator is the only one on it. A fan-out makes one write per destination (plus the
-//! finalizer and the status), and an in-sync ConfigMapSync costs no write at all when it is
-//! reconciled again.
+//! operator is the only one on it. A fan-out makes one write per destination (plus, the first
+//! time, its consent record, and the finalizer and the status), and an in-sync ConfigMapSync
+//! costs no write at all when it is reconciled again.
 
 mod support;
 
@@ -61,8 +61,9 @@ async fn one_write_per_destination_and_none_in_the_steady_state() {
     // The event is a reconcile's last write.
     synced_event(&client, &source, "5 copies created").await;
     let [posts, puts, patches, deletes] = std::array::from_fn::<u64, 4, _>(|i| writes(metrics)[i] - before[i]);
-    // POST: 5 copies and the Synced event; PATCH: the finalizer and the status.
-    assert_eq!((posts, puts, patches, deletes), (6, 0, 2, 0), "(POST, PUT, PATCH, DELETE) for a fan-out to 5 namespaces");
+    // POST: 5 copies, the 5 destinations' consent records (once, on first use), and the Synced
+    // event; PATCH: the finalizer and the status.
+    assert_eq!((posts, puts, patches, deletes), (11, 0, 2, 0), "(POST, PUT, PATCH, DELETE) for a fan-out to 5 namespaces");
 
     // A change of the source that does not touch its content (a label), and a label on a copy:
     // both reconcile the ConfigMapSync, neither needs a write.

@@ -19,6 +19,11 @@
 //! custom resource with `x-kubernetes-preserve-unknown-fields` allows — is left out of the
 //! cache with a warning, instead of failing the whole list, and so the cache, for every other
 //! object of its type.
+//!
+//! A controller that needs only to know which objects exist can watch their metadata instead
+//! ([`SharedCaches::metadata`]): the API server sends no content, and the cache keeps each
+//! object's identity, lifecycle and the labels and annotations the controller names — so what
+//! anyone who may create such objects puts in them costs the process almost nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -26,7 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ApiResource, DynamicObject, TypeMeta};
+use kube::api::{ApiResource, DynamicObject, PartialObjectMeta, TypeMeta};
 use kube::core::DynamicResourceScope;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -257,11 +262,18 @@ impl Store {
     }
 }
 
+/// What a metadata cache keeps of each object: besides its identity and lifecycle (name,
+/// namespace, UID, resourceVersion, generation, creation and deletion timestamps), the labels
+/// and annotations with these keys.
+pub type Projection = Vec<String>;
+
 /// The watched objects of one resource type.
 pub struct Cache {
     resource: ApiResource,
     /// The label selector of its watch, if it watches only some objects.
     selector: Option<String>,
+    /// Set for a cache of metadata only.
+    projection: Option<Projection>,
     store: RwLock<Store>,
     handlers: Mutex<BTreeMap<u64, Handler>>,
     next_handler: std::sync::atomic::AtomicU64,
@@ -432,6 +444,9 @@ impl Cache {
 
     fn prepare(&self, mut object: DynamicObject) -> Arc<DynamicObject> {
         object.metadata.managed_fields = None;
+        if let Some(keep) = &self.projection {
+            object = project(object, keep);
+        }
         // Watch and list items of built-in types can lack apiVersion and kind; hooks need them.
         object.types = Some(TypeMeta { api_version: self.resource.api_version.clone(), kind: self.resource.kind.clone() });
         Arc::new(object)
@@ -505,8 +520,33 @@ impl Drop for Cache {
     }
 }
 
-/// A cache's identity among the caches: (apiVersion, plural, label selector).
-type CacheKey = (String, String, Option<String>);
+/// `object`'s identity, lifecycle, and the labels and annotations whose keys `keep` lists.
+fn project(object: DynamicObject, keep: &Projection) -> DynamicObject {
+    let metadata = object.metadata;
+    let kept = |map: Option<BTreeMap<String, String>>| {
+        let kept: BTreeMap<String, String> = map.into_iter().flatten().filter(|(key, _)| keep.contains(key)).collect();
+        (!kept.is_empty()).then_some(kept)
+    };
+    DynamicObject {
+        types: object.types,
+        metadata: ObjectMeta {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            uid: metadata.uid,
+            resource_version: metadata.resource_version,
+            generation: metadata.generation,
+            creation_timestamp: metadata.creation_timestamp,
+            deletion_timestamp: metadata.deletion_timestamp,
+            labels: kept(metadata.labels),
+            annotations: kept(metadata.annotations),
+            ..ObjectMeta::default()
+        },
+        data: serde_json::Value::Null,
+    }
+}
+
+/// A cache's identity among the caches: (apiVersion, plural, label selector, projection).
+type CacheKey = (String, String, Option<String>, Option<Projection>);
 
 /// The process-wide set of caches, one per resource type (and label selector).
 #[derive(Clone)]
@@ -538,7 +578,7 @@ impl SharedCaches {
     /// The caches this view has handed out that are still in use.
     pub fn live(&self) -> Vec<Arc<Cache>> {
         let caches = self.caches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        caches.iter().filter(|((_, _, selector), _)| *selector == self.selector).filter_map(|(_, cache)| cache.upgrade()).collect()
+        caches.iter().filter(|((_, _, selector, _), _)| *selector == self.selector).filter_map(|(_, cache)| cache.upgrade()).collect()
     }
 
     /// Counts the panics caught on the watches in `metrics` (`bosun_watch_panics_total`).
@@ -550,7 +590,21 @@ impl SharedCaches {
     /// The cache of `resource`, watching it from the first call until every returned `Arc` is
     /// dropped.
     pub fn cache(&self, resource: &ApiResource) -> Arc<Cache> {
-        let key = (resource.api_version.clone(), resource.plural.clone(), self.selector.clone());
+        self.cache_of(resource, None)
+    }
+
+    /// A cache of the metadata of `resource`'s objects: a watch of metadata only (the API
+    /// server sends no content), keeping each object's identity and lifecycle and the labels
+    /// and annotations whose keys `keep` lists; nothing else of it is read or held. Objects
+    /// read from it have no content (`data` is null) and no owner references.
+    pub fn metadata(&self, resource: &ApiResource, keep: &[&str]) -> Arc<Cache> {
+        let mut keep: Projection = keep.iter().map(|key| (*key).to_owned()).collect();
+        keep.sort();
+        self.cache_of(resource, Some(keep))
+    }
+
+    fn cache_of(&self, resource: &ApiResource, projection: Option<Projection>) -> Arc<Cache> {
+        let key = (resource.api_version.clone(), resource.plural.clone(), self.selector.clone(), projection.clone());
         let mut caches = self.caches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(cache) = caches.get(&key).and_then(Weak::upgrade) {
             return cache;
@@ -559,6 +613,7 @@ impl SharedCaches {
         let cache = Arc::new(Cache {
             resource: resource.clone(),
             selector: self.selector.clone(),
+            projection,
             store: RwLock::default(),
             handlers: Mutex::default(),
             next_handler: Default::default(),
@@ -695,19 +750,40 @@ async fn supervise_watch(client: Client, cache: Weak<Cache>) {
 /// Objects per list request.
 const LIST_PAGE_SIZE: u32 = 100;
 
+/// A metadata watch's event, as the object watches deliver: objects without content.
+fn with_metadata(event: watcher::Event<PartialObjectMeta<DynamicObject>>, resource: &ApiResource) -> watcher::Event<Watched> {
+    let object = |partial: PartialObjectMeta<DynamicObject>| {
+        let types = TypeMeta { api_version: resource.api_version.clone(), kind: resource.kind.clone() };
+        Watched::Parsed(DynamicObject { types: Some(types), metadata: partial.metadata, data: serde_json::Value::Null })
+    };
+    match event {
+        watcher::Event::Apply(partial) => watcher::Event::Apply(object(partial)),
+        watcher::Event::Delete(partial) => watcher::Event::Delete(object(partial)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(partial) => watcher::Event::InitApply(object(partial)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 async fn run_watch(client: Client, cache: Weak<Cache>) {
-    let (resource, selector) = match cache.upgrade() {
-        Some(cache) => (cache.resource.clone(), cache.selector.clone()),
+    let (resource, selector, metadata_only) = match cache.upgrade() {
+        Some(cache) => (cache.resource.clone(), cache.selector.clone(), cache.projection.is_some()),
         None => return,
     };
-    let api: Api<Watched> = Api::all_with(client, &resource);
     // A list page is held parsed while it is stored: smaller pages than kube's 500 bound that
     // peak, for a few more list requests.
     let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     if let Some(selector) = &selector {
         config = config.labels(selector);
     }
-    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut events = if metadata_only {
+        // kube asks for metadata only when the type is `PartialObjectMeta`.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &resource);
+        let events = watcher(api, config).default_backoff();
+        events.map(|event| event.map(|event| with_metadata(event, &resource))).boxed()
+    } else {
+        watcher(Api::<Watched>::all_with(client, &resource), config).default_backoff().boxed()
+    };
     // A relist is gathered apart, each object stored as it arrives, and swapped in when complete.
     let mut listing: Option<Store> = None;
     while let Some(event) = events.next().await {
@@ -821,6 +897,33 @@ mod tests {
         for text in [r#"{"metadata":{"name":5}}"#, r#"{"a":1} x"#, "[]"] {
             assert!(parse(text).is_err() && serde_json::from_str::<DynamicObject>(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_projection_keeps_identity_lifecycle_and_the_named_keys_only() {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": "x", "namespace": "a", "uid": "u", "resourceVersion": "7", "deletionTimestamp": "2026-12-07T00:00:00Z",
+                "labels": { "keep": "1", "drop": "2" },
+                "annotations": { "owner": "a/s", "kubectl.kubernetes.io/last-applied-configuration": "{\"huge\":true}" },
+                "ownerReferences": [{ "apiVersion": "v1", "kind": "X", "name": "p", "uid": "o" }],
+                "finalizers": ["f"],
+            },
+            "data": { "big": "x".repeat(1000) },
+        }))
+        .unwrap();
+        let projected = project(object, &vec!["keep".to_owned(), "owner".to_owned()]);
+        assert_eq!(
+            serde_json::to_value(&projected).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {
+                    "name": "x", "namespace": "a", "uid": "u", "resourceVersion": "7", "deletionTimestamp": "2026-12-07T00:00:00Z",
+                    "labels": { "keep": "1" }, "annotations": { "owner": "a/s" },
+                },
+            })
+        );
     }
 
     #[test]

@@ -11,8 +11,15 @@
 //! - a Namespace (created, deleted, relabelled, or its consent changed): the ConfigMapSyncs
 //!   naming it, and those with a namespace selector.
 //!
+//! - a consent record (`configmapsync-consent`): the ConfigMapSyncs whose destinations may
+//!   include its namespace.
+//!
+//! ConfigMaps are watched as metadata only — identity, the owner annotation and the managed-by
+//! label — so that the ConfigMaps anyone creates cost the operator almost nothing; content is
+//! read for the ConfigMaps a ConfigMapSync names ([`super::contents`]).
+//!
 //! Sharded ([`ConfigMapSyncController::sharded`]), a replica watches only its shard's
-//! ConfigMapSyncs; ConfigMaps and Namespaces it watches whole, as it must to see sources and
+//! ConfigMapSyncs; ConfigMaps and Namespaces it watches in full, as it must to see sources and
 //! consent, so copies carry no shard label and nothing but the ConfigMapSync moves.
 
 use std::collections::BTreeSet;
@@ -24,7 +31,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Client, ResourceExt};
 
-use super::{ACCEPT_FROM_ANNOTATION, ConfigMapSync, ConfigMapSyncSpec, OWNER_ANNOTATION};
+use super::{ACCEPT_FROM_ANNOTATION, CONSENT_RECORD, ConfigMapSync, ConfigMapSyncSpec, MANAGED_BY_LABEL, OWNER_ANNOTATION};
 
 /// Index of ConfigMapSyncs by `spec.configMapName`.
 const BY_CONFIG_MAP_NAME: &str = "configmapsync.bosun.dev/config-map-name";
@@ -97,7 +104,10 @@ impl ConfigMapSyncOptions {
 pub(super) struct Shared {
     pub client: Client,
     pub syncs: Arc<Cache>,
+    /// Every ConfigMap's metadata.
     pub config_maps: Arc<Cache>,
+    /// The content of the ConfigMaps ConfigMapSyncs name.
+    pub contents: Arc<super::contents::Contents>,
     pub namespaces: Arc<Cache>,
     pub recorder: EventRecorder,
     pub options: ConfigMapSyncOptions,
@@ -140,7 +150,8 @@ impl ConfigMapSyncController {
         let resource = ApiResource::erase::<ConfigMapSync>(&());
         let syncs = shard.map_or(caches, |shard| shard.caches()).cache(&resource);
         let _sharded = shard.map(|shard| shard.types().register(resource, None, Vec::new()));
-        let config_maps = caches.cache(&ApiResource::erase::<ConfigMap>(&()));
+        let config_maps = caches.metadata(&ApiResource::erase::<ConfigMap>(&()), &[OWNER_ANNOTATION, MANAGED_BY_LABEL]);
+        let contents = Arc::new(super::contents::Contents::default());
         let namespaces = caches.cache(&ApiResource::erase::<Namespace>(&()));
         syncs.add_index(BY_CONFIG_MAP_NAME, |object| spec_of(object).map(|spec| spec.config_map_name).into_iter().collect());
         syncs.add_index(BY_DESTINATION, |object| {
@@ -159,8 +170,14 @@ impl ConfigMapSyncController {
             // Status writes (its own) queue nothing.
             .for_resource(syncs.clone(), predicate::spec_or_lifecycle_changed)
             .watches(config_maps.clone(), {
-                let syncs = syncs.clone();
-                move |event| config_map_keys(&syncs, event)
+                let (syncs, contents) = (syncs.clone(), contents.clone());
+                move |event| {
+                    match event {
+                        CacheEvent::Deleted(gone) => contents.forget(&ObjectKey::of(gone)),
+                        CacheEvent::Applied { new, .. } => contents.forget_other_than(new),
+                    }
+                    config_map_keys(&syncs, event)
+                }
             })
             .watches(namespaces.clone(), {
                 let syncs = syncs.clone();
@@ -171,6 +188,7 @@ impl ConfigMapSyncController {
             client,
             syncs,
             config_maps,
+            contents,
             namespaces,
             options,
             shard: shard.cloned(),
@@ -213,6 +231,9 @@ fn config_map_keys(syncs: &Cache, event: &CacheEvent<'_>) -> Vec<ObjectKey> {
         names.insert(config_map.name_any());
     }
     let namespace = new.or(old).and_then(|config_map| config_map.namespace()).unwrap_or_default();
+    if names.contains(CONSENT_RECORD) {
+        keys.extend(syncs_naming(syncs, &namespace));
+    }
     for name in names {
         for sync in syncs.by_index(BY_CONFIG_MAP_NAME, &name) {
             let Some(spec) = spec_of(&sync) else { continue };
@@ -244,8 +265,13 @@ fn namespace_keys(syncs: &Cache, event: &CacheEvent<'_>) -> Vec<ObjectKey> {
         CacheEvent::Applied { old: None, new } => new,
         CacheEvent::Deleted(old) => old,
     };
-    let name = namespace.name_any();
-    let syncs = syncs.by_index(BY_DESTINATION, &name).into_iter().chain(syncs.by_index(BY_DESTINATION, ANY_NAMESPACE));
+    syncs_naming(syncs, &namespace.name_any())
+}
+
+/// The ConfigMapSyncs whose destinations may include `namespace`: those naming it, and those
+/// with a selector.
+fn syncs_naming(syncs: &Cache, namespace: &str) -> Vec<ObjectKey> {
+    let syncs = syncs.by_index(BY_DESTINATION, namespace).into_iter().chain(syncs.by_index(BY_DESTINATION, ANY_NAMESPACE));
     syncs.map(|sync| ObjectKey::of(&sync)).collect()
 }
 

@@ -10,14 +10,19 @@
 //! namespace, so creating a ConfigMapSync never reveals a ConfigMap its author could not read.
 //!
 //! A namespace receives copies only when it consents: its annotation
-//! `configmapsync.bosun.dev/accept-from` names the source namespaces it accepts (or `*`).
+//! `configmapsync.bosun.dev/accept-from` names the source namespaces it accepts (or `*`), and
+//! a name is bound to the namespace it stood for when first used ([`consent`]).
 //! System namespaces (`kube-*` and the operator's own) never receive copies unless the
 //! operator is configured to allow them, and a ConfigMapSync may reach only so many
 //! namespaces with only so large a source ([`ConfigMapSyncOptions`]).
 //!
 //! - [`controller`]: what is watched, and how a change finds the ConfigMapSyncs it concerns.
 //! - [`sync`]: the reconcile of one ConfigMapSync.
+//! - `contents`: what it knows of the ConfigMaps it reads, by resourceVersion.
+//! - `consent`: consent bound to the namespace it named.
 
+pub mod consent;
+mod contents;
 pub mod controller;
 pub mod sync;
 
@@ -26,6 +31,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use consent::CONSENT_RECORD;
 pub use controller::{ConfigMapSyncController, ConfigMapSyncOptions, DEFAULT_MAX_DESTINATIONS, DEFAULT_MAX_SOURCE_BYTES};
 
 /// The label every copy carries, for `kubectl get configmaps -l …`.
@@ -127,6 +133,12 @@ pub struct ConfigMapSyncStatus {
     /// copies from this namespace or are system namespaces, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused_namespaces: Vec<String>,
+    /// `namespace/name` of every copy this ConfigMapSync wrote and has not removed, sorted:
+    /// what it deletes when a copy leaves the set or the ConfigMapSync goes. Another ConfigMap
+    /// carrying its owner annotation is deleted only if it holds exactly the source's content,
+    /// and otherwise released.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<String>,
     /// `Ready`: every selected namespace has an up-to-date copy; if not, the reason says why
     /// (`SourceNotFound`, `CrossNamespaceSource`, `InvalidSelector`, `SourceTooLarge`,
     /// `TooManyDestinations`, `NotAccepted`, `SystemNamespace`, `Conflict`,

@@ -1,14 +1,18 @@
-//! The reconcile of one ConfigMapSync: work out from the caches which namespaces should hold
-//! a copy and what each copy should contain, make only the writes that change something, wait
-//! until the cache has seen them, and report the outcome in status (written only when it
-//! changed) and events.
+//! The reconcile of one ConfigMapSync: work out from the caches (and the contents the
+//! operator remembers, [`super::contents`]) which namespaces should hold a copy and what each
+//! copy should contain, make only the writes that change something, wait until the cache has
+//! seen them, and report the outcome in status (written only when it changed) and events.
 //!
 //! Nothing is lost: a missing source, a source in another namespace, an invalid selector, a
 //! source over the size limit or more destinations than allowed stop the reconcile before
 //! any copy is touched; a namespace that does not accept copies (or a system namespace) is
-//! never written, and loses the copies it held when it withdraws consent; a ConfigMap that is not a managed copy of
-//! this ConfigMapSync is never written or deleted; every update and delete is conditional on
-//! the resourceVersion the decision was based on.
+//! never written, and loses the copies it held when it withdraws consent; consent binds the
+//! namespace it named when first used ([`super::consent`]); a ConfigMap that is not a managed
+//! copy of this ConfigMapSync is never written, and one that merely carries its owner
+//! annotation is deleted only when it provably is a copy — one the status records as written
+//! (`status.copies`), or holding exactly the source's content — and otherwise released, so that
+//! an annotation cannot turn the operator's right to delete against someone's ConfigMap; every
+//! update and delete is conditional on the resourceVersion the decision was based on.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,6 +26,8 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Po
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use super::consent::{self, Binding, CONSENT_RECORD, RECORD_LIMIT};
+use super::contents::Content;
 use super::controller::{BY_OWNER, Shared, owner_id};
 use super::{
     ACCEPT_FROM_ANNOTATION, ConfigMapSync, ConfigMapSyncStatus, DeletionPolicy, FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION,
@@ -75,12 +81,36 @@ struct Problem {
 enum Write {
     /// A new copy.
     Create(DynamicObject),
-    /// A managed copy (`base`, as cached) brought back to the source's content (`body`).
-    Update { base: Arc<DynamicObject>, body: DynamicObject },
+    /// A managed copy brought back to the source's content: the copy as read, with the
+    /// source's content (its resourceVersion makes the replace conditional).
+    Update(DynamicObject),
     /// A managed copy in a namespace that left the set.
     Delete(Arc<DynamicObject>),
-    /// A copy made an ordinary ConfigMap (deletion policy Orphan).
+    /// A copy made an ordinary ConfigMap (deletion policy Orphan), or a ConfigMap carrying the
+    /// owner annotation that is not provably a copy, freed of it.
     Release(Arc<DynamicObject>),
+    /// Records in `namespace`'s consent record that `source` is the namespace with UID `uid`
+    /// (`record`: the record, as cached, if there is one).
+    Bind { namespace: String, source: String, uid: String, record: Option<Arc<DynamicObject>> },
+    /// Drops `source` from the consent record `record`: consent was withdrawn.
+    Unbind { source: String, record: Arc<DynamicObject> },
+}
+
+impl Write {
+    /// The namespace written to.
+    fn namespace(&self) -> String {
+        match self {
+            Write::Create(object) | Write::Update(object) => object.namespace(),
+            Write::Delete(object) | Write::Release(object) | Write::Unbind { record: object, .. } => object.namespace(),
+            Write::Bind { namespace, .. } => Some(namespace.clone()),
+        }
+        .unwrap_or_default()
+    }
+
+    /// Whether it is about consent, and goes before the copies.
+    fn is_consent(&self) -> bool {
+        matches!(self, Write::Bind { .. } | Write::Unbind { .. })
+    }
 }
 
 /// How the cache shows that a write has been seen.
@@ -110,27 +140,25 @@ struct Plan {
     selected: BTreeSet<String>,
     /// Of those, the ones whose copy is already right.
     in_sync: BTreeSet<String>,
-    /// Named destinations that refuse copies (system namespaces, no consent).
+    /// Named destinations that refuse copies (system namespaces, no consent, consent given
+    /// to another namespace of the source's name).
     refused: BTreeSet<String>,
     problems: Vec<Problem>,
     writes: Vec<Write>,
 }
 
-/// A managed copy of `source` in `namespace`: `base` (the current copy) with the source's
-/// content, or a new ConfigMap.
-fn copy_of(source: &DynamicObject, base: Option<&DynamicObject>, namespace: &str, owner: &str) -> DynamicObject {
-    let mut copy = match base {
-        Some(base) => base.clone(),
-        None => DynamicObject::new(&source.name_any(), &config_map_resource()).within(namespace),
-    };
+/// A managed copy named `name` of `source` in `namespace`: `base` (the current copy) with the
+/// source's content, or a new ConfigMap.
+fn copy_of(name: &str, source: &Content, base: Option<DynamicObject>, namespace: &str, owner: &str) -> DynamicObject {
+    let mut copy = base.unwrap_or_else(|| DynamicObject::new(name, &config_map_resource()).within(namespace));
     copy.labels_mut().insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
     copy.annotations_mut().insert(OWNER_ANNOTATION.to_owned(), owner.to_owned());
     if !copy.data.is_object() {
         copy.data = json!({});
     }
     let fields = copy.data.as_object_mut().expect("made an object above");
-    for field in ["data", "binaryData"] {
-        match source.data.get(field).filter(|value| !value.is_null()) {
+    for (field, value) in [("data", &source.data), ("binaryData", &source.binary_data)] {
+        match value {
             Some(value) => fields.insert(field.to_owned(), value.clone()),
             None => fields.remove(field),
         };
@@ -150,44 +178,27 @@ enum Admission {
 
 /// Whether `namespace`'s consent annotation names `source` (or `*`).
 fn consents(namespace: &DynamicObject, source: &str) -> bool {
-    namespace
-        .annotations()
-        .get(ACCEPT_FROM_ANNOTATION)
-        .is_some_and(|accepted| accepted.split(',').map(str::trim).any(|entry| entry == "*" || entry == source))
-}
-
-/// The size of a ConfigMap's content as the API server limits it: the keys and values of
-/// `data`, and the keys and decoded values of `binaryData`.
-fn source_bytes(config_map: &DynamicObject) -> usize {
-    let entries = |field: &str| config_map.data.get(field).and_then(Value::as_object).into_iter().flatten();
-    let text: usize = entries("data").map(|(key, value)| key.len() + value.as_str().map_or(0, str::len)).sum();
-    let binary: usize = entries("binaryData")
-        .map(|(key, value)| {
-            let encoded = value.as_str().unwrap_or_default();
-            key.len() + (encoded.len() / 4 * 3).saturating_sub(encoded.bytes().rev().take_while(|byte| *byte == b'=').count())
-        })
-        .sum();
-    text + binary
+    consent::accepted(namespace).any(|entry| entry == "*" || entry == source)
 }
 
 /// What the writes achieved.
 #[derive(Default)]
 struct Outcome {
+    /// `namespace/name` of the copies written (created or updated).
+    written: BTreeSet<String>,
+    /// `namespace/name` of the ConfigMaps deleted or released.
+    removed: BTreeSet<String>,
     /// Namespaces whose copy was created or updated.
     synced: BTreeSet<String>,
     created: usize,
     updated: usize,
     deleted: usize,
+    /// ConfigMaps freed of an owner annotation they carried without being copies.
+    released: Vec<String>,
     /// A write lost a race: reconcile again soon.
     raced: bool,
     /// `namespace: error` of the writes that failed.
     failures: Vec<String>,
-}
-
-/// Whether two `data` or `binaryData` values are the same; the API server drops empty maps.
-fn same_content(a: Option<&Value>, b: Option<&Value>) -> bool {
-    let empty = |value: Option<&Value>| value.is_none_or(|value| value.is_null() || value.as_object().is_some_and(|map| map.is_empty()));
-    (empty(a) && empty(b)) || a == b
 }
 
 fn is_terminating(namespace: &DynamicObject) -> bool {
@@ -224,7 +235,7 @@ impl Shared {
                 return Ok(Action::RequeueAfter(RACE_RETRY));
             }
         }
-        let plan = self.plan(&sync);
+        let plan = self.plan(&sync).await?;
         let outcome = self.execute(&plan.writes).await;
         self.report(&sync, &plan, &outcome).await?;
         if !outcome.failures.is_empty() {
@@ -233,9 +244,9 @@ impl Shared {
         Ok(if outcome.raced { Action::RequeueAfter(RACE_RETRY) } else { Action::Done })
     }
 
-    /// Decides, from the caches alone, which namespaces should hold a copy and which writes
-    /// bring them there.
-    fn plan(&self, sync: &ConfigMapSync) -> Plan {
+    /// Decides, from the caches and the contents known, which namespaces should hold a copy
+    /// and which writes bring them there.
+    async fn plan(&self, sync: &ConfigMapSync) -> Result<Plan, SyncError> {
         let mut plan = Plan::default();
         let spec = &sync.spec;
         let own_namespace = sync.namespace().unwrap_or_default();
@@ -244,6 +255,8 @@ impl Shared {
 
         let named: BTreeSet<&String> = spec.destination_namespace.iter().chain(spec.destination_namespaces.iter().flatten()).collect();
         let (mut missing, mut protected, mut not_accepting) = (Vec::new(), Vec::new(), Vec::new());
+        // Namespaces that do not (or no longer) accept copies from here.
+        let mut withdrawn = Vec::new();
         // The source is never its own copy.
         for namespace in named.into_iter().filter(|namespace| **namespace != own_namespace) {
             match self.namespaces.get(&ObjectKey { namespace: None, name: namespace.clone() }) {
@@ -252,22 +265,26 @@ impl Shared {
                         plan.selected.insert(namespace.clone());
                     }
                     Admission::Protected => protected.push(namespace.as_str()),
-                    Admission::NotAccepted => not_accepting.push(namespace.as_str()),
+                    Admission::NotAccepted => {
+                        not_accepting.push(namespace.as_str());
+                        withdrawn.push(namespace.clone());
+                    }
                 },
                 _ => missing.push(namespace.as_str()),
             }
         }
-        plan.refused = protected.iter().chain(&not_accepting).map(|namespace| (*namespace).to_owned()).collect();
         if let Some(selector) = &spec.namespace_selector {
             for namespace in self.namespaces.list() {
                 match bosun_runtime::selector::matches(selector, namespace.labels()) {
                     // Matching namespaces that refuse copies are simply not destinations.
-                    Ok(true)
-                        if !is_terminating(&namespace)
-                            && namespace.name_any() != own_namespace
-                            && self.admission(&namespace, &own_namespace) == Admission::Accepted =>
-                    {
-                        plan.selected.insert(namespace.name_any());
+                    Ok(true) if !is_terminating(&namespace) && namespace.name_any() != own_namespace => {
+                        match self.admission(&namespace, &own_namespace) {
+                            Admission::Accepted => {
+                                plan.selected.insert(namespace.name_any());
+                            }
+                            Admission::NotAccepted => withdrawn.push(namespace.name_any()),
+                            Admission::Protected => {}
+                        }
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -281,6 +298,9 @@ impl Shared {
                 }
             }
         }
+        let recreated = self.bind_consent(&mut plan, &own_namespace, &withdrawn).await?;
+        plan.refused = protected.iter().chain(&not_accepting).map(|namespace| (*namespace).to_owned()).collect();
+        plan.refused.extend(recreated.iter().map(|(namespace, _)| namespace.clone()));
 
         if let Some(source_namespace) = spec.source_namespace.as_ref().filter(|namespace| **namespace != own_namespace) {
             plan.problems.push(Problem {
@@ -292,7 +312,22 @@ impl Shared {
                 blocking: true,
             });
         }
-        let source = self.config_maps.get(&ObjectKey { namespace: Some(own_namespace.clone()), name: name.clone() });
+        if *name == CONSENT_RECORD {
+            plan.problems.push(Problem {
+                reason: "ReservedName",
+                message: format!(
+                    "ConfigMap {CONSENT_RECORD} records consent in each destination and cannot be copied: copy another ConfigMap"
+                ),
+                blocking: true,
+            });
+        }
+        let source_key = ObjectKey { namespace: Some(own_namespace.clone()), name: name.clone() };
+        let source = match self.config_maps.get(&source_key) {
+            Some(cached) => {
+                self.contents.read(&self.client, &cached, self.options.max_source_bytes).await.map_err(api("reading the source"))?
+            }
+            None => None,
+        };
         match &source {
             None => plan.problems.push(Problem {
                 reason: "SourceNotFound",
@@ -301,13 +336,12 @@ impl Shared {
                 ),
                 blocking: true,
             }),
-            Some(source) if source_bytes(source) > self.options.max_source_bytes => plan.problems.push(Problem {
+            Some(source) if source.bytes > self.options.max_source_bytes => plan.problems.push(Problem {
                 reason: "SourceTooLarge",
                 message: format!(
                     "ConfigMap {own_namespace}/{name} holds {} bytes, more than the {} this operator copies \
                      (--configmapsync-max-source-bytes); nothing is written and the copies are kept as they are",
-                    source_bytes(source),
-                    self.options.max_source_bytes
+                    source.bytes, self.options.max_source_bytes
                 ),
                 blocking: true,
             }),
@@ -323,6 +357,22 @@ impl Shared {
                     self.options.max_destinations
                 ),
                 blocking: true,
+            });
+        }
+        if !recreated.is_empty() {
+            let (first, _) = &recreated[0];
+            let namespaces: Vec<&str> = recreated.iter().map(|(namespace, _)| namespace.as_str()).collect();
+            let why = &recreated[0].1;
+            plan.problems.push(Problem {
+                reason: "ConsentForAnotherNamespace",
+                message: format!(
+                    "{} accepted copies from an earlier namespace named {own_namespace} ({why}), so nothing is written there: \
+                     a namespace deleted and created again does not inherit the consent given to the old one. If {own_namespace} \
+                     is the one meant, its owner renews consent: kubectl -n {first} delete configmap {CONSENT_RECORD} (or \
+                     remove {own_namespace} from its {ACCEPT_FROM_ANNOTATION} annotation and add it again)",
+                    namespaces.join(", ")
+                ),
+                blocking: false,
             });
         }
         if !missing.is_empty() {
@@ -359,23 +409,64 @@ impl Shared {
                 blocking: false,
             });
         }
-        let Some(source) = source.filter(|_| !plan.problems.iter().any(|problem| problem.blocking)) else { return plan };
+        let source = source.filter(|_| !plan.problems.iter().any(|problem| problem.blocking));
+        let Some(source) = source.and_then(|source| source.content) else {
+            // Nothing is written to the copies: the consent records wait too.
+            plan.writes.retain(|write| matches!(write, Write::Unbind { .. }));
+            return Ok(plan);
+        };
+        let source_digest = source.digest();
 
-        let mut conflicts = Vec::new();
-        for namespace in &plan.selected {
-            let copy = self.config_maps.get(&ObjectKey { namespace: Some(namespace.clone()), name: name.clone() });
-            match copy {
-                None => plan.writes.push(Write::Create(copy_of(&source, None, namespace, &owner))),
-                Some(copy) if copy.annotations().get(OWNER_ANNOTATION) != Some(&owner) => conflicts.push(namespace.as_str()),
-                // Being deleted by someone: recreated once it is gone.
-                Some(copy) if copy.metadata.deletion_timestamp.is_some() => {}
-                Some(copy) if is_current(&copy, &source) => {
-                    plan.in_sync.insert(namespace.clone());
+        // The copies in the selected namespaces, read concurrently (known ones cost nothing).
+        let cached: Vec<(String, Option<Arc<DynamicObject>>)> = plan
+            .selected
+            .iter()
+            .map(|namespace| {
+                (namespace.clone(), self.config_maps.get(&ObjectKey { namespace: Some(namespace.clone()), name: name.clone() }))
+            })
+            .collect();
+        let owner_ref = &owner;
+        let reads = futures::stream::iter(cached.into_iter().map(|(namespace, copy)| async move {
+            let read = match &copy {
+                Some(copy) if copy.annotations().get(OWNER_ANNOTATION) == Some(owner_ref) && copy.metadata.deletion_timestamp.is_none() => {
+                    self.contents.read(&self.client, copy, 0).await.map(Some)
                 }
-                Some(copy) => plan.writes.push(Write::Update { body: copy_of(&source, Some(&copy), namespace, &owner), base: copy }),
+                _ => Ok(None),
+            };
+            (namespace, copy, read)
+        }))
+        .buffer_unordered(self.options.write_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+        let mut conflicts = Vec::new();
+        for (namespace, copy, read) in reads {
+            let read = read.map_err(api("reading a copy"))?;
+            match (copy, read) {
+                (None, _) | (Some(_), Some(None)) => plan.writes.push(Write::Create(copy_of(name, &source, None, &namespace, &owner))),
+                (Some(copy), _) if copy.annotations().get(OWNER_ANNOTATION) != Some(&owner) => conflicts.push(namespace),
+                // Being deleted by someone: recreated once it is gone.
+                (Some(_), None) => {}
+                (Some(copy), Some(Some(read))) => {
+                    if read.digest == source_digest && copy.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY) {
+                        plan.in_sync.insert(namespace);
+                        continue;
+                    }
+                    let base = match read.fetched {
+                        Some(base) => base,
+                        None => match self.contents.fetch(&self.client, &copy).await.map_err(api("reading a copy"))? {
+                            Some(base) => base,
+                            None => {
+                                plan.writes.push(Write::Create(copy_of(name, &source, None, &namespace, &owner)));
+                                continue;
+                            }
+                        },
+                    };
+                    plan.writes.push(Write::Update(copy_of(name, &source, Some(base), &namespace, &owner)));
+                }
             }
         }
         if !conflicts.is_empty() {
+            conflicts.sort();
             plan.problems.insert(
                 0,
                 Problem {
@@ -389,6 +480,7 @@ impl Shared {
                 },
             );
         }
+        let copies = sync.status.as_ref().map(|status| status.copies.clone()).unwrap_or_default();
         for copy in self.config_maps.by_index(BY_OWNER, &owner) {
             let namespace = copy.namespace().unwrap_or_default();
             let leaving = copy.name_any() != *name || !plan.selected.contains(&namespace);
@@ -397,10 +489,11 @@ impl Shared {
                 .get(&ObjectKey { namespace: None, name: namespace.clone() })
                 .is_none_or(|namespace| is_terminating(&namespace));
             if leaving && !namespace_going && copy.metadata.deletion_timestamp.is_none() {
-                plan.writes.push(Write::Delete(copy));
+                let write = self.removal(copy, &copies, Some(source_digest)).await?;
+                plan.writes.push(write);
             }
         }
-        plan
+        Ok(plan)
     }
 
     /// Whether `namespace` receives copies from ConfigMapSyncs in `source`.
@@ -415,38 +508,139 @@ impl Shared {
         }
     }
 
-    /// Makes `writes`, a bounded number at once, and waits until the cache has seen those
-    /// that succeeded.
+    /// Binds the consent of each selected namespace that names `own_namespace` to its UID
+    /// (a `Bind` write where none is recorded yet), drops from `plan.selected` those whose
+    /// consent is bound to another namespace of that name (returned, with why), and unbinds
+    /// `own_namespace` in the records of the `withdrawn` namespaces.
+    async fn bind_consent(&self, plan: &mut Plan, own_namespace: &str, withdrawn: &[String]) -> Result<Vec<(String, String)>, SyncError> {
+        let mut recreated = Vec::new();
+        if !self.options.require_consent {
+            return Ok(recreated);
+        }
+        let own_uid =
+            self.namespaces.get(&ObjectKey { namespace: None, name: own_namespace.to_owned() }).and_then(|namespace| namespace.uid());
+        // The namespace the ConfigMapSync lives in is not in the cache yet: retried with backoff.
+        let Some(own_uid) = own_uid else { return Err(SyncError::Writes(format!("namespace {own_namespace} is not known yet"))) };
+        for namespace in plan.selected.clone() {
+            let Some(destination) = self.namespaces.get(&ObjectKey { namespace: None, name: namespace.clone() }) else { continue };
+            if !consent::names(&destination, own_namespace) {
+                continue;
+            }
+            let record = self.config_maps.get(&ObjectKey { namespace: Some(namespace.clone()), name: CONSENT_RECORD.to_owned() });
+            let entries = match &record {
+                Some(record) => {
+                    match self.contents.read(&self.client, record, RECORD_LIMIT).await.map_err(api("reading a consent record"))? {
+                        Some(read) => match read.content {
+                            Some(content) => Some(content.entries()),
+                            None => {
+                                plan.selected.remove(&namespace);
+                                recreated.push((
+                                    namespace,
+                                    format!("its {CONSENT_RECORD} is larger than {RECORD_LIMIT} bytes and was not read"),
+                                ));
+                                continue;
+                            }
+                        },
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            match consent::binding(&destination, own_namespace, &own_uid, entries.as_ref()) {
+                Binding::Any | Binding::Bound => {}
+                Binding::Unbound => plan.writes.push(Write::Bind {
+                    namespace: namespace.clone(),
+                    source: own_namespace.to_owned(),
+                    uid: own_uid.clone(),
+                    record: record.filter(|_| entries.is_some()),
+                }),
+                Binding::Recreated { recorded } => {
+                    plan.selected.remove(&namespace);
+                    recreated.push((namespace, format!("UID {recorded}; {own_namespace} now has UID {own_uid}")));
+                }
+            }
+        }
+        for namespace in withdrawn {
+            let Some(record) = self.config_maps.get(&ObjectKey { namespace: Some(namespace.clone()), name: CONSENT_RECORD.to_owned() })
+            else {
+                continue;
+            };
+            let read = self.contents.read(&self.client, &record, RECORD_LIMIT).await.map_err(api("reading a consent record"))?;
+            if read.and_then(|read| read.content).is_some_and(|content| content.entries().contains_key(own_namespace)) {
+                plan.writes.push(Write::Unbind { source: own_namespace.to_owned(), record });
+            }
+        }
+        Ok(recreated)
+    }
+
+    /// How a ConfigMap carrying this ConfigMapSync's owner annotation leaves: deleted when it
+    /// provably is a copy — one `copies` (the status) records as written, or one holding
+    /// exactly the source's content (digest `source`) — and otherwise released, so that
+    /// whoever may only annotate a ConfigMap cannot have the operator delete it.
+    async fn removal(&self, copy: Arc<DynamicObject>, copies: &[String], source: Option<[u8; 32]>) -> Result<Write, SyncError> {
+        if copies.contains(&format!("{}/{}", copy.namespace().unwrap_or_default(), copy.name_any())) {
+            return Ok(Write::Delete(copy));
+        }
+        if let Some(source) = source {
+            let read = self.contents.read(&self.client, &copy, 0).await.map_err(api("reading a copy"))?;
+            if read.is_some_and(|read| read.digest == source) {
+                return Ok(Write::Delete(copy));
+            }
+        }
+        Ok(Write::Release(copy))
+    }
+
+    /// Makes `writes` — consent records first, then a bounded number of the others at once,
+    /// none in a namespace whose consent record could not be written — and waits until the
+    /// cache has seen those that succeeded.
     async fn execute(&self, writes: &[Write]) -> Outcome {
         let mut outcome = Outcome::default();
         let mut seen = Vec::new();
-        // Futures made up front: a closure in the stream would not be general enough to be Send.
-        let pending: Vec<_> = writes.iter().map(|write| self.write(write)).collect();
-        let mut results = futures::stream::iter(pending).buffer_unordered(self.options.write_concurrency.max(1));
-        while let Some((write, result)) = results.next().await {
-            let namespace = match write {
-                Write::Create(object) | Write::Update { body: object, .. } => object.namespace(),
-                Write::Delete(object) | Write::Release(object) => object.namespace(),
-            }
-            .unwrap_or_default();
-            match result {
-                Ok(expectation) => {
-                    match write {
-                        Write::Create(_) => outcome.created += 1,
-                        Write::Update { .. } => outcome.updated += 1,
-                        Write::Delete(_) | Write::Release(_) => outcome.deleted += 1,
+        let (consent, copies): (Vec<&Write>, Vec<&Write>) = writes.iter().partition(|write| write.is_consent());
+        let mut unbound = BTreeSet::new();
+        for phase in [consent, copies] {
+            let phase: Vec<&Write> = phase.into_iter().filter(|write| !unbound.contains(&write.namespace())).collect();
+            // Futures made up front: a closure in the stream would not be general enough to be Send.
+            let pending: Vec<_> = phase.into_iter().map(|write| self.write(write)).collect();
+            let mut results = futures::stream::iter(pending).buffer_unordered(self.options.write_concurrency.max(1));
+            while let Some((write, result)) = results.next().await {
+                let namespace = write.namespace();
+                match result {
+                    Ok(expectation) => {
+                        match write {
+                            Write::Create(_) => outcome.created += 1,
+                            Write::Update(_) => outcome.updated += 1,
+                            Write::Delete(_) => outcome.deleted += 1,
+                            Write::Release(copy) if copy.annotations().contains_key(OWNER_ANNOTATION) => {
+                                outcome.released.push(format!("{namespace}/{}", copy.name_any()))
+                            }
+                            Write::Release(_) | Write::Bind { .. } | Write::Unbind { .. } => {}
+                        }
+                        match write {
+                            Write::Create(copy) | Write::Update(copy) => {
+                                outcome.written.insert(format!("{namespace}/{}", copy.name_any()));
+                                outcome.synced.insert(namespace);
+                            }
+                            Write::Delete(copy) | Write::Release(copy) => {
+                                outcome.removed.insert(format!("{namespace}/{}", copy.name_any()));
+                            }
+                            Write::Bind { .. } | Write::Unbind { .. } => {}
+                        }
+                        seen.push(expectation);
                     }
-                    if matches!(write, Write::Create(_) | Write::Update { .. }) {
-                        outcome.synced.insert(namespace);
+                    Err(error) => {
+                        if matches!(write, Write::Bind { .. }) {
+                            unbound.insert(namespace.clone());
+                        }
+                        match error {
+                            // Created, changed or deleted by someone else since the cache showed it.
+                            kube::Error::Api(status) if status.code == 409 || status.code == 404 => outcome.raced = true,
+                            error => outcome.failures.push(format!("{namespace}: {error}")),
+                        }
                     }
-                    seen.push(expectation);
                 }
-                // Created, changed or deleted by someone else since the cache showed it.
-                Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => outcome.raced = true,
-                Err(error) => outcome.failures.push(format!("{namespace}: {error}")),
             }
         }
-        drop(results);
         let all_seen = self
             .config_maps
             .wait_for(READ_YOUR_WRITES, |cache| {
@@ -460,24 +654,28 @@ impl Shared {
         outcome
     }
 
-    /// Makes one write; returns how the cache will show it.
+    /// Makes one write; returns how the cache will show it. What a write returns is
+    /// remembered ([`super::contents`]), so the next reconcile does not read it again.
     async fn write<'w>(&self, write: &'w Write) -> (&'w Write, Result<Seen, kube::Error>) {
-        let api = |object: &DynamicObject| {
-            Api::<DynamicObject>::namespaced_with(self.client.clone(), &object.namespace().unwrap_or_default(), &config_map_resource())
-        };
+        let api = |namespace: &str| Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &config_map_resource());
         let preconditions = |object: &DynamicObject| Preconditions {
             uid: object.metadata.uid.clone(),
             resource_version: object.metadata.resource_version.clone(),
         };
+        let namespace = write.namespace();
         let result = match write {
-            Write::Create(copy) => api(copy).create(&PostParams::default(), copy).await.map(|_| Seen::Present(ObjectKey::of(copy))),
-            Write::Update { base, body } => api(body)
-                .replace(&body.name_any(), &PostParams::default(), body)
-                .await
-                .map(|_| Seen::Changed(ObjectKey::of(base), base.metadata.resource_version.clone())),
+            Write::Create(copy) => api(&namespace).create(&PostParams::default(), copy).await.map(|written| {
+                self.contents.learn(&written, 0);
+                Seen::Present(ObjectKey::of(copy))
+            }),
+            Write::Update(copy) => api(&namespace).replace(&copy.name_any(), &PostParams::default(), copy).await.map(|written| {
+                self.contents.learn(&written, 0);
+                Seen::Changed(ObjectKey::of(copy), copy.metadata.resource_version.clone())
+            }),
             Write::Delete(copy) => {
                 let params = DeleteParams { preconditions: Some(preconditions(copy)), ..DeleteParams::background() };
-                match api(copy).delete(&copy.name_any(), &params).await {
+                self.contents.forget(&ObjectKey::of(copy));
+                match api(&namespace).delete(&copy.name_any(), &params).await {
                     Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
                     result => result.map(|_| ()),
                 }
@@ -490,10 +688,34 @@ impl Shared {
                     "annotations": { OWNER_ANNOTATION: null },
                     "labels": { MANAGED_BY_LABEL: null },
                 }});
-                api(copy)
+                api(&namespace)
                     .patch(&copy.name_any(), &PatchParams::default(), &Patch::Merge(&release))
                     .await
                     .map(|_| Seen::Changed(ObjectKey::of(copy), copy.metadata.resource_version.clone()))
+            }
+            Write::Bind { source, uid, record: Some(record), .. } => {
+                let bind = json!({ "metadata": { "resourceVersion": record.metadata.resource_version }, "data": { source: uid } });
+                api(&namespace).patch(CONSENT_RECORD, &PatchParams::default(), &Patch::Merge(&bind)).await.map(|written| {
+                    self.contents.learn(&written, RECORD_LIMIT);
+                    Seen::Changed(ObjectKey::of(record), record.metadata.resource_version.clone())
+                })
+            }
+            Write::Bind { source, uid, record: None, .. } => {
+                let record = DynamicObject::new(CONSENT_RECORD, &config_map_resource()).within(&namespace).data(json!({
+                    "metadata": { "labels": { MANAGED_BY_LABEL: MANAGED_BY } },
+                    "data": { source: uid },
+                }));
+                api(&namespace).create(&PostParams::default(), &record).await.map(|written| {
+                    self.contents.learn(&written, RECORD_LIMIT);
+                    Seen::Present(ObjectKey::of(&record))
+                })
+            }
+            Write::Unbind { source, record } => {
+                let unbind = json!({ "metadata": { "resourceVersion": record.metadata.resource_version }, "data": { source: null } });
+                api(&namespace).patch(CONSENT_RECORD, &PatchParams::default(), &Patch::Merge(&unbind)).await.map(|written| {
+                    self.contents.learn(&written, RECORD_LIMIT);
+                    Seen::Changed(ObjectKey::of(record), record.metadata.resource_version.clone())
+                })
             }
         };
         (write, result)
@@ -537,12 +759,19 @@ impl Shared {
         };
         let wrote = outcome.created + outcome.updated + outcome.deleted > 0;
         let changed_ready = old_ready.is_none_or(|old| old.reason != ready.reason || old.message != ready.message);
+        // The copies it wrote: kept through a reconcile that stopped early (the copies are kept
+        // as they are), and forgotten once removed or gone.
+        let mut copies: BTreeSet<String> = old.copies.iter().cloned().collect();
+        copies.extend(plan.in_sync.iter().map(|namespace| format!("{namespace}/{name}")));
+        copies.extend(outcome.written.iter().cloned());
+        copies.retain(|copy| !outcome.removed.contains(copy) && self.config_maps.get(&copy_key(copy)).is_some());
         let new = ConfigMapSyncStatus {
             observed_generation: sync.metadata.generation,
             last_sync_time: if wrote { Some(now) } else { old.last_sync_time.clone() },
             destinations: Some(format!("{}/{}", synced.len(), plan.selected.len())),
             synced_namespaces: synced.into_iter().collect(),
             refused_namespaces: plan.refused.iter().cloned().collect(),
+            copies: copies.into_iter().collect(),
             conditions: vec![ready.clone()],
         };
         if new != old {
@@ -565,6 +794,14 @@ impl Shared {
         if changed_ready && ready.status == "False" {
             self.recorder.record(&sync.object_ref(&()), EventType::Warning, &ready.reason, &ready.message).await;
         }
+        if !outcome.released.is_empty() {
+            let note = format!(
+                "{} carried this ConfigMapSync's owner annotation without being a copy it wrote (not in a namespace its status \
+                 records, content not the source's); the annotation and label were removed and the ConfigMaps left in place",
+                outcome.released.join(", ")
+            );
+            self.recorder.record(&sync.object_ref(&()), EventType::Warning, "NotACopy", &note).await;
+        }
         Ok(())
     }
 
@@ -573,15 +810,19 @@ impl Shared {
         if !sync.finalizers().iter().any(|finalizer| finalizer == FINALIZER) {
             return Ok(Action::Done);
         }
-        let owner = owner_id(&sync.namespace().unwrap_or_default(), &sync.name_any());
+        let own_namespace = sync.namespace().unwrap_or_default();
+        let owner = owner_id(&own_namespace, &sync.name_any());
         let orphan = sync.spec.deletion_policy == Some(DeletionPolicy::Orphan);
-        let writes: Vec<Write> = self
-            .config_maps
-            .by_index(BY_OWNER, &owner)
-            .into_iter()
-            .filter(|copy| copy.metadata.deletion_timestamp.is_none())
-            .map(|copy| if orphan { Write::Release(copy) } else { Write::Delete(copy) })
-            .collect();
+        let name = &sync.spec.config_map_name;
+        let source = match self.config_maps.get(&ObjectKey { namespace: Some(own_namespace), name: name.clone() }) {
+            Some(cached) => self.contents.read(&self.client, &cached, 0).await.map_err(api("reading the source"))?.map(|read| read.digest),
+            None => None,
+        };
+        let copies = sync.status.as_ref().map(|status| status.copies.clone()).unwrap_or_default();
+        let mut writes = Vec::new();
+        for copy in self.config_maps.by_index(BY_OWNER, &owner).into_iter().filter(|copy| copy.metadata.deletion_timestamp.is_none()) {
+            writes.push(if orphan { Write::Release(copy) } else { self.removal(copy, &copies, source).await? });
+        }
         let outcome = self.execute(&writes).await;
         if !outcome.failures.is_empty() {
             let error = format!("removing copies failed: {}", outcome.failures.join("; "));
@@ -611,11 +852,15 @@ impl Shared {
     }
 }
 
-/// Whether `copy` has the source's content and is marked as managed.
-fn is_current(copy: &DynamicObject, source: &DynamicObject) -> bool {
-    same_content(copy.data.get("data"), source.data.get("data"))
-        && same_content(copy.data.get("binaryData"), source.data.get("binaryData"))
-        && copy.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+/// The key of a ConfigMap named `namespace/name`.
+fn copy_key(copy: &str) -> ObjectKey {
+    let (namespace, name) = copy.split_once('/').unwrap_or_default();
+    ObjectKey { namespace: Some(namespace.to_owned()), name: name.to_owned() }
+}
+
+/// Maps a failed API request to the error of `action`.
+fn api(action: &'static str) -> impl Fn(kube::Error) -> SyncError {
+    move |source| SyncError::Api { action: action.into(), source }
 }
 
 #[cfg(test)]
@@ -643,10 +888,14 @@ mod tests {
     }
 
     #[test]
-    fn source_bytes_count_keys_values_and_decoded_binary_data() {
-        assert_eq!(source_bytes(&object(json!({}))), 0);
-        assert_eq!(source_bytes(&object(json!({ "data": { "ab": "cde" } }))), 5);
-        // "AAEC" is 3 bytes, "AA==" one.
-        assert_eq!(source_bytes(&object(json!({ "binaryData": { "k": "AAEC", "l": "AA==" } }))), 1 + 3 + 1 + 1);
+    fn a_copy_carries_the_sources_content_over_its_base() {
+        let source = Content { data: Some(json!({ "a": "1" })), binary_data: None };
+        let base =
+            object(json!({ "metadata": { "name": "x", "namespace": "n", "labels": { "team": "t" } }, "binaryData": { "b": "AA==" } }));
+        let copy = copy_of("x", &source, Some(base), "n", "home/share");
+        assert_eq!(copy.data["data"], json!({ "a": "1" }));
+        assert!(copy.data.get("binaryData").is_none(), "what the source lacks goes");
+        assert_eq!(copy.labels()["team"], "t", "what others put on it stays");
+        assert_eq!(copy.annotations()[OWNER_ANNOTATION], "home/share");
     }
 }

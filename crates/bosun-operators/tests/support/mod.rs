@@ -156,25 +156,49 @@ pub async fn events(client: &Client, namespace: &str, name: &str, reason: &str) 
         .collect()
 }
 
+/// Waits for an event with `reason` about ConfigMapSync `namespace/name` (events are recorded
+/// apart from the status, so they may come a moment after it), and returns its note.
+pub async fn wait_for_event(client: &Client, namespace: &str, name: &str, reason: &str) -> String {
+    eventually(&format!("a {reason} event about {namespace}/{name}"), async || {
+        events(client, namespace, name, reason).await.into_iter().next()
+    })
+    .await
+}
+
+/// A client for a ServiceAccount that may only read and patch ConfigMaps in `namespace`:
+/// someone who may annotate them, but not delete them.
+pub async fn annotator(env: &TestEnv, admin: &Client, namespace: &str) -> Client {
+    grant(
+        env,
+        admin,
+        namespace,
+        "annotator",
+        json!([{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "patch"] }]),
+    )
+    .await
+}
+
 /// A client for a ServiceAccount that may only manage ConfigMapSyncs and ConfigMaps in
 /// `namespace`: a tenant.
 pub async fn tenant(env: &TestEnv, admin: &Client, namespace: &str) -> Client {
     let all = ["get", "list", "watch", "create", "update", "patch", "delete"];
-    let role: Role = serde_json::from_value(json!({
-        "metadata": { "name": "tenant" },
-        "rules": [
-            { "apiGroups": ["bosun.dev"], "resources": ["configmapsyncs"], "verbs": all },
-            { "apiGroups": [""], "resources": ["configmaps"], "verbs": all },
-        ],
-    }))
-    .unwrap();
+    let rules = json!([
+        { "apiGroups": ["bosun.dev"], "resources": ["configmapsyncs"], "verbs": all },
+        { "apiGroups": [""], "resources": ["configmaps"], "verbs": all },
+    ]);
+    grant(env, admin, namespace, "tenant", rules).await
+}
+
+/// A client for the ServiceAccount `name` in `namespace`, granted `rules` there by a Role.
+async fn grant(env: &TestEnv, admin: &Client, namespace: &str, name: &str, rules: Value) -> Client {
+    let role: Role = serde_json::from_value(json!({ "metadata": { "name": name }, "rules": rules })).unwrap();
     Api::<Role>::namespaced(admin.clone(), namespace).create(&PostParams::default(), &role).await.unwrap();
     let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": "tenant" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant" },
-        "subjects": [{ "kind": "ServiceAccount", "name": "tenant", "namespace": namespace }],
+        "metadata": { "name": name },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+        "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }],
     }))
     .unwrap();
     Api::<RoleBinding>::namespaced(admin.clone(), namespace).create(&PostParams::default(), &binding).await.unwrap();
-    env.service_account_client(namespace, "tenant").await
+    env.service_account_client(namespace, name).await
 }
