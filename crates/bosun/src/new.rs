@@ -53,8 +53,8 @@ pub struct NewArgs {
     /// Its API group, a DNS name of yours (`example.com`).
     #[arg(long, value_parser = group)]
     group: String,
-    /// Its version (`v1`, `v1alpha1`).
-    #[arg(long, default_value = "v1", value_name = "VERSION")]
+    /// Its version, as Kubernetes names versions: `v1`, `v1alpha1`, `v2beta3`.
+    #[arg(long, default_value = "v1", value_name = "VERSION", value_parser = api_version)]
     api_version: String,
     /// Whether its objects live in namespaces.
     #[arg(long, value_enum, default_value = "namespaced")]
@@ -72,6 +72,25 @@ fn kind(text: &str) -> Result<String, String> {
     match chars.next() {
         Some(first) if first.is_ascii_uppercase() && chars.all(|c| c.is_ascii_alphanumeric()) => Ok(text.to_owned()),
         _ => Err(format!("{text:?} is not a kind: use CamelCase letters and digits, e.g. Greeting")),
+    }
+}
+
+/// A version as Kubernetes orders them: `v<N>`, optionally followed by `alpha<M>` or `beta<M>`.
+fn api_version(text: &str) -> Result<String, String> {
+    let number = |digits: &str| !digits.is_empty() && !digits.starts_with('0') && digits.chars().all(|c| c.is_ascii_digit());
+    let valid = text.strip_prefix('v').is_some_and(|rest| {
+        let (major, stage) = match rest.find(|c: char| !c.is_ascii_digit()) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        number(major) && (stage.is_empty() || ["alpha", "beta"].iter().any(|word| stage.strip_prefix(word).is_some_and(number)))
+    });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not a Kubernetes API version: use v1, v2, v1alpha1 or v1beta2 (v, a number, then optionally alpha or beta and a number)"
+        ))
     }
 }
 
@@ -247,6 +266,12 @@ mod tests {
     fn names_are_checked_and_plurals_are_kubectls() {
         assert!(kind("Greeting").is_ok() && kind("greeting").is_err() && kind("Web-App").is_err());
         assert!(group("example.com").is_ok() && group("example").is_err() && group("Example.com").is_err());
+        for valid in ["v1", "v2", "v1alpha1", "v10beta12"] {
+            assert!(api_version(valid).is_ok(), "{valid}");
+        }
+        for invalid in ["1", "V1", "v0", "v01", "v1alpha", "v1gamma1", "v1beta0", "v1.0", "version1", "", "v"] {
+            assert!(api_version(invalid).unwrap_err().contains("is not a Kubernetes API version"), "{invalid}");
+        }
         assert_eq!(
             [plural("greeting"), plural("policy"), plural("gateway"), plural("box"), plural("class")],
             ["greetings", "policies", "gateways", "boxes", "classes"]

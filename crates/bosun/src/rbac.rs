@@ -3,8 +3,9 @@
 //! Metacontroller runs with `*/*/*`; bosun runs least-privilege, and this is the difference a
 //! migration must grant: per controller a ClusterRole labelled for aggregation into the
 //! engine's role (its parents or targets, children or attachments, and the related types
-//! named with `--related`), and per namespace holding hook credentials a Role for exactly
-//! those Secrets and ConfigMaps, bound to the engine's ServiceAccount.
+//! named with `--related`), and per namespace holding its hook credentials a Role for exactly
+//! those Secrets and ConfigMaps, bound to the engine's ServiceAccount. Every object is named
+//! after its controller, so the RBAC of a few controllers applies without touching the others'.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -68,9 +69,6 @@ fn service_account(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The Role (and RoleBinding) for hook credentials, in each namespace that holds some.
-const CREDENTIALS_ROLE: &str = "bosun-hook-credentials";
-
 /// The label by which deploy/rbac.yaml's engine role aggregates the roles `bosun rbac` prints.
 pub(crate) const AGGREGATION_LABEL: &str = "bosun.dev/aggregate-to-engine";
 
@@ -122,6 +120,21 @@ impl Needs {
         format!("bosun:{short}:{}", self.name)
     }
 
+    /// The Role (and RoleBinding) for its hook credentials, in each namespace that holds some:
+    /// one per controller, so that applying the RBAC of some controllers leaves the others'.
+    fn credentials_role_name(&self) -> String {
+        format!("{}:credentials", self.role_name())
+    }
+
+    /// The objects holding its hook credentials, by namespace and resource.
+    fn credentials_by_namespace(&self) -> BTreeMap<&str, BTreeMap<&'static str, BTreeSet<String>>> {
+        let mut credentials: BTreeMap<&str, BTreeMap<&'static str, BTreeSet<String>>> = BTreeMap::new();
+        for (namespace, resource, name) in &self.credentials {
+            credentials.entry(namespace).or_default().entry(resource).or_default().insert(name.clone());
+        }
+        credentials
+    }
+
     /// One line on what `bosun rbac` grants this controller: its ClusterRole's rules (but the
     /// `--related` types) and the credentials its Roles name.
     pub(crate) fn summary(&self) -> String {
@@ -129,12 +142,10 @@ impl Needs {
         let rules: Vec<String> =
             rules(&self.grants).iter().map(|rule| format!("{} {}", words(&rule["resources"]), words(&rule["verbs"]))).collect();
         let mut text = format!("ClusterRole {}: {}", self.role_name(), rules.join("; "));
-        let mut credentials: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (namespace, resource, name) in &self.credentials {
-            credentials.entry(namespace).or_default().push(format!("{resource} {name}"));
-        }
-        for (namespace, objects) in credentials {
-            text.push_str(&format!("; Role {CREDENTIALS_ROLE} in {namespace}: {}", objects.join(", ")));
+        for (namespace, objects) in self.credentials_by_namespace() {
+            let objects: Vec<String> =
+                objects.iter().flat_map(|(resource, names)| names.iter().map(move |name| format!("{resource} {name}"))).collect();
+            text.push_str(&format!("; Role {} in {namespace}: {}", self.credentials_role_name(), objects.join(", ")));
         }
         text
     }
@@ -207,11 +218,15 @@ fn rules(grants: &[(String, String, &'static [&'static str])]) -> Vec<Value> {
     merged.into_iter().map(|((group, verbs), resources)| json!({ "apiGroups": [group], "resources": resources, "verbs": verbs })).collect()
 }
 
-/// A Role for the credential objects in `namespace` and its binding to the engine's
+/// The Role `name` for the credential objects in `namespace` and its binding to the engine's
 /// ServiceAccount: get, list and watch of exactly those names (the engine watches each one
 /// by name, so a rotated credential is used without a restart).
-fn credential_role(namespace: &str, objects: &BTreeMap<&'static str, BTreeSet<String>>, service_account: &(String, String)) -> [Value; 2] {
-    let name = CREDENTIALS_ROLE;
+fn credential_role(
+    name: &str,
+    namespace: &str,
+    objects: &BTreeMap<&'static str, BTreeSet<String>>,
+    service_account: &(String, String),
+) -> [Value; 2] {
     let rules: Vec<Value> = objects
         .iter()
         .map(|(resource, names)| json!({ "apiGroups": [""], "resources": [resource], "resourceNames": names, "verbs": READ }))
@@ -234,15 +249,11 @@ fn credential_role(namespace: &str, objects: &BTreeMap<&'static str, BTreeSet<St
 /// The manifests for `needs`, as YAML documents with a header saying what they are for.
 fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
     let mut objects = Vec::new();
-    let mut credentials: BTreeMap<&str, BTreeMap<&'static str, BTreeSet<String>>> = BTreeMap::new();
     for controller in needs {
         objects.push(controller.cluster_role(&args.related, &args.aggregation_label));
-        for (namespace, resource, name) in &controller.credentials {
-            credentials.entry(namespace).or_default().entry(resource).or_default().insert(name.clone());
+        for (namespace, objects_in) in &controller.credentials_by_namespace() {
+            objects.extend(credential_role(&controller.credentials_role_name(), namespace, objects_in, &args.service_account));
         }
-    }
-    for (namespace, objects_in) in &credentials {
-        objects.extend(credential_role(namespace, objects_in, &args.service_account));
     }
     let mut text = format!(
         "# RBAC for bosun's engine, generated by `bosun rbac` for {} controller(s).\n\

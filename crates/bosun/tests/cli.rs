@@ -480,6 +480,40 @@ async fn rbac_prints_what_the_engine_needs_for_the_clusters_controllers() {
     .await;
     let _ = stop.send(());
     running.await.unwrap();
+
+    // Another controller's RBAC, generated and applied alone, leaves the first one's credential
+    // readable: each controller's credentials have a Role of their own.
+    let mut other = controller.clone();
+    other.metadata.name = Some(format!("rbac-{shard}-b"));
+    other.metadata.labels = Some([("shard".to_owned(), format!("{shard}-b"))].into());
+    other.metadata.resource_version = None;
+    other.data["spec"]["hooks"]["sync"]["webhook"]["authorization"]["secretRef"]["name"] = json!("other-token");
+    Api::<DynamicObject>::all_with(admin.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()))
+        .create(&PostParams::default(), &other)
+        .await
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["rbac", "--kubeconfig", &kubeconfig, "--target-label-selector", &format!("shard={shard}-b")])
+        .args(["--service-account", &format!("{system}/bosun")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    kubectl(&["apply", "-f", "-"], &String::from_utf8(output.stdout).unwrap());
+    for secret in ["hook-token", "other-token"] {
+        let review: k8s_openapi::api::authorization::v1::SubjectAccessReview = serde_json::from_value(json!({
+            "spec": {
+                "user": format!("system:serviceaccount:{system}:bosun"),
+                "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{system}")],
+                "resourceAttributes": { "namespace": system, "verb": "watch", "resource": "secrets", "name": secret },
+            },
+        }))
+        .unwrap();
+        let decided = Api::<k8s_openapi::api::authorization::v1::SubjectAccessReview>::all(admin.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap();
+        assert!(decided.status.is_some_and(|status| status.allowed), "the engine may no longer watch {secret}");
+    }
 }
 
 /// The `bosun rbac` transcript in docs/operations.md is what the command prints.
@@ -582,7 +616,7 @@ async fn migrate_reports_what_moving_from_metacontroller_takes() {
         "the sync hook is sent credentials over plain http (http://hooks.example:8080/sync)".to_owned(),
         "namespaces (v1) is cluster-scoped while the parent is namespaced".to_owned(),
         format!("ClusterRole bosun:composite:migrate-{shard}"),
-        format!("Role bosun-hook-credentials in {system}: secrets hook-token"),
+        format!("Role bosun:composite:migrate-{shard}:credentials in {system}: secrets hook-token"),
         format!("kubectl -n {system} set image statefulset/metacontroller metacontroller=ghcr.io/bosun-dev/bosun:"),
         "bosun rbac | kubectl apply -f -".to_owned(),
     ] {

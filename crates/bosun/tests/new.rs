@@ -121,3 +121,22 @@ async fn the_guides_new_transcript_is_what_the_command_prints() {
     assert!(support::transcript::shows(expected, &lines), "$ {command}\n{printed}\nthe guide shows:\n{}", expected.join("\n"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A version Kubernetes would not take is refused before anything is written, with what to use.
+#[test]
+fn an_invalid_api_version_is_refused_before_anything_is_made() {
+    let root = std::env::temp_dir().join(format!("bosun-new-version-{}", bosun_testenv::unique_suffix()));
+    std::fs::create_dir_all(&root).unwrap();
+    for version in ["1.0", "V1", "v1gamma1"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+            .current_dir(&root)
+            .args(["new", "project", "--kind", "Greeting", "--group", "example.com", "--api-version", version])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("is not a Kubernetes API version: use v1, v2, v1alpha1 or v1beta2"), "{stderr}");
+        assert!(!root.join("project").exists(), "nothing is made for {version}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
