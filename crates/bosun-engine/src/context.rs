@@ -109,6 +109,7 @@ impl EngineContext {
     /// Syncs only the objects of `shard`, and labels what it creates for it.
     pub(crate) fn sharded(mut self, shard: Arc<Shard>) -> Self {
         self.owned = shard.caches().clone();
+        self.applier = Applier::new(self.config.apply_strategy.clone()).sharded(shard.label());
         self.shard = Some(shard);
         self
     }

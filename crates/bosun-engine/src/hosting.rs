@@ -208,7 +208,7 @@ pub(crate) async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer
                 continue;
             }
         };
-        if let Err(error) = crate::parent::release_finalizer(&ctx.client, &resolved.resource, finalizer).await {
+        if let Err(error) = crate::parent::release_finalizer(&ctx.client, &resolved.resource, finalizer, ctx.shard.as_deref()).await {
             tracing::warn!(controller = name, %error, "removing its finalizer failed");
             return false;
         }

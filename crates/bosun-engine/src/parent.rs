@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_runtime::Action;
+use bosun_runtime::sharding::Shard;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -196,16 +197,39 @@ fn finalizer_operations(object: &DynamicObject, finalizer: &str, add: bool) -> O
     Some(vec![guard, change])
 }
 
+/// Objects per page when the finalizers of a deleted controller are released.
+const RELEASE_PAGE: u32 = 500;
+
 /// Removes `finalizer` from every object of `resource`: once its controller is deleted,
 /// nothing else would ever remove it. The objects are listed from the API server, not a
-/// cache, so that a finalizer added just before the controller stopped is seen too.
-pub(crate) async fn release_finalizer(client: &kube::Client, resource: &ApiResource, finalizer: &str) -> Result<(), SyncError> {
+/// cache, so that a finalizer added just before the controller stopped is seen too — as
+/// metadata, a page at a time. Sharded, only the objects `shard` may act on
+/// ([`Shard::may_release`]): another live shard's are its own to release, after its syncs in
+/// flight (a finalize hook among them) have finished.
+pub(crate) async fn release_finalizer(
+    client: &kube::Client,
+    resource: &ApiResource,
+    finalizer: &str,
+    shard: Option<&Shard>,
+) -> Result<(), SyncError> {
     let all: Api<DynamicObject> = Api::all_with(client.clone(), resource);
-    let objects = all.list(&ListParams::default()).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
-    for object in objects.items.iter().filter(|object| object.finalizers().iter().any(|existing| existing == finalizer)) {
-        patch_finalizer(&object_api(client, resource, object), object, finalizer, false).await?;
+    let mut params = ListParams::default().limit(RELEASE_PAGE);
+    loop {
+        let page = all.list_metadata(&params).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
+        for object in page.items.into_iter().filter(|object| object.finalizers().iter().any(|existing| existing == finalizer)) {
+            if let Some(shard) = shard
+                && !shard.may_release(&object.metadata).await
+            {
+                continue;
+            }
+            let object = DynamicObject { types: None, metadata: object.metadata, data: Value::Null };
+            patch_finalizer(&object_api(client, resource, &object), &object, finalizer, false).await?;
+        }
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 /// Writes a hook's `status` to the object through its status subresource, guarded by the

@@ -183,6 +183,7 @@ pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<D
         Some(shard) => match shard.admit(policy.resource(key), &object).await.map_err(SyncError::from_hand_over)? {
             Admission::Sync(running) => Some(running),
             Admission::Skip => return Ok(None),
+            Admission::Elsewhere => return Ok(Some(bosun_runtime::sharding::ELSEWHERE_RETRY)),
         },
         None => None,
     };
@@ -221,13 +222,18 @@ async fn sync_object<P: Policy>(policy: &P, key: &P::Key, mut object: Arc<Dynami
             .await
             .map_err(SyncError::Children)
     } else {
-        Ok(())
+        Ok(false)
     };
+    // A child whose write lost a race does not have its desired state: nothing may say the
+    // sync is done (no status, no hook events) until a sync moments later has written it.
+    if matches!(children_result, Ok(true)) {
+        return Err(SyncError::Conflict);
+    }
     policy.write(key, &api, &object, update).await?;
     if !events.is_empty() {
         ctx.hook_events(&object.object_ref(resource), events).await;
     }
-    children_result.map(|()| resync_after)
+    children_result.map(|_| resync_after)
 }
 
 /// Syncs the object under `key`; the outcome as the runner takes it (see

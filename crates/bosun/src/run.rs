@@ -277,6 +277,11 @@ pub struct ShardingArgs {
     /// labels (shard.bosun.dev/<ring>, drain.bosun.dev/<ring>).
     #[arg(long, default_value = "bosun", value_name = "NAME")]
     sharding_ring: String,
+    /// How often the coordinator checks every shard and drain label of the ring and puts back
+    /// what was edited (a parent's label, a child whose shard differs from its parent's).
+    /// Each check lists the metadata of every parent and child of the sharded types.
+    #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
+    sharding_repair_period: Duration,
 }
 
 /// How a replica takes part in sharding.
@@ -287,6 +292,8 @@ pub struct Sharding {
     pub name: String,
     /// The coordinator's election; also the timing of the shard's own Lease.
     pub election: LeaderElectionConfig,
+    /// How often the coordinator checks every label of the ring.
+    pub repair_period: Duration,
 }
 
 impl ShardingArgs {
@@ -316,7 +323,7 @@ impl ShardingArgs {
         let ring = Ring { name: self.sharding_ring.clone(), namespace: election.namespace.clone() };
         // The coordinator's Lease names the shard that holds it (`kubectl get lease` says which).
         let election = LeaderElectionConfig { identity: name.clone(), ..election.clone() };
-        Ok(Some(Sharding { ring, name, election }))
+        Ok(Some(Sharding { ring, name, election, repair_period: self.sharding_repair_period }))
     }
 }
 
@@ -448,11 +455,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let caches = SharedCaches::new(client.clone()).with_metrics(&manager.metrics());
     let mut shard = None;
-    if let Some(Sharding { ring, name, election }) = sharding {
+    if let Some(Sharding { ring, name, election, repair_period }) = sharding {
         tracing::info!(ring = %ring.name, shard = %name, namespace = %ring.namespace, "sharding enabled");
         let sharded = Shard::new(client.clone(), &caches, ring, name);
         manager = manager.with_leader_election(client.clone(), sharded.lease(&election));
-        let coordinator = Coordinator::new(client.clone(), &sharded, election, &manager.metrics());
+        let coordinator = Coordinator::new(client.clone(), &sharded, election, &manager.metrics()).with_repair_period(repair_period);
         manager.add("sharding-coordinator", move |shutdown| coordinator.run(shutdown.requested()));
         shard = Some(sharded);
     }

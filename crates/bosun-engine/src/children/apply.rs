@@ -56,6 +56,11 @@ pub(crate) enum Applied {
     Deleted,
     /// The child already had its desired state, or differs under `OnDelete`: nothing written.
     Unchanged,
+    /// The write lost a race: the child existed though the cache did not show it (just
+    /// created, or — sharded — labelled for another shard, now relabelled for this one), or it
+    /// changed or went meanwhile. It does not have its desired state yet: the sync must not be
+    /// reported done, and runs again soon.
+    Raced,
 }
 
 /// Why a child could not be written.
@@ -108,6 +113,8 @@ pub(crate) struct Applier {
     strategy: ApplyStrategy,
     /// Server-side apply only: the last apply of each child, by (apiVersion/plural, namespace/name).
     applied: Mutex<HashMap<(String, String), AppliedRecord>>,
+    /// Sharded: the label (key, value) of this shard, which every child of its parents carries.
+    shard_label: Option<(String, String)>,
 }
 
 /// Metadata the server owns; the desired state never sets it and comparisons ignore it.
@@ -152,7 +159,14 @@ fn set_path(value: &mut Value, path: &[&str], leaf: Value) {
 impl Applier {
     /// An applier with this strategy.
     pub(crate) fn new(strategy: ApplyStrategy) -> Self {
-        Applier { strategy, applied: Mutex::default() }
+        Applier { strategy, applied: Mutex::default(), shard_label: None }
+    }
+
+    /// An applier for a shard labelled `label`: a child of its parents found labelled for
+    /// another shard (left behind by a hand-over, or relabelled by hand) is taken back.
+    pub(crate) fn sharded(mut self, label: (String, String)) -> Self {
+        self.shard_label = Some(label);
+        self
     }
 
     /// Drops the record of the last apply to `child`: it is gone.
@@ -212,7 +226,7 @@ impl Applier {
             ApplyStrategy::ServerSideApply { .. } => {
                 // Apply creates, but would also take over an object someone else controls.
                 if let Some(existing) = api.get_opt(&name).await.map_err(Self::api_error("creating", child_type, key.clone()))? {
-                    return self.refuse_taken(child_type, &existing, &key, owner);
+                    return self.explain_taken(&api, child_type, &existing, &key, owner).await;
                 }
                 self.server_side_apply(&api, child_type, &name, &key, desired, owner).await?;
                 Ok(Applied::Created)
@@ -220,8 +234,9 @@ impl Applier {
         }
     }
 
-    /// After a create found the name taken: fine if the object is ours or an orphan our cache
-    /// has not seen yet (the next sync claims it), an error if someone else controls it.
+    /// After a create found the name taken: a race if the object is ours or an orphan our
+    /// cache has not seen yet (the next sync updates or claims it), an error if someone else
+    /// controls it.
     async fn explain_existing(
         &self,
         api: &Api<DynamicObject>,
@@ -231,22 +246,46 @@ impl Applier {
         owner: &Value,
     ) -> Result<Applied, ApplyError> {
         match api.get_opt(name).await.map_err(Self::api_error("creating", child_type, key.to_owned()))? {
-            Some(existing) => self.refuse_taken(child_type, &existing, key, owner),
-            None => Ok(Applied::Unchanged),
+            Some(existing) => self.explain_taken(api, child_type, &existing, key, owner).await,
+            None => Ok(Applied::Raced),
         }
     }
 
-    fn refuse_taken(&self, child_type: &ChildType, existing: &DynamicObject, key: &str, owner: &Value) -> Result<Applied, ApplyError> {
+    /// What an existing object in a desired child's place means: someone else's (an error),
+    /// or ours or an orphan that the cache does not show (a race). Sharded, a child of ours
+    /// labelled for another shard is labelled for this one, so that the next sync sees it.
+    async fn explain_taken(
+        &self,
+        api: &Api<DynamicObject>,
+        child_type: &ChildType,
+        existing: &DynamicObject,
+        key: &str,
+        owner: &Value,
+    ) -> Result<Applied, ApplyError> {
         let controller = existing.owner_references().iter().find(|reference| reference.controller == Some(true));
         match controller {
-            Some(reference) if reference.uid == owner["uid"].as_str().unwrap_or_default() => Ok(Applied::Unchanged),
+            Some(reference) if reference.uid == owner["uid"].as_str().unwrap_or_default() => {
+                if let Some((label, shard)) = &self.shard_label
+                    && existing.labels().get(label) != Some(shard)
+                {
+                    let patch = json!({ "metadata": { "resourceVersion": existing.resource_version(), "labels": { label: shard } } });
+                    match api.patch(&existing.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                        Ok(_) => {
+                            tracing::info!(kind = %child_type.resource.kind, child = key, %shard, "took back a child labelled for another shard")
+                        }
+                        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                        Err(error) => return Err(Self::api_error("relabelling", child_type, key.to_owned())(error)),
+                    }
+                }
+                Ok(Applied::Raced)
+            }
             Some(reference) => Err(ApplyError::Taken {
                 kind: child_type.resource.kind.clone(),
                 key: key.to_owned(),
                 detail: format!(" (it is controlled by {} {})", reference.kind, reference.name),
             }),
             // An orphan: claimed on the next sync if the parent's selector matches it.
-            None => Ok(Applied::Unchanged),
+            None => Ok(Applied::Raced),
         }
     }
 
@@ -308,7 +347,7 @@ impl Applier {
                         match bosun_runtime::client::write(client, request).await {
                             Ok(()) => Ok(Applied::Updated),
                             // Changed or deleted meanwhile: the watch event brings a new sync.
-                            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(Applied::Unchanged),
+                            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(Applied::Raced),
                             Err(error) => Err(Self::api_error("updating", child_type, key)(error)),
                         }
                     }

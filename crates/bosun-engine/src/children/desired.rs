@@ -13,7 +13,7 @@ use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Applier, ApplyError, ChildType};
+use super::{Applied, Applier, ApplyError, ChildType};
 use crate::invalid_response::{ChildProblem, InvalidResponse};
 use crate::selector;
 
@@ -193,7 +193,9 @@ const WRITE_CONCURRENCY: usize = 8;
 /// Deletes observed children the hook no longer declares, then creates and updates the rest —
 /// each step's writes a few at a time, as they are independent, so a parent with several
 /// children costs about one round trip per step rather than one per child. Failures are
-/// collected; the other children are still written.
+/// collected; the other children are still written. `Ok(true)` when a write lost a race
+/// ([`Applied::Raced`](super::apply::Applied::Raced)): some child does not have its desired
+/// state yet.
 pub(crate) async fn manage(
     client: &kube::Client,
     applier: &Applier,
@@ -201,7 +203,7 @@ pub(crate) async fn manage(
     owner: &Value,
     observed: &[Vec<Arc<DynamicObject>>],
     mut desired: Vec<DesiredChild>,
-) -> Result<(), Vec<ApplyError>> {
+) -> Result<bool, Vec<ApplyError>> {
     let wanted: HashSet<(usize, &ObjectKey)> = desired.iter().map(|child| (child.child_type, &child.key)).collect();
     let mut deletes = Vec::new();
     for (index, (child_type, objects)) in types.iter().zip(observed).enumerate() {
@@ -224,17 +226,19 @@ pub(crate) async fn manage(
         let existing = observed[child.child_type].iter().find(|object| ObjectKey::of(object) == child.key);
         writes.push(async move {
             match existing {
-                None => applier.create(client, child_type, child.object, owner).await.map(|_| ()),
-                Some(existing) if existing.metadata.deletion_timestamp.is_some() => Ok(()),
-                Some(existing) => applier.update(client, child_type, existing, child.object, owner, child_type.method).await.map(|_| ()),
+                None => applier.create(client, child_type, child.object, owner).await,
+                Some(existing) if existing.metadata.deletion_timestamp.is_some() => Ok(Applied::Unchanged),
+                Some(existing) => applier.update(client, child_type, existing, child.object, owner, child_type.method).await,
             }
         });
     }
-    let failed: Vec<ApplyError> = futures::stream::iter(writes)
-        .buffer_unordered(WRITE_CONCURRENCY)
-        .filter_map(|result| std::future::ready(result.err()))
-        .collect()
-        .await;
-    errors.extend(failed);
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    let results: Vec<Result<Applied, ApplyError>> = futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY).collect().await;
+    let mut raced = false;
+    for result in results {
+        match result {
+            Ok(applied) => raced |= applied == Applied::Raced,
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() { Ok(raced) } else { Err(errors) }
 }

@@ -16,7 +16,7 @@ use kube::api::{ApiResource, DynamicObject};
 use crate::api::ChildUpdateMethod;
 
 pub use apply::ApplyStrategy;
-pub(crate) use apply::{Applier, ApplyError};
+pub(crate) use apply::{Applied, Applier, ApplyError};
 pub(crate) use claim::{Claim, ClaimError, Claimant};
 pub(crate) use desired::Rules;
 

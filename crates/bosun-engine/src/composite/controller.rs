@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bosun_runtime::sharding::Selection;
 use bosun_runtime::{CacheEvent, Controller, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
@@ -240,7 +241,9 @@ impl HostedComposite {
         }
         let _sharded = ctx.shard.as_ref().map(|shard| {
             let owned = children.iter().chain(rolling.as_ref().map(|rolling| rolling.revision_type())).map(|child| child.resource.clone());
-            shard.types().register(parent.resource.clone(), None, owned.collect())
+            // Only the parents it handles are assigned to shards and moved between them.
+            let selection = Selection { labels: spec.parent_resource.label_selector.clone(), annotations: None };
+            shard.types().register(parent.resource.clone(), selection, owned.collect())
         });
         let hosted = Arc::new(HostedComposite {
             _sharded,

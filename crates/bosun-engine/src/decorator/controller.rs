@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bosun_runtime::sharding::Selection;
 use bosun_runtime::{CacheEvent, Controller, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
@@ -194,10 +195,9 @@ impl HostedDecorator {
             .iter()
             .flat_map(|shard| {
                 targets.iter().map(|target| {
-                    // Only the targets it selects by label are assigned to shards (annotations cannot be listed by).
-                    let selector = target.labels.as_ref().and_then(|labels| bosun_runtime::selector::to_query(labels).ok());
-                    let selector = selector.filter(|query| !query.is_empty());
-                    shard.types().register(target.resolved.resource.clone(), selector, attachment_types.clone())
+                    // Only the targets it selects are assigned to shards and moved between them.
+                    let selection = Selection { labels: target.labels.clone(), annotations: target.annotations.clone() };
+                    shard.types().register(target.resolved.resource.clone(), selection, attachment_types.clone())
                 })
             })
             .collect();

@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bosun_runtime::sharding::{Registration, Shard};
+use bosun_runtime::sharding::{Registration, Selection, Shard};
 use bosun_runtime::{Cache, CacheEvent, Controller, EventRecorder, Health, Metrics, ObjectKey, SharedCaches, predicate};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ApiResource, DynamicObject};
@@ -149,7 +149,7 @@ impl ConfigMapSyncController {
     fn build(client: Client, caches: &SharedCaches, shard: Option<&Arc<Shard>>, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
         let resource = ApiResource::erase::<ConfigMapSync>(&());
         let syncs = shard.map_or(caches, |shard| shard.caches()).cache(&resource);
-        let _sharded = shard.map(|shard| shard.types().register(resource, None, Vec::new()));
+        let _sharded = shard.map(|shard| shard.types().register(resource, Selection::all(), Vec::new()));
         let config_maps = caches.metadata(&ApiResource::erase::<ConfigMap>(&()), &[OWNER_ANNOTATION, MANAGED_BY_LABEL]);
         let contents = Arc::new(super::contents::Contents::default());
         let namespaces = caches.cache(&ApiResource::erase::<Namespace>(&()));

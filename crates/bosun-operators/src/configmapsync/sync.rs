@@ -219,6 +219,7 @@ impl Shared {
             Some(shard) => match shard.admit(&ApiResource::erase::<ConfigMapSync>(&()), &object).await? {
                 bosun_runtime::sharding::Admission::Sync(running) => Some(running),
                 bosun_runtime::sharding::Admission::Skip => return Ok(Action::Done),
+                bosun_runtime::sharding::Admission::Elsewhere => return Ok(Action::RequeueAfter(bosun_runtime::sharding::ELSEWHERE_RETRY)),
             },
             None => None,
         };

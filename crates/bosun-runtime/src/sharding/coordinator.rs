@@ -5,9 +5,14 @@
 //! - labels each unassigned parent for the shard that rendezvous hashing picks among the live
 //!   shards — after labelling the objects it already controls (sharding turned on for
 //!   existing objects), so that its shard sees them before it syncs it;
-//! - when the live shards change, asks each parent that should move off a live shard to
-//!   drain (its shard hands it over, see [`super::Shard::admit`]), and moves the parents and
-//!   children of shards that are gone itself: they have stopped working;
+//! - when the live shards change, and every repair period anyway, asks each parent that
+//!   should move off a live shard to drain (its shard hands it over, see
+//!   [`super::Shard::admit`]), moves the parents and children of shards that are gone itself
+//!   (they have stopped working), and removes drain labels that ask for nothing — so a shard or
+//!   drain label edited by hand is put back;
+//! - every repair period, relabels each child whose shard differs from its controller's (one a
+//!   hand-over left behind, or one relabelled by hand);
+//! - assigns and moves only the objects a controller selects ([`super::Selection`]);
 //! - leaves alone an object controlled by a parent of a sharded type: it follows its parent.
 //!
 //! Every write to a parent carries the resourceVersion it was read at, so two coordinators
@@ -29,7 +34,7 @@ use serde_json::json;
 use super::members::Members;
 use super::shard::api_of;
 use super::unassigned::{Pending, Unassigned, controller_kind};
-use super::{Shard, ShardedType, ring};
+use super::{Selection, Shard, ShardedType, ring};
 use crate::{LeaderElectionConfig, LeaderElector, Metrics, ObjectKey};
 
 /// How many objects one list page or one assignment round takes.
@@ -43,7 +48,11 @@ pub struct Coordinator {
     shard: Arc<Shard>,
     election: LeaderElectionConfig,
     metrics: Metrics,
+    repair_period: Duration,
 }
+
+/// How often the coordinator checks every label of the ring, unless told otherwise.
+pub const DEFAULT_REPAIR_PERIOD: Duration = Duration::from_secs(60);
 
 /// A write of a merge patch on an object.
 type Write = (ObjectKey, serde_json::Value);
@@ -54,7 +63,14 @@ impl Coordinator {
     /// election.
     pub fn new(client: kube::Client, shard: &Arc<Shard>, election: LeaderElectionConfig, metrics: &Metrics) -> Self {
         metrics.set_leader(&election.lease_name, false);
-        Coordinator { client, shard: shard.clone(), election, metrics: metrics.clone() }
+        Coordinator { client, shard: shard.clone(), election, metrics: metrics.clone(), repair_period: DEFAULT_REPAIR_PERIOD }
+    }
+
+    /// Checks every parent's and child's label this often ([`DEFAULT_REPAIR_PERIOD`]): each
+    /// check lists the metadata of every object of the sharded types.
+    pub fn with_repair_period(mut self, period: Duration) -> Self {
+        self.repair_period = period;
+        self
     }
 
     /// Takes part in the election until `shutdown` completes, and coordinates while leading;
@@ -99,7 +115,7 @@ impl Coordinator {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), &ring.namespace);
         let mut unassigned: HashMap<WatchKey, Unassigned> = HashMap::new();
         let mut members = Members::default();
-        let mut settled: Option<(BTreeSet<String>, u64)> = None;
+        let mut settled: Option<(BTreeSet<String>, u64, Instant)> = None;
         loop {
             let listed = match leases.list(&ListParams::default().labels(&ring.lease_selector())).await {
                 Ok(listed) => listed.items,
@@ -112,25 +128,37 @@ impl Coordinator {
             let live = members.live(Instant::now());
             let version = self.shard.types().version();
             let types = self.shard.types().snapshot();
-            let wanted: Vec<(WatchKey, &ApiResource)> = types
+            let wanted: Vec<(WatchKey, &ApiResource, bool)> = types
                 .iter()
                 .flat_map(|sharded| {
+                    let annotations = sharded.selections.iter().any(|selection| selection.annotations.is_some());
                     unassigned_selectors(&ring.shard_label(), sharded)
                         .into_iter()
-                        .map(|selector| (watch_key(&sharded.parent, &selector), &sharded.parent))
+                        .map(move |selector| (watch_key(&sharded.parent, &selector), &sharded.parent, annotations))
                 })
                 .collect();
-            unassigned.retain(|key, _| wanted.iter().any(|(wanted, _)| wanted == key));
-            for (key, resource) in wanted {
+            unassigned.retain(|key, _| wanted.iter().any(|(wanted, _, _)| wanted == key));
+            for (key, resource, annotations) in wanted {
                 let selector = key.2.clone();
-                unassigned.entry(key).or_insert_with(|| Unassigned::watch(self.client.clone(), resource, &selector, wake.clone()));
+                unassigned
+                    .entry(key)
+                    .or_insert_with(|| Unassigned::watch(self.client.clone(), resource, &selector, annotations, wake.clone()));
             }
             if !live.is_empty() {
-                let state = (live.clone(), version);
-                if settled.as_ref() != Some(&state) {
+                let due = settled
+                    .as_ref()
+                    .is_none_or(|(shards, registered, at)| *shards != live || *registered != version || at.elapsed() >= self.repair_period);
+                if due {
                     match self.rebalance(&live, &types).await {
                         Ok(true) => {
-                            settled = Some(state);
+                            settled = Some((live.clone(), version, Instant::now()));
+                            match self.repair(&types).await {
+                                Ok(0) => {}
+                                Ok(repaired) => {
+                                    tracing::info!(ring = %ring.name, repaired, "relabelled children for their parents' shards")
+                                }
+                                Err(error) => tracing::warn!(ring = %ring.name, %error, "repairing children's labels failed; trying again"),
+                            }
                             // Nothing is assigned to the shards that are gone any more: their Leases go.
                             let gone = listed.iter().filter(|lease| !live.contains(&lease.name_any()));
                             for lease in gone {
@@ -172,8 +200,11 @@ impl Coordinator {
             for selector in unassigned_selectors(&label, sharded) {
                 let Some(watched) = unassigned.get(&watch_key(&sharded.parent, &selector)) else { continue };
                 let room = PAGE as usize - parents.len();
-                let keep =
-                    |pending: &Pending| !follows_owner(pending.controller.as_ref(), &parent_kinds) && !parents.contains_key(&pending.uid);
+                let keep = |pending: &Pending| {
+                    sharded.handles(&pending.selected_by)
+                        && !follows_owner(pending.controller.as_ref(), &parent_kinds)
+                        && !parents.contains_key(&pending.uid)
+                };
                 for pending in watched.some(room, keep).unwrap_or_default() {
                     parents.insert(pending.uid.clone(), pending);
                 }
@@ -181,8 +212,10 @@ impl Coordinator {
             if parents.is_empty() {
                 continue;
             }
-            let targets: HashMap<String, String> =
-                parents.iter().filter_map(|(uid, parent)| Some((uid.clone(), owner_of(&sharded.parent, &parent.key, live)?))).collect();
+            let targets: HashMap<String, String> = parents
+                .iter()
+                .filter_map(|(uid, parent)| Some((uid.clone(), ring::owner_of(&sharded.parent, &parent.key, live)?)))
+                .collect();
             for child_type in &sharded.children {
                 self.relabel_children(child_type, &format!("!{label}"), &targets).await?;
             }
@@ -212,11 +245,14 @@ impl Coordinator {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &sharded.parent);
             for_each_metadata(&api, &label, |parent| {
                 let metadata = &parent.metadata;
-                if follows_owner(controller_kind(metadata.owner_references.as_deref()).as_ref(), &parent_kinds) {
+                // Objects no controller selects are never moved.
+                if !sharded.handles(metadata)
+                    || follows_owner(controller_kind(metadata.owner_references.as_deref()).as_ref(), &parent_kinds)
+                {
                     return;
                 }
                 let key = ObjectKey { namespace: parent.namespace(), name: parent.name_any() };
-                let (Some(uid), Some(target)) = (metadata.uid.clone(), owner_of(&sharded.parent, &key, live)) else { return };
+                let (Some(uid), Some(target)) = (metadata.uid.clone(), ring::owner_of(&sharded.parent, &key, live)) else { return };
                 let labels = parent.labels();
                 let current = labels.get(&label).cloned().unwrap_or_default();
                 if !live.contains(&current) {
@@ -254,6 +290,62 @@ impl Coordinator {
         }
         tracing::info!(ring = %ring.name, shards = ?live, draining, moved, "rebalanced the ring");
         Ok(complete)
+    }
+
+    /// Relabels each child that carries the ring's shard label for its controller's shard,
+    /// where they differ: one a hand-over left behind (created as the shard was drained, or
+    /// relabelled for a target that then changed) or one relabelled by hand. The children are
+    /// read before their parents and each write is conditional on the child's
+    /// resourceVersion, so a child a hand-over moved meanwhile is left to it; the children of a
+    /// parent being drained are left to its hand-over. Returns how many were relabelled.
+    async fn repair(&self, types: &[ShardedType]) -> Result<usize, kube::Error> {
+        let ring = self.shard.ring();
+        let (label, drain) = (ring.shard_label(), ring.drain_label());
+        let mut repaired = 0;
+        for sharded in types {
+            // (child type, key, controller UID, shard label, resourceVersion)
+            let mut children = Vec::new();
+            for (index, child_type) in sharded.children.iter().enumerate() {
+                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), child_type);
+                for_each_metadata(&api, &label, |child| {
+                    let metadata = &child.metadata;
+                    let controller = metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
+                    let (Some(controller), Some(shard)) = (controller, metadata.labels.as_ref().and_then(|labels| labels.get(&label)))
+                    else {
+                        return;
+                    };
+                    let key = ObjectKey { namespace: child.namespace(), name: child.name_any() };
+                    children.push((index, key, controller.uid.clone(), shard.clone(), metadata.resource_version.clone()));
+                })
+                .await?;
+            }
+            if children.is_empty() {
+                continue;
+            }
+            let mut shard_of: HashMap<String, String> = HashMap::new();
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &sharded.parent);
+            for_each_metadata(&api, &label, |parent| {
+                let labels = parent.labels();
+                if let (Some(uid), Some(shard), None) = (parent.metadata.uid.clone(), labels.get(&label), labels.get(&drain)) {
+                    shard_of.insert(uid, shard.clone());
+                }
+            })
+            .await?;
+            let mut patches: Vec<Vec<Write>> = vec![Vec::new(); sharded.children.len()];
+            for (index, key, controller, shard, resource_version) in children {
+                match shard_of.get(&controller) {
+                    Some(parents) if *parents != shard => {
+                        let patch = json!({ "metadata": { "resourceVersion": resource_version, "labels": { &label: parents } } });
+                        patches[index].push((key, patch));
+                    }
+                    _ => {}
+                }
+            }
+            for (child_type, patches) in sharded.children.iter().zip(patches) {
+                repaired += self.patch_all(child_type, patches).await?.0;
+            }
+        }
+        Ok(repaired)
     }
 
     /// Labels the objects of `child_type` that `selector` selects for their controller's
@@ -328,12 +420,14 @@ fn watch_key(resource: &ApiResource, selector: &str) -> WatchKey {
 }
 
 /// The label selectors that find the unassigned parents of `sharded`: without the shard
-/// label, and selected by one of its controllers.
+/// label, and narrowed by its controllers' label selectors where a list can be (what a
+/// selection's annotations or an inexpressible selector select is filtered after).
 fn unassigned_selectors(label: &str, sharded: &ShardedType) -> Vec<String> {
-    if sharded.selectors.is_empty() {
-        return vec![format!("!{label}")];
+    let queries: Option<BTreeSet<String>> = sharded.selections.iter().map(Selection::query).collect();
+    match queries {
+        Some(queries) if !queries.is_empty() => queries.into_iter().map(|query| format!("!{label},{query}")).collect(),
+        _ => vec![format!("!{label}")],
     }
-    sharded.selectors.iter().map(|selector| format!("!{label},{selector}")).collect()
 }
 
 /// (group, kind) of every sharded parent type.
@@ -345,10 +439,4 @@ fn parent_kinds(types: &[ShardedType]) -> HashSet<(String, String)> {
 /// child, and belongs with it.
 fn follows_owner(controller: Option<&(String, String)>, parent_kinds: &HashSet<(String, String)>) -> bool {
     controller.is_some_and(|controller| parent_kinds.contains(controller))
-}
-
-/// The live shard an object of `resource` belongs to.
-fn owner_of(resource: &ApiResource, object: &ObjectKey, live: &BTreeSet<String>) -> Option<String> {
-    let key = format!("{}/{}/{}/{}", resource.group, resource.plural, object.namespace.as_deref().unwrap_or_default(), object.name);
-    ring::owner(&key, live.iter().map(String::as_str)).map(str::to_owned)
 }

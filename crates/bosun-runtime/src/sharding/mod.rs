@@ -16,8 +16,14 @@
 //!   Lease has expired or was released has stopped working, so the coordinator moves its
 //!   objects itself ([`coordinator`]).
 //!
-//! Controllers register the types they reconcile ([`ShardedTypes`]) so that the coordinator
-//! knows what to assign.
+//! Labels can be edited by whoever may patch an object, so none is trusted alone: a shard syncs
+//! an object only if the ring, as it sees the live shards, also picks it (and hands one over
+//! only to the shard the ring picks), and the coordinator puts back, every repair period, what
+//! was edited — a parent's shard or drain label, a child whose shard differs from its
+//! controller's.
+//!
+//! Controllers register the types they reconcile and which of their objects ([`ShardedTypes`],
+//! [`Selection`]) so that the coordinator assigns and moves those and no others.
 
 pub mod coordinator;
 pub mod members;
@@ -28,10 +34,11 @@ mod unassigned;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::ApiResource;
 
 pub use coordinator::Coordinator;
-pub use shard::{Admission, HandOverError, Shard, SyncGuard};
+pub use shard::{Admission, ELSEWHERE_RETRY, HandOverError, Shard, SyncGuard};
 
 /// The label on a shard's Lease that names its ring.
 pub const RING_LABEL: &str = "sharding.bosun.dev/ring";
@@ -62,16 +69,62 @@ impl Ring {
     }
 }
 
+/// Which objects of a type a controller reconciles: those whose labels and annotations match
+/// both selectors (an absent one matches every object).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    /// Over the labels.
+    pub labels: Option<LabelSelector>,
+    /// Over the annotations, with label selector semantics (a DecoratorController's
+    /// `annotationSelector`).
+    pub annotations: Option<LabelSelector>,
+}
+
+impl Selection {
+    /// Every object.
+    pub fn all() -> Selection {
+        Selection::default()
+    }
+
+    /// Whether it selects every object.
+    pub fn is_all(&self) -> bool {
+        let empty = |selector: &Option<LabelSelector>| selector.as_ref().is_none_or(crate::selector::is_empty);
+        empty(&self.labels) && empty(&self.annotations)
+    }
+
+    /// Whether it selects the object with this metadata.
+    pub fn matches(&self, metadata: &ObjectMeta) -> bool {
+        let empty = BTreeMap::new();
+        let satisfies = |selector: &Option<LabelSelector>, map: &Option<BTreeMap<String, String>>| {
+            selector.as_ref().is_none_or(|selector| crate::selector::matches(selector, map.as_ref().unwrap_or(&empty)).unwrap_or(false))
+        };
+        satisfies(&self.labels, &metadata.labels) && satisfies(&self.annotations, &metadata.annotations)
+    }
+
+    /// The label selector a list request can narrow by (annotations cannot be listed by):
+    /// `None` when the labels cannot be put as a query, and the objects are filtered after.
+    pub fn query(&self) -> Option<String> {
+        self.labels.as_ref().and_then(|labels| crate::selector::to_query(labels).ok()).filter(|query| !query.is_empty())
+    }
+}
+
 /// A reconciled type: the parents and the types of what they control.
 #[derive(Debug, Clone)]
 pub struct ShardedType {
     /// The parents' resource.
     pub parent: ApiResource,
-    /// Label selectors (as list requests take them) of the parents reconciled; empty: all.
-    /// Only these are assigned to shards.
-    pub selectors: Vec<String>,
+    /// Which parents are reconciled (any of these); empty: all. Only these are assigned to
+    /// shards and moved between them.
+    pub selections: Vec<Selection>,
     /// The resources of the objects a parent controls (controller owner reference).
     pub children: Vec<ApiResource>,
+}
+
+impl ShardedType {
+    /// Whether a parent with this metadata is reconciled.
+    pub fn handles(&self, metadata: &ObjectMeta) -> bool {
+        self.selections.is_empty() || self.selections.iter().any(|selection| selection.matches(metadata))
+    }
 }
 
 /// The types the controllers of a process reconcile, for the coordinator.
@@ -97,16 +150,16 @@ impl Drop for Registration {
 }
 
 impl ShardedTypes {
-    /// Registers the objects of `parent` that `selector` selects (`None`: all of them) and the
-    /// types its objects control.
-    pub fn register(&self, parent: ApiResource, selector: Option<String>, children: Vec<ApiResource>) -> Registration {
+    /// Registers the objects of `parent` that `selection` selects and the types its objects
+    /// control.
+    pub fn register(&self, parent: ApiResource, selection: Selection, children: Vec<ApiResource>) -> Registration {
         let id = self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let selectors = selector.into_iter().collect();
-        self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id, ShardedType { parent, selectors, children });
+        let selections = if selection.is_all() { Vec::new() } else { vec![selection] };
+        self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id, ShardedType { parent, selections, children });
         Registration { types: self.clone(), id }
     }
 
-    /// Every registered parent type once, with the union of its selectors and of its
+    /// Every registered parent type once, with the union of its selections and of its
     /// children's types.
     pub fn snapshot(&self) -> Vec<ShardedType> {
         let registered = self.registered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -115,11 +168,11 @@ impl ShardedTypes {
             let key = (sharded.parent.api_version.clone(), sharded.parent.plural.clone());
             let (entry, all) = merged
                 .entry(key)
-                .or_insert_with(|| (ShardedType { parent: sharded.parent.clone(), selectors: Vec::new(), children: Vec::new() }, false));
-            *all |= sharded.selectors.is_empty();
-            for selector in &sharded.selectors {
-                if !entry.selectors.contains(selector) {
-                    entry.selectors.push(selector.clone());
+                .or_insert_with(|| (ShardedType { parent: sharded.parent.clone(), selections: Vec::new(), children: Vec::new() }, false));
+            *all |= sharded.selections.is_empty();
+            for selection in &sharded.selections {
+                if !entry.selections.contains(selection) {
+                    entry.selections.push(selection.clone());
                 }
             }
             for child in &sharded.children {
@@ -132,7 +185,7 @@ impl ShardedTypes {
             .into_values()
             .map(|(mut sharded, all)| {
                 if all {
-                    sharded.selectors.clear();
+                    sharded.selections.clear();
                 }
                 sharded
             })

@@ -5,9 +5,22 @@
 //! to store or agree on. The hash is FNV-1a with a 64-bit finalizer, fixed here, so that
 //! replicas of different builds agree.
 
+use std::collections::BTreeSet;
+
+use kube::api::ApiResource;
+
+use crate::ObjectKey;
+
 /// The shard of `members` that owns `key`, or `None` if there are no members.
 pub fn owner<'a>(key: &str, members: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     members.into_iter().max_by_key(|member| (score(member, key), *member))
+}
+
+/// The live shard that owns the object under `key` of `resource`: the ring's answer, which
+/// the coordinator assigns by and every shard checks before it syncs.
+pub fn owner_of(resource: &ApiResource, key: &ObjectKey, live: &BTreeSet<String>) -> Option<String> {
+    let key = format!("{}/{}/{}/{}", resource.group, resource.plural, key.namespace.as_deref().unwrap_or_default(), key.name);
+    owner(&key, live.iter().map(String::as_str)).map(str::to_owned)
 }
 
 fn score(member: &str, key: &str) -> u64 {

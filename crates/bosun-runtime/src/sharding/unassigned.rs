@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -17,7 +17,7 @@ use kube::{Api, ResourceExt};
 use crate::ObjectKey;
 
 /// An unassigned parent: what the coordinator writes its label with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     /// Its namespace and name.
     pub key: ObjectKey,
@@ -27,16 +27,24 @@ pub struct Pending {
     pub resource_version: Option<String>,
     /// `(group, kind)` of its controller owner, if it has one.
     pub controller: Option<(String, String)>,
+    /// Its labels, and its annotations when a selection needs them: what tells whether a
+    /// controller handles it.
+    pub selected_by: ObjectMeta,
 }
 
 impl Pending {
-    fn of(object: &PartialObjectMeta<DynamicObject>) -> Option<Pending> {
+    fn of(object: &PartialObjectMeta<DynamicObject>, annotations: bool) -> Option<Pending> {
         let metadata = &object.metadata;
         Some(Pending {
             key: ObjectKey { namespace: object.namespace(), name: object.name_any() },
             uid: metadata.uid.clone()?,
             resource_version: metadata.resource_version.clone(),
             controller: controller_kind(metadata.owner_references.as_deref()),
+            selected_by: ObjectMeta {
+                labels: metadata.labels.clone(),
+                annotations: metadata.annotations.clone().filter(|_| annotations),
+                ..ObjectMeta::default()
+            },
         })
     }
 }
@@ -68,9 +76,15 @@ impl Drop for Unassigned {
 }
 
 impl Unassigned {
-    /// Watches the objects of `resource` that `selector` selects, and notifies `wake` after
-    /// every change.
-    pub fn watch(client: kube::Client, resource: &ApiResource, selector: &str, wake: Arc<tokio::sync::Notify>) -> Unassigned {
+    /// Watches the objects of `resource` that `selector` selects, keeping their annotations
+    /// if `annotations`, and notifies `wake` after every change.
+    pub fn watch(
+        client: kube::Client,
+        resource: &ApiResource,
+        selector: &str,
+        annotations: bool,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Unassigned {
         let state = Arc::new(Mutex::new(State::default()));
         // Metadata only: the API server sends no spec or status.
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, resource);
@@ -86,7 +100,7 @@ impl Unassigned {
                 match event {
                     Ok(watcher::Event::Init) => listing.clear(),
                     Ok(watcher::Event::InitApply(object)) => {
-                        if let Some(pending) = Pending::of(&object) {
+                        if let Some(pending) = Pending::of(&object, annotations) {
                             listing.insert(pending.key.clone(), pending);
                         }
                     }
@@ -95,7 +109,7 @@ impl Unassigned {
                         state.synced = true;
                     }
                     Ok(watcher::Event::Apply(object)) => {
-                        if let Some(pending) = Pending::of(&object) {
+                        if let Some(pending) = Pending::of(&object, annotations) {
                             state.objects.insert(pending.key.clone(), pending);
                         }
                     }
