@@ -117,7 +117,10 @@ pub async fn run(client: &Client, kubeconfig: &Path, bosun: &Path, mebibytes: us
     let listed = Api::<ConfigMap>::namespaced(client.clone(), "flood-tenant").list_metadata(&ListParams::default()).await?.items.len();
     drop(engine);
 
-    report.figure("the flood", format!("{} ConfigMaps, {:.0} MiB, created in {:.1} s", flood.objects, flood.bytes as f64 / 1048576.0, flood.took.as_secs_f64()));
+    report.figure(
+        "the flood",
+        format!("{} ConfigMaps, {:.0} MiB, created in {:.1} s", flood.objects, flood.bytes as f64 / 1048576.0, flood.took.as_secs_f64()),
+    );
     report.figure("ConfigMaps in the tenant's namespace (listed after the flood)", listed.to_string());
     report.figure("bosun RSS before the flood (synced, settled)", format!("{before:.1} MiB"));
     report.figure("bosun RSS after the flood (settled)", format!("{after:.1} MiB"));
