@@ -324,7 +324,10 @@ where
                         ReconcileResult::Error
                     }
                 };
-                metrics.reconcile(&name, result, started.elapsed());
+                let took = started.elapsed();
+                // What Metacontroller's verbosity 4 shows: every sync, at debug.
+                tracing::debug!(controller = %name, object = %key, result = result.label(), ?took, "reconciled");
+                metrics.reconcile(&name, result, took);
                 queue.done(&key);
             }
         });

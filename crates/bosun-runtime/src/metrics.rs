@@ -83,7 +83,8 @@ pub enum ReconcileResult {
 }
 
 impl ReconcileResult {
-    fn label(self) -> &'static str {
+    /// The value of the `result` label: `success`, `error` or `requeue_after`.
+    pub fn label(self) -> &'static str {
         match self {
             ReconcileResult::Success => "success",
             ReconcileResult::Error => "error",

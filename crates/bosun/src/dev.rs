@@ -44,6 +44,10 @@ pub struct DevArgs {
     /// sample's tree printed once synced. With --no-examples, only it.
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
+    /// Log to the terminal. By default the log goes to a file whose path is printed, so that
+    /// what bosun dev prints reads as a transcript; warnings and errors reach the terminal too.
+    #[arg(long)]
+    log_to_terminal: bool,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -52,12 +56,23 @@ pub struct DevArgs {
     serve: ServeArgs,
 }
 
+impl DevArgs {
+    /// Where the log goes instead of the terminal, unless `--log-to-terminal` (or `--build-only`,
+    /// whose progress is the output).
+    pub fn log_file(&self) -> Option<PathBuf> {
+        (!self.log_to_terminal && !self.build_only).then(|| std::env::temp_dir().join(format!("bosun-dev-{}.log", std::process::id())))
+    }
+}
+
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
     if args.build_only {
         let binaries = bosun_testenv::Binaries::ensure()?;
         println!("control-plane binaries ready in {}", binaries.dir().display());
         return Ok(());
     }
+    // Before anything starts: another bosun dev may hold the ports asked for.
+    let serving = args.serve.local_config()?;
+    let log_file = args.log_file();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let started = Instant::now();
@@ -82,7 +97,15 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             bosun_testenv::KUBERNETES_VERSION,
             plane.server()
         );
-        let mut manager = bosun_runtime::Manager::new(args.serve.config(std::net::IpAddr::from([127, 0, 0, 1])));
+        let endpoints = |address: Option<std::net::SocketAddr>, path: &str| address.map(|address| format!("http://{address}{path}"));
+        let served = [endpoints(serving.metrics_address, "/metrics"), endpoints(serving.health_address, "/readyz")];
+        if let [Some(metrics), Some(probes)] = &served {
+            println!("metrics: {metrics}, probes: {probes}");
+        }
+        if let Some(log) = &log_file {
+            println!("log: {} (warnings and errors are printed here too; --log-to-terminal for all of it)", log.display());
+        }
+        let mut manager = bosun_runtime::Manager::new(serving);
         let client = bosun_runtime::client::connect(plane.config(), &manager.metrics(), None)?;
         manager = args.serve.secure_metrics(manager, &client, false);
         bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;

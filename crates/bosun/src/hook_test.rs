@@ -77,6 +77,11 @@ pub struct HookTestArgs {
     /// Allows sending hooks credentials over plain http:// (as `bosun run`'s flag).
     #[arg(long)]
     allow_insecure_hook_credentials: bool,
+    /// Shows the annotations the engine keeps on children for itself (the
+    /// `metacontroller.k8s.io/last-applied-configuration` of dynamic apply) in the diffs; they
+    /// are hidden by default, since each repeats the whole desired child on one line.
+    #[arg(long)]
+    show_bookkeeping: bool,
     #[command(flatten)]
     cluster: crate::run::ClusterArgs,
 }
@@ -101,7 +106,7 @@ pub fn run(command: HookCommand) -> anyhow::Result<()> {
             save(dir, &result)?;
         }
         match args.output {
-            OutputFormat::Text => print!("{}", text(&controller, &result)),
+            OutputFormat::Text => print!("{}", text(&controller, &result, args.show_bookkeeping)),
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&to_json(&controller, &result))?),
         }
         if let Outcome::Failed(_) = result.outcome {
@@ -204,8 +209,26 @@ fn diff(before: &str, after: &str, what: &str) -> String {
     text.lines().map(|line| format!("    {line}\n")).collect()
 }
 
-/// The result as people read it.
-fn text(controller: &DynamicObject, result: &DryRun) -> String {
+/// The annotations the engine keeps on children for itself.
+const BOOKKEEPING: [&str; 1] = ["metacontroller.k8s.io/last-applied-configuration"];
+
+/// `object` as a diff shows it: without server-owned metadata, and without the engine's
+/// bookkeeping annotations unless `bookkeeping`.
+fn shown(object: &Value, bookkeeping: bool) -> Value {
+    let mut object = dry_run::comparable(object);
+    if !bookkeeping && let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
+            BOOKKEEPING.iter().for_each(|key| drop(annotations.remove(*key)));
+        }
+        if metadata.get("annotations").and_then(Value::as_object).is_some_and(|annotations| annotations.is_empty()) {
+            metadata.remove("annotations");
+        }
+    }
+    object
+}
+
+/// The result as people read it; `bookkeeping`: with the engine's bookkeeping annotations.
+fn text(controller: &DynamicObject, result: &DryRun, bookkeeping: bool) -> String {
     let kind = controller.types.as_ref().map(|types| types.kind.as_str()).unwrap_or("controller");
     let object = serde_json::to_value(&result.object).expect("objects serialize");
     let mut out = format!(
@@ -243,7 +266,7 @@ fn text(controller: &DynamicObject, result: &DryRun) -> String {
         match (write.action, write.subresource.as_deref()) {
             (WriteAction::Create, _) => {
                 out.push_str(&format!("{what}: would be created\n"));
-                let after = write.after.as_ref().map(dry_run::comparable).unwrap_or_default();
+                let after = write.after.as_ref().map(|after| shown(after, bookkeeping)).unwrap_or_default();
                 out.push_str(&diff("", &yaml(&after), &what));
             }
             (WriteAction::Delete, _) => out.push_str(&format!("{what}: would be deleted\n")),
@@ -257,7 +280,7 @@ fn text(controller: &DynamicObject, result: &DryRun) -> String {
             }
             (WriteAction::Update, _) => {
                 out.push_str(&format!("{what}: would be updated\n"));
-                let comparable = |object: &Option<Value>| object.as_ref().map(dry_run::comparable).unwrap_or_default();
+                let comparable = |object: &Option<Value>| object.as_ref().map(|object| shown(object, bookkeeping)).unwrap_or_default();
                 out.push_str(&diff(&yaml(&comparable(&write.before)), &yaml(&comparable(&write.after)), &what));
             }
         }

@@ -44,7 +44,9 @@ pub struct LoggingArgs {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "text", env = "BOSUN_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Log level or tracing filter directives, e.g. `debug` or `info,bosun_engine=trace`.
+    /// Log level or tracing filter directives. A bare `debug` or `trace` applies to bosun's own
+    /// crates, the dependencies staying at `info` (as Metacontroller's verbosity does); a
+    /// directive is taken as written, e.g. `info,bosun_engine=trace`, or `debug,` for every crate.
     #[arg(long, global = true, default_value = "info", env = "BOSUN_LOG_LEVEL")]
     log_level: String,
     /// How each line gives the time.
@@ -52,16 +54,74 @@ pub struct LoggingArgs {
     log_time: LogTime,
 }
 
-pub fn init(args: &LoggingArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&args.log_level)
+/// bosun's own crates, which a bare `debug` or `trace` raises.
+const OWN_CRATES: [&str; 6] = ["bosun", "bosun_engine", "bosun_runtime", "bosun_operators", "bosun_testenv", "foobar"];
+
+/// The filter directives `--log-level` stands for: a bare `debug` or `trace` for bosun's own
+/// crates and `info` for the rest — rustls', hyper's and tower's internals would drown bosun's
+/// lines —, anything else as written.
+fn directives(level: &str) -> String {
+    match level {
+        "debug" | "trace" => {
+            std::iter::once("info".to_owned()).chain(OWN_CRATES.map(|own| format!("{own}={level}"))).collect::<Vec<_>>().join(",")
+        }
+        other => other.to_owned(),
+    }
+}
+
+/// A formatting layer writing to `writer`, as `args` format it.
+fn layer<S, W>(args: &LoggingArgs, ansi: bool, writer: W) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    let layer = tracing_subscriber::fmt::layer().with_ansi(ansi).with_timer(args.log_time).with_writer(writer);
+    match args.log_format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    }
+}
+
+/// Starts logging as `args` say: to standard error, or — with `file` — the whole log to
+/// `file` and only warnings and errors to standard error.
+pub fn init(args: &LoggingArgs, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = EnvFilter::try_new(directives(&args.log_level))
         .map_err(|error| anyhow::anyhow!("--log-level {:?} is not a level or filter: {error}", args.log_level))?;
     // Colour only for a person at a terminal: not in files, pipes or log collectors.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).with_timer(args.log_time);
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let registry = tracing_subscriber::registry();
+    match file {
+        None => registry.with(layer(args, colour, std::io::stderr).with_filter(filter)).init(),
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|error| anyhow::anyhow!("creating the log file {}: {error}", path.display()))?;
+            let warnings = tracing_subscriber::filter::LevelFilter::WARN;
+            registry
+                .with(layer(args, false, std::sync::Mutex::new(file)).with_filter(filter))
+                .with(layer(args, colour, std::io::stderr).with_filter(warnings))
+                .init();
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_debug_or_trace_raises_only_bosuns_crates() {
+        assert_eq!(
+            directives("debug"),
+            "info,bosun=debug,bosun_engine=debug,bosun_runtime=debug,bosun_operators=debug,bosun_testenv=debug,foobar=debug"
+        );
+        assert!(directives("trace").starts_with("info,bosun=trace,"));
+        for as_written in ["info", "warn", "error", "debug,", "info,hyper=trace"] {
+            assert_eq!(directives(as_written), as_written);
+        }
+    }
 }

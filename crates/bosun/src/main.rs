@@ -151,7 +151,11 @@ fn main() -> std::process::ExitCode {
 fn run_command() -> anyhow::Result<()> {
     let (args, notes) = invocation::translate(std::env::args().collect())?;
     let cli = Cli::parse_from(args);
-    logging::init(&cli.logging)?;
+    let log_file = match &cli.command {
+        Command::Dev(args) => args.log_file(),
+        _ => None,
+    };
+    logging::init(&cli.logging, log_file.as_deref())?;
     if !notes.ignored.is_empty() {
         tracing::warn!(ignored = ?notes.ignored, "ignoring Metacontroller flags bosun does not use (for logs: --log-level and --log-format)");
     }

@@ -77,11 +77,11 @@ fn listen_address(text: &str) -> Result<ListenAddress, String> {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Serve Prometheus metrics at /metrics on this address (`:9999`, `127.0.0.1:9999`; `0`
-    /// disables). Default `:9999`; `127.0.0.1:9999` for `bosun dev`.
+    /// disables). Default `:9999`; for `bosun dev` a free port of 127.0.0.1, printed.
     #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
     metrics_address: Option<ListenAddress>,
-    /// Serve /healthz and /readyz on this address (`0` disables). Default `:8081`;
-    /// `127.0.0.1:8081` for `bosun dev`.
+    /// Serve /healthz and /readyz on this address (`0` disables). Default `:8081`; for
+    /// `bosun dev` a free port of 127.0.0.1, printed.
     #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
     health_probe_bind_address: Option<ListenAddress>,
     /// Serve /metrics over HTTPS, to callers whose bearer token the API server authenticates
@@ -107,6 +107,28 @@ impl ServeArgs {
             health_address: self.health_probe_bind_address.map_or(Some(SocketAddr::new(host, 8081)), |address| address.0),
             shutdown_timeout: self.graceful_shutdown_timeout,
         }
+    }
+
+    /// The Manager's configuration for a local tool (`bosun dev`): on 127.0.0.1, each port
+    /// that was not given (or given as 0) a free one, each port that was given checked now —
+    /// so that a second `bosun dev` picks ports of its own, and one asked for a port in use
+    /// refuses before it starts anything, saying which.
+    pub fn local_config(&self) -> anyhow::Result<ManagerConfig> {
+        let mut config = self.config(IpAddr::from([127, 0, 0, 1]));
+        let given = [self.metrics_address.is_some(), self.health_probe_bind_address.is_some()];
+        for ((address, given), flag) in [&mut config.metrics_address, &mut config.health_address]
+            .into_iter()
+            .zip(given)
+            .zip(["--metrics-address", "--health-probe-bind-address"])
+        {
+            let Some(address) = address.as_mut() else { continue };
+            if !given || address.port() == 0 {
+                address.set_port(bosun_testenv::free_port());
+            } else if let Err(error) = std::net::TcpListener::bind(*address) {
+                anyhow::bail!("{flag} {address}: {error} (is another bosun dev running? leave {flag} out and a free port is picked)");
+            }
+        }
+        Ok(config)
     }
 
     /// `manager`, serving /metrics securely (asking the API server through `client`) if

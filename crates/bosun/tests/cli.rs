@@ -371,6 +371,11 @@ async fn metacontrollers_invocations_run_the_engine() {
         let logs = std::fs::read_to_string(&log).unwrap();
         assert!(status.is_some_and(|status| status.success()), "{args:?}: {logs}");
         assert!(!logs.contains('\x1b'), "no colour codes when stderr is not a terminal: {logs}");
+        // Metacontroller's verbosity raises bosun's own lines, not its dependencies' internals.
+        let verbose = logs.lines().filter(|line| line.contains(" DEBUG ") || line.contains(" TRACE "));
+        let foreign: Vec<&str> =
+            verbose.filter(|line| !line.split_whitespace().nth(2).is_some_and(|target| target.starts_with("bosun"))).take(3).collect();
+        assert!(foreign.is_empty(), "{args:?} logs dependencies at debug or trace: {foreign:?}");
         if args.contains(&"--zap-log-level=5".to_owned()) {
             let body = format!("\"name\":\"{name}\"");
             let requests: Vec<&str> = logs.lines().filter(|line| line.contains("hook request")).collect();
@@ -632,4 +637,96 @@ async fn migrate_reports_what_moving_from_metacontroller_takes() {
     assert_eq!(&words[..2], ["bosun", "tree"], "{verify}");
     let tree = Command::new(env!("CARGO_BIN_EXE_bosun")).args(&words[1..]).args(["--kubeconfig", &kubeconfig]).output().unwrap();
     assert!(tree.status.success() && String::from_utf8_lossy(&tree.stdout).contains("FaultParent/p"), "{verify}: {tree:?}");
+}
+
+/// Every subcommand `bosun --help` lists is in the README's layout, as `name`.
+#[test]
+fn every_subcommand_is_in_the_readme() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun")).arg("--help").output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|command| *command != "help")
+        .collect();
+    assert!(commands.len() >= 9, "{help}");
+    for command in commands {
+        assert!(readme.contains(&format!("`{command}")), "the README does not name `bosun {command}`");
+    }
+}
+
+/// Starts `bosun dev --no-examples` with `args`; returns it and what it printed (stdout and
+/// stderr, merged) up to its export line, or everything it printed if it exited first.
+fn start_dev(args: &[&str]) -> (std::process::Child, Vec<String>) {
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["dev", "--no-examples", "--nodes=0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    for stream in [Box::new(dev.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(dev.stderr.take().unwrap())] {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+    }
+    drop(sender);
+    let mut printed = Vec::new();
+    while let Ok(line) = receiver.recv() {
+        let done = line.starts_with("export KUBECONFIG=");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    (dev, printed)
+}
+
+/// Two `bosun dev` at once each pick free ports for metrics and probes and print them; one
+/// asked for a port in use refuses before starting anything. What bosun dev prints is the
+/// transcript: the engine's INFO lines go to the log file it names.
+#[tokio::test]
+async fn two_dev_clusters_run_side_by_side_and_the_transcript_has_no_log_lines() {
+    tokio::task::spawn_blocking(bosun_testenv::Binaries::ensure).await.unwrap().unwrap();
+    let (mut first, printed_first) = start_dev(&[]);
+    let (mut second, printed_second) = start_dev(&[]);
+    let address = |printed: &[String]| {
+        printed.iter().find_map(|line| line.strip_prefix("metrics: ").map(str::to_owned)).unwrap_or_else(|| panic!("{printed:#?}"))
+    };
+    assert_ne!(address(&printed_first), address(&printed_second), "each picks its own ports");
+    for printed in [&printed_first, &printed_second] {
+        assert!(printed.iter().any(|line| line.starts_with("export KUBECONFIG=")), "{printed:#?}");
+        assert!(!printed.iter().any(|line| line.contains(" INFO ")), "log lines in the transcript: {printed:#?}");
+        let log = printed.iter().find_map(|line| line.strip_prefix("log: ")).and_then(|rest| rest.split(' ').next()).unwrap();
+        bosun_testenv::eventually("the engine's lines in the log file", async || {
+            std::fs::read_to_string(log).unwrap().contains("engine starting").then_some(())
+        })
+        .await;
+    }
+
+    // A port in use, asked for explicitly: refused before a control plane starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (mut refused, printed) = start_dev(&[&format!("--metrics-address=127.0.0.1:{port}")]);
+    let status = refused.wait().unwrap();
+    assert!(!status.success(), "{printed:#?}");
+    assert!(printed.iter().any(|line| line.contains(&format!("127.0.0.1:{port}")) && line.contains("another bosun dev")), "{printed:#?}");
+    assert!(!printed.iter().any(|line| line.contains("control plane ready")), "nothing started: {printed:#?}");
+
+    for dev in [&mut first, &mut second] {
+        #[allow(unsafe_code)]
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(dev.id() as libc::pid_t, libc::SIGINT)
+        };
+        assert!(dev.wait().unwrap().success());
+    }
 }

@@ -215,6 +215,15 @@ async fn a_live_parent_shows_no_changes_and_a_changed_one_its_diff() {
     ] {
         assert!(out.contains(&expected), "{expected:?} missing from:\n{out}");
     }
+    // The engine's own annotation, which repeats the whole child, only when asked for.
+    assert!(!out.contains("last-applied-configuration"), "bookkeeping shown by default:\n{out}");
+    let (code, out) = hook_test(env, &[&format!("compositecontroller/{name}"), changed.to_str().unwrap(), "--show-bookkeeping"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("-    metacontroller.k8s.io/last-applied-configuration: ")
+            && out.contains("+    metacontroller.k8s.io/last-applied-configuration: "),
+        "{out}"
+    );
     assert_eq!(versions().await, before, "a dry run writes nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -117,9 +117,10 @@ pub enum ChildUpdateMethod {
     Recreate,
     /// Update it in place.
     InPlace,
-    /// Recreate, one child at a time (not supported yet).
+    /// Recreate, one child at a time, each once the ones before it are ready (a rolling update).
     RollingRecreate,
-    /// Update in place, one child at a time (not supported yet).
+    /// Update in place, one child at a time, each once the ones before it are ready (a rolling
+    /// update).
     RollingInPlace,
 }
 
