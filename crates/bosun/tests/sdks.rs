@@ -1,6 +1,7 @@
-//! The hook SDKs' own test suites (Python's unittest, Node's test runner, TypeScript's
-//! compiler on the types), and the example hooks replaying their recorded exchanges, run from
-//! the workspace's tests so that `cargo test --workspace` (and CI) covers them.
+//! The hook SDKs' own test suites — run as their ecosystems run them, `pytest` and `npm test`
+//! in each SDK's folder — TypeScript's compiler on the types, and the example hooks replaying
+//! their recorded exchanges, run from the workspace's tests so that `cargo test --workspace`
+//! (and CI) covers them.
 
 use std::process::Command;
 
@@ -9,8 +10,13 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// Runs `program args` in the repository's root with `env`; fails the test with its output
 /// unless it succeeds.
 fn passes(program: &str, args: &[&str], env: &[(&str, &str)]) {
+    passes_in(".", program, args, env);
+}
+
+/// Runs `program args` in `dir` of the repository, as [`passes`].
+fn passes_in(dir: &str, program: &str, args: &[&str], env: &[(&str, &str)]) {
     let output = Command::new(program)
-        .current_dir(ROOT)
+        .current_dir(format!("{ROOT}/{dir}"))
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -23,9 +29,10 @@ fn passes(program: &str, args: &[&str], env: &[(&str, &str)]) {
     );
 }
 
+/// As a Python developer runs them: `pytest` in the SDK's folder, nothing installed first.
 #[test]
 fn the_python_sdk_passes_its_tests() {
-    passes("python3", &["-m", "unittest", "discover", "-s", "sdk/python/tests", "-t", "sdk/python"], &[("PYTHONPATH", "sdk/python/src")]);
+    passes_in("sdk/python", "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"], &[]);
 }
 
 #[test]
@@ -47,9 +54,10 @@ fn node_tests(dir: &str) {
     passes("node", &args, &[]);
 }
 
+/// As a Node.js developer runs them: `npm test` in the SDK's folder.
 #[test]
 fn the_node_sdk_passes_its_tests() {
-    node_tests("sdk/typescript/test");
+    passes_in("sdk/typescript", "npm", &["test", "--silent"], &[]);
 }
 
 /// Its types compile, in use as a hook author writes them, with the TypeScript its
