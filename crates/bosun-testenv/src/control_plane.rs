@@ -470,6 +470,8 @@ impl ControlPlane {
                         format!("--service-account-private-key-file={}", self.pki_path("service-account.key")),
                         format!("--root-ca-file={}", self.pki_path("serving-ca.crt")),
                         "--use-service-account-credentials=false".to_owned(),
+                        // Serves the default StorageClass of simulated nodes (crate::storage).
+                        "--enable-hostpath-provisioner=true".to_owned(),
                     ];
                     (args, self.health_document(port, &identity))
                 },
@@ -538,6 +540,7 @@ impl ControlPlane {
         self.admit(process);
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.client()?);
         crate::nodes::create(&nodes, count).await?;
+        crate::storage::create(&kube::Api::all(self.client()?)).await?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let ready = nodes.list(&Default::default()).await?.items.iter().filter(|node| crate::nodes::is_ready(node)).count();

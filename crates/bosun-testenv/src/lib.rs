@@ -34,6 +34,7 @@ mod port;
 mod process;
 mod progress;
 mod proxy;
+mod storage;
 mod test_env;
 
 pub use binaries::{BIN_DIR_ENV, Binaries, BuildError, Component, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION};
@@ -44,6 +45,7 @@ pub use nodes::{NODE_CONTROLLERS, POD_EXIT_CODE_ANNOTATION, POD_READY_ANNOTATION
 pub use port::free_port;
 pub use process::{ManagedProcess, is_running};
 pub use proxy::FreezableProxy;
+pub use storage::STORAGE_CLASS;
 pub use test_env::{SHARED_NODES, TestEnv, eventually};
 
 /// Five characters of `[a-z0-9]` that differ between calls and between processes, for names

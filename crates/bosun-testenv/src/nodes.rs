@@ -3,7 +3,8 @@
 //! real cluster — without containers.
 //!
 //! The Pod lifecycle is the KWOK stages in `stages.yaml`: a Pod runs and is Ready as soon as
-//! it is scheduled, unless it carries [`POD_READY_ANNOTATION`]`: "false"`; a Job's Pod then
+//! it is scheduled, unless it carries [`POD_READY_ANNOTATION`]`: "false"`; a Pod that is not
+//! restarted when it exits (`restartPolicy: Never` or `OnFailure`, as every Job's Pod) then
 //! completes with the exit code in [`POD_EXIT_CODE_ANNOTATION`] (0 by default); a deleted
 //! Pod is gone at once. Nodes renew their Lease and report Ready.
 
@@ -17,12 +18,14 @@ use std::collections::BTreeMap;
 /// simulated nodes, as a failing readiness probe does; any other value or none makes it Ready.
 pub const POD_READY_ANNOTATION: &str = "testenv.bosun.dev/ready";
 
-/// The exit code a Job's Pod completes with on the simulated nodes (`"0"` when absent); any
-/// other value makes the Pod `Failed`, as a failing command does.
+/// The exit code a Pod with `restartPolicy: Never` or `OnFailure` (a Job's Pod, say)
+/// completes with on the simulated nodes (`"0"` when absent); any other value makes the Pod
+/// `Failed`, as a failing command does (an `OnFailure` Pod too: it is not restarted).
 pub const POD_EXIT_CODE_ANNOTATION: &str = "testenv.bosun.dev/exit-code";
 
 /// The kube-controller-manager controllers that also run when there are nodes: the workload
-/// controllers, Services' endpoints, and the node lifecycle that watches their heartbeats.
+/// controllers, Services' endpoints, the node lifecycle that watches their heartbeats, and the
+/// volume controllers of [`crate::STORAGE_CLASS`].
 pub const NODE_CONTROLLERS: &[&str] = &[
     "deployment-controller",
     "replicaset-controller",
@@ -40,6 +43,10 @@ pub const NODE_CONTROLLERS: &[&str] = &[
     "node-lifecycle-controller",
     "taint-eviction-controller",
     "resourcequota-controller",
+    // Simulated storage (crate::storage): claims bind, and are released when no Pod uses them.
+    "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
 ];
 
 /// The KWOK configuration: the stages of Nodes and Pods.

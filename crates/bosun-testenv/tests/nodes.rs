@@ -297,3 +297,112 @@ async fn services_get_endpoints_and_a_pod_marked_unready_stays_unready() {
     })
     .await;
 }
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref()
+}
+
+/// A bare Pod that is not restarted when it exits (no Job owns it) completes as a Job's does:
+/// `Succeeded`, or `Failed` with the annotated exit code; one that is restarted keeps running.
+#[tokio::test]
+async fn pods_that_run_to_completion_complete_without_a_job() {
+    let env = TestEnv::shared_with_nodes();
+    let namespace = env.namespace("bare-pods").await;
+    let pods: Api<Pod> = Api::namespaced(env.client(), &namespace);
+    let pod = |name: &str, restart_policy: &str, annotations: serde_json::Value| -> Pod {
+        let mut template = pod_template(name, annotations);
+        template["metadata"]["name"] = json!(name);
+        template["spec"]["restartPolicy"] = json!(restart_policy);
+        serde_json::from_value(template).unwrap()
+    };
+    for pod in [
+        pod("once", "Never", json!({})),
+        pod("retried", "OnFailure", json!({})),
+        pod("broken", "Never", json!({ POD_EXIT_CODE_ANNOTATION: "2" })),
+        pod("server", "Always", json!({})),
+    ] {
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let finished = async |name: &str| {
+        eventually(&format!("Pod {name} to finish"), async || {
+            let pod = pods.get(name).await.unwrap();
+            matches!(phase(&pod), Some("Succeeded" | "Failed")).then_some(pod)
+        })
+        .await
+    };
+    assert_eq!(phase(&finished("once").await), Some("Succeeded"));
+    assert_eq!(phase(&finished("retried").await), Some("Succeeded"));
+    let broken = finished("broken").await;
+    assert_eq!(phase(&broken), Some("Failed"));
+    let terminated = broken.status.unwrap().container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    assert_eq!((terminated.exit_code, terminated.reason.as_deref()), (2, Some("Error")));
+    // Checked last, after the others finished: a server's Pod is still running.
+    assert!(is_running_and_ready(&pods.get("server").await.unwrap()));
+}
+
+/// A StatefulSet with `volumeClaimTemplates` runs: its claims get the default StorageClass,
+/// bind to provisioned volumes, and the Pods become Ready. Deleting the claims (once the
+/// StatefulSet is gone) removes them and their volumes, as the class's `Delete` policy says.
+#[tokio::test]
+async fn claims_bind_to_provisioned_volumes_and_go_with_them() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let env = TestEnv::shared_with_nodes();
+    let namespace = env.namespace("volumes").await;
+    let default_class = Api::<StorageClass>::all(env.client()).get(bosun_testenv::STORAGE_CLASS).await.unwrap();
+    assert_eq!(default_class.annotations()["storageclass.kubernetes.io/is-default-class"], "true");
+
+    let sets: Api<StatefulSet> = Api::namespaced(env.client(), &namespace);
+    let mut template = pod_template("store", json!({}));
+    template["spec"]["containers"][0]["volumeMounts"] = json!([{ "name": "data", "mountPath": "/data" }]);
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": { "name": "store" },
+        "spec": {
+            "replicas": 2,
+            "serviceName": "store",
+            "selector": { "matchLabels": { "app": "store" } },
+            "template": template,
+            "volumeClaimTemplates": [{
+                "metadata": { "name": "data" },
+                "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } },
+            }],
+        },
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &set).await.unwrap();
+    eventually("both Pods of the StatefulSet ready", async || {
+        let status = sets.get("store").await.unwrap().status?;
+        (status.ready_replicas == Some(2)).then_some(())
+    })
+    .await;
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client(), &namespace);
+    let volumes: Api<PersistentVolume> = Api::all(env.client());
+    let listed = claims.list(&Default::default()).await.unwrap().items;
+    let names: BTreeSet<String> = listed.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names, BTreeSet::from(["data-store-0".to_owned(), "data-store-1".to_owned()]));
+    let mut bound = Vec::new();
+    for claim in &listed {
+        let spec = claim.spec.as_ref().unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some(bosun_testenv::STORAGE_CLASS));
+        assert_eq!(claim.status.as_ref().and_then(|status| status.phase.as_deref()), Some("Bound"), "{}", claim.name_any());
+        let volume = volumes.get(spec.volume_name.as_deref().unwrap()).await.unwrap();
+        assert_eq!(volume.spec.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0, "1Gi");
+        bound.push(volume.name_any());
+    }
+
+    // A claim in use outlives its deletion until its Pod goes (the protection finalizer), then
+    // goes with its volume.
+    sets.delete("store", &Default::default()).await.unwrap();
+    eventually("the StatefulSet's Pods to go", async || pods(env, &namespace, "store").await.is_empty().then_some(())).await;
+    claims.delete_collection(&Default::default(), &Default::default()).await.unwrap();
+    eventually("the claims and their volumes to be deleted", async || {
+        let claims_left = claims.list(&Default::default()).await.unwrap().items.len();
+        let mut volumes_left = 0;
+        for name in &bound {
+            volumes_left += usize::from(volumes.get_opt(name).await.unwrap().is_some());
+        }
+        (claims_left == 0 && volumes_left == 0).then_some(())
+    })
+    .await;
+}

@@ -15,8 +15,9 @@ pub struct DevArgs {
     /// Run this many simulated nodes (KWOK), so that Pods are scheduled, run and become
     /// Ready, Deployments become Available, Jobs complete and Services get endpoints — without
     /// containers. 0 runs none: Pods stay Pending. A Pod annotated
-    /// `testenv.bosun.dev/ready=false` runs but stays unready; a Job's Pod annotated
-    /// `testenv.bosun.dev/exit-code=N` (N ≠ 0) fails.
+    /// `testenv.bosun.dev/ready=false` runs but stays unready; a Pod that runs to completion
+    /// (a Job's, or `restartPolicy: Never`) annotated `testenv.bosun.dev/exit-code=N` (N ≠ 0)
+    /// fails. Claims bind to volumes of the default StorageClass `standard`.
     #[arg(long, value_name = "N", default_value_t = 3)]
     nodes: usize,
     /// Also run this kube-controller-manager controller (repeatable), e.g.
