@@ -42,7 +42,10 @@ pub struct DevArgs {
     /// sample, and controller and hook, or native controller): its hook is built and started
     /// on the port the controller's URL names and the controller applied — or its native
     /// controller built and run with KUBECONFIG set — the CRD and sample applied, and the
-    /// sample's tree printed once synced. With --no-examples, only it.
+    /// sample's tree printed once synced. Then its files are watched: editing the program
+    /// (or bosun.yaml) rebuilds and restarts it and the sample syncs again; editing the CRD,
+    /// controller or sample applies that file. Each reload prints what changed, what was
+    /// restarted or applied, and the sample's tree. With --no-examples, only it.
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
     /// Log to the terminal. By default the log goes to a file whose path is printed, so that
@@ -122,27 +125,29 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
 
         // The examples and the project run until shutdown; Ctrl-C while they start drops them
         // (stopping their hooks) and skips to it.
-        let mut demos = Vec::new();
+        let (mut examples, mut project) = (None, None);
         if !args.no_examples || args.project.is_some() {
             let tour = async {
-                let (mut running, mut trees) = (Vec::new(), Vec::new());
+                let (mut examples, mut project, mut trees) = (None, None, Vec::new());
                 if !args.no_examples {
-                    running.push(crate::demo::start(&client, plane.dir()).await.context("the examples did not start")?);
+                    examples = Some(crate::demo::start(&client, plane.dir()).await.context("the examples did not start")?);
                     trees.push(crate::demo::sample_trees(&client, args.nodes > 0).await.context("a sample did not sync"));
                 }
                 if let Some(dir) = &args.project {
-                    let (project, target, namespace) =
-                        crate::project::start(&client, dir, &kubeconfig).await.context("the project did not start")?;
-                    running.push(project);
-                    trees
-                        .push(crate::project::sample_tree(&client, &target, &namespace).await.context("the project's sample did not sync"));
+                    let running = crate::project::start(&client, dir, &kubeconfig).await.context("the project did not start")?;
+                    trees.push(
+                        crate::project::sample_tree(&client, &running.target, &running.namespace)
+                            .await
+                            .context("the project's sample did not sync"),
+                    );
+                    project = Some(running);
                 }
-                anyhow::Ok((running, trees))
+                anyhow::Ok((examples, project, trees))
             };
             tokio::select! {
                 started = tour => match started {
-                    Ok((running, trees)) => {
-                        demos = running;
+                    Ok((started_examples, started_project, trees)) => {
+                        (examples, project) = (started_examples, started_project);
                         for tree in trees {
                             match tree {
                                 Ok(tree) => println!("{tree}"),
@@ -152,7 +157,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                     }
                     Err(error) => println!("{error:#}"),
                 },
-                result = &mut serve => return finish(result, &plane, args.kubeconfig_out.as_deref(), Vec::new()),
+                result = &mut serve => return finish(result, &plane, args.kubeconfig_out.as_deref(), None, None),
             }
         }
         println!("kubeconfig: {}", kubeconfig.display());
@@ -162,9 +167,20 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         println!();
         println!("Apply CompositeControllers, DecoratorControllers and their parents, ConfigMapSyncs or FooBars with");
         println!("kubectl (docs/guide.md); `bosun tree <resource>/<name>` shows what a controller made.");
+        if let Some(project) = &project {
+            println!("Editing the project's files reloads it ({}).", project.dir().display());
+        }
         println!("Press Ctrl-C to stop.");
-        let result = (&mut serve).await;
-        finish(result, &plane, args.kubeconfig_out.as_deref(), demos)
+        let result = match &mut project {
+            Some(running) => {
+                tokio::select! {
+                    result = &mut serve => result,
+                    () = running.watch(&client) => unreachable!("watching a project runs until stopped"),
+                }
+            }
+            None => (&mut serve).await,
+        };
+        finish(result, &plane, args.kubeconfig_out.as_deref(), examples, project)
     })
 }
 
@@ -173,9 +189,10 @@ fn finish(
     served: Result<anyhow::Result<()>, tokio::task::JoinError>,
     plane: &ControlPlane,
     kubeconfig_out: Option<&std::path::Path>,
-    demos: Vec<crate::demo::Demo>,
+    examples: Option<crate::demo::Demo>,
+    project: Option<crate::project::Running>,
 ) -> anyhow::Result<()> {
-    drop(demos);
+    drop((examples, project));
     println!("stopping the local control plane");
     plane.stop();
     if let Some(out) = kubeconfig_out {

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,21 +88,8 @@ fn children_of(pid: u32) -> Vec<u32> {
 async fn dev_serves_a_cluster_until_interrupted() {
     // Build first where the progress shows (the child's output is not shown).
     tokio::task::spawn_blocking(bosun_testenv::Binaries::ensure).await.unwrap().unwrap();
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(["dev", "--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines().map_while(Result::ok);
-    let mut printed = Vec::new();
-    let kubeconfig = loop {
-        let line = lines.next().expect("bosun dev prints the export line before waiting");
-        printed.push(line.clone());
-        if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
-            break std::path::PathBuf::from(path);
-        }
-    };
+    let mut dev = support::dev::Dev::start(&["--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"], &[]);
+    let (kubeconfig, printed) = (dev.kubeconfig(), dev.printed.clone());
     assert!(printed.iter().any(|line| line.starts_with("kubeconfig: ")), "{printed:?}");
     // The samples' trees, synced, before the export line: the PodService with its three
     // children, its Pod running on a simulated node and Ready, the Service with the Pod as its
@@ -129,7 +115,7 @@ async fn dev_serves_a_cluster_until_interrupted() {
     assert!(foobar[2].starts_with("FooBar/foobar-sample") && foobar[2].contains("Succeeded, synced (generation 1)"), "{printed:#?}");
     assert!(foobar[3].starts_with("└─Job/foobar-sample-") && foobar[3].contains("Complete"), "{printed:#?}");
     assert!(foobar[4].starts_with("  └─Pod/foobar-sample-") && foobar[4].contains("Succeeded"), "{printed:#?}");
-    assert!(lines.any(|line| line == "Press Ctrl-C to stop."));
+    assert!(dev.read_until(|line| line == "Press Ctrl-C to stop.", Duration::from_secs(10)).is_some());
 
     let config =
         kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(), &Default::default()).await.unwrap();
@@ -140,12 +126,7 @@ async fn dev_serves_a_cluster_until_interrupted() {
 
     let started = children_of(dev.id());
     assert_eq!(started.len(), 7, "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the python3 and node hooks");
-    #[allow(unsafe_code)]
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe {
-        libc::kill(dev.id() as libc::pid_t, libc::SIGINT)
-    };
-    assert!(dev.wait().unwrap().success(), "Ctrl-C is a clean exit");
+    assert!(dev.interrupt().success(), "Ctrl-C is a clean exit");
     let deadline = Instant::now() + Duration::from_secs(30);
     while started.iter().any(|pid| bosun_testenv::is_running(*pid)) {
         assert!(Instant::now() < deadline, "a process outlived bosun dev");
@@ -659,50 +640,22 @@ fn every_subcommand_is_in_the_readme() {
     }
 }
 
-/// Starts `bosun dev --no-examples` with `args`; returns it and what it printed (stdout and
-/// stderr, merged) up to its export line, or everything it printed if it exited first.
-fn start_dev(args: &[&str]) -> (std::process::Child, Vec<String>) {
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_bosun"))
-        .args(["dev", "--no-examples", "--nodes=0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    for stream in [Box::new(dev.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(dev.stderr.take().unwrap())] {
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-    }
-    drop(sender);
-    let mut printed = Vec::new();
-    while let Ok(line) = receiver.recv() {
-        let done = line.starts_with("export KUBECONFIG=");
-        printed.push(line);
-        if done {
-            break;
-        }
-    }
-    (dev, printed)
-}
-
 /// Two `bosun dev` at once each pick free ports for metrics and probes and print them; one
 /// asked for a port in use refuses before starting anything. What bosun dev prints is the
 /// transcript: the engine's INFO lines go to the log file it names.
 #[tokio::test]
 async fn two_dev_clusters_run_side_by_side_and_the_transcript_has_no_log_lines() {
     tokio::task::spawn_blocking(bosun_testenv::Binaries::ensure).await.unwrap().unwrap();
-    let (mut first, printed_first) = start_dev(&[]);
-    let (mut second, printed_second) = start_dev(&[]);
-    let address = |printed: &[String]| {
+    let dev = |args: &[&str]| support::dev::Dev::start(&[&["--no-examples", "--nodes=0"], args].concat(), &[]);
+    let (mut first, mut second) = (dev(&[]), dev(&[]));
+    let address = |dev: &support::dev::Dev| {
+        let printed = &dev.printed;
         printed.iter().find_map(|line| line.strip_prefix("metrics: ").map(str::to_owned)).unwrap_or_else(|| panic!("{printed:#?}"))
     };
-    assert_ne!(address(&printed_first), address(&printed_second), "each picks its own ports");
-    for printed in [&printed_first, &printed_second] {
+    assert_ne!(address(&first), address(&second), "each picks its own ports");
+    for dev in [&first, &second] {
+        // Both streams reach the terminal.
+        let printed: Vec<&String> = dev.printed.iter().chain(&dev.errors).collect();
         assert!(printed.iter().any(|line| line.starts_with("export KUBECONFIG=")), "{printed:#?}");
         assert!(!printed.iter().any(|line| line.contains(" INFO ")), "log lines in the transcript: {printed:#?}");
         let log = printed.iter().find_map(|line| line.strip_prefix("log: ")).and_then(|rest| rest.split(' ').next()).unwrap();
@@ -715,18 +668,14 @@ async fn two_dev_clusters_run_side_by_side_and_the_transcript_has_no_log_lines()
     // A port in use, asked for explicitly: refused before a control plane starts.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let (mut refused, printed) = start_dev(&[&format!("--metrics-address=127.0.0.1:{port}")]);
-    let status = refused.wait().unwrap();
+    let mut refused = dev(&[&format!("--metrics-address=127.0.0.1:{port}")]);
+    let status = refused.wait();
+    let printed: Vec<&String> = refused.printed.iter().chain(&refused.errors).collect();
     assert!(!status.success(), "{printed:#?}");
     assert!(printed.iter().any(|line| line.contains(&format!("127.0.0.1:{port}")) && line.contains("another bosun dev")), "{printed:#?}");
     assert!(!printed.iter().any(|line| line.contains("control plane ready")), "nothing started: {printed:#?}");
 
     for dev in [&mut first, &mut second] {
-        #[allow(unsafe_code)]
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(dev.id() as libc::pid_t, libc::SIGINT)
-        };
-        assert!(dev.wait().unwrap().success());
+        assert!(dev.interrupt().success());
     }
 }

@@ -2,11 +2,11 @@
 //! a CompositeController and a DecoratorController, namespaced and cluster-scoped — are run by
 //! `bosun dev --project` (the sample synced), tested by `bosun hook test` (nothing to change),
 //! and their own tests replay the exchange `bosun hook test --save` recorded; a native
-//! controller in Rust is built and run by `bosun dev --project` and passes `cargo test`.
+//! controller in Rust is built and run by `bosun dev --project` and passes `cargo test`; an
+//! edited project is reloaded.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod support;
 
@@ -36,28 +36,13 @@ fn scaffold_and_run(root: &Path, name: &str, args: &[&str], test: &[&[&str]]) {
         std::fs::write(&controller, text).unwrap();
     }
 
-    let mut dev = Command::new(bosun)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .args(["dev", "--no-examples", "--project", dir.to_str().unwrap()])
-        .args(["--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut printed = Vec::new();
-    let kubeconfig = {
-        let lines = BufReader::new(dev.stdout.as_mut().unwrap()).lines().map_while(Result::ok);
-        let mut kubeconfig = None;
-        for line in lines {
-            printed.push(line.clone());
-            if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
-                kubeconfig = Some(PathBuf::from(path));
-                break;
-            }
-        }
-        kubeconfig.unwrap_or_else(|| panic!("bosun dev printed no export line:\n{}", printed.join("\n")))
-    };
-    let printed = printed.join("\n");
+    let target = target_dir();
+    let mut dev = support::dev::Dev::start(
+        &["--no-examples", "--project", dir.to_str().unwrap(), "--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"],
+        &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+    );
+    let kubeconfig = dev.kubeconfig();
+    let printed = dev.transcript();
     assert!(printed.contains("/sample:\nNAME ") && printed.contains("ConfigMap/sample-message"), "the sample's tree:\n{printed}");
 
     if hook {
@@ -66,18 +51,12 @@ fn scaffold_and_run(root: &Path, name: &str, args: &[&str], test: &[&[&str]]) {
         assert!(tested.contains("No changes: the cluster already is what the hook asks for."), "{tested}");
         run(&dir, bosun, &["hook", "test", "controller.yaml", "sample.yaml", "--save", "vectors/sample"], &env);
     }
-    let target = target_dir();
     for step in test {
         let output = run(&dir, step[0], &step[1..], &[("CARGO_TARGET_DIR", target.to_str().unwrap())]);
         assert!(!output.contains("skipped") || output.contains("# skipped 0"), "the replay ran:\n{output}");
     }
 
-    #[allow(unsafe_code)]
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe {
-        libc::kill(dev.id() as libc::pid_t, libc::SIGINT)
-    };
-    assert!(dev.wait().unwrap().success(), "bosun dev stops cleanly on Ctrl-C");
+    assert!(dev.interrupt().success(), "bosun dev stops cleanly on Ctrl-C");
 }
 
 /// The workspace's target directory: a Rust project builds there, reusing bosun's compiled
@@ -138,5 +117,53 @@ fn an_invalid_api_version_is_refused_before_anything_is_made() {
         assert!(stderr.contains("is not a Kubernetes API version: use v1, v2, v1alpha1 or v1beta2"), "{stderr}");
         assert!(!root.join("project").exists(), "nothing is made for {version}");
     }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Editing a project that `bosun dev --project` runs reloads it: a changed hook is restarted
+/// and the sample syncs with it at once (its tree shows the child the new hook asks for); a
+/// changed sample is applied, without a restart.
+#[tokio::test]
+async fn an_edited_project_is_reloaded() {
+    let root = std::env::temp_dir().join(format!("bosun-new-reload-{}", bosun_testenv::unique_suffix()));
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = root.join("reload");
+    run(&root, env!("CARGO_BIN_EXE_bosun"), &["new", "reload", "--kind", "Reload", "--group", "new.bosun.dev"], &[]);
+    let controller = dir.join("controller.yaml");
+    let text =
+        std::fs::read_to_string(&controller).unwrap().replace("127.0.0.1:8080", &format!("127.0.0.1:{}", bosun_testenv::free_port()));
+    std::fs::write(&controller, text).unwrap();
+    let args =
+        ["--no-examples", "--project", dir.to_str().unwrap(), "--metrics-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"];
+    let mut dev = support::dev::Dev::start(&args, &[]);
+    assert!(dev.transcript().contains("ConfigMap/sample-message"), "{}", dev.transcript());
+    let wait = |dev: &mut support::dev::Dev, what: &str| {
+        let seconds = std::time::Duration::from_secs(60);
+        dev.read_until(|line| line.contains(what), seconds).unwrap_or_else(|| panic!("no {what:?} in:\n{}", dev.transcript()))
+    };
+
+    let hook = dir.join("hook.py");
+    let text = std::fs::read_to_string(&hook).unwrap();
+    assert!(text.contains(r#"owner_safe_name(parent, "message")"#));
+    std::fs::write(&hook, text.replace(r#"owner_safe_name(parent, "message")"#, r#"owner_safe_name(parent, "greeting")"#)).unwrap();
+    wait(&mut dev, "hook.py changed");
+    let restarted = wait(&mut dev, "restarted: hook `python3 hook.py`");
+    assert!(restarted.contains("the sample applied"), "{restarted}");
+    wait(&mut dev, "ConfigMap/sample-greeting");
+
+    let sample = dir.join("sample.yaml");
+    std::fs::write(&sample, std::fs::read_to_string(&sample).unwrap().replace("Hello from a Reload", "Edited")).unwrap();
+    wait(&mut dev, "sample.yaml changed");
+    let applied = wait(&mut dev, "project ");
+    assert!(applied.ends_with("applied the sample"), "{applied}");
+    let kubeconfig = kube::config::Kubeconfig::read_from(dev.kubeconfig()).unwrap();
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap()).unwrap();
+    let config_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, "default");
+    bosun_testenv::eventually("the ConfigMap to hold the edited message", async || {
+        let data = config_maps.get("sample-greeting").await.ok()?.data?;
+        (data.get("message").map(String::as_str) == Some("Edited")).then_some(())
+    })
+    .await;
+    assert!(dev.interrupt().success());
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -1,10 +1,12 @@
 //! What the `bosun` command's tests share: proof that an engine process is running a
 //! CompositeController, and which one; which engine process made a hook call; a parent CRD
-//! and a loopback sync hook; the guide's transcripts ([`transcript`]).
+//! and a loopback sync hook; the guide's transcripts ([`transcript`]); a `bosun dev` run by a
+//! test ([`dev`]).
 
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod dev;
 pub mod transcript;
 
 use std::sync::Arc;
