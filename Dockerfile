@@ -3,7 +3,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p bosun && strip target/release/bosun
+# Without the `dev` feature: no local control plane builder, no examples (see the README).
+RUN cargo build --release --locked -p bosun --no-default-features && strip target/release/bosun
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/bosun /usr/local/bin/bosun

@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use bosun_runtime::sharding::Shard;
-use bosun_runtime::{EventRecorder, EventType, Health, Metrics, SharedCaches};
+use bosun_runtime::{Context, EventRecorder, EventType, Health, Metrics, SharedCaches};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -87,31 +87,29 @@ pub(crate) struct EngineContext {
 }
 
 impl EngineContext {
-    /// A context on `client` with `config`, watching through `caches`, recording into
-    /// `metrics` and reporting readiness into `health`.
-    pub(crate) fn new(client: kube::Client, config: EngineConfig, caches: SharedCaches, metrics: Metrics, health: Health) -> Self {
+    /// The engine's context within the process's: its client, caches, registry, readiness
+    /// checks and shard (then it syncs only the shard's objects, and labels what it creates
+    /// for the shard).
+    pub(crate) fn new(process: &Context, config: EngineConfig) -> Self {
+        let Context { client, caches, metrics, health, shard } = process.clone();
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
+        let mut applier = Applier::new(config.apply_strategy.clone());
+        if let Some(shard) = &shard {
+            applier = applier.sharded(shard.label());
+        }
         EngineContext {
-            owned: caches.clone(),
-            shard: None,
+            owned: process.owned_caches().clone(),
+            shard,
             caches,
             discovery: Discovery::new(client.clone(), config.discovery_interval),
             hooks: HookClient::new(client.clone(), metrics.clone(), config.max_hook_response_bytes),
             metrics,
             health,
-            applier: Applier::new(config.apply_strategy.clone()),
+            applier,
             recorder: EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst),
             client,
             config,
         }
-    }
-
-    /// Syncs only the objects of `shard`, and labels what it creates for it.
-    pub(crate) fn sharded(mut self, shard: Arc<Shard>) -> Self {
-        self.owned = shard.caches().clone();
-        self.applier = Applier::new(self.config.apply_strategy.clone()).sharded(shard.label());
-        self.shard = Some(shard);
-        self
     }
 
     /// Labels an object the engine creates for one of its parents with the parent's shard.

@@ -21,7 +21,9 @@ use serde_json::Value;
 
 use crate::api::{CompositeController, DecoratorController};
 use crate::context::{EngineConfig, EngineContext};
+pub use crate::hooks::HookExchange;
 use crate::hosting::CreateError;
+use crate::reconcile::Hosted;
 
 /// Why a dry run could not be made (a sync that fails is a [`Outcome::Failed`], not this).
 #[derive(Debug, thiserror::Error)]
@@ -60,25 +62,6 @@ impl From<CreateError> for DryRunError {
     fn from(error: CreateError) -> Self {
         DryRunError::Create(error.to_string())
     }
-}
-
-/// One call of a hook, as sent and answered.
-#[derive(Debug, Clone)]
-pub struct HookExchange {
-    /// `sync`, `finalize` or `customize`.
-    pub hook: &'static str,
-    /// Where it was sent (without credentials).
-    pub url: String,
-    /// The request body.
-    pub request: Value,
-    /// The HTTP status, if an answer came.
-    pub status: Option<u16>,
-    /// The response body, if it was JSON.
-    pub response: Option<Value>,
-    /// How long the call took.
-    pub duration: Duration,
-    /// The credentials it carried, as they may be printed (where from, never what).
-    pub credentials: Vec<String>,
 }
 
 /// What a write does.
@@ -329,8 +312,7 @@ pub async fn dry_run(client_config: kube::Config, config: EngineConfig, request:
         .map_err(|source| DryRunError::Api { action: "building a client".into(), source: Box::new(source) })?
         .with_layer(&layer)
         .build();
-    let caches = bosun_runtime::SharedCaches::new(client.clone());
-    let ctx = Arc::new(EngineContext::new(client.clone(), config, caches, bosun_runtime::Metrics::new(), Default::default()));
+    let ctx = Arc::new(EngineContext::new(&bosun_runtime::Context::standalone(client.clone()), config));
     ctx.hooks.record_exchanges();
     let DryRunRequest { mut controller, object, url, send_credentials } = request;
     let withheld_credentials = match &url {
@@ -347,12 +329,12 @@ pub async fn dry_run(client_config: kube::Config, config: EngineConfig, request:
     let outcome = match kind.as_str() {
         "CompositeController" => {
             let controller: CompositeController = serde_json::from_value(controller_value).map_err(decode_error)?;
-            let (hosted, _queue) = crate::composite::controller::HostedComposite::build(ctx.clone(), &controller).await?;
+            let (hosted, _queue) = crate::composite::start::build(ctx.clone(), &controller).await?;
             sync_once(&*hosted, hosted.key_of(&object), hosted.wait_synced(), &object).await?
         }
         "DecoratorController" => {
             let controller: DecoratorController = serde_json::from_value(controller_value).map_err(decode_error)?;
-            let (hosted, _queue) = crate::decorator::controller::HostedDecorator::build(ctx.clone(), &controller).await?;
+            let (hosted, _queue) = crate::decorator::start::build(ctx.clone(), &controller).await?;
             sync_once(&*hosted, hosted.key_of(&object), hosted.wait_synced(), &object).await?
         }
         other => return Err(DryRunError::NotAController(format!("{other} {}", controller.name_any()))),
@@ -370,15 +352,26 @@ pub async fn dry_run(client_config: kube::Config, config: EngineConfig, request:
 /// Syncs `object` under `key` once `caches_synced` (waited for as long as the engine would
 /// before reporting them).
 async fn sync_once<P: crate::reconcile::Policy>(
-    policy: &P,
+    hosted: &Hosted<P>,
     key: Result<P::Key, String>,
     caches_synced: impl Future<Output = ()>,
     object: &DynamicObject,
 ) -> Result<Outcome, DryRunError> {
     let key = key.map_err(DryRunError::NotReconciled)?;
-    let timeout = policy.ctx().config.cache_sync_timeout;
+    let timeout = hosted.ctx.config.cache_sync_timeout;
     tokio::time::timeout(timeout, caches_synced).await.map_err(|_| DryRunError::NotSynced(timeout))?;
-    Ok(crate::reconcile::dry_sync(policy, key, Arc::new(object.clone())).await)
+    Ok(dry_sync(hosted, key, Arc::new(object.clone())).await)
+}
+
+/// Syncs `object` under `key` as [`crate::reconcile::process`] does, its `SyncError` event
+/// included; the outcome as the work queue would take it.
+async fn dry_sync<P: crate::reconcile::Policy>(hosted: &Hosted<P>, key: P::Key, object: Arc<DynamicObject>) -> Outcome {
+    let outcome = crate::reconcile::sync_object(hosted, &key, object.clone()).await;
+    match crate::outcome::action(&hosted.ctx, outcome, Some((&object, hosted.resource(&key)))).await {
+        Ok(bosun_runtime::Action::Done) => Outcome::Done,
+        Ok(bosun_runtime::Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
+        Err(error) => Outcome::Failed(error.to_string()),
+    }
 }
 
 /// Points the controller's sync and finalize hooks at `url`. Unless `send_credentials`, a hook

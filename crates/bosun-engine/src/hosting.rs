@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{EndpointConfig, Hook};
 use crate::context::EngineContext;
 use crate::hooks::{HookEndpoint, HookKind};
+use crate::reconcile::{Hosted, Policy};
 
 /// Why a controller object cannot run; reported in a `CreateError` event.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +209,7 @@ pub(crate) async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer
                 continue;
             }
         };
-        if let Err(error) = crate::parent::release_finalizer(&ctx.client, &resolved.resource, finalizer, ctx.shard.as_deref()).await {
+        if let Err(error) = crate::finalizer::release_finalizer(&ctx.client, &resolved.resource, finalizer, ctx.shard.as_deref()).await {
             tracing::warn!(controller = name, %error, "removing its finalizer failed");
             return false;
         }
@@ -224,16 +225,16 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
-    /// Runs `controller` with `reconcile`; failed syncs are retried with the queue's backoff.
-    pub(crate) fn start<K, F, Fut>(controller: Controller<K>, reconcile: F) -> Tasks
-    where
-        K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<Action, crate::sync_error::SyncError>> + Send + 'static,
-    {
+    /// Runs `controller`'s workers over `hosted`'s objects with the one reconciler; failed
+    /// syncs are retried with the queue's backoff.
+    pub(crate) fn start<P: Policy>(controller: Controller<P::Key>, hosted: Arc<Hosted<P>>) -> Tasks {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async {
             let _ = stopped.await;
+        };
+        let reconcile = move |key| {
+            let hosted = hosted.clone();
+            async move { crate::reconcile::process(&hosted, key).await }
         };
         let task = tokio::spawn(controller.run(reconcile, |_, _| None, shutdown));
         Tasks { stop: Some(stop), task: Some(task) }
@@ -292,20 +293,45 @@ where
         .on_sync_timeout(report)
 }
 
-/// The endpoint of one of a controller's hooks (`None` if it has none — a hook without a
-/// `webhook` counts as none, as in Metacontroller), refused if it is invalid or would send
-/// credentials over plain HTTP without the engine's consent.
-pub(crate) fn hook_endpoint(
-    ctx: &EngineContext,
-    kind: HookKind,
-    hook: Option<&Hook>,
-    controller: (&'static str, &str),
-    configs: &[EndpointConfig],
-) -> Result<Option<HookEndpoint>, CreateError> {
-    let Some(hook) = hook.filter(|hook| hook.webhook.is_some()) else { return Ok(None) };
-    let endpoint = HookEndpoint::new(kind, hook, controller, configs)?;
-    endpoint.check_credentials_transport(ctx.config.allow_insecure_hook_credentials)?;
-    Ok(Some(endpoint))
+/// A controller's hook endpoints.
+pub(crate) struct Hooks {
+    /// The sync hook.
+    pub sync: Option<HookEndpoint>,
+    /// The finalize hook.
+    pub finalize: Option<HookEndpoint>,
+    /// The customize hook.
+    pub customize: Option<HookEndpoint>,
+}
+
+impl Hooks {
+    /// The endpoints of `kind` `name`'s `[sync, finalize, customize]` hooks: refused if there
+    /// are none, if neither a sync nor a finalize hook is declared, or if one is invalid or
+    /// would send credentials over plain HTTP without the engine's consent. A hook without a
+    /// `webhook` counts as none, as in Metacontroller.
+    pub(crate) fn of(
+        ctx: &EngineContext,
+        kind: &'static str,
+        name: &str,
+        hooks: Option<[&Option<Hook>; 3]>,
+        configs: Option<&[EndpointConfig]>,
+    ) -> Result<Hooks, CreateError> {
+        let [sync, finalize, customize] = hooks.ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
+        let endpoint = |hook_kind, hook: &Option<Hook>| -> Result<Option<HookEndpoint>, CreateError> {
+            let Some(hook) = hook.as_ref().filter(|hook| hook.webhook.is_some()) else { return Ok(None) };
+            let endpoint = HookEndpoint::new(hook_kind, hook, (kind, name), configs.unwrap_or_default())?;
+            endpoint.check_credentials_transport(ctx.config.allow_insecure_hook_credentials)?;
+            Ok(Some(endpoint))
+        };
+        let hooks = Hooks {
+            sync: endpoint(HookKind::Sync, sync)?,
+            finalize: endpoint(HookKind::Finalize, finalize)?,
+            customize: endpoint(HookKind::Customize, customize)?,
+        };
+        if hooks.sync.is_none() && hooks.finalize.is_none() {
+            return Err(CreateError::Invalid("no sync or finalize hook defined".into()));
+        }
+        Ok(hooks)
+    }
 }
 
 /// A hosted controller's resync period: `resyncPeriodSeconds`, else the engine's interval.

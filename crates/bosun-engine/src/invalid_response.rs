@@ -6,8 +6,7 @@
 use serde_json::Value;
 
 use crate::discovery::DiscoveryError;
-use crate::hooks::MAX_HOOK_EVENTS;
-use crate::parent::MAX_STATUS_BYTES;
+use crate::limits::{MAX_HOOK_EVENTS, MAX_STATUS_BYTES};
 use crate::selector::SelectorError;
 
 /// Why a hook's response is refused.

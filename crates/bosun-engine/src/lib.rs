@@ -11,12 +11,16 @@
 //! - `hooks`: the hook protocol and HTTP client.
 //! - `children`: claiming, validating, merging and applying children and attachments.
 //! - `hosting`: one hosted controller per controller object, its workers and resync.
-//! - `reconcile`: the one reconciler both kinds run, with a per-kind policy.
-//! - `parent`: what a sync does to the object it reconciles: finalizer, status, requeue.
+//! - `reconcile`: the one reconciler both kinds run: the hosted controller's state, and a
+//!   per-kind policy.
+//! - `finalizer`, `guarded`, `outcome`, `limits`: what a sync does to the object it reconciles
+//!   — the finalizer life cycle, guarded writes, what the work queue is told, the bounds.
 //! - `related`: the customize hook, and the related objects its rules select.
 //! - `invalid_response`: what can be wrong with a hook's response.
 //! - `composite`: hosted CompositeControllers and the sync of each parent.
 //! - `decorator`: hosted DecoratorControllers and the sync of each target.
+//!
+//! `docs/architecture.md` follows one sync through these files.
 //! - [`dry_run`]: one sync on a client that cannot write, for `bosun hook test` (public).
 //!
 //! [`Engine::run`] ties them together; `bosun run` and `bosun dev` call it.
@@ -30,10 +34,13 @@ mod context;
 mod decorator;
 mod discovery;
 pub mod dry_run;
+mod finalizer;
+mod guarded;
 mod hooks;
 mod hosting;
 mod invalid_response;
-mod parent;
+mod limits;
+mod outcome;
 mod reconcile;
 mod related;
 mod sync_error;
@@ -43,7 +50,7 @@ pub use hooks::{DEFAULT_MAX_RESPONSE_BYTES, DurationError, parse_duration};
 
 use std::sync::Arc;
 
-use bosun_runtime::{Health, Metrics, SharedCaches};
+use bosun_runtime::Context;
 
 pub use children::ApplyStrategy;
 pub use context::EngineConfig;
@@ -51,62 +58,24 @@ use context::EngineContext;
 
 /// The Metacontroller-compatible engine.
 pub struct Engine {
-    client: kube::Client,
-    config: EngineConfig,
-    caches: SharedCaches,
-    metrics: Metrics,
-    health: Health,
-    shard: Option<Arc<bosun_runtime::sharding::Shard>>,
+    ctx: Arc<EngineContext>,
 }
 
 impl Engine {
-    /// An engine on `client` with `config`.
-    pub fn new(client: kube::Client, config: EngineConfig) -> Self {
-        Engine {
-            caches: SharedCaches::new(client.clone()),
-            client,
-            config,
-            metrics: Metrics::new(),
-            health: Health::default(),
-            shard: None,
-        }
-    }
-
-    /// Watches through `caches`, shared with the process's other controllers, instead of
-    /// caches of its own: one watch per resource type for the whole process.
-    pub fn with_caches(mut self, caches: SharedCaches) -> Self {
-        self.caches = caches;
-        self
-    }
-
-    /// Syncs only the parents and targets of `shard` (see [`bosun_runtime::sharding`]): reads
-    /// them and what they own from the shard's caches, labels what it creates for the shard,
-    /// and hands objects over when the ring's coordinator asks.
-    pub fn with_shard(mut self, shard: Arc<bosun_runtime::sharding::Shard>) -> Self {
-        self.shard = Some(shard);
-        self
-    }
-
-    /// Records hook, reconcile and work-queue metrics into `metrics`.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = metrics;
-        self
-    }
-
-    /// Registers the engine's readiness (its CompositeController cache has synced) in `health`.
-    pub fn with_health(mut self, health: Health) -> Self {
-        self.health = health;
-        self
+    /// An engine with `config` in the process's `context` (usually a
+    /// [`Manager`](bosun_runtime::Manager)'s): it watches through the process's shared caches,
+    /// records into its registry, registers its readiness (its controller caches have synced)
+    /// in its health checks, and, when the context has a shard, syncs only the shard's parents
+    /// and targets (reading them and what they own from the shard's caches, labelling what it
+    /// creates for the shard, handing objects over when the ring's coordinator asks).
+    pub fn new(context: &Context, config: EngineConfig) -> Self {
+        Engine { ctx: Arc::new(EngineContext::new(context, config)) }
     }
 
     /// Runs every CompositeController and DecoratorController until `shutdown` completes;
     /// then stops taking work and returns once the syncs in flight have finished.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut ctx = EngineContext::new(self.client, self.config, self.caches, self.metrics, self.health.clone());
-        if let Some(shard) = self.shard {
-            ctx = ctx.sharded(shard);
-        }
-        let ctx = Arc::new(ctx);
+        let ctx = self.ctx;
         // One shutdown signal for both kinds of hosted controller.
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let requested = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
@@ -116,10 +85,11 @@ impl Engine {
             shutdown.await;
             let _ = stop.send(true);
         };
+        let health = ctx.health.clone();
         tokio::join!(
             signal,
-            hosting::run::<composite::Composite>(ctx.clone(), self.health.clone(), requested(stopping.clone())),
-            hosting::run::<decorator::Decorator>(ctx, self.health, requested(stopping)),
+            hosting::run::<composite::Composite>(ctx.clone(), health.clone(), requested(stopping.clone())),
+            hosting::run::<decorator::Decorator>(ctx, health, requested(stopping)),
         );
     }
 }

@@ -6,26 +6,31 @@
 //! hook's events. Nothing is written before the response has been validated as a whole, and
 //! nothing that would not change, so a steady state costs no write.
 //!
-//! A [`Policy`] is what differs between the kinds: how objects are keyed and found, what they
-//! own and how that is observed (a parent claims and adopts children by selector; a target
+//! A [`Hosted`] controller holds what a sync needs — the engine's context, the object types and
+//! their caches, the child types, the hooks, related objects, the finalizer — and its
+//! [`Policy`] is only what differs between the kinds: which objects it handles, what they own
+//! and how that is observed (a parent claims and adopts children by selector; a target
 //! only sees attachments it controls), the request and response shapes, and what a response
 //! writes on the object itself (a parent's status; a target's labels, annotations and status).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_runtime::Action;
 use bosun_runtime::sharding::Admission;
+use bosun_runtime::{Action, Cache, ObjectKey};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
 
-use crate::children::{self, ChildType, Rules};
+use crate::children::{self, ChildType, Rules, controller_reference};
 use crate::context::EngineContext;
+use crate::discovery::ResolvedResource;
+use crate::finalizer::{hook_for, manages_children};
+use crate::guarded::object_api;
 use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
 use crate::invalid_response::InvalidResponse;
-use crate::parent::{controller_reference, hook_for, manages_children, object_api, patch_finalizer, related_maps, resync_after};
-use crate::related::Related;
+use crate::limits::resync_after;
+use crate::related::{Related, related_maps};
 use crate::sync_error::SyncError;
 
 /// The fields every sync and finalize response has, whatever the kind.
@@ -48,10 +53,93 @@ pub(crate) trait SyncResponse: HookResponse + Send {
     fn split(self) -> (Common, Self::Rest);
 }
 
-/// What differs between syncing a parent and syncing a target.
-pub(crate) trait Policy: Send + Sync {
+/// How a hosted controller queues its objects: which of its object types (`rule`) and which
+/// object of it.
+pub(crate) trait HostedKey: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static {
+    /// The index of the object's type in [`Hosted::objects`].
+    fn rule(&self) -> usize;
+    /// The object.
+    fn object(&self) -> &ObjectKey;
+}
+
+/// A CompositeController has one parent type.
+impl HostedKey for ObjectKey {
+    fn rule(&self) -> usize {
+        0
+    }
+
+    fn object(&self) -> &ObjectKey {
+        self
+    }
+}
+
+/// A type of the objects a hosted controller syncs (a parent type, a target type).
+pub(crate) struct ObjectType {
+    /// The resource.
+    pub resolved: ResolvedResource,
+    /// Every object of the type.
+    pub cache: Arc<Cache>,
+}
+
+/// A hosted controller: everything a sync of one of its objects needs, shared by its workers
+/// and owned by the reconciler; `policy` is what its kind adds.
+pub(crate) struct Hosted<P: Policy> {
+    /// The engine's shared parts.
+    pub ctx: Arc<EngineContext>,
+    /// The CompositeController's or DecoratorController's name.
+    pub name: String,
+    /// It, as JSON for hook requests.
+    pub controller_json: Value,
+    /// The finalizer it puts on its objects when it has a finalize hook.
+    pub finalizer: String,
+    /// The types of the objects it syncs: one parent type, or the decorator's target types.
+    pub objects: Vec<ObjectType>,
+    /// The types of what an object owns (children or attachments), in spec order.
+    pub child_types: Vec<ChildType>,
+    /// The sync hook, if any.
+    pub sync_hook: Option<HookEndpoint>,
+    /// The finalize hook, if any.
+    pub finalize_hook: Option<HookEndpoint>,
+    /// Related objects, from the customize hook.
+    pub related: Arc<Related<P::Key>>,
+    /// What the kind adds.
+    pub policy: P,
+    /// Tells the ring's coordinator about the object types, when sharded.
+    pub _sharded: Vec<bosun_runtime::sharding::Registration>,
+}
+
+impl<P: Policy> Hosted<P> {
+    /// The resource of the object under `key`.
+    pub(crate) fn resource(&self, key: &P::Key) -> &ApiResource {
+        &self.objects[key.rule()].resolved.resource
+    }
+
+    /// The object under `key`, from the cache.
+    pub(crate) fn cached(&self, key: &P::Key) -> Option<Arc<DynamicObject>> {
+        self.objects[key.rule()].cache.get(key.object())
+    }
+
+    /// Forgets what is kept about an object that is gone.
+    fn forget(&self, key: &P::Key) {
+        self.related.forget(key);
+        self.ctx.hooks.forget(&self.resource(key).kind, key.object());
+    }
+
+    /// Waits until the caches of the objects and of what they own have listed them, and those
+    /// of `more` types.
+    pub(crate) async fn wait_listed(&self, more: &[&ChildType]) {
+        let owned = self.child_types.iter().chain(more.iter().copied()).map(|child_type| &child_type.cache);
+        for cache in self.objects.iter().map(|object_type| &object_type.cache).chain(owned) {
+            cache.wait_synced().await;
+        }
+    }
+}
+
+/// What differs between syncing a parent and syncing a target: behaviour only; the state is
+/// the [`Hosted`] controller's.
+pub(crate) trait Policy: Send + Sync + Sized + 'static {
     /// How objects are queued.
-    type Key: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static;
+    type Key: HostedKey;
     /// What the object owns, as observed before the hook is called.
     type Observed: Send + Sync;
     /// The hook response.
@@ -59,53 +147,40 @@ pub(crate) trait Policy: Send + Sync {
     /// What a valid response writes on the object itself.
     type Update: Send;
 
-    /// The engine's shared parts.
-    fn ctx(&self) -> &EngineContext;
-    /// The object's resource.
-    fn resource(&self, key: &Self::Key) -> &ApiResource;
-    /// The object, from the cache.
-    fn cached(&self, key: &Self::Key) -> Option<Arc<DynamicObject>>;
-    /// Forgets what is kept about an object that is gone.
-    fn forget(&self, key: &Self::Key);
-    /// Related objects, from the customize hook.
-    fn related(&self) -> &Related<Self::Key>;
-    /// This controller's finalizer.
-    fn finalizer(&self) -> String;
     /// Whether this controller reconciles the object (else only its finalizer is released).
-    fn handles(&self, key: &Self::Key, object: &DynamicObject) -> bool;
-    /// The sync and finalize hooks.
-    fn hooks(&self) -> (&Option<HookEndpoint>, &Option<HookEndpoint>);
-    /// The types of what the object owns.
-    fn child_types(&self) -> &[ChildType];
+    fn handles(hosted: &Hosted<Self>, key: &Self::Key, object: &DynamicObject) -> bool;
     /// Observes what the object owns; reads only.
-    fn observe(&self, object: &DynamicObject) -> impl Future<Output = Result<Self::Observed, SyncError>> + Send;
+    fn observe(hosted: &Hosted<Self>, object: &DynamicObject) -> impl Future<Output = Result<Self::Observed, SyncError>> + Send;
     /// What the hook is shown of `observed`, per child type.
-    fn shown<'a>(&self, observed: &'a Self::Observed) -> Vec<Vec<&'a DynamicObject>>;
+    fn shown(observed: &Self::Observed) -> Vec<Vec<&DynamicObject>>;
     /// The request body.
-    fn request(&self, object: &DynamicObject, children: ObjectMaps<'_>, related: ObjectMaps<'_>, finalizing: bool) -> Vec<u8>;
+    fn request(
+        hosted: &Hosted<Self>,
+        object: &DynamicObject,
+        children: ObjectMaps<'_>,
+        related: ObjectMaps<'_>,
+        finalizing: bool,
+    ) -> Vec<u8>;
     /// What the declared children must satisfy.
-    fn rules<'a>(&self, object: &DynamicObject, observed: &'a Self::Observed) -> Rules<'a>;
+    fn rules<'a>(hosted: &Hosted<Self>, object: &DynamicObject, observed: &'a Self::Observed) -> Rules<'a>;
     /// Validates what the response writes on the object itself.
-    fn update(&self, rest: <Self::Response as SyncResponse>::Rest) -> Result<Self::Update, InvalidResponse>;
+    fn update(rest: <Self::Response as SyncResponse>::Rest) -> Result<Self::Update, InvalidResponse>;
     /// Makes the observation true (adopts and releases) once the response is valid; returns
     /// the owned objects per child type.
-    fn settle(
-        &self,
+    fn adopt(
+        hosted: &Hosted<Self>,
         object: &DynamicObject,
         observed: Self::Observed,
     ) -> impl Future<Output = Result<Vec<Vec<Arc<DynamicObject>>>, SyncError>> + Send;
     /// Calls the hook and validates its answer. The default asks once; a CompositeController
     /// with rolling updates asks once per revision and combines the answers (see
-    /// [`crate::composite::rolling`]).
-    fn respond(&self, ask: &Ask<'_, Self>) -> impl Future<Output = Result<Answer<Self::Update>, SyncError>> + Send
-    where
-        Self: Sized,
-    {
+    /// `composite::rolling`).
+    fn respond(ask: &Ask<'_, Self>) -> impl Future<Output = Result<Answer<Self::Update>, SyncError>> + Send {
         ask.once(ask.object)
     }
     /// Writes `update` on the object, if it changes anything.
     fn write(
-        &self,
+        hosted: &Hosted<Self>,
         key: &Self::Key,
         api: &Api<DynamicObject>,
         object: &DynamicObject,
@@ -129,8 +204,8 @@ pub(crate) struct Answer<U> {
 
 /// One sync's question to the hook: the object, what it owns and its related objects.
 pub(crate) struct Ask<'a, P: Policy> {
-    /// The policy asking.
-    pub policy: &'a P,
+    /// The controller asking.
+    pub hosted: &'a Hosted<P>,
     /// The object as cached.
     pub object: &'a DynamicObject,
     /// What it owns, as observed.
@@ -145,26 +220,27 @@ impl<P: Policy> Ask<'_, P> {
     /// Calls the hook once with `object` (the cached object, or an older revision of it) and
     /// validates the answer; writes nothing.
     pub(crate) async fn once(&self, object: &DynamicObject) -> Result<Answer<P::Update>, SyncError> {
-        let (policy, hook) = (self.policy, self.hook);
+        let (hosted, hook) = (self.hosted, self.hook);
         let namespace = object.namespace();
         let mut children = ObjectMaps::new();
-        for (child_type, objects) in policy.child_types().iter().zip(policy.shown(self.observed)) {
+        for (child_type, objects) in hosted.child_types.iter().zip(P::shown(self.observed)) {
             hooks::insert_objects(&mut children, &child_type.group_key, hook.version, namespace.as_deref(), objects);
         }
-        let body = policy.request(object, children, related_maps(self.related, hook.version, namespace.as_deref()), self.finalizing);
-        let response: P::Response = policy.ctx().hooks.call(hook, body, object).await.map_err(SyncError::from_hook)?;
+        let related = related_maps(self.related, hook.version, namespace.as_deref());
+        let body = P::request(hosted, object, children, related, self.finalizing);
+        let response: P::Response = hosted.ctx.hooks.call(hook, body, object).await.map_err(SyncError::from_hook)?;
         let invalid = |source| SyncError::invalid_response(hook.kind.name(), source);
         let (common, rest) = response.split();
-        let rules = policy.rules(object, self.observed);
+        let rules = P::rules(hosted, object, self.observed);
         let mut desired =
-            children::desired::validate(policy.child_types(), object, common.children.unwrap_or_default(), &rules).map_err(invalid)?;
+            children::desired::validate(&hosted.child_types, object, common.children.unwrap_or_default(), &rules).map_err(invalid)?;
         for child in &mut desired {
-            policy.ctx().stamp(&mut child.object);
+            hosted.ctx.stamp(&mut child.object);
         }
         Ok(Answer {
             desired,
             events: hooks::hook_events(common.events).map_err(invalid)?,
-            update: policy.update(rest).map_err(invalid)?,
+            update: P::update(rest).map_err(invalid)?,
             resync_after: resync_after(common.resync_after_seconds),
             finalized: common.finalized,
         })
@@ -172,53 +248,54 @@ impl<P: Policy> Ask<'_, P> {
 }
 
 /// Syncs the object under `key`; returns when to sync it again (`resyncAfterSeconds`).
-pub(crate) async fn sync<P: Policy>(policy: &P, key: &P::Key) -> Result<Option<Duration>, SyncError> {
-    let Some(object) = policy.cached(key) else {
-        policy.related().forget(key);
-        policy.forget(key);
+pub(crate) async fn sync<P: Policy>(hosted: &Hosted<P>, key: &P::Key) -> Result<Option<Duration>, SyncError> {
+    let Some(object) = hosted.cached(key) else {
+        hosted.forget(key);
         return Ok(None);
     };
     // A sharded engine syncs an object only while it is this shard's, never while it is handed over.
-    let _running = match &policy.ctx().shard {
-        Some(shard) => match shard.admit(policy.resource(key), &object).await.map_err(SyncError::from_hand_over)? {
+    let _running = match &hosted.ctx.shard {
+        Some(shard) => match shard.admit(hosted.resource(key), &object).await.map_err(SyncError::from_hand_over)? {
             Admission::Sync(running) => Some(running),
             Admission::Skip => return Ok(None),
             Admission::Elsewhere => return Ok(Some(bosun_runtime::sharding::ELSEWHERE_RETRY)),
         },
         None => None,
     };
-    sync_object(policy, key, object).await
+    sync_object(hosted, key, object).await
 }
 
 /// Syncs `object`, the object under `key` as cached (or, in a dry run, as given).
-async fn sync_object<P: Policy>(policy: &P, key: &P::Key, mut object: Arc<DynamicObject>) -> Result<Option<Duration>, SyncError> {
-    let (ctx, resource) = (policy.ctx(), policy.resource(key));
+pub(crate) async fn sync_object<P: Policy>(
+    hosted: &Hosted<P>,
+    key: &P::Key,
+    mut object: Arc<DynamicObject>,
+) -> Result<Option<Duration>, SyncError> {
+    let (ctx, resource, finalizer) = (&hosted.ctx, hosted.resource(key), &hosted.finalizer);
     let api = object_api(&ctx.client, resource, &object);
-    let finalizer = policy.finalizer();
-    let (sync_hook, finalize_hook) = policy.hooks();
-    let handled = policy.handles(key, &object);
-    let Some((hook, finalizing)) = hook_for(&api, &mut object, &finalizer, handled, sync_hook, finalize_hook).await? else {
+    let handled = P::handles(hosted, key, &object);
+    let Some((hook, finalizing)) = hook_for(&api, &mut object, finalizer, handled, &hosted.sync_hook, &hosted.finalize_hook).await? else {
         return Ok(None);
     };
-    let has_finalizer = object.finalizers().contains(&finalizer);
+    let has_finalizer = object.finalizers().contains(finalizer);
 
-    let observed = policy.observe(&object).await?;
-    let related = policy.related().gather(key, &object).await?;
-    let ask = Ask { policy, object: &object, observed: &observed, related: &related, hook, finalizing };
-    let Answer { desired, events, update, resync_after, finalized } = policy.respond(&ask).await?;
+    let observed = P::observe(hosted, &object).await?;
+    let related = hosted.related.gather(key, &object).await?;
+    let ask = Ask { hosted, object: &object, observed: &observed, related: &related, hook, finalizing };
+    let Answer { desired, events, update, resync_after, finalized } = P::respond(&ask).await?;
 
     // The response is valid: only now is anything written (but a rolling update's revisions).
-    let owned = policy.settle(&object, observed).await?;
+    let owned = P::adopt(hosted, &object, observed).await?;
     if finalizing
         && finalized == Some(true)
         && has_finalizer
-        && let Some(written) = patch_finalizer(&api, &object, &finalizer, false).await?
+        && let Some(written) = crate::finalizer::remove(&api, &object, finalizer).await?
     {
         object = Arc::new(written);
     }
     let children_result = if manages_children(&object, finalizing) {
         let owner = controller_reference(&object, resource);
-        children::desired::manage(&ctx.client, &ctx.applier, policy.child_types(), &owner, &owned, desired)
+        children::desired::manage(&ctx.client, &ctx.applier, &hosted.child_types, &owner, &owned, desired)
             .await
             .map_err(SyncError::Children)
     } else {
@@ -229,7 +306,7 @@ async fn sync_object<P: Policy>(policy: &P, key: &P::Key, mut object: Arc<Dynami
     if matches!(children_result, Ok(true)) {
         return Err(SyncError::Conflict);
     }
-    policy.write(key, &api, &object, update).await?;
+    P::write(hosted, key, &api, &object, update).await?;
     if !events.is_empty() {
         ctx.hook_events(&object.object_ref(resource), events).await;
     }
@@ -237,21 +314,9 @@ async fn sync_object<P: Policy>(policy: &P, key: &P::Key, mut object: Arc<Dynami
 }
 
 /// Syncs the object under `key`; the outcome as the runner takes it (see
-/// [`crate::parent::settle`]).
-pub(crate) async fn process<P: Policy>(policy: &P, key: P::Key) -> Result<Action, SyncError> {
-    let outcome = sync(policy, &key).await;
-    let object = if outcome.is_err() { policy.cached(&key) } else { None };
-    crate::parent::settle(policy.ctx(), outcome, object.as_deref().map(|object| (object, policy.resource(&key)))).await
-}
-
-/// Syncs `object` under `key` as [`process`] does, its `SyncError` event included, for a dry
-/// run (see [`crate::dry_run`]); the outcome as the work queue would take it.
-pub(crate) async fn dry_sync<P: Policy>(policy: &P, key: P::Key, object: Arc<DynamicObject>) -> crate::dry_run::Outcome {
-    use crate::dry_run::Outcome;
-    let outcome = sync_object(policy, &key, object.clone()).await;
-    match crate::parent::settle(policy.ctx(), outcome, Some((&object, policy.resource(&key)))).await {
-        Ok(Action::Done) => Outcome::Done,
-        Ok(Action::RequeueAfter(delay)) => Outcome::RequeueAfter(delay),
-        Err(error) => Outcome::Failed(error.to_string()),
-    }
+/// [`crate::outcome`]).
+pub(crate) async fn process<P: Policy>(hosted: &Hosted<P>, key: P::Key) -> Result<Action, SyncError> {
+    let outcome = sync(hosted, &key).await;
+    let object = if outcome.is_err() { hosted.cached(&key) } else { None };
+    crate::outcome::action(&hosted.ctx, outcome, object.as_deref().map(|object| (object, hosted.resource(&key)))).await
 }

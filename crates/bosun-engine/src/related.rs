@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::api::HookVersion;
 use crate::context::EngineContext;
-use crate::hooks::{self, HookEndpoint, HookResponse, group_key};
+use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps, group_key};
 use crate::invalid_response::{InvalidResponse, RuleProblem};
 use crate::selector;
 use crate::sync_error::SyncError;
@@ -452,6 +452,15 @@ fn unfile<K: Eq + Hash>(state: &mut State<K>, key: &K) {
         }
     }
     state.namespace_selecting.remove(key);
+}
+
+/// `related` laid out for a hook of `version`, for a parent in `parent_namespace`.
+pub(crate) fn related_maps<'a>(related: &'a RelatedObjects, version: HookVersion, parent_namespace: Option<&str>) -> ObjectMaps<'a> {
+    let mut maps = ObjectMaps::new();
+    for (group, objects) in related {
+        hooks::insert_objects(&mut maps, group, version, parent_namespace, objects.iter().map(Arc::as_ref));
+    }
+    maps
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bosun_engine::{Engine, EngineConfig};
-use bosun_runtime::sharding::{Coordinator, Ring, Shard};
+use bosun_runtime::sharding::{Ring, ShardingConfig, coordinator::DEFAULT_REPAIR_PERIOD};
 use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig};
 use bosun_testenv::{Component, TestEnv};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -204,25 +204,22 @@ async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
     let loopback = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut manager =
         Manager::new(ManagerConfig { metrics_address: loopback, health_address: None, shutdown_timeout: Duration::from_secs(10) })
-            .with_secure_metrics(engine_client.clone(), bosun_runtime::ServingCertificate::SelfSigned);
+            .with_secure_metrics(engine_client.clone(), bosun_runtime::ServingCertificate::SelfSigned)
+            .with_client(engine_client.clone());
     let election = LeaderElectionConfig::new("bosun", &system);
-    let caches = bosun_runtime::SharedCaches::new(engine_client.clone());
     let config = EngineConfig {
         discovery_interval: Duration::from_millis(500),
         target_label_selector: Some(bosun_engine::selector::parse(&format!("rbac-test={suffix}")).unwrap()),
         ..Default::default()
     };
-    let mut engine = Engine::new(engine_client.clone(), config).with_caches(caches.clone()).with_metrics(manager.metrics());
     let ring = Ring { name: format!("rbac-{}", bosun_testenv::unique_suffix()), namespace: system.clone() };
-    if sharded {
-        let shard = Shard::new(engine_client.clone(), &caches, ring.clone(), "only");
-        manager = manager.with_leader_election(engine_client.clone(), shard.lease(&election));
-        let coordinator = Coordinator::new(engine_client, &shard, election, &manager.metrics());
-        manager.add("coordinator", move |shutdown| coordinator.run(shutdown.requested()));
-        engine = engine.with_shard(shard);
+    manager = if sharded {
+        let sharding = ShardingConfig { ring: ring.clone(), name: "only".into(), election, repair_period: DEFAULT_REPAIR_PERIOD };
+        manager.with_sharding(sharding)
     } else {
-        manager = manager.with_leader_election(engine_client, election);
-    }
+        manager.with_leader_election(engine_client, election)
+    };
+    let engine = Engine::new(&manager.context(), config);
     manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
     let running = manager.start().await.unwrap();
 

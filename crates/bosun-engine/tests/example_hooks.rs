@@ -84,7 +84,7 @@ async fn host_controller_with(
         apply_strategy,
         ..EngineConfig::default()
     };
-    (tokio::spawn(Engine::new(client.clone(), config).run(std::future::pending())), shard)
+    (tokio::spawn(Engine::new(&bosun_runtime::Context::standalone(client.clone()), config).run(std::future::pending())), shard)
 }
 
 fn manifest<T: serde::de::DeserializeOwned>(file: &str) -> T {

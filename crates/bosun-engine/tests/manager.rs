@@ -39,9 +39,8 @@ async fn readiness_metrics_and_graceful_shutdown() {
         .unwrap()
         .with_layer(&manager.metrics().rest_client_layer("127.0.0.1"))
         .build();
-    let engine = Engine::new(instrumented, EngineConfig { discovery_interval: Duration::from_millis(500), ..Default::default() })
-        .with_metrics(manager.metrics())
-        .with_health(manager.health());
+    manager = manager.with_client(instrumented);
+    let engine = Engine::new(&manager.context(), EngineConfig { discovery_interval: Duration::from_millis(500), ..Default::default() });
     manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
     let running = manager.start().await.unwrap();
     let (metrics, health) = (running.metrics_address.unwrap(), running.health_address.unwrap());

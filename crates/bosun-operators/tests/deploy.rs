@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 
 use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
-use bosun_runtime::{Metrics, SharedCaches};
+use bosun_runtime::Context;
 use bosun_testenv::TestEnv;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -48,8 +48,7 @@ async fn the_operator_runs_with_only_its_deployed_rbac() {
     apply_rbac(&admin, "rbac.yaml", &system).await;
     apply_rbac(&admin, "configmapsync.yaml", &system).await;
     let operator = env.service_account_client(&system, "bosun-configmapsync").await;
-    let caches = SharedCaches::new(operator.clone());
-    let controller = ConfigMapSyncController::new(operator, &caches, Metrics::new(), ConfigMapSyncOptions::default());
+    let controller = ConfigMapSyncController::new(&Context::standalone(operator), ConfigMapSyncOptions::default());
     let running = tokio::spawn(controller.run(std::future::pending()));
 
     let team = format!("team-{}", bosun_testenv::unique_suffix());

@@ -97,3 +97,10 @@ pub async fn send<T: serde::de::DeserializeOwned>(
 ) -> Result<T, kube::Error> {
     client.request::<T>(request.map_err(kube::Error::BuildRequest)?).await
 }
+
+/// Whether a refused JSON patch met a concurrent change — a failed `test`, or a path that
+/// another client removed — rather than an invalid result (a bad label value, say), which is
+/// an error to report, not a conflict to retry quietly.
+pub fn is_patch_conflict(status: &kube::core::Status) -> bool {
+    status.code == 409 || (status.code == 422 && status.details.as_ref().is_none_or(|details| details.causes.is_empty()))
+}

@@ -248,20 +248,21 @@ impl Controller<ObjectKey> {
                 CacheEvent::Applied { old, new } => (*old, Some(*new)),
                 CacheEvent::Deleted(old) => (Some(*old), None),
             };
-            let mut keys: Vec<ObjectKey> = old.into_iter().chain(new).filter_map(|object| controller_key(object, &primary)).collect();
+            let mut keys: Vec<ObjectKey> = old.into_iter().chain(new).filter_map(|object| controller_key(object, &primary, true)).collect();
             keys.dedup();
             keys
         })
     }
 }
 
-/// The key of the object of type `owner` that controls `object`, if one does.
-pub fn controller_key(object: &DynamicObject, owner: &ApiResource) -> Option<ObjectKey> {
+/// The key of the object of type `owner` (of any version) that controls `object`, if one
+/// does: in `object`'s namespace when `owner_namespaced`, else cluster-scoped.
+pub fn controller_key(object: &DynamicObject, owner: &ApiResource, owner_namespaced: bool) -> Option<ObjectKey> {
     let reference = object.owner_references().iter().find(|reference| reference.controller == Some(true))?;
     // Any version of the owner's group and kind: owner references keep the version they were made with.
     let group = reference.api_version.rsplit_once('/').map_or("", |(group, _)| group);
     (reference.kind == owner.kind && group == owner.group)
-        .then(|| ObjectKey { namespace: object.namespace(), name: reference.name.clone() })
+        .then(|| ObjectKey { namespace: if owner_namespaced { object.namespace() } else { None }, name: reference.name.clone() })
 }
 
 /// Waits until every cache has synced; reports the ones that have not after `timeout`.

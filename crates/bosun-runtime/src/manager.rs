@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use crate::leader::{LeaderElectionConfig, LeaderElector, LeadershipLost};
 use crate::secure_serving::ServingCertificate;
-use crate::{Health, Metrics};
+use crate::sharding::{Coordinator, Shard, ShardingConfig};
+use crate::{Context, Health, Metrics, SharedCaches};
 
 /// Leadership as the readiness probe sees it.
 const LEADING: u8 = 0;
@@ -96,11 +97,15 @@ impl Shutdown {
 
 type Runnable = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// Runs runnables, metrics and health with one lifecycle.
+/// Runs runnables, metrics and health with one lifecycle, and owns what they share: the
+/// client, the watch caches, the metrics registry and the readiness checks ([`Context`]).
 pub struct Manager {
     config: ManagerConfig,
     metrics: Metrics,
     health: Health,
+    /// The client and the caches, once given one.
+    shared: Option<(kube::Client, SharedCaches)>,
+    shard: Option<Arc<Shard>>,
     runnables: Vec<(String, Runnable)>,
     elector: Option<LeaderElector>,
     /// Serves `/metrics` over HTTPS to authorized users only, when set.
@@ -152,7 +157,54 @@ impl Leader {
 impl Manager {
     /// A Manager with this configuration and a fresh metrics registry.
     pub fn new(config: ManagerConfig) -> Self {
-        Manager { config, metrics: Metrics::new(), health: Health::default(), runnables: Vec::new(), elector: None, secure_metrics: None }
+        Manager {
+            config,
+            metrics: Metrics::new(),
+            health: Health::default(),
+            shared: None,
+            shard: None,
+            runnables: Vec::new(),
+            elector: None,
+            secure_metrics: None,
+        }
+    }
+
+    /// Talks to the API server through `client` (best built recording into
+    /// [`Manager::metrics`]), and keeps one set of watch caches on it for every component.
+    pub fn with_client(mut self, client: kube::Client) -> Self {
+        let caches = SharedCaches::new(client.clone()).with_metrics(&self.metrics);
+        self.shared = Some((client, caches));
+        self
+    }
+
+    /// Makes this replica a shard of `sharding.ring` (see [`crate::sharding`]): the runnables
+    /// run only while it holds its shard's Lease, components sync only the shard's objects
+    /// ([`Context::shard`]), and the replica stands for election as the ring's coordinator.
+    ///
+    /// # Panics
+    ///
+    /// Without [`Manager::with_client`] first.
+    pub fn with_sharding(mut self, sharding: ShardingConfig) -> Self {
+        let (client, caches) = self.shared.clone().expect("Manager::with_sharding needs with_client first");
+        let ShardingConfig { ring, name, election, repair_period } = sharding;
+        tracing::info!(ring = %ring.name, shard = %name, namespace = %ring.namespace, "sharding enabled");
+        let shard = Shard::new(client.clone(), &caches, ring, name);
+        self = self.with_leader_election(client.clone(), shard.lease(&election));
+        let coordinator = Coordinator::new(client, &shard, election, &self.metrics).with_repair_period(repair_period);
+        self.add("sharding-coordinator", move |shutdown| coordinator.run(shutdown.requested()));
+        self.shard = Some(shard);
+        self
+    }
+
+    /// What a component needs to run under this Manager: its client, caches, metrics, health
+    /// and shard.
+    ///
+    /// # Panics
+    ///
+    /// Without [`Manager::with_client`] first.
+    pub fn context(&self) -> Context {
+        let (client, caches) = self.shared.clone().expect("Manager::context needs with_client first");
+        Context { client, caches, metrics: self.metrics.clone(), health: self.health.clone(), shard: self.shard.clone() }
     }
 
     /// Serves `/metrics` over HTTPS with `certificate`, to requests whose bearer token the API

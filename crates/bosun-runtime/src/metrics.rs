@@ -1,13 +1,13 @@
-//! Prometheus metrics under the names existing dashboards know: Metacontroller's hook metrics
-//! (`metacontroller_<hook>_requests_total`, `…_request_duration_histogram_seconds`,
-//! `…_in_flight_requests`), controller-runtime's reconcile and work-queue metrics, client-go's
-//! REST client requests and latencies, and process memory and CPU — with their label values
-//! and histogram buckets, so that dashboards and alerts written for those work unchanged.
+//! Prometheus metrics under the names existing dashboards know: controller-runtime's reconcile
+//! and work-queue metrics, client-go's REST client requests and latencies, leader election,
+//! and process memory and CPU — with their label values and histogram buckets, so that
+//! dashboards and alerts written for those work unchanged.
 //!
 //! [`Metrics`] is cheap to clone; every clone records into the same registry, which
-//! [`Metrics::encode`] renders in the text format.
+//! [`Metrics::encode`] renders in the text format. A subsystem with metrics of its own (the
+//! engine's Metacontroller hook metrics) registers them with [`Metrics::register`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -19,28 +19,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-/// Labels of Metacontroller's hook metrics.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HookLabels {
-    /// The CompositeController or DecoratorController.
-    pub controller_name: String,
-    /// `CompositeController` or `DecoratorController`.
-    pub controller_type: String,
-    /// The hook's URL.
-    pub url: String,
-    /// Always `POST`.
-    pub method: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HookRequestLabels {
-    controller_name: String,
-    controller_type: String,
-    url: String,
-    method: String,
-    code: String,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ControllerLabels {
@@ -93,14 +71,11 @@ impl ReconcileResult {
     }
 }
 
-type HookFamilies = (Family<HookRequestLabels, Counter>, Family<HookLabels, Histogram>, Family<HookLabels, Gauge>);
-
 /// When each key now in process was taken, per queue name: read at every scrape for
 /// `workqueue_unfinished_work_seconds` and `workqueue_longest_running_processor_seconds`.
 type InProcess = Arc<Mutex<BTreeMap<Instant, usize>>>;
 
 struct Families {
-    hooks: Mutex<HashMap<String, HookFamilies>>,
     reconcile_total: Family<ReconcileLabels, Counter>,
     reconcile_errors: Family<ControllerLabels, Counter>,
     reconcile_time: Family<ControllerLabels, Histogram>,
@@ -136,11 +111,6 @@ impl Default for Metrics {
     }
 }
 
-/// Prometheus' default buckets, which Metacontroller's hook latencies use.
-fn hook_seconds() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
-}
-
 /// controller-runtime's reconcile-time buckets, 5 ms to 60 s.
 fn reconcile_seconds() -> Histogram {
     Histogram::new([
@@ -164,7 +134,6 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let families = Families {
-            hooks: Mutex::default(),
             reconcile_total: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_time: Family::new_with_constructor(reconcile_seconds),
@@ -238,34 +207,11 @@ impl Metrics {
         Metrics { registry: Arc::new(Mutex::new(registry)), families: Arc::new(families) }
     }
 
-    fn hook_families(&self, hook: &str) -> HookFamilies {
-        let mut hooks = self.families.hooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        hooks
-            .entry(hook.to_owned())
-            .or_insert_with(|| {
-                let families: HookFamilies = (Family::default(), Family::new_with_constructor(hook_seconds), Family::default());
-                let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                registry.register(format!("metacontroller_{hook}_requests"), format!("Number of {hook} hook requests"), families.0.clone());
-                registry.register(
-                    format!("metacontroller_{hook}_request_duration_histogram_seconds"),
-                    format!("Duration of {hook} hook requests"),
-                    families.1.clone(),
-                );
-                registry.register(
-                    format!("metacontroller_{hook}_in_flight_requests"),
-                    format!("{hook} hook requests in flight"),
-                    families.2.clone(),
-                );
-                families
-            })
-            .clone()
-    }
-
-    /// Marks a hook request as started; the returned guard records it when finished.
-    pub fn hook_request(&self, hook: &str, labels: HookLabels) -> HookRequest {
-        let families = self.hook_families(hook);
-        families.2.get_or_create(&labels).inc();
-        HookRequest { families, labels, started: Instant::now(), finished: false }
+    /// Registers a subsystem's own metric under `name` (without the `_total` a counter's
+    /// samples get), recorded through the `metric` kept by the caller.
+    pub fn register(&self, name: impl Into<String>, help: impl Into<String>, metric: impl prometheus_client::registry::Metric) {
+        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        registry.register(name, help, metric);
     }
 
     /// Starts the reconcile counters of `controller` at zero, as controller-runtime does, so
@@ -332,45 +278,6 @@ impl Metrics {
         let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String cannot fail");
         text
-    }
-}
-
-/// An in-flight hook request; records count, code and duration when [`HookRequest::finish`]
-/// is called (or as code `<error>` if dropped unfinished).
-pub struct HookRequest {
-    families: HookFamilies,
-    labels: HookLabels,
-    started: Instant,
-    finished: bool,
-}
-
-impl HookRequest {
-    /// Records the request with its HTTP status code, or `None` if no response came.
-    pub fn finish(mut self, code: Option<u16>) {
-        self.record(code);
-    }
-
-    fn record(&mut self, code: Option<u16>) {
-        if std::mem::replace(&mut self.finished, true) {
-            return;
-        }
-        let (requests, durations, in_flight) = &self.families;
-        in_flight.get_or_create(&self.labels).dec();
-        durations.get_or_create(&self.labels).observe(self.started.elapsed().as_secs_f64());
-        let labels = HookRequestLabels {
-            controller_name: self.labels.controller_name.clone(),
-            controller_type: self.labels.controller_type.clone(),
-            url: self.labels.url.clone(),
-            method: self.labels.method.clone(),
-            code: code.map(|code| code.to_string()).unwrap_or_else(|| "<error>".into()),
-        };
-        requests.get_or_create(&labels).inc();
-    }
-}
-
-impl Drop for HookRequest {
-    fn drop(&mut self) {
-        self.record(None);
     }
 }
 
@@ -589,15 +496,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_match_metacontroller_and_controller_runtime() {
+    fn names_match_controller_runtime() {
         let metrics = Metrics::new();
-        let labels = HookLabels {
-            controller_name: "things".into(),
-            controller_type: "CompositeController".into(),
-            url: "http://hook/sync".into(),
-            method: "POST".into(),
-        };
-        metrics.hook_request("sync", labels).finish(Some(200));
         metrics.controller_started("CompositeController-things");
         metrics.reconcile("CompositeController-things", ReconcileResult::Success, Duration::from_millis(3));
         let queue = metrics.queue("CompositeController-things");
@@ -607,9 +507,6 @@ mod tests {
         metrics.set_leader("bosun", true);
         let text = metrics.encode();
         for name in [
-            "metacontroller_sync_requests_total{controller_name=\"things\",controller_type=\"CompositeController\",url=\"http://hook/sync\",method=\"POST\",code=\"200\"} 1",
-            "metacontroller_sync_request_duration_histogram_seconds_count",
-            "metacontroller_sync_in_flight_requests",
             "controller_runtime_reconcile_total{controller=\"CompositeController-things\",result=\"success\"} 1",
             "controller_runtime_reconcile_total{controller=\"CompositeController-things\",result=\"error\"} 0",
             "controller_runtime_reconcile_errors_total{controller=\"CompositeController-things\"} 0",

@@ -47,6 +47,21 @@ pub fn spec_or_lifecycle_changed(event: &CacheEvent<'_>) -> bool {
     })
 }
 
+/// Only the status changed: same generation, labels and annotations, and not being deleted —
+/// the changes Metacontroller's `ignoreStatusChanges` skips. Unlike the others, it is `false`
+/// for a creation or deletion, so it reads as "skip this one".
+pub fn only_status_changed(event: &CacheEvent<'_>) -> bool {
+    match event {
+        CacheEvent::Applied { old: Some(old), new } => {
+            old.metadata.generation == new.metadata.generation
+                && old.metadata.labels == new.metadata.labels
+                && old.metadata.annotations == new.metadata.annotations
+                && new.metadata.deletion_timestamp.is_none()
+        }
+        CacheEvent::Applied { old: None, .. } | CacheEvent::Deleted(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +87,11 @@ mod tests {
         assert!(!labels_changed(&CacheEvent::Applied { old: Some(&old), new: &new }));
         assert!(generation_changed(&CacheEvent::Applied { old: None, new: &new }), "creations pass");
         assert!(spec_or_lifecycle_changed(&CacheEvent::Applied { old: Some(&old), new: &new }));
+        let mut status = (*old).clone();
+        status.data = serde_json::json!({ "status": { "ready": true } });
+        let status = std::sync::Arc::new(status);
+        assert!(only_status_changed(&CacheEvent::Applied { old: Some(&old), new: &status }));
+        assert!(!only_status_changed(&CacheEvent::Applied { old: Some(&old), new: &relabelled }));
+        assert!(!only_status_changed(&CacheEvent::Applied { old: None, new: &status }), "a creation is more than a status");
     }
 }

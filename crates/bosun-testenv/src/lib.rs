@@ -27,6 +27,7 @@
 mod binaries;
 mod cargo;
 mod control_plane;
+mod go_build;
 mod kubeconfig;
 mod nodes;
 mod pki;

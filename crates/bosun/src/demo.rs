@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bosun_runtime::{Manager, SharedCaches};
+use bosun_runtime::Manager;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client, CustomResourceExt};
@@ -99,12 +99,12 @@ pub(crate) async fn apply_controller(client: &Client, mut controller: DynamicObj
 }
 
 /// Installs the FooBar CRD and adds the FooBar example's native controller to `manager`.
-pub async fn add_operators(manager: &mut Manager, client: &Client) -> anyhow::Result<()> {
-    bosun_runtime::crds::install(client, &[foobar::FooBar::crd()]).await.context("installing the FooBar CRD")?;
-    let (client, controller) = (client.clone(), manager.controller(foobar::NAME).workers(2));
+pub async fn add_operators(manager: &mut Manager) -> anyhow::Result<()> {
+    let context = manager.context();
+    bosun_runtime::crds::install(&context.client, &[foobar::FooBar::crd()]).await.context("installing the FooBar CRD")?;
+    let controller = manager.controller(foobar::NAME).workers(2);
     manager.add("foobar", move |shutdown| async move {
-        let caches = SharedCaches::new(client.clone());
-        foobar::run(client, &caches, controller, shutdown.requested()).await;
+        foobar::run(context.client.clone(), &context.caches, controller, shutdown.requested()).await;
     });
     Ok(())
 }

@@ -111,15 +111,14 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         let mut manager = bosun_runtime::Manager::new(serving);
         let client = bosun_runtime::client::connect(plane.config(), &manager.metrics(), None)?;
-        manager = args.serve.secure_metrics(manager, &client, false);
+        manager = args.serve.secure_metrics(manager, &client, false).with_client(client.clone());
         bosun_engine::install_crds(&client).await.context("installing the engine's CRDs")?;
         bosun_operators::install_crds(&client).await.context("installing the native operators' CRDs")?;
         if !args.no_examples {
-            crate::demo::add_operators(&mut manager, &client).await?;
+            crate::demo::add_operators(&mut manager).await?;
         }
         let (engine, operators) = (args.engine, args.operators);
-        let serving = client.clone();
-        let mut serve = tokio::spawn(async move { crate::run::serve(manager, serving, &engine, &operators, None, None).await });
+        let mut serve = tokio::spawn(async move { crate::run::serve(manager, &engine, &operators, None).await });
         let native = if args.no_examples { "the ConfigMapSync operator" } else { "the ConfigMapSync and FooBar operators" };
         println!("The engine and {native} are running.");
 

@@ -1,7 +1,9 @@
 //! The `bosun` command: wiring only. Each subcommand lives in its own module and calls into
 //! the library crates.
 
+#[cfg(feature = "dev")]
 mod demo;
+#[cfg(feature = "dev")]
 mod dev;
 mod hook_test;
 mod invocation;
@@ -9,6 +11,7 @@ mod logging;
 mod manifests;
 mod migrate;
 mod new;
+#[cfg(feature = "dev")]
 mod project;
 mod rbac;
 mod run;
@@ -41,6 +44,7 @@ enum Command {
     /// sample PodService and FooBar, and prints their trees and the `export KUBECONFIG=…` line
     /// for kubectl.
     /// Ctrl-C (or SIGTERM) stops everything it started.
+    #[cfg(feature = "dev")]
     Dev(dev::DevArgs),
     /// Run the Metacontroller-compatible engine and the native operators against a cluster
     /// until SIGINT or SIGTERM.
@@ -55,7 +59,7 @@ enum Command {
     /// --log-level, --log-format and --log-time; `--zap-stacktrace-level` and
     /// `--pprof-address` are accepted and ignored with a warning. The CRDs must be installed
     /// first (`bosun crds | kubectl apply --server-side -f -`).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Print CRDs as YAML: the engine's (CompositeController, DecoratorController,
     /// ControllerRevision), the native operators' (ConfigMapSync), or all of them.
     ///
@@ -151,7 +155,8 @@ fn main() -> std::process::ExitCode {
 fn run_command() -> anyhow::Result<()> {
     let (args, notes) = invocation::translate(std::env::args().collect())?;
     let cli = Cli::parse_from(args);
-    let log_file = match &cli.command {
+    let log_file: Option<std::path::PathBuf> = match &cli.command {
+        #[cfg(feature = "dev")]
         Command::Dev(args) => args.log_file(),
         _ => None,
     };
@@ -163,8 +168,9 @@ fn run_command() -> anyhow::Result<()> {
         tracing::info!(%flag, %became, "Metacontroller's logging flag mapped");
     }
     match cli.command {
+        #[cfg(feature = "dev")]
         Command::Dev(args) => dev::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Tree(args) => tree::run(args),
         Command::Rbac(args) => rbac::run(args),
         Command::Migrate(args) => migrate::run(args),
@@ -178,8 +184,13 @@ fn run_command() -> anyhow::Result<()> {
         }
         Command::Version => {
             println!("bosun {}", env!("CARGO_PKG_VERSION"));
-            println!("kubernetes {} (API types and local control plane)", bosun_testenv::KUBERNETES_VERSION);
-            println!("etcd {} (local control plane)", bosun_testenv::ETCD_VERSION);
+            #[cfg(feature = "dev")]
+            {
+                println!("kubernetes {} (API types and local control plane)", bosun_testenv::KUBERNETES_VERSION);
+                println!("etcd {} (local control plane)", bosun_testenv::ETCD_VERSION);
+            }
+            #[cfg(not(feature = "dev"))]
+            println!("built without `bosun dev` (the local control plane and the examples)");
             Ok(())
         }
     }

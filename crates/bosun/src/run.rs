@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use bosun_engine::{ApplyStrategy, Engine, EngineConfig};
 use bosun_operators::configmapsync::{ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
-use bosun_runtime::sharding::{Coordinator, Ring, Shard};
-use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics, SharedCaches};
+use bosun_runtime::sharding::{Ring, ShardingConfig};
+use bosun_runtime::{LeaderElectionConfig, Manager, ManagerConfig, Metrics};
 use clap::Args;
 
 /// Which cluster to talk to.
@@ -113,6 +113,7 @@ impl ServeArgs {
     /// that was not given (or given as 0) a free one, each port that was given checked now —
     /// so that a second `bosun dev` picks ports of its own, and one asked for a port in use
     /// refuses before it starts anything, saying which.
+    #[cfg(feature = "dev")]
     pub fn local_config(&self) -> anyhow::Result<ManagerConfig> {
         let mut config = self.config(IpAddr::from([127, 0, 0, 1]));
         let given = [self.metrics_address.is_some(), self.health_probe_bind_address.is_some()];
@@ -306,21 +307,9 @@ pub struct ShardingArgs {
     sharding_repair_period: Duration,
 }
 
-/// How a replica takes part in sharding.
-pub struct Sharding {
-    /// The ring.
-    pub ring: Ring,
-    /// The replica's shard name.
-    pub name: String,
-    /// The coordinator's election; also the timing of the shard's own Lease.
-    pub election: LeaderElectionConfig,
-    /// How often the coordinator checks every label of the ring.
-    pub repair_period: Duration,
-}
-
 impl ShardingArgs {
     /// The sharding these flags ask for, given the leader election.
-    fn sharding(&self, election: Option<&LeaderElectionConfig>) -> anyhow::Result<Option<Sharding>> {
+    fn sharding(&self, election: Option<&LeaderElectionConfig>) -> anyhow::Result<Option<ShardingConfig>> {
         let Some(election) = election.filter(|_| self.sharding) else { return Ok(None) };
         let name = match &self.shard_name {
             Some(name) => name.clone(),
@@ -345,7 +334,7 @@ impl ShardingArgs {
         let ring = Ring { name: self.sharding_ring.clone(), namespace: election.namespace.clone() };
         // The coordinator's Lease names the shard that holds it (`kubectl get lease` says which).
         let election = LeaderElectionConfig { identity: name.clone(), ..election.clone() };
-        Ok(Some(Sharding { ring, name, election, repair_period: self.sharding_repair_period }))
+        Ok(Some(ShardingConfig { ring, name, election, repair_period: self.sharding_repair_period }))
     }
 }
 
@@ -451,61 +440,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .or_else(|| args.election.leader_election_namespace.clone());
         let mut manager = Manager::new(args.serve.config(IpAddr::from([0, 0, 0, 0])));
         let client = args.cluster.client(&manager.metrics()).await?;
-        manager = args.serve.secure_metrics(manager, &client, true);
+        manager = args.serve.secure_metrics(manager, &client, true).with_client(client.clone());
         let version = client.apiserver_version().await.context("reaching the API server")?;
         tracing::info!(server = %version.git_version, "connected");
-        if let Some(election) = election.filter(|_| sharding.is_none()) {
-            tracing::info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity, "leader election enabled");
-            manager = manager.with_leader_election(client.clone(), election);
+        match sharding {
+            Some(sharding) => manager = manager.with_sharding(sharding),
+            None => {
+                if let Some(election) = election {
+                    tracing::info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity, "leader election enabled");
+                    manager = manager.with_leader_election(client, election);
+                }
+            }
         }
-        serve(manager, client, &args.engine, &args.operators, own_namespace, sharding).await
+        serve(manager, &args.engine, &args.operators, own_namespace).await
     })
 }
 
-/// Runs the engine (unless `--engine=false`) and the native operators under `manager`,
-/// sharing one set of watch caches, until SIGINT or SIGTERM, then shuts down gracefully.
-/// `own_namespace` is bosun's namespace, which never receives ConfigMapSync copies. With
-/// `sharding`, everything runs only while this replica holds its shard's Lease, the engine
-/// syncs only the shard's parents, and the replica stands for election as the ring's coordinator.
+/// Runs the engine (unless `--engine=false`) and the native operators under `manager` (which
+/// has its client, and its shard when sharded), sharing its watch caches, until SIGINT or
+/// SIGTERM, then shuts down gracefully. `own_namespace` is bosun's namespace, which never
+/// receives ConfigMapSync copies.
 pub async fn serve(
     mut manager: Manager,
-    client: kube::Client,
     engine: &EngineArgs,
     operators: &OperatorArgs,
     own_namespace: Option<String>,
-    sharding: Option<Sharding>,
 ) -> anyhow::Result<()> {
-    let caches = SharedCaches::new(client.clone()).with_metrics(&manager.metrics());
-    let mut shard = None;
-    if let Some(Sharding { ring, name, election, repair_period }) = sharding {
-        tracing::info!(ring = %ring.name, shard = %name, namespace = %ring.namespace, "sharding enabled");
-        let sharded = Shard::new(client.clone(), &caches, ring, name);
-        manager = manager.with_leader_election(client.clone(), sharded.lease(&election));
-        let coordinator = Coordinator::new(client.clone(), &sharded, election, &manager.metrics()).with_repair_period(repair_period);
-        manager.add("sharding-coordinator", move |shutdown| coordinator.run(shutdown.requested()));
-        shard = Some(sharded);
-    }
-    let configmapsync = operators.run_configmapsync(&client).await?;
+    let context = manager.context();
+    let configmapsync = operators.run_configmapsync(&context.client).await?;
     if !engine.enabled && !configmapsync {
         anyhow::bail!("--engine=false and the ConfigMapSync operator is not running: there is nothing to run");
     }
     if configmapsync {
         let options = operators.configmapsync_options(engine, own_namespace);
         tracing::info!(workers = options.workers, require_consent = options.require_consent, "ConfigMapSync operator starting");
-        let controller = match &shard {
-            Some(shard) => ConfigMapSyncController::sharded(client.clone(), &caches, shard, manager.metrics(), options),
-            None => ConfigMapSyncController::new(client.clone(), &caches, manager.metrics(), options),
-        };
-        let controller = controller.with_health(&manager.health());
+        let controller = ConfigMapSyncController::new(&context, options);
         manager.add("configmapsync", move |shutdown| controller.run(shutdown.requested()));
     }
     if engine.enabled {
         let config = engine.config();
         tracing::info!(workers = config.workers, apply_strategy = ?config.apply_strategy, "engine starting");
-        let mut engine = Engine::new(client, config).with_caches(caches).with_metrics(manager.metrics()).with_health(manager.health());
-        if let Some(shard) = shard {
-            engine = engine.with_shard(shard);
-        }
+        let engine = Engine::new(&context, config);
         manager.add("engine", move |shutdown| engine.run(shutdown.requested()));
     }
     manager.run(bosun_runtime::shutdown_signal()).await?;

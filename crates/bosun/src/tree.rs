@@ -323,6 +323,7 @@ fn summary(object: &DynamicObject) -> String {
 
 /// Whether `object`'s status describes its current generation: `bosun dev` waits for that
 /// before printing its sample's tree.
+#[cfg(feature = "dev")]
 pub fn is_synced(object: &DynamicObject) -> bool {
     let observed = object.data["status"]["observedGeneration"].as_i64();
     observed.is_some() && observed == object.metadata.generation

@@ -226,11 +226,8 @@ async fn tree_prints_owned_objects_across_namespaces_with_status() {
     )
     .await;
     // The operator makes the copy in the other namespace.
-    let caches = bosun_runtime::SharedCaches::new(client.clone());
     let operator = bosun_operators::configmapsync::ConfigMapSyncController::new(
-        client.clone(),
-        &caches,
-        bosun_runtime::Metrics::new(),
+        &bosun_runtime::Context::standalone(client.clone()),
         Default::default(),
     );
     let operator = tokio::spawn(operator.run(std::future::pending()));
@@ -444,7 +441,7 @@ async fn rbac_prints_what_the_engine_needs_for_the_clusters_controllers() {
     // The engine, as that ServiceAccount.
     let config = env.service_account_config(&system, "bosun").await;
     let engine = bosun_engine::Engine::new(
-        kube::Client::try_from(config).unwrap(),
+        &bosun_runtime::Context::standalone(kube::Client::try_from(config).unwrap()),
         bosun_engine::EngineConfig {
             target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
             allow_insecure_hook_credentials: true,

@@ -182,7 +182,8 @@ async fn a_live_parent_shows_no_changes_and_a_changed_one_its_diff() {
         target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
         ..Default::default()
     };
-    let engine = tokio::spawn(bosun_engine::Engine::new(client.clone(), config).run(std::future::pending()));
+    let engine =
+        tokio::spawn(bosun_engine::Engine::new(&bosun_runtime::Context::standalone(client.clone()), config).run(std::future::pending()));
     bosun_testenv::eventually("the engine's sync", async || {
         let status = greetings.get("hello").await.unwrap().data["status"].clone();
         (status["configMaps"] == 1).then_some(())

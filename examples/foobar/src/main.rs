@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use bosun_runtime::{Manager, ManagerConfig, SharedCaches, shutdown_signal};
+use bosun_runtime::{Manager, ManagerConfig, shutdown_signal};
 use clap::{Parser, Subcommand};
 use kube::CustomResourceExt;
 
@@ -46,11 +46,11 @@ async fn main() -> anyhow::Result<()> {
         metrics_address: Some(args.metrics_address),
         health_address: Some(args.health_probe_bind_address),
         ..ManagerConfig::default()
-    });
-    let caches = SharedCaches::new(client.clone());
-    let controller = manager.controller(foobar::NAME).workers(args.workers);
+    })
+    .with_client(client);
+    let (context, controller) = (manager.context(), manager.controller(foobar::NAME).workers(args.workers));
     manager.add("foobar", move |shutdown| async move {
-        foobar::run(client, &caches, controller, shutdown.requested()).await;
+        foobar::run(context.client, &context.caches, controller, shutdown.requested()).await;
     });
     manager.run(shutdown_signal()).await?;
     Ok(())

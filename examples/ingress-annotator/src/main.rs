@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use bosun_runtime::{Manager, ManagerConfig, SharedCaches, shutdown_signal};
+use bosun_runtime::{Manager, ManagerConfig, shutdown_signal};
 use clap::Parser;
 
 /// Annotates every Ingress with `foo: bar` (the tutorial's controller, on bosun-runtime).
@@ -31,11 +31,11 @@ async fn main() -> anyhow::Result<()> {
         metrics_address: Some(args.metrics_address),
         health_address: Some(args.health_probe_bind_address),
         ..ManagerConfig::default()
-    });
-    let caches = SharedCaches::new(client.clone());
-    let controller = manager.controller("ingress-annotator").workers(args.workers);
+    })
+    .with_client(client);
+    let (context, controller) = (manager.context(), manager.controller("ingress-annotator").workers(args.workers));
     manager.add("ingress-annotator", move |shutdown| async move {
-        ingress_annotator::run(client, &caches, controller, shutdown.requested()).await;
+        ingress_annotator::run(context.client, &context.caches, controller, shutdown.requested()).await;
     });
     manager.run(shutdown_signal()).await?;
     Ok(())

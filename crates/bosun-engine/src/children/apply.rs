@@ -117,18 +117,6 @@ pub(crate) struct Applier {
     shard_label: Option<(String, String)>,
 }
 
-/// Metadata the server owns; the desired state never sets it and comparisons ignore it.
-const SYSTEM_METADATA: [&str; 8] = [
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "managedFields",
-];
-
 fn key_of(object: &DynamicObject) -> String {
     match object.namespace() {
         Some(namespace) => format!("{namespace}/{}", object.name_any()),
@@ -494,7 +482,7 @@ fn hash_of(value: &Value) -> u64 {
 
 /// Puts back what only the server may change: system metadata and status.
 fn revert_server_owned(merged: &mut Value, observed: &Value) {
-    for field in SYSTEM_METADATA {
+    for field in super::SYSTEM_METADATA {
         match observed["metadata"].get(field) {
             Some(value) => merged["metadata"][field] = value.clone(),
             None => {
@@ -523,7 +511,7 @@ fn comparable(object: &DynamicObject) -> Value {
         fields.remove("status");
     }
     if let Some(metadata) = value["metadata"].as_object_mut() {
-        for field in SYSTEM_METADATA {
+        for field in super::SYSTEM_METADATA {
             metadata.remove(field);
         }
     }

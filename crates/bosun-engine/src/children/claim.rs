@@ -6,7 +6,7 @@
 //! Claiming happens in two steps. [`Claimant::claim`] only reads: it finds what the parent
 //! controls, what it would adopt and what it would release, and the hook is shown the
 //! controlled and adoptable objects. Only once the hook has answered and its response has been
-//! validated does [`Claim::settle`] write — so a failing hook changes nothing, not even owner
+//! validated does [`Claim::adopt`] write — so a failing hook changes nothing, not even owner
 //! references, and nothing is adopted that the hook did not see. Adoption and release are JSON
 //! patches with a `test` of the `resourceVersion`: they change only the owner references, and
 //! fail rather than overwrite a concurrent change; an object whose adoption fails is left out
@@ -76,6 +76,79 @@ pub(crate) fn may_adopt_with(selector: &LabelSelector) -> Result<bool, ClaimErro
     Ok(!selector::matches(selector, &BTreeMap::new())?)
 }
 
+/// What a parent claims of each of its child types, and how it claims: what a
+/// CompositeController's sync observes before its hook is called.
+pub(crate) struct Claims {
+    selector: LabelSelector,
+    owner: Value,
+    may_adopt: bool,
+    claims: Vec<Claim>,
+}
+
+impl Claims {
+    /// Claims each of `child_types` for `parent` (see [`Claimant`]); reads the cache only.
+    pub(crate) fn of(
+        parent: &DynamicObject,
+        child_types: &[ChildType],
+        selector: LabelSelector,
+        owner: Value,
+        may_adopt: bool,
+    ) -> Result<Claims, ClaimError> {
+        let mut claims = Claims { selector, owner, may_adopt, claims: Vec::new() };
+        let claimant = claims.claimant(parent);
+        let claimed = child_types.iter().map(|child_type| claimant.claim(child_type)).collect::<Result<Vec<_>, _>>()?;
+        claims.claims = claimed;
+        Ok(claims)
+    }
+
+    /// The parent as the claimant of these claims.
+    pub(crate) fn claimant<'a>(&'a self, parent: &'a DynamicObject) -> Claimant<'a> {
+        Claimant { parent, owner: &self.owner, selector: &self.selector, may_adopt: self.may_adopt }
+    }
+
+    /// The parent's child selector.
+    pub(crate) fn selector(&self) -> &LabelSelector {
+        &self.selector
+    }
+
+    /// The parent's controller reference.
+    pub(crate) fn owner(&self) -> &Value {
+        &self.owner
+    }
+
+    /// Whether the parent may adopt orphans (see [`Claimant::may_adopt`]).
+    pub(crate) fn may_adopt(&self) -> bool {
+        self.may_adopt
+    }
+
+    /// What the hook is shown, per child type: the controlled and adoptable children.
+    pub(crate) fn shown(&self) -> Vec<Vec<&DynamicObject>> {
+        self.claims.iter().map(|claim| claim.observed().map(Arc::as_ref).collect()).collect()
+    }
+
+    /// The observed child of type `type_index` under `key`, if claimed.
+    pub(crate) fn observed_child(&self, type_index: usize, key: &bosun_runtime::ObjectKey) -> Option<&DynamicObject> {
+        self.claims[type_index].observed().map(Arc::as_ref).find(|child| bosun_runtime::ObjectKey::of(child) == *key)
+    }
+
+    /// Adopts and releases as claimed, once the hook's answer is valid; returns the children the
+    /// parent controls now, per child type.
+    pub(crate) async fn adopt(
+        mut self,
+        parent: &DynamicObject,
+        client: &kube::Client,
+        child_types: &[ChildType],
+    ) -> Result<Vec<Vec<Arc<DynamicObject>>>, ClaimError> {
+        let claims = std::mem::take(&mut self.claims);
+        let claimant = self.claimant(parent);
+        let mut owned = Vec::with_capacity(child_types.len());
+        for (child_type, claim) in child_types.iter().zip(claims) {
+            owned.push(claim.adopt(&claimant, client, child_type).await?);
+        }
+        Ok(owned)
+    }
+}
+
 /// What a parent claims of one child type, before anything is written.
 #[derive(Default)]
 pub(crate) struct Claim {
@@ -96,7 +169,7 @@ impl Claim {
     /// Releases and adopts as claimed, after the hook has answered; returns the children the
     /// parent controls now. An orphan that changed or vanished meanwhile is left out: its
     /// watch event brings a new sync.
-    pub(crate) async fn settle(
+    pub(crate) async fn adopt(
         self,
         claimant: &Claimant<'_>,
         client: &kube::Client,

@@ -106,16 +106,7 @@ pub(crate) fn validate(
             None => metadata.remove("namespace"),
         };
         // Hooks often echo observed children back; what the server owns is not theirs to set.
-        for field in [
-            "uid",
-            "resourceVersion",
-            "generation",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "managedFields",
-            "selfLink",
-        ] {
+        for field in super::SYSTEM_METADATA {
             metadata.remove(field);
         }
         // The hook's own owner references are kept (Metacontroller appends its controller

@@ -10,15 +10,31 @@ pub(crate) mod merge;
 
 use std::sync::Arc;
 
-use bosun_runtime::Cache;
+use bosun_runtime::{Cache, SharedCaches};
+use kube::ResourceExt;
 use kube::api::{ApiResource, DynamicObject};
+use serde_json::{Value, json};
 
 use crate::api::ChildUpdateMethod;
+use crate::discovery::ResolvedResource;
 
 pub use apply::ApplyStrategy;
 pub(crate) use apply::{Applied, Applier, ApplyError};
-pub(crate) use claim::{Claim, ClaimError, Claimant};
+pub(crate) use claim::{ClaimError, Claimant, Claims};
 pub(crate) use desired::Rules;
+
+/// Metadata the server owns: a hook's desired state never sets it (what it echoes is removed)
+/// and comparisons of desired and observed children ignore it.
+pub(crate) const SYSTEM_METADATA: [&str; 8] = [
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+];
 
 /// A resolved type of child (or attachment): what the rule names, and its shared cache.
 #[derive(Clone)]
@@ -36,6 +52,18 @@ pub(crate) struct ChildType {
 }
 
 impl ChildType {
+    /// The child type of `resolved`, declared as `api_version`, written with `method`, read
+    /// from its cache in `caches`.
+    pub(crate) fn of(resolved: ResolvedResource, api_version: &str, method: ChildUpdateMethod, caches: &SharedCaches) -> ChildType {
+        ChildType {
+            group_key: crate::hooks::group_key(&resolved.resource.kind, api_version),
+            cache: caches.cache(&resolved.resource),
+            resource: resolved.resource,
+            namespaced: resolved.namespaced,
+            method,
+        }
+    }
+
     /// The orphans of this type a parent in `parent_namespace` may adopt: a namespaced parent's
     /// in its own namespace, a cluster-scoped parent's anywhere (as Metacontroller). No
     /// cluster-scoped orphan goes to a namespaced parent: no owner reference could tie them.
@@ -52,4 +80,16 @@ impl std::fmt::Debug for ChildType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChildType").field("group_key", &self.group_key).field("method", &self.method).finish()
     }
+}
+
+/// The controller reference a parent puts on its children.
+pub(crate) fn controller_reference(parent: &DynamicObject, resource: &ApiResource) -> Value {
+    json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "name": parent.name_any(),
+        "uid": parent.uid().unwrap_or_default(),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
 }

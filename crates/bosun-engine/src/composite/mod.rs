@@ -1,16 +1,16 @@
 //! CompositeController: a parent resource whose children a sync hook declares. Each
-//! CompositeController object runs as a hosted controller ([`controller`]) that syncs its
-//! parents ([`sync`]), rolling children one at a time where asked ([`rolling`]);
-//! [`crate::hosting`] starts, restarts and stops them.
+//! CompositeController object runs as a hosted controller, built and started by [`start`],
+//! whose [`policy`] says how its parents are synced, rolling children one at a time where
+//! asked ([`rolling`]); [`crate::hosting`] starts, restarts and stops them.
 
-pub(crate) mod controller;
+pub(crate) mod policy;
 pub(crate) mod rolling;
-mod sync;
+pub(crate) mod start;
 
 use std::sync::Arc;
 
-pub(crate) use controller::RunningComposite;
-pub(crate) use sync::finalizer_name;
+pub(crate) use policy::finalizer_name;
+pub(crate) use start::RunningComposite;
 
 use crate::api::{CompositeController, CompositeControllerSpec};
 use crate::context::EngineContext;

@@ -21,12 +21,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
-use super::controller::HostedComposite;
-use super::sync::Claims;
 use crate::api::{ChildUpdateMethod, StatusConditionCheck};
 use crate::children::desired::DesiredChild;
-use crate::children::{ChildType, ClaimError, Claimant};
-use crate::reconcile::{Answer, Ask};
+use crate::children::{ChildType, ClaimError, Claimant, Claims};
+use crate::context::EngineContext;
+use crate::reconcile::{Answer, Ask, Hosted, Policy};
 use crate::sync_error::SyncError;
 
 const LABEL_API_GROUP: &str = "metacontroller.k8s.io/apiGroup";
@@ -197,56 +196,55 @@ fn revision_name(parent: &ApiResource, uid: &str, patch: &Value) -> String {
     format!("{prefix}-{digest}")
 }
 
-impl HostedComposite {
-    fn child_id(&self, parent: &DynamicObject, child: &DesiredChild) -> ChildId {
-        let child_type = &self.children[child.child_type];
-        let name = match &child.key.namespace {
-            Some(namespace) if Some(namespace) != parent.metadata.namespace.as_ref() => format!("{namespace}/{}", child.key.name),
-            _ => child.key.name.clone(),
-        };
-        ChildId { group: child_type.resource.group.clone(), kind: child_type.resource.kind.clone(), name }
-    }
+/// The identity of a desired child in a revision's `children`.
+fn child_id(child_types: &[ChildType], parent: &DynamicObject, child: &DesiredChild) -> ChildId {
+    let child_type = &child_types[child.child_type];
+    let name = match &child.key.namespace {
+        Some(namespace) if Some(namespace) != parent.metadata.namespace.as_ref() => format!("{namespace}/{}", child.key.name),
+        _ => child.key.name.clone(),
+    };
+    ChildId { group: child_type.resource.group.clone(), kind: child_type.resource.kind.clone(), name }
+}
 
-    /// The index of the rolling child type of `group`/`kind`.
-    fn rolling_type(&self, group: &str, kind: &str) -> Option<usize> {
-        self.children
-            .iter()
-            .position(|child_type| child_type.method.is_rolling() && child_type.resource.group == group && child_type.resource.kind == kind)
-    }
+/// Whether one of `child_types` of `group`/`kind` rolls.
+fn rolls(child_types: &[ChildType], group: &str, kind: &str) -> bool {
+    child_types
+        .iter()
+        .any(|child_type| child_type.method.is_rolling() && child_type.resource.group == group && child_type.resource.kind == kind)
+}
 
-    /// The selector of a parent's ControllerRevisions: its children's, plus the parent type.
-    fn revision_selector(&self, parent: &DynamicObject) -> Result<LabelSelector, SyncError> {
-        let mut selector = self.child_selector(parent)?;
-        let labels = selector.match_labels.get_or_insert_with(BTreeMap::new);
-        labels.insert(LABEL_API_GROUP.to_owned(), self.parent.resource.group.clone());
-        labels.insert(LABEL_RESOURCE.to_owned(), self.parent.resource.plural.clone());
-        Ok(selector)
-    }
+/// The selector of a parent's ControllerRevisions: its children's, plus the parent type.
+fn revision_selector(parent_type: &ApiResource, child_selector: &LabelSelector) -> LabelSelector {
+    let mut selector = child_selector.clone();
+    let labels = selector.match_labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(LABEL_API_GROUP.to_owned(), parent_type.group.clone());
+    labels.insert(LABEL_RESOURCE.to_owned(), parent_type.plural.clone());
+    selector
+}
 
-    /// The labels of a new ControllerRevision: what its selector requires, the parent's
-    /// `spec.template.metadata.labels` as Metacontroller puts them, and the parent type.
-    fn revision_labels(&self, parent: &DynamicObject, selector: &LabelSelector) -> BTreeMap<String, String> {
-        let template = parent.data.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
-        let mut labels: BTreeMap<String, String> =
-            template.into_iter().flatten().filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned()))).collect();
-        labels.extend(selector.match_labels.clone().unwrap_or_default());
-        if let Some(shard) = &self.ctx.shard {
-            labels.extend([shard.label()]);
-        }
-        labels
+/// The labels of a new ControllerRevision: what its selector requires, the parent's
+/// `spec.template.metadata.labels` as Metacontroller puts them, and the parent type.
+fn revision_labels(ctx: &EngineContext, parent: &DynamicObject, selector: &LabelSelector) -> BTreeMap<String, String> {
+    let template = parent.data.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+    let mut labels: BTreeMap<String, String> =
+        template.into_iter().flatten().filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned()))).collect();
+    labels.extend(selector.match_labels.clone().unwrap_or_default());
+    if let Some(shard) = &ctx.shard {
+        labels.extend([shard.label()]);
     }
+    labels
 }
 
 /// What a child must show before the rollout moves on; `Err` says what it waits for.
-fn check_child(
-    hosted: &HostedComposite,
+fn check_child<P: Policy>(
+    hosted: &Hosted<P>,
     rolling: &Rolling,
     claims: &Claims,
     type_index: usize,
     desired: &DesiredChild,
     id: &ChildId,
 ) -> Result<(), String> {
-    let child_type = &hosted.children[type_index];
+    let child_type = &hosted.child_types[type_index];
     let Some(child) = claims.observed_child(type_index, &desired.key) else {
         return Err(format!("missing child {} {}", id.kind, id.name));
     };
@@ -300,14 +298,13 @@ fn set_updated(status: &mut Value, state: &str, reason: &str, message: String) {
 /// revision's children with those still held by older revisions in their version, the latest
 /// status with the `Updated` condition, the smallest `resyncAfterSeconds`, `finalized` when
 /// every revision says so, and every revision's events.
-pub(crate) async fn respond(
-    hosted: &HostedComposite,
+pub(crate) async fn respond<P: Policy<Observed = Claims, Update = Value>>(
     rolling: &Rolling,
-    ask: &Ask<'_, HostedComposite>,
+    ask: &Ask<'_, P>,
 ) -> Result<Answer<Value>, SyncError> {
-    let parent = ask.object;
-    let claims = ask.observed;
-    let selector = hosted.revision_selector(parent)?;
+    let (hosted, parent, claims) = (ask.hosted, ask.object, ask.observed);
+    let parent_type = &hosted.objects[0].resolved.resource;
+    let selector = revision_selector(parent_type, claims.selector());
     let owner = claims.owner();
     let may_adopt = claims.may_adopt() && {
         let orphans = rolling.revisions.cache.orphans(parent.namespace().as_deref());
@@ -323,7 +320,7 @@ pub(crate) async fn respond(
     let mut revisions = vec![Revision {
         parent: parent.clone(),
         observed: None,
-        name: revision_name(&hosted.parent.resource, &uid, &latest_patch),
+        name: revision_name(parent_type, &uid, &latest_patch),
         patch: latest_patch.clone(),
         children: Vec::new(),
     }];
@@ -352,11 +349,11 @@ pub(crate) async fn respond(
     // Which revision holds each rolling child the latest answer still declares: the latest
     // wins, then the order above.
     let latest_ids: HashMap<ChildId, usize> =
-        answers[0].desired.iter().enumerate().map(|(index, child)| (hosted.child_id(parent, child), index)).collect();
+        answers[0].desired.iter().enumerate().map(|(index, child)| (child_id(&hosted.child_types, parent, child), index)).collect();
     let mut holder: HashMap<ChildId, usize> = HashMap::new();
     for (index, revision) in revisions.iter_mut().enumerate() {
         revision.children.retain(|id| {
-            let keep = hosted.rolling_type(&id.group, &id.kind).is_some() && latest_ids.contains_key(id) && !holder.contains_key(id);
+            let keep = rolls(&hosted.child_types, &id.group, &id.kind) && latest_ids.contains_key(id) && !holder.contains_key(id);
             if keep {
                 holder.insert(id.clone(), index);
             }
@@ -367,8 +364,8 @@ pub(crate) async fn respond(
     let rolling_desired: Vec<(usize, &DesiredChild, ChildId)> = answers[0]
         .desired
         .iter()
-        .filter(|child| hosted.children[child.child_type].method.is_rolling())
-        .map(|child| (child.child_type, child, hosted.child_id(parent, child)))
+        .filter(|child| hosted.child_types[child.child_type].method.is_rolling())
+        .map(|child| (child.child_type, child, child_id(&hosted.child_types, parent, child)))
         .collect();
     let move_to_latest = |revisions: &mut Vec<Revision>, holder: &mut HashMap<ChildId, usize>, id: &ChildId| {
         if let Some(previous) = holder.insert(id.clone(), 0) {
@@ -383,9 +380,9 @@ pub(crate) async fn respond(
             None => move_to_latest(&mut revisions, &mut holder, id),
             Some(0) => {}
             Some(_) => {
-                let current = claims
-                    .observed_child(*type_index, &child.key)
-                    .is_some_and(|observed| hosted.ctx.applier.is_current(&hosted.children[*type_index], observed, &child.object, owner));
+                let current = claims.observed_child(*type_index, &child.key).is_some_and(|observed| {
+                    hosted.ctx.applier.is_current(&hosted.child_types[*type_index], observed, &child.object, owner)
+                });
                 if current {
                     move_to_latest(&mut revisions, &mut holder, id);
                 }
@@ -426,10 +423,10 @@ pub(crate) async fn respond(
         };
         finalized &= answer.finalized == Some(true);
         events.extend(answer.events);
-        older_desired.push(answer.desired.into_iter().map(|child| (hosted.child_id(parent, &child), child)).collect());
+        older_desired.push(answer.desired.into_iter().map(|child| (child_id(&hosted.child_types, parent, &child), child)).collect());
     }
     for child in latest.desired {
-        let id = hosted.child_id(parent, &child);
+        let id = child_id(&hosted.child_types, parent, &child);
         let held = holder.get(&id).copied().filter(|index| *index > 0);
         match held.and_then(|index| older_desired[index - 1].remove(&id)) {
             Some(old) => desired.push(old),
@@ -437,9 +434,9 @@ pub(crate) async fn respond(
         }
     }
 
-    // The answers are valid: settle the revisions' claim, then write them, before any child.
-    let settled = claim.settle(&claimant, &hosted.ctx.client, &rolling.revisions).await?;
-    write_revisions(hosted, rolling, parent, &selector, owner, &revisions, &settled).await?;
+    // The answers are valid: adopt the revisions claimed, then write them, before any child.
+    let claimed = claim.adopt(&claimant, &hosted.ctx.client, &rolling.revisions).await?;
+    write_revisions(&hosted.ctx, rolling, parent, &selector, owner, &revisions, &claimed).await?;
     Ok(Answer { desired, events, update: status, resync_after, finalized: Some(finalized) })
 }
 
@@ -451,16 +448,16 @@ const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(5);
 /// the parent's next sync must not roll from revisions as they were before (it would hand a
 /// moved child back to its old revision and recreate it again).
 async fn write_revisions(
-    hosted: &HostedComposite,
+    ctx: &EngineContext,
     rolling: &Rolling,
     parent: &DynamicObject,
     selector: &LabelSelector,
     owner: &Value,
     revisions: &[Revision],
-    settled: &[Arc<DynamicObject>],
+    claimed: &[Arc<DynamicObject>],
 ) -> Result<(), SyncError> {
     let namespace = parent.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(hosted.ctx.client.clone(), &namespace, &rolling.revisions.resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &rolling.revisions.resource);
     let failed = |action: &'static str, name: &str| {
         let key = format!("{namespace}/{name}");
         move |source: kube::Error| {
@@ -471,7 +468,7 @@ async fn write_revisions(
     let mut written: Vec<(String, Option<String>)> = Vec::new();
     let live: Vec<&Revision> =
         revisions.iter().enumerate().filter(|(index, revision)| *index == 0 || !revision.children.is_empty()).map(|(_, r)| r).collect();
-    for observed in settled {
+    for observed in claimed {
         if !live.iter().any(|revision| revision.name == observed.name_any()) {
             let params = DeleteParams::background().preconditions(Preconditions { uid: observed.uid(), resource_version: None });
             match api.delete(&observed.name_any(), &params).await {
@@ -493,7 +490,7 @@ async fn write_revisions(
             }
         }
         let children = serde_json::to_value(&grouped).expect("revision children serialize");
-        let observed = settled.iter().find(|observed| observed.name_any() == revision.name);
+        let observed = claimed.iter().find(|observed| observed.name_any() == revision.name);
         match observed {
             Some(observed) => {
                 let current = observed.data.get("children").cloned().unwrap_or_else(|| json!([]));
@@ -516,7 +513,7 @@ async fn write_revisions(
                     "metadata": {
                         "name": revision.name,
                         "namespace": namespace,
-                        "labels": hosted.revision_labels(parent, selector),
+                        "labels": revision_labels(ctx, parent, selector),
                         "ownerReferences": [owner],
                     },
                     "parentPatch": revision.patch,
@@ -538,7 +535,10 @@ async fn write_revisions(
         let shown = |cache: &bosun_runtime::Cache| {
             written.iter().all(|(name, version)| {
                 let key = bosun_runtime::ObjectKey { namespace: Some(namespace.clone()), name: name.clone() };
-                cache.get(&key).map(|object| object.resource_version()) == version.clone().map(Some)
+                match version {
+                    Some(version) => cache.shows(&key, version),
+                    None => cache.get(&key).is_none(),
+                }
             })
         };
         rolling.revisions.cache.wait_for(READ_YOUR_WRITES, shown).await;

@@ -1,14 +1,15 @@
 //! DecoratorController: adds labels, annotations, status and attachments to existing objects
-//! of any kind. Each DecoratorController object runs as a hosted controller ([`controller`])
-//! that syncs its targets ([`sync`]); [`crate::hosting`] starts, restarts and stops them.
+//! of any kind. Each DecoratorController object runs as a hosted controller, built and started
+//! by [`start`], whose [`policy`] says how its targets are synced; [`crate::hosting`] starts,
+//! restarts and stops them.
 
-pub(crate) mod controller;
-mod sync;
+pub(crate) mod policy;
+pub(crate) mod start;
 
 use std::sync::Arc;
 
-pub(crate) use controller::RunningDecorator;
-pub(crate) use sync::finalizer_name;
+pub(crate) use policy::finalizer_name;
+pub(crate) use start::RunningDecorator;
 
 use crate::api::{DecoratorController, DecoratorControllerSpec};
 use crate::context::EngineContext;

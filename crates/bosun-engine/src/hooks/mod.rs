@@ -8,7 +8,10 @@
 pub(crate) mod auth;
 mod client;
 mod duration;
+mod endpoint;
 pub(crate) mod etag;
+mod exchange;
+mod metrics;
 pub(crate) mod redact;
 mod transport;
 
@@ -17,13 +20,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::api::DynamicObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::api::{HookVersion, ResponseUnmarshallMode};
 use crate::invalid_response::InvalidResponse;
+use crate::limits::{MAX_HOOK_EVENTS, MAX_STATUS_BYTES};
 
 pub use client::DEFAULT_MAX_RESPONSE_BYTES;
-pub(crate) use client::{EndpointError, HookClient, HookEndpoint, HookError, HookKind};
+pub(crate) use client::{HookClient, HookError};
 pub use duration::{DurationError, parse_duration};
+pub(crate) use endpoint::{EndpointError, HookEndpoint, HookKind};
+pub use exchange::HookExchange;
 
 /// The outer key of an object map: `Kind.apiVersion`, e.g. `Pod.v1` or `Deployment.apps/v1`.
 pub(crate) fn group_key(kind: &str, api_version: &str) -> String {
@@ -144,9 +151,6 @@ pub(crate) struct HookEvent {
     pub message: String,
 }
 
-/// The most events one response may ask for.
-pub(crate) const MAX_HOOK_EVENTS: usize = 10;
-
 /// Validates a response's `events`: each `{type, reason, message}` with `type` `Normal`
 /// (the default) or `Warning` and a reason of 1 to 128 characters without spaces.
 pub(crate) fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<HookEvent>, InvalidResponse> {
@@ -177,6 +181,28 @@ pub(crate) fn hook_events(events: Option<Vec<serde_json::Value>>) -> Result<Vec<
         .collect()
 }
 
+/// Refuses a status larger than [`MAX_STATUS_BYTES`], which the API server would refuse on
+/// every retry.
+pub(crate) fn check_status_size(status: &Value) -> Result<(), InvalidResponse> {
+    let size = serde_json::to_vec(status).map(|encoded| encoded.len()).unwrap_or(usize::MAX);
+    if size > MAX_STATUS_BYTES {
+        return Err(InvalidResponse::StatusTooLarge { size });
+    }
+    Ok(())
+}
+
+/// A response's `status`: an object; `None` for null or absent.
+pub(crate) fn response_status(status: Option<Value>) -> Result<Option<Value>, InvalidResponse> {
+    match status {
+        None | Some(Value::Null) => Ok(None),
+        Some(status @ Value::Object(_)) => {
+            check_status_size(&status)?;
+            Ok(Some(status))
+        }
+        Some(value) => Err(InvalidResponse::StatusNotAnObject { value }),
+    }
+}
+
 /// A request body, serialized once.
 pub(crate) fn encode(request: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(request).expect("hook requests serialize")
@@ -186,6 +212,7 @@ pub(crate) fn encode(request: &impl Serialize) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     #[test]
     fn v1_keys_are_relative_and_filtered() {
@@ -277,5 +304,12 @@ mod tests {
         fn v1_keys_for_namespaced_parents_are_names(namespace in "[a-z]{1,5}", name in "[a-z0-9-]{1,10}") {
             prop_assert_eq!(object_key(HookVersion::V1, Some(&namespace), Some(&namespace), &name), Some(name));
         }
+    }
+
+    #[test]
+    fn large_statuses_are_refused() {
+        assert!(check_status_size(&json!({ "a": "b" })).is_ok());
+        let huge = json!({ "data": "x".repeat(MAX_STATUS_BYTES) });
+        assert!(check_status_size(&huge).unwrap_err().to_string().contains("at most"));
     }
 }

@@ -205,11 +205,11 @@ impl Fixture {
         };
         configure(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        self.engine = Some(tokio::spawn(
-            Engine::new(client, config).with_metrics(self.metrics.clone()).with_health(self.health.clone()).run(async {
-                let _ = stopped.await;
-            }),
-        ));
+        let caches = bosun_runtime::SharedCaches::new(client.clone()).with_metrics(&self.metrics);
+        let context = bosun_runtime::Context { client, caches, metrics: self.metrics.clone(), health: self.health.clone(), shard: None };
+        self.engine = Some(tokio::spawn(Engine::new(&context, config).run(async {
+            let _ = stopped.await;
+        })));
         self.stop = Some(stop);
     }
 

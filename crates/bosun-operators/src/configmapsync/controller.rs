@@ -18,7 +18,7 @@
 //! label — so that the ConfigMaps anyone creates cost the operator almost nothing; content is
 //! read for the ConfigMaps a ConfigMapSync names ([`super::contents`]).
 //!
-//! Sharded ([`ConfigMapSyncController::sharded`]), a replica watches only its shard's
+//! Sharded (a [`Context`] with a shard), a replica watches only its shard's
 //! ConfigMapSyncs; ConfigMaps and Namespaces it watches in full, as it must to see sources and
 //! consent, so copies carry no shard label and nothing but the ConfigMapSync moves.
 
@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bosun_runtime::sharding::{Registration, Selection, Shard};
-use bosun_runtime::{Cache, CacheEvent, Controller, EventRecorder, Health, Metrics, ObjectKey, SharedCaches, predicate};
+use bosun_runtime::{Cache, CacheEvent, Context, Controller, EventRecorder, ObjectKey, predicate};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Client, ResourceExt};
@@ -136,19 +136,15 @@ pub(super) fn owner_id(namespace: &str, name: &str) -> String {
 }
 
 impl ConfigMapSyncController {
-    /// A controller watching through `caches`, recording metrics into `metrics`.
-    pub fn new(client: Client, caches: &SharedCaches, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
-        Self::build(client, caches, None, metrics, options)
-    }
-
-    /// A controller of `shard`'s ConfigMapSyncs only (see [`bosun_runtime::sharding`]).
-    pub fn sharded(client: Client, caches: &SharedCaches, shard: &Arc<Shard>, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
-        Self::build(client, caches, Some(shard), metrics, options)
-    }
-
-    fn build(client: Client, caches: &SharedCaches, shard: Option<&Arc<Shard>>, metrics: Metrics, options: ConfigMapSyncOptions) -> Self {
+    /// A controller in the process's `context` (usually a [`Manager`](bosun_runtime::Manager)'s):
+    /// it watches through its caches, records into its registry and registers its readiness
+    /// (the caches have synced) in its health checks; with a shard, it reconciles only the
+    /// shard's ConfigMapSyncs (see [`bosun_runtime::sharding`]).
+    pub fn new(context: &Context, options: ConfigMapSyncOptions) -> Self {
+        let Context { client, caches, metrics, health, shard } = context;
+        let shard = shard.as_ref();
         let resource = ApiResource::erase::<ConfigMapSync>(&());
-        let syncs = shard.map_or(caches, |shard| shard.caches()).cache(&resource);
+        let syncs = context.owned_caches().cache(&resource);
         let _sharded = shard.map(|shard| shard.types().register(resource, Selection::all(), Vec::new()));
         let config_maps = caches.metadata(&ApiResource::erase::<ConfigMap>(&()), &[OWNER_ANNOTATION, MANAGED_BY_LABEL]);
         let contents = Arc::new(super::contents::Contents::default());
@@ -165,7 +161,8 @@ impl ConfigMapSyncController {
         });
         config_maps.add_index(BY_OWNER, |object| object.annotations().get(OWNER_ANNOTATION).cloned().into_iter().collect());
         let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "bosun".into());
-        let controller = Controller::new(NAME, &metrics)
+        let controller = Controller::new(NAME, metrics)
+            .with_health(health)
             .workers(options.workers)
             // Status writes (its own) queue nothing.
             .for_resource(syncs.clone(), predicate::spec_or_lifecycle_changed)
@@ -185,7 +182,7 @@ impl ConfigMapSyncController {
             });
         let shared = Shared {
             recorder: EventRecorder::new(client.clone(), NAME, instance, options.events_qps, options.events_burst),
-            client,
+            client: client.clone(),
             syncs,
             config_maps,
             contents,
@@ -195,12 +192,6 @@ impl ConfigMapSyncController {
             _sharded,
         };
         ConfigMapSyncController { shared: Arc::new(shared), controller }
-    }
-
-    /// Registers readiness (the caches have synced) in `health`.
-    pub fn with_health(mut self, health: &Health) -> Self {
-        self.controller = self.controller.with_health(health);
-        self
     }
 
     /// Runs until `shutdown` completes, then finishes the reconciles in flight and returns.

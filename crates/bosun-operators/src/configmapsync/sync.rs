@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bosun_runtime::finalizer::{self, Event, FinalizerError, finalizer};
 use bosun_runtime::{Action, EventType, ObjectKey};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -226,19 +227,30 @@ impl Shared {
         let sync: ConfigMapSync = serde_json::to_value(&*object)
             .and_then(serde_json::from_value)
             .map_err(|source| SyncError::Parse { key: key.clone(), source })?;
-        if sync.metadata.deletion_timestamp.is_some() {
-            return self.finalize(&sync).await;
-        }
-        if !sync.finalizers().iter().any(|finalizer| finalizer == FINALIZER) {
-            let mut finalizers = sync.finalizers().to_vec();
-            finalizers.push(FINALIZER.to_owned());
-            if !self.patch_finalizers(&sync, finalizers).await? {
-                return Ok(Action::RequeueAfter(RACE_RETRY));
+        let api: Api<ConfigMapSync> = Api::namespaced(self.client.clone(), &sync.namespace().unwrap_or_default());
+        let reconciled = finalizer(&api, FINALIZER, Arc::new(sync), |event| async move {
+            match event {
+                Event::Apply(sync) => self.apply(&sync).await,
+                Event::Cleanup(sync) => self.finalize(&sync).await,
+            }
+        })
+        .await;
+        match reconciled {
+            Ok(action) => Ok(action),
+            Err(finalizer::Error::Apply(error) | finalizer::Error::Cleanup(error)) => Err(error),
+            // Another client changed it meanwhile: soon again, with what it wrote.
+            Err(finalizer::Error::Finalizer(FinalizerError::Conflict)) => Ok(Action::RequeueAfter(RACE_RETRY)),
+            Err(finalizer::Error::Finalizer(FinalizerError::Api(source))) => {
+                Err(SyncError::Api { action: "updating the finalizers".into(), source })
             }
         }
-        let plan = self.plan(&sync).await?;
+    }
+
+    /// Writes the copies the ConfigMapSync asks for and reports on it.
+    async fn apply(&self, sync: &ConfigMapSync) -> Result<Action, SyncError> {
+        let plan = self.plan(sync).await?;
         let outcome = self.execute(&plan.writes).await;
-        self.report(&sync, &plan, &outcome).await?;
+        self.report(sync, &plan, &outcome).await?;
         if !outcome.failures.is_empty() {
             return Err(SyncError::Writes(format!("writing copies failed: {}", outcome.failures.join("; "))));
         }
@@ -783,9 +795,16 @@ impl Shared {
                 "status": new,
             });
             let api: Api<ConfigMapSync> = Api::namespaced(self.client.clone(), &sync.namespace().unwrap_or_default());
-            api.patch_status(&sync.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+            let written = api
+                .patch_status(&sync.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
                 .await
                 .map_err(|source| SyncError::Api { action: "writing the status".into(), source })?;
+            // The next reconcile starts from the status in the cache (its lastSyncTime, the
+            // copies it wrote): it must find this one, not the one before it.
+            if let Some(version) = written.resource_version() {
+                let key = ObjectKey { namespace: sync.namespace(), name: sync.name_any() };
+                self.syncs.wait_for(READ_YOUR_WRITES, |cache| cache.shows(&key, &version)).await;
+            }
         }
         if wrote {
             let note =
@@ -806,11 +825,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Removes the copies (or, with deletion policy Orphan, releases them), then the finalizer.
+    /// Removes the copies (or, with deletion policy Orphan, releases them); done once all are,
+    /// and then the finalizer goes.
     async fn finalize(&self, sync: &ConfigMapSync) -> Result<Action, SyncError> {
-        if !sync.finalizers().iter().any(|finalizer| finalizer == FINALIZER) {
-            return Ok(Action::Done);
-        }
         let own_namespace = sync.namespace().unwrap_or_default();
         let owner = owner_id(&own_namespace, &sync.name_any());
         let orphan = sync.spec.deletion_policy == Some(DeletionPolicy::Orphan);
@@ -830,26 +847,7 @@ impl Shared {
             self.recorder.record(&sync.object_ref(&()), EventType::Warning, "FinalizeFailed", &error).await;
             return Err(SyncError::Writes(error));
         }
-        if outcome.raced {
-            return Ok(Action::RequeueAfter(RACE_RETRY));
-        }
-        let finalizers = sync.finalizers().iter().filter(|finalizer| *finalizer != FINALIZER).cloned().collect();
-        if !self.patch_finalizers(sync, finalizers).await? {
-            return Ok(Action::RequeueAfter(RACE_RETRY));
-        }
-        Ok(Action::Done)
-    }
-
-    /// Sets the finalizers, conditional on the cached resourceVersion; `false` if the object
-    /// changed or went meanwhile.
-    async fn patch_finalizers(&self, sync: &ConfigMapSync, finalizers: Vec<String>) -> Result<bool, SyncError> {
-        let api: Api<ConfigMapSync> = Api::namespaced(self.client.clone(), &sync.namespace().unwrap_or_default());
-        let patch = json!({ "metadata": { "resourceVersion": sync.resource_version(), "finalizers": finalizers } });
-        match api.patch(&sync.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
-            Err(source) => Err(SyncError::Api { action: "updating the finalizers".into(), source }),
-        }
+        Ok(if outcome.raced { Action::RequeueAfter(RACE_RETRY) } else { Action::Done })
     }
 }
 

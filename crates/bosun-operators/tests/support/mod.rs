@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use bosun_operators::configmapsync::{ACCEPT_FROM_ANNOTATION, ConfigMapSync, ConfigMapSyncController, ConfigMapSyncOptions};
-use bosun_runtime::{Metrics, SharedCaches};
+use bosun_runtime::{Context, Metrics, SharedCaches};
 use bosun_testenv::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -39,6 +39,7 @@ fn operator(env: &'static TestEnv) -> &'static Metrics {
                 let layer = recorded.rest_client_layer("test");
                 let client = kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&layer).build();
                 let caches = SharedCaches::new(client.clone());
+                let context = Context { client, caches, metrics: recorded, health: Default::default(), shard: None };
                 // Limits small enough for the tests to exceed them.
                 let options = ConfigMapSyncOptions {
                     events_burst: 10_000,
@@ -46,7 +47,7 @@ fn operator(env: &'static TestEnv) -> &'static Metrics {
                     max_source_bytes: MAX_SOURCE_BYTES,
                     ..Default::default()
                 };
-                ConfigMapSyncController::new(client, &caches, recorded, options).run(std::future::pending()).await;
+                ConfigMapSyncController::new(&context, options).run(std::future::pending()).await;
             });
         });
         metrics

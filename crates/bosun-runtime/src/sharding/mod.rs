@@ -69,6 +69,19 @@ impl Ring {
     }
 }
 
+/// How a replica takes part in a ring (see [`crate::Manager::with_sharding`]).
+#[derive(Debug, Clone)]
+pub struct ShardingConfig {
+    /// The ring.
+    pub ring: Ring,
+    /// The replica's shard: its Lease's name and the value of its objects' shard label.
+    pub name: String,
+    /// The coordinator's election; also the timing of the shard's own Lease.
+    pub election: crate::LeaderElectionConfig,
+    /// How often the coordinator checks every label of the ring.
+    pub repair_period: std::time::Duration,
+}
+
 /// Which objects of a type a controller reconciles: those whose labels and annotations match
 /// both selectors (an absent one matches every object).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use bosun_runtime::{Action, Manager, ManagerConfig, ObjectKey, SharedCaches, predicate, shutdown_signal};
+use bosun_runtime::{Action, Manager, ManagerConfig, ObjectKey, predicate, shutdown_signal};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -74,8 +74,10 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env().add_directive("info".parse()?)).init();
     let client = Client::try_default().await.context("connecting to the cluster (KUBECONFIG or in-cluster)")?;
     let address = |port: u16| Some(SocketAddr::from(([127, 0, 0, 1], port)));
-    let mut manager = Manager::new(ManagerConfig { metrics_address: address(0), health_address: address(0), ..ManagerConfig::default() });
-    let caches = SharedCaches::new(client.clone());
+    let mut manager =
+        Manager::new(ManagerConfig { metrics_address: address(0), health_address: address(0), ..ManagerConfig::default() }).with_client(client);
+    // The client and the caches every controller of the process shares.
+    let bosun_runtime::Context { client, caches, .. } = manager.context();
     let controller = manager.controller(MANAGER).workers(2);
     manager.add(MANAGER, move |shutdown| async move {
         let objects = caches.cache(&resource());

@@ -1,6 +1,8 @@
-//! A DecoratorController's [`Policy`] for the one reconciler: a target sees only the
-//! attachments it controls (never adopted), its hooks get `object` and `attachments`, and the
-//! response's label and annotation changes and status are applied to the target.
+//! A DecoratorController's [`Policy`] for the one reconciler, and everything that answers a
+//! question about its targets: which objects of its target types it selects, which targets a
+//! change concerns, what a target owns (only the attachments it controls, never adopted), the
+//! hook request with `object` and `attachments`, and the response's label and annotation
+//! changes and status, applied to the target.
 //!
 //! As for CompositeControllers, nothing is written before the whole response has been
 //! validated, and nothing is written that would not change. Only the target's labels,
@@ -10,19 +12,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::api::{ApiResource, DynamicObject};
+use bosun_runtime::{CacheEvent, ObjectKey};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::controller::{HostedDecorator, TargetKey};
 use crate::children::{ChildType, Rules};
-use crate::context::EngineContext;
-use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
+use crate::guarded::{patch_guarded, write_status};
+use crate::hooks::{self, HookResponse, ObjectMaps};
 use crate::invalid_response::InvalidResponse;
-use crate::parent::{patch_guarded, write_status};
-use crate::reconcile::{Common, Policy, SyncResponse};
-use crate::related::Related;
+use crate::reconcile::{Common, Hosted, HostedKey, Policy, SyncResponse};
+use crate::selector;
 use crate::sync_error::SyncError;
 
 /// The annotation that marks an attachment as its DecoratorController's.
@@ -129,6 +131,60 @@ fn map_operations(
     operations
 }
 
+/// Which objects of one of a DecoratorController's `resources` it decorates.
+pub(crate) struct TargetSelection {
+    /// `labelSelector`; absent: every object.
+    pub labels: Option<LabelSelector>,
+    /// `annotationSelector`, as a label selector over annotations; absent: every object.
+    pub annotations: Option<LabelSelector>,
+    /// `ignoreStatusChanges`.
+    pub ignore_status_changes: bool,
+}
+
+impl TargetSelection {
+    /// Whether `object` matches both selectors.
+    pub(crate) fn matches(&self, object: &DynamicObject) -> bool {
+        let satisfies = |selector: &Option<LabelSelector>, map| {
+            selector.as_ref().is_none_or(|selector| selector::matches(selector, map).unwrap_or(false))
+        };
+        satisfies(&self.labels, object.labels()) && satisfies(&self.annotations, object.annotations())
+    }
+}
+
+/// Identifies a target: which resource rule, and the object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TargetKey {
+    /// Index into the DecoratorController's `resources`.
+    pub rule: usize,
+    /// The object.
+    pub key: ObjectKey,
+}
+
+impl std::fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "resources[{}] {}", self.rule, self.key)
+    }
+}
+
+impl HostedKey for TargetKey {
+    fn rule(&self) -> usize {
+        self.rule
+    }
+
+    fn object(&self) -> &ObjectKey {
+        &self.key
+    }
+}
+
+/// What a DecoratorController adds to a hosted controller.
+pub(crate) struct DecoratorPolicy {
+    /// Per target type (in the order of [`Hosted::objects`]): which objects it decorates.
+    pub selections: Vec<TargetSelection>,
+}
+
+/// A hosted DecoratorController.
+pub(crate) type HostedDecorator = Hosted<DecoratorPolicy>;
+
 /// What a valid response writes on the target itself.
 pub(crate) struct TargetUpdate {
     labels: BTreeMap<String, Option<String>>,
@@ -136,56 +192,24 @@ pub(crate) struct TargetUpdate {
     status: Option<Value>,
 }
 
-impl Policy for HostedDecorator {
+impl Policy for DecoratorPolicy {
     type Key = TargetKey;
     /// The attachments of each type the target controls.
     type Observed = Vec<Vec<Arc<DynamicObject>>>;
     type Response = DecoratorResponse;
     type Update = TargetUpdate;
 
-    fn ctx(&self) -> &EngineContext {
-        &self.ctx
-    }
-
-    fn resource(&self, key: &TargetKey) -> &ApiResource {
-        &self.targets[key.rule].resolved.resource
-    }
-
-    fn cached(&self, key: &TargetKey) -> Option<Arc<DynamicObject>> {
-        self.targets[key.rule].cache.get(&key.key)
-    }
-
-    fn forget(&self, key: &TargetKey) {
-        self.ctx.hooks.forget(&self.resource(key).kind, &key.key);
-    }
-
-    fn related(&self) -> &Related<TargetKey> {
-        &self.related
-    }
-
-    fn finalizer(&self) -> String {
-        finalizer_name(&self.name)
-    }
-
-    fn handles(&self, key: &TargetKey, target: &DynamicObject) -> bool {
-        self.targets[key.rule].matches(target)
-    }
-
-    fn hooks(&self) -> (&Option<HookEndpoint>, &Option<HookEndpoint>) {
-        (&self.sync_hook, &self.finalize_hook)
-    }
-
-    fn child_types(&self) -> &[ChildType] {
-        &self.attachments
+    fn handles(hosted: &HostedDecorator, key: &TargetKey, target: &DynamicObject) -> bool {
+        hosted.policy.selections[key.rule].matches(target)
     }
 
     /// Attachments are never adopted: only those the target controls and that carry this
     /// decorator's name are its.
-    async fn observe(&self, target: &DynamicObject) -> Result<Self::Observed, SyncError> {
+    async fn observe(hosted: &HostedDecorator, target: &DynamicObject) -> Result<Self::Observed, SyncError> {
         let uid = target.uid().unwrap_or_default();
         let target_namespace = target.namespace();
-        Ok(self
-            .attachments
+        Ok(hosted
+            .child_types
             .iter()
             .map(|attachment_type| {
                 let scoped = |object: &DynamicObject| {
@@ -195,43 +219,47 @@ impl Policy for HostedDecorator {
                     .cache
                     .controlled_by(&uid)
                     .into_iter()
-                    .filter(|object| object.annotations().get(DECORATOR_ANNOTATION) == Some(&self.name) && scoped(object))
+                    .filter(|object| object.annotations().get(DECORATOR_ANNOTATION) == Some(&hosted.name) && scoped(object))
                     .collect()
             })
             .collect())
     }
 
-    fn shown<'a>(&self, observed: &'a Self::Observed) -> Vec<Vec<&'a DynamicObject>> {
+    fn shown(observed: &Self::Observed) -> Vec<Vec<&DynamicObject>> {
         observed.iter().map(|objects| objects.iter().map(Arc::as_ref).collect()).collect()
     }
 
-    fn request(&self, object: &DynamicObject, attachments: ObjectMaps<'_>, related: ObjectMaps<'_>, finalizing: bool) -> Vec<u8> {
-        hooks::encode(&DecoratorRequest { controller: &self.controller_json, object, attachments, related, finalizing })
+    fn request(
+        hosted: &HostedDecorator,
+        object: &DynamicObject,
+        attachments: ObjectMaps<'_>,
+        related: ObjectMaps<'_>,
+        finalizing: bool,
+    ) -> Vec<u8> {
+        hooks::encode(&DecoratorRequest { controller: &hosted.controller_json, object, attachments, related, finalizing })
     }
 
-    fn rules<'a>(&self, _: &DynamicObject, _: &'a Self::Observed) -> Rules<'a> {
+    fn rules<'a>(hosted: &HostedDecorator, _: &DynamicObject, _: &'a Self::Observed) -> Rules<'a> {
         Rules {
             controller: "DecoratorController",
             field: "attachments",
             declared_in: "attachments",
             selector: None,
             labels: Vec::new(),
-            annotations: vec![(DECORATOR_ANNOTATION, self.name.clone())],
+            annotations: vec![(DECORATOR_ANNOTATION, hosted.name.clone())],
         }
     }
 
-    fn update(
-        &self,
-        (labels, annotations, status): (Option<Value>, Option<Value>, Option<Value>),
-    ) -> Result<TargetUpdate, InvalidResponse> {
+    fn update((labels, annotations, status): (Option<Value>, Option<Value>, Option<Value>)) -> Result<TargetUpdate, InvalidResponse> {
         Ok(TargetUpdate {
             labels: changes("labels", labels)?,
             annotations: changes("annotations", annotations)?,
-            status: crate::parent::response_status(status)?,
+            status: hooks::response_status(status)?,
         })
     }
 
-    async fn settle(&self, _: &DynamicObject, observed: Self::Observed) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
+    /// Attachments are never adopted: what was observed is owned.
+    async fn adopt(_: &HostedDecorator, _: &DynamicObject, observed: Self::Observed) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
         Ok(observed)
     }
 
@@ -239,13 +267,13 @@ impl Policy for HostedDecorator {
     /// subresource where there is one); a target going away that we do not hold back is left
     /// alone.
     async fn write(
-        &self,
+        hosted: &HostedDecorator,
         key: &TargetKey,
         api: &Api<DynamicObject>,
         target: &DynamicObject,
         update: TargetUpdate,
     ) -> Result<(), SyncError> {
-        let has_status = self.targets[key.rule].resolved.has_status;
+        let has_status = hosted.objects[key.rule].resolved.has_status;
         let mut operations = map_operations("/metadata/labels", target, target.labels(), target.metadata.labels.is_some(), &update.labels);
         let annotations_exist = target.metadata.annotations.is_some();
         operations.extend(map_operations("/metadata/annotations", target, target.annotations(), annotations_exist, &update.annotations));
@@ -256,11 +284,81 @@ impl Policy for HostedDecorator {
                 operations.push(json!({ "op": "add", "path": "/status", "value": status }));
             }
         }
-        let held = target.finalizers().contains(&finalizer_name(&self.name));
+        let held = target.finalizers().contains(&hosted.finalizer);
         if !operations.is_empty() && (target.metadata.deletion_timestamp.is_none() || held) {
             patch_guarded::<serde::de::IgnoredAny>(api, target, operations, false).await?;
         }
         Ok(())
+    }
+}
+
+impl HostedDecorator {
+    /// Whether this controller reconciles `object` of rule `rule`: it matches, or still
+    /// carries our finalizer.
+    fn ours(&self, rule: usize, object: &DynamicObject) -> bool {
+        self.policy.selections[rule].matches(object) || object.finalizers().contains(&self.finalizer)
+    }
+
+    /// The target a change of rule `rule`'s objects concerns, if it is ours (before or after).
+    pub(crate) fn target_keys(&self, rule: usize, event: &CacheEvent<'_>) -> Vec<TargetKey> {
+        let CacheEvent::Applied { old, new } = event else { return Vec::new() };
+        if self.policy.selections[rule].ignore_status_changes && bosun_runtime::predicate::only_status_changed(event) {
+            return Vec::new();
+        }
+        if self.ours(rule, new) || old.is_some_and(|old| self.ours(rule, old)) {
+            vec![TargetKey { rule, key: ObjectKey::of(new) }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// An attachment changed: the target that controls it, if it is one of ours.
+    pub(crate) fn attachment_keys(&self, attachment_type: &ChildType, event: &CacheEvent<'_>) -> Vec<TargetKey> {
+        let (old, new) = match event {
+            CacheEvent::Applied { old, new } => (*old, Some(*new)),
+            CacheEvent::Deleted(object) => {
+                self.ctx.applier.forget(attachment_type, object);
+                (Some(*object), None)
+            }
+        };
+        let mut keys = Vec::new();
+        for attachment in old.into_iter().chain(new) {
+            if attachment.annotations().get(DECORATOR_ANNOTATION) != Some(&self.name) {
+                continue;
+            }
+            for (rule, target) in self.objects.iter().enumerate() {
+                if let Some(key) = bosun_runtime::controller_key(attachment, &target.resolved.resource, target.resolved.namespaced) {
+                    keys.push(TargetKey { rule, key });
+                }
+            }
+        }
+        keys
+    }
+
+    /// Every target this controller reconciles.
+    pub(crate) fn all_keys(&self) -> Vec<TargetKey> {
+        let mut keys = Vec::new();
+        for (rule, target) in self.objects.iter().enumerate() {
+            keys.extend(target.cache.keys_where(|object| self.ours(rule, object)).into_iter().map(|key| TargetKey { rule, key }));
+        }
+        keys
+    }
+
+    /// The key under which `target` is synced, or why this controller does not sync it.
+    pub(crate) fn key_of(&self, target: &DynamicObject) -> Result<TargetKey, String> {
+        let types = target.types.clone().unwrap_or_default();
+        let rule = self.objects.iter().position(|candidate| {
+            candidate.resolved.resource.kind == types.kind && candidate.resolved.resource.api_version == types.api_version
+        });
+        match rule {
+            Some(rule) => Ok(TargetKey { rule, key: ObjectKey::of(target) }),
+            None => Err(format!("DecoratorController {} decorates none of {} ({})", self.name, types.kind, types.api_version)),
+        }
+    }
+
+    /// Waits until the caches of the targets and attachments have listed them.
+    pub(crate) async fn wait_synced(&self) {
+        self.wait_listed(&[]).await
     }
 }
 
