@@ -38,6 +38,7 @@ mod finalizer;
 mod guarded;
 mod hooks;
 mod hosting;
+mod identity;
 mod invalid_response;
 mod limits;
 mod outcome;
@@ -47,6 +48,7 @@ mod sync_error;
 
 pub use bosun_runtime::selector;
 pub use hooks::{DEFAULT_MAX_RESPONSE_BYTES, DurationError, parse_duration};
+pub use identity::SERVICE_ACCOUNT_ANNOTATION;
 
 use std::sync::Arc;
 

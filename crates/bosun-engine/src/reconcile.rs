@@ -28,6 +28,7 @@ use crate::discovery::ResolvedResource;
 use crate::finalizer::{hook_for, manages_children};
 use crate::guarded::object_api;
 use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
+use crate::identity::{Identity, Permission};
 use crate::invalid_response::InvalidResponse;
 use crate::limits::resync_after;
 use crate::related::{Related, related_maps};
@@ -92,6 +93,8 @@ pub(crate) struct Hosted<P: Policy> {
     pub controller_json: Value,
     /// The finalizer it puts on its objects when it has a finalize hook.
     pub finalizer: String,
+    /// Who its syncs write as: the engine, or the ServiceAccount the controller names.
+    pub identity: Identity,
     /// The types of the objects it syncs: one parent type, or the decorator's target types.
     pub objects: Vec<ObjectType>,
     /// The types of what an object owns (children or attachments), in spec order.
@@ -272,7 +275,7 @@ pub(crate) async fn sync_object<P: Policy>(
     mut object: Arc<DynamicObject>,
 ) -> Result<Option<Duration>, SyncError> {
     let (ctx, resource, finalizer) = (&hosted.ctx, hosted.resource(key), &hosted.finalizer);
-    let api = object_api(&ctx.client, resource, &object);
+    let api = object_api(&hosted.identity.client, resource, &object);
     let handled = P::handles(hosted, key, &object);
     let Some((hook, finalizing)) = hook_for(&api, &mut object, finalizer, handled, &hosted.sync_hook, &hosted.finalize_hook).await? else {
         return Ok(None);
@@ -284,7 +287,18 @@ pub(crate) async fn sync_object<P: Policy>(
     let ask = Ask { hosted, object: &object, observed: &observed, related: &related, hook, finalizing };
     let Answer { desired, events, update, resync_after, finalized } = P::respond(&ask).await?;
 
-    // The response is valid: only now is anything written (but a rolling update's revisions).
+    // The response is valid; the controller's identity must be allowed every write it asks for.
+    let owner = controller_reference(&object, resource);
+    if hosted.identity.impersonates() && manages_children(&object, finalizing) {
+        let writes = children::desired::writes(&ctx.applier, &hosted.child_types, &owner, &P::shown(&observed), &desired);
+        let needed = writes.into_iter().map(|(verb, index, namespace)| {
+            let child_type = &hosted.child_types[index].resource;
+            Permission { verb, group: child_type.group.clone(), resource: child_type.plural.clone(), namespace }
+        });
+        hosted.identity.check(needed.collect()).await?;
+    }
+
+    // Only now is anything written (but a rolling update's revisions).
     let owned = P::adopt(hosted, &object, observed).await?;
     if finalizing
         && finalized == Some(true)
@@ -294,8 +308,7 @@ pub(crate) async fn sync_object<P: Policy>(
         object = Arc::new(written);
     }
     let children_result = if manages_children(&object, finalizing) {
-        let owner = controller_reference(&object, resource);
-        children::desired::manage(&ctx.client, &ctx.applier, &hosted.child_types, &owner, &owned, desired)
+        children::desired::manage(&hosted.identity.client, &ctx.applier, &hosted.child_types, &owner, &owned, desired)
             .await
             .map_err(SyncError::Children)
     } else {

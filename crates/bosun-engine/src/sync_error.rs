@@ -44,6 +44,27 @@ pub(crate) enum SyncError {
     /// Some children could not be written; the others were.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Children(Vec<ApplyError>),
+    /// The controller's ServiceAccount may not make some of the writes the sync needs; nothing
+    /// was written.
+    #[error(
+        "ServiceAccount {account} may not {}; nothing was written: grant it with a Role or ClusterRole bound to that \
+         ServiceAccount",
+        .missing.join(", ")
+    )]
+    Forbidden {
+        /// `namespace/name`.
+        account: String,
+        /// The writes it may not make, as `create secrets in namespace "a"`.
+        missing: Vec<String>,
+    },
+    /// Asking the API server what the controller's ServiceAccount may do failed.
+    #[error("checking what ServiceAccount {account} may do: {source}")]
+    Permissions {
+        /// `namespace/name`.
+        account: String,
+        /// The API error.
+        source: Box<kube::Error>,
+    },
     /// Updating the parent (finalizer, labels, status) failed.
     #[error("updating the parent: {0}")]
     Parent(Box<kube::Error>),

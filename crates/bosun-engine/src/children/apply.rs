@@ -150,6 +150,11 @@ impl Applier {
         Applier { strategy, applied: Mutex::default(), shard_label: None }
     }
 
+    /// Whether it writes with server-side apply (a `patch`, creations included).
+    pub(crate) fn server_side(&self) -> bool {
+        matches!(self.strategy, ApplyStrategy::ServerSideApply { .. })
+    }
+
     /// An applier for a shard labelled `label`: a child of its parents found labelled for
     /// another shard (left behind by a hand-over, or relabelled by hand) is taken back.
     pub(crate) fn sharded(mut self, label: (String, String)) -> Self {

@@ -2,7 +2,7 @@
 //! written, then brought about — observed ones the hook no longer declares deleted, the rest
 //! created or updated.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use bosun_runtime::ObjectKey;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Applied, Applier, ApplyError, ChildType};
+use crate::api::ChildUpdateMethod;
 use crate::invalid_response::{ChildProblem, InvalidResponse};
 use crate::selector;
 
@@ -25,6 +26,52 @@ pub(crate) struct DesiredChild {
     pub key: ObjectKey,
     /// The object to apply.
     pub object: Value,
+}
+
+/// The writes [`manage`] would make of `desired` given `observed`, as (verb, child type index,
+/// namespace): what the controller's identity must be allowed before anything is written.
+pub(crate) fn writes(
+    applier: &Applier,
+    types: &[ChildType],
+    owner: &Value,
+    observed: &[Vec<&DynamicObject>],
+    desired: &[DesiredChild],
+) -> BTreeSet<(&'static str, usize, Option<String>)> {
+    let namespace = |index: usize, namespace: Option<String>| if types[index].namespaced { namespace } else { None };
+    let mut writes = BTreeSet::new();
+    let wanted: HashSet<(usize, &ObjectKey)> = desired.iter().map(|child| (child.child_type, &child.key)).collect();
+    for (index, objects) in observed.iter().enumerate() {
+        for object in objects.iter().filter(|object| object.metadata.deletion_timestamp.is_none()) {
+            if !wanted.contains(&(index, &ObjectKey::of(object))) {
+                writes.insert(("delete", index, namespace(index, object.namespace())));
+            }
+        }
+    }
+    for child in desired {
+        let (index, child_type) = (child.child_type, &types[child.child_type]);
+        let at = namespace(index, child.key.namespace.clone());
+        match observed[index].iter().find(|object| ObjectKey::of(object) == child.key) {
+            None => {
+                writes.insert(("create", index, at.clone()));
+                if applier.server_side() {
+                    writes.insert(("patch", index, at));
+                }
+            }
+            Some(existing) if existing.metadata.deletion_timestamp.is_some() => {}
+            Some(existing) if applier.is_current(child_type, existing, &child.object, owner) => {}
+            Some(_) => match child_type.method {
+                ChildUpdateMethod::OnDelete => {}
+                ChildUpdateMethod::Recreate | ChildUpdateMethod::RollingRecreate => {
+                    writes.insert(("delete", index, at.clone()));
+                    writes.insert(("create", index, at));
+                }
+                ChildUpdateMethod::InPlace | ChildUpdateMethod::RollingInPlace => {
+                    writes.insert((if applier.server_side() { "patch" } else { "update" }, index, at));
+                }
+            },
+        }
+    }
+    writes
 }
 
 /// What a controller requires of the children its hook declares.

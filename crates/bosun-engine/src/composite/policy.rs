@@ -185,7 +185,7 @@ impl Policy for CompositePolicy {
 
     /// Adopts and releases as claimed; owner references are written only now.
     async fn adopt(hosted: &HostedComposite, parent: &DynamicObject, claims: Claims) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
-        Ok(claims.adopt(parent, &hosted.ctx.client, &hosted.child_types).await?)
+        Ok(claims.adopt(parent, &hosted.identity.client, &hosted.child_types).await?)
     }
 
     /// Writes the hook's status plus `observedGeneration` through the status subresource,

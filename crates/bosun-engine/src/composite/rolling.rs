@@ -435,8 +435,8 @@ pub(crate) async fn respond<P: Policy<Observed = Claims, Update = Value>>(
     }
 
     // The answers are valid: adopt the revisions claimed, then write them, before any child.
-    let claimed = claim.adopt(&claimant, &hosted.ctx.client, &rolling.revisions).await?;
-    write_revisions(&hosted.ctx, rolling, parent, &selector, owner, &revisions, &claimed).await?;
+    let claimed = claim.adopt(&claimant, &hosted.identity.client, &rolling.revisions).await?;
+    write_revisions(hosted, rolling, parent, &selector, owner, &revisions, &claimed).await?;
     Ok(Answer { desired, events, update: status, resync_after, finalized: Some(finalized) })
 }
 
@@ -447,8 +447,8 @@ const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(5);
 /// updates the rest — each only if it changes — and waits until the cache shows the writes:
 /// the parent's next sync must not roll from revisions as they were before (it would hand a
 /// moved child back to its old revision and recreate it again).
-async fn write_revisions(
-    ctx: &EngineContext,
+async fn write_revisions<P: Policy>(
+    hosted: &Hosted<P>,
     rolling: &Rolling,
     parent: &DynamicObject,
     selector: &LabelSelector,
@@ -457,7 +457,7 @@ async fn write_revisions(
     claimed: &[Arc<DynamicObject>],
 ) -> Result<(), SyncError> {
     let namespace = parent.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &rolling.revisions.resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(hosted.identity.client.clone(), &namespace, &rolling.revisions.resource);
     let failed = |action: &'static str, name: &str| {
         let key = format!("{namespace}/{name}");
         move |source: kube::Error| {
@@ -513,7 +513,7 @@ async fn write_revisions(
                     "metadata": {
                         "name": revision.name,
                         "namespace": namespace,
-                        "labels": revision_labels(ctx, parent, selector),
+                        "labels": revision_labels(&hosted.ctx, parent, selector),
                         "ownerReferences": [owner],
                     },
                     "parentPatch": revision.patch,

@@ -14,6 +14,7 @@ use crate::api::{ChildUpdateMethod, CompositeController, CompositeControllerSpec
 use crate::children::ChildType;
 use crate::context::EngineContext;
 use crate::hosting::{CreateError, Tasks};
+use crate::identity::Identity;
 use crate::reconcile::{Hosted, ObjectType};
 
 /// Resolves the CompositeController's types and hooks: the hosted controller, and the runtime
@@ -46,6 +47,7 @@ pub(crate) async fn build(
         let declared = spec.hooks.as_ref().map(|hooks| [&hooks.sync, &hooks.finalize, &hooks.customize]);
         crate::hosting::Hooks::of(&ctx, "CompositeController", &name, declared, spec.endpoint_configs.as_deref())?
     };
+    let identity = Identity::of(&ctx.client, controller.annotations()).map_err(|error| CreateError::Invalid(error.to_string()))?;
     let controller_json = crate::hosting::controller_json(controller);
     let controller = crate::hosting::hosted_controller(&ctx, "CompositeController", &name, controller, spec.resync_period_seconds);
     let sharded = ctx.shard.iter().map(|shard| {
@@ -59,6 +61,7 @@ pub(crate) async fn build(
         objects: vec![ObjectType { cache: ctx.owned.cache(&parent.resource), resolved: parent }],
         related: crate::related::Related::new(ctx.clone(), hooks.customize, controller_json.clone(), controller.queue()),
         finalizer: finalizer_name(&name),
+        identity,
         name,
         ctx,
         controller_json,

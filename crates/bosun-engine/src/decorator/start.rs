@@ -14,6 +14,7 @@ use crate::api::{ChildUpdateMethod, DecoratorController, DecoratorControllerSpec
 use crate::children::ChildType;
 use crate::context::EngineContext;
 use crate::hosting::{CreateError, Tasks};
+use crate::identity::Identity;
 use crate::reconcile::{Hosted, ObjectType};
 
 /// Resolves the DecoratorController's types and hooks: the hosted controller, and the runtime
@@ -56,6 +57,7 @@ pub(crate) async fn build(
         let declared = spec.hooks.as_ref().map(|hooks| [&hooks.sync, &hooks.finalize, &hooks.customize]);
         crate::hosting::Hooks::of(&ctx, "DecoratorController", &name, declared, spec.endpoint_configs.as_deref())?
     };
+    let identity = Identity::of(&ctx.client, controller.annotations()).map_err(|error| CreateError::Invalid(error.to_string()))?;
     let controller_json = crate::hosting::controller_json(controller);
     let controller = crate::hosting::hosted_controller(&ctx, "DecoratorController", &name, controller, spec.resync_period_seconds);
     let attachment_types: Vec<_> = attachments.iter().map(|attachment| attachment.resource.clone()).collect();
@@ -75,6 +77,7 @@ pub(crate) async fn build(
         related: crate::related::Related::new(ctx.clone(), hooks.customize, controller_json.clone(), controller.queue()),
         controller_json,
         finalizer: finalizer_name(&name),
+        identity,
         name,
         objects: targets,
         child_types: attachments,
