@@ -38,6 +38,9 @@ pub struct EngineConfig {
     /// Whether hooks may be sent credentials (URL user information, bearer tokens, basic
     /// auth) over plain `http://`.
     pub allow_insecure_hook_credentials: bool,
+    /// Whether every controller must name the ServiceAccount it acts as
+    /// ([`crate::SERVICE_ACCOUNT_ANNOTATION`]); one that does not is not run.
+    pub require_service_account: bool,
     /// How long a hosted controller waits for its caches before it reports, with a
     /// `CreateError` event, the resources that cannot be listed.
     pub cache_sync_timeout: Duration,
@@ -55,6 +58,7 @@ impl Default for EngineConfig {
             events_burst: 25,
             max_hook_response_bytes: crate::hooks::DEFAULT_MAX_RESPONSE_BYTES,
             allow_insecure_hook_credentials: false,
+            require_service_account: false,
             cache_sync_timeout: bosun_runtime::controller::DEFAULT_SYNC_TIMEOUT,
         }
     }
@@ -92,7 +96,6 @@ impl EngineContext {
     /// for the shard).
     pub(crate) fn new(process: &Context, config: EngineConfig) -> Self {
         let Context { client, caches, metrics, health, shard } = process.clone();
-        let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
         let mut applier = Applier::new(config.apply_strategy.clone());
         if let Some(shard) = &shard {
             applier = applier.sharded(shard.label());
@@ -106,10 +109,16 @@ impl EngineContext {
             metrics,
             health,
             applier,
-            recorder: EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst),
+            recorder: Self::recorder_of(&client, &config),
             client,
             config,
         }
+    }
+
+    /// An event recorder writing through `client`, as the engine's events are recorded.
+    pub(crate) fn recorder_of(client: &kube::Client, config: &EngineConfig) -> EventRecorder {
+        let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "bosun".into());
+        EventRecorder::new(client.clone(), "metacontroller", instance, config.events_qps, config.events_burst)
     }
 
     /// Labels an object the engine creates for one of its parents with the parent's shard.
@@ -131,10 +140,18 @@ impl EngineContext {
         self.metrics.set_records("credential_watches", self.hooks.credential_watches());
     }
 
-    /// Records the events a hook asked for on `regarding`.
-    pub(crate) async fn hook_events(&self, regarding: &ObjectReference, events: Vec<crate::hooks::HookEvent>) {
+    /// Records the events a hook asked for on `regarding`, through `recorder` (a controller's
+    /// own identity's) or else the engine's.
+    pub(crate) async fn hook_events(
+        &self,
+        recorder: Option<&EventRecorder>,
+        regarding: &ObjectReference,
+        events: Vec<crate::hooks::HookEvent>,
+    ) {
+        let recorder = recorder.unwrap_or(&self.recorder);
         for event in events {
-            self.event(regarding, event.warning, &event.reason, event.message).await;
+            let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
+            recorder.record(regarding, type_, &event.reason, &event.message).await;
         }
     }
 

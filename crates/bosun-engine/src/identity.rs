@@ -1,10 +1,12 @@
 //! Per-controller identity (bosun's extension): a CompositeController or DecoratorController
 //! annotated `bosun.dev/service-account: <namespace>/<name>` syncs as that ServiceAccount. Every
 //! write of its syncs — children, their adoption and release, the object's status, labels and
-//! finalizer — goes through a client that impersonates it, so the API server applies the
+//! finalizer, the events its hooks ask for — goes through a client that impersonates it, so the API server applies the
 //! account's RBAC, not the engine's; and before a sync writes anything, the child writes it is
 //! about to make are checked with SelfSubjectAccessReviews as that account. One it may not make
-//! fails the sync with a `SyncError` that names the permission, and nothing is written.
+//! fails the sync with a `SyncError` that names the permission, and nothing is written. The
+//! engine's own events about the controller (`SyncError`, `CreateError`) stay the engine's: an
+//! account that may not write events would otherwise hide why it fails.
 //!
 //! Impersonation rather than a token from the TokenRequest API: there is no token to renew or
 //! keep, the audit log names both the engine and the account, and the engine's right to do it
@@ -19,8 +21,11 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{ApiResource, PostParams};
 
+use bosun_runtime::EventRecorder;
+
+use crate::context::EngineContext;
 use crate::sync_error::SyncError;
 
 /// The annotation that names the ServiceAccount a controller acts as.
@@ -42,6 +47,13 @@ pub(crate) struct Permission {
     pub namespace: Option<String>,
 }
 
+impl Permission {
+    /// `verb` on `resource`'s objects in `namespace` (`None`: cluster-scoped).
+    pub(crate) fn of(verb: &'static str, resource: &ApiResource, namespace: Option<String>) -> Permission {
+        Permission { verb, group: resource.group.clone(), resource: resource.plural.clone(), namespace }
+    }
+}
+
 impl std::fmt::Display for Permission {
     /// `create secrets in namespace "team-a"`, `delete widgets.example.com cluster-wide`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,12 +71,20 @@ pub(crate) enum IdentityError {
     /// The annotation is not `<namespace>/<name>`.
     #[error("annotation {SERVICE_ACCOUNT_ANNOTATION}: {0:?} is not <namespace>/<name> of a ServiceAccount")]
     Malformed(String),
+    /// The engine runs only controllers with an identity of their own.
+    #[error(
+        "this engine runs only controllers that name the ServiceAccount they act as (--require-service-account): annotate \
+         the controller with {SERVICE_ACCOUNT_ANNOTATION}: <namespace>/<name>"
+    )]
+    Required,
 }
 
 /// Who a hosted controller's syncs act as.
 pub(crate) struct Identity {
     /// The client every write of its syncs goes through.
     pub client: kube::Client,
+    /// Records the events its hooks ask for, as the ServiceAccount; `None`: the engine does.
+    pub recorder: Option<EventRecorder>,
     /// `namespace/name` of the ServiceAccount, when it is not the engine itself.
     account: Option<String>,
     /// Answers about permissions, and when they were given.
@@ -73,10 +93,14 @@ pub(crate) struct Identity {
 
 impl Identity {
     /// The identity a controller with these annotations acts as: the ServiceAccount its
-    /// annotation names, impersonated through `client`; else the engine's own.
-    pub(crate) fn of(client: &kube::Client, annotations: &BTreeMap<String, String>) -> Result<Identity, IdentityError> {
+    /// annotation names, impersonated through the engine's client; else the engine's own,
+    /// unless the engine requires one.
+    pub(crate) fn of(ctx: &EngineContext, annotations: &BTreeMap<String, String>) -> Result<Identity, IdentityError> {
         let Some(account) = annotations.get(SERVICE_ACCOUNT_ANNOTATION) else {
-            return Ok(Identity { client: client.clone(), account: None, answers: Mutex::default() });
+            if ctx.config.require_service_account {
+                return Err(IdentityError::Required);
+            }
+            return Ok(Identity { client: ctx.client.clone(), recorder: None, account: None, answers: Mutex::default() });
         };
         let malformed = || IdentityError::Malformed(account.clone());
         let (namespace, name) = account.split_once('/').ok_or_else(malformed)?;
@@ -84,7 +108,9 @@ impl Identity {
         if !valid(namespace) || !valid(name) {
             return Err(malformed());
         }
-        Ok(Identity { client: impersonating(client, namespace, name), account: Some(account.clone()), answers: Mutex::default() })
+        let client = impersonating(&ctx.client, namespace, name);
+        let recorder = Some(EngineContext::recorder_of(&client, &ctx.config));
+        Ok(Identity { client, recorder, account: Some(account.clone()), answers: Mutex::default() })
     }
 
     /// Whether the syncs write as a ServiceAccount of the controller's, not as the engine.

@@ -291,10 +291,8 @@ pub(crate) async fn sync_object<P: Policy>(
     let owner = controller_reference(&object, resource);
     if hosted.identity.impersonates() && manages_children(&object, finalizing) {
         let writes = children::desired::writes(&ctx.applier, &hosted.child_types, &owner, &P::shown(&observed), &desired);
-        let needed = writes.into_iter().map(|(verb, index, namespace)| {
-            let child_type = &hosted.child_types[index].resource;
-            Permission { verb, group: child_type.group.clone(), resource: child_type.plural.clone(), namespace }
-        });
+        let needed =
+            writes.into_iter().map(|(verb, index, namespace)| Permission::of(verb, &hosted.child_types[index].resource, namespace));
         hosted.identity.check(needed.collect()).await?;
     }
 
@@ -321,7 +319,7 @@ pub(crate) async fn sync_object<P: Policy>(
     }
     P::write(hosted, key, &api, &object, update).await?;
     if !events.is_empty() {
-        ctx.hook_events(&object.object_ref(resource), events).await;
+        ctx.hook_events(hosted.identity.recorder.as_ref(), &object.object_ref(resource), events).await;
     }
     children_result.map(|_| resync_after)
 }

@@ -7,7 +7,8 @@ mod support;
 
 use bosun_engine::ApplyStrategy;
 use bosun_engine::SERVICE_ACCOUNT_ANNOTATION;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use serde_json::{Value, json};
@@ -80,6 +81,7 @@ fn config_map_and_secret(_hook: &str, request: &Value) -> Reply {
     let labels = json!({ "thing": name });
     Reply::Json(json!({
         "status": { "ok": true },
+        "events": [{ "type": "Normal", "reason": "Greeted", "message": format!("hello from {name}") }],
         "children": [
             { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "labels": labels }, "data": { "a": "1" } },
             { "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name, "labels": labels }, "stringData": { "b": "2" } },
@@ -93,10 +95,9 @@ async fn each_controller_writes_with_its_own_rights_and_nothing_it_may_not() {
     let writes = |resources: &[&str], status: bool| {
         let mut rules = json!([{ "apiGroups": [""], "resources": resources, "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] }]);
         if status {
-            rules
-                .as_array_mut()
-                .unwrap()
-                .push(json!({ "apiGroups": [fixture.things.group], "resources": ["things/status"], "verbs": ["patch"] }));
+            let rules = rules.as_array_mut().unwrap();
+            rules.push(json!({ "apiGroups": [fixture.things.group], "resources": ["things/status"], "verbs": ["patch"] }));
+            rules.push(json!({ "apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] }));
         }
         rules
     };
@@ -107,8 +108,24 @@ async fn each_controller_writes_with_its_own_rights_and_nothing_it_may_not() {
     service_account(&fixture, "b", &fixture.namespace, writes(&["configmaps", "secrets"], true)).await;
     service_account(&fixture, "c", &elsewhere, writes(&["configmaps", "secrets"], true)).await;
     service_account(&fixture, "d", &fixture.namespace, writes(&["configmaps", "secrets"], false)).await;
+    // E may do everything but patch ConfigMaps: adopting an orphan needs it.
+    let mut no_patch = writes(&["secrets"], true);
+    no_patch
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "delete"] }));
+    service_account(&fixture, "e", &fixture.namespace, no_patch).await;
+    let orphan = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("e-orphan".into()),
+            labels: Some([("thing".to_owned(), "e-parent".to_owned())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    fixture.config_maps().create(&PostParams::default(), &orphan).await.unwrap();
     let hooks = HookServer::start(config_map_and_secret).await;
-    for name in ["a", "b", "c", "d"] {
+    for name in ["a", "b", "c", "d", "e"] {
         controller_as(&fixture, name, &hooks).await;
         parent_of(&fixture, name, &format!("{name}-parent")).await;
     }
@@ -141,16 +158,34 @@ async fn each_controller_writes_with_its_own_rights_and_nothing_it_may_not() {
     }
     assert!(config_maps.get_opt("c-parent").await.unwrap().is_none());
 
+    // E may not adopt the orphan: nothing is written, the orphan stays an orphan.
+    let message = fixture.event_with_reason("e-parent", None, "SyncError").await;
+    assert!(message.contains(&format!("may not patch configmaps in namespace \"{}\"", fixture.namespace)), "{message}");
+    assert!(config_maps.get("e-orphan").await.unwrap().metadata.owner_references.is_none());
+    assert!(config_maps.get_opt("e-parent").await.unwrap().is_none() && secrets.get_opt("e-parent").await.unwrap().is_none());
+
     // D's writes are D's: its children are written, and its status write is refused by the
     // API server for D — though the engine itself may make it.
     let message = fixture.event_with_reason("d-parent", None, "SyncError").await;
     assert!(message.contains(&format!("system:serviceaccount:{}:d", fixture.namespace)) && message.contains("status"), "{message}");
     assert!(config_maps.get_opt("d-parent").await.unwrap().is_some());
 
-    // B is not held up by the others: its status is written too.
+    // B is not held up by the others: its status is written, and its hook's event recorded
+    // (as B, which may write events).
+    fixture.event_with_reason("b-parent", None, "Greeted").await;
     eventually("B's status", async || {
         let parent = fixture.parents().get("b-parent").await.unwrap();
         (parent.data["status"]["ok"] == true).then_some(())
     })
     .await;
+}
+
+/// An engine that requires identities runs no controller without one, and says why.
+#[tokio::test]
+async fn an_engine_that_requires_identities_runs_no_controller_without_one() {
+    let fixture = Fixture::with_config(ApplyStrategy::DynamicApply, true, |config| config.require_service_account = true).await;
+    let hooks = HookServer::start(config_map_and_secret).await;
+    let name = fixture.composite_controller(json!({ "hooks": { "sync": hooks.hook("sync", json!({})) } })).await;
+    let message = fixture.event_with_reason(&name, Some("default"), "CreateError").await;
+    assert!(message.contains("--require-service-account") && message.contains(SERVICE_ACCOUNT_ANNOTATION), "{message}");
 }

@@ -202,6 +202,11 @@ pub struct EngineArgs {
     /// controllers fail to start with a CreateError event.
     #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
     allow_insecure_hook_credentials: bool,
+    /// Run only controllers that name the ServiceAccount they act as (annotation
+    /// bosun.dev/service-account: <namespace>/<name>); any other fails to start with a
+    /// CreateError event. See docs/engine.md, "Per-controller identity".
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
+    require_service_account: bool,
 }
 
 impl EngineArgs {
@@ -222,6 +227,7 @@ impl EngineArgs {
             events_burst: self.events_burst,
             max_hook_response_bytes: self.max_hook_response_bytes,
             allow_insecure_hook_credentials: self.allow_insecure_hook_credentials,
+            require_service_account: self.require_service_account,
             cache_sync_timeout: self.cache_sync_timeout,
         }
     }

@@ -131,6 +131,15 @@ impl Claims {
         self.claims[type_index].observed().map(Arc::as_ref).find(|child| bosun_runtime::ObjectKey::of(child) == *key)
     }
 
+    /// The children adopting and releasing will patch, as (child type index, namespace).
+    pub(crate) fn patches(&self) -> std::collections::BTreeSet<(usize, Option<String>)> {
+        let mut patches = std::collections::BTreeSet::new();
+        for (index, claim) in self.claims.iter().enumerate() {
+            patches.extend(claim.adoptable.iter().chain(&claim.releasable).map(|child| (index, child.namespace())));
+        }
+        patches
+    }
+
     /// Adopts and releases as claimed, once the hook's answer is valid; returns the children the
     /// parent controls now, per child type.
     pub(crate) async fn adopt(

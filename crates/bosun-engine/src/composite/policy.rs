@@ -26,6 +26,7 @@ use crate::children::{ChildType, ClaimError, Claims, Rules, claim, controller_re
 use crate::finalizer::manages_children;
 use crate::guarded::{object_api, write_status};
 use crate::hooks::{self, HookResponse, ObjectMaps};
+use crate::identity::Permission;
 use crate::invalid_response::InvalidResponse;
 use crate::reconcile::{Answer, Ask, Common, Hosted, Policy, SyncResponse};
 use crate::selector;
@@ -183,8 +184,16 @@ impl Policy for CompositePolicy {
         Ok(hooks::response_status(status)?.unwrap_or_else(|| json!({})))
     }
 
-    /// Adopts and releases as claimed; owner references are written only now.
+    /// Adopts and releases as claimed; owner references are written only now, if the
+    /// controller's identity may patch those children.
     async fn adopt(hosted: &HostedComposite, parent: &DynamicObject, claims: Claims) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
+        if hosted.identity.impersonates() {
+            let needed = claims.patches().into_iter().map(|(index, namespace)| {
+                let child_type = &hosted.child_types[index];
+                Permission::of("patch", &child_type.resource, namespace.filter(|_| child_type.namespaced))
+            });
+            hosted.identity.check(needed.collect()).await?;
+        }
         Ok(claims.adopt(parent, &hosted.identity.client, &hosted.child_types).await?)
     }
 

@@ -47,7 +47,7 @@ pub(crate) async fn build(
         let declared = spec.hooks.as_ref().map(|hooks| [&hooks.sync, &hooks.finalize, &hooks.customize]);
         crate::hosting::Hooks::of(&ctx, "CompositeController", &name, declared, spec.endpoint_configs.as_deref())?
     };
-    let identity = Identity::of(&ctx.client, controller.annotations()).map_err(|error| CreateError::Invalid(error.to_string()))?;
+    let identity = Identity::of(&ctx, controller.annotations()).map_err(|error| CreateError::Invalid(error.to_string()))?;
     let controller_json = crate::hosting::controller_json(controller);
     let controller = crate::hosting::hosted_controller(&ctx, "CompositeController", &name, controller, spec.resync_period_seconds);
     let sharded = ctx.shard.iter().map(|shard| {

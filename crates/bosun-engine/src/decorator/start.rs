@@ -57,7 +57,7 @@ pub(crate) async fn build(
         let declared = spec.hooks.as_ref().map(|hooks| [&hooks.sync, &hooks.finalize, &hooks.customize]);
         crate::hosting::Hooks::of(&ctx, "DecoratorController", &name, declared, spec.endpoint_configs.as_deref())?
     };
-    let identity = Identity::of(&ctx.client, controller.annotations()).map_err(|error| CreateError::Invalid(error.to_string()))?;
+    let identity = Identity::of(&ctx, controller.annotations()).map_err(|error| CreateError::Invalid(error.to_string()))?;
     let controller_json = crate::hosting::controller_json(controller);
     let controller = crate::hosting::hosted_controller(&ctx, "DecoratorController", &name, controller, spec.resync_period_seconds);
     let attachment_types: Vec<_> = attachments.iter().map(|attachment| attachment.resource.clone()).collect();
