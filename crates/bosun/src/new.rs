@@ -227,7 +227,7 @@ fn rbac(controller: &str, composite: bool) -> anyhow::Result<String> {
     } else {
         Needs::of_decorator(&serde_yaml::from_str(controller).context("the scaffold's DecoratorController")?)
     };
-    let role = needs.cluster_role(&[], crate::rbac::AGGREGATION_LABEL);
+    let role = needs.cluster_role(&[], crate::rbac::AGGREGATION_LABEL, None);
     Ok(format!(
         "# What bosun needs for this controller (`bosun rbac -f controller.yaml` prints the same): a\n\
          # ClusterRole that bosun's own role aggregates (deploy/rbac.yaml).\n{}",

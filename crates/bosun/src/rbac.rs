@@ -23,6 +23,8 @@ const WRITE: &[&str] = &["get", "list", "watch", "create", "update", "patch", "d
 const PATCH: &[&str] = &["get", "list", "watch", "patch"];
 /// Reading a resource type.
 const READ: &[&str] = &["get", "list", "watch"];
+/// Recording events.
+const EVENTS: &[&str] = &["create", "patch"];
 
 /// Settings of `bosun rbac`.
 #[derive(Debug, Args)]
@@ -44,6 +46,13 @@ pub struct RbacArgs {
     /// `aggregationLabel`, deploy/rbac.yaml's).
     #[arg(long, default_value = AGGREGATION_LABEL, value_name = "KEY")]
     aggregation_label: String,
+    /// Per controller, the identity it writes as (docs/engine.md, "Per-controller identity"):
+    /// its ServiceAccount (the one its bosun.dev/service-account annotation names, else
+    /// `<composite|decorator>-<name>` in the engine's namespace, to annotate it with), a
+    /// ClusterRole with the writes its syncs make bound to that account, and the engine's part
+    /// — reading those types and impersonating that account — aggregated into the engine's role.
+    #[arg(long)]
+    per_controller: bool,
     /// Only controllers whose labels match, as for `bosun run --target-label-selector`.
     #[arg(long, default_value = "", value_parser = crate::run::label_selector, value_name = "SELECTOR")]
     target_label_selector: String,
@@ -84,6 +93,8 @@ pub(crate) struct Needs {
     pub customize: bool,
     /// (namespace, `secrets` or `configmaps`, name) of the objects its hooks' credentials are in.
     credentials: Vec<(String, &'static str, String)>,
+    /// The ServiceAccount it names as its identity, as (namespace, name).
+    service_account: Option<(String, String)>,
 }
 
 impl Needs {
@@ -94,7 +105,7 @@ impl Needs {
         for child in spec.child_resources.iter().flatten() {
             grants.push((child.api_version.clone(), child.resource.clone(), WRITE));
         }
-        Needs::new("CompositeController", controller.name_any(), grants, spec_json(controller))
+        Needs::new("CompositeController", controller.name_any(), grants, spec_json(controller), controller.annotations())
     }
 
     pub(crate) fn of_decorator(controller: &DecoratorController) -> Needs {
@@ -106,18 +117,62 @@ impl Needs {
         for attachment in spec.attachments.iter().flatten() {
             grants.push((attachment.api_version.clone(), attachment.resource.clone(), WRITE));
         }
-        Needs::new("DecoratorController", controller.name_any(), grants, spec_json(controller))
+        Needs::new("DecoratorController", controller.name_any(), grants, spec_json(controller), controller.annotations())
     }
 
-    /// The rest of what a controller with this `spec` needs: its customize hook, credentials.
-    fn new(kind: &'static str, name: String, grants: Vec<(String, String, &'static [&'static str])>, spec: Value) -> Needs {
+    /// The rest of what a controller with this `spec` and `annotations` needs: its customize
+    /// hook, credentials, identity.
+    fn new(
+        kind: &'static str,
+        name: String,
+        grants: Vec<(String, String, &'static [&'static str])>,
+        spec: Value,
+        annotations: &BTreeMap<String, String>,
+    ) -> Needs {
         let customize = spec["hooks"]["customize"]["webhook"].is_object();
-        Needs { kind, name, grants, customize, credentials: credentials_in(&spec) }
+        let service_account = annotations.get(bosun_engine::SERVICE_ACCOUNT_ANNOTATION).and_then(|account| service_account(account).ok());
+        Needs { kind, name, grants, customize, credentials: credentials_in(&spec), service_account }
+    }
+
+    fn short_kind(&self) -> &'static str {
+        if self.kind == "CompositeController" { "composite" } else { "decorator" }
     }
 
     fn role_name(&self) -> String {
-        let short = if self.kind == "CompositeController" { "composite" } else { "decorator" };
-        format!("bosun:{short}:{}", self.name)
+        format!("bosun:{}:{}", self.short_kind(), self.name)
+    }
+
+    /// The ServiceAccount it writes as with `--per-controller`: the one it names, else one
+    /// named after it in `default_namespace`.
+    fn identity(&self, default_namespace: &str) -> (String, String) {
+        self.service_account.clone().unwrap_or_else(|| (default_namespace.to_owned(), format!("{}-{}", self.short_kind(), self.name)))
+    }
+
+    /// With `--per-controller`: its ServiceAccount `account`, the ClusterRole of the writes its
+    /// syncs make (children, the objects it syncs, the events its hooks ask for), and the
+    /// binding between them.
+    fn identity_objects(&self, account: &(String, String)) -> [Value; 3] {
+        let mut grants = self.grants.clone();
+        grants.extend(["v1", "events.k8s.io/v1"].map(|api_version| (api_version.to_owned(), "events".to_owned(), EVENTS)));
+        let name = format!("{}:writes", self.role_name());
+        let labels = json!({ "app.kubernetes.io/managed-by": "bosun-rbac" });
+        [
+            json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": { "name": account.1, "namespace": account.0, "labels": labels },
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": { "name": name, "labels": labels, "annotations": { "bosun.dev/for": format!("{} {}", self.kind, self.name) } },
+                "rules": rules(&grants),
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": { "name": name, "labels": labels },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
+                "subjects": [{ "kind": "ServiceAccount", "namespace": account.0, "name": account.1 }],
+            }),
+        ]
     }
 
     /// The Role (and RoleBinding) for its hook credentials, in each namespace that holds some:
@@ -150,11 +205,24 @@ impl Needs {
         text
     }
 
-    /// The ClusterRole granting this controller's types, aggregated into the engine's.
-    pub(crate) fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str) -> Value {
+    /// The ClusterRole granting this controller's types, aggregated into the engine's. When the
+    /// controller writes as `identity`, the engine only reads what it owns and may impersonate
+    /// that account.
+    pub(crate) fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str, identity: Option<&(String, String)>) -> Value {
         let mut grants = self.grants.clone();
+        if identity.is_some() {
+            for grant in &mut grants {
+                if grant.2 == WRITE {
+                    grant.2 = READ;
+                }
+            }
+        }
         if self.customize {
             grants.extend(related.iter().map(|(api_version, resource)| (api_version.clone(), resource.clone(), READ)));
+        }
+        let mut rules = rules(&grants);
+        if let Some((_, name)) = identity {
+            rules.push(json!({ "apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": [name], "verbs": ["impersonate"] }));
         }
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -164,7 +232,7 @@ impl Needs {
                 "labels": { aggregation_label: "true", "app.kubernetes.io/managed-by": "bosun-rbac" },
                 "annotations": { "bosun.dev/for": format!("{} {}", self.kind, self.name) },
             },
-            "rules": rules(&grants),
+            "rules": rules,
         })
     }
 }
@@ -248,9 +316,23 @@ fn credential_role(
 
 /// The manifests for `needs`, as YAML documents with a header saying what they are for.
 fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
-    let mut objects = Vec::new();
+    let (mut objects, mut annotate) = (Vec::new(), Vec::new());
     for controller in needs {
-        objects.push(controller.cluster_role(&args.related, &args.aggregation_label));
+        let identity = args.per_controller.then(|| controller.identity(&args.service_account.0));
+        if let Some(account) = &identity {
+            objects.extend(controller.identity_objects(account));
+            if controller.service_account.is_none() {
+                annotate.push(format!(
+                    "# kubectl annotate {} {} {}={}/{}\n",
+                    controller.kind.to_lowercase(),
+                    controller.name,
+                    bosun_engine::SERVICE_ACCOUNT_ANNOTATION,
+                    account.0,
+                    account.1
+                ));
+            }
+        }
+        objects.push(controller.cluster_role(&args.related, &args.aggregation_label, identity.as_ref()));
         for (namespace, objects_in) in &controller.credentials_by_namespace() {
             objects.extend(credential_role(&controller.credentials_role_name(), namespace, objects_in, &args.service_account));
         }
@@ -261,6 +343,10 @@ fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
         needs.len(),
         args.aggregation_label
     );
+    if !annotate.is_empty() {
+        text.push_str("# Each controller writes as the ServiceAccount below once annotated with it:\n");
+        text.extend(annotate);
+    }
     for object in objects {
         text.push_str("---\n");
         text.push_str(&serde_yaml::to_string(&object)?);
@@ -355,7 +441,7 @@ mod tests {
         }))
         .unwrap();
         let needs = Needs::of_composite(&controller);
-        let role = needs.cluster_role(&[("v1".into(), "secrets".into())], "bosun.dev/aggregate-to-engine");
+        let role = needs.cluster_role(&[("v1".into(), "secrets".into())], "bosun.dev/aggregate-to-engine", None);
         assert_eq!(role["metadata"]["name"], "bosun:composite:web");
         assert_eq!(role["metadata"]["labels"]["bosun.dev/aggregate-to-engine"], "true");
         assert_eq!(

@@ -371,6 +371,106 @@ async fn metacontrollers_invocations_run_the_engine() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Runs the test control plane's kubectl with `args` and `input`; fails on failure.
+fn kubectl(env: &bosun_testenv::TestEnv, args: &[&str], input: &str) {
+    let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
+    let mut child = Command::new(env.control_plane().binaries().path(bosun_testenv::Component::Kubectl))
+        .args(["--kubeconfig", &kubeconfig])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Applies deploy/rbac.yaml in namespace `system`, its cluster-scoped names made the test's own.
+fn apply_deployed_rbac(env: &bosun_testenv::TestEnv, system: &str) {
+    let deployed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rbac.yaml"))
+        .unwrap()
+        .replace("bosun-system", system)
+        .replace("name: bosun-engine", &format!("name: {system}-engine"))
+        .replace("name: bosun-configmapsync", &format!("name: {system}-configmapsync"));
+    kubectl(env, &["apply", "-n", system, "-f", "-"], &deployed);
+}
+
+/// `bosun rbac --per-controller` prints, for a controller, the ServiceAccount it writes as and
+/// that account's rights, and the engine's part (reading, impersonating): applied beside
+/// deploy/rbac.yaml and nothing else, an engine running as its ServiceAccount syncs the
+/// controller's parents, every write made as the controller's account.
+#[tokio::test]
+async fn rbac_per_controller_prints_the_identity_a_controller_writes_as() {
+    let env = bosun_testenv::TestEnv::shared();
+    let admin = env.client();
+    bosun_engine::install_crds(&admin).await.unwrap();
+    let system = env.namespace("rbac-identity").await;
+    let namespace = env.namespace("rbac-identity-parents").await;
+    let shard = bosun_testenv::unique_suffix();
+    apply_deployed_rbac(env, &system);
+    let resource = support::install_parent_crd(&format!("{shard}.identity.bosun.dev")).await;
+    let hook = support::start_hook(Default::default(), shard.clone()).await;
+    let controller: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+        "metadata": {
+            "name": format!("identity-{shard}"), "labels": { "shard": shard },
+            "annotations": { bosun_engine::SERVICE_ACCOUNT_ANNOTATION: format!("{system}/writer") },
+        },
+        "spec": {
+            "generateSelector": true,
+            "parentResource": { "apiVersion": format!("{}/v1", resource.group), "resource": "faultparents" },
+            "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }],
+            "hooks": { "sync": { "webhook": { "url": hook } } },
+        },
+    }))
+    .unwrap();
+    Api::<DynamicObject>::all_with(admin.clone(), &ApiResource::erase::<bosun_engine::api::CompositeController>(&()))
+        .create(&PostParams::default(), &controller)
+        .await
+        .unwrap();
+
+    let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["rbac", "--per-controller", "--kubeconfig", &kubeconfig, "--target-label-selector", &format!("shard={shard}")])
+        .args(["--service-account", &format!("{system}/bosun")])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for expected in ["kind: ServiceAccount", "name: writer", "- impersonate", &format!("name: bosun:composite:identity-{shard}:writes")] {
+        assert!(printed.contains(expected), "{expected}: {printed}");
+    }
+    kubectl(env, &["apply", "-f", "-"], &printed);
+
+    // The engine, as its ServiceAccount: it may read ConfigMaps, but write them only as
+    // `writer`.
+    let config = env.service_account_config(&system, "bosun").await;
+    let engine = bosun_engine::Engine::new(
+        &bosun_runtime::Context::standalone(kube::Client::try_from(config).unwrap()),
+        bosun_engine::EngineConfig {
+            target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
+            discovery_interval: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(engine.run(async {
+        let _ = stopped.await;
+    }));
+    let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &resource);
+    let parent = DynamicObject::new("p", &resource).data(json!({ "spec": { "version": "1" } }));
+    parents.create(&PostParams::default(), &parent).await.unwrap();
+    bosun_testenv::eventually("the parent synced as the controller's ServiceAccount", async || {
+        let status = parents.get("p").await.unwrap().data["status"].clone();
+        (status["version"] == "1").then_some(())
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap();
+}
+
 /// `bosun rbac` reads the controllers from the cluster and prints RBAC that, applied with
 /// kubectl beside deploy/rbac.yaml and nothing else, is all an engine running as that
 /// ServiceAccount needs: its controller syncs, with the hook's credentials read from a Secret.
@@ -383,26 +483,8 @@ async fn rbac_prints_what_the_engine_needs_for_the_clusters_controllers() {
     let namespace = env.namespace("rbac-parents").await;
     let shard = bosun_testenv::unique_suffix();
     let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
-    let kubectl = |args: &[&str], input: &str| {
-        let mut child = Command::new(env.control_plane().binaries().path(bosun_testenv::Component::Kubectl))
-            .args(["--kubeconfig", &kubeconfig])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    // The deployed RBAC, its cluster-scoped names made this test's own.
-    let deployed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rbac.yaml"))
-        .unwrap()
-        .replace("bosun-system", &system)
-        .replace("name: bosun-engine", &format!("name: {system}-engine"))
-        .replace("name: bosun-configmapsync", &format!("name: {system}-configmapsync"));
-    kubectl(&["apply", "-n", &system, "-f", "-"], &deployed);
+    let kubectl = |args: &[&str], input: &str| kubectl(env, args, input);
+    apply_deployed_rbac(env, &system);
 
     let resource = support::install_parent_crd(&format!("{shard}.rbac.bosun.dev")).await;
     let hook = support::start_hook(Default::default(), shard.clone()).await;
