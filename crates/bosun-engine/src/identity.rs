@@ -132,7 +132,9 @@ impl Identity {
                         .review(&permission)
                         .await
                         .map_err(|source| SyncError::Permissions { account: account.clone(), source: Box::new(source) })?;
-                    self.lock().insert(permission.clone(), (allowed, Instant::now()));
+                    let mut answers = self.lock();
+                    answers.retain(|_, (_, when)| when.elapsed() < ANSWERS_KEPT);
+                    answers.insert(permission.clone(), (allowed, Instant::now()));
                     allowed
                 }
             };

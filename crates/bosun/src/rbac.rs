@@ -105,6 +105,11 @@ impl Needs {
         for child in spec.child_resources.iter().flatten() {
             grants.push((child.api_version.clone(), child.resource.clone(), WRITE));
         }
+        if spec.child_resources.iter().flatten().any(|child| child.method().is_rolling()) {
+            // Its rolling updates' records, which its syncs write as it with --per-controller.
+            let revisions = format!("{}/{}", bosun_engine::api::GROUP, bosun_engine::api::VERSION);
+            grants.push((revisions, "controllerrevisions".to_owned(), WRITE));
+        }
         Needs::new("CompositeController", controller.name_any(), grants, spec_json(controller), controller.annotations())
     }
 
