@@ -128,6 +128,8 @@ async fn the_helm_chart_renders_and_applies() {
     let fenced = run(&helm, &["template", "bosun", &chart, "--namespace", "bosun-system", "--set", "networkPolicy.enabled=true"], None);
     let applied = dry_run(env, &fenced).await;
     assert!(applied.contains("networkpolicy.networking.k8s.io/bosun serverside-applied (server dry run)"), "{applied}");
+    let identities = run(&helm, &["template", "bosun", &chart, "--set", "requireServiceAccount=true"], None);
+    assert!(identities.contains("- --require-service-account\n") && !rendered.contains("--require-service-account"), "{identities}");
     let sharded = run(&helm, &["template", "bosun", &chart, "--set", "sharding.enabled=true,leaderElection.enabled=false"], None);
     assert!(sharded.contains("- --sharding\n") && sharded.contains("- --sharding-ring=bosun"), "{sharded}");
     assert!(sharded.contains("verbs: [get, list, create, update, delete]"), "the coordinator's Lease rights: {sharded}");

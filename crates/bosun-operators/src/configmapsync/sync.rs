@@ -803,7 +803,8 @@ impl Shared {
             // copies it wrote): it must find this one, not the one before it.
             if let Some(version) = written.resource_version() {
                 let key = ObjectKey { namespace: sync.namespace(), name: sync.name_any() };
-                self.syncs.wait_for(READ_YOUR_WRITES, |cache| cache.shows(&key, &version)).await;
+                // (Deleted meanwhile: nothing more to read back.)
+                self.syncs.wait_for(READ_YOUR_WRITES, |cache| cache.get(&key).is_none() || cache.shows(&key, &version)).await;
             }
         }
         if wrote {

@@ -202,13 +202,13 @@ impl Cache {
     }
 
     /// Whether the cache shows the write of the object under `key` that the API server
-    /// answered with `resource_version`: it holds the object at that version or a later one,
-    /// or no longer holds it. Resource versions are compared as numbers when both are (etcd's
-    /// are), else only for equality. With [`Cache::wait_for`], how a controller reads its own
-    /// write back.
+    /// answered with `resource_version`: it holds the object at that version or a later one
+    /// (not at all: not yet, for a creation). Resource versions are compared as numbers when
+    /// both are (etcd's are), else only for equality. With [`Cache::wait_for`], how a
+    /// controller reads its own write back.
     pub fn shows(&self, key: &ObjectKey, resource_version: &str) -> bool {
         let store = self.read();
-        let Some(entry) = store.objects.get(key) else { return true };
+        let Some(entry) = store.objects.get(key) else { return false };
         let Some(cached) = entry.resource_version.as_deref() else { return false };
         match (cached.parse::<u64>(), resource_version.parse::<u64>()) {
             (Ok(cached), Ok(written)) => cached >= written,
