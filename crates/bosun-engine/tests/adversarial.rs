@@ -456,7 +456,11 @@ async fn a_hostile_hook_changes_nothing_outside_its_own_children() {
         let now = fixture.config_maps().get(&format!("good-{index}-config")).await.unwrap();
         assert_eq!(now.resource_version(), before.resource_version(), "good-{index}-config is unchanged");
     }
-    assert_eq!(fixture.config_maps().get("bystander").await.unwrap().resource_version(), bystander.resource_version());
+    let now = fixture.config_maps().get("bystander").await.unwrap();
+    // Who wrote it, if anyone did: every write leaves its manager and operation here.
+    let writers: Vec<_> =
+        now.metadata.managed_fields.iter().flatten().map(|entry| (&entry.manager, &entry.operation, &entry.time)).collect();
+    assert_eq!(now.resource_version(), bystander.resource_version(), "the bystander was written: {writers:?}, now {now:?}");
     let namespaces: Api<Namespace> = Api::all(fixture.client.clone());
     assert!(namespaces.get_opt("hostile-namespace").await.unwrap().is_none());
     let kube_system: Api<ConfigMap> = Api::namespaced(fixture.client.clone(), "kube-system");
