@@ -397,6 +397,34 @@ fn apply_deployed_rbac(env: &bosun_testenv::TestEnv, system: &str) {
     kubectl(env, &["apply", "-n", system, "-f", "-"], &deployed);
 }
 
+/// Runs an engine from `config` for the controllers labelled `shard=<shard>` until parent `p`
+/// of `resource`, created in `namespace`, has the status the test hook writes (`what` it is).
+async fn sync_a_parent_as(config: kube::Config, shard: &str, admin: &kube::Client, namespace: &str, resource: &ApiResource, what: &str) {
+    let engine = bosun_engine::Engine::new(
+        &bosun_runtime::Context::standalone(kube::Client::try_from(config).unwrap()),
+        bosun_engine::EngineConfig {
+            target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
+            allow_insecure_hook_credentials: true,
+            discovery_interval: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(engine.run(async {
+        let _ = stopped.await;
+    }));
+    let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), namespace, resource);
+    let parent = DynamicObject::new("p", resource).data(json!({ "spec": { "version": "1" } }));
+    parents.create(&PostParams::default(), &parent).await.unwrap();
+    bosun_testenv::eventually(what, async || {
+        let status = parents.get("p").await.unwrap().data["status"].clone();
+        (status["version"] == "1").then_some(())
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap();
+}
+
 /// `bosun rbac --per-controller` prints, for a controller, the ServiceAccount it writes as and
 /// that account's rights, and the engine's part (reading, impersonating): applied beside
 /// deploy/rbac.yaml and nothing else, an engine running as its ServiceAccount syncs the
@@ -447,28 +475,7 @@ async fn rbac_per_controller_prints_the_identity_a_controller_writes_as() {
     // The engine, as its ServiceAccount: it may read ConfigMaps, but write them only as
     // `writer`.
     let config = env.service_account_config(&system, "bosun").await;
-    let engine = bosun_engine::Engine::new(
-        &bosun_runtime::Context::standalone(kube::Client::try_from(config).unwrap()),
-        bosun_engine::EngineConfig {
-            target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
-            discovery_interval: Duration::from_millis(500),
-            ..Default::default()
-        },
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(engine.run(async {
-        let _ = stopped.await;
-    }));
-    let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &resource);
-    let parent = DynamicObject::new("p", &resource).data(json!({ "spec": { "version": "1" } }));
-    parents.create(&PostParams::default(), &parent).await.unwrap();
-    bosun_testenv::eventually("the parent synced as the controller's ServiceAccount", async || {
-        let status = parents.get("p").await.unwrap().data["status"].clone();
-        (status["version"] == "1").then_some(())
-    })
-    .await;
-    let _ = stop.send(());
-    running.await.unwrap();
+    sync_a_parent_as(config, &shard, &admin, &namespace, &resource, "the parent synced as the controller's ServiceAccount").await;
 }
 
 /// `bosun rbac` reads the controllers from the cluster and prints RBAC that, applied with
@@ -522,29 +529,7 @@ async fn rbac_prints_what_the_engine_needs_for_the_clusters_controllers() {
 
     // The engine, as that ServiceAccount.
     let config = env.service_account_config(&system, "bosun").await;
-    let engine = bosun_engine::Engine::new(
-        &bosun_runtime::Context::standalone(kube::Client::try_from(config).unwrap()),
-        bosun_engine::EngineConfig {
-            target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
-            allow_insecure_hook_credentials: true,
-            discovery_interval: Duration::from_millis(500),
-            ..Default::default()
-        },
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(engine.run(async {
-        let _ = stopped.await;
-    }));
-    let parents: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &namespace, &resource);
-    let parent = DynamicObject::new("p", &resource).data(json!({ "spec": { "version": "1" } }));
-    parents.create(&PostParams::default(), &parent).await.unwrap();
-    bosun_testenv::eventually("the parent synced by an engine with only the generated RBAC", async || {
-        let status = parents.get("p").await.unwrap().data["status"].clone();
-        (status["version"] == "1").then_some(())
-    })
-    .await;
-    let _ = stop.send(());
-    running.await.unwrap();
+    sync_a_parent_as(config, &shard, &admin, &namespace, &resource, "the parent synced by an engine with only the generated RBAC").await;
 
     // Another controller's RBAC, generated and applied alone, leaves the first one's credential
     // readable: each controller's credentials have a Role of their own.
