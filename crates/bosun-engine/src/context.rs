@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::children::{Applier, ApplyStrategy};
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, ResolvedResource};
 use crate::hooks::HookClient;
+use crate::hosting::CreateError;
 
 /// The engine's settings.
 #[derive(Debug, Clone)]
@@ -130,6 +131,18 @@ impl EngineContext {
                 metadata["labels"] = serde_json::json!({});
             }
             metadata["labels"][key] = value.into();
+        }
+    }
+
+    /// Resolves a type a controller declares as `role` (`parent resource`, `child resource`,
+    /// …); a cluster-scoped one is refused when the engine watches only some namespaces.
+    pub(crate) async fn resolve(&self, api_version: &str, resource: &str, role: &'static str) -> Result<ResolvedResource, CreateError> {
+        let resolved = self.discovery.resolve(api_version, resource).await?;
+        match self.caches.namespaces() {
+            Some(namespaces) if !resolved.namespaced => {
+                Err(CreateError::ClusterScoped { role, resource: format!("{resource} in {api_version}"), namespaces: namespaces.join(",") })
+            }
+            _ => Ok(resolved),
         }
     }
 

@@ -86,7 +86,8 @@ fn from_finalizer(error: FinalizerError) -> SyncError {
 /// Objects per page when the finalizers of a deleted controller are released.
 const RELEASE_PAGE: u32 = 500;
 
-/// Removes `finalizer` from every object of `resource`: once its controller is deleted,
+/// Removes `finalizer` from every object of `resource` that `lists` list (one per namespace
+/// the engine watches, or one for all): once its controller is deleted,
 /// nothing else would ever remove it. The objects are listed from the API server, not a
 /// cache, so that a finalizer added just before the controller stopped is seen too — as
 /// metadata, a page at a time. Sharded, only the objects `shard` may act on
@@ -95,25 +96,28 @@ const RELEASE_PAGE: u32 = 500;
 pub(crate) async fn release_finalizer(
     client: &kube::Client,
     resource: &ApiResource,
+    lists: Vec<Api<DynamicObject>>,
     finalizer: &str,
     shard: Option<&Shard>,
 ) -> Result<(), SyncError> {
-    let all: Api<DynamicObject> = Api::all_with(client.clone(), resource);
-    let mut params = ListParams::default().limit(RELEASE_PAGE);
-    loop {
-        let page = all.list_metadata(&params).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
-        for object in page.items.into_iter().filter(|object| object.finalizers().iter().any(|existing| existing == finalizer)) {
-            if let Some(shard) = shard
-                && !shard.may_release(&object.metadata).await
-            {
-                continue;
+    for list in lists {
+        let mut params = ListParams::default().limit(RELEASE_PAGE);
+        loop {
+            let page = list.list_metadata(&params).await.map_err(|error| SyncError::Parent(Box::new(error)))?;
+            for object in page.items.into_iter().filter(|object| object.finalizers().iter().any(|existing| existing == finalizer)) {
+                if let Some(shard) = shard
+                    && !shard.may_release(&object.metadata).await
+                {
+                    continue;
+                }
+                let object = DynamicObject { types: None, metadata: object.metadata, data: Value::Null };
+                finalizer::remove(&object_api(client, resource, &object), &object, finalizer).await.map_err(from_finalizer)?;
             }
-            let object = DynamicObject { types: None, metadata: object.metadata, data: Value::Null };
-            finalizer::remove(&object_api(client, resource, &object), &object, finalizer).await.map_err(from_finalizer)?;
-        }
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(()),
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
         }
     }
+    Ok(())
 }

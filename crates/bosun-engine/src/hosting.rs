@@ -43,6 +43,19 @@ pub(crate) enum CreateError {
     /// The spec is invalid in another way.
     #[error("{0}")]
     Invalid(String),
+    /// A cluster-scoped type, and the engine watches only some namespaces.
+    #[error(
+        "{role} {resource} is cluster-scoped, and this engine watches only the namespaces {namespaces} (bosun run \
+         --namespace): run this controller on an engine that watches the whole cluster"
+    )]
+    ClusterScoped {
+        /// What the controller declares it as: `parent resource`, `child resource`, ….
+        role: &'static str,
+        /// `plural.group`.
+        resource: String,
+        /// The namespaces watched, comma-separated.
+        namespaces: String,
+    },
 }
 
 /// A kind of controller object the engine hosts.
@@ -99,7 +112,9 @@ enum LifecycleError {
 /// stops taking work and returns once the syncs in flight have finished. Reports ready in
 /// `health` once the objects' cache has synced.
 pub(crate) async fn run<K: HostedKind>(ctx: Arc<EngineContext>, health: Health, shutdown: impl Future<Output = ()>) {
-    let cache = ctx.caches.cache(&ApiResource::erase::<K::Object>(&()));
+    // Controller objects are cluster-scoped: read cluster-wide even by an engine that watches
+    // only some namespaces (the one rule such an install needs beyond its Roles).
+    let cache = ctx.caches.cluster_wide().cache(&ApiResource::erase::<K::Object>(&()));
     // One worker: starts and stops of hosted controllers happen one at a time.
     let controller = Controller::new(K::NAME, &ctx.metrics).with_health(&health).for_resource(cache.clone(), predicate::any);
     let lifecycle = Arc::new(tokio::sync::Mutex::new(Lifecycle::<K> { running: HashMap::new(), known: HashMap::new() }));
@@ -209,7 +224,15 @@ pub(crate) async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer
                 continue;
             }
         };
-        if let Err(error) = crate::finalizer::release_finalizer(&ctx.client, &resolved.resource, finalizer, ctx.shard.as_deref()).await {
+        if let Err(error) = crate::finalizer::release_finalizer(
+            &ctx.client,
+            &resolved.resource,
+            ctx.caches.apis(&resolved.resource, resolved.namespaced),
+            finalizer,
+            ctx.shard.as_deref(),
+        )
+        .await
+        {
             tracing::warn!(controller = name, %error, "removing its finalizer failed");
             return false;
         }

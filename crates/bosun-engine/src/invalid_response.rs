@@ -208,4 +208,12 @@ pub(crate) enum RuleProblem {
     /// The resource is not served.
     #[error("{0}")]
     Unknown(DiscoveryError),
+    /// Beyond the namespaces the engine watches (`bosun run --namespace`).
+    #[error("{what}, and this engine watches only the namespaces {watched} (bosun run --namespace)")]
+    NotWatched {
+        /// What the rule asks for that the engine cannot see.
+        what: String,
+        /// The namespaces watched, comma-separated.
+        watched: String,
+    },
 }

@@ -142,6 +142,23 @@ impl Selection {
         })
     }
 
+    /// Refuses a selection that reaches beyond the namespaces the engine watches (`watched`):
+    /// a namespace not among them, or namespaces chosen by their labels (reading Namespaces
+    /// needs the whole cluster). One selecting everywhere selects in the watched namespaces.
+    fn watched_within(&self, rule: &RelatedResourceRule, watched: &[String]) -> Result<(), InvalidResponse> {
+        let what = match self {
+            Selection::Names { namespace: Some(namespace), .. } | Selection::InNamespace { namespace, .. }
+                if !watched.contains(namespace) =>
+            {
+                format!("namespace {namespace:?} is not watched")
+            }
+            Selection::InNamespaces { .. } => "namespaceSelector needs to read every Namespace".to_owned(),
+            _ => return Ok(()),
+        };
+        let problem = RuleProblem::NotWatched { what, watched: watched.join(",") };
+        Err(InvalidResponse::RelatedRule { rule: describe(rule), problem })
+    }
+
     /// The objects of `cache` it selects.
     fn select(&self, cache: &Cache, namespaces: Option<&Cache>) -> Vec<Arc<DynamicObject>> {
         let matching = |objects: Vec<Arc<DynamicObject>>, selector: &LabelSelector| {
@@ -300,6 +317,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
         for rule in &rules {
             let related_type = self.related_type(rule).await.map_err(invalid)?;
             let selection = Selection::of(rule, related_type.namespaced, parent_namespace.as_deref(), hook.version).map_err(invalid)?;
+            if let Some(watched) = self.ctx.caches.namespaces() {
+                selection.watched_within(rule, watched).map_err(invalid)?;
+            }
             if !synced(&related_type.cache).await {
                 return Err(SyncError::RelatedNotReadable { resource: rule.resource.clone(), api_version: rule.api_version.clone() });
             }
@@ -372,6 +392,11 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
             .resolve(&rule.api_version, &rule.resource)
             .await
             .map_err(|error| InvalidResponse::RelatedRule { rule: describe(rule), problem: RuleProblem::Unknown(error) })?;
+        if let (Some(watched), false) = (self.ctx.caches.namespaces(), resolved.namespaced) {
+            let what = format!("{} is cluster-scoped", rule.resource);
+            let problem = RuleProblem::NotWatched { what, watched: watched.join(",") };
+            return Err(InvalidResponse::RelatedRule { rule: describe(rule), problem });
+        }
         let cache = self.ctx.caches.cache(&resolved.resource);
         let this = self.this.clone();
         let watched = type_key.clone();

@@ -166,6 +166,33 @@ async fn invalid_rules_are_refused_with_an_event() {
     assert!(synced.is_empty(), "no sync hook call with invalid rules: {synced:?}");
 }
 
+/// An engine that watches only its namespace (`bosun run --namespace`) refuses rules that
+/// reach beyond it, saying why, and gives those within it their objects.
+#[tokio::test]
+async fn an_engine_within_namespaces_refuses_rules_beyond_them() {
+    let fixture = Fixture::within_its_namespace(ApplyStrategy::DynamicApply).await;
+    let server = HookServer::start(hooks).await;
+    let hooks = json!({
+        "sync": server.hook("sync", json!({ "version": "v2" })),
+        "customize": server.hook("customize", json!({ "version": "v2" })),
+    });
+    fixture.composite_controller(json!({ "hooks": hooks })).await;
+    config_map(&fixture.client, &fixture.namespace, "a", json!({}), "1").await;
+    let cases = [
+        ("elsewhere", json!([{ "apiVersion": "v1", "resource": "configmaps", "namespace": "elsewhere" }]), "\"elsewhere\" is not watched"),
+        ("chosen-by-labels", json!([{ "apiVersion": "v1", "resource": "configmaps", "namespaceSelector": {} }]), "namespaceSelector"),
+        ("cluster-scoped", json!([{ "apiVersion": "v1", "resource": "namespaces" }]), "namespaces is cluster-scoped"),
+    ];
+    for (parent, rules, text) in cases {
+        fixture.parent(parent, json!({ "rules": rules })).await;
+        let message = fixture.event_with_reason(parent, None, "SyncError").await;
+        assert!(message.contains(text) && message.contains(&fixture.namespace), "{parent}: {message}");
+    }
+    let own = json!([{ "apiVersion": "v1", "resource": "configmaps", "namespace": fixture.namespace, "names": ["a"] }]);
+    fixture.parent("own", json!({ "rules": own })).await;
+    wait_for_related(&fixture, "own", &[format!("{}/a=1", fixture.namespace)]).await;
+}
+
 /// A change to a related object re-syncs the parent that selects it and not the other one;
 /// the customize answer is reused until the parent's generation changes.
 #[tokio::test]

@@ -37,8 +37,11 @@ fn run(program: &Path, args: &[&str], input: Option<&str>) -> String {
 
 /// Applies `manifests` with server-side dry-run into `bosun-system`, which exists for real.
 async fn dry_run(env: &TestEnv, manifests: &str) -> String {
-    let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": "bosun-system" } })).unwrap();
-    let _ = Api::<Namespace>::all(env.client()).create(&PostParams::default(), &namespace).await;
+    // bosun's namespace, and the one the namespace-scoped variants watch.
+    for name in ["bosun-system", "bosun-apps"] {
+        let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+        let _ = Api::<Namespace>::all(env.client()).create(&PostParams::default(), &namespace).await;
+    }
     let kubectl = env.control_plane().binaries().path(Component::Kubectl);
     let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
     run(&kubectl, &["apply", "--kubeconfig", &kubeconfig, "--server-side", "--dry-run=server", "-f", "-"], Some(manifests))
@@ -75,6 +78,31 @@ async fn the_kustomization_applies() {
     assert!(sharded.contains("- --sharding\n") && sharded.contains("replicas: 3"), "{sharded}");
     let applied = dry_run(env, &sharded).await;
     assert!(applied.contains("role.rbac.authorization.k8s.io/bosun-sharding serverside-applied (server dry run)"), "{applied}");
+
+    // Namespace-scoped, as the comment says: Roles where they name their namespace, one
+    // ClusterRole to read the controllers, the engine told which namespace it watches.
+    copy_dir(&deploy_dir(), &copy);
+    let enabled = kustomization
+        .replace("- rbac.yaml\n", "")
+        .replace("- configmapsync.yaml\n", "")
+        .replace("# components:\n# - namespaced", "components:\n- namespaced");
+    std::fs::write(copy.join("kustomization.yaml"), enabled).unwrap();
+    let scoped = run(&kubectl, &["kustomize", &copy.display().to_string()], None);
+    std::fs::remove_dir_all(&copy).unwrap();
+    assert!(scoped.contains("- --namespace=bosun-apps\n") && !scoped.contains("bosun-configmapsync"), "{scoped}");
+    let cluster_roles: Vec<&str> = scoped.split("---").filter(|document| document.contains("kind: ClusterRole\n")).collect();
+    assert_eq!(cluster_roles.len(), 2, "bosun-engine-controllers and bosun-metrics-reader: {cluster_roles:?}");
+    for (role, namespace) in [("bosun-engine", "bosun-apps"), ("bosun-engine-events", "default"), ("bosun-leader-election", "bosun-system")]
+    {
+        let document =
+            scoped.split("---").find(|document| document.contains("kind: Role\n") && document.contains(&format!("name: {role}\n")));
+        assert!(
+            document.is_some_and(|document| document.contains(&format!("namespace: {namespace}\n"))),
+            "Role {role} in {namespace}: {scoped}"
+        );
+    }
+    let applied = dry_run(env, &scoped).await;
+    assert!(applied.contains("role.rbac.authorization.k8s.io/bosun-engine serverside-applied (server dry run)"), "{applied}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -130,6 +158,15 @@ async fn the_helm_chart_renders_and_applies() {
     assert!(applied.contains("networkpolicy.networking.k8s.io/bosun serverside-applied (server dry run)"), "{applied}");
     let identities = run(&helm, &["template", "bosun", &chart, "--set", "requireServiceAccount=true"], None);
     assert!(identities.contains("- --require-service-account\n") && !rendered.contains("--require-service-account"), "{identities}");
+    // Namespace-scoped: Roles in each namespace (events about the controllers in default), one
+    // ClusterRole to read the controllers, no ConfigMapSync.
+    let scoped = run(&helm, &["template", "bosun", &chart, "--namespace", "bosun-system", "--set", "watchNamespaces={bosun-apps}"], None);
+    assert!(scoped.contains("- --namespace=bosun-apps\n") && !scoped.contains("bosun-configmapsync"), "{scoped}");
+    assert!(!scoped.contains("engine-managed") && scoped.contains("name: bosun-engine-controllers"), "{scoped}");
+    assert_eq!(scoped.matches("kind: ClusterRole\n").count(), 2, "the controllers' reader and the metrics reader: {scoped}");
+    assert_eq!(scoped.matches("kind: Role\n").count(), 3, "bosun-apps, default, leader election: {scoped}");
+    let applied = dry_run(env, &scoped).await;
+    assert!(applied.contains("role.rbac.authorization.k8s.io/bosun-engine serverside-applied (server dry run)"), "{applied}");
     let sharded = run(&helm, &["template", "bosun", &chart, "--set", "sharding.enabled=true,leaderElection.enabled=false"], None);
     assert!(sharded.contains("- --sharding\n") && sharded.contains("- --sharding-ring=bosun"), "{sharded}");
     assert!(sharded.contains("verbs: [get, list, create, update, delete]"), "the coordinator's Lease rights: {sharded}");

@@ -177,6 +177,21 @@ impl Manager {
         self
     }
 
+    /// Watches only `namespaces` (for namespaced types; see [`SharedCaches::within`]): every
+    /// component's caches hold only their objects, so the process needs Roles there and no
+    /// ClusterRole to read. Components read the list from [`SharedCaches::namespaces`].
+    ///
+    /// # Panics
+    ///
+    /// Without [`Manager::with_client`] first.
+    pub fn with_namespaces(mut self, namespaces: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let (client, caches) = self.shared.take().expect("Manager::with_namespaces needs with_client first");
+        let caches = caches.within(namespaces);
+        tracing::info!(namespaces = ?caches.namespaces().unwrap_or_default(), "watching only these namespaces");
+        self.shared = Some((client, caches));
+        self
+    }
+
     /// Makes this replica a shard of `sharding.ring` (see [`crate::sharding`]): the runnables
     /// run only while it holds its shard's Lease, components sync only the shard's objects
     /// ([`Context::shard`]), and the replica stands for election as the ring's coordinator.

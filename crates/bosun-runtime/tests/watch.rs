@@ -100,7 +100,9 @@ fn counting_lists(config: kube::Config, lists: Arc<std::sync::atomic::AtomicUsiz
 }
 
 /// A watch that resumes from a resourceVersion etcd has compacted away gets 410 Gone: the
-/// cache lists once more and carries on — one relist, not a storm — and misses nothing.
+/// cache lists once more and carries on — one relist, not a storm — and misses nothing. A
+/// cache within two namespaces (a watch each) relists each one alone: what was deleted in one
+/// meanwhile goes, the other's objects stay, and no other namespace's object ever comes in.
 #[tokio::test]
 async fn a_watch_resumed_after_compaction_relists_once() {
     // No watch cache and compaction every second: resuming from an old version is refused.
@@ -114,10 +116,23 @@ async fn a_watch_resumed_after_compaction_relists_once() {
     let mut config = plane.config();
     config.cluster_url = proxy.url().parse().unwrap();
     let lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let caches = SharedCaches::new(counting_lists(config, lists.clone()));
+    let caches = SharedCaches::new(counting_lists(config.clone(), lists.clone()));
     let cache = caches.cache(&ApiResource::erase::<ConfigMap>(&()));
     cache.wait_synced().await;
     let lists_at_start = lists.load(std::sync::atomic::Ordering::SeqCst);
+    let admin = plane.client().unwrap();
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": "other" } })).unwrap();
+    Api::all(admin.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+    let other: Api<ConfigMap> = Api::namespaced(admin.clone(), "other");
+    create(&other, "goes-while-away").await;
+    create(&other, "stays").await;
+    let within_lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let within = SharedCaches::new(counting_lists(config, within_lists.clone())).within(["default", "other"]);
+    let within = within.cache(&ApiResource::erase::<ConfigMap>(&()));
+    within.wait_synced().await;
+    let key = |namespace: &str, name: &str| ObjectKey { namespace: Some(namespace.into()), name: name.into() };
+    assert!(within.get(&key("other", "goes-while-away")).is_some());
 
     // While the watch is cut off, 20 ConfigMaps come and several compactions pass; then its
     // connection breaks and it resumes from the version it had.
@@ -126,6 +141,7 @@ async fn a_watch_resumed_after_compaction_relists_once() {
     for index in 0..20 {
         create(&api, &format!("while-away-{index}")).await;
     }
+    other.delete("goes-while-away", &DeleteParams::default()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     proxy.reset();
     proxy.thaw();
@@ -143,5 +159,15 @@ async fn a_watch_resumed_after_compaction_relists_once() {
     println!("LISTs after the watch expired: {relists}");
     assert!(relists >= 1, "the resumed watch was expected to be refused (410) and relist");
     assert!(relists <= 2, "{relists} LISTs: a relist storm");
+    eventually("the cache within namespaces to catch up", async || {
+        let caught_up = (0..20).all(|index| within.get(&key("default", &format!("while-away-{index}"))).is_some());
+        let other_relisted = within.get(&key("other", "goes-while-away")).is_none() && within.get(&key("other", "stays")).is_some();
+        (caught_up && other_relisted).then_some(())
+    })
+    .await;
+    let within_lists = within_lists.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(within_lists >= 3, "{within_lists} LISTs: a list per namespace, then at least one relist");
+    let namespaces: std::collections::BTreeSet<String> = within.list().iter().filter_map(|object| object.namespace()).collect();
+    assert_eq!(namespaces, ["default".to_owned(), "other".to_owned()].into(), "only the namespaces watched");
     plane.stop();
 }

@@ -87,8 +87,9 @@ enum Command {
     /// attachment) types — get, list, watch, create, update, patch, delete — and, with a
     /// customize hook, read access to the --related types. For each namespace holding Secrets
     /// or ConfigMaps its hooks' credentials come from: a Role for exactly those objects, bound
-    /// to the engine's ServiceAccount. E.g. `bosun rbac | kubectl apply -f -`,
-    /// `bosun rbac -f controller.yaml --related v1/secrets`.
+    /// to the engine's ServiceAccount. With --namespace (an engine run with `bosun run
+    /// --namespace`): Roles in those namespaces instead of ClusterRoles. E.g. `bosun rbac |
+    /// kubectl apply -f -`, `bosun rbac -f controller.yaml --related v1/secrets`.
     Rbac(rbac::RbacArgs),
     /// Report, without changing anything, what moving this cluster from Metacontroller to
     /// bosun takes.

@@ -6,6 +6,7 @@
 //! named with `--related`), and per namespace holding its hook credentials a Role for exactly
 //! those Secrets and ConfigMaps, bound to the engine's ServiceAccount. Every object is named
 //! after its controller, so the RBAC of a few controllers applies without touching the others'.
+//! For an engine that watches only some namespaces, the same rules are Roles in each of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -53,6 +54,11 @@ pub struct RbacArgs {
     /// — reading those types and impersonating that account — aggregated into the engine's role.
     #[arg(long)]
     per_controller: bool,
+    /// For an engine that watches only these namespaces (`bosun run --namespace`; repeatable):
+    /// Roles and RoleBindings in each, instead of ClusterRoles (docs/operations.md,
+    /// "Namespace-scoped install").
+    #[arg(long = "namespace", value_name = "NAMESPACE", value_delimiter = ',')]
+    namespaces: Vec<String>,
     /// Only controllers whose labels match, as for `bosun run --target-label-selector`.
     #[arg(long, default_value = "", value_parser = crate::run::label_selector, value_name = "SELECTOR")]
     target_label_selector: String,
@@ -153,31 +159,23 @@ impl Needs {
         self.service_account.clone().unwrap_or_else(|| (default_namespace.to_owned(), format!("{}-{}", self.short_kind(), self.name)))
     }
 
-    /// With `--per-controller`: its ServiceAccount `account`, the ClusterRole of the writes its
-    /// syncs make (children, the objects it syncs, the events its hooks ask for), and the
-    /// binding between them.
-    fn identity_objects(&self, account: &(String, String)) -> [Value; 3] {
+    /// With `--per-controller`: its ServiceAccount `account`, the role of the writes its syncs
+    /// make (children, the objects it syncs, the events its hooks ask for) where `scope` says,
+    /// and its binding to that account.
+    fn identity_objects(&self, account: &(String, String), scope: &Scope) -> Vec<Value> {
         let mut grants = self.grants.clone();
         grants.extend(["v1", "events.k8s.io/v1"].map(|api_version| (api_version.to_owned(), "events".to_owned(), EVENTS)));
-        let name = format!("{}:writes", self.role_name());
-        let labels = json!({ "app.kubernetes.io/managed-by": "bosun-rbac" });
-        [
-            json!({
-                "apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": { "name": account.1, "namespace": account.0, "labels": labels },
-            }),
-            json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": { "name": name, "labels": labels, "annotations": { "bosun.dev/for": format!("{} {}", self.kind, self.name) } },
-                "rules": rules(&grants),
-            }),
-            json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": { "name": name, "labels": labels },
-                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
-                "subjects": [{ "kind": "ServiceAccount", "namespace": account.0, "name": account.1 }],
-            }),
-        ]
+        let mut objects = vec![json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": account.1, "namespace": account.0, "labels": managed_by() },
+        })];
+        objects.extend(scope.grant(&format!("{}:writes", self.role_name()), &self.describe(), rules(&grants), Some(account), None));
+        objects
+    }
+
+    /// `<kind> <name>`, as the roles' `bosun.dev/for` annotation says whom they are for.
+    fn describe(&self) -> String {
+        format!("{} {}", self.kind, self.name)
     }
 
     /// The Role (and RoleBinding) for its hook credentials, in each namespace that holds some:
@@ -210,12 +208,11 @@ impl Needs {
         text
     }
 
-    /// The ClusterRole granting this controller's types, aggregated into the engine's. When the
-    /// controller writes as `identity`, the engine only reads what it owns and may impersonate
-    /// that account.
-    pub(crate) fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str, identity: Option<&(String, String)>) -> Value {
+    /// The rules of the engine's role for this controller's types. When the controller writes
+    /// as `identity`, the engine only reads what it owns (and impersonates that account).
+    fn engine_rules(&self, related: &[(String, String)], identity: bool) -> Vec<Value> {
         let mut grants = self.grants.clone();
-        if identity.is_some() {
+        if identity {
             for grant in &mut grants {
                 if grant.2 == WRITE {
                     grant.2 = READ;
@@ -225,20 +222,106 @@ impl Needs {
         if self.customize {
             grants.extend(related.iter().map(|(api_version, resource)| (api_version.clone(), resource.clone(), READ)));
         }
-        let mut rules = rules(&grants);
-        if let Some((_, name)) = identity {
-            rules.push(json!({ "apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": [name], "verbs": ["impersonate"] }));
+        rules(&grants)
+    }
+
+    /// The ClusterRole granting this controller's types, aggregated into the engine's. When the
+    /// controller writes as `identity`, the engine only reads what it owns and may impersonate
+    /// that account.
+    pub(crate) fn cluster_role(&self, related: &[(String, String)], aggregation_label: &str, identity: Option<&(String, String)>) -> Value {
+        let mut rules = self.engine_rules(related, identity.is_some());
+        if let Some(account) = identity {
+            rules.push(impersonate_rule(account));
         }
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {
-                "name": self.role_name(),
-                "labels": { aggregation_label: "true", "app.kubernetes.io/managed-by": "bosun-rbac" },
-                "annotations": { "bosun.dev/for": format!("{} {}", self.kind, self.name) },
-            },
-            "rules": rules,
-        })
+        let scope = Scope::Cluster { aggregation_label: aggregation_label.to_owned() };
+        scope.grant(&self.role_name(), &self.describe(), rules, None, None).remove(0)
+    }
+
+    /// This controller's part of the engine's rights where `scope` says: its types (and, when
+    /// it writes as `identity`, impersonating that account).
+    fn engine_objects(&self, args: &RbacArgs, scope: &Scope, identity: Option<&(String, String)>) -> Vec<Value> {
+        if let Scope::Cluster { aggregation_label } = scope {
+            return vec![self.cluster_role(&args.related, aggregation_label, identity)];
+        }
+        let engine = Some(&args.service_account);
+        let mut objects =
+            scope.grant(&self.role_name(), &self.describe(), self.engine_rules(&args.related, identity.is_some()), engine, None);
+        if let Some(account) = identity {
+            // ServiceAccounts are namespaced: impersonating one is granted in its namespace.
+            let name = format!("{}:impersonate", self.role_name());
+            objects.extend(scope.grant(&name, &self.describe(), vec![impersonate_rule(account)], engine, Some(&account.0)));
+        }
+        objects
+    }
+}
+
+/// The rule that lets the engine act as `account`.
+fn impersonate_rule(account: &(String, String)) -> Value {
+    json!({ "apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": [account.1], "verbs": ["impersonate"] })
+}
+
+/// The labels of everything `bosun rbac` prints.
+fn managed_by() -> Value {
+    json!({ "app.kubernetes.io/managed-by": "bosun-rbac" })
+}
+
+/// Where `bosun rbac` grants: cluster-wide, or in the namespaces a namespace-scoped engine
+/// watches.
+enum Scope {
+    /// ClusterRoles; the engine's are aggregated by this label.
+    Cluster { aggregation_label: String },
+    /// Roles in each of these namespaces.
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    /// The role `name` with `rules` (for the controller `for_`), bound to `subject` if given
+    /// (else aggregated into the engine's ClusterRole): a ClusterRole, or a Role in each
+    /// namespace — in `only` alone, if given.
+    fn grant(&self, name: &str, for_: &str, rules: Vec<Value>, subject: Option<&(String, String)>, only: Option<&str>) -> Vec<Value> {
+        let annotations = json!({ "bosun.dev/for": for_ });
+        let subjects = |(namespace, name): &(String, String)| json!([{ "kind": "ServiceAccount", "namespace": namespace, "name": name }]);
+        let role_ref = |kind: &str| json!({ "apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name });
+        match self {
+            Scope::Cluster { aggregation_label } => {
+                let mut labels = managed_by();
+                if subject.is_none() {
+                    labels[aggregation_label] = json!("true");
+                }
+                let mut objects = vec![json!({
+                    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                    "metadata": { "name": name, "labels": labels, "annotations": annotations }, "rules": rules,
+                })];
+                objects.extend(subject.map(|subject| {
+                    json!({
+                        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                        "metadata": { "name": name, "labels": managed_by() },
+                        "roleRef": role_ref("ClusterRole"), "subjects": subjects(subject),
+                    })
+                }));
+                objects
+            }
+            Scope::Namespaces(namespaces) => {
+                let subject = subject.expect("a Role is bound to a subject");
+                let within: Vec<&str> = match only {
+                    Some(namespace) => vec![namespace],
+                    None => namespaces.iter().map(String::as_str).collect(),
+                };
+                within
+                    .into_iter()
+                    .flat_map(|namespace| {
+                        let metadata = json!({ "name": name, "namespace": namespace, "labels": managed_by(), "annotations": annotations });
+                        [
+                            json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata, "rules": rules }),
+                            json!({
+                                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": metadata,
+                                "roleRef": role_ref("Role"), "subjects": subjects(subject),
+                            }),
+                        ]
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
@@ -296,36 +379,30 @@ fn rules(grants: &[(String, String, &'static [&'static str])]) -> Vec<Value> {
 /// by name, so a rotated credential is used without a restart).
 fn credential_role(
     name: &str,
+    for_: &str,
     namespace: &str,
     objects: &BTreeMap<&'static str, BTreeSet<String>>,
     service_account: &(String, String),
-) -> [Value; 2] {
+) -> Vec<Value> {
     let rules: Vec<Value> = objects
         .iter()
         .map(|(resource, names)| json!({ "apiGroups": [""], "resources": [resource], "resourceNames": names, "verbs": READ }))
         .collect();
-    let labels = json!({ "app.kubernetes.io/managed-by": "bosun-rbac" });
-    [
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": { "name": name, "namespace": namespace, "labels": labels }, "rules": rules,
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": { "name": name, "namespace": namespace, "labels": labels },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
-            "subjects": [{ "kind": "ServiceAccount", "namespace": service_account.0, "name": service_account.1 }],
-        }),
-    ]
+    Scope::Namespaces(vec![namespace.to_owned()]).grant(name, for_, rules, Some(service_account), None)
 }
 
 /// The manifests for `needs`, as YAML documents with a header saying what they are for.
 fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
     let (mut objects, mut annotate) = (Vec::new(), Vec::new());
+    let scope = if args.namespaces.is_empty() {
+        Scope::Cluster { aggregation_label: args.aggregation_label.clone() }
+    } else {
+        Scope::Namespaces(args.namespaces.clone())
+    };
     for controller in needs {
         let identity = args.per_controller.then(|| controller.identity(&args.service_account.0));
         if let Some(account) = &identity {
-            objects.extend(controller.identity_objects(account));
+            objects.extend(controller.identity_objects(account, &scope));
             if controller.service_account.is_none() {
                 annotate.push(format!(
                     "# kubectl annotate {} {} {}={}/{}\n",
@@ -337,17 +414,24 @@ fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
                 ));
             }
         }
-        objects.push(controller.cluster_role(&args.related, &args.aggregation_label, identity.as_ref()));
+        objects.extend(controller.engine_objects(args, &scope, identity.as_ref()));
         for (namespace, objects_in) in &controller.credentials_by_namespace() {
-            objects.extend(credential_role(&controller.credentials_role_name(), namespace, objects_in, &args.service_account));
+            let name = controller.credentials_role_name();
+            objects.extend(credential_role(&name, &controller.describe(), namespace, objects_in, &args.service_account));
         }
     }
-    let mut text = format!(
-        "# RBAC for bosun's engine, generated by `bosun rbac` for {} controller(s).\n\
-         # The ClusterRoles are aggregated into the engine's by the label {}=\"true\".\n",
-        needs.len(),
-        args.aggregation_label
-    );
+    let mut text = format!("# RBAC for bosun's engine, generated by `bosun rbac` for {} controller(s).\n", needs.len());
+    match &scope {
+        Scope::Cluster { aggregation_label } => {
+            text.push_str(&format!("# The ClusterRoles are aggregated into the engine's by the label {aggregation_label}=\"true\".\n"))
+        }
+        Scope::Namespaces(namespaces) => text.push_str(&format!(
+            "# For an engine that watches only the namespaces {} (bosun run --namespace): Roles, bound to {}/{}.\n",
+            namespaces.join(","),
+            args.service_account.0,
+            args.service_account.1
+        )),
+    }
     if !annotate.is_empty() {
         text.push_str("# Each controller writes as the ServiceAccount below once annotated with it:\n");
         text.extend(annotate);
@@ -471,5 +555,65 @@ mod tests {
         assert!(related_type("secrets").is_err());
         assert_eq!(service_account("ops/bosun"), Ok(("ops".into(), "bosun".into())));
         assert!(service_account("bosun").is_err());
+    }
+
+    /// For a namespace-scoped engine: Roles in each namespace, bound to the engine, and with
+    /// `--per-controller` the account's writes there and the right to impersonate it in its
+    /// own namespace — no ClusterRole at all.
+    #[test]
+    fn namespaced_rbac_is_roles_in_each_namespace() {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            args: RbacArgs,
+        }
+        let controller: CompositeController = serde_json::from_value(json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+            "metadata": { "name": "web", "annotations": { bosun_engine::SERVICE_ACCOUNT_ANNOTATION: "ids/web" } },
+            "spec": {
+                "parentResource": { "apiVersion": "example.com/v1", "resource": "sites" },
+                "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }],
+                "hooks": { "sync": { "webhook": { "url": "https://hooks/sync" } } },
+            },
+        }))
+        .unwrap();
+        let needs = [Needs::of_composite(&controller)];
+        let args =
+            <Command as clap::Parser>::parse_from(["rbac", "--namespace", "a,b", "--per-controller", "--service-account", "ops/bosun"])
+                .args;
+        let text = render(&needs, &args).unwrap();
+        let objects: Vec<Value> =
+            serde_yaml::Deserializer::from_str(&text).map(|document| serde::Deserialize::deserialize(document).unwrap()).collect();
+        let placed: Vec<(String, String, String)> = objects
+            .iter()
+            .map(|object| {
+                let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+                (text(&object["kind"]), text(&object["metadata"]["namespace"]), text(&object["metadata"]["name"]))
+            })
+            .collect();
+        let expected: Vec<(String, String, String)> = [
+            ("ServiceAccount", "ids", "web"),
+            ("Role", "a", "bosun:composite:web:writes"),
+            ("RoleBinding", "a", "bosun:composite:web:writes"),
+            ("Role", "b", "bosun:composite:web:writes"),
+            ("RoleBinding", "b", "bosun:composite:web:writes"),
+            ("Role", "a", "bosun:composite:web"),
+            ("RoleBinding", "a", "bosun:composite:web"),
+            ("Role", "b", "bosun:composite:web"),
+            ("RoleBinding", "b", "bosun:composite:web"),
+            ("Role", "ids", "bosun:composite:web:impersonate"),
+            ("RoleBinding", "ids", "bosun:composite:web:impersonate"),
+        ]
+        .iter()
+        .map(|(kind, namespace, name)| (kind.to_string(), namespace.to_string(), name.to_string()))
+        .collect();
+        assert_eq!(placed, expected);
+        let engine = &objects[6];
+        assert_eq!(engine["subjects"], json!([{ "kind": "ServiceAccount", "namespace": "ops", "name": "bosun" }]));
+        let writes = &objects[2];
+        assert_eq!(writes["subjects"], json!([{ "kind": "ServiceAccount", "namespace": "ids", "name": "web" }]));
+        assert_eq!(objects[9]["rules"][0]["resourceNames"], json!(["web"]));
+        // The engine only reads what the account writes.
+        assert!(objects[5]["rules"].as_array().unwrap().iter().all(|rule| !rule["verbs"].as_array().unwrap().contains(&json!("create"))));
     }
 }

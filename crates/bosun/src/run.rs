@@ -396,10 +396,24 @@ impl OperatorArgs {
     }
 
     /// Whether to run the ConfigMapSync operator, given whether the API server serves its CRD.
-    async fn run_configmapsync(&self, client: &kube::Client) -> anyhow::Result<bool> {
+    async fn run_configmapsync(&self, context: &bosun_runtime::Context) -> anyhow::Result<bool> {
         if self.configmapsync == Some(false) {
             return Ok(false);
         }
+        if let Some(namespaces) = context.caches.namespaces() {
+            if self.configmapsync == Some(true) {
+                anyhow::bail!(
+                    "--configmapsync=true, but this install watches only the namespaces {} (--namespace): ConfigMapSync copies \
+                     into every namespace that consents, so it needs a cluster-wide install",
+                    namespaces.join(",")
+                );
+            }
+            tracing::info!(
+                "watching only some namespaces (--namespace): the ConfigMapSync operator, which writes across namespaces, is not started"
+            );
+            return Ok(false);
+        }
+        let client = &context.client;
         let api_version = <ConfigMapSync as kube::Resource>::api_version(&());
         let served = match client.list_api_group_resources(&api_version).await {
             Ok(resources) => resources.resources.iter().any(|resource| resource.name == "configmapsyncs"),
@@ -420,10 +434,29 @@ impl OperatorArgs {
     }
 }
 
+/// A namespace name (a DNS-1123 label), as `--namespace` takes it.
+fn namespace_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 63
+        && text.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid { Ok(text.to_owned()) } else { Err(format!("{text:?} is not a namespace name (lowercase letters, digits and '-')")) }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
+    /// Watch and write only in this namespace (repeat, or separate with commas): a
+    /// namespace-scoped install, which needs Roles in these namespaces and only one
+    /// cluster-wide rule, to read CompositeControllers and DecoratorControllers (see
+    /// docs/operations.md, "Namespace-scoped install"). Parents elsewhere are ignored;
+    /// controllers with cluster-scoped parents, children or targets fail to start with a
+    /// CreateError event. The ConfigMapSync operator, which writes across namespaces, does not
+    /// run. Not with --sharding. Default: every namespace.
+    #[arg(long = "namespace", value_name = "NAMESPACE", value_delimiter = ',', value_parser = namespace_name)]
+    namespaces: Vec<String>,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -447,6 +480,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let mut manager = Manager::new(args.serve.config(IpAddr::from([0, 0, 0, 0])));
         let client = args.cluster.client(&manager.metrics()).await?;
         manager = args.serve.secure_metrics(manager, &client, true).with_client(client.clone());
+        if !args.namespaces.is_empty() {
+            if sharding.is_some() {
+                anyhow::bail!("--sharding and --namespace cannot be combined yet: shard a cluster-wide install, or run one engine per set of namespaces");
+            }
+            manager = manager.with_namespaces(&args.namespaces);
+        }
         let version = client.apiserver_version().await.context("reaching the API server")?;
         tracing::info!(server = %version.git_version, "connected");
         match sharding {
@@ -473,7 +512,7 @@ pub async fn serve(
     own_namespace: Option<String>,
 ) -> anyhow::Result<()> {
     let context = manager.context();
-    let configmapsync = operators.run_configmapsync(&context.client).await?;
+    let configmapsync = operators.run_configmapsync(&context).await?;
     if !engine.enabled && !configmapsync {
         anyhow::bail!("--engine=false and the ConfigMapSync operator is not running: there is nothing to run");
     }

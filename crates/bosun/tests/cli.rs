@@ -743,3 +743,158 @@ async fn two_dev_clusters_run_side_by_side_and_the_transcript_has_no_log_lines()
         assert!(dev.interrupt().success());
     }
 }
+
+/// An example's controller from `examples/<example>/controller.yaml`, named and labelled for
+/// this test's engine (`shard`), calling its hook on `port`.
+async fn create_example_controller(admin: &kube::Client, example: &str, shard: &str, port: u16) {
+    let path = format!("{}/../../examples/{example}/controller.yaml", env!("CARGO_MANIFEST_DIR"));
+    let mut controller: DynamicObject = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    controller.metadata.name = Some(format!("{example}-{shard}"));
+    controller.metadata.labels = Some([("shard".to_owned(), shard.to_owned())].into());
+    controller.data["spec"]["hooks"]["sync"]["webhook"]["url"] = json!(format!("http://127.0.0.1:{port}/sync"));
+    let resource = match controller.types.as_ref().map(|types| types.kind.as_str()) {
+        Some("DecoratorController") => ApiResource::erase::<bosun_engine::api::DecoratorController>(&()),
+        _ => ApiResource::erase::<bosun_engine::api::CompositeController>(&()),
+    };
+    Api::<DynamicObject>::all_with(admin.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
+}
+
+/// `bosun run --namespace`: an engine whose ServiceAccount has Roles in the namespace it
+/// watches (deploy/namespaced/rbac.yaml, and what `bosun rbac --namespace` prints for its
+/// controllers) and no ClusterRole but the one that reads controllers runs the Greeting and
+/// PodService examples there, ignores a Greeting in another namespace, and refuses the
+/// team-namespaces decorator (its targets are cluster-scoped Namespaces) with an event that
+/// says why.
+#[tokio::test]
+async fn run_within_a_namespace_needs_only_roles_there() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    let env = bosun_testenv::TestEnv::shared();
+    let admin = env.client();
+    bosun_engine::install_crds(&admin).await.unwrap();
+    let (system, apps, other) =
+        (env.namespace("scoped-system").await, env.namespace("scoped-apps").await, env.namespace("scoped-other").await);
+    let shard = bosun_testenv::unique_suffix();
+    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/namespaced/rbac.yaml"))
+        .unwrap()
+        .replace("bosun-system", &system)
+        .replace("bosun-apps", &apps)
+        .replace("name: bosun-engine-controllers", &format!("name: {system}-controllers"))
+        .replace("name: bosun-engine-events", &format!("name: {system}-events"))
+        .replace("name: bosun-metrics-reader", &format!("name: {system}-metrics-reader"));
+    kubectl(env, &["apply", "-f", "-"], &base);
+
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut hooks = Vec::new();
+    for example in ["greeting", "podservice"] {
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&std::fs::read_to_string(format!("{examples}/{example}/crd.yaml")).unwrap()).unwrap();
+        env.install_crd(&crd).await;
+        let port = bosun_testenv::free_port();
+        let log = std::env::temp_dir().join(format!("bosun-scoped-{example}-{port}.log"));
+        let mut hook = bosun_testenv::ManagedProcess::spawn(
+            "example hook",
+            std::path::Path::new("python3"),
+            &[format!("{examples}/{example}/hook.py"), port.to_string()],
+            log,
+        )
+        .unwrap();
+        hook.wait_listening(port, Duration::from_secs(15)).unwrap();
+        hooks.push(hook);
+        create_example_controller(&admin, example, &shard, port).await;
+    }
+
+    // The controllers' types, as Roles in the watched namespace: no ClusterRole.
+    let kubeconfig = env.control_plane().kubeconfig_path().display().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["rbac", "--kubeconfig", &kubeconfig, "--target-label-selector", &format!("shard={shard}")])
+        .args(["--namespace", &apps, "--service-account", &format!("{system}/bosun")])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!printed.contains("kind: ClusterRole") && printed.contains(&format!("namespace: {apps}")), "{printed}");
+    kubectl(env, &["apply", "-f", "-"], &printed);
+
+    let token = env.control_plane().service_account_token(&system, "bosun").await.unwrap();
+    let engine_kubeconfig = std::env::temp_dir().join(format!("bosun-scoped-{shard}.kubeconfig"));
+    std::fs::write(&engine_kubeconfig, env.control_plane().kubeconfig_for_token(&token)).unwrap();
+    let mut engine = bosun_testenv::ManagedProcess::spawn(
+        "bosun run --namespace",
+        std::path::Path::new(env!("CARGO_BIN_EXE_bosun")),
+        &[
+            "run".into(),
+            format!("--kubeconfig={}", engine_kubeconfig.display()),
+            format!("--namespace={apps}"),
+            format!("--target-label-selector=shard={shard}"),
+            "--discovery-interval=1s".into(),
+            "--metrics-address=0".into(),
+            "--health-probe-bind-address=0".into(),
+        ],
+        std::env::temp_dir().join(format!("bosun-scoped-{shard}.log")),
+    )
+    .unwrap();
+
+    let greetings_resource =
+        ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("examples.bosun.dev", "v1", "Greeting"), "greetings");
+    let greeting: DynamicObject =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{examples}/greeting/greeting.yaml")).unwrap()).unwrap();
+    let elsewhere: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &other, &greetings_resource);
+    elsewhere.create(&PostParams::default(), &greeting).await.unwrap();
+    let greetings: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &apps, &greetings_resource);
+    greetings.create(&PostParams::default(), &greeting).await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &apps);
+    bosun_testenv::eventually("the Greeting's ConfigMap and status", async || {
+        let status = greetings.get("hello").await.unwrap().data["status"].clone();
+        (status["observedGeneration"] == 1 && config_maps.get_opt("hello-greeting").await.unwrap().is_some()).then_some(())
+    })
+    .await;
+
+    let podservices_resource =
+        ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("examples.bosun.dev", "v1", "PodService"), "podservices");
+    let podservices: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &apps, &podservices_resource);
+    let podservice: DynamicObject =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{examples}/podservice/podservice.yaml")).unwrap()).unwrap();
+    podservices.create(&PostParams::default(), &podservice).await.unwrap();
+    let (pods, services): (Api<Pod>, Api<Service>) = (Api::namespaced(admin.clone(), &apps), Api::namespaced(admin.clone(), &apps));
+    bosun_testenv::eventually("the PodService's Pod, Service and status", async || {
+        let status = podservices.get("hello").await.unwrap().data["status"].clone();
+        let children = pods.get_opt("hello").await.unwrap().is_some() && services.get_opt("hello").await.unwrap().is_some();
+        (children && status["observedGeneration"] == 1).then_some(())
+    })
+    .await;
+
+    // A change is followed in the watched namespace; the other namespace's Greeting, there all
+    // along, is never touched.
+    let change = json!({ "spec": { "message": "Hello again" } });
+    greetings.patch("hello", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&change)).await.unwrap();
+    bosun_testenv::eventually("the change followed", async || {
+        let data = config_maps.get("hello-greeting").await.unwrap().data?;
+        (data.get("message")? == "Hello again").then_some(())
+    })
+    .await;
+    // A controller of cluster-scoped objects does not start, and says why where `kubectl
+    // describe decoratorcontroller` shows it (events about cluster-scoped objects are in default).
+    create_example_controller(&admin, "team-namespaces", &shard, 1).await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(admin.clone(), "default");
+    let refusal = bosun_testenv::eventually("the decorator's CreateError event", async || {
+        let list = events.list(&Default::default()).await.unwrap().items;
+        list.into_iter()
+            .find(|event| {
+                event.reason.as_deref() == Some("CreateError")
+                    && event.involved_object.name.as_deref() == Some(format!("team-namespaces-{shard}").as_str())
+            })
+            .and_then(|event| event.message)
+    })
+    .await;
+    assert!(refusal.contains("cluster-scoped") && refusal.contains(&apps), "{refusal}");
+    let ignored = elsewhere.get("hello").await.unwrap();
+    assert!(ignored.data["status"].is_null() && ignored.metadata.finalizers.is_none(), "{ignored:?}");
+    let other_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &other);
+    assert!(other_maps.get_opt("hello-greeting").await.unwrap().is_none());
+    assert!(engine.is_running(), "{}", engine.log_tail(40));
+    let log = engine.log_tail(400);
+    assert!(!log.contains("forbidden"), "the engine was refused something:\n{log}");
+    engine.stop(Duration::from_secs(10));
+}

@@ -25,17 +25,18 @@ pub(crate) async fn build(
 ) -> Result<(Arc<HostedComposite>, Controller<ObjectKey>), CreateError> {
     let spec = controller.spec.clone();
     let rule = &spec.parent_resource;
-    let parent = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
+    let parent = ctx.resolve(rule.api_version(), rule.resource(), "parent resource").await?;
     if !parent.has_status {
         return Err(CreateError::NoStatusSubresource { api_version: rule.api_version.clone(), resource: rule.resource.clone() });
     }
     let mut children = Vec::new();
     for rule in spec.child_resources.iter().flatten() {
-        let resolved = ctx.discovery.resolve(rule.api_version(), rule.resource()).await?;
+        let resolved = ctx.resolve(rule.api_version(), rule.resource(), "child resource").await?;
         children.push(ChildType::of(resolved, &rule.api_version, rule.method(), &ctx.owned));
     }
     let revisions = if children.iter().any(|child_type| child_type.method.is_rolling()) {
-        let resolved = ctx.discovery.resolve(&format!("{}/{}", crate::api::GROUP, crate::api::VERSION), "controllerrevisions").await?;
+        let api_version = format!("{}/{}", crate::api::GROUP, crate::api::VERSION);
+        let resolved = ctx.resolve(&api_version, "controllerrevisions", "revision resource").await?;
         let api_version = resolved.resource.api_version.clone();
         Some(ChildType::of(resolved, &api_version, ChildUpdateMethod::OnDelete, &ctx.owned))
     } else {

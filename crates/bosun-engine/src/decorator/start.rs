@@ -30,7 +30,7 @@ pub(crate) async fn build(
     }
     let (mut targets, mut selections) = (Vec::new(), Vec::new());
     for rule in &spec.resources {
-        let resolved = ctx.discovery.resolve(&rule.api_version, &rule.resource).await?;
+        let resolved = ctx.resolve(&rule.api_version, &rule.resource, "target resource").await?;
         let annotations = rule.annotation_selector.as_ref().map(|selector| LabelSelector {
             match_labels: selector.match_annotations.clone(),
             match_expressions: selector.match_expressions.clone(),
@@ -44,7 +44,7 @@ pub(crate) async fn build(
     }
     let mut attachments = Vec::new();
     for rule in spec.attachments.iter().flatten() {
-        let resolved = ctx.discovery.resolve(&rule.api_version, &rule.resource).await?;
+        let resolved = ctx.resolve(&rule.api_version, &rule.resource, "attachment resource").await?;
         // Decorators accept the rolling methods but, as in Metacontroller, roll nothing.
         let method = match rule.update_strategy.as_ref().and_then(|strategy| strategy.method).unwrap_or_default() {
             ChildUpdateMethod::RollingRecreate => ChildUpdateMethod::Recreate,

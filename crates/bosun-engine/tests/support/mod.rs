@@ -81,6 +81,8 @@ pub struct Fixture {
     pub metrics: bosun_runtime::Metrics,
     /// The engine's readiness checks.
     pub health: bosun_runtime::Health,
+    /// Whether the engine watches only `namespace`.
+    within: bool,
     engine: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -112,6 +114,15 @@ impl Fixture {
         let mut fixture = Self::prepare(status).await;
         let config = fixture.env.control_plane().config();
         fixture.start_engine(config, strategy, configure);
+        fixture
+    }
+
+    /// A fixture whose engine watches only the test's namespace (`bosun run --namespace`).
+    pub async fn within_its_namespace(strategy: ApplyStrategy) -> Fixture {
+        let mut fixture = Self::prepare(true).await;
+        fixture.within = true;
+        let config = fixture.env.control_plane().config();
+        fixture.start_engine(config, strategy, |_| {});
         fixture
     }
 
@@ -175,6 +186,7 @@ impl Fixture {
             requests: Arc::default(),
             metrics: bosun_runtime::Metrics::new(),
             health: bosun_runtime::Health::default(),
+            within: false,
             engine: None,
             stop: None,
         }
@@ -205,7 +217,10 @@ impl Fixture {
         };
         configure(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let caches = bosun_runtime::SharedCaches::new(client.clone()).with_metrics(&self.metrics);
+        let mut caches = bosun_runtime::SharedCaches::new(client.clone()).with_metrics(&self.metrics);
+        if self.within {
+            caches = caches.within([self.namespace.clone()]);
+        }
         let context = bosun_runtime::Context { client, caches, metrics: self.metrics.clone(), health: self.health.clone(), shard: None };
         self.engine = Some(tokio::spawn(Engine::new(&context, config).run(async {
             let _ = stopped.await;

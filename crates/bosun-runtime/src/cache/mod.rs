@@ -7,7 +7,10 @@
 //! [`Handler`]s about every change. [`SharedCaches`] hands out the cache of a resource type,
 //! starting its watch on first use and stopping it when the last user lets go. A view of the
 //! caches can select objects by label ([`SharedCaches::selecting`]): a shard of a sharded
-//! controller watches only the objects labelled for it.
+//! controller watches only the objects labelled for it. A view can watch only some namespaces
+//! ([`SharedCaches::within`]): one watch per namespace fills one cache, so a process that may
+//! read only there (a namespace-scoped install, with Roles and no ClusterRole) has the same
+//! caches as one that reads everywhere.
 //!
 //! Objects are kept as their JSON text and parsed again on every read: a parsed
 //! `DynamicObject` takes five to seven times the memory of its text (every small map is a tree
@@ -43,9 +46,21 @@ use kube::ResourceExt;
 use kube::api::{ApiResource, DynamicObject, TypeMeta};
 
 pub use key::ObjectKey;
-pub use shared::SharedCaches;
+pub use shared::{Namespaces, SharedCaches};
 use store::{Entry, SharedKey, Store};
 pub use store::{Indexer, controller_uid};
+
+/// The API of `resource`'s objects in `namespace`, or in every namespace.
+fn api_in<K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>>(
+    client: kube::Client,
+    namespace: Option<&str>,
+    resource: &ApiResource,
+) -> kube::Api<K> {
+    match namespace {
+        Some(namespace) => kube::Api::namespaced_with(client, namespace, resource),
+        None => kube::Api::all_with(client, resource),
+    }
+}
 
 /// A change to a cache.
 #[derive(Debug)]
@@ -75,6 +90,8 @@ pub struct Cache {
     resource: ApiResource,
     /// The label selector of its watch, if it watches only some objects.
     selector: Option<String>,
+    /// The namespaces it watches (one watch each), if not every namespace.
+    namespaces: Option<Namespaces>,
     /// Set for a cache of metadata only.
     projection: Option<Projection>,
     store: RwLock<Store>,
@@ -293,6 +310,31 @@ impl Cache {
         self.read().empty_like()
     }
 
+    /// Replaces the objects of `namespace` (a relist of one namespace's watch) with those of
+    /// `fresh`, reporting what changed meanwhile; the other namespaces' objects stay.
+    fn replace_namespace(&self, fresh: Store, namespace: &str) {
+        let (mut applied, mut deleted) = (Vec::new(), Vec::new());
+        {
+            let mut store = self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let gone: Vec<SharedKey> =
+                store.by_namespace.get(namespace).into_iter().flatten().filter(|key| !fresh.objects.contains_key(*key)).cloned().collect();
+            deleted.extend(gone.iter().filter_map(|key| store.remove(key)));
+            for (key, entry) in &fresh.objects {
+                if store.objects.get(key).is_none_or(|previous| previous.resource_version != entry.resource_version) {
+                    let new = entry.decode();
+                    applied.push((store.insert(&new), new));
+                }
+            }
+        }
+        self.changed.notify_waiters();
+        for (old, new) in &applied {
+            self.notify(&CacheEvent::Applied { old: old.as_ref(), new });
+        }
+        for old in &deleted {
+            self.notify(&CacheEvent::Deleted(old));
+        }
+    }
+
     /// Replaces the store with `fresh`, a complete relist, reporting what changed meanwhile.
     fn replace(&self, mut fresh: Store) {
         let old = {
@@ -326,7 +368,6 @@ impl Cache {
         for entry in deleted {
             self.notify(&CacheEvent::Deleted(&entry.decode()));
         }
-        self.synced.send_replace(true);
     }
 }
 

@@ -1,5 +1,5 @@
-//! The watch that fills one cache: lists and watches its objects (or only their metadata),
-//! decodes them one by one so that an unreadable object costs only itself, and restarts with a
+//! The watch that fills one cache: lists and watches its objects (or only their metadata), in
+//! every namespace or in each namespace of its list, decodes them one by one so that an unreadable object costs only itself, and restarts with a
 //! fresh list when it panics.
 
 use std::sync::Weak;
@@ -153,8 +153,8 @@ fn with_metadata(event: watcher::Event<PartialObjectMeta<DynamicObject>>, resour
 }
 
 async fn run_watch(client: Client, cache: Weak<Cache>) {
-    let (resource, selector, metadata_only) = match cache.upgrade() {
-        Some(cache) => (cache.resource.clone(), cache.selector.clone(), cache.projection.is_some()),
+    let (resource, selector, metadata_only, namespaces) = match cache.upgrade() {
+        Some(cache) => (cache.resource.clone(), cache.selector.clone(), cache.projection.is_some(), cache.namespaces.clone()),
         None => return,
     };
     // A list page is held parsed while it is stored: smaller pages than kube's 500 bound that
@@ -163,26 +163,49 @@ async fn run_watch(client: Client, cache: Weak<Cache>) {
     if let Some(selector) = &selector {
         config = config.labels(selector);
     }
-    let mut events = if metadata_only {
-        // kube asks for metadata only when the type is `PartialObjectMeta`.
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &resource);
-        let events = watcher(api, config).default_backoff();
-        events.map(|event| event.map(|event| with_metadata(event, &resource))).boxed()
-    } else {
-        watcher(Api::<Watched>::all_with(client, &resource), config).default_backoff().boxed()
+    // One watch for every namespace, or one per namespace watched, merged.
+    let scopes: Vec<Option<String>> = match &namespaces {
+        None => vec![None],
+        Some(namespaces) => namespaces.iter().cloned().map(Some).collect(),
     };
-    // A relist is gathered apart, each object stored as it arrives, and swapped in when complete.
-    let mut listing: Option<Store> = None;
-    while let Some(event) = events.next().await {
+    let watches = scopes.iter().enumerate().map(|(scope, namespace)| {
+        let events = if metadata_only {
+            // kube asks for metadata only when the type is `PartialObjectMeta`.
+            let api: Api<PartialObjectMeta<DynamicObject>> = super::api_in(client.clone(), namespace.as_deref(), &resource);
+            let resource = resource.clone();
+            let events = watcher(api, config.clone()).default_backoff();
+            events.map(move |event| event.map(|event| with_metadata(event, &resource))).boxed()
+        } else {
+            watcher(super::api_in::<Watched>(client.clone(), namespace.as_deref(), &resource), config.clone()).default_backoff().boxed()
+        };
+        events.map(move |event| (scope, event))
+    });
+    let mut events = futures::stream::select_all(watches);
+    // A relist is gathered apart, each object stored as it arrives, and swapped in when
+    // complete; the cache is synced once every scope has listed.
+    let mut listings: Vec<Option<Store>> = scopes.iter().map(|_| None).collect();
+    let mut listed = vec![false; scopes.len()];
+    while let Some((scope, event)) = events.next().await {
         let Some(cache) = cache.upgrade() else { return };
+        let listing = &mut listings[scope];
         match event {
-            Ok(watcher::Event::Init) => listing = Some(cache.empty_store()),
+            Ok(watcher::Event::Init) => *listing = Some(cache.empty_store()),
             Ok(watcher::Event::InitApply(Watched::Parsed(object))) => {
                 let object = cache.prepare(object);
                 listing.get_or_insert_with(|| cache.empty_store()).insert(&object);
             }
             Ok(watcher::Event::InitApply(Watched::Unreadable { metadata, error })) => warn_unreadable(&resource, &metadata, &error),
-            Ok(watcher::Event::InitDone) => cache.replace(listing.take().unwrap_or_else(|| cache.empty_store())),
+            Ok(watcher::Event::InitDone) => {
+                let fresh = listing.take().unwrap_or_else(|| cache.empty_store());
+                match &scopes[scope] {
+                    Some(namespace) => cache.replace_namespace(fresh, namespace),
+                    None => cache.replace(fresh),
+                }
+                listed[scope] = true;
+                if listed.iter().all(|listed| *listed) {
+                    cache.synced.send_replace(true);
+                }
+            }
             Ok(watcher::Event::Apply(Watched::Parsed(object))) => cache.apply(object),
             Ok(watcher::Event::Apply(Watched::Unreadable { metadata, error })) => {
                 warn_unreadable(&resource, &metadata, &error);
@@ -192,7 +215,8 @@ async fn run_watch(client: Client, cache: Weak<Cache>) {
             Ok(watcher::Event::Delete(Watched::Parsed(object))) => cache.delete(object),
             Ok(watcher::Event::Delete(Watched::Unreadable { metadata, .. })) => cache.delete(stub(metadata)),
             Err(error) => {
-                tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying")
+                let namespace = scopes[scope].as_deref().unwrap_or_default();
+                tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, namespace, %error, "watch failed; retrying")
             }
         }
     }
