@@ -107,7 +107,7 @@ async fn a_decorators_labels_keep_a_label_another_client_added_meanwhile() {
         .decorator_controller(json!({
             "resources": [{
                 "apiVersion": "v1", "resource": "configmaps",
-                "annotationSelector": { "matchLabels": { "test.bosun.dev/decorate": fixture.id } },
+                "annotationSelector": { "matchAnnotations": { "test.bosun.dev/decorate": fixture.id } },
             }],
             "hooks": { "sync": hooks.hook("sync", json!({})) },
         }))

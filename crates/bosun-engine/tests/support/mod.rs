@@ -17,7 +17,7 @@ pub use bosun_testenv::eventually;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -262,7 +262,7 @@ impl Fixture {
             "spec": spec,
         }))
         .unwrap();
-        self.decorator_controllers().create(&PostParams::default(), &controller).await.unwrap();
+        self.decorator_controllers().patch(&name, &strict(), &Patch::Apply(&controller)).await.unwrap();
         name
     }
 
@@ -319,7 +319,14 @@ pub async fn create_thing_controller(client: &Client, name: &str, labels: Value,
     }))
     .unwrap();
     let resource = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
-    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
+    Api::<DynamicObject>::all_with(client.clone(), &resource).patch(name, &strict(), &Patch::Apply(&controller)).await.unwrap();
+}
+
+/// Creates controllers with strict field validation: a field the CRD does not know (say
+/// `annotationSelector.matchLabels` for `matchAnnotations`) is an error, not silently dropped —
+/// dropped, a selector can match every object of the cluster, other tests' included.
+fn strict() -> PatchParams {
+    PatchParams::apply("test").validation_strict()
 }
 
 /// Merges `patch` into `target` (objects key by key, anything else replaced).
