@@ -20,12 +20,27 @@ use crate::sync_error::SyncError;
 /// Finalizers that mean the garbage collector is deleting the object's dependents itself.
 const GC_FINALIZERS: [&str; 2] = ["foregroundDeletion", "orphan"];
 
-/// What a sync of a parent (or target) calls: `(hook, finalizing)`, or `None` when there is
-/// nothing to call. The finalizer state machine both kinds share: the controller's finalizer
-/// is added to a handled, live object when there is a finalize hook and removed when the hook
-/// was removed from the controller; an object that is going without our finalizer (finalized
-/// already, or never started) is left alone, and its children go with it; the finalize hook
-/// is called while the object is deleted or no longer handled, the sync hook otherwise.
+/// What a sync of a parent (or target) does.
+pub(crate) enum Step<'h> {
+    /// Calls `hook`, the finalize hook when `finalizing`.
+    Call {
+        /// The hook.
+        hook: &'h HookEndpoint,
+        /// Whether it is the finalize hook.
+        finalizing: bool,
+    },
+    /// Nothing to call: the object goes (or is no longer handled) and only its children tied
+    /// by label are to be deleted before the finalizer is removed.
+    CleanUp,
+}
+
+/// What a sync of a parent (or target) does, or `None` when there is nothing to do. The
+/// finalizer state machine both kinds share: the controller's finalizer is added to a handled,
+/// live object when there is a finalize hook or children tied by label to delete later
+/// (`cleans_up`), and removed when neither is left; an object that is going without our
+/// finalizer (finalized already, or never started) is left alone, and its children go with
+/// it; the finalize hook is called while the object is deleted or no longer handled (without
+/// one, its children tied by label are deleted), the sync hook otherwise.
 pub(crate) async fn hook_for<'h>(
     api: &Api<DynamicObject>,
     object: &mut Arc<DynamicObject>,
@@ -33,32 +48,38 @@ pub(crate) async fn hook_for<'h>(
     handled: bool,
     sync_hook: &'h Option<HookEndpoint>,
     finalize_hook: &'h Option<HookEndpoint>,
-) -> Result<Option<(&'h HookEndpoint, bool)>, SyncError> {
+    cleans_up: bool,
+) -> Result<Option<Step<'h>>, SyncError> {
     let has_finalizer = object.finalizers().iter().any(|present| present == finalizer);
     if !handled && !has_finalizer {
         return Ok(None);
     }
     let deleting = object.metadata.deletion_timestamp.is_some();
-    match (finalize_hook, has_finalizer) {
-        (Some(_), false) if handled && !deleting => {
+    let keeps_finalizer = finalize_hook.is_some() || cleans_up;
+    match (keeps_finalizer, has_finalizer) {
+        (true, false) if handled && !deleting => {
             // The sync goes on with the object as written, so its status write is not refused.
             if let Some(written) = finalizer::add(api, object.as_ref(), finalizer).await.map_err(from_finalizer)? {
                 *object = Arc::new(written);
             }
         }
-        (None, true) => {
+        (false, true) => {
             // The finalize hook was removed from the controller: let go of the object.
             finalizer::remove(api, object.as_ref(), finalizer).await.map_err(from_finalizer)?;
             return Ok(None);
         }
         _ => {}
     }
-    if deleting && finalize_hook.is_some() && !has_finalizer {
+    if deleting && keeps_finalizer && !has_finalizer {
         return Ok(None);
     }
-    let finalizing = finalize_hook.is_some() && (deleting || !handled);
+    let going = deleting || !handled;
+    if going && finalize_hook.is_none() && cleans_up {
+        return Ok(Some(Step::CleanUp));
+    }
+    let finalizing = finalize_hook.is_some() && going;
     let hook = if finalizing { finalize_hook } else { sync_hook };
-    Ok(hook.as_ref().map(|hook| (hook, finalizing)))
+    Ok(hook.as_ref().map(|hook| Step::Call { hook, finalizing }))
 }
 
 /// Whether a sync writes the children (or attachments): always while the object lives; while

@@ -130,7 +130,8 @@ pub(crate) enum ChildProblem {
     #[error(
         "is cluster-scoped, but its parent is in namespace {parent_namespace:?}: an owner reference cannot tie a \
          cluster-scoped object to a namespaced parent, so it could never be updated or deleted (declare cluster-scoped \
-         {field} from a cluster-scoped parent)"
+         {field} from a cluster-scoped parent, or list the type in the controller's annotation \
+         bosun.dev/children-anywhere)"
     )]
     ClusterScopedUnderNamespacedParent {
         /// The parent's namespace.
@@ -145,7 +146,10 @@ pub(crate) enum ChildProblem {
     #[error("needs metadata.namespace: its parent is cluster-scoped")]
     NeedsNamespace,
     /// In another namespace than its namespaced parent.
-    #[error("is in namespace {namespace:?}, but a parent in namespace {parent_namespace:?} can only own {field} in its own namespace")]
+    #[error(
+        "is in namespace {namespace:?}, but a parent in namespace {parent_namespace:?} can only own {field} in its own namespace \
+         (unless the controller's annotation bosun.dev/children-anywhere lists the type)"
+    )]
     OtherNamespace {
         /// Its namespace.
         namespace: String,
@@ -154,6 +158,19 @@ pub(crate) enum ChildProblem {
         /// `children` or `attachments`.
         field: &'static str,
     },
+    /// In a namespace the engine does not watch (`bosun run --namespace`).
+    #[error("is in namespace {namespace:?}, and this engine watches only the namespaces {watched} (bosun run --namespace)")]
+    NotWatched {
+        /// Its namespace.
+        namespace: String,
+        /// The namespaces watched, comma-separated.
+        watched: String,
+    },
+    /// Sets the label that ties children to their parent, which is bosun's to set.
+    #[error(
+        "sets the label bosun.dev/controller-uid to another UID than its parent's: bosun sets it, to tie children that may live anywhere"
+    )]
+    ControllerLabel,
     /// Does not decode as a Kubernetes object.
     #[error("is not a valid object: {0}")]
     NotValid(String),

@@ -22,10 +22,10 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
 
-use crate::children::{self, ChildType, Rules, controller_reference};
+use crate::children::{self, ChildType, Rules, Tie, controller_reference};
 use crate::context::EngineContext;
 use crate::discovery::ResolvedResource;
-use crate::finalizer::{hook_for, manages_children};
+use crate::finalizer::{Step, hook_for, manages_children};
 use crate::guarded::object_api;
 use crate::hooks::{self, HookEndpoint, HookResponse, ObjectMaps};
 use crate::identity::{Identity, Permission};
@@ -168,12 +168,13 @@ pub(crate) trait Policy: Send + Sync + Sized + 'static {
     fn rules<'a>(hosted: &Hosted<Self>, object: &DynamicObject, observed: &'a Self::Observed) -> Rules<'a>;
     /// Validates what the response writes on the object itself.
     fn update(rest: <Self::Response as SyncResponse>::Rest) -> Result<Self::Update, InvalidResponse>;
-    /// Makes the observation true (adopts and releases) once the response is valid; returns
-    /// the owned objects per child type.
+    /// Makes the observation true (adopts and releases) once the response is valid, with the
+    /// `desired` children it declares; returns the owned objects per child type.
     fn adopt(
         hosted: &Hosted<Self>,
         object: &DynamicObject,
         observed: Self::Observed,
+        desired: &[children::desired::DesiredChild],
     ) -> impl Future<Output = Result<Vec<Vec<Arc<DynamicObject>>>, SyncError>> + Send;
     /// Calls the hook and validates its answer. The default asks once; a CompositeController
     /// with rolling updates asks once per revision and combines the answers (see
@@ -227,7 +228,8 @@ impl<P: Policy> Ask<'_, P> {
         let namespace = object.namespace();
         let mut children = ObjectMaps::new();
         for (child_type, objects) in hosted.child_types.iter().zip(P::shown(self.observed)) {
-            hooks::insert_objects(&mut children, &child_type.group_key, hook.version, namespace.as_deref(), objects);
+            let anywhere = child_type.tie == Tie::Label;
+            hooks::insert_objects(&mut children, &child_type.group_key, hook.version, namespace.as_deref(), anywhere, objects);
         }
         let related = related_maps(self.related, hook.version, namespace.as_deref());
         let body = P::request(hosted, object, children, related, self.finalizing);
@@ -235,8 +237,14 @@ impl<P: Policy> Ask<'_, P> {
         let invalid = |source| SyncError::invalid_response(hook.kind.name(), source);
         let (common, rest) = response.split();
         let rules = P::rules(hosted, object, self.observed);
-        let mut desired =
-            children::desired::validate(&hosted.child_types, object, common.children.unwrap_or_default(), &rules).map_err(invalid)?;
+        let mut desired = children::desired::validate(
+            &hosted.child_types,
+            object,
+            common.children.unwrap_or_default(),
+            &rules,
+            hosted.ctx.caches.namespaces(),
+        )
+        .map_err(invalid)?;
         for child in &mut desired {
             hosted.ctx.stamp(&mut child.object);
         }
@@ -277,15 +285,33 @@ pub(crate) async fn sync_object<P: Policy>(
     let (ctx, resource, finalizer) = (&hosted.ctx, hosted.resource(key), &hosted.finalizer);
     let api = object_api(&hosted.identity.client, resource, &object);
     let handled = P::handles(hosted, key, &object);
-    let Some((hook, finalizing)) = hook_for(&api, &mut object, finalizer, handled, &hosted.sync_hook, &hosted.finalize_hook).await? else {
-        return Ok(None);
+    let cleans_up = hosted.child_types.iter().any(|child_type| child_type.tie == Tie::Label);
+    let step = hook_for(&api, &mut object, finalizer, handled, &hosted.sync_hook, &hosted.finalize_hook, cleans_up).await?;
+    let (hook, finalizing) = match step {
+        None => return Ok(None),
+        Some(Step::Call { hook, finalizing }) => (hook, finalizing),
+        Some(Step::CleanUp) => {
+            if delete_tied_by_label(hosted, &object).await? {
+                crate::finalizer::remove(&api, &object, finalizer).await?;
+            }
+            return Ok(None);
+        }
     };
     let has_finalizer = object.finalizers().contains(finalizer);
 
     let observed = P::observe(hosted, &object).await?;
     let related = hosted.related.gather(key, &object).await?;
+    // The hook is shown only what the controller's identity may read.
+    if hosted.identity.impersonates() {
+        hosted.identity.check(reads(hosted, resource, &object, &P::shown(&observed), &related)).await?;
+    }
     let ask = Ask { hosted, object: &object, observed: &observed, related: &related, hook, finalizing };
-    let Answer { desired, events, update, resync_after, finalized } = P::respond(&ask).await?;
+    let Answer { mut desired, events, update, resync_after, finalized } = P::respond(&ask).await?;
+    let finalized = finalizing && finalized == Some(true) && has_finalizer;
+    if finalized && cleans_up {
+        // Done: what is tied by label goes now (below), whatever the last answer still lists.
+        desired.retain(|child| hosted.child_types[child.child_type].tie == Tie::Owner);
+    }
 
     // The response is valid; the controller's identity must be allowed every write it asks for.
     let owner = controller_reference(&object, resource);
@@ -297,12 +323,20 @@ pub(crate) async fn sync_object<P: Policy>(
     }
 
     // Only now is anything written (but a rolling update's revisions).
-    let owned = P::adopt(hosted, &object, observed).await?;
-    if finalizing
-        && finalized == Some(true)
-        && has_finalizer
-        && let Some(written) = crate::finalizer::remove(&api, &object, finalizer).await?
-    {
+    let mut owned = P::adopt(hosted, &object, observed, &desired).await?;
+    if finalized && cleans_up {
+        let none_left = delete_tied_by_label(hosted, &object).await?;
+        // Deleted just now: not again below.
+        for (child_type, children) in hosted.child_types.iter().zip(&mut owned) {
+            if child_type.tie == Tie::Label {
+                children.clear();
+            }
+        }
+        if !none_left {
+            return Ok(None);
+        }
+    }
+    if finalized && let Some(written) = crate::finalizer::remove(&api, &object, finalizer).await? {
         object = Arc::new(written);
     }
     let children_result = if manages_children(&object, finalizing) {
@@ -322,6 +356,61 @@ pub(crate) async fn sync_object<P: Policy>(
         ctx.hook_events(hosted.identity.recorder.as_ref(), &object.object_ref(resource), events).await;
     }
     children_result.map(|_| resync_after)
+}
+
+/// What a sync showed its hook, as the reads the controller's identity must be allowed: the
+/// object itself, its children (or attachments) of each type where they were looked for, and
+/// its related objects. The engine reads them from its shared caches; a controller acting as a
+/// ServiceAccount is shown nothing that account could not read.
+fn reads<P: Policy>(
+    hosted: &Hosted<P>,
+    resource: &ApiResource,
+    object: &DynamicObject,
+    shown: &[Vec<&DynamicObject>],
+    related: &crate::related::RelatedObjects,
+) -> std::collections::BTreeSet<Permission> {
+    let namespace = object.namespace();
+    let mut reads = std::collections::BTreeSet::from([Permission::of("get", resource, namespace.clone())]);
+    for (child_type, children) in hosted.child_types.iter().zip(shown) {
+        let scope = |namespace: Option<String>| namespace.filter(|_| child_type.namespaced);
+        reads.insert(Permission::of("list", &child_type.resource, scope(namespace.clone())));
+        reads.extend(children.iter().map(|child| Permission::of("list", &child_type.resource, scope(child.namespace()))));
+    }
+    for group in related {
+        let scope = |namespace: Option<String>| namespace.filter(|_| group.namespaced);
+        reads.extend(group.objects.iter().map(|object| Permission::of("list", &group.resource, scope(object.namespace()))));
+    }
+    reads
+}
+
+/// Deletes the children tied by label of `object`, which goes or is no longer handled: the
+/// garbage collector cannot, as no owner reference ties them. `true` once none is left (their
+/// deletions bring the next sync, which removes the finalizer).
+async fn delete_tied_by_label<P: Policy>(hosted: &Hosted<P>, object: &DynamicObject) -> Result<bool, SyncError> {
+    let uid = object.uid().unwrap_or_default();
+    let left: Vec<(&ChildType, Arc<DynamicObject>)> = hosted
+        .child_types
+        .iter()
+        .filter(|child_type| child_type.tie == Tie::Label)
+        .flat_map(|child_type| child_type.controlled_by(&uid, None).into_iter().map(move |child| (child_type, child)))
+        .collect();
+    if left.is_empty() {
+        return Ok(true);
+    }
+    let live: Vec<_> = left.iter().filter(|(_, child)| child.metadata.deletion_timestamp.is_none()).collect();
+    if hosted.identity.impersonates() {
+        let needed = live
+            .iter()
+            .map(|(child_type, child)| Permission::of("delete", &child_type.resource, child.namespace().filter(|_| child_type.namespaced)));
+        hosted.identity.check(needed.collect()).await?;
+    }
+    let mut errors = Vec::new();
+    for (child_type, child) in live {
+        if let Err(error) = hosted.ctx.applier.delete(&hosted.identity.client, child_type, child).await {
+            errors.push(error);
+        }
+    }
+    if errors.is_empty() { Ok(false) } else { Err(SyncError::Children(errors)) }
 }
 
 /// Syncs the object under `key`; the outcome as the runner takes it (see

@@ -272,8 +272,20 @@ pub(crate) struct Related<K> {
     this: Weak<Related<K>>,
 }
 
-/// A sync's related objects: `Kind.apiVersion` → objects.
-pub(crate) type RelatedObjects = Vec<(String, Vec<Arc<DynamicObject>>)>;
+/// A sync's related objects of one type.
+pub(crate) struct RelatedGroup {
+    /// `Kind.apiVersion`, the key of object maps.
+    pub group: String,
+    /// The type.
+    pub resource: ApiResource,
+    /// Whether its objects live in namespaces.
+    pub namespaced: bool,
+    /// The objects selected.
+    pub objects: Vec<Arc<DynamicObject>>,
+}
+
+/// A sync's related objects, by type.
+pub(crate) type RelatedObjects = Vec<RelatedGroup>;
 
 impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
     /// Related objects for a controller with customize hook `hook` (none: `related` is
@@ -352,14 +364,23 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Related<K> {
             }
             state.filed.insert(key.clone(), filed);
         }
-        let mut objects: BTreeMap<String, BTreeMap<ObjectKey, Arc<DynamicObject>>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, (&RelatedType, BTreeMap<ObjectKey, Arc<DynamicObject>>)> = BTreeMap::new();
         for (rule, related_type, selection) in &selections {
-            let group = objects.entry(group_key(&related_type.resource.kind, &rule.api_version)).or_default();
+            let group =
+                groups.entry(group_key(&related_type.resource.kind, &rule.api_version)).or_insert_with(|| (related_type, BTreeMap::new()));
             for object in selection.select(&related_type.cache, namespaces.as_deref()) {
-                group.insert(ObjectKey::of(&object), object);
+                group.1.insert(ObjectKey::of(&object), object);
             }
         }
-        Ok(objects.into_iter().map(|(group, objects)| (group, objects.into_values().collect())).collect())
+        Ok(groups
+            .into_iter()
+            .map(|(group, (related_type, objects))| RelatedGroup {
+                group,
+                resource: related_type.resource.clone(),
+                namespaced: related_type.namespaced,
+                objects: objects.into_values().collect(),
+            })
+            .collect())
     }
 
     /// The parent's rules: the cached answer for its generation, or the customize hook's.
@@ -482,8 +503,8 @@ fn unfile<K: Eq + Hash>(state: &mut State<K>, key: &K) {
 /// `related` laid out for a hook of `version`, for a parent in `parent_namespace`.
 pub(crate) fn related_maps<'a>(related: &'a RelatedObjects, version: HookVersion, parent_namespace: Option<&str>) -> ObjectMaps<'a> {
     let mut maps = ObjectMaps::new();
-    for (group, objects) in related {
-        hooks::insert_objects(&mut maps, group, version, parent_namespace, objects.iter().map(Arc::as_ref));
+    for RelatedGroup { group, objects, .. } in related {
+        hooks::insert_objects(&mut maps, group, version, parent_namespace, false, objects.iter().map(Arc::as_ref));
     }
     maps
 }

@@ -199,13 +199,15 @@ async fn an_engine_within_namespaces_refuses_rules_beyond_them() {
 async fn a_related_change_resyncs_only_the_parents_that_select_it() {
     let (fixture, server) = fixture_with_hooks("v2").await;
     let ns = fixture.namespace.clone();
-    config_map(&fixture.client, &ns, "a", json!({}), "1").await;
-    config_map(&fixture.client, &ns, "b", json!({}), "1").await;
+    // Names without a namespace select in every namespace: these are this test's alone.
+    let (a, b) = (format!("a-{}", fixture.id), format!("b-{}", fixture.id));
+    config_map(&fixture.client, &ns, &a, json!({}), "1").await;
+    config_map(&fixture.client, &ns, &b, json!({}), "1").await;
     let names = |name: &str| json!([{ "apiVersion": "v1", "resource": "configmaps", "names": [name] }]);
-    fixture.parent("pa", json!({ "rules": names("a") })).await;
-    fixture.parent("pb", json!({ "rules": names("b") })).await;
-    wait_for_related(&fixture, "pa", &[format!("{ns}/a=1")]).await;
-    wait_for_related(&fixture, "pb", &[format!("{ns}/b=1")]).await;
+    fixture.parent("pa", json!({ "rules": names(&a) })).await;
+    fixture.parent("pb", json!({ "rules": names(&b) })).await;
+    wait_for_related(&fixture, "pa", &[format!("{ns}/{a}=1")]).await;
+    wait_for_related(&fixture, "pb", &[format!("{ns}/{b}=1")]).await;
     let calls = |hook: &str, parent: &str| {
         server.requests().iter().filter(|(h, request)| h == hook && request["parent"]["metadata"]["name"] == parent).count()
     };
@@ -217,8 +219,8 @@ async fn a_related_change_resyncs_only_the_parents_that_select_it() {
     })
     .await;
 
-    config_map(&fixture.client, &ns, "a", json!({}), "2").await;
-    wait_for_related(&fixture, "pa", &[format!("{ns}/a=2")]).await;
+    config_map(&fixture.client, &ns, &a, json!({}), "2").await;
+    wait_for_related(&fixture, "pa", &[format!("{ns}/{a}=2")]).await;
     assert_eq!(calls("sync", "pb"), settled.1, "pb does not select a");
     assert!(calls("sync", "pa") > settled.0);
     assert_eq!(calls("customize", "pa"), 1, "the answer is cached for the parent's generation");
@@ -226,9 +228,9 @@ async fn a_related_change_resyncs_only_the_parents_that_select_it() {
     // A label on the parent keeps the answer; a spec change asks again.
     let label = json!({ "metadata": { "labels": { "touched": "yes" } } });
     fixture.parents().patch("pa", &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
-    let spec = json!({ "spec": { "rules": names("b") } });
+    let spec = json!({ "spec": { "rules": names(&b) } });
     fixture.parents().patch("pa", &PatchParams::default(), &Patch::Merge(&spec)).await.unwrap();
-    wait_for_related(&fixture, "pa", &[format!("{ns}/b=1")]).await;
+    wait_for_related(&fixture, "pa", &[format!("{ns}/{b}=1")]).await;
     assert_eq!(calls("customize", "pa"), 2);
 }
 

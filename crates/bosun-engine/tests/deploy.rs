@@ -90,12 +90,13 @@ async fn the_kustomization_applies() {
     let scoped = run(&kubectl, &["kustomize", &copy.display().to_string()], None);
     std::fs::remove_dir_all(&copy).unwrap();
     assert!(scoped.contains("- --namespace=bosun-apps\n") && !scoped.contains("bosun-configmapsync"), "{scoped}");
-    let cluster_roles: Vec<&str> = scoped.split("---").filter(|document| document.contains("kind: ClusterRole\n")).collect();
+    // Top-level kinds only: a binding's roleRef names its role's kind too, indented.
+    let cluster_roles: Vec<&str> = scoped.split("---").filter(|document| document.contains("\nkind: ClusterRole\n")).collect();
     assert_eq!(cluster_roles.len(), 2, "bosun-engine-controllers and bosun-metrics-reader: {cluster_roles:?}");
     for (role, namespace) in [("bosun-engine", "bosun-apps"), ("bosun-engine-events", "default"), ("bosun-leader-election", "bosun-system")]
     {
         let document =
-            scoped.split("---").find(|document| document.contains("kind: Role\n") && document.contains(&format!("name: {role}\n")));
+            scoped.split("---").find(|document| document.contains("\nkind: Role\n") && document.contains(&format!("name: {role}\n")));
         assert!(
             document.is_some_and(|document| document.contains(&format!("namespace: {namespace}\n"))),
             "Role {role} in {namespace}: {scoped}"
@@ -163,8 +164,9 @@ async fn the_helm_chart_renders_and_applies() {
     let scoped = run(&helm, &["template", "bosun", &chart, "--namespace", "bosun-system", "--set", "watchNamespaces={bosun-apps}"], None);
     assert!(scoped.contains("- --namespace=bosun-apps\n") && !scoped.contains("bosun-configmapsync"), "{scoped}");
     assert!(!scoped.contains("engine-managed") && scoped.contains("name: bosun-engine-controllers"), "{scoped}");
-    assert_eq!(scoped.matches("kind: ClusterRole\n").count(), 2, "the controllers' reader and the metrics reader: {scoped}");
-    assert_eq!(scoped.matches("kind: Role\n").count(), 3, "bosun-apps, default, leader election: {scoped}");
+    // Top-level kinds only: a binding's roleRef names its role's kind too, indented.
+    assert_eq!(scoped.matches("\nkind: ClusterRole\n").count(), 2, "the controllers' reader and the metrics reader: {scoped}");
+    assert_eq!(scoped.matches("\nkind: Role\n").count(), 3, "bosun-apps, default, leader election: {scoped}");
     let applied = dry_run(env, &scoped).await;
     assert!(applied.contains("role.rbac.authorization.k8s.io/bosun-engine serverside-applied (server dry run)"), "{applied}");
     let sharded = run(&helm, &["template", "bosun", &chart, "--set", "sharding.enabled=true,leaderElection.enabled=false"], None);

@@ -2,6 +2,7 @@
 //! standard library's HTTP server, `node` on its `http` module: the Greeting, PodService and
 //! PodSet and BlueGreen (rolling updates) CompositeControllers (`examples/greeting/`,
 //! `examples/podservice/`, `examples/podset/`, `examples/bluegreen/`), and the
+//! TeamSpace (children outside the parent's namespace, `examples/team-space/`), and the
 //! team-namespaces and Ingress annotator DecoratorControllers (`examples/team-namespaces/`,
 //! `examples/ingress-annotator/`). Each test's engine hosts only its own controller (a `shard`
 //! label and the engine's target selector).
@@ -23,6 +24,7 @@ const PODSERVICE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/po
 const ANNOTATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ingress-annotator");
 const PODSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/podset");
 const BLUEGREEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bluegreen");
+const TEAM_SPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/team-space");
 
 /// An example's hook process; stopped when dropped.
 struct Hook(#[allow(dead_code, reason = "held only to keep the process running")] bosun_testenv::ManagedProcess);
@@ -639,5 +641,55 @@ async fn the_bluegreen_example_updates_green_only_after_blue_is_available() {
     assert!(settled(&blue), "blue had observed its spec and was Available: {:?}", blue.status);
     on_latest(2).await;
     assert_eq!(revisions.list(&Default::default()).await.unwrap().items.len(), 1, "the old revision is pruned");
+    engine.abort();
+}
+
+/// The TeamSpace example: a namespaced parent whose Namespace and RoleBinding live outside its
+/// namespace, tied by label, updated, dropped, and deleted with it.
+#[tokio::test]
+async fn the_team_space_example_keeps_children_outside_its_namespace() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+
+    let env = TestEnv::shared_with_nodes();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    env.install_crd(&manifest_of::<CustomResourceDefinition>(TEAM_SPACE, "crd.yaml")).await;
+    let namespace = env.namespace("teams").await;
+    let (_hook, port) = Hook::start(TEAM_SPACE);
+    let composite = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
+    let (engine, shard) = host_controller(&client, TEAM_SPACE, "controller.yaml", composite, port).await;
+
+    let resource =
+        ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("examples.bosun.dev", "v1", "TeamSpace"), "teamspaces");
+    let teams: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+    let mut team: DynamicObject = manifest_of(TEAM_SPACE, "teamspace.yaml");
+    let name = format!("payments-{shard}");
+    team.metadata.name = Some(name.clone());
+    let uid = teams.create(&PostParams::default(), &team).await.unwrap().metadata.uid.unwrap();
+    let team_namespace = format!("team-{name}");
+    let (namespaces, bindings): (Api<Namespace>, Api<RoleBinding>) =
+        (Api::all(client.clone()), Api::namespaced(client.clone(), &team_namespace));
+    let binding =
+        bosun_testenv::eventually("the RoleBinding in the team's Namespace", async || bindings.get_opt("viewers").await.unwrap()).await;
+    assert_eq!(binding.labels().get("bosun.dev/controller-uid"), Some(&uid));
+    assert_eq!(binding.subjects.unwrap()[0].name, "payments-auditors");
+    assert_eq!(namespaces.get(&team_namespace).await.unwrap().labels().get("bosun.dev/controller-uid"), Some(&uid));
+    bosun_testenv::eventually("the TeamSpace's status", async || {
+        let status = teams.get(&name).await.unwrap().data["status"].clone();
+        (status["namespace"] == team_namespace.as_str() && status["roleBindings"] == 1).then_some(())
+    })
+    .await;
+
+    let change = json!({ "spec": { "viewers": null } });
+    teams.patch(&name, &PatchParams::default(), &Patch::Merge(&change)).await.unwrap();
+    bosun_testenv::eventually("the RoleBinding deleted", async || bindings.get_opt("viewers").await.unwrap().is_none().then_some(())).await;
+    teams.delete(&name, &Default::default()).await.unwrap();
+    bosun_testenv::eventually("the TeamSpace gone, and its Namespace deleted", async || {
+        let gone = teams.get_opt(&name).await.unwrap().is_none();
+        let left = namespaces.get_opt(&team_namespace).await.unwrap();
+        (gone && left.is_none_or(|namespace| namespace.metadata.deletion_timestamp.is_some())).then_some(())
+    })
+    .await;
     engine.abort();
 }

@@ -17,9 +17,10 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Pre
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use super::ChildType;
 use super::merge::{LAST_APPLIED_ANNOTATION, MergeError, contains, merge};
+use super::{ChildType, Tie};
 use crate::api::ChildUpdateMethod;
+use bosun_runtime::cache::CONTROLLER_UID_LABEL;
 
 /// How children are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +206,7 @@ impl Applier {
             ApplyStrategy::DynamicApply => {
                 let last_applied = serde_json::to_string(&desired).expect("JSON serializes");
                 set_path(&mut desired, &["metadata", "annotations", LAST_APPLIED_ANNOTATION], Value::String(last_applied));
-                with_owner(&mut desired, owner);
+                with_owner(&mut desired, reference_for(child_type, owner));
                 let body = serde_json::to_vec(&desired).expect("JSON serializes");
                 let request = kube::core::Request::new(api.resource_url()).create(&PostParams::default(), body);
                 match bosun_runtime::client::write(client, request).await {
@@ -255,9 +256,8 @@ impl Applier {
         key: &str,
         owner: &Value,
     ) -> Result<Applied, ApplyError> {
-        let controller = existing.owner_references().iter().find(|reference| reference.controller == Some(true));
-        match controller {
-            Some(reference) if reference.uid == owner["uid"].as_str().unwrap_or_default() => {
+        match bosun_runtime::cache::controller_uid(existing) {
+            Some(uid) if uid == owner["uid"].as_str().unwrap_or_default() => {
                 if let Some((label, shard)) = &self.shard_label
                     && existing.labels().get(label) != Some(shard)
                 {
@@ -272,11 +272,14 @@ impl Applier {
                 }
                 Ok(Applied::Raced)
             }
-            Some(reference) => Err(ApplyError::Taken {
-                kind: child_type.resource.kind.clone(),
-                key: key.to_owned(),
-                detail: format!(" (it is controlled by {} {})", reference.kind, reference.name),
-            }),
+            Some(uid) => {
+                let controller = existing.owner_references().iter().find(|reference| reference.controller == Some(true));
+                let detail = match controller {
+                    Some(reference) => format!(" (it is controlled by {} {})", reference.kind, reference.name),
+                    None => format!(" (its label {CONTROLLER_UID_LABEL} names another parent, UID {uid})"),
+                };
+                Err(ApplyError::Taken { kind: child_type.resource.kind.clone(), key: key.to_owned(), detail })
+            }
             // An orphan: claimed on the next sync if the parent's selector matches it.
             None => Ok(Applied::Raced),
         }
@@ -292,7 +295,7 @@ impl Applier {
         owner: &Value,
     ) -> Result<DynamicObject, ApplyError> {
         let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else { unreachable!("only called for server-side apply") };
-        with_owner(&mut desired, owner);
+        with_owner(&mut desired, reference_for(child_type, owner));
         let body_hash = hash_of(&desired);
         let params = PatchParams::apply(field_manager).force();
         let applied =
@@ -323,11 +326,8 @@ impl Applier {
         let name = observed.name_any();
         match &self.strategy {
             ApplyStrategy::DynamicApply => {
-                let merged = dynamic_apply_merge(observed, desired, owner, true).map_err(|source| ApplyError::Merge {
-                    kind: child_type.resource.kind.clone(),
-                    key: key.clone(),
-                    source,
-                })?;
+                let merged = dynamic_apply_merge(observed, desired, reference_for(child_type, owner), true)
+                    .map_err(|source| ApplyError::Merge { kind: child_type.resource.kind.clone(), key: key.clone(), source })?;
                 let Some(merged) = merged else { return Ok(Applied::Unchanged) };
                 match method {
                     ChildUpdateMethod::OnDelete => Ok(Applied::Unchanged),
@@ -353,7 +353,7 @@ impl Applier {
                 match method {
                     ChildUpdateMethod::Recreate | ChildUpdateMethod::RollingRecreate => {
                         let mut body = desired;
-                        with_owner(&mut body, owner);
+                        with_owner(&mut body, reference_for(child_type, owner));
                         let ApplyStrategy::ServerSideApply { field_manager } = &self.strategy else { unreachable!() };
                         let dry_run = PatchParams { dry_run: true, ..PatchParams::apply(field_manager).force() };
                         let preview = match api.patch(&name, &dry_run, &Patch::Apply(&body)).await {
@@ -397,13 +397,14 @@ impl Applier {
         if !keep_last_applied && self.unchanged_since_applied(child_type, &key_of(observed), observed, desired, owner) {
             return true;
         }
-        dynamic_apply_merge(observed, desired.clone(), owner, keep_last_applied).is_ok_and(|merged| merged.is_none())
+        dynamic_apply_merge(observed, desired.clone(), reference_for(child_type, owner), keep_last_applied)
+            .is_ok_and(|merged| merged.is_none())
     }
 
     /// Whether this exact body was applied to this object and nobody changed it since.
     fn unchanged_since_applied(&self, child_type: &ChildType, key: &str, observed: &DynamicObject, desired: &Value, owner: &Value) -> bool {
         let mut body = desired.clone();
-        with_owner(&mut body, owner);
+        with_owner(&mut body, reference_for(child_type, owner));
         let records = self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         records.get(&Self::record_key(child_type, key)).is_some_and(|record| {
             record.body_hash == hash_of(&body)
@@ -452,11 +453,13 @@ fn dynamic_apply_merge(observed: &DynamicObject, mut desired: Value, owner: &Val
     Ok((merged != observed_value).then_some(merged))
 }
 
-/// Whether `observed` has every field of `desired` and the controller reference `owner`, so
-/// that a merge that removes nothing (the last-applied state is `desired`'s) changes nothing.
+/// Whether `observed` has every field of `desired` and the controller reference `owner` (if
+/// any), so that a merge that removes nothing (the last-applied state is `desired`'s) changes
+/// nothing.
 fn already_applied(observed: &DynamicObject, desired: &Value, owner: &Value) -> bool {
     let Some(fields) = desired.as_object() else { return false };
-    let has_owner = observed.metadata.owner_references.iter().flatten().any(|reference| owner["uid"] == reference.uid.as_str());
+    let has_owner =
+        owner.is_null() || observed.metadata.owner_references.iter().flatten().any(|reference| owner["uid"] == reference.uid.as_str());
     has_owner
         && fields.iter().all(|(field, wanted)| match field.as_str() {
             "apiVersion" => observed.types.as_ref().is_some_and(|types| wanted == types.api_version.as_str()),
@@ -466,9 +469,22 @@ fn already_applied(observed: &DynamicObject, desired: &Value, owner: &Value) -> 
         })
 }
 
-/// Adds the parent's controller reference `owner` to the child's owner references (the hook's
-/// own, if any), unless it is there.
+/// The controller reference a child of `child_type` carries: `owner`, or none for a child tied
+/// by label (its desired state carries the label).
+fn reference_for<'a>(child_type: &ChildType, owner: &'a Value) -> &'a Value {
+    static NONE: Value = Value::Null;
+    match child_type.tie {
+        Tie::Owner => owner,
+        Tie::Label => &NONE,
+    }
+}
+
+/// Adds the parent's controller reference `owner` (if any) to the child's owner references
+/// (the hook's own, if any), unless it is there.
 fn with_owner(child: &mut Value, owner: &Value) {
+    if owner.is_null() {
+        return;
+    }
     let metadata = &mut child["metadata"];
     if !metadata["ownerReferences"].is_array() {
         metadata["ownerReferences"] = json!([]);

@@ -12,6 +12,10 @@
 //! fail rather than overwrite a concurrent change; an object whose adoption fails is left out
 //! of the sync.
 //!
+//! Children tied by label ([`super::anywhere`]) are released by removing the label, and an
+//! orphan of such a type is adopted only when the hook asks for it by name and it matches the
+//! selector ([`Claims::adopt_desired`]): a selector alone must not reach into every namespace.
+//!
 //! A selector that matches an object without labels (empty, or only `DoesNotExist` and
 //! `NotIn` requirements) adopts nothing: it would hand the parent's author every unlabelled
 //! object of the child types in the namespace — Secrets an administrator made, say — to
@@ -25,7 +29,11 @@ use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use super::ChildType;
+use super::{ChildType, Tie};
+use bosun_runtime::cache::CONTROLLER_UID_LABEL;
+
+/// The JSON pointer of the label that ties a child to its parent ([`Tie::Label`]).
+const LABEL_PATH: &str = "/metadata/labels/bosun.dev~1controller-uid";
 use crate::selector;
 
 /// Why claiming failed.
@@ -140,6 +148,37 @@ impl Claims {
         patches
     }
 
+    /// The orphans of types tied by label that the hook asks for by name (`desired`, as
+    /// (child type index, key)) and the selector matches, as (child type index, orphan):
+    /// adopted with [`Claims::adopt_also`] only once the hook has answered, the selector may
+    /// adopt ([`may_adopt_with`]) and the parent is confirmed live, as for [`Claimant::may_adopt`].
+    pub(crate) fn desired_orphans<'k>(
+        &self,
+        child_types: &[ChildType],
+        desired: impl IntoIterator<Item = (usize, &'k bosun_runtime::ObjectKey)>,
+    ) -> Result<Vec<(usize, Arc<DynamicObject>)>, ClaimError> {
+        let mut orphans = Vec::new();
+        for (index, key) in desired {
+            let child_type = &child_types[index];
+            if child_type.tie != Tie::Label || self.claims[index].observed().any(|child| bosun_runtime::ObjectKey::of(child) == *key) {
+                continue;
+            }
+            let Some(orphan) = child_type.cache.get(key) else { continue };
+            let orphaned = bosun_runtime::cache::controller_uid(&orphan).is_none() && orphan.metadata.deletion_timestamp.is_none();
+            if orphaned && selector::matches(&self.selector, labels_of(&orphan))? {
+                orphans.push((index, orphan));
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Adopts `orphans` (from [`Claims::desired_orphans`]) too.
+    pub(crate) fn adopt_also(&mut self, orphans: Vec<(usize, Arc<DynamicObject>)>) {
+        for (index, orphan) in orphans {
+            self.claims[index].adoptable.push(orphan);
+        }
+    }
+
     /// Adopts and releases as claimed, once the hook's answer is valid; returns the children the
     /// parent controls now, per child type.
     pub(crate) async fn adopt(
@@ -185,17 +224,25 @@ impl Claim {
         child_type: &ChildType,
     ) -> Result<Vec<Arc<DynamicObject>>, ClaimError> {
         for child in &self.releasable {
-            if let Some(index) = controller_index(child) {
-                let operation = json!({ "op": "remove", "path": format!("/metadata/ownerReferences/{index}") });
+            let operation = match child_type.tie {
+                Tie::Owner => {
+                    controller_index(child).map(|index| json!({ "op": "remove", "path": format!("/metadata/ownerReferences/{index}") }))
+                }
+                Tie::Label => Some(json!({ "op": "remove", "path": LABEL_PATH })),
+            };
+            if let Some(operation) = operation {
                 claimant.patch(client, child_type, child, "releasing", operation).await?;
             }
         }
         let mut claimed = self.controlled;
         for orphan in &self.adoptable {
-            let operation = if orphan.metadata.owner_references.is_some() {
-                json!({ "op": "add", "path": "/metadata/ownerReferences/-", "value": claimant.owner })
-            } else {
-                json!({ "op": "add", "path": "/metadata/ownerReferences", "value": [claimant.owner] })
+            let operation = match (child_type.tie, orphan.metadata.owner_references.is_some(), orphan.metadata.labels.is_some()) {
+                (Tie::Owner, true, _) => json!({ "op": "add", "path": "/metadata/ownerReferences/-", "value": claimant.owner }),
+                (Tie::Owner, false, _) => json!({ "op": "add", "path": "/metadata/ownerReferences", "value": [claimant.owner] }),
+                (Tie::Label, _, true) => json!({ "op": "add", "path": LABEL_PATH, "value": claimant.owner["uid"] }),
+                (Tie::Label, _, false) => {
+                    json!({ "op": "add", "path": "/metadata/labels", "value": { CONTROLLER_UID_LABEL: claimant.owner["uid"] } })
+                }
             };
             if let Some(adopted) = claimant.patch(client, child_type, orphan, "adopting", operation).await? {
                 claimed.push(Arc::new(adopted));
@@ -212,11 +259,7 @@ impl Claimant<'_> {
         let parent_namespace = self.parent.namespace();
         let deleting = self.parent.metadata.deletion_timestamp.is_some();
         let mut claim = Claim::default();
-        for child in child_type.cache.controlled_by(&uid) {
-            // A namespaced parent can only own children in its own namespace.
-            if parent_namespace.is_some() && child.namespace() != parent_namespace {
-                continue;
-            }
+        for child in child_type.controlled_by(&uid, parent_namespace.as_deref()) {
             if deleting || selector::matches(self.selector, labels_of(&child))? {
                 claim.controlled.push(child);
             } else {

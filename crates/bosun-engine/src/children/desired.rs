@@ -13,10 +13,11 @@ use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Applied, Applier, ApplyError, ChildType};
+use super::{Applied, Applier, ApplyError, ChildType, Tie};
 use crate::api::ChildUpdateMethod;
 use crate::invalid_response::{ChildProblem, InvalidResponse};
 use crate::selector;
+use bosun_runtime::cache::CONTROLLER_UID_LABEL;
 
 /// A validated desired child.
 pub(crate) struct DesiredChild {
@@ -92,12 +93,14 @@ pub(crate) struct Rules<'a> {
 
 /// Validates every desired child before any is written: a declared type, a name, namespace
 /// rules (a namespaced parent owns children in its own namespace only, and no cluster-scoped
-/// ones), labels matching the selector, no duplicates. Server-owned metadata and `status` are dropped.
+/// ones — but of the types that may live anywhere, which get the label that ties them; and
+/// none in a namespace the engine does not watch), labels matching the selector, no duplicates. Server-owned metadata and `status` are dropped.
 pub(crate) fn validate(
     types: &[ChildType],
     parent: &DynamicObject,
     children: Vec<Value>,
     rules: &Rules<'_>,
+    watched: Option<&[String]>,
 ) -> Result<Vec<DesiredChild>, InvalidResponse> {
     let parent_namespace = parent.namespace();
     let mut seen = HashSet::new();
@@ -126,7 +129,9 @@ pub(crate) fn validate(
                     declared_in: rules.declared_in,
                 })
             })?;
+        let anywhere = child_type.tie == Tie::Label;
         let namespace = match (child_type.namespaced, text(&child["metadata"]["namespace"]), &parent_namespace) {
+            (false, None, Some(_)) if anywhere => None,
             (false, None, Some(parent_namespace)) => {
                 // The garbage collector cannot delete it, nor can claiming find it again.
                 return Err(invalid(ChildProblem::ClusterScopedUnderNamespacedParent {
@@ -138,7 +143,7 @@ pub(crate) fn validate(
             (false, Some(namespace), _) => return Err(invalid(ChildProblem::ClusterScopedWithNamespace(namespace))),
             (true, None, Some(parent_namespace)) => Some(parent_namespace.clone()),
             (true, None, None) => return Err(invalid(ChildProblem::NeedsNamespace)),
-            (true, Some(namespace), Some(parent_namespace)) if &namespace != parent_namespace => {
+            (true, Some(namespace), Some(parent_namespace)) if &namespace != parent_namespace && !anywhere => {
                 return Err(invalid(ChildProblem::OtherNamespace {
                     namespace,
                     parent_namespace: parent_namespace.clone(),
@@ -147,7 +152,25 @@ pub(crate) fn validate(
             }
             (true, Some(namespace), _) => Some(namespace),
         };
+        if let (Some(namespace), Some(watched)) = (&namespace, watched)
+            && !watched.contains(namespace)
+        {
+            return Err(invalid(ChildProblem::NotWatched { namespace: namespace.clone(), watched: watched.join(",") }));
+        }
+        // Echoed back, it names this parent; naming another would make the child theirs.
+        let label = &child["metadata"]["labels"][CONTROLLER_UID_LABEL];
+        if !label.is_null() && label.as_str() != parent.metadata.uid.as_deref() {
+            return Err(invalid(ChildProblem::ControllerLabel));
+        }
         let metadata = child["metadata"].as_object_mut().expect("checked to have a name");
+        if anywhere {
+            // No owner reference can tie it: the label does.
+            let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            labels[CONTROLLER_UID_LABEL] = Value::String(parent.uid().unwrap_or_default());
+        }
         match &namespace {
             Some(namespace) => metadata.insert("namespace".into(), Value::String(namespace.clone())),
             None => metadata.remove("namespace"),

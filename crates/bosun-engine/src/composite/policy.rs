@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 
 use super::rolling::{self, Rolling};
 use crate::api::CompositeControllerSpec;
-use crate::children::{ChildType, ClaimError, Claims, Rules, claim, controller_reference};
+use crate::children::desired::DesiredChild;
+use crate::children::{ChildType, ClaimError, Claims, Rules, Tie, claim, controller_reference};
 use crate::finalizer::manages_children;
 use crate::guarded::{object_api, write_status};
 use crate::hooks::{self, HookResponse, ObjectMaps};
@@ -31,6 +32,7 @@ use crate::invalid_response::InvalidResponse;
 use crate::reconcile::{Answer, Ask, Common, Hosted, Policy, SyncResponse};
 use crate::selector;
 use crate::sync_error::SyncError;
+use bosun_runtime::cache::CONTROLLER_UID_LABEL;
 
 /// The parent index by the labels their `spec.selector` requires, as `<namespace>/<key>=<value>`
 /// (`<namespace>/*` when it requires no particular label): a child's labels find the parents
@@ -38,6 +40,8 @@ use crate::sync_error::SyncError;
 const SELECTOR_INDEX: &str = "bosun.dev/child-selector";
 /// The same for `generateSelector: true`: `<namespace>/controller-uid=<uid>`.
 const GENERATED_SELECTOR_INDEX: &str = "bosun.dev/generated-child-selector";
+/// The parent index by UID: a child tied by label names its parent only so.
+const UID_INDEX: &str = "bosun.dev/uid";
 
 /// The [`SELECTOR_INDEX`] values of `parent`. Every label a matching child must carry leads to
 /// the parent; one of them is enough, since a match needs them all.
@@ -184,9 +188,23 @@ impl Policy for CompositePolicy {
         Ok(hooks::response_status(status)?.unwrap_or_else(|| json!({})))
     }
 
-    /// Adopts and releases as claimed; owner references are written only now, if the
-    /// controller's identity may patch those children.
-    async fn adopt(hosted: &HostedComposite, parent: &DynamicObject, claims: Claims) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
+    /// Adopts and releases as claimed — and the orphans of types tied by label that the hook
+    /// asks for by name, if the parent may adopt — writing owner references (or labels) only
+    /// now, if the controller's identity may patch those children.
+    async fn adopt(
+        hosted: &HostedComposite,
+        parent: &DynamicObject,
+        mut claims: Claims,
+        desired: &[DesiredChild],
+    ) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
+        let orphans = claims.desired_orphans(&hosted.child_types, desired.iter().map(|child| (child.child_type, &child.key)))?;
+        if !orphans.is_empty()
+            && parent.metadata.deletion_timestamp.is_none()
+            && claim::may_adopt_with(claims.selector())?
+            && hosted.parent_is_live(parent).await?
+        {
+            claims.adopt_also(orphans);
+        }
         if hosted.identity.impersonates() {
             let needed = claims.patches().into_iter().map(|(index, namespace)| {
                 let child_type = &hosted.child_types[index];
@@ -285,12 +303,20 @@ impl HostedComposite {
         } else {
             parents.add_index(SELECTOR_INDEX, selector_index_values);
         }
+        if self.child_types.iter().any(|child_type| child_type.tie == Tie::Label) {
+            parents.add_index(UID_INDEX, |parent| parent.uid().into_iter().collect());
+        }
     }
 
-    /// The key under which `object`'s controller parent is queued, if it is one of ours.
+    /// The key under which `object`'s controller parent is queued, if it is one of ours: by its
+    /// controller owner reference, or — for a child tied by label, which may be in another
+    /// namespace — by the parent's UID.
     pub(crate) fn owner_key(&self, object: &DynamicObject) -> Option<ObjectKey> {
         let parent = &self.parent_type().resolved;
-        bosun_runtime::controller_key(object, &parent.resource, parent.namespaced)
+        bosun_runtime::controller_key(object, &parent.resource, parent.namespaced).or_else(|| {
+            let uid = object.labels().get(CONTROLLER_UID_LABEL)?;
+            self.parent_type().cache.by_index(UID_INDEX, uid).first().map(|parent| ObjectKey::of(parent))
+        })
     }
 
     /// The parent a parent change concerns, if it is ours (before or after the change).

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use super::policy::{CompositePolicy, HostedComposite, finalizer_name};
 use super::rolling::Rolling;
 use crate::api::{ChildUpdateMethod, CompositeController, CompositeControllerSpec, ResourceRule};
-use crate::children::ChildType;
+use crate::children::{ChildType, Tie};
 use crate::context::EngineContext;
 use crate::hosting::{CreateError, Tasks};
 use crate::identity::Identity;
@@ -29,16 +29,18 @@ pub(crate) async fn build(
     if !parent.has_status {
         return Err(CreateError::NoStatusSubresource { api_version: rule.api_version.clone(), resource: rule.resource.clone() });
     }
+    let declared: Vec<(&str, &str)> = spec.child_resources.iter().flatten().map(|rule| (rule.api_version(), rule.resource())).collect();
+    let ties = crate::children::anywhere::ties(controller.annotations(), &declared).map_err(CreateError::Invalid)?;
     let mut children = Vec::new();
-    for rule in spec.child_resources.iter().flatten() {
+    for (rule, tie) in spec.child_resources.iter().flatten().zip(ties) {
         let resolved = ctx.resolve(rule.api_version(), rule.resource(), "child resource").await?;
-        children.push(ChildType::of(resolved, &rule.api_version, rule.method(), &ctx.owned));
+        children.push(ChildType::of(resolved, &rule.api_version, rule.method(), tie, &ctx.owned));
     }
     let revisions = if children.iter().any(|child_type| child_type.method.is_rolling()) {
         let api_version = format!("{}/{}", crate::api::GROUP, crate::api::VERSION);
         let resolved = ctx.resolve(&api_version, "controllerrevisions", "revision resource").await?;
         let api_version = resolved.resource.api_version.clone();
-        Some(ChildType::of(resolved, &api_version, ChildUpdateMethod::OnDelete, &ctx.owned))
+        Some(ChildType::of(resolved, &api_version, ChildUpdateMethod::OnDelete, Tie::Owner, &ctx.owned))
     } else {
         None
     };

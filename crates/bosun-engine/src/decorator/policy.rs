@@ -19,6 +19,7 @@ use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::children::desired::DesiredChild;
 use crate::children::{ChildType, Rules};
 use crate::guarded::{patch_guarded, write_status};
 use crate::hooks::{self, HookResponse, ObjectMaps};
@@ -259,7 +260,12 @@ impl Policy for DecoratorPolicy {
     }
 
     /// Attachments are never adopted: what was observed is owned.
-    async fn adopt(_: &HostedDecorator, _: &DynamicObject, observed: Self::Observed) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
+    async fn adopt(
+        _: &HostedDecorator,
+        _: &DynamicObject,
+        observed: Self::Observed,
+        _: &[DesiredChild],
+    ) -> Result<Vec<Vec<Arc<DynamicObject>>>, SyncError> {
         Ok(observed)
     }
 

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 
 use super::policy::{DecoratorPolicy, HostedDecorator, TargetKey, TargetSelection, finalizer_name};
 use crate::api::{ChildUpdateMethod, DecoratorController, DecoratorControllerSpec};
-use crate::children::ChildType;
+use crate::children::{ChildType, Tie};
 use crate::context::EngineContext;
 use crate::hosting::{CreateError, Tasks};
 use crate::identity::Identity;
@@ -25,6 +25,12 @@ pub(crate) async fn build(
 ) -> Result<(Arc<HostedDecorator>, Controller<TargetKey>), CreateError> {
     let spec = &controller.spec;
     let name = controller.name_any();
+    if controller.annotations().contains_key(crate::children::anywhere::CHILDREN_ANYWHERE_ANNOTATION) {
+        return Err(CreateError::Invalid(format!(
+            "annotation {} is for CompositeControllers; a DecoratorController's attachments live beside its targets",
+            crate::children::anywhere::CHILDREN_ANYWHERE_ANNOTATION
+        )));
+    }
     if spec.resources.is_empty() {
         return Err(CreateError::Invalid("spec.resources is empty: name at least one target resource".into()));
     }
@@ -51,7 +57,7 @@ pub(crate) async fn build(
             ChildUpdateMethod::RollingInPlace => ChildUpdateMethod::InPlace,
             method => method,
         };
-        attachments.push(ChildType::of(resolved, &rule.api_version, method, &ctx.owned));
+        attachments.push(ChildType::of(resolved, &rule.api_version, method, Tie::Owner, &ctx.owned));
     }
     let hooks = {
         let declared = spec.hooks.as_ref().map(|hooks| [&hooks.sync, &hooks.finalize, &hooks.customize]);

@@ -59,18 +59,24 @@ pub(crate) fn object_key(version: HookVersion, parent_namespace: Option<&str>, n
 /// fields of hook requests. Every configured type is present, possibly empty.
 pub(crate) type ObjectMaps<'a> = BTreeMap<String, BTreeMap<String, &'a DynamicObject>>;
 
-/// Adds `objects` of type `group` to `maps`, keyed for a hook of `version`.
+/// Adds `objects` of type `group` to `maps`, keyed for a hook of `version`. Objects that may
+/// live `anywhere` (children of the types a controller lists in bosun.dev/children-anywhere)
+/// are shown to v1 hooks too, those outside the parent's namespace keyed as v2 keys them
+/// (`<namespace>/<name>`, or `<name>` when cluster-scoped).
 pub(crate) fn insert_objects<'a>(
     maps: &mut ObjectMaps<'a>,
     group: &str,
     version: HookVersion,
     parent_namespace: Option<&str>,
+    anywhere: bool,
     objects: impl IntoIterator<Item = &'a DynamicObject>,
 ) {
     let map = maps.entry(group.to_owned()).or_default();
     for object in objects {
-        let name = object.metadata.name.as_deref().unwrap_or_default();
-        if let Some(key) = object_key(version, parent_namespace, object.metadata.namespace.as_deref(), name) {
+        let (namespace, name) = (object.metadata.namespace.as_deref(), object.metadata.name.as_deref().unwrap_or_default());
+        let key = object_key(version, parent_namespace, namespace, name)
+            .or_else(|| anywhere.then(|| object_key(HookVersion::V2, None, namespace, name)).flatten());
+        if let Some(key) = key {
             map.insert(key, object);
         }
     }

@@ -47,8 +47,8 @@ use kube::api::{ApiResource, DynamicObject, TypeMeta};
 
 pub use key::ObjectKey;
 pub use shared::{Namespaces, SharedCaches};
+pub use store::{CONTROLLER_UID_LABEL, Indexer, controller_uid, controller_uid_of};
 use store::{Entry, SharedKey, Store};
-pub use store::{Indexer, controller_uid};
 
 /// The API of `resource`'s objects in `namespace`, or in every namespace.
 fn api_in<K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>>(
@@ -437,6 +437,21 @@ mod tests {
         store.remove(&ObjectKey { namespace: Some("a".into()), name: "x".into() });
         store.remove(&ObjectKey { namespace: Some("a".into()), name: "y".into() });
         assert!(store.orphans.is_empty() && store.objects.is_empty() && store.by_namespace.is_empty());
+    }
+
+    /// An object no owner reference can tie to its controller names it by label: it is
+    /// controlled, not an orphan; a controller owner reference wins over the label.
+    #[test]
+    fn the_controller_uid_label_counts_as_a_controller() {
+        let mut store = Store::default();
+        let mut labelled = object("elsewhere", "z", None);
+        labelled.metadata.labels = Some([(CONTROLLER_UID_LABEL.to_owned(), "u2".to_owned())].into());
+        store.insert(&labelled);
+        assert_eq!(store.by_controller["u2"].len(), 1);
+        assert!(store.orphans.is_empty());
+        let mut both = object("elsewhere", "z", Some("u1"));
+        both.metadata.labels = labelled.metadata.labels.clone();
+        assert_eq!(controller_uid(&both), Some("u1"));
     }
 
     #[test]

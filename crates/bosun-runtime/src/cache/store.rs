@@ -9,9 +9,22 @@ use kube::api::{DynamicObject, TypeMeta};
 
 use super::ObjectKey;
 
-/// The UID of `object`'s controller owner, if it has one.
+/// The label that names the controller of an object no owner reference can tie to it — one
+/// in another namespace than its namespaced controller, or a cluster-scoped one — by its UID.
+/// Such an object counts as controlled by that UID, as one with a controller owner reference
+/// does; its controller deletes it itself (the garbage collector cannot).
+pub const CONTROLLER_UID_LABEL: &str = "bosun.dev/controller-uid";
+
+/// The UID of `object`'s controller: its controller owner reference's, else the one its
+/// [`CONTROLLER_UID_LABEL`] names.
 pub fn controller_uid(object: &DynamicObject) -> Option<&str> {
-    object.metadata.owner_references.as_deref()?.iter().find(|owner| owner.controller == Some(true)).map(|owner| owner.uid.as_str())
+    controller_uid_of(&object.metadata)
+}
+
+/// [`controller_uid`] of an object's metadata.
+pub fn controller_uid_of(metadata: &ObjectMeta) -> Option<&str> {
+    let reference = metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
+    reference.map(|owner| owner.uid.as_str()).or_else(|| metadata.labels.as_ref()?.get(CONTROLLER_UID_LABEL).map(String::as_str))
 }
 
 /// The values under which a custom index finds an object (none: it is not in the index).

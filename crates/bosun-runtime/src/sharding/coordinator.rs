@@ -309,13 +309,13 @@ impl Coordinator {
                 let api: Api<DynamicObject> = Api::all_with(self.client.clone(), child_type);
                 for_each_metadata(&api, &label, |child| {
                     let metadata = &child.metadata;
-                    let controller = metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
+                    let controller = crate::cache::controller_uid_of(metadata);
                     let (Some(controller), Some(shard)) = (controller, metadata.labels.as_ref().and_then(|labels| labels.get(&label)))
                     else {
                         return;
                     };
                     let key = ObjectKey { namespace: child.namespace(), name: child.name_any() };
-                    children.push((index, key, controller.uid.clone(), shard.clone(), metadata.resource_version.clone()));
+                    children.push((index, key, controller.to_owned(), shard.clone(), metadata.resource_version.clone()));
                 })
                 .await?;
             }
@@ -363,8 +363,7 @@ impl Coordinator {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), child_type);
         let mut patches = Vec::new();
         for_each_metadata(&api, selector, |child| {
-            let controller = child.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
-            if let Some(target) = controller.and_then(|owner| shard_of.get(&owner.uid)) {
+            if let Some(target) = crate::cache::controller_uid_of(&child.metadata).and_then(|uid| shard_of.get(uid)) {
                 let patch = json!({ "metadata": { "labels": { &label: target } } });
                 patches.push((ObjectKey { namespace: child.namespace(), name: child.name_any() }, patch));
             }
