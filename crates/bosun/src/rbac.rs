@@ -159,12 +159,16 @@ impl Needs {
         self.service_account.clone().unwrap_or_else(|| (default_namespace.to_owned(), format!("{}-{}", self.short_kind(), self.name)))
     }
 
-    /// With `--per-controller`: its ServiceAccount `account`, the role of the writes its syncs
-    /// make (children, the objects it syncs, the events its hooks ask for) where `scope` says,
-    /// and its binding to that account.
-    fn identity_objects(&self, account: &(String, String), scope: &Scope) -> Vec<Value> {
+    /// With `--per-controller`: its ServiceAccount `account`, the role of what its syncs read
+    /// and write (children, the objects it syncs, the `related` types its customize hook
+    /// selects, the events its hooks ask for) where `scope` says, and its binding to that
+    /// account.
+    fn identity_objects(&self, account: &(String, String), scope: &Scope, related: &[(String, String)]) -> Vec<Value> {
         let mut grants = self.grants.clone();
         grants.extend(["v1", "events.k8s.io/v1"].map(|api_version| (api_version.to_owned(), "events".to_owned(), EVENTS)));
+        if self.customize {
+            grants.extend(related.iter().map(|(api_version, resource)| (api_version.clone(), resource.clone(), READ)));
+        }
         let mut objects = vec![json!({
             "apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": { "name": account.1, "namespace": account.0, "labels": managed_by() },
@@ -402,7 +406,7 @@ fn render(needs: &[Needs], args: &RbacArgs) -> anyhow::Result<String> {
     for controller in needs {
         let identity = args.per_controller.then(|| controller.identity(&args.service_account.0));
         if let Some(account) = &identity {
-            objects.extend(controller.identity_objects(account, &scope));
+            objects.extend(controller.identity_objects(account, &scope, &args.related));
             if controller.service_account.is_none() {
                 annotate.push(format!(
                     "# kubectl annotate {} {} {}={}/{}\n",
