@@ -27,6 +27,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod admission;
 pub mod api;
 mod children;
 mod composite;
@@ -97,8 +98,10 @@ impl Engine {
     }
 }
 
-/// Installs (or updates) the engine's CRDs with server-side apply and waits until the API
-/// server serves them.
+/// Installs (or updates) the engine's CRDs — Metacontroller's and the AdmissionController —
+/// with server-side apply and waits until the API server serves them.
 pub async fn install_crds(client: &kube::Client) -> Result<(), kube::Error> {
-    bosun_runtime::crds::install(client, &api::crds()).await
+    let mut crds = api::crds();
+    crds.push(admission::crd());
+    bosun_runtime::crds::install(client, &crds).await
 }

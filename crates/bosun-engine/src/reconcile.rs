@@ -316,10 +316,7 @@ pub(crate) async fn sync_object<P: Policy>(
     // The response is valid; the controller's identity must be allowed every write it asks for.
     let owner = controller_reference(&object, resource);
     if hosted.identity.impersonates() && manages_children(&object, finalizing) {
-        let writes = children::desired::writes(&ctx.applier, &hosted.child_types, &owner, &P::shown(&observed), &desired);
-        let needed =
-            writes.into_iter().map(|(verb, index, namespace)| Permission::of(verb, &hosted.child_types[index].resource, namespace));
-        hosted.identity.check(needed.collect()).await?;
+        hosted.identity.check(child_writes(hosted, &owner, &P::shown(&observed), &desired)).await?;
     }
 
     // Only now is anything written (but a rolling update's revisions).
@@ -381,6 +378,18 @@ fn reads<P: Policy>(
         reads.extend(group.objects.iter().map(|object| Permission::of("list", &group.resource, scope(object.namespace()))));
     }
     reads
+}
+
+/// The writes of children (or attachments) a valid answer's `desired` asks for, given what the
+/// hook was `shown`, as the permissions the controller's identity needs.
+pub(crate) fn child_writes<P: Policy>(
+    hosted: &Hosted<P>,
+    owner: &Value,
+    shown: &[Vec<&DynamicObject>],
+    desired: &[children::desired::DesiredChild],
+) -> std::collections::BTreeSet<Permission> {
+    let writes = children::desired::writes(&hosted.ctx.applier, &hosted.child_types, owner, shown, desired);
+    writes.into_iter().map(|(verb, index, namespace)| Permission::of(verb, &hosted.child_types[index].resource, namespace)).collect()
 }
 
 /// Deletes the children tied by label of `object`, which goes or is no longer handled: the

@@ -1,4 +1,4 @@
-//! The CRDs: committed copies are current, and Metacontroller manifests using every field
+//! The CRDs: committed copies (the engine's and the AdmissionController's) are current, and Metacontroller manifests using every field
 //! apply to them unchanged, with nothing pruned.
 
 use bosun_testenv::TestEnv;
@@ -7,12 +7,18 @@ use kube::api::{ApiResource, DynamicObject, PostParams};
 use serde_json::Value;
 
 const COMMITTED: &str = include_str!("../../../deploy/crds/metacontroller.k8s.io.yaml");
+const ADMISSION: &str = include_str!("../../../deploy/crds/admissioncontrollers.bosun.dev.yaml");
 
 #[test]
 fn committed_crds_are_current() {
     assert!(
         COMMITTED == bosun_engine::api::crds_yaml(),
         "deploy/crds/metacontroller.k8s.io.yaml is stale: run `cargo run -p bosun -- crds engine > deploy/crds/metacontroller.k8s.io.yaml`"
+    );
+    assert!(
+        ADMISSION == bosun_engine::admission::crd_yaml(),
+        "deploy/crds/admissioncontrollers.bosun.dev.yaml is stale: run \
+         `cargo run -p bosun -- crds admission > deploy/crds/admissioncontrollers.bosun.dev.yaml`"
     );
 }
 

@@ -122,7 +122,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn the_helm_chart_renders_and_applies() {
     let env = TestEnv::shared();
     let chart = deploy_dir().join("helm/bosun");
-    for crds in ["crds/metacontroller.k8s.io.yaml", "crds/bosun.dev.yaml"] {
+    for crds in ["crds/metacontroller.k8s.io.yaml", "crds/bosun.dev.yaml", "crds/admissioncontrollers.bosun.dev.yaml"] {
         assert_eq!(
             std::fs::read_to_string(chart.join(crds)).unwrap(),
             std::fs::read_to_string(deploy_dir().join(crds)).unwrap(),

@@ -48,7 +48,12 @@ async fn service_account(fixture: &Fixture, name: &str, bound_in: &str, rules: V
 /// A CompositeController `name` over the fixture's Things labelled `owner: <name>`, with
 /// ConfigMap and Secret children, acting as ServiceAccount `name` of the fixture's namespace.
 async fn controller_as(fixture: &Fixture, name: &str, hooks: &HookServer) {
-    let controller: DynamicObject = serde_json::from_value(json!({
+    controller_as_with(fixture, name, hooks, json!({})).await
+}
+
+/// [`controller_as`] with `spec` merged over its spec.
+async fn controller_as_with(fixture: &Fixture, name: &str, hooks: &HookServer, spec: Value) {
+    let mut controller = json!({
         "apiVersion": "metacontroller.k8s.io/v1alpha1",
         "kind": "CompositeController",
         "metadata": {
@@ -64,8 +69,9 @@ async fn controller_as(fixture: &Fixture, name: &str, hooks: &HookServer) {
             "childResources": [{ "apiVersion": "v1", "resource": "configmaps" }, { "apiVersion": "v1", "resource": "secrets" }],
             "hooks": { "sync": hooks.hook("sync", json!({})) },
         },
-    }))
-    .unwrap();
+    });
+    support::merge_into(&mut controller["spec"], spec);
+    let controller: DynamicObject = serde_json::from_value(controller).unwrap();
     fixture.controllers().create(&PostParams::default(), &controller).await.unwrap();
 }
 
@@ -340,4 +346,36 @@ async fn children_anywhere_are_tied_by_label_and_go_with_their_parent() {
     let message = fixture.event_with_reason("limited", None, "SyncError").await;
     assert!(message.contains("may not list namespaces cluster-wide") && message.contains("nothing was written"), "{message}");
     assert!(namespaces.get_opt(&other_namespace).await.unwrap().is_none());
+}
+
+/// A rolling controller's ControllerRevisions are writes of its identity too: one that may
+/// not create a child its hook asks for writes no revision either.
+#[tokio::test]
+async fn a_rolling_controller_writes_no_revision_before_a_refused_child() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let everything = ["get", "list", "watch", "create", "update", "patch", "delete"];
+    let rules = json!([
+        { "apiGroups": [""], "resources": ["configmaps"], "verbs": everything },
+        { "apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"] },
+        { "apiGroups": ["metacontroller.k8s.io"], "resources": ["controllerrevisions"], "verbs": everything },
+        { "apiGroups": [fixture.things.group], "resources": ["things"], "verbs": ["get", "list", "watch"] },
+        { "apiGroups": [fixture.things.group], "resources": ["things/status"], "verbs": ["patch"] },
+    ]);
+    service_account(&fixture, "rolling", &fixture.namespace, rules).await;
+    let hooks = HookServer::start(config_map_and_secret).await;
+    let rolling = json!({ "childResources": [
+        { "apiVersion": "v1", "resource": "configmaps", "updateStrategy": { "method": "RollingInPlace" } },
+        { "apiVersion": "v1", "resource": "secrets" },
+    ] });
+    controller_as_with(&fixture, "rolling", &hooks, rolling).await;
+    parent_of(&fixture, "rolling", "rolling-parent").await;
+    let message = fixture.event_with_reason("rolling-parent", None, "SyncError").await;
+    assert!(message.contains("may not create secrets") && message.contains("nothing was written"), "{message}");
+    let revisions = ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("metacontroller.k8s.io", "v1alpha1", "ControllerRevision"),
+        "controllerrevisions",
+    );
+    let written = Api::<DynamicObject>::namespaced_with(fixture.client.clone(), &fixture.namespace, &revisions);
+    assert!(written.list(&Default::default()).await.unwrap().items.is_empty(), "no ControllerRevision was written");
+    assert!(fixture.config_maps().get_opt("rolling-parent").await.unwrap().is_none());
 }

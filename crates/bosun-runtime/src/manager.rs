@@ -106,7 +106,8 @@ pub struct Manager {
     /// The client and the caches, once given one.
     shared: Option<(kube::Client, SharedCaches)>,
     shard: Option<Arc<Shard>>,
-    runnables: Vec<(String, Runnable)>,
+    /// Each with whether it runs only while leading.
+    runnables: Vec<(String, Runnable, bool)>,
     elector: Option<LeaderElector>,
     /// Serves `/metrics` over HTTPS to authorized users only, when set.
     secure_metrics: Option<(kube::Client, ServingCertificate)>,
@@ -263,7 +264,18 @@ impl Manager {
         F: FnOnce(Shutdown) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.runnables.push((name.into(), Box::new(move |shutdown| Box::pin(runnable(shutdown)))));
+        self.runnables.push((name.into(), Box::new(move |shutdown| Box::pin(runnable(shutdown))), true));
+    }
+
+    /// Adds a runnable that runs on every replica, leading or not — a server every replica
+    /// answers on (controller-runtime's `NeedLeaderElection() == false`), such as the
+    /// admission webhooks the API server calls on whichever replica its Service picks.
+    pub fn add_everywhere<F, Fut>(&mut self, name: impl Into<String>, runnable: F)
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.runnables.push((name.into(), Box::new(move |shutdown| Box::pin(runnable(shutdown))), false));
     }
 
     /// Binds the servers and starts every runnable.
@@ -317,17 +329,18 @@ impl Manager {
         // Opens when this process leads (at once without leader election).
         let (lead, gate) = watch::channel(self.elector.is_none());
         let mut runnables = tokio::task::JoinSet::new();
-        for (name, runnable) in self.runnables {
+        for (name, runnable, elected) in self.runnables {
             let shutdown = Shutdown(stopped.clone());
             let mut gate = gate.clone();
             let mut stopping = stopped.clone();
             runnables.spawn(async move {
-                let leading = tokio::select! {
-                    // An open gate wins: without leader election the runnable always runs.
-                    biased;
-                    opened = gate.wait_for(|open| *open) => opened.is_ok(),
-                    _ = stopping.wait_for(|stop| *stop) => false,
-                };
+                let leading = !elected
+                    || tokio::select! {
+                        // An open gate wins: without leader election the runnable always runs.
+                        biased;
+                        opened = gate.wait_for(|open| *open) => opened.is_ok(),
+                        _ = stopping.wait_for(|stop| *stop) => false,
+                    };
                 if leading {
                     runnable(shutdown).await;
                 }

@@ -30,13 +30,26 @@ use rustls::sign::CertifiedKey;
 use sha2::Digest;
 
 /// Where the serving certificate comes from.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum ServingCertificate {
     /// A self-signed certificate made at start (clients skip verification, or pin it).
     #[default]
     SelfSigned,
     /// `tls.crt` and `tls.key` in this directory, re-read when they change.
     Directory(PathBuf),
+    /// A certificate (and chain) made by the caller, such as one its own CA issued.
+    Issued(Arc<CertifiedKey>),
+}
+
+impl std::fmt::Debug for ServingCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServingCertificate::SelfSigned => f.write_str("SelfSigned"),
+            ServingCertificate::Directory(dir) => f.debug_tuple("Directory").field(dir).finish(),
+            // Never the key.
+            ServingCertificate::Issued(_) => f.write_str("Issued(..)"),
+        }
+    }
 }
 
 /// Why secure serving cannot start.
@@ -148,8 +161,8 @@ pub(crate) async fn authorize(
     }
 }
 
-/// The TLS settings of the server for `certificate`.
-pub(crate) fn tls_config(certificate: &ServingCertificate) -> Result<Arc<rustls::ServerConfig>, ServingError> {
+/// The TLS settings of a server for `certificate`.
+pub fn tls_config(certificate: &ServingCertificate) -> Result<Arc<rustls::ServerConfig>, ServingError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let resolver: Arc<dyn ResolvesServerCert> = match certificate {
         ServingCertificate::SelfSigned => {
@@ -161,6 +174,7 @@ pub(crate) fn tls_config(certificate: &ServingCertificate) -> Result<Arc<rustls:
                 .map_err(|error| ServingError::SelfSigned(error.to_string()))?;
             Arc::new(rustls::sign::SingleCertAndKey::from(key))
         }
+        ServingCertificate::Issued(key) => Arc::new(rustls::sign::SingleCertAndKey::from(Arc::unwrap_or_clone(key.clone()))),
         ServingCertificate::Directory(dir) => {
             let watched = WatchedCertificate { dir: dir.clone(), provider: provider.clone(), current: Mutex::new(None) };
             watched.load()?;
@@ -251,7 +265,7 @@ impl ResolvesServerCert for WatchedCertificate {
 }
 
 /// Serves `router` over TLS on `listener` until the task is aborted.
-pub(crate) async fn serve_tls(listener: tokio::net::TcpListener, router: axum::Router, tls: Arc<rustls::ServerConfig>) {
+pub async fn serve_tls(listener: tokio::net::TcpListener, router: axum::Router, tls: Arc<rustls::ServerConfig>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match listener.accept().await {

@@ -61,7 +61,8 @@ enum Command {
     /// first (`bosun crds | kubectl apply --server-side -f -`).
     Run(Box<run::RunArgs>),
     /// Print CRDs as YAML: the engine's (CompositeController, DecoratorController,
-    /// ControllerRevision), the native operators' (ConfigMapSync), or all of them.
+    /// ControllerRevision), the native operators' (ConfigMapSync), admission's
+    /// (AdmissionController), or all of them.
     ///
     /// The same CRDs as `deploy/crds/`; apply them with
     /// `bosun crds | kubectl apply --server-side -f -`.
@@ -130,6 +131,8 @@ enum CrdSet {
     Engine,
     /// ConfigMapSync, in group bosun.dev (deploy/crds/bosun.dev.yaml).
     Configmapsync,
+    /// AdmissionController, in group bosun.dev (deploy/crds/admissioncontrollers.bosun.dev.yaml).
+    Admission,
 }
 
 // A controller allocates and frees small JSON trees all day: with glibc's allocator a quarter of
@@ -180,7 +183,8 @@ fn run_command() -> anyhow::Result<()> {
         Command::Crds { which } => {
             let engine = matches!(which, CrdSet::All | CrdSet::Engine).then(bosun_engine::api::crds_yaml);
             let operators = matches!(which, CrdSet::All | CrdSet::Configmapsync).then(bosun_operators::configmapsync::crd_yaml);
-            print!("{}", engine.into_iter().chain(operators).collect::<Vec<_>>().join("---\n"));
+            let admission = matches!(which, CrdSet::All | CrdSet::Admission).then(bosun_engine::admission::crd_yaml);
+            print!("{}", engine.into_iter().chain(operators).chain(admission).collect::<Vec<_>>().join("---\n"));
             Ok(())
         }
         Command::Version => {

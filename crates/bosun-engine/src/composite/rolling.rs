@@ -25,6 +25,8 @@ use crate::api::{ChildUpdateMethod, StatusConditionCheck};
 use crate::children::desired::DesiredChild;
 use crate::children::{ChildType, ClaimError, Claimant, Claims};
 use crate::context::EngineContext;
+use crate::finalizer::manages_children;
+use crate::identity::Permission;
 use crate::reconcile::{Answer, Ask, Hosted, Policy};
 use crate::sync_error::SyncError;
 
@@ -434,7 +436,16 @@ pub(crate) async fn respond<P: Policy<Observed = Claims, Update = Value>>(
         }
     }
 
-    // The answers are valid: adopt the revisions claimed, then write them, before any child.
+    // The answers are valid. The controller's identity must be allowed every write — the
+    // children's too — before the first: the revisions.
+    if hosted.identity.impersonates() && manages_children(parent, ask.finalizing) {
+        let mut needed = crate::reconcile::child_writes(hosted, owner, &P::shown(claims), &desired);
+        for verb in ["create", "update", "patch", "delete"] {
+            needed.insert(Permission::of(verb, &rolling.revisions.resource, parent.namespace()));
+        }
+        hosted.identity.check(needed).await?;
+    }
+    // Adopt the revisions claimed, then write them, before any child.
     let claimed = claim.adopt(&claimant, &hosted.identity.client, &rolling.revisions).await?;
     write_revisions(hosted, rolling, parent, &selector, owner, &revisions, &claimed).await?;
     Ok(Answer { desired, events, update: status, resync_after, finalized: Some(finalized) })

@@ -21,6 +21,12 @@ pub(crate) enum HookKind {
     Finalize,
     /// `customize`.
     Customize,
+    /// An AdmissionController's `validate`.
+    Validate,
+    /// An AdmissionController's `mutate`.
+    Mutate,
+    /// An AdmissionController's `convert`.
+    Convert,
 }
 
 impl HookKind {
@@ -30,6 +36,9 @@ impl HookKind {
             HookKind::Sync => "sync",
             HookKind::Finalize => "finalize",
             HookKind::Customize => "customize",
+            HookKind::Validate => "validate",
+            HookKind::Mutate => "mutate",
+            HookKind::Convert => "convert",
         }
     }
 }

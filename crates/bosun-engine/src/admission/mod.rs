@@ -1,0 +1,179 @@
+//! Admission and conversion hooks. An `AdmissionController` (`bosun.dev/v1alpha1`,
+//! cluster-scoped, [`api`]) names the objects the API server should send for admission and
+//! its `validate`, `mutate` and `convert` hooks — HTTP handlers in any language, declared as
+//! sync hooks are. bosun does everything Kubernetes demands around them: it serves the HTTPS
+//! endpoint the API server calls, on every replica (`server`), with a serving certificate
+//! from its own CA kept in a Secret (`ca`); it keeps the webhook configurations and CRD
+//! conversion settings in line with each declaration, on the leader (`wiring`); and it
+//! forwards each review to the hook in a small protocol of its own (`review`).
+
+pub mod api;
+mod ca;
+mod review;
+mod server;
+mod wiring;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_runtime::{Context, ServingCertificate};
+use kube::api::ApiResource;
+
+pub use ca::{Authority, CaError};
+pub use wiring::FINALIZER;
+
+/// The AdmissionController CRD.
+pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    <api::AdmissionController as kube::CustomResourceExt>::crd()
+}
+
+/// The CRD as YAML, as committed in `deploy/crds/admissioncontrollers.bosun.dev.yaml`.
+pub fn crd_yaml() -> String {
+    serde_yaml::to_string(&crd()).expect("a CRD serializes")
+}
+
+/// How the API server reaches bosun's admission endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    /// At this base URL (`https://127.0.0.1:9443`): a local API server, as `bosun dev` runs.
+    Url(String),
+    /// Through this Service, as in a cluster.
+    Service {
+        /// The Service's namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Its port.
+        port: i32,
+    },
+}
+
+impl Endpoint {
+    /// The names the serving certificate must carry for the API server to trust it.
+    pub fn serving_names(&self) -> Vec<String> {
+        match self {
+            Endpoint::Url(base) => {
+                let host = url::Url::parse(base).ok().and_then(|url| url.host_str().map(|host| host.trim_matches(['[', ']']).to_owned()));
+                host.into_iter().collect()
+            }
+            Endpoint::Service { namespace, name, .. } => {
+                vec![format!("{name}.{namespace}.svc"), format!("{name}.{namespace}.svc.cluster.local"), format!("{name}.{namespace}")]
+            }
+        }
+    }
+}
+
+/// The admission settings.
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    /// Where the endpoint listens.
+    pub listen: SocketAddr,
+    /// How the API server reaches it.
+    pub endpoint: Endpoint,
+    /// The Secret holding the admission CA, as (namespace, name).
+    pub ca_secret: (String, String),
+    /// Whether hooks may be sent credentials over plain http.
+    pub allow_insecure_hook_credentials: bool,
+    /// The largest hook answer read.
+    pub max_hook_response_bytes: usize,
+}
+
+/// The readiness check that passes once this replica serves admission.
+const READY_CHECK: &str = "admission-server";
+/// The first and the longest pause between tries to get the CA.
+const CA_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Admission and conversion: [`Admission::serve`] on every replica, [`Admission::wire`] on
+/// the leader.
+#[derive(Clone)]
+pub struct Admission {
+    context: Context,
+    config: AdmissionConfig,
+}
+
+impl Admission {
+    /// Admission within the process's `context` (its client, caches, metrics, health).
+    pub fn new(context: &Context, config: AdmissionConfig) -> Admission {
+        Admission { context: context.clone(), config }
+    }
+
+    fn resource() -> ApiResource {
+        ApiResource::erase::<api::AdmissionController>(&())
+    }
+
+    /// The admission CA, made once by whichever replica comes first; retried until it can be
+    /// had (or `shutdown`).
+    async fn authority(&self) -> Authority {
+        let (namespace, name) = &self.config.ca_secret;
+        let mut pause = CA_RETRY.0;
+        loop {
+            match Authority::load_or_create(&self.context.client, namespace, name).await {
+                Ok(authority) => return authority,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?pause, "cannot get the admission CA");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CA_RETRY.1);
+                }
+            }
+        }
+    }
+
+    /// Serves the admission endpoint on this replica until `shutdown`; ready (for `/readyz`,
+    /// which gates the Service's endpoints) once it listens with its certificate.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let health = self.context.health.clone();
+        health.add_readiness_check(READY_CHECK, || false);
+        let serving = async {
+            let authority = self.authority().await;
+            let names = self.config.endpoint.serving_names();
+            let certificate = match authority.issue(&names) {
+                Ok(certificate) => certificate,
+                Err(error) => return tracing::error!(%error, "cannot issue the admission serving certificate"),
+            };
+            let tls = match bosun_runtime::secure_serving::tls_config(&ServingCertificate::Issued(certificate)) {
+                Ok(tls) => tls,
+                Err(error) => return tracing::error!(%error, "cannot serve admission"),
+            };
+            let listener = match tokio::net::TcpListener::bind(self.config.listen).await {
+                Ok(listener) => listener,
+                Err(error) => return tracing::error!(address = %self.config.listen, %error, "cannot listen for admission reviews"),
+            };
+            let controllers = self.context.caches.cluster_wide().cache(&Self::resource());
+            controllers.wait_synced().await;
+            let hooks = Arc::new(crate::hooks::HookClient::new(
+                self.context.client.clone(),
+                self.context.metrics.clone(),
+                self.config.max_hook_response_bytes,
+            ));
+            let router = server::Routes::new(controllers, hooks, self.config.allow_insecure_hook_credentials).router();
+            tracing::info!(address = %listener.local_addr().unwrap_or(self.config.listen), ?names, "serving admission");
+            health.remove_readiness_check(READY_CHECK);
+            health.add_readiness_check(READY_CHECK, || true);
+            bosun_runtime::secure_serving::serve_tls(listener, router, tls).await
+        };
+        tokio::select! {
+            () = serving => {}
+            () = shutdown => {}
+        }
+        health.remove_readiness_check(READY_CHECK);
+    }
+
+    /// Keeps every AdmissionController wired into the API server until `shutdown` (the
+    /// leader's job).
+    pub async fn wire(self, shutdown: impl Future<Output = ()>) {
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = shutdown;
+        let authority = tokio::select! {
+            authority = self.authority() => authority,
+            () = &mut shutdown => return,
+        };
+        let wiring = wiring::Wiring {
+            client: self.context.client.clone(),
+            controllers: self.context.caches.cluster_wide().cache(&Self::resource()),
+            config: self.config.clone(),
+            ca_bundle: authority.certificate_pem,
+        };
+        wiring.run(&self.context.metrics, &self.context.health, shutdown).await
+    }
+}
