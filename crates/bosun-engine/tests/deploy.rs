@@ -85,7 +85,8 @@ async fn the_kustomization_applies() {
     let enabled = kustomization
         .replace("- rbac.yaml\n", "")
         .replace("- configmapsync.yaml\n", "")
-        .replace("# components:\n# - namespaced", "components:\n- namespaced");
+        .replace("# components:\n", "components:\n")
+        .replace("# - namespaced\n", "- namespaced\n");
     std::fs::write(copy.join("kustomization.yaml"), enabled).unwrap();
     let scoped = run(&kubectl, &["kustomize", &copy.display().to_string()], None);
     std::fs::remove_dir_all(&copy).unwrap();
@@ -104,6 +105,22 @@ async fn the_kustomization_applies() {
     }
     let applied = dry_run(env, &scoped).await;
     assert!(applied.contains("role.rbac.authorization.k8s.io/bosun-engine serverside-applied (server dry run)"), "{applied}");
+
+    // With admission: its Service, its rights, and the engine told how it is reached.
+    copy_dir(&deploy_dir(), &copy);
+    let enabled = kustomization.replace("# components:\n", "components:\n").replace("# - admission\n", "- admission\n");
+    std::fs::write(copy.join("kustomization.yaml"), enabled).unwrap();
+    let admitting = run(&kubectl, &["kustomize", &copy.display().to_string()], None);
+    std::fs::remove_dir_all(&copy).unwrap();
+    assert!(admitting.contains("- --admission-service=bosun-system/bosun-admission\n"), "{admitting}");
+    let applied = dry_run(env, &admitting).await;
+    for object in [
+        "service/bosun-admission",
+        "clusterrole.rbac.authorization.k8s.io/bosun-admission",
+        "role.rbac.authorization.k8s.io/bosun-admission-ca",
+    ] {
+        assert!(applied.contains(&format!("{object} serverside-applied (server dry run)")), "{object}: {applied}");
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -169,6 +186,12 @@ async fn the_helm_chart_renders_and_applies() {
     assert_eq!(scoped.matches("\nkind: Role\n").count(), 3, "bosun-apps, default, leader election: {scoped}");
     let applied = dry_run(env, &scoped).await;
     assert!(applied.contains("role.rbac.authorization.k8s.io/bosun-engine serverside-applied (server dry run)"), "{applied}");
+    // Admission: the Service, the rights, the flags.
+    let admitting = run(&helm, &["template", "bosun", &chart, "--namespace", "bosun-system", "--set", "admission.enabled=true"], None);
+    assert!(admitting.contains("- --admission-service=bosun-system/bosun-admission\n"), "{admitting}");
+    let applied = dry_run(env, &admitting).await;
+    assert!(applied.contains("service/bosun-admission serverside-applied (server dry run)"), "{applied}");
+    assert!(!rendered.contains("admission-service"), "off by default");
     let sharded = run(&helm, &["template", "bosun", &chart, "--set", "sharding.enabled=true,leaderElection.enabled=false"], None);
     assert!(sharded.contains("- --sharding\n") && sharded.contains("- --sharding-ring=bosun"), "{sharded}");
     assert!(sharded.contains("verbs: [get, list, create, update, delete]"), "the coordinator's Lease rights: {sharded}");

@@ -693,3 +693,52 @@ async fn the_team_space_example_keeps_children_outside_its_namespace() {
     .await;
     engine.abort();
 }
+
+/// The PodService admission example: `admission.py` (validate and mutate) behind bosun's
+/// admission endpoint refuses an unpinned image with its message and stores a default memory
+/// limit.
+#[tokio::test]
+async fn the_podservice_admission_example_refuses_unpinned_images_and_defaults_memory() {
+    use bosun_engine::admission::{Admission, AdmissionConfig, Endpoint};
+
+    let env = TestEnv::shared_with_nodes();
+    let client = env.client();
+    bosun_engine::install_crds(&client).await.unwrap();
+    env.install_crd(&manifest_of::<CustomResourceDefinition>(PODSERVICE, "crd.yaml")).await;
+    let namespace = env.namespace("podservice-admission").await;
+    let port = bosun_testenv::free_port();
+    let config = AdmissionConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        ca_secret: (namespace.clone(), "bosun-admission-ca".into()),
+        allow_insecure_hook_credentials: false,
+        max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
+    };
+    let admission = Admission::new(&bosun_runtime::Context::standalone(client.clone()), config);
+    let serving = tokio::spawn(admission.clone().serve(std::future::pending()));
+    let wiring = tokio::spawn(admission.wire(std::future::pending()));
+    let (_hook, hook_port) = Hook::start_with("python3", &format!("{PODSERVICE}/admission.py"));
+
+    // The example's declaration, for this test's namespace only and its hook's port.
+    let mut declared: DynamicObject = manifest_of(PODSERVICE, "admission.yaml");
+    declared.metadata.name = Some(format!("podservices-{namespace}"));
+    declared.data["spec"]["namespaceSelector"] = json!({ "matchLabels": { "kubernetes.io/metadata.name": namespace } });
+    for hook in ["validate", "mutate"] {
+        declared.data["spec"]["hooks"][hook]["webhook"]["url"] = json!(format!("http://127.0.0.1:{hook_port}/{hook}"));
+    }
+    let resource = ApiResource::erase::<bosun_engine::admission::api::AdmissionController>(&());
+    Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &declared).await.unwrap();
+
+    let podservices: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &podservices_resource());
+    let podservice =
+        |name: &str, image: &str| DynamicObject::new(name, &podservices_resource()).data(json!({ "spec": { "image": image } }));
+    let refused = bosun_testenv::eventually("the unpinned image refused", async || {
+        podservices.create(&PostParams::default(), &podservice("unpinned", "nginx")).await.err()
+    })
+    .await;
+    assert!(refused.to_string().contains("spec.image \"nginx\" is not pinned"), "{refused}");
+    let stored = podservices.create(&PostParams::default(), &podservice("pinned", "nginx:1.27")).await.unwrap();
+    assert_eq!(stored.data["spec"]["resources"]["limits"]["memory"], "128Mi", "{:?}", stored.data);
+    serving.abort();
+    wiring.abort();
+}

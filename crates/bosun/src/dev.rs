@@ -118,7 +118,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             crate::demo::add_operators(&mut manager).await?;
         }
         let (engine, operators) = (args.engine, args.operators);
-        let mut serve = tokio::spawn(async move { crate::run::serve(manager, &engine, &operators, None).await });
+        let admission = crate::run::loopback_admission(&engine);
+        if let bosun_engine::admission::Endpoint::Url(url) = &admission.endpoint {
+            println!("admission: {url} (AdmissionControllers' hooks are called through it)");
+        }
+        let mut serve = tokio::spawn(async move { crate::run::serve(manager, &engine, &operators, Some(admission), None).await });
         let native = if args.no_examples { "the ConfigMapSync operator" } else { "the ConfigMapSync and FooBar operators" };
         println!("The engine and {native} are running.");
 

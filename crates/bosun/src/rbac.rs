@@ -75,7 +75,7 @@ fn related_type(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn service_account(text: &str) -> Result<(String, String), String> {
+pub(crate) fn service_account(text: &str) -> Result<(String, String), String> {
     match text.split_once('/') {
         Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok((namespace.to_owned(), name.to_owned()))

@@ -344,6 +344,75 @@ impl ShardingArgs {
     }
 }
 
+/// Admission and conversion hooks (AdmissionControllers; see docs/admission.md).
+#[derive(Debug, Args)]
+pub struct AdmissionArgs {
+    /// Serve admission and conversion reviews, reached by the API server through this
+    /// Service (`<namespace>/<name>`, port 443, or `<namespace>/<name>:<port>`), whose
+    /// endpoints are bosun's Pods on --admission-address. Every replica serves.
+    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]", value_parser = admission_service, conflicts_with = "admission_url")]
+    admission_service: Option<(String, String, i32)>,
+    /// Serve admission and conversion reviews, reached by the API server at this base URL
+    /// (`https://10.0.0.5:9443`): for an API server outside the cluster's network.
+    #[arg(long, value_name = "URL")]
+    admission_url: Option<String>,
+    /// Where the admission endpoint listens (HTTPS).
+    #[arg(long, default_value = ":9443", value_parser = listen_address, value_name = "ADDRESS")]
+    admission_address: ListenAddress,
+    /// The Secret holding bosun's admission CA (made on first start, shared by every
+    /// replica), as `<namespace>/<name>`. Default: bosun-admission-ca in bosun's namespace.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = crate::rbac::service_account)]
+    admission_ca_secret: Option<(String, String)>,
+}
+
+fn admission_service(text: &str) -> Result<(String, String, i32), String> {
+    let (service, port) = match text.rsplit_once(':') {
+        Some((service, port)) => (service, port.parse::<i32>().map_err(|_| format!("{port:?} is not a port"))?),
+        None => (text, 443),
+    };
+    let (namespace, name) = crate::rbac::service_account(service).map_err(|_| format!("{text:?} is not <namespace>/<name>[:<port>]"))?;
+    Ok((namespace, name, port))
+}
+
+impl AdmissionArgs {
+    /// The admission settings, if admission is on; `own_namespace` holds the CA by default.
+    fn config(&self, engine: &EngineArgs, own_namespace: Option<&str>) -> anyhow::Result<Option<bosun_engine::admission::AdmissionConfig>> {
+        use bosun_engine::admission::{AdmissionConfig, Endpoint};
+        let endpoint = match (&self.admission_service, &self.admission_url) {
+            (Some((namespace, name, port)), _) => Endpoint::Service { namespace: namespace.clone(), name: name.clone(), port: *port },
+            (None, Some(url)) => Endpoint::Url(url.clone()),
+            (None, None) => return Ok(None),
+        };
+        let Some(listen) = self.admission_address.0 else { anyhow::bail!("--admission-address 0: admission needs somewhere to listen") };
+        let ca_secret = match (&self.admission_ca_secret, own_namespace) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(namespace)) => (namespace.to_owned(), "bosun-admission-ca".to_owned()),
+            (None, None) => anyhow::bail!("admission needs --admission-ca-secret when not running in a Pod"),
+        };
+        Ok(Some(AdmissionConfig {
+            listen,
+            endpoint,
+            ca_secret,
+            allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
+            max_hook_response_bytes: engine.max_hook_response_bytes,
+        }))
+    }
+}
+
+/// Admission served on a free port of 127.0.0.1, for the local API server of `bosun dev`
+/// (its CA kept in `default`).
+#[cfg(feature = "dev")]
+pub fn loopback_admission(engine: &EngineArgs) -> bosun_engine::admission::AdmissionConfig {
+    let port = bosun_testenv::free_port();
+    bosun_engine::admission::AdmissionConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        endpoint: bosun_engine::admission::Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        ca_secret: ("default".into(), "bosun-admission-ca".into()),
+        allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
+        max_hook_response_bytes: engine.max_hook_response_bytes,
+    }
+}
+
 /// The native operators that run next to the engine.
 #[derive(Debug, Args)]
 pub struct OperatorArgs {
@@ -467,6 +536,8 @@ pub struct RunArgs {
     election: LeaderElectionArgs,
     #[command(flatten)]
     sharding: ShardingArgs,
+    #[command(flatten)]
+    admission: AdmissionArgs,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -497,18 +568,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        serve(manager, &args.engine, &args.operators, own_namespace).await
+        let admission = args.admission.config(&args.engine, own_namespace.as_deref())?;
+        serve(manager, &args.engine, &args.operators, admission, own_namespace).await
     })
 }
 
-/// Runs the engine (unless `--engine=false`) and the native operators under `manager` (which
-/// has its client, and its shard when sharded), sharing its watch caches, until SIGINT or
-/// SIGTERM, then shuts down gracefully. `own_namespace` is bosun's namespace, which never
-/// receives ConfigMapSync copies.
+/// Runs the engine (unless `--engine=false`), admission (if configured) and the native
+/// operators under `manager` (which has its client, and its shard when sharded), sharing its
+/// watch caches, until SIGINT or SIGTERM, then shuts down gracefully. `own_namespace` is
+/// bosun's namespace, which never receives ConfigMapSync copies.
 pub async fn serve(
     mut manager: Manager,
     engine: &EngineArgs,
     operators: &OperatorArgs,
+    admission: Option<bosun_engine::admission::AdmissionConfig>,
     own_namespace: Option<String>,
 ) -> anyhow::Result<()> {
     let context = manager.context();
@@ -521,6 +594,14 @@ pub async fn serve(
         tracing::info!(workers = options.workers, require_consent = options.require_consent, "ConfigMapSync operator starting");
         let controller = ConfigMapSyncController::new(&context, options);
         manager.add("configmapsync", move |shutdown| controller.run(shutdown.requested()));
+    }
+    if let Some(config) = admission {
+        tracing::info!(address = %config.listen, endpoint = ?config.endpoint, "admission starting");
+        let admission = bosun_engine::admission::Admission::new(&context, config);
+        // Every replica answers reviews; the leader keeps the configurations wired.
+        let serving = admission.clone();
+        manager.add_everywhere("admission-server", move |shutdown| serving.serve(shutdown.requested()));
+        manager.add("admission-wiring", move |shutdown| admission.wire(shutdown.requested()));
     }
     if engine.enabled {
         let config = engine.config();

@@ -128,6 +128,15 @@ pub(crate) enum AnswerError {
     NoObject(&'static str),
 }
 
+/// `response`, denied with `message` as 403 Forbidden (kubectl says "Error from server
+/// (Forbidden)").
+pub(crate) fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result.code = 403;
+    response.result.reason = "Forbidden".into();
+    response
+}
+
 /// The AdmissionReview response for `request` from the hook's `answer`: allowed or denied with
 /// its message and warnings, and for a `mutate` hook the JSON patch from the object sent to
 /// the object answered (none when they are equal).
@@ -141,8 +150,7 @@ pub(crate) fn respond(
         response.warnings = Some(warnings);
     }
     if answer.allowed == Some(false) {
-        let message = answer.message.unwrap_or_else(|| "denied by the admission hook".to_owned());
-        return Ok(response.deny(message));
+        return Ok(deny(response, answer.message.unwrap_or_else(|| "denied by the admission hook".to_owned())));
     }
     let changed = match (answer.object, answer.patch) {
         (Some(_), Some(_)) => return Err(AnswerError::Both),

@@ -168,7 +168,7 @@ async fn verdict(
     tracing::warn!(controller = name, failure_policy = declared.failure_policy.name(), %problem, "admission hook gave no verdict");
     let response = AdmissionResponse::from(request);
     match declared.failure_policy {
-        FailurePolicy::Fail => response.deny(format!("{problem} (failurePolicy Fail)")),
+        FailurePolicy::Fail => review::deny(response, format!("{problem} (failurePolicy Fail)")),
         FailurePolicy::Ignore => {
             let mut response = response;
             response.warnings = Some(vec![format!("{problem}; admitted by failurePolicy Ignore")]);
