@@ -42,6 +42,7 @@ async fn start_admission(fixture: &Fixture) -> Vec<tokio::task::JoinHandle<()>> 
         ca_secret: (fixture.namespace.clone(), "bosun-admission-ca".into()),
         allow_insecure_hook_credentials: false,
         max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
+        rotation_overlap: Duration::from_secs(2),
     };
     let admission = Admission::new(&bosun_runtime::Context::standalone(fixture.client.clone()), config);
     vec![tokio::spawn(admission.clone().serve(std::future::pending())), tokio::spawn(admission.wire(std::future::pending()))]
@@ -228,4 +229,56 @@ async fn a_convert_hook_serves_a_second_version_without_loss() {
         (crd.spec.conversion?.strategy == "None").then_some(())
     })
     .await;
+}
+
+/// The admission CA rotates (asked for with the Secret's annotation) while objects are
+/// created without a pause: not one request fails, and the hooks still decide afterwards.
+#[tokio::test]
+async fn the_ca_rotates_during_a_stream_of_creates_and_no_request_fails() {
+    use k8s_openapi::api::core::v1::Secret;
+
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let _admission = start_admission(&fixture).await;
+    let server = HookServer::start(hooks).await;
+    let name = format!("rotating-{}", fixture.id);
+    admission_controller(&fixture, &name, json!({ "hooks": { "validate": server.hook("validate", json!({})) } })).await;
+    let secrets: Api<Secret> = Api::namespaced(fixture.client.clone(), &fixture.namespace);
+    let ca = |secret: &Secret| secret.data.as_ref().unwrap()["ca.crt"].0.clone();
+    let before = ca(&secrets.get("bosun-admission-ca").await.unwrap());
+
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let stream = {
+        let (api, things) = (fixture.parents(), fixture.things.clone());
+        tokio::spawn(async move {
+            let (mut created, mut failed) = (0, Vec::new());
+            while !*stopped.borrow_and_update() {
+                let object = DynamicObject::new(&format!("t-{created}"), &things).data(json!({ "spec": { "replicas": 1 } }));
+                match api.create(&PostParams::default(), &object).await {
+                    Ok(_) => {}
+                    Err(error) => failed.push(error.to_string()),
+                }
+                created += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (created, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rotate = json!({ "metadata": { "annotations": { bosun_engine::admission::ROTATE_ANNOTATION: "now" } } });
+    secrets.patch("bosun-admission-ca", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&rotate)).await.unwrap();
+    eventually("the rotation to finish", async || {
+        let secret = secrets.get("bosun-admission-ca").await.unwrap();
+        let data = secret.data.as_ref().unwrap();
+        let done = ca(&secret) != before && !data.contains_key("next.crt") && !data.contains_key("previous.crt");
+        done.then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(true).unwrap();
+    let (created, failed) = stream.await.unwrap();
+    println!("{created} creates during the rotation, {} failed", failed.len());
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(created > 50, "only {created} creates");
+    let refused = create(&fixture, "big", json!({ "replicas": 11 })).await.unwrap_err();
+    assert!(refused.to_string().contains("replicas must be at most 10"), "still asked after the rotation: {refused}");
 }

@@ -713,6 +713,7 @@ async fn the_podservice_admission_example_refuses_unpinned_images_and_defaults_m
         ca_secret: (namespace.clone(), "bosun-admission-ca".into()),
         allow_insecure_hook_credentials: false,
         max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
+        rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
     };
     let admission = Admission::new(&bosun_runtime::Context::standalone(client.clone()), config);
     let serving = tokio::spawn(admission.clone().serve(std::future::pending()));

@@ -37,8 +37,9 @@ pub enum ServingCertificate {
     SelfSigned,
     /// `tls.crt` and `tls.key` in this directory, re-read when they change.
     Directory(PathBuf),
-    /// A certificate (and chain) made by the caller, such as one its own CA issued.
-    Issued(Arc<CertifiedKey>),
+    /// Certificates chosen by the caller for each connection, such as those its own CA issues
+    /// and replaces as it rotates.
+    Resolved(Arc<dyn ResolvesServerCert>),
 }
 
 impl std::fmt::Debug for ServingCertificate {
@@ -46,8 +47,7 @@ impl std::fmt::Debug for ServingCertificate {
         match self {
             ServingCertificate::SelfSigned => f.write_str("SelfSigned"),
             ServingCertificate::Directory(dir) => f.debug_tuple("Directory").field(dir).finish(),
-            // Never the key.
-            ServingCertificate::Issued(_) => f.write_str("Issued(..)"),
+            ServingCertificate::Resolved(resolver) => f.debug_tuple("Resolved").field(resolver).finish(),
         }
     }
 }
@@ -174,7 +174,7 @@ pub fn tls_config(certificate: &ServingCertificate) -> Result<Arc<rustls::Server
                 .map_err(|error| ServingError::SelfSigned(error.to_string()))?;
             Arc::new(rustls::sign::SingleCertAndKey::from(key))
         }
-        ServingCertificate::Issued(key) => Arc::new(rustls::sign::SingleCertAndKey::from(Arc::unwrap_or_clone(key.clone()))),
+        ServingCertificate::Resolved(resolver) => resolver.clone(),
         ServingCertificate::Directory(dir) => {
             let watched = WatchedCertificate { dir: dir.clone(), provider: provider.clone(), current: Mutex::new(None) };
             watched.load()?;

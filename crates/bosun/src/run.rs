@@ -395,6 +395,7 @@ impl AdmissionArgs {
             ca_secret,
             allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
             max_hook_response_bytes: engine.max_hook_response_bytes,
+            rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
         }))
     }
 }
@@ -410,6 +411,7 @@ pub fn loopback_admission(engine: &EngineArgs) -> bosun_engine::admission::Admis
         ca_secret: ("default".into(), "bosun-admission-ca".into()),
         allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
         max_hook_response_bytes: engine.max_hook_response_bytes,
+        rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bosun_runtime::{Context, ServingCertificate};
 use kube::api::ApiResource;
 
-pub use ca::{Authority, CaError};
+pub use ca::{Authority, CaError, ROTATE_ANNOTATION};
 pub use wiring::FINALIZER;
 
 /// The AdmissionController CRD.
@@ -77,12 +77,27 @@ pub struct AdmissionConfig {
     pub allow_insecure_hook_credentials: bool,
     /// The largest hook answer read.
     pub max_hook_response_bytes: usize,
+    /// How long each step of a CA rotation waits for the one before to take effect everywhere
+    /// (the API server's view of the `caBundle`, every replica's certificate).
+    pub rotation_overlap: Duration,
 }
+
+/// The default [`AdmissionConfig::rotation_overlap`].
+pub const ROTATION_OVERLAP: Duration = Duration::from_secs(30);
 
 /// The readiness check that passes once this replica serves admission.
 const READY_CHECK: &str = "admission-server";
 /// The first and the longest pause between tries to get the CA.
 const CA_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Admission and conversion: [`Admission::serve`] on every replica, [`Admission::wire`] on
 /// the leader.
@@ -131,7 +146,29 @@ impl Admission {
                 Ok(certificate) => certificate,
                 Err(error) => return tracing::error!(%error, "cannot issue the admission serving certificate"),
             };
-            let tls = match bosun_runtime::secure_serving::tls_config(&ServingCertificate::Issued(certificate)) {
+            let serving_key = ca::ServingKey::new(certificate);
+            // A new signing CA (a rotation's second step) brings a new certificate.
+            let (namespace, name) = self.config.ca_secret.clone();
+            let reissue = {
+                let (serving_key, names, mut signing) = (serving_key.clone(), names.clone(), authority.certificate_pem.clone());
+                ca::follow(self.context.client.clone(), namespace, name, move |authority, _| {
+                    if authority.certificate_pem == signing {
+                        return;
+                    }
+                    match authority.issue(&names) {
+                        Ok(certificate) => {
+                            serving_key.replace(certificate);
+                            signing = authority.certificate_pem;
+                            tracing::info!("serving a certificate from the rotated admission CA");
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "cannot issue a certificate from the rotated admission CA; serving the old one")
+                        }
+                    }
+                })
+            };
+            let _reissue = AbortOnDrop(tokio::spawn(reissue));
+            let tls = match bosun_runtime::secure_serving::tls_config(&ServingCertificate::Resolved(serving_key)) {
                 Ok(tls) => tls,
                 Err(error) => return tracing::error!(%error, "cannot serve admission"),
             };
@@ -172,7 +209,7 @@ impl Admission {
             client: self.context.client.clone(),
             controllers: self.context.caches.cluster_wide().cache(&Self::resource()),
             config: self.config.clone(),
-            ca_bundle: authority.certificate_pem,
+            ca_bundle: Arc::new(std::sync::RwLock::new(authority.bundle())),
         };
         wiring.run(&self.context.metrics, &self.context.health, shutdown).await
     }

@@ -103,13 +103,17 @@ pub(crate) struct Wiring {
     pub client: kube::Client,
     pub controllers: Arc<Cache>,
     pub config: AdmissionConfig,
-    /// The admission CA's certificate, PEM: every `caBundle`.
-    pub ca_bundle: String,
+    /// The CAs to trust, PEM: every `caBundle` (two during a rotation).
+    pub ca_bundle: Arc<std::sync::RwLock<String>>,
 }
 
 impl Wiring {
     fn api<K: Resource<DynamicType = ()>>(&self) -> Api<DynamicObject> {
         Api::all_with(self.client.clone(), &kube::api::ApiResource::erase::<K>(&()))
+    }
+
+    fn bundle(&self) -> String {
+        self.ca_bundle.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Wires AdmissionController `name` as it is now (or unwires it as it goes).
@@ -162,7 +166,7 @@ impl Wiring {
         ] {
             let existing = api.get_opt(&name).await.map_err(failed(format!("reading {kind} {name}")))?;
             if declared {
-                let desired = webhook_configuration(kind, hook, controller, &self.config, &self.ca_bundle);
+                let desired = webhook_configuration(kind, hook, controller, &self.config, &self.bundle());
                 apply(&api, &name, existing.as_ref(), &desired).await?;
             } else if existing.is_some() {
                 api.delete(&name, &DeleteParams::default()).await.map_err(failed(format!("deleting {kind} {name}")))?;
@@ -182,7 +186,7 @@ impl Wiring {
                 "metadata": { "name": crd, "annotations": { CONVERTED_BY: controller.name_any() } },
                 "spec": { "conversion": {
                     "strategy": "Webhook",
-                    "webhook": { "clientConfig": client_config(&self.config.endpoint, &path, &self.ca_bundle), "conversionReviewVersions": ["v1"] },
+                    "webhook": { "clientConfig": client_config(&self.config.endpoint, &path, &self.bundle()), "conversionReviewVersions": ["v1"] },
                 } },
             });
             apply(&crds, crd, Some(&existing), &desired).await?;
@@ -249,10 +253,47 @@ impl Wiring {
         Ok(())
     }
 
-    /// Runs until `shutdown`.
+    /// Runs until `shutdown`: wires every AdmissionController, rewires them all when the
+    /// CAs to trust change, and drives a CA rotation that is due one step at a time.
     pub(crate) async fn run(self, metrics: &bosun_runtime::Metrics, health: &bosun_runtime::Health, shutdown: impl Future<Output = ()>) {
         let controller =
             Controller::new("admissioncontrollers", metrics).with_health(health).for_resource(self.controllers.clone(), predicate::any);
+        let (queue, controllers, bundle) = (controller.queue(), self.controllers.clone(), self.ca_bundle.clone());
+        let (client, overlap) = (self.client.clone(), self.config.rotation_overlap);
+        let (namespace, name) = self.config.ca_secret.clone();
+        let rotation: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let following = tokio::spawn(super::ca::follow(client.clone(), namespace, name, move |authority, secret| {
+            let trusted = authority.bundle();
+            let changed = {
+                let mut current = bundle.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                std::mem::replace(&mut *current, trusted.clone()) != trusted
+            };
+            if changed {
+                for key in controllers.keys_where(|_| true) {
+                    queue.add(key);
+                }
+            }
+            // The next step, once this one has had time to take effect everywhere.
+            let step = match authority.rotated() {
+                Ok(step) => step,
+                Err(error) => return tracing::error!(%error, "cannot rotate the admission CA"),
+            };
+            let mut rotating = rotation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(previous) = rotating.take() {
+                previous.abort();
+            }
+            *rotating = step.map(|step| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(overlap).await;
+                    match step.store(&client, &secret).await {
+                        Ok(()) => tracing::info!("admission CA rotation: next step stored"),
+                        Err(error) => tracing::warn!(%error, "admission CA rotation: the step was not stored (retried on the next change)"),
+                    }
+                })
+            });
+        }));
+        let _following = super::AbortOnDrop(following);
         let wiring = Arc::new(self);
         let reconcile = move |key: ObjectKey| {
             let wiring = wiring.clone();
