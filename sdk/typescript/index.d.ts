@@ -164,6 +164,50 @@ export declare class ProtocolError extends Error {}
 export declare function groupKey(kind: string, apiVersion: string): string;
 export declare function parseRequest(input: string | Uint8Array | CompositeRequestJson | DecoratorRequestJson): Request;
 export declare function parseCustomizeRequest(input: string | Uint8Array | CustomizeRequestJson): CustomizeRequest;
+
+/** An AdmissionController's validate or mutate request (docs/admission.md). */
+export interface AdmissionRequest {
+  type: "admission";
+  operation: "CREATE" | "UPDATE" | "DELETE" | "CONNECT";
+  object: KubeObject | null;
+  oldObject: KubeObject | null;
+  kind: { group: string; version: string; kind: string };
+  resource: { group: string; version: string; resource: string };
+  subResource?: string;
+  name: string;
+  namespace?: string;
+  userInfo: { username?: string; groups?: string[]; [key: string]: unknown };
+  dryRun: boolean;
+  controller: KubeObject;
+}
+
+/** A validate or mutate hook's answer: `allowed: false` refuses with `message`; a mutate hook returns `object` (or a JSON `patch`). */
+export interface AdmissionResponse {
+  allowed?: boolean;
+  message?: string;
+  warnings?: string[];
+  object?: KubeObject;
+  patch?: Array<{ op: string; path: string; value?: unknown; from?: string }>;
+}
+
+/** An AdmissionController's convert request. */
+export interface ConversionRequest {
+  type: "conversion";
+  desiredAPIVersion: string;
+  objects: KubeObject[];
+  controller: KubeObject;
+}
+
+/** A convert hook's answer: the objects in `desiredAPIVersion`, in order, or `message` to refuse. */
+export interface ConversionResponse {
+  objects?: KubeObject[];
+  message?: string;
+}
+
+export declare function parseAdmissionRequest(input: string | Uint8Array | object): AdmissionRequest;
+export declare function parseConversionRequest(input: string | Uint8Array | object): ConversionRequest;
+export declare function allow(...warnings: string[]): AdmissionResponse;
+export declare function deny(message: string, ...warnings: string[]): AdmissionResponse;
 /** A child object; `options` holds labels, annotations and the other top-level fields (spec, data, …). */
 export declare function child(
   apiVersion: string,
@@ -189,6 +233,9 @@ export declare class HookServer {
   sync(handler: (request: Request) => Awaitable<CompositeResponse | DecoratorResponse>): this;
   finalize(handler: (request: Request) => Awaitable<CompositeResponse | DecoratorResponse>): this;
   customize(handler: (request: CustomizeRequest) => Awaitable<CustomizeResponse>): this;
+  validate(handler: (request: AdmissionRequest) => Awaitable<AdmissionResponse>): this;
+  mutate(handler: (request: AdmissionRequest) => Awaitable<AdmissionResponse>): this;
+  convert(handler: (request: ConversionRequest) => Awaitable<ConversionResponse>): this;
   route<T>(path: string, handler: (request: T) => Awaitable<unknown>, parse?: (input: Uint8Array) => T): this;
   start(options?: { port?: number; address?: string }): Promise<RunningServer>;
   serve(options?: { port?: number; address?: string }): Promise<void>;

@@ -105,6 +105,45 @@ function parseCustomizeRequest(input) {
 }
 
 /** A child object; no namespace (the engine puts it in the parent's). */
+/** An AdmissionController's validate or mutate request (docs/admission.md). */
+function parseAdmissionRequest(input) {
+  const value = body(input);
+  if (typeof value.operation !== "string") throw new ProtocolError("an admission request needs `operation`");
+  return {
+    type: "admission",
+    operation: value.operation,
+    object: value.object ?? null,
+    oldObject: value.oldObject ?? null,
+    kind: value.kind || {},
+    resource: value.resource || {},
+    subResource: value.subResource,
+    name: value.name || "",
+    namespace: value.namespace,
+    userInfo: value.userInfo || {},
+    dryRun: Boolean(value.dryRun),
+    controller: value.controller || {},
+  };
+}
+
+/** An AdmissionController's convert request: `objects`, each to be returned in `desiredAPIVersion`. */
+function parseConversionRequest(input) {
+  const value = body(input);
+  if (typeof value.desiredAPIVersion !== "string" || !Array.isArray(value.objects)) {
+    throw new ProtocolError("a conversion request needs `desiredAPIVersion` and `objects`");
+  }
+  return { type: "conversion", desiredAPIVersion: value.desiredAPIVersion, objects: value.objects, controller: value.controller || {} };
+}
+
+/** An admission answer that admits, with warnings kubectl prints. */
+function allow(...warnings) {
+  return warnings.length ? { allowed: true, warnings } : { allowed: true };
+}
+
+/** An admission answer that refuses with `message`. */
+function deny(message, ...warnings) {
+  return warnings.length ? { allowed: false, message, warnings } : { allowed: false, message };
+}
+
 function child(apiVersion, kind, name, options = {}) {
   const { labels, annotations, ...fields } = options;
   const metadata = { name };
@@ -179,6 +218,21 @@ class HookServer {
 
   customize(handler) {
     return this.route("/customize", handler, parseCustomizeRequest);
+  }
+
+  /** An AdmissionController's validate hook, at `/validate`. */
+  validate(handler) {
+    return this.route("/validate", handler, parseAdmissionRequest);
+  }
+
+  /** An AdmissionController's mutate hook, at `/mutate`: answer `{ object }`, the object as it should be stored. */
+  mutate(handler) {
+    return this.route("/mutate", handler, parseAdmissionRequest);
+  }
+
+  /** An AdmissionController's convert hook, at `/convert`: answer `{ objects }`. */
+  convert(handler) {
+    return this.route("/convert", handler, parseConversionRequest);
   }
 
   /** Serves in the background; resolves once listening (port 0: a free one). */
@@ -278,5 +332,6 @@ function sameJson(a, b) {
 }
 
 module.exports = {
-  HookServer, ObjectMap, ProtocolError, checkResponse, child, groupKey, labelsFor, loadVectors, ownerSafeName, parseCustomizeRequest, parseRequest, runVectors,
+  HookServer, ObjectMap, ProtocolError, allow, checkResponse, child, deny, groupKey, labelsFor, loadVectors, ownerSafeName,
+  parseAdmissionRequest, parseConversionRequest, parseCustomizeRequest, parseRequest, runVectors,
 };

@@ -3,6 +3,7 @@
 //! prints a table of figures and appends it, with the command, commit and machine, to
 //! `docs/benchmarks.md`.
 
+mod admission;
 mod configmapsync;
 mod engine;
 mod fanout;
@@ -123,6 +124,17 @@ enum Scenario {
         #[arg(long, default_value_t = 2000, value_name = "M")]
         orphans: usize,
     },
+    /// Admission latency: validate requests at a fixed rate to a loopback hook, directly and
+    /// through bosun's admission endpoint (`bosun run --admission-url`) as the API server sends
+    /// them; p50, p99 and max of each, and what bosun adds.
+    Admission {
+        /// Requests per second.
+        #[arg(long, default_value_t = 200, value_name = "N")]
+        rate: u32,
+        /// Requests measured on each path.
+        #[arg(long, default_value_t = 4000, value_name = "N")]
+        requests: usize,
+    },
     /// Sharding: the engine's fan-out (N parents × 3 children) by 1, 2, 3 … `bosun run
     /// --sharding` replicas, one fresh control plane per replica count: fan-out time, per
     /// replica its parents, hook calls, peak RSS and CPU, and the failover time after one
@@ -169,6 +181,12 @@ fn main() -> anyhow::Result<()> {
             Scenario::Flood { mebibytes, namespaces } => {
                 let plane = start_plane().await?;
                 let report = flood::run(&plane.client()?, plane.kubeconfig_path(), &bosun, mebibytes, namespaces.max(1)).await;
+                plane.stop();
+                Ok(vec![report?])
+            }
+            Scenario::Admission { rate, requests } => {
+                let plane = start_plane().await?;
+                let report = admission::run(&plane.client()?, plane.kubeconfig_path(), &bosun, rate.max(1), requests.max(1)).await;
                 plane.stop();
                 Ok(vec![report?])
             }

@@ -588,8 +588,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let context = manager.context();
     let configmapsync = operators.run_configmapsync(&context).await?;
-    if !engine.enabled && !configmapsync {
-        anyhow::bail!("--engine=false and the ConfigMapSync operator is not running: there is nothing to run");
+    if !engine.enabled && !configmapsync && admission.is_none() {
+        anyhow::bail!("--engine=false, the ConfigMapSync operator is not running and admission is off: there is nothing to run");
     }
     if configmapsync {
         let options = operators.configmapsync_options(engine, own_namespace);

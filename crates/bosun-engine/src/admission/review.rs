@@ -325,6 +325,69 @@ mod tests {
         assert!(matches!(respond(&object, bad, true).unwrap_err(), AnswerError::Patch(_)));
     }
 
+    /// What bosun answers the API server, as a vector's `expect.json` holds it: the review's
+    /// response without its UID, a patch decoded from base64.
+    fn answered(response: &AdmissionResponse) -> Value {
+        let mut value = serde_json::to_value(response).unwrap();
+        value.as_object_mut().unwrap().remove("uid");
+        if let Some(patch) = &response.patch {
+            value["patch"] = serde_json::from_slice(patch).unwrap();
+        }
+        value
+    }
+
+    /// The shared vectors of `protocol/admission/`: for each, the request bosun sends the hook
+    /// (without `controller`) is `request.json`, and bosun's answer to the API server, given
+    /// the hook's `response.json`, is `expect.json`. `BOSUN_BLESS_VECTORS=1` writes them.
+    #[test]
+    fn the_admission_vectors_hold() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../protocol/admission");
+        let bless = std::env::var_os("BOSUN_BLESS_VECTORS").is_some();
+        let read = |path: std::path::PathBuf| -> Value { serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap() };
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let dir = entry.unwrap().path();
+            let given = read(dir.join("review.json"));
+            let answer = read(dir.join("response.json"));
+            let (mut sent, expected) = match given["hook"].as_str().unwrap() {
+                "convert" => {
+                    let request = &given["review"]["request"];
+                    let desired = request["desiredAPIVersion"].as_str().unwrap();
+                    let objects = request["objects"].as_array().unwrap().clone();
+                    let sent = serde_json::to_value(ConvertHookRequest {
+                        desired_api_version: desired,
+                        objects: &objects,
+                        controller: &Value::Null,
+                    })
+                    .unwrap();
+                    let answer: ConvertHookResponse = serde_json::from_value(answer).unwrap();
+                    let converted = answer.objects.unwrap();
+                    check_converted(&objects, &converted, desired).unwrap();
+                    (sent, json!({ "convertedObjects": converted, "result": { "status": "Success" } }))
+                }
+                hook => {
+                    let review: kube::core::admission::AdmissionReview<DynamicObject> =
+                        serde_json::from_value(given["review"].clone()).unwrap();
+                    let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
+                    let sent = serde_json::to_value(AdmissionHookRequest::of(&request, &Value::Null)).unwrap();
+                    let answer: AdmissionHookResponse = serde_json::from_value(answer).unwrap();
+                    (sent, answered(&respond(&request, answer, hook == "mutate").unwrap()))
+                }
+            };
+            sent.as_object_mut().unwrap().remove("controller");
+            for (file, value) in [("request.json", &sent), ("expect.json", &expected)] {
+                let path = dir.join(file);
+                if bless {
+                    std::fs::write(&path, serde_json::to_string_pretty(value).unwrap() + "\n").unwrap();
+                } else {
+                    assert_eq!(&read(path.clone()), value, "{}", path.display());
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen >= 6, "{seen} vectors");
+    }
+
     #[test]
     fn converted_objects_keep_their_identity_and_take_the_desired_version() {
         let sent = [json!({ "apiVersion": "x/v1", "kind": "Thing", "metadata": { "name": "a", "uid": "1" } })];

@@ -12,9 +12,20 @@
 
     hooks.serve(8080)
 
+Admission and conversion hooks of an AdmissionController use `@hooks.validate`, `@hooks.mutate`
+and `@hooks.convert` (AdmissionRequest/AdmissionResponse, ConversionRequest/ConversionResponse).
+
 `bosun_hooks.testing` replays recorded exchanges (`bosun hook test --save`) against a handler.
 """
 
+from .admission import (
+    AdmissionRequest,
+    AdmissionResponse,
+    ConversionRequest,
+    ConversionResponse,
+    parse_admission_request,
+    parse_conversion_request,
+)
 from .children import check_response, child, labels_for, owner_safe_name
 from .protocol import (
     CompositeRequest,
@@ -39,6 +50,10 @@ from .server import HookServer, RunningServer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdmissionRequest",
+    "AdmissionResponse",
+    "ConversionRequest",
+    "ConversionResponse",
     "CompositeRequest",
     "CompositeResponse",
     "CustomizeRequest",
@@ -58,6 +73,8 @@ __all__ = [
     "group_key",
     "labels_for",
     "owner_safe_name",
+    "parse_admission_request",
+    "parse_conversion_request",
     "parse_customize_request",
     "parse_request",
     "response_json",

@@ -11,6 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, Optional
 
+from .admission import parse_admission_request, parse_conversion_request
 from .protocol import ProtocolError, parse_customize_request, parse_request, response_json
 
 Handler = Callable[[Any], Any]
@@ -51,6 +52,21 @@ class HookServer:
     def customize(self, handler: Handler) -> Handler:
         """The customize hook, at `/customize`."""
         return self.route("/customize", parse_customize_request)(handler)
+
+    def validate(self, handler: Handler) -> Handler:
+        """An AdmissionController's validate hook, at `/validate`: gets an AdmissionRequest,
+        returns an AdmissionResponse (or a dict)."""
+        return self.route("/validate", parse_admission_request)(handler)
+
+    def mutate(self, handler: Handler) -> Handler:
+        """An AdmissionController's mutate hook, at `/mutate`: gets an AdmissionRequest,
+        returns an AdmissionResponse with the object as it should be stored (or a dict)."""
+        return self.route("/mutate", parse_admission_request)(handler)
+
+    def convert(self, handler: Handler) -> Handler:
+        """An AdmissionController's convert hook, at `/convert`: gets a ConversionRequest,
+        returns a ConversionResponse (or a dict)."""
+        return self.route("/convert", parse_conversion_request)(handler)
 
     def start(self, port: int = 0, address: str = "127.0.0.1") -> "RunningServer":
         """Serves in a background thread; returns at once (port 0: a free one)."""
