@@ -141,10 +141,7 @@ async fn reconcile<K: HostedKind>(
     current: Option<Arc<DynamicObject>>,
 ) -> Result<(), LifecycleError> {
     let Lifecycle { running, known } = lifecycle;
-    let targeted = |object: &DynamicObject| match &ctx.config.target_label_selector {
-        Some(selector) => crate::selector::matches(selector, object.labels()).unwrap_or(false),
-        None => true,
-    };
+    let targeted = |object: &DynamicObject| targeted(ctx.config.target_label_selector.as_ref(), object);
     let Some(object) = current.filter(|object| object.metadata.deletion_timestamp.is_none() && targeted(object)) else {
         if let Some(old) = running.remove(name) {
             stop::<K>(ctx, name, old).await;
@@ -238,6 +235,12 @@ pub(crate) async fn release_finalizer(ctx: &EngineContext, name: &str, finalizer
         }
     }
     true
+}
+
+/// Whether the engine's `--target-label-selector` (`selector`) selects the controller object
+/// `object`: it runs only those.
+pub(crate) fn targeted(selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>, object: &DynamicObject) -> bool {
+    selector.is_none_or(|selector| crate::selector::matches(selector, object.labels()).unwrap_or(false))
 }
 
 /// A running hosted controller's [`Controller`]. Dropping it stops the controller at once;

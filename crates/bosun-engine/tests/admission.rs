@@ -35,13 +35,15 @@ fn hooks(hook: &str, request: &Value) -> Reply {
 /// Starts admission for this test (serving on a free port of 127.0.0.1, its CA in the test's
 /// namespace) and returns its tasks.
 async fn start_admission(fixture: &Fixture) -> Vec<tokio::task::JoinHandle<()>> {
-    let port = bosun_testenv::free_port();
+    let (listen, port) = bosun_engine::admission::Listen::loopback().unwrap();
     let config = AdmissionConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        listen,
         endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
         ca_secret: (fixture.namespace.clone(), "bosun-admission-ca".into()),
         allow_insecure_hook_credentials: false,
         max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
+        // Each test's bosun serves and wires its own declarations only.
+        target_label_selector: Some(serde_json::from_value(json!({ "matchLabels": { support::TEST_LABEL: fixture.id } })).unwrap()),
         rotation_overlap: Duration::from_secs(2),
     };
     let admission = Admission::new(&bosun_runtime::Context::standalone(fixture.client.clone()), config);
@@ -58,7 +60,8 @@ async fn admission_controller(fixture: &Fixture, name: &str, spec: Value) {
     });
     support::merge_into(&mut full, spec);
     let controller: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "bosun.dev/v1alpha1", "kind": "AdmissionController", "metadata": { "name": name }, "spec": full,
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "AdmissionController",
+        "metadata": { "name": name, "labels": { support::TEST_LABEL: fixture.id } }, "spec": full,
     }))
     .unwrap();
     admission_controllers(fixture).create(&PostParams::default(), &controller).await.unwrap();
@@ -74,9 +77,14 @@ fn admission_controllers(fixture: &Fixture) -> Api<DynamicObject> {
     Api::all_with(fixture.client.clone(), &kube::api::ApiResource::erase::<bosun_engine::admission::api::AdmissionController>(&()))
 }
 
-/// Creates Thing `name` with `spec`; the API server's answer.
-async fn create(fixture: &Fixture, name: &str, spec: Value) -> Result<DynamicObject, kube::Error> {
-    fixture.parents().create(&PostParams::default(), &DynamicObject::new(name, &fixture.things).data(json!({ "spec": spec }))).await
+/// Creates a Thing named `<prefix><random>` with `spec`; the API server's answer. A name of
+/// its own each time: one admitted before the webhook is in place must not make the next
+/// attempt's answer "already exists".
+async fn create(fixture: &Fixture, prefix: &str, spec: Value) -> Result<DynamicObject, kube::Error> {
+    let mut thing = DynamicObject::new("", &fixture.things).data(json!({ "spec": spec }));
+    thing.metadata.name = None;
+    thing.metadata.generate_name = Some(prefix.to_owned());
+    fixture.parents().create(&PostParams::default(), &thing).await
 }
 
 #[tokio::test]
@@ -89,15 +97,16 @@ async fn validate_refuses_mutate_defaults_and_deleting_unwires() {
     admission_controller(&fixture, &name, json!({ "hooks": hooks })).await;
 
     // Refused with the hook's message; nothing is stored.
-    let refused = eventually("the invalid Thing refused", async || create(&fixture, "big", json!({ "replicas": 11 })).await.err()).await;
+    let refused = eventually("the invalid Thing refused", async || create(&fixture, "big-", json!({ "replicas": 11 })).await.err()).await;
     assert!(refused.to_string().contains("replicas must be at most 10"), "{refused}");
-    assert!(fixture.parents().get_opt("big").await.unwrap().is_none());
     // Admitted, and stored with the default.
-    let stored = create(&fixture, "small", json!({ "replicas": 1 })).await.unwrap();
+    let stored = create(&fixture, "small-", json!({ "replicas": 1 })).await.unwrap();
     assert_eq!(stored.data["spec"]["host"], "default.local", "{stored:?}");
     let requests = server.requests();
-    let (_, validated) =
-        requests.iter().find(|(hook, request)| hook == "validate" && request["object"]["metadata"]["name"] == "small").unwrap();
+    let (_, validated) = requests
+        .iter()
+        .find(|(hook, request)| hook == "validate" && request["object"]["metadata"]["name"] == stored.name_any().as_str())
+        .unwrap();
     assert_eq!(validated["operation"], "CREATE");
     assert_eq!(validated["userInfo"]["username"], "bosun-admin", "who asks: {validated}");
     assert_eq!(validated["resource"], json!({ "group": fixture.things.group, "version": "v1", "resource": "things" }));
@@ -116,7 +125,7 @@ async fn validate_refuses_mutate_defaults_and_deleting_unwires() {
     .await;
     eventually("the declaration gone", async || admission_controllers(&fixture).get_opt(&name).await.unwrap().is_none().then_some(()))
         .await;
-    create(&fixture, "big", json!({ "replicas": 11 })).await.unwrap();
+    eventually("a big Thing admitted once nothing refuses", async || create(&fixture, "big-", json!({ "replicas": 11 })).await.ok()).await;
 }
 
 #[tokio::test]
@@ -128,14 +137,14 @@ async fn a_hook_that_times_out_gets_the_failure_policy() {
     let hooks = json!({ "validate": server.hook("validate", json!({ "webhook": { "timeout": "1s" } })) });
     admission_controller(&fixture, &name, json!({ "hooks": hooks, "failurePolicy": "Fail", "timeoutSeconds": 3 })).await;
     let started = std::time::Instant::now();
-    let refused = eventually("refused by failurePolicy Fail", async || create(&fixture, "a", json!({})).await.err()).await;
+    let refused = eventually("refused by failurePolicy Fail", async || create(&fixture, "a-", json!({})).await.err()).await;
     assert!(refused.to_string().contains("failurePolicy Fail") && refused.to_string().contains("timeout"), "{refused}");
     println!("refused after {:?}", started.elapsed());
 
     let ignore = json!({ "spec": { "failurePolicy": "Ignore" } });
     admission_controllers(&fixture).patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&ignore)).await.unwrap();
-    let admitted = eventually("admitted by failurePolicy Ignore", async || create(&fixture, "b", json!({})).await.ok()).await;
-    assert_eq!(admitted.name_any(), "b");
+    let admitted = eventually("admitted by failurePolicy Ignore", async || create(&fixture, "b-", json!({})).await.ok()).await;
+    assert!(admitted.name_any().starts_with("b-"));
 }
 
 /// Converts Sites between v1 (`spec.host`) and v2 (`spec.hosts`), losslessly: hosts past the
@@ -279,6 +288,6 @@ async fn the_ca_rotates_during_a_stream_of_creates_and_no_request_fails() {
     println!("{created} creates during the rotation, {} failed", failed.len());
     assert!(failed.is_empty(), "{failed:?}");
     assert!(created > 50, "only {created} creates");
-    let refused = create(&fixture, "big", json!({ "replicas": 11 })).await.unwrap_err();
+    let refused = create(&fixture, "big-", json!({ "replicas": 11 })).await.unwrap_err();
     assert!(refused.to_string().contains("replicas must be at most 10"), "still asked after the rotation: {refused}");
 }

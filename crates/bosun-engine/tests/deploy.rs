@@ -207,6 +207,100 @@ async fn the_sharded_engine_runs_with_only_the_deployed_rbac() {
     engine_runs_with_only_the_deployed_rbac(true).await;
 }
 
+/// Applies the RBAC manifests `rbac` in namespace `system` (for `bosun-system`), their
+/// cluster-scoped names made the test's own, so the other tests' dry runs do not meet them.
+async fn apply_rbac(admin: &kube::Client, system: &str, rbac: &str) {
+    let rbac = rbac
+        .replace("bosun-system", system)
+        .replace("name: bosun-engine", &format!("name: {system}-engine"))
+        .replace("name: bosun-admission", &format!("name: {system}-admission"))
+        .replace("name: bosun-configmapsync", &format!("name: {system}-configmapsync"));
+    for document in serde_yaml::Deserializer::from_str(&rbac) {
+        let object: DynamicObject = serde::Deserialize::deserialize(document).unwrap();
+        let kind = object.types.clone().unwrap().kind;
+        let resource = match kind.as_str() {
+            "ServiceAccount" => kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ServiceAccount>(&()),
+            "ClusterRole" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()),
+            "ClusterRoleBinding" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&()),
+            "Role" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::Role>(&()),
+            "RoleBinding" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()),
+            other => panic!("unexpected {other} in the RBAC manifests"),
+        };
+        let api: Api<DynamicObject> = if kind.starts_with("Cluster") {
+            Api::all_with(admin.clone(), &resource)
+        } else {
+            Api::namespaced_with(admin.clone(), system, &resource)
+        };
+        let name = object.metadata.name.clone().unwrap();
+        api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object)).await.unwrap();
+    }
+}
+
+/// Admission as bosun's ServiceAccount with only `deploy/rbac.yaml` and the admission
+/// component's `rbac.yaml`: the CA made in its namespace, the webhook configuration written,
+/// a request refused by the hook, and everything removed when the declaration goes.
+#[tokio::test]
+async fn admission_runs_with_only_the_deployed_rbac() {
+    use bosun_engine::admission::{Admission, AdmissionConfig, Endpoint};
+    let env = TestEnv::shared();
+    let admin = env.client();
+    bosun_engine::install_crds(&admin).await.unwrap();
+    let system = env.namespace("bosun-admission-rbac").await;
+    let rbac = format!(
+        "{}\n---\n{}",
+        std::fs::read_to_string(deploy_dir().join("rbac.yaml")).unwrap(),
+        std::fs::read_to_string(deploy_dir().join("admission/rbac.yaml")).unwrap()
+    );
+    apply_rbac(&admin, &system, &rbac).await;
+    let client = env.service_account_client(&system, "bosun").await;
+    let (listen, port) = bosun_engine::admission::Listen::loopback().unwrap();
+    let config = AdmissionConfig {
+        listen,
+        endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        ca_secret: (system.clone(), "bosun-admission-ca".into()),
+        allow_insecure_hook_credentials: false,
+        max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
+        target_label_selector: None,
+        rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
+    };
+    let admission = Admission::new(&bosun_runtime::Context::standalone(client), config);
+    let serving = tokio::spawn(admission.clone().serve(std::future::pending()));
+    let wiring = tokio::spawn(admission.wire(std::future::pending()));
+    let namespace = env.namespace("admission-rbac-objects").await;
+    let hooks = HookServer::start(|_, _| support::Reply::Json(json!({ "allowed": false, "message": "no ConfigMaps here" }))).await;
+    let name = format!("rbac-{}", bosun_testenv::unique_suffix());
+    let declared: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "bosun.dev/v1alpha1", "kind": "AdmissionController", "metadata": { "name": name },
+        "spec": {
+            "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"], "operations": ["CREATE"] }],
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
+            "hooks": { "validate": hooks.hook("validate", json!({})) },
+        },
+    }))
+    .unwrap();
+    let declarations: Api<DynamicObject> =
+        Api::all_with(admin.clone(), &kube::api::ApiResource::erase::<bosun_engine::admission::api::AdmissionController>(&()));
+    declarations.create(&PostParams::default(), &declared).await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &namespace);
+    // A name of its own each time: one admitted before the webhook is in place must not make
+    // the next attempt's answer "already exists".
+    let config_map = || serde_json::from_value::<ConfigMap>(json!({ "metadata": { "generateName": "attempt-" } })).unwrap();
+    let refused = eventually("refused by the hook", async || config_maps.create(&PostParams::default(), &config_map()).await.err()).await;
+    assert!(refused.to_string().contains("no ConfigMaps here"), "{refused}");
+    declarations.delete(&name, &Default::default()).await.unwrap();
+    eventually("admitted once the declaration is gone", async || {
+        let refused = config_maps.create(&PostParams::default(), &config_map()).await.is_err();
+        (!refused).then_some(())
+    })
+    .await;
+    eventually("the declaration gone (its finalizer removed as bosun)", async || {
+        declarations.get_opt(&name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    serving.abort();
+    wiring.abort();
+}
+
 /// Runs the engine as bosun's ServiceAccount with only the RBAC of `deploy/rbac.yaml` (and,
 /// `sharded`, of `deploy/sharding/rbac.yaml`, as a one-replica ring that coordinates itself).
 async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
@@ -218,30 +312,7 @@ async fn engine_runs_with_only_the_deployed_rbac(sharded: bool) {
     if sharded {
         rbac = format!("{rbac}\n---\n{}", std::fs::read_to_string(deploy_dir().join("sharding/rbac.yaml")).unwrap());
     }
-    // Cluster-scoped names made unique, so the other tests' dry runs do not meet them.
-    let rbac = rbac
-        .replace("bosun-system", &system)
-        .replace("name: bosun-engine", &format!("name: {system}-engine"))
-        .replace("name: bosun-configmapsync", &format!("name: {system}-configmapsync"));
-    for document in serde_yaml::Deserializer::from_str(&rbac) {
-        let object: DynamicObject = serde::Deserialize::deserialize(document).unwrap();
-        let kind = object.types.clone().unwrap().kind;
-        let resource = match kind.as_str() {
-            "ServiceAccount" => kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ServiceAccount>(&()),
-            "ClusterRole" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRole>(&()),
-            "ClusterRoleBinding" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&()),
-            "Role" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::Role>(&()),
-            "RoleBinding" => kube::api::ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()),
-            other => panic!("unexpected {other} in rbac.yaml"),
-        };
-        let api: Api<DynamicObject> = if kind.starts_with("Cluster") {
-            Api::all_with(admin.clone(), &resource)
-        } else {
-            Api::namespaced_with(admin.clone(), &system, &resource)
-        };
-        let name = object.metadata.name.clone().unwrap();
-        api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object)).await.unwrap();
-    }
+    apply_rbac(&admin, &system, &rbac).await;
 
     // A user's controller over Things and ConfigMaps, granted by aggregation, as the Greeting
     // example's rbac.yaml does.

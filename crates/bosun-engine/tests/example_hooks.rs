@@ -706,13 +706,14 @@ async fn the_podservice_admission_example_refuses_unpinned_images_and_defaults_m
     bosun_engine::install_crds(&client).await.unwrap();
     env.install_crd(&manifest_of::<CustomResourceDefinition>(PODSERVICE, "crd.yaml")).await;
     let namespace = env.namespace("podservice-admission").await;
-    let port = bosun_testenv::free_port();
+    let (listen, port) = bosun_engine::admission::Listen::loopback().unwrap();
     let config = AdmissionConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        listen,
         endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
         ca_secret: (namespace.clone(), "bosun-admission-ca".into()),
         allow_insecure_hook_credentials: false,
         max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
+        target_label_selector: None,
         rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
     };
     let admission = Admission::new(&bosun_runtime::Context::standalone(client.clone()), config);

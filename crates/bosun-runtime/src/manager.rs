@@ -315,7 +315,7 @@ impl Manager {
                     axum::routing::get(move || {
                         let (code, body) = match leadership.load(Ordering::Relaxed) {
                             LEADING => health.readyz(),
-                            STANDBY => (200, "ok (standby)".to_owned()),
+                            STANDBY => health.readyz_standby(),
                             _ => (503, "[-]leader-election failed: the Lease cannot be read\nreadyz check failed".to_owned()),
                         };
                         async move { (http::StatusCode::from_u16(code).expect("a valid status"), body) }

@@ -118,7 +118,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             crate::demo::add_operators(&mut manager).await?;
         }
         let (engine, operators) = (args.engine, args.operators);
-        let admission = crate::run::loopback_admission(&engine);
+        let admission = crate::run::loopback_admission(&engine)?;
         if let bosun_engine::admission::Endpoint::Url(url) = &admission.endpoint {
             println!("admission: {url} (AdmissionControllers' hooks are called through it)");
         }

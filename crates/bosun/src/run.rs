@@ -390,11 +390,12 @@ impl AdmissionArgs {
             (None, None) => anyhow::bail!("admission needs --admission-ca-secret when not running in a Pod"),
         };
         Ok(Some(AdmissionConfig {
-            listen,
+            listen: bosun_engine::admission::Listen::Address(listen),
             endpoint,
             ca_secret,
             allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
             max_hook_response_bytes: engine.max_hook_response_bytes,
+            target_label_selector: engine.config().target_label_selector,
             rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
         }))
     }
@@ -403,16 +404,18 @@ impl AdmissionArgs {
 /// Admission served on a free port of 127.0.0.1, for the local API server of `bosun dev`
 /// (its CA kept in `default`).
 #[cfg(feature = "dev")]
-pub fn loopback_admission(engine: &EngineArgs) -> bosun_engine::admission::AdmissionConfig {
-    let port = bosun_testenv::free_port();
-    bosun_engine::admission::AdmissionConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+pub fn loopback_admission(engine: &EngineArgs) -> anyhow::Result<bosun_engine::admission::AdmissionConfig> {
+    // Bound now: no hook started meanwhile can take its port.
+    let (listen, port) = bosun_engine::admission::Listen::loopback().context("binding the admission endpoint on 127.0.0.1")?;
+    Ok(bosun_engine::admission::AdmissionConfig {
+        listen,
         endpoint: bosun_engine::admission::Endpoint::Url(format!("https://127.0.0.1:{port}")),
         ca_secret: ("default".into(), "bosun-admission-ca".into()),
         allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
         max_hook_response_bytes: engine.max_hook_response_bytes,
+        target_label_selector: engine.config().target_label_selector,
         rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
-    }
+    })
 }
 
 /// The native operators that run next to the engine.
@@ -598,7 +601,7 @@ pub async fn serve(
         manager.add("configmapsync", move |shutdown| controller.run(shutdown.requested()));
     }
     if let Some(config) = admission {
-        tracing::info!(address = %config.listen, endpoint = ?config.endpoint, "admission starting");
+        tracing::info!(endpoint = ?config.endpoint, "admission starting");
         let admission = bosun_engine::admission::Admission::new(&context, config);
         // Every replica answers reviews; the leader keeps the configurations wired.
         let serving = admission.clone();

@@ -64,11 +64,43 @@ impl Endpoint {
     }
 }
 
+/// Where the admission endpoint listens.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// This address (`:9443`), bound when serving starts.
+    Address(SocketAddr),
+    /// A loopback listener bound already ([`Listen::loopback`]), so that no other server
+    /// takes its port before admission serves on it.
+    Bound(Arc<std::sync::Mutex<Option<std::net::TcpListener>>>),
+}
+
+impl Listen {
+    /// A listener on a free port of 127.0.0.1, bound now, and its port.
+    pub fn loopback() -> std::io::Result<(Listen, u16)> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        Ok((Listen::Bound(Arc::new(std::sync::Mutex::new(Some(listener)))), port))
+    }
+
+    /// The listener to serve on.
+    async fn bind(&self) -> std::io::Result<tokio::net::TcpListener> {
+        match self {
+            Listen::Address(address) => tokio::net::TcpListener::bind(address).await,
+            Listen::Bound(bound) => {
+                let listener = bound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+                let listener = listener.ok_or_else(|| std::io::Error::other("the admission listener is already in use"))?;
+                listener.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(listener)
+            }
+        }
+    }
+}
+
 /// The admission settings.
 #[derive(Debug, Clone)]
 pub struct AdmissionConfig {
     /// Where the endpoint listens.
-    pub listen: SocketAddr,
+    pub listen: Listen,
     /// How the API server reaches it.
     pub endpoint: Endpoint,
     /// The Secret holding the admission CA, as (namespace, name).
@@ -77,6 +109,9 @@ pub struct AdmissionConfig {
     pub allow_insecure_hook_credentials: bool,
     /// The largest hook answer read.
     pub max_hook_response_bytes: usize,
+    /// Only AdmissionControllers whose labels match are served and wired (the engine's
+    /// `--target-label-selector`), so several installs can share a cluster.
+    pub target_label_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     /// How long each step of a CA rotation waits for the one before to take effect everywhere
     /// (the API server's view of the `caBundle`, every replica's certificate).
     pub rotation_overlap: Duration,
@@ -138,7 +173,7 @@ impl Admission {
     /// which gates the Service's endpoints) once it listens with its certificate.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let health = self.context.health.clone();
-        health.add_readiness_check(READY_CHECK, || false);
+        health.add_replica_check(READY_CHECK, || false);
         let serving = async {
             let authority = self.authority().await;
             let names = self.config.endpoint.serving_names();
@@ -172,9 +207,9 @@ impl Admission {
                 Ok(tls) => tls,
                 Err(error) => return tracing::error!(%error, "cannot serve admission"),
             };
-            let listener = match tokio::net::TcpListener::bind(self.config.listen).await {
+            let listener = match self.config.listen.bind().await {
                 Ok(listener) => listener,
-                Err(error) => return tracing::error!(address = %self.config.listen, %error, "cannot listen for admission reviews"),
+                Err(error) => return tracing::error!(listen = ?self.config.listen, %error, "cannot listen for admission reviews"),
             };
             let controllers = self.context.caches.cluster_wide().cache(&Self::resource());
             controllers.wait_synced().await;
@@ -183,10 +218,10 @@ impl Admission {
                 self.context.metrics.clone(),
                 self.config.max_hook_response_bytes,
             ));
-            let router = server::Routes::new(controllers, hooks, self.config.allow_insecure_hook_credentials).router();
-            tracing::info!(address = %listener.local_addr().unwrap_or(self.config.listen), ?names, "serving admission");
+            let router = server::Routes::new(controllers, hooks, &self.config).router();
+            tracing::info!(address = ?listener.local_addr().ok(), ?names, "serving admission");
             health.remove_readiness_check(READY_CHECK);
-            health.add_readiness_check(READY_CHECK, || true);
+            health.add_replica_check(READY_CHECK, || true);
             bosun_runtime::secure_serving::serve_tls(listener, router, tls).await
         };
         tokio::select! {

@@ -47,11 +47,18 @@ pub(crate) struct Routes {
     hooks: Arc<HookClient>,
     declared: Arc<Mutex<HashMap<String, Arc<Declared>>>>,
     allow_insecure_hook_credentials: bool,
+    target_label_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 
 impl Routes {
-    pub(crate) fn new(controllers: Arc<Cache>, hooks: Arc<HookClient>, allow_insecure_hook_credentials: bool) -> Routes {
-        Routes { controllers, hooks, declared: Arc::default(), allow_insecure_hook_credentials }
+    pub(crate) fn new(controllers: Arc<Cache>, hooks: Arc<HookClient>, config: &super::AdmissionConfig) -> Routes {
+        Routes {
+            controllers,
+            hooks,
+            declared: Arc::default(),
+            allow_insecure_hook_credentials: config.allow_insecure_hook_credentials,
+            target_label_selector: config.target_label_selector.clone(),
+        }
     }
 
     /// The router of the admission endpoint.
@@ -69,6 +76,13 @@ impl Routes {
         let Some(object) = self.controllers.get(&ObjectKey { namespace: None, name: name.to_owned() }) else {
             return Err(format!("there is no AdmissionController {name}"));
         };
+        // Being deleted: its configurations are about to go; nobody is refused on its behalf.
+        if object.metadata.deletion_timestamp.is_some() {
+            return Err(format!("AdmissionController {name} is being deleted"));
+        }
+        if !crate::hosting::targeted(self.target_label_selector.as_ref(), &object) {
+            return Err(format!("AdmissionController {name} is not this bosun's (--target-label-selector)"));
+        }
         let resource_version = object.resource_version();
         if let Some(declared) = self.declared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(name)
             && declared.resource_version == resource_version

@@ -119,6 +119,9 @@ impl Wiring {
     /// Wires AdmissionController `name` as it is now (or unwires it as it goes).
     pub(crate) async fn reconcile(&self, name: &str) -> Result<Action, WiringError> {
         let Some(object) = self.controllers.get(&ObjectKey { namespace: None, name: name.to_owned() }) else { return Ok(Action::Done) };
+        if !crate::hosting::targeted(self.config.target_label_selector.as_ref(), &object) {
+            return Ok(Action::Done);
+        }
         let controllers: Api<AdmissionController> = Api::all(self.client.clone());
         let controller: AdmissionController = serde_json::from_value(serde_json::to_value(object.as_ref()).expect("objects serialize"))
             .map_err(|error| WiringError::Invalid(error.to_string()))?;
