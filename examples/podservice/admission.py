@@ -5,56 +5,49 @@ bosun serves the HTTPS endpoint the API server calls and forwards each review he
 small protocol (docs/admission.md): the object in, a verdict (and the object as it should be
 stored) out.
 
-Standard library only. Usage: admission.py [--address ADDRESS] [PORT] (default 127.0.0.1:8081).
+Written on bosun's Python SDK (sdk/python, standard library only). Usage: admission.py
+[--address ADDRESS] [PORT] (default 127.0.0.1:8081).
 """
 import argparse
 import copy
 import json
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
+from pathlib import Path
+
+try:
+    import bosun_hooks  # noqa: F401 (installed, or on PYTHONPATH in a cluster)
+except ImportError:  # run from a checkout of bosun: the SDK beside the examples
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python" / "src"))
+
+from bosun_hooks import AdmissionRequest, AdmissionResponse, HookServer
 
 DEFAULT_MEMORY = "128Mi"
 
+hooks = HookServer()
 
-def validate(podservice):
-    image = podservice["spec"].get("image", "")
+
+@hooks.validate
+def validate(request: AdmissionRequest) -> AdmissionResponse:
+    image = request.object["spec"].get("image", "")
     tag = image.rsplit("/", 1)[-1].partition(":")[2]
     if tag in ("", "latest"):
-        return {"allowed": False, "message": f"spec.image {json.dumps(image)} is not pinned: name a tag, such as nginx:1.27"}
-    return {"allowed": True}
+        return AdmissionResponse.deny(f"spec.image {json.dumps(image)} is not pinned: name a tag, such as nginx:1.27")
+    return AdmissionResponse.allow()
 
 
-def mutate(podservice):
-    defaulted = copy.deepcopy(podservice)
+@hooks.mutate
+def mutate(request: AdmissionRequest) -> AdmissionResponse:
+    defaulted = copy.deepcopy(request.object)
     limits = defaulted["spec"].setdefault("resources", {}).setdefault("limits", {})
-    if "memory" not in limits:
-        limits["memory"] = DEFAULT_MEMORY
-        return {"object": defaulted, "warnings": [f"spec.resources.limits.memory defaulted to {DEFAULT_MEMORY}"]}
-    return {}
-
-
-class Hook(BaseHTTPRequestHandler):
-    def do_POST(self):
-        hooks = {"/validate": validate, "/mutate": mutate}
-        if self.path not in hooks:
-            return self.reply(404, {"error": f"no hook at {self.path}"})
-        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.reply(200, hooks[self.path](request["object"]))
-
-    def reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+    if "memory" in limits:
+        return AdmissionResponse.allow()
+    limits["memory"] = DEFAULT_MEMORY
+    return AdmissionResponse(object=defaulted, warnings=[f"spec.resources.limits.memory defaulted to {DEFAULT_MEMORY}"])
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("port", nargs="?", type=int, default=8081)
-    parser.add_argument("--address", default="127.0.0.1")
-    arguments = parser.parse_args()
-    ThreadingHTTPServer((arguments.address, arguments.port), Hook).serve_forever()
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("port", nargs="?", type=int, default=8081)
+    arguments.add_argument("--address", default="127.0.0.1")
+    options = arguments.parse_args()
+    hooks.serve(options.port, options.address)

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use bosun_engine::ApplyStrategy;
-use bosun_engine::admission::{Admission, AdmissionConfig, Endpoint};
+use bosun_engine::admission::{Admission, AdmissionConfig};
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, ResourceExt};
@@ -35,17 +35,10 @@ fn hooks(hook: &str, request: &Value) -> Reply {
 /// Starts admission for this test (serving on a free port of 127.0.0.1, its CA in the test's
 /// namespace) and returns its tasks.
 async fn start_admission(fixture: &Fixture) -> Vec<tokio::task::JoinHandle<()>> {
-    let (listen, port) = bosun_engine::admission::Listen::loopback().unwrap();
-    let config = AdmissionConfig {
-        listen,
-        endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
-        ca_secret: (fixture.namespace.clone(), "bosun-admission-ca".into()),
-        allow_insecure_hook_credentials: false,
-        max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
-        // Each test's bosun serves and wires its own declarations only.
-        target_label_selector: Some(serde_json::from_value(json!({ "matchLabels": { support::TEST_LABEL: fixture.id } })).unwrap()),
-        rotation_overlap: Duration::from_secs(2),
-    };
+    let mut config = AdmissionConfig::loopback((fixture.namespace.clone(), "bosun-admission-ca".into())).unwrap();
+    // Each test's bosun serves and wires its own declarations only.
+    config.target_label_selector = Some(serde_json::from_value(json!({ "matchLabels": { support::TEST_LABEL: fixture.id } })).unwrap());
+    config.rotation_overlap = Duration::from_secs(2);
     let admission = Admission::new(&bosun_runtime::Context::standalone(fixture.client.clone()), config);
     vec![tokio::spawn(admission.clone().serve(std::future::pending())), tokio::spawn(admission.wire(std::future::pending()))]
 }

@@ -241,7 +241,7 @@ async fn apply_rbac(admin: &kube::Client, system: &str, rbac: &str) {
 /// a request refused by the hook, and everything removed when the declaration goes.
 #[tokio::test]
 async fn admission_runs_with_only_the_deployed_rbac() {
-    use bosun_engine::admission::{Admission, AdmissionConfig, Endpoint};
+    use bosun_engine::admission::{Admission, AdmissionConfig};
     let env = TestEnv::shared();
     let admin = env.client();
     bosun_engine::install_crds(&admin).await.unwrap();
@@ -253,16 +253,7 @@ async fn admission_runs_with_only_the_deployed_rbac() {
     );
     apply_rbac(&admin, &system, &rbac).await;
     let client = env.service_account_client(&system, "bosun").await;
-    let (listen, port) = bosun_engine::admission::Listen::loopback().unwrap();
-    let config = AdmissionConfig {
-        listen,
-        endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
-        ca_secret: (system.clone(), "bosun-admission-ca".into()),
-        allow_insecure_hook_credentials: false,
-        max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
-        target_label_selector: None,
-        rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
-    };
+    let config = AdmissionConfig::loopback((system.clone(), "bosun-admission-ca".into())).unwrap();
     let admission = Admission::new(&bosun_runtime::Context::standalone(client), config);
     let serving = tokio::spawn(admission.clone().serve(std::future::pending()));
     let wiring = tokio::spawn(admission.wire(std::future::pending()));

@@ -699,23 +699,14 @@ async fn the_team_space_example_keeps_children_outside_its_namespace() {
 /// limit.
 #[tokio::test]
 async fn the_podservice_admission_example_refuses_unpinned_images_and_defaults_memory() {
-    use bosun_engine::admission::{Admission, AdmissionConfig, Endpoint};
+    use bosun_engine::admission::{Admission, AdmissionConfig};
 
     let env = TestEnv::shared_with_nodes();
     let client = env.client();
     bosun_engine::install_crds(&client).await.unwrap();
     env.install_crd(&manifest_of::<CustomResourceDefinition>(PODSERVICE, "crd.yaml")).await;
     let namespace = env.namespace("podservice-admission").await;
-    let (listen, port) = bosun_engine::admission::Listen::loopback().unwrap();
-    let config = AdmissionConfig {
-        listen,
-        endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
-        ca_secret: (namespace.clone(), "bosun-admission-ca".into()),
-        allow_insecure_hook_credentials: false,
-        max_hook_response_bytes: bosun_engine::DEFAULT_MAX_RESPONSE_BYTES,
-        target_label_selector: None,
-        rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
-    };
+    let config = AdmissionConfig::loopback((namespace.clone(), "bosun-admission-ca".into())).unwrap();
     let admission = Admission::new(&bosun_runtime::Context::standalone(client.clone()), config);
     let serving = tokio::spawn(admission.clone().serve(std::future::pending()));
     let wiring = tokio::spawn(admission.wire(std::future::pending()));

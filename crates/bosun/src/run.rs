@@ -406,16 +406,12 @@ impl AdmissionArgs {
 #[cfg(feature = "dev")]
 pub fn loopback_admission(engine: &EngineArgs) -> anyhow::Result<bosun_engine::admission::AdmissionConfig> {
     // Bound now: no hook started meanwhile can take its port.
-    let (listen, port) = bosun_engine::admission::Listen::loopback().context("binding the admission endpoint on 127.0.0.1")?;
-    Ok(bosun_engine::admission::AdmissionConfig {
-        listen,
-        endpoint: bosun_engine::admission::Endpoint::Url(format!("https://127.0.0.1:{port}")),
-        ca_secret: ("default".into(), "bosun-admission-ca".into()),
-        allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
-        max_hook_response_bytes: engine.max_hook_response_bytes,
-        target_label_selector: engine.config().target_label_selector,
-        rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
-    })
+    let mut config = bosun_engine::admission::AdmissionConfig::loopback(("default".into(), "bosun-admission-ca".into()))
+        .context("binding the admission endpoint on 127.0.0.1")?;
+    config.allow_insecure_hook_credentials = engine.allow_insecure_hook_credentials;
+    config.max_hook_response_bytes = engine.max_hook_response_bytes;
+    config.target_label_selector = engine.config().target_label_selector;
+    Ok(config)
 }
 
 /// The native operators that run next to the engine.

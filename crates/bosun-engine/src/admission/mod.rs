@@ -76,7 +76,7 @@ pub enum Listen {
 
 impl Listen {
     /// A listener on a free port of 127.0.0.1, bound now, and its port.
-    pub fn loopback() -> std::io::Result<(Listen, u16)> {
+    fn loopback() -> std::io::Result<(Listen, u16)> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         Ok((Listen::Bound(Arc::new(std::sync::Mutex::new(Some(listener)))), port))
@@ -115,6 +115,24 @@ pub struct AdmissionConfig {
     /// How long each step of a CA rotation waits for the one before to take effect everywhere
     /// (the API server's view of the `caBundle`, every replica's certificate).
     pub rotation_overlap: Duration,
+}
+
+impl AdmissionConfig {
+    /// Admission on a free port of 127.0.0.1 (bound now), reached at that address — for a
+    /// local API server, as `bosun dev` and tests run one — with its CA in `ca_secret` and the
+    /// other settings at their defaults.
+    pub fn loopback(ca_secret: (String, String)) -> std::io::Result<AdmissionConfig> {
+        let (listen, port) = Listen::loopback()?;
+        Ok(AdmissionConfig {
+            listen,
+            endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
+            ca_secret,
+            allow_insecure_hook_credentials: false,
+            max_hook_response_bytes: crate::DEFAULT_MAX_RESPONSE_BYTES,
+            target_label_selector: None,
+            rotation_overlap: ROTATION_OVERLAP,
+        })
+    }
 }
 
 /// The default [`AdmissionConfig::rotation_overlap`].
