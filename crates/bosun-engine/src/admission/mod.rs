@@ -171,7 +171,7 @@ impl Admission {
     }
 
     /// The admission CA, made once by whichever replica comes first; retried until it can be
-    /// had (or `shutdown`).
+    /// had (callers stop waiting at shutdown).
     async fn authority(&self) -> Authority {
         let (namespace, name) = &self.config.ca_secret;
         let mut pause = CA_RETRY.0;
@@ -252,8 +252,7 @@ impl Admission {
     /// Keeps every AdmissionController wired into the API server until `shutdown` (the
     /// leader's job).
     pub async fn wire(self, shutdown: impl Future<Output = ()>) {
-        let shutdown = std::pin::pin!(shutdown);
-        let mut shutdown = shutdown;
+        let mut shutdown = std::pin::pin!(shutdown);
         let authority = tokio::select! {
             authority = self.authority() => authority,
             () = &mut shutdown => return,
