@@ -41,7 +41,10 @@ enum OutputFormat {
 pub struct HookTestArgs {
     /// The controller: the name of a CompositeController or DecoratorController in the cluster
     /// (`greeting-controller`, or `compositecontroller/greeting-controller` when both kinds have
-    /// one of that name), or a manifest file holding one.
+    /// one of that name), `admissioncontroller/<name>`, or a manifest file holding one. With an
+    /// AdmissionController, the object goes through its mutate and validate hooks as the API
+    /// server would send it (a create from a file, an update of an object in the cluster), and
+    /// the verdicts and the patch are printed (exit 2 when denied).
     #[arg(value_name = "CONTROLLER")]
     controller: String,
     /// The parent (or target): `<resource>/<name>` in the cluster (`greetings/hello`), or a
@@ -94,6 +97,16 @@ pub fn run(command: HookCommand) -> anyhow::Result<()> {
         let client = kube::Client::try_from(config.clone())?;
         let controller = controller(&client, &args.controller).await?;
         let object = object(&client, &args.object, args.namespace.as_deref()).await?;
+        if controller.types.as_ref().is_some_and(|types| types.kind == "AdmissionController") {
+            // An object in the cluster is tried as an update of itself; one from a file as a create.
+            let old = (!is_file(&args.object)).then(|| object.clone());
+            let verdicts = bosun_engine::admission::trial(client, &controller, &object, old.as_ref()).await.map_err(anyhow::Error::msg)?;
+            print!("{}", admission_text(&controller, &object, old.is_some(), &verdicts));
+            if verdicts.iter().any(|verdict| !verdict.allowed) {
+                std::process::exit(2);
+            }
+            return Ok(());
+        }
         let engine = bosun_engine::EngineConfig {
             apply_strategy: args.apply_strategy.clone(),
             allow_insecure_hook_credentials: args.allow_insecure_hook_credentials,
@@ -114,6 +127,36 @@ pub fn run(command: HookCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// What an AdmissionController's hooks said of `object`, as people read it.
+fn admission_text(
+    controller: &DynamicObject,
+    object: &DynamicObject,
+    update: bool,
+    verdicts: &[bosun_engine::admission::Verdict],
+) -> String {
+    let object = serde_json::to_value(object).expect("objects serialize");
+    let operation = if update { "UPDATE" } else { "CREATE" };
+    let mut out = format!(
+        "bosun hook test: AdmissionController {} admitting {} ({operation}); nothing was written.\n\n",
+        controller.name_any(),
+        describe(&object)
+    );
+    if verdicts.is_empty() {
+        out.push_str("No hook was called: the controller has no validate or mutate hook.\n");
+    }
+    for verdict in verdicts {
+        let said = if verdict.allowed { "allowed".to_owned() } else { format!("denied: {}", verdict.message.as_deref().unwrap_or("")) };
+        out.push_str(&format!("{} hook {}: {said}\n", verdict.hook, verdict.url));
+        for warning in &verdict.warnings {
+            out.push_str(&format!("  warning: {warning}\n"));
+        }
+        if let Some(patch) = &verdict.patch {
+            out.push_str(&format!("  patch: {patch}\n"));
+        }
+    }
+    out
 }
 
 /// Whether `argument` names a file rather than an object in the cluster.
@@ -143,17 +186,23 @@ async fn controller(client: &kube::Client, argument: &str) -> anyhow::Result<Dyn
         Some((kind, name)) if ["decoratorcontroller", "decoratorcontrollers", "dec"].contains(&kind.to_ascii_lowercase().as_str()) => {
             (&["DecoratorController"], name)
         }
+        Some((kind, name)) if ["admissioncontroller", "admissioncontrollers", "adc"].contains(&kind.to_ascii_lowercase().as_str()) => {
+            (&["AdmissionController"], name)
+        }
         Some(_) => {
-            bail!("{argument:?} is not a controller: give its name, compositecontroller/<name>, decoratorcontroller/<name> or a file")
+            bail!(
+                "{argument:?} is not a controller: give its name, compositecontroller/<name>, decoratorcontroller/<name>, \
+                 admissioncontroller/<name> or a file"
+            )
         }
         None => (&["CompositeController", "DecoratorController"], argument),
     };
     let mut found = Vec::new();
     for kind in kinds {
-        let resource = if *kind == "CompositeController" {
-            ApiResource::erase::<bosun_engine::api::CompositeController>(&())
-        } else {
-            ApiResource::erase::<bosun_engine::api::DecoratorController>(&())
+        let resource = match *kind {
+            "CompositeController" => ApiResource::erase::<bosun_engine::api::CompositeController>(&()),
+            "DecoratorController" => ApiResource::erase::<bosun_engine::api::DecoratorController>(&()),
+            _ => ApiResource::erase::<bosun_engine::admission::api::AdmissionController>(&()),
         };
         if let Some(object) = Api::<DynamicObject>::all_with(client.clone(), &resource).get_opt(name).await? {
             found.push(object);

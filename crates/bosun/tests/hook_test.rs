@@ -403,3 +403,32 @@ async fn the_controllers_credentials_stay_home_when_url_names_another_host() {
     assert!(!out.contains("T0KEN-42"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An AdmissionController's hooks tried on an object, nothing written: the PodService
+/// admission example refuses an unpinned image (exit 2, its message) and defaults a memory
+/// limit on a pinned one (the patch, its warning).
+#[tokio::test]
+async fn an_admission_controller_shows_its_verdicts_and_the_patch() {
+    let env = bosun_testenv::TestEnv::shared();
+    let dir = tempfile_dir("bosun-hook-test-admission");
+    let (_hook, url) = example_hook("python3", "podservice/admission.py", &dir);
+    let base = url.trim_end_matches("/sync");
+    let mut controller: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{ROOT}/examples/podservice/admission.yaml")).unwrap()).unwrap();
+    for hook in ["validate", "mutate"] {
+        controller["spec"]["hooks"][hook]["webhook"]["url"] = json!(format!("{base}/{hook}"));
+    }
+    std::fs::write(dir.join("admission.yaml"), serde_yaml::to_string(&controller).unwrap()).unwrap();
+    let podservice = |image: &str| json!({ "apiVersion": "examples.bosun.dev/v1", "kind": "PodService", "metadata": { "name": "web", "namespace": "default" }, "spec": { "image": image } });
+    let admission = dir.join("admission.yaml").display().to_string();
+    std::fs::write(dir.join("unpinned.yaml"), serde_yaml::to_string(&podservice("nginx")).unwrap()).unwrap();
+    let (code, printed) = hook_test(env, &[&admission, &dir.join("unpinned.yaml").display().to_string()]);
+    assert_eq!(code, 2, "{printed}");
+    assert!(printed.contains("validate hook") && printed.contains("denied: spec.image \"nginx\" is not pinned"), "{printed}");
+    std::fs::write(dir.join("pinned.yaml"), serde_yaml::to_string(&podservice("nginx:1.27")).unwrap()).unwrap();
+    let (code, printed) = hook_test(env, &[&admission, &dir.join("pinned.yaml").display().to_string()]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(printed.contains("mutate hook") && printed.contains("warning: spec.resources.limits.memory defaulted to 128Mi"), "{printed}");
+    assert!(printed.contains("\"path\":\"/spec/resources\""), "the patch: {printed}");
+    assert!(printed.contains("validate hook") && printed.contains(": allowed"), "{printed}");
+}

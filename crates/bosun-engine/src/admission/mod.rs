@@ -21,6 +21,7 @@ use bosun_runtime::{Context, ServingCertificate};
 use kube::api::ApiResource;
 
 pub use ca::{Authority, CaError, ROTATE_ANNOTATION};
+pub use server::{Verdict, trial};
 pub use wiring::FINALIZER;
 
 /// The AdmissionController CRD.

@@ -89,14 +89,23 @@ impl Routes {
         {
             return Ok(declared.clone());
         }
+        let declared = Arc::new(Declared::of(&object, self.allow_insecure_hook_credentials)?);
+        self.declared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.to_owned(), declared.clone());
+        Ok(declared)
+    }
+}
+
+impl Declared {
+    /// The hooks `object`, an AdmissionController, declares.
+    fn of(object: &DynamicObject, allow_insecure_hook_credentials: bool) -> Result<Declared, String> {
         let controller: AdmissionController =
-            serde_json::from_value(serde_json::to_value(object.as_ref()).expect("objects serialize")).map_err(|error| error.to_string())?;
-        let spec = &controller.spec;
+            serde_json::from_value(serde_json::to_value(object).expect("objects serialize")).map_err(|error| error.to_string())?;
+        let (name, spec) = (controller.name_any(), &controller.spec);
         let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
         let endpoint = |kind: HookKind, hook: &Option<Hook>| -> Result<Option<HookEndpoint>, String> {
             let Some(hook) = hook.as_ref().filter(|hook| hook.webhook.is_some()) else { return Ok(None) };
-            let mut endpoint = HookEndpoint::new(kind, hook, ("AdmissionController", name), configs).map_err(|error| error.to_string())?;
-            endpoint.check_credentials_transport(self.allow_insecure_hook_credentials).map_err(|error| error.to_string())?;
+            let mut endpoint = HookEndpoint::new(kind, hook, ("AdmissionController", &name), configs).map_err(|error| error.to_string())?;
+            endpoint.check_credentials_transport(allow_insecure_hook_credentials).map_err(|error| error.to_string())?;
             // A new protocol: answers are decoded strictly.
             endpoint.mode = crate::api::ResponseUnmarshallMode::Strict;
             // The API server gives up after timeoutSeconds: answer before it does.
@@ -104,17 +113,89 @@ impl Routes {
             endpoint.timeout = endpoint.timeout.min(limit.max(Duration::from_millis(100)));
             Ok(Some(endpoint))
         };
-        let declared = Arc::new(Declared {
-            resource_version,
+        Ok(Declared {
+            resource_version: object.resource_version(),
             controller_json: crate::hosting::controller_json(&controller),
             validate: endpoint(HookKind::Validate, &spec.hooks.validate)?,
             mutate: endpoint(HookKind::Mutate, &spec.hooks.mutate)?,
             convert: endpoint(HookKind::Convert, &spec.hooks.convert)?,
             failure_policy: spec.failure_policy.unwrap_or_default(),
-        });
-        self.declared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.to_owned(), declared.clone());
-        Ok(declared)
+        })
     }
+}
+
+/// One hook's verdict in a [`trial`].
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// `mutate` or `validate`.
+    pub hook: &'static str,
+    /// The hook's URL, as it may be printed.
+    pub url: String,
+    /// Whether the request would go on.
+    pub allowed: bool,
+    /// Why not, or the failure policy's reason.
+    pub message: Option<String>,
+    /// Warnings kubectl would print.
+    pub warnings: Vec<String>,
+    /// The JSON patch the API server would apply.
+    pub patch: Option<Value>,
+}
+
+/// What the AdmissionController `controller`'s hooks would answer for `object` — created, or
+/// an update of `old` — in the API server's order: `mutate` (its patch applied to what
+/// `validate` sees), then `validate`. Calls the hooks for real; writes nothing. For `bosun
+/// hook test`.
+pub async fn trial(
+    client: kube::Client,
+    controller: &DynamicObject,
+    object: &DynamicObject,
+    old: Option<&DynamicObject>,
+) -> Result<Vec<Verdict>, String> {
+    let declared = Declared::of(controller, false)?;
+    let hooks = HookClient::new(client, bosun_runtime::Metrics::new(), crate::DEFAULT_MAX_RESPONSE_BYTES);
+    let name = controller.name_any();
+    let mut current = serde_json::to_value(object).expect("objects serialize");
+    let mut verdicts = Vec::new();
+    for (hook, endpoint) in [("mutate", &declared.mutate), ("validate", &declared.validate)] {
+        let Some(endpoint) = endpoint else { continue };
+        let types = object.types.clone().unwrap_or_default();
+        let (group, version) = types.api_version.rsplit_once('/').unwrap_or(("", &types.api_version));
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "bosun-hook-test",
+                "kind": { "group": group, "version": version, "kind": types.kind },
+                "resource": { "group": group, "version": version, "resource": "" },
+                "name": object.name_any(), "namespace": object.namespace(),
+                "operation": if old.is_some() { "UPDATE" } else { "CREATE" },
+                "userInfo": { "username": "bosun-hook-test" },
+                "object": current, "oldObject": old, "dryRun": true,
+            },
+        });
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(review).map_err(|error| error.to_string())?;
+        let request: AdmissionRequest<DynamicObject> =
+            review.try_into().map_err(|error: kube::core::admission::ConvertAdmissionReviewError| error.to_string())?;
+        let response = verdict(&hooks, &declared, endpoint, &request, &name).await;
+        let patch: Option<Value> = response.patch.as_deref().and_then(|patch| serde_json::from_slice(patch).ok());
+        if let Some(patch) = &patch
+            && let Ok(patch) = serde_json::from_value::<json_patch::Patch>(patch.clone())
+        {
+            let _ = json_patch::patch(&mut current, &patch);
+        }
+        let allowed = response.allowed;
+        verdicts.push(Verdict {
+            hook,
+            url: endpoint.redacted_url.to_string(),
+            allowed,
+            message: Some(response.result.message).filter(|message| !message.is_empty()),
+            warnings: response.warnings.unwrap_or_default(),
+            patch,
+        });
+        if !allowed {
+            break;
+        }
+    }
+    Ok(verdicts)
 }
 
 fn json(value: &impl serde::Serialize) -> Response {
