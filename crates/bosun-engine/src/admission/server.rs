@@ -98,8 +98,7 @@ impl Routes {
 impl Declared {
     /// The hooks `object`, an AdmissionController, declares.
     fn of(object: &DynamicObject, allow_insecure_hook_credentials: bool) -> Result<Declared, String> {
-        let controller: AdmissionController =
-            serde_json::from_value(serde_json::to_value(object).expect("objects serialize")).map_err(|error| error.to_string())?;
+        let controller: AdmissionController = object.clone().try_parse().map_err(|error| error.to_string())?;
         let (name, spec) = (controller.name_any(), &controller.spec);
         let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
         let endpoint = |kind: HookKind, hook: &Option<Hook>| -> Result<Option<HookEndpoint>, String> {
@@ -198,6 +197,11 @@ pub async fn trial(
     Ok(verdicts)
 }
 
+/// The object a hook call is about when it is about none.
+fn no_object() -> DynamicObject {
+    DynamicObject { types: None, metadata: Default::default(), data: Value::Null }
+}
+
 fn json(value: &impl serde::Serialize) -> Response {
     ([(http::header::CONTENT_TYPE, "application/json")], serde_json::to_vec(value).expect("reviews serialize")).into_response()
 }
@@ -247,12 +251,10 @@ async fn verdict(
     name: &str,
 ) -> AdmissionResponse {
     let body = crate::hooks::encode(&AdmissionHookRequest::of(request, &declared.controller_json));
-    let subject = request.object.clone().or_else(|| request.old_object.clone()).unwrap_or_else(|| DynamicObject {
-        types: None,
-        metadata: Default::default(),
-        data: Value::Null,
-    });
-    let problem = match hooks.call::<AdmissionHookResponse>(endpoint, body, &subject).await {
+    // What the call is about (only ETags would key on it): borrowed, not copied per request.
+    let nothing = no_object();
+    let subject = request.object.as_ref().or(request.old_object.as_ref()).unwrap_or(&nothing);
+    let problem = match hooks.call::<AdmissionHookResponse>(endpoint, body, subject).await {
         Ok(answer) => match review::respond(request, answer, endpoint.kind == HookKind::Mutate) {
             Ok(response) => return response,
             Err(error) => format!("the {} hook's answer cannot be used: {error}", endpoint.kind),
@@ -286,7 +288,8 @@ async fn convert(State(routes): State<Routes>, Path(name): Path<String>, body: B
         Ok(request) => request,
         Err(error) => return json(&ConversionResponse::invalid(Status::failure(&error.to_string(), "BadRequest")).into_review()),
     };
-    let (desired, objects) = (request.desired_api_version.clone(), request.objects.clone());
+    let mut request = request;
+    let (desired, objects) = (request.desired_api_version.clone(), std::mem::take(&mut request.objects));
     let response = ConversionResponse::for_request(request);
     let outcome = match routes.declared(&name) {
         Err(problem) => Err(problem),
@@ -298,8 +301,7 @@ async fn convert(State(routes): State<Routes>, Path(name): Path<String>, body: B
                     objects: &objects,
                     controller: &declared.controller_json,
                 });
-                let subject = DynamicObject { types: None, metadata: Default::default(), data: Value::Null };
-                match routes.hooks.call::<ConvertHookResponse>(endpoint, body, &subject).await {
+                match routes.hooks.call::<ConvertHookResponse>(endpoint, body, &no_object()).await {
                     Err(error) => Err(error.to_string()),
                     Ok(ConvertHookResponse { objects: Some(converted), .. }) => review::check_converted(&objects, &converted, &desired)
                         .map(|()| converted)

@@ -123,8 +123,8 @@ impl Wiring {
             return Ok(Action::Done);
         }
         let controllers: Api<AdmissionController> = Api::all(self.client.clone());
-        let controller: AdmissionController = serde_json::from_value(serde_json::to_value(object.as_ref()).expect("objects serialize"))
-            .map_err(|error| WiringError::Invalid(error.to_string()))?;
+        let controller: AdmissionController =
+            object.as_ref().clone().try_parse().map_err(|error| WiringError::Invalid(error.to_string()))?;
         let has_finalizer = controller.finalizers().iter().any(|finalizer| finalizer == FINALIZER);
         if controller.metadata.deletion_timestamp.is_some() {
             if has_finalizer {

@@ -79,12 +79,6 @@ impl SharedCaches {
         }
     }
 
-    /// This view for a type that is `namespaced` or not: cluster-scoped types are watched
-    /// [cluster-wide](SharedCaches::cluster_wide).
-    pub fn for_scope(&self, namespaced: bool) -> SharedCaches {
-        if namespaced { self.clone() } else { self.cluster_wide() }
-    }
-
     /// The caches this view has handed out that are still in use.
     pub fn live(&self) -> Vec<Arc<Cache>> {
         let caches = self.caches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
