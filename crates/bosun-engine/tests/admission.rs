@@ -1,7 +1,8 @@
 //! Admission hooks on the real control plane: an AdmissionController's validate hook refuses
 //! an object with its message, its mutate hook's defaults are stored, a hook that times out
-//! gets the failure policy (Fail refuses, Ignore admits), and deleting the declaration removes
-//! the webhook configurations — nothing is left that could refuse requests.
+//! gets the failure policy (Fail refuses, Ignore admits), and deleting the declaration — or
+//! relabelling it away from every install — removes the webhook configurations: nothing is
+//! left that could refuse requests.
 
 mod support;
 
@@ -35,12 +36,19 @@ fn hooks(hook: &str, request: &Value) -> Reply {
 /// Starts admission for this test (serving on a free port of 127.0.0.1, its CA in the test's
 /// namespace) and returns its tasks.
 async fn start_admission(fixture: &Fixture) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut config = AdmissionConfig::loopback((fixture.namespace.clone(), "bosun-admission-ca".into())).unwrap();
+    start_install(fixture, &fixture.id).await.1
+}
+
+/// Starts the admission of a bosun install that selects AdmissionControllers labelled
+/// `install` (its CA Secret named after it); returns its endpoint's URL and its tasks.
+async fn start_install(fixture: &Fixture, install: &str) -> (String, Vec<tokio::task::JoinHandle<()>>) {
+    let mut config = AdmissionConfig::loopback((fixture.namespace.clone(), format!("bosun-admission-ca-{install}"))).unwrap();
+    let bosun_engine::admission::Endpoint::Url(url) = config.endpoint.clone() else { unreachable!("loopback is a URL") };
     // Each test's bosun serves and wires its own declarations only.
-    config.target_label_selector = Some(serde_json::from_value(json!({ "matchLabels": { support::TEST_LABEL: fixture.id } })).unwrap());
+    config.target_label_selector = Some(serde_json::from_value(json!({ "matchLabels": { support::TEST_LABEL: install } })).unwrap());
     config.rotation_overlap = Duration::from_secs(2);
     let admission = Admission::new(&bosun_runtime::Context::standalone(fixture.client.clone()), config);
-    vec![tokio::spawn(admission.clone().serve(std::future::pending())), tokio::spawn(admission.wire(std::future::pending()))]
+    (url, vec![tokio::spawn(admission.clone().serve(std::future::pending())), tokio::spawn(admission.wire(std::future::pending()))])
 }
 
 /// An AdmissionController `name` over the fixture's Things, with `hooks`.
@@ -119,6 +127,50 @@ async fn validate_refuses_mutate_defaults_and_deleting_unwires() {
     eventually("the declaration gone", async || admission_controllers(&fixture).get_opt(&name).await.unwrap().is_none().then_some(()))
         .await;
     eventually("a big Thing admitted once nothing refuses", async || create(&fixture, "big-", json!({ "replicas": 11 })).await.ok()).await;
+}
+
+/// An AdmissionController relabelled from one bosun install to another is handed over — the
+/// webhook configuration then calls the second, and still refuses — and relabelled to none is
+/// released: its configurations and finalizer go, nothing refuses, and it can be deleted.
+#[tokio::test]
+async fn a_relabelled_declaration_is_handed_over_or_released() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let (first, _first) = start_install(&fixture, &fixture.id).await;
+    let other = format!("{}-other", fixture.id);
+    let (second, _second) = start_install(&fixture, &other).await;
+    let server = HookServer::start(hooks).await;
+    let name = format!("moved-{}", fixture.id);
+    admission_controller(&fixture, &name, json!({ "hooks": { "validate": server.hook("validate", json!({})) } })).await;
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(fixture.client.clone());
+    let calls = async |base: &str| {
+        let configuration = validating.get_opt(&format!("bosun-{name}")).await.unwrap()?;
+        let url = configuration.webhooks?.first()?.client_config.url.clone()?;
+        url.starts_with(base).then_some(())
+    };
+    eventually("the configuration calls the first install", async || calls(&first).await).await;
+    let relabel = async |install: &str| {
+        let patch = json!({ "metadata": { "labels": { support::TEST_LABEL: install } } });
+        admission_controllers(&fixture).patch(&name, &Default::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    };
+
+    relabel(&other).await;
+    eventually("the configuration calls the second install", async || calls(&second).await).await;
+    eventually("still refused, through the second", async || create(&fixture, "big-", json!({ "replicas": 11 })).await.err()).await;
+    let controller = admission_controllers(&fixture).get(&name).await.unwrap();
+    assert!(controller.finalizers().iter().any(|finalizer| finalizer == "bosun.dev/admission"), "{controller:?}");
+
+    relabel("nobody").await;
+    eventually("the configuration deleted", async || validating.get_opt(&format!("bosun-{name}")).await.unwrap().is_none().then_some(()))
+        .await;
+    eventually("the finalizer released", async || {
+        let controller = admission_controllers(&fixture).get(&name).await.unwrap();
+        controller.finalizers().is_empty().then_some(())
+    })
+    .await;
+    eventually("a big Thing admitted once nothing refuses", async || create(&fixture, "big-", json!({ "replicas": 11 })).await.ok()).await;
+    admission_controllers(&fixture).delete(&name, &Default::default()).await.unwrap();
+    eventually("the declaration gone", async || admission_controllers(&fixture).get_opt(&name).await.unwrap().is_none().then_some(()))
+        .await;
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The examples `bosun dev` brings up on its local control plane, so that the first command a
 //! newcomer runs shows bosun working: the PodService CompositeController with its Python hook
-//! (`examples/podservice`) and the Ingress annotator DecoratorController with its Node hook
+//! and its admission hooks (an AdmissionController: `examples/podservice`) and the Ingress annotator DecoratorController with its Node hook
 //! (`examples/ingress-annotator`), each hook a local process on a free loopback port; the
 //! native FooBar controller (`examples/foobar`) in bosun's own process; and a sample PodService
 //! and FooBar. An example whose interpreter is missing is skipped with a note.
@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bosun_engine::admission::api::AdmissionController;
 use bosun_runtime::Manager;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
@@ -28,6 +29,16 @@ struct Example {
     controller: &'static str,
     /// The SDK the hook imports: the directory beside it where it looks, and the files.
     sdk: (&'static str, &'static [(&'static str, &'static str)]),
+    /// Admission hooks in a second script of the same language, and their AdmissionController.
+    admission: Option<AdmissionExample>,
+}
+
+struct AdmissionExample {
+    hook_file: &'static str,
+    hook: &'static str,
+    manifest: &'static str,
+    /// What its hooks do, to print.
+    summary: &'static str,
 }
 
 const EXAMPLES: [Example; 2] = [
@@ -38,6 +49,12 @@ const EXAMPLES: [Example; 2] = [
         hook: include_str!("../../../examples/podservice/hook.py"),
         controller: include_str!("../../../examples/podservice/controller.yaml"),
         sdk: ("bosun_hooks", crate::sdks::PYTHON),
+        admission: Some(AdmissionExample {
+            hook_file: "podservice-admission.py",
+            hook: include_str!("../../../examples/podservice/admission.py"),
+            manifest: include_str!("../../../examples/podservice/admission.yaml"),
+            summary: "refuses an image without a tag, defaults a memory limit",
+        }),
     },
     Example {
         name: "ingress-annotator",
@@ -46,6 +63,7 @@ const EXAMPLES: [Example; 2] = [
         hook: include_str!("../../../examples/ingress-annotator/hook.js"),
         controller: include_str!("../../../examples/ingress-annotator/decorator.yaml"),
         sdk: ("node_modules/bosun-hooks", crate::sdks::NODE),
+        admission: None,
     },
 ];
 const PODSERVICE_CRD: &str = include_str!("../../../examples/podservice/crd.yaml");
@@ -98,6 +116,35 @@ pub(crate) async fn apply_controller(client: &Client, mut controller: DynamicObj
     Ok((kind, name))
 }
 
+/// Points each hook of the AdmissionController `admission` at 127.0.0.1:`port` (keeping its
+/// path) and applies it; returns its name once bosun has wired it (its `Ready` condition), so
+/// that what is applied next goes through its hooks.
+pub(crate) async fn apply_admission(client: &Client, mut admission: DynamicObject, port: u16) -> anyhow::Result<String> {
+    for hook in ["validate", "mutate", "convert"] {
+        if let Some(url) = admission.data.pointer_mut(&format!("/spec/hooks/{hook}/webhook/url")) {
+            let path = url.as_str().and_then(|url| url.splitn(4, '/').nth(3)).unwrap_or_default();
+            *url = json!(format!("http://127.0.0.1:{port}/{path}"));
+        }
+    }
+    let name = admission.metadata.name.clone().unwrap_or_default();
+    let api: Api<AdmissionController> = Api::all(client.clone());
+    let applied = api.patch(&name, &PatchParams::apply("bosun-dev").force(), &Patch::Apply(&admission)).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let current = api.get_status(&name).await?;
+        let status = current.status.unwrap_or_default();
+        let ready = status.conditions.iter().find(|condition| condition.type_ == "Ready");
+        if status.observed_generation >= applied.metadata.generation && ready.is_some_and(|ready| ready.status == "True") {
+            return Ok(name);
+        }
+        if Instant::now() > deadline {
+            let why = ready.map(|ready| ready.message.as_str()).unwrap_or("no Ready condition");
+            bail!("AdmissionController {name} is not Ready after 30 s: {why}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Installs the FooBar CRD and adds the FooBar example's native controller to `manager`.
 pub async fn add_operators(manager: &mut Manager) -> anyhow::Result<()> {
     let context = manager.context();
@@ -117,26 +164,26 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
     let crd: CustomResourceDefinition = serde_yaml::from_str(PODSERVICE_CRD)?;
     bosun_runtime::crds::install(client, &[crd]).await.context("installing the PodService CRD")?;
     for example in &EXAMPLES {
-        let script = dir.join(example.hook_file);
-        std::fs::write(&script, example.hook).with_context(|| format!("writing {}", script.display()))?;
         crate::sdks::write(&dir.join(example.sdk.0), example.sdk.1.iter().copied())?;
-        let port = bosun_testenv::free_port();
-        let spawned = Command::new(example.interpreter).arg(&script).arg(port.to_string()).stdout(Stdio::null()).spawn();
-        let mut hook = match spawned {
-            Ok(hook) => hook,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                println!("skipping the {} example: {} is not installed", example.name, example.interpreter);
-                continue;
-            }
-            Err(error) => return Err(error).with_context(|| format!("starting {} {}", example.interpreter, script.display())),
+        let Some(port) = start_hook(&mut demo, example.interpreter, &dir.join(example.hook_file), example.hook, example.name).await? else {
+            println!("skipping the {} example: {} is not installed", example.name, example.interpreter);
+            continue;
         };
-        let listening = wait_listening(&mut hook, port, example.name).await;
-        demo.hooks.push(hook);
-        listening?;
         let controller: DynamicObject = serde_yaml::from_str(example.controller)?;
         let (kind, name) =
             apply_controller(client, controller, port).await.with_context(|| format!("applying the {} controller", example.name))?;
         println!("{} example: {} hook on 127.0.0.1:{port}, {kind} {name}", example.name, example.interpreter);
+        if let Some(admission) = &example.admission {
+            let what = format!("{} admission", example.name);
+            let script = dir.join(admission.hook_file);
+            let port = start_hook(&mut demo, example.interpreter, &script, admission.hook, &what)
+                .await?
+                .with_context(|| format!("{} went missing", example.interpreter))?;
+            let name = apply_admission(client, serde_yaml::from_str(admission.manifest)?, port)
+                .await
+                .with_context(|| format!("applying the {what} controller"))?;
+            println!("{what}: {} hooks on 127.0.0.1:{port}, AdmissionController {name} ({})", example.interpreter, admission.summary);
+        }
     }
     for sample in samples(false) {
         let object: DynamicObject = serde_yaml::from_str(sample.manifest)?;
@@ -147,6 +194,21 @@ pub async fn start(client: &Client, dir: &Path) -> anyhow::Result<Demo> {
             .with_context(|| format!("applying the sample {}", sample.resource.kind))?;
     }
     Ok(demo)
+}
+
+/// Writes `hook` to `script` and starts it with `interpreter` on a free loopback port (kept in
+/// `demo`); returns the port once it listens, or `None` when the interpreter is not installed.
+async fn start_hook(demo: &mut Demo, interpreter: &str, script: &Path, hook: &str, name: &str) -> anyhow::Result<Option<u16>> {
+    std::fs::write(script, hook).with_context(|| format!("writing {}", script.display()))?;
+    let port = bosun_testenv::free_port();
+    let mut process = match Command::new(interpreter).arg(script).arg(port.to_string()).stdout(Stdio::null()).spawn() {
+        Ok(process) => process,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("starting {interpreter} {}", script.display())),
+    };
+    let listening = wait_listening(&mut process, port, name).await;
+    demo.hooks.push(process);
+    listening.map(|()| Some(port))
 }
 
 /// A sample object, and what its status reports once the sample has been synced.

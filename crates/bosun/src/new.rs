@@ -2,7 +2,8 @@
 //! CompositeController or DecoratorController for it with the RBAC bosun needs for it (as
 //! `bosun rbac` prints it) and a sync hook in Python or TypeScript on bosun's SDK (written into
 //! the project), or a native controller in Rust on bosun-runtime — that `bosun dev --project
-//! DIR` runs and `bosun hook test` (or `cargo test`) tests as they are.
+//! DIR` runs and `bosun hook test` (or `cargo test`) tests as they are. With `--admission`, the
+//! hook also validates and defaults the new kind's objects, declared by an AdmissionController.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +66,12 @@ pub struct NewArgs {
     /// The hook's language.
     #[arg(long, value_enum, default_value = "python")]
     language: Language,
+    /// Also validate and default the new kind's objects before they are stored: an
+    /// AdmissionController (admission.yaml) sending them to the hook's `mutate` (a missing
+    /// message gets a default) and `validate` (an empty one is refused) handlers, with their
+    /// tests. For hooks in Python or TypeScript.
+    #[arg(long)]
+    admission: bool,
 }
 
 fn kind(text: &str) -> Result<String, String> {
@@ -121,12 +128,18 @@ const CRD: &str = include_str!("../templates/new/crd.yaml");
 const COMPOSITE: &str = include_str!("../templates/new/composite.yaml");
 const DECORATOR: &str = include_str!("../templates/new/decorator.yaml");
 const SAMPLE: &str = include_str!("../templates/new/sample.yaml");
+const ADMISSION: &str = include_str!("../templates/new/admission.yaml");
 const README: &str = include_str!("../templates/new/README.md");
 const PYTHON: &[(&str, &str)] = &[
     ("hook.py", include_str!("../templates/new/python/hook.py")),
     ("test_hook.py", include_str!("../templates/new/python/test_hook.py")),
     ("bosun.yaml", include_str!("../templates/new/python/bosun.yaml")),
 ];
+/// With `--admission`: the hooks (filling `__ADMISSION_HOOKS__` in the hook) and their tests.
+const PYTHON_ADMISSION: (&str, (&str, &str)) = (
+    include_str!("../templates/new/python/admission.py"),
+    ("test_admission.py", include_str!("../templates/new/python/test_admission.py")),
+);
 const RUST: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../templates/new/rust/Cargo.toml")),
     ("src/main.rs", include_str!("../templates/new/rust/src/main.rs")),
@@ -144,12 +157,19 @@ const TYPESCRIPT: &[(&str, &str)] = &[
     ("tsconfig.json", include_str!("../templates/new/typescript/tsconfig.json")),
     ("bosun.yaml", include_str!("../templates/new/typescript/bosun.yaml")),
 ];
+const TYPESCRIPT_ADMISSION: (&str, (&str, &str)) = (
+    include_str!("../templates/new/typescript/admission.ts"),
+    ("admission.test.ts", include_str!("../templates/new/typescript/admission.test.ts")),
+);
 
 /// Writes the project.
 pub fn run(args: NewArgs) -> anyhow::Result<()> {
     let dir = &args.dir;
     if dir.exists() && std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some() {
         bail!("{} is not empty: bosun new writes a project into a new or empty directory", dir.display());
+    }
+    if args.admission && args.language == Language::Rust {
+        bail!("--admission makes admission hooks beside a sync hook: use it with --language python or typescript");
     }
     let singular = args.kind.to_ascii_lowercase();
     let name = format!("{singular}-controller");
@@ -167,30 +187,33 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
         Language::Rust => ("Rust", "src/main.rs", "", "cargo test"),
     };
     let plural = plural(&singular);
+    let admission = admission_fills(args.admission.then_some(args.language));
     let scope = if args.scope == Scope::Namespaced { "Namespaced" } else { "Cluster" };
     let fill = |template: &str| {
-        [
-            ("__KIND__", args.kind.as_str()),
-            ("__GROUP__", &args.group),
-            ("__VERSION__", &args.api_version),
-            ("__PLURAL__", &plural),
-            ("__SINGULAR__", &singular),
-            ("__SCOPE__", scope),
-            ("__NAME__", &name),
-            ("__CONTROLLER__", controller_kind),
-            ("__REQUEST__", request),
-            ("__RESPONSE__", response),
-            ("__SUBJECT__", subject),
-            ("__CHILDREN__", children),
-            ("__TYPE__", type_),
-            ("__LANGUAGE__", language),
-            ("__HOOK__", hook),
-            ("__SDK__", sdk),
-            ("__TEST__", test),
-            ("__BOSUN_RUNTIME__", &bosun_runtime_dependency()),
-        ]
-        .iter()
-        .fold(template.to_owned(), |text, (placeholder, value)| text.replace(placeholder, value))
+        admission
+            .iter()
+            .copied()
+            .chain([
+                ("__KIND__", args.kind.as_str()),
+                ("__GROUP__", &args.group),
+                ("__VERSION__", &args.api_version),
+                ("__PLURAL__", &plural),
+                ("__SINGULAR__", &singular),
+                ("__SCOPE__", scope),
+                ("__NAME__", &name),
+                ("__CONTROLLER__", controller_kind),
+                ("__REQUEST__", request),
+                ("__RESPONSE__", response),
+                ("__SUBJECT__", subject),
+                ("__CHILDREN__", children),
+                ("__TYPE__", type_),
+                ("__LANGUAGE__", language),
+                ("__HOOK__", hook),
+                ("__SDK__", sdk),
+                ("__TEST__", test),
+                ("__BOSUN_RUNTIME__", &bosun_runtime_dependency()),
+            ])
+            .fold(template.to_owned(), |text, (placeholder, value)| text.replace(placeholder, value))
     };
     let mut files = vec![("crd.yaml".to_owned(), fill(CRD)), ("sample.yaml".to_owned(), fill(SAMPLE))];
     if args.language != Language::Rust {
@@ -198,6 +221,15 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
         files.push(("rbac.yaml".to_owned(), rbac(&controller, composite)?));
         files.push(("controller.yaml".to_owned(), controller));
         files.push(("README.md".to_owned(), fill(README)));
+    }
+    let admission_files = match (args.admission, args.language) {
+        (true, Language::Python) => Some(PYTHON_ADMISSION.1),
+        (true, Language::Typescript) => Some(TYPESCRIPT_ADMISSION.1),
+        _ => None,
+    };
+    if let Some((test, template)) = admission_files {
+        files.push(("admission.yaml".to_owned(), fill(ADMISSION)));
+        files.push((test.to_owned(), fill(template)));
     }
     let (sources, sdk_files) = match args.language {
         Language::Python => (PYTHON, crate::sdks::PYTHON),
@@ -216,8 +248,56 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
     } else {
         format!("{controller_kind} for {kind} with its hook")
     };
-    print!("{}", summary(dir, &what, language, args.language != Language::Rust));
+    let what = if args.admission { format!("{what}, and an AdmissionController") } else { what };
+    print!("{}", summary(dir, &what, language, args.language != Language::Rust, args.admission));
     Ok(())
+}
+
+/// What the `__ADMISSION_…__` placeholders become: with `--admission` in `language`, the
+/// hooks, their routes and imports, and their lines in the docs; otherwise nothing.
+fn admission_fills(language: Option<Language>) -> [(&'static str, &'static str); 8] {
+    let (hooks, imports, routes, summary) = match language {
+        Some(Language::Python) => (
+            PYTHON_ADMISSION.0,
+            ", AdmissionRequest, AdmissionResponse",
+            "",
+            "\n\nIts mutate and validate hooks default a missing message and refuse an empty one (admission.yaml).",
+        ),
+        Some(Language::Typescript) => (
+            TYPESCRIPT_ADMISSION.0,
+            ", AdmissionRequest, AdmissionResponse, allow, deny",
+            ".validate(validate).mutate(mutate)",
+            "\n//\n// Its mutate and validate hooks default a missing message and refuse an empty one (admission.yaml).",
+        ),
+        _ => ("", "", "", ""),
+    };
+    let with = |text: &'static str| if language.is_some() { text } else { "" };
+    [
+        ("__ADMISSION_HOOKS__", hooks),
+        ("__ADMISSION_IMPORTS__", imports),
+        ("__ADMISSION_ROUTES__", routes),
+        ("__ADMISSION_SUMMARY__", summary),
+        ("__ADMISSION_PROJECT__", with("admission: admission.yaml\n")),
+        (
+            "__ADMISSION_ROW__",
+            with(
+                "| `admission.yaml` | the AdmissionController: each __KIND__ created or updated goes through the hook's `/mutate` and `/validate` first |\n",
+            ),
+        ),
+        (
+            "__ADMISSION_LOOP__",
+            with(
+                "bosun hook test admission.yaml sample.yaml         # the sample through mutate and validate: the verdicts and the patch\n",
+            ),
+        ),
+        (
+            "__ADMISSION_DEPLOY__",
+            with(
+                "\nFor admission, run bosun with its admission endpoint (`deploy/admission`, or the chart's\n\
+                 `admission.enabled`), point `admission.yaml`'s URLs at the hook and apply it: see docs/admission.md.\n",
+            ),
+        ),
+    ]
 }
 
 /// What `bosun rbac -f controller.yaml` prints for the project's controller.
@@ -235,12 +315,17 @@ fn rbac(controller: &str, composite: bool) -> anyhow::Result<String> {
     ))
 }
 
-fn summary(dir: &Path, what: &str, language: &str, hook: bool) -> String {
+fn summary(dir: &Path, what: &str, language: &str, hook: bool, admission: bool) -> String {
     let dir = dir.display();
     let next = if hook {
+        let admission = if admission {
+            format!("  bosun hook test {dir}/admission.yaml {dir}/sample.yaml    # the sample through mutate and validate\n")
+        } else {
+            String::new()
+        };
         format!(
             "  bosun dev --project {dir}                 # a local cluster running bosun and this hook; prints the sample's tree\n  \
-             bosun hook test {dir}/controller.yaml {dir}/sample.yaml   # what a sync would do, writing nothing\n"
+             bosun hook test {dir}/controller.yaml {dir}/sample.yaml   # what a sync would do, writing nothing\n{admission}"
         )
     } else {
         format!("  bosun dev --project {dir}                 # a local cluster running this controller; prints the sample's tree\n")

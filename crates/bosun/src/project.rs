@@ -1,6 +1,6 @@
 //! A project (`bosun.yaml`, as `bosun new` makes it) run by `bosun dev --project DIR`: its
 //! hook built and started as a local process on the port its controller's URL names, its CRD
-//! installed, its controller applied pointing at the hook — or its native controller built and
+//! installed, its controller (and AdmissionController) applied pointing at the hook — or its native controller built and
 //! run against the cluster — its sample applied, then the sample's tree once synced; then its
 //! files watched, and the program rebuilt and restarted, or the CRD, controller or sample
 //! applied again, when they change.
@@ -28,6 +28,9 @@ pub struct Project {
     pub sample: PathBuf,
     /// The CompositeController's or DecoratorController's file, for a hook.
     pub controller: Option<PathBuf>,
+    /// An AdmissionController's file, whose hooks the same hook program serves (their URLs'
+    /// host and port are replaced by the hook's).
+    pub admission: Option<PathBuf>,
     /// How the hook is built and run; the port it is to listen on is added as the last
     /// argument of `run`.
     pub hook: Option<Commands>,
@@ -145,11 +148,12 @@ impl Running {
         }
     }
 
-    /// Restarts the program when anything but the CRD, controller or sample file changed
-    /// (`bosun.yaml` included), applying all three again; otherwise applies those that changed.
+    /// Restarts the program when anything but the CRD, controller, AdmissionController or sample
+    /// file changed (`bosun.yaml` included), applying them all again; otherwise applies those
+    /// that changed.
     async fn reload(&mut self, client: &Client, changed: &[PathBuf]) -> anyhow::Result<String> {
         let project = Project::load(&self.dir)?;
-        let manifests = [Some(&project.crd), project.controller.as_ref(), Some(&project.sample)];
+        let manifests = [Some(&project.crd), project.controller.as_ref(), project.admission.as_ref(), Some(&project.sample)];
         let is_manifest = |path: &PathBuf| manifests.contains(&Some(path));
         if changed.iter().any(|path| !is_manifest(path)) || self.program.is_none() {
             // The old program goes first: the new one takes its port.
@@ -169,6 +173,11 @@ impl Running {
             let (controller, port) = hook_controller(&self.dir, file)?;
             crate::demo::apply_controller(client, controller, port).await.context("applying the controller")?;
             applied.push("the controller");
+        }
+        if let (Some(file), Some(controller)) = (project.admission.as_ref().filter(|file| changed.contains(file)), &project.controller) {
+            let (_, port) = hook_controller(&self.dir, controller)?;
+            crate::demo::apply_admission(client, read(&self.dir, file)?, port).await.context("applying the AdmissionController")?;
+            applied.push("the AdmissionController");
         }
         if changed.contains(&project.sample) {
             self.apply_sample(client).await?;
@@ -224,7 +233,12 @@ impl Running {
         let program = crate::demo::Demo { hooks: vec![hook] };
         listening?;
         let (kind, name) = crate::demo::apply_controller(client, controller, port).await.context("applying the controller")?;
-        Ok(Started { program, summary: format!("hook `{run}` on 127.0.0.1:{port}, {kind} {name}") })
+        let mut summary = format!("hook `{run}` on 127.0.0.1:{port}, {kind} {name}");
+        if let Some(file) = &project.admission {
+            let name = crate::demo::apply_admission(client, read(dir, file)?, port).await.context("applying the AdmissionController")?;
+            summary += &format!(", AdmissionController {name}");
+        }
+        Ok(Started { program, summary })
     }
 
     /// Applies the sample (marked with the number of restarts, if any); returns its

@@ -123,9 +123,38 @@ async fn dev_serves_a_cluster_until_interrupted() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     assert!(namespaces.get_opt("default").await.unwrap().is_some());
     support::reporters_of_a_new_controller(&client, "any").await;
+    assert!(printed.iter().any(|line| line.starts_with("podservice admission: python3 hooks on 127.0.0.1:")), "{printed:#?}");
+    // The PodService's AdmissionController is wired: an image without a tag is refused.
+    let podservices = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("examples.bosun.dev", "v1", "PodService"),
+            "podservices",
+        ),
+    );
+    let untagged = serde_json::from_value(serde_json::json!({
+        "apiVersion": "examples.bosun.dev/v1", "kind": "PodService", "metadata": {"name": "untagged"}, "spec": {"image": "nginx", "port": 80},
+    }))
+    .unwrap();
+    // A dry run, tried again while the API server may not yet see the webhook configuration.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dry_run = kube::api::PostParams { dry_run: true, ..Default::default() };
+    let refused = loop {
+        if let Err(refused) = podservices.create(&dry_run, &untagged).await {
+            break refused;
+        }
+        assert!(Instant::now() < deadline, "an untagged image is still admitted after 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(refused.to_string().contains(r#"spec.image "nginx" is not pinned"#), "{refused}");
 
     let started = children_of(dev.id());
-    assert_eq!(started.len(), 7, "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the python3 and node hooks");
+    assert_eq!(
+        started.len(),
+        8,
+        "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the python3 sync and admission hooks and the node hook"
+    );
     assert!(dev.interrupt().success(), "Ctrl-C is a clean exit");
     let deadline = Instant::now() + Duration::from_secs(30);
     while started.iter().any(|pid| bosun_testenv::is_running(*pid)) {

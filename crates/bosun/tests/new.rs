@@ -3,7 +3,8 @@
 //! `bosun dev --project` (the sample synced), tested by `bosun hook test` (nothing to change),
 //! and their own tests replay the exchange `bosun hook test --save` recorded; a native
 //! controller in Rust is built and run by `bosun dev --project` and passes `cargo test`; an
-//! edited project is reloaded.
+//! edited project is reloaded. Made with `--admission`, the hook also validates and defaults
+//! the kind's objects through the API server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,8 +33,10 @@ fn scaffold_and_run(root: &Path, name: &str, args: &[&str], test: &[&[&str]]) {
     let hook = controller.exists();
     if hook {
         let port = bosun_testenv::free_port();
-        let text = std::fs::read_to_string(&controller).unwrap().replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
-        std::fs::write(&controller, text).unwrap();
+        for file in [controller.clone(), dir.join("admission.yaml")].iter().filter(|file| file.exists()) {
+            let text = std::fs::read_to_string(file).unwrap().replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+            std::fs::write(file, text).unwrap();
+        }
     }
 
     let target = target_dir();
@@ -51,12 +54,56 @@ fn scaffold_and_run(root: &Path, name: &str, args: &[&str], test: &[&[&str]]) {
         assert!(tested.contains("No changes: the cluster already is what the hook asks for."), "{tested}");
         run(&dir, bosun, &["hook", "test", "controller.yaml", "sample.yaml", "--save", "vectors/sample"], &env);
     }
+    if dir.join("admission.yaml").exists() {
+        admission_refuses_and_defaults(&dir, &kubeconfig);
+    }
     for step in test {
         let output = run(&dir, step[0], &step[1..], &[("CARGO_TARGET_DIR", target.to_str().unwrap())]);
         assert!(!output.contains("skipped") || output.contains("# skipped 0"), "the replay ran:\n{output}");
     }
 
     assert!(dev.interrupt().success(), "bosun dev stops cleanly on Ctrl-C");
+}
+
+/// A project made with `--admission`: `bosun hook test` shows the sample allowed by both
+/// hooks; through the API server, an empty message is refused with the hook's message and a
+/// missing one is stored with the default.
+fn admission_refuses_and_defaults(dir: &Path, kubeconfig: &Path) {
+    let env = [("KUBECONFIG", kubeconfig.to_str().unwrap())];
+    let tested = run(dir, env!("CARGO_BIN_EXE_bosun"), &["hook", "test", "admission.yaml", "sample.yaml"], &env);
+    assert!(tested.contains("/mutate: allowed") && tested.contains("/validate: allowed"), "{tested}");
+
+    let sample = std::fs::read_to_string(dir.join("sample.yaml")).unwrap();
+    let (head, _) = sample.split_once("spec:").unwrap();
+    let kubectl = |name: &str, spec: &str, args: &[&str]| {
+        let manifest = format!("{}spec: {spec}\n", head.replace("name: sample", &format!("name: {name}")));
+        let mut child = Command::new(bosun_testenv::Binaries::ensure().unwrap().path(bosun_testenv::Component::Kubectl))
+            .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // The API server may take a moment to see a new webhook configuration.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let refused = kubectl("empty", "{message: ''}", &["apply", "-f", "-"]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        if !refused.status.success() {
+            assert!(stderr.contains("spec.message is empty: write a message, or leave the field out for the default"), "{stderr}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "an empty message is still admitted after 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let defaulted = kubectl("missing", "{}", &["create", "-f", "-", "-o", "jsonpath={.spec.message}"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&defaulted.stdout), String::from_utf8_lossy(&defaulted.stderr));
+    assert!(defaulted.status.success(), "{stderr}");
+    assert!(stdout.starts_with("Hello from a ") && stderr.contains("Warning: spec.message defaulted to"), "{stdout}\n{stderr}");
 }
 
 /// The workspace's target directory: a Rust project builds there, reusing bosun's compiled
@@ -69,11 +116,28 @@ fn target_dir() -> PathBuf {
 fn new_projects_run_and_test_as_they_are() {
     let root = std::env::temp_dir().join(format!("bosun-new-{}", bosun_testenv::unique_suffix()));
     std::fs::create_dir_all(&root).unwrap();
-    scaffold_and_run(&root, "greeting", &["--kind", "Greeting", "--group", "new.bosun.dev"], &[&["python3", "-m", "unittest", "-v"]]);
+    scaffold_and_run(
+        &root,
+        "greeting",
+        &["--kind", "Greeting", "--group", "new.bosun.dev", "--admission"],
+        &[&["python3", "-m", "unittest", "-v"]],
+    );
     scaffold_and_run(
         &root,
         "label",
-        &["--kind", "Label", "--group", "new.bosun.dev", "--controller", "decorator", "--language", "typescript", "--scope", "cluster"],
+        &[
+            "--kind",
+            "Label",
+            "--group",
+            "new.bosun.dev",
+            "--controller",
+            "decorator",
+            "--language",
+            "typescript",
+            "--scope",
+            "cluster",
+            "--admission",
+        ],
         &[&["npm", "run", "build"], &["npm", "test"]],
     );
     scaffold_and_run(

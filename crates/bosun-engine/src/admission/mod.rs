@@ -51,6 +51,18 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Whether a webhook's or a CRD conversion's `clientConfig` calls this endpoint.
+    pub(crate) fn reached_by(&self, client_config: &serde_json::Value) -> bool {
+        match self {
+            Endpoint::Url(base) => {
+                client_config["url"].as_str().is_some_and(|url| url.starts_with(&format!("{}/", base.trim_end_matches('/'))))
+            }
+            Endpoint::Service { namespace, name, .. } => {
+                client_config["service"]["namespace"] == namespace.as_str() && client_config["service"]["name"] == name.as_str()
+            }
+        }
+    }
+
     /// The names the serving certificate must carry for the API server to trust it.
     pub fn serving_names(&self) -> Vec<String> {
         match self {
@@ -265,5 +277,23 @@ impl Admission {
             ca_bundle: Arc::new(std::sync::RwLock::new(authority.bundle())),
         };
         wiring.run(&self.context.metrics, &self.context.health, shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Endpoint;
+
+    #[test]
+    fn an_endpoint_knows_the_client_configs_that_call_it() {
+        let url = Endpoint::Url("https://127.0.0.1:9443".into());
+        assert!(url.reached_by(&json!({ "url": "https://127.0.0.1:9443/validate/things" })));
+        assert!(!url.reached_by(&json!({ "url": "https://127.0.0.1:94431/validate/things" })));
+        let service = Endpoint::Service { namespace: "bosun-system".into(), name: "bosun-admission".into(), port: 443 };
+        assert!(service.reached_by(&json!({ "service": { "namespace": "bosun-system", "name": "bosun-admission", "path": "/mutate/a" } })));
+        assert!(!service.reached_by(&json!({ "service": { "namespace": "team-a", "name": "bosun-admission" } })));
+        assert!(!service.reached_by(&json!({ "url": "https://bosun-admission.bosun-system.svc/mutate/a" })));
     }
 }

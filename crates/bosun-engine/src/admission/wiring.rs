@@ -5,7 +5,9 @@
 //! when it differs from what it should be, so a steady state writes nothing. Under the
 //! finalizer `bosun.dev/admission`, deleting the AdmissionController deletes both
 //! configurations and puts its CRDs' conversion back to `None` — nothing is left that could
-//! refuse requests on behalf of a declaration that is gone.
+//! refuse requests on behalf of a declaration that is gone. Relabelled away from this install
+//! (`--target-label-selector`), it is released the same way — only what calls this install's
+//! endpoint, since the install that selects it now may have rewired it already.
 
 use std::sync::Arc;
 
@@ -98,6 +100,34 @@ async fn apply(api: &Api<DynamicObject>, name: &str, existing: Option<&DynamicOb
     Ok(true)
 }
 
+/// Deletes `name`, gone already or not.
+async fn delete_if_present(api: &Api<DynamicObject>, name: &str) -> Result<(), WiringError> {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(failed(format!("deleting {name}"))(error)),
+    }
+}
+
+/// Puts CRD `name`'s conversion back to `None`.
+async fn reset_conversion(crds: &Api<DynamicObject>, name: &str) -> Result<(), WiringError> {
+    let patch =
+        json!({ "metadata": { "annotations": { CONVERTED_BY: null } }, "spec": { "conversion": { "strategy": "None", "webhook": null } } });
+    crds.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(failed(format!("resetting CRD {name}")))?;
+    Ok(())
+}
+
+/// Removes bosun's finalizer from `controller`.
+async fn remove_finalizer(controllers: &Api<AdmissionController>, controller: &AdmissionController) -> Result<(), WiringError> {
+    let finalizers: Vec<&String> = controller.finalizers().iter().filter(|finalizer| *finalizer != FINALIZER).collect();
+    let patch = json!({ "metadata": { "finalizers": finalizers, "resourceVersion": controller.resource_version() } });
+    controllers
+        .patch(&controller.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(failed("removing the finalizer"))?;
+    Ok(())
+}
+
 /// The leader's side of admission: keeps every AdmissionController wired.
 pub(crate) struct Wiring {
     pub client: kube::Client,
@@ -119,19 +149,22 @@ impl Wiring {
     /// Wires AdmissionController `name` as it is now (or unwires it as it goes).
     pub(crate) async fn reconcile(&self, name: &str) -> Result<Action, WiringError> {
         let Some(object) = self.controllers.get(&ObjectKey { namespace: None, name: name.to_owned() }) else { return Ok(Action::Done) };
-        if !crate::hosting::targeted(self.config.target_label_selector.as_ref(), &object) {
-            return Ok(Action::Done);
-        }
         let controllers: Api<AdmissionController> = Api::all(self.client.clone());
         let controller: AdmissionController =
             object.as_ref().clone().try_parse().map_err(|error| WiringError::Invalid(error.to_string()))?;
         let has_finalizer = controller.finalizers().iter().any(|finalizer| finalizer == FINALIZER);
+        if !crate::hosting::targeted(self.config.target_label_selector.as_ref(), &object) {
+            // Relabelled to another install or to none: what this one wired goes, and with
+            // it the finalizer, unless another install has wired it since.
+            if self.release(&controller).await? && has_finalizer {
+                remove_finalizer(&controllers, &controller).await?;
+            }
+            return Ok(Action::Done);
+        }
         if controller.metadata.deletion_timestamp.is_some() {
             if has_finalizer {
                 self.unwire(&controller, &[]).await?;
-                let finalizers: Vec<&String> = controller.finalizers().iter().filter(|finalizer| *finalizer != FINALIZER).collect();
-                let patch = json!({ "metadata": { "finalizers": finalizers, "resourceVersion": controller.resource_version() } });
-                controllers.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(failed("removing the finalizer"))?;
+                remove_finalizer(&controllers, &controller).await?;
             }
             return Ok(Action::Done);
         }
@@ -207,22 +240,47 @@ impl Wiring {
             if crd.annotations().get(CONVERTED_BY) != Some(&name) || keep.contains(&crd_name) {
                 continue;
             }
-            let patch = json!({ "metadata": { "annotations": { CONVERTED_BY: null } }, "spec": { "conversion": { "strategy": "None", "webhook": null } } });
-            crds.patch(&crd_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(failed(format!("resetting CRD {crd_name}")))?;
+            reset_conversion(&crds, &crd_name).await?;
         }
         if controller.metadata.deletion_timestamp.is_some() {
             let configuration = format!("bosun-{name}");
             for api in [self.api::<ValidatingWebhookConfiguration>(), self.api::<MutatingWebhookConfiguration>()] {
-                match api.delete(&configuration, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(error) => return Err(failed(format!("deleting {configuration}"))(error)),
-                }
+                delete_if_present(&api, &configuration).await?;
             }
         }
         Ok(())
+    }
+
+    /// Removes what this install wired for `controller` — only what calls its own endpoint:
+    /// another install that selects the controller now may have rewired it already. Whether
+    /// the finalizer can go: something was removed, or nothing calls any install.
+    async fn release(&self, controller: &AdmissionController) -> Result<bool, WiringError> {
+        let name = controller.name_any();
+        let (mut released, mut wired_elsewhere) = (false, false);
+        let configuration = format!("bosun-{name}");
+        for api in [self.api::<ValidatingWebhookConfiguration>(), self.api::<MutatingWebhookConfiguration>()] {
+            let Some(existing) = api.get_opt(&configuration).await.map_err(failed(format!("reading {configuration}")))? else { continue };
+            let webhooks = existing.data["webhooks"].as_array().cloned().unwrap_or_default();
+            if webhooks.iter().any(|webhook| self.config.endpoint.reached_by(&webhook["clientConfig"])) {
+                delete_if_present(&api, &configuration).await?;
+                released = true;
+            } else {
+                wired_elsewhere = true;
+            }
+        }
+        let crds = self.api::<CustomResourceDefinition>();
+        for crd in crds.list(&ListParams::default()).await.map_err(failed("listing CRDs"))?.items {
+            if crd.annotations().get(CONVERTED_BY) != Some(&name) {
+                continue;
+            }
+            if self.config.endpoint.reached_by(&crd.data["spec"]["conversion"]["webhook"]["clientConfig"]) {
+                reset_conversion(&crds, &crd.name_any()).await?;
+                released = true;
+            } else {
+                wired_elsewhere = true;
+            }
+        }
+        Ok(released || !wired_elsewhere)
     }
 
     /// Sets the `Ready` condition, if it changes.
