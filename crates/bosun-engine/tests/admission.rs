@@ -2,14 +2,14 @@
 //! an object with its message, its mutate hook's defaults are stored, a hook that times out
 //! gets the failure policy (Fail refuses, Ignore admits), and deleting the declaration — or
 //! relabelling it away from every install — removes the webhook configurations: nothing is
-//! left that could refuse requests.
+//! left that could refuse requests. A rolling restart of the replicas loses no request.
 
 mod support;
 
 use std::time::Duration;
 
 use bosun_engine::ApplyStrategy;
-use bosun_engine::admission::{Admission, AdmissionConfig};
+use bosun_engine::admission::{Admission, AdmissionConfig, Endpoint};
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, ResourceExt};
@@ -36,17 +36,29 @@ fn hooks(hook: &str, request: &Value) -> Reply {
 /// Starts admission for this test (serving on a free port of 127.0.0.1, its CA in the test's
 /// namespace) and returns its tasks.
 async fn start_admission(fixture: &Fixture) -> Vec<tokio::task::JoinHandle<()>> {
-    start_install(fixture, &fixture.id).await.1
+    start_install(fixture, install_config(fixture, &fixture.id, "bosun-admission-ca")).1
 }
 
-/// Starts the admission of a bosun install that selects AdmissionControllers labelled
-/// `install` (its CA Secret named after it); returns its endpoint's URL and its tasks.
-async fn start_install(fixture: &Fixture, install: &str) -> (String, Vec<tokio::task::JoinHandle<()>>) {
-    let mut config = AdmissionConfig::loopback((fixture.namespace.clone(), format!("bosun-admission-ca-{install}"))).unwrap();
-    let bosun_engine::admission::Endpoint::Url(url) = config.endpoint.clone() else { unreachable!("loopback is a URL") };
+/// The admission settings of a bosun install serving on a free port of 127.0.0.1 that selects
+/// the AdmissionControllers labelled `install`, its CA in the Secret `ca` of the test's
+/// namespace.
+fn install_config(fixture: &Fixture, install: &str, ca: &str) -> AdmissionConfig {
+    let mut config = AdmissionConfig::loopback((fixture.namespace.clone(), ca.to_owned())).unwrap();
     // Each test's bosun serves and wires its own declarations only.
     config.target_label_selector = Some(serde_json::from_value(json!({ "matchLabels": { support::TEST_LABEL: install } })).unwrap());
     config.rotation_overlap = Duration::from_secs(2);
+    config
+}
+
+/// The URL an install is reached at.
+fn url(config: &AdmissionConfig) -> String {
+    let Endpoint::Url(url) = &config.endpoint else { unreachable!("loopback is reached by URL") };
+    url.clone()
+}
+
+/// Starts an install's admission, serving and wiring; its URL and tasks.
+fn start_install(fixture: &Fixture, config: AdmissionConfig) -> (String, Vec<tokio::task::JoinHandle<()>>) {
+    let url = url(&config);
     let admission = Admission::new(&bosun_runtime::Context::standalone(fixture.client.clone()), config);
     (url, vec![tokio::spawn(admission.clone().serve(std::future::pending())), tokio::spawn(admission.wire(std::future::pending()))])
 }
@@ -135,9 +147,9 @@ async fn validate_refuses_mutate_defaults_and_deleting_unwires() {
 #[tokio::test]
 async fn a_relabelled_declaration_is_handed_over_or_released() {
     let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
-    let (first, _first) = start_install(&fixture, &fixture.id).await;
+    let (first, _first) = start_install(&fixture, install_config(&fixture, &fixture.id, "first-ca"));
     let other = format!("{}-other", fixture.id);
-    let (second, _second) = start_install(&fixture, &other).await;
+    let (second, _second) = start_install(&fixture, install_config(&fixture, &other, "second-ca"));
     let server = HookServer::start(hooks).await;
     let name = format!("moved-{}", fixture.id);
     admission_controller(&fixture, &name, json!({ "hooks": { "validate": server.hook("validate", json!({})) } })).await;
@@ -335,4 +347,77 @@ async fn the_ca_rotates_during_a_stream_of_creates_and_no_request_fails() {
     assert!(created > 50, "only {created} creates");
     let refused = create(&fixture, "big-", json!({ "replicas": 11 })).await.unwrap_err();
     assert!(refused.to_string().contains("replicas must be at most 10"), "still asked after the rotation: {refused}");
+}
+
+/// A rolling restart behind a Service (a proxy on loopback routing new connections, as
+/// kube-proxy does): while creates stream through the API server, a new replica starts and
+/// becomes ready, the Service sends new connections to it and the old replica is told to
+/// stop at the same moment; the old one keeps serving, unready, for its drain delay, then
+/// finishes what is in flight. No create fails.
+#[tokio::test]
+async fn a_rolling_restart_loses_no_request() {
+    let fixture = Fixture::new(ApplyStrategy::DynamicApply).await;
+    let replica = || install_config(&fixture, &fixture.id, "bosun-admission-ca");
+    let (mut old, mut new) = (replica(), replica());
+    let address = |config: &AdmissionConfig| url(config).trim_start_matches("https://").parse().unwrap();
+    let service = bosun_testenv::FreezableProxy::start(address(&old)).await.unwrap();
+    let new_address = address(&new);
+    for config in [&mut old, &mut new] {
+        config.endpoint = Endpoint::Url(service.url());
+        config.drain_delay = Duration::from_secs(2);
+    }
+    let (old_context, new_context) =
+        (bosun_runtime::Context::standalone(fixture.client.clone()), bosun_runtime::Context::standalone(fixture.client.clone()));
+    let old = Admission::new(&old_context, old);
+    // The old replica in a runtime of its own, dropped once it has stopped serving: its
+    // process exiting, with whatever it still had open.
+    let (stop_old, old_stopped) = tokio::sync::oneshot::channel::<()>();
+    let old_serving = {
+        let old = old.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(old.serve(async {
+                let _ = old_stopped.await;
+            }));
+        })
+    };
+    // The leader, which stays, keeps the configuration.
+    let _wiring = tokio::spawn(old.wire(std::future::pending()));
+    let server = HookServer::start(hooks).await;
+    let name = format!("restarted-{}", fixture.id);
+    admission_controller(&fixture, &name, json!({ "hooks": { "validate": server.hook("validate", json!({})) } })).await;
+    eventually("the old replica refuses", async || create(&fixture, "big-", json!({ "replicas": 11 })).await.err()).await;
+
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let stream = {
+        let (api, things) = (fixture.parents(), fixture.things.clone());
+        tokio::spawn(async move {
+            let (mut created, mut failed) = (0, Vec::new());
+            while !*stopped.borrow_and_update() {
+                let object = DynamicObject::new(&format!("t-{created}"), &things).data(json!({ "spec": { "replicas": 1 } }));
+                if let Err(error) = api.create(&PostParams::default(), &object).await {
+                    failed.push(error.to_string());
+                }
+                created += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (created, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let new_serving = tokio::spawn(Admission::new(&new_context, new).serve(std::future::pending()));
+    eventually("the new replica ready", async || new_context.health.readiness().ok()).await;
+    service.retarget(new_address);
+    stop_old.send(()).unwrap();
+    eventually("the old replica unready at once", async || old_context.health.readiness().err()).await;
+    eventually("the old replica drained and exited", async || old_serving.is_finished().then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send(true).unwrap();
+    let (created, failed) = stream.await.unwrap();
+    println!("{created} creates during the restart, {} failed", failed.len());
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(created > 50, "only {created} creates");
+    let refused = create(&fixture, "big-", json!({ "replicas": 11 })).await.unwrap_err();
+    assert!(refused.to_string().contains("replicas must be at most 10"), "the new replica answers: {refused}");
+    assert!(!new_serving.is_finished());
 }

@@ -445,7 +445,7 @@ async fn serve(
     tracing::info!(%bound, %scheme, "serving {what}");
     servers.push(tokio::spawn(async move {
         match tls {
-            Some(tls) => crate::secure_serving::serve_tls(listener, router, tls).await,
+            Some(tls) => crate::secure_serving::serve_tls(listener, router, tls, std::future::pending()).await,
             None => {
                 if let Err(error) = axum::serve(listener, router).await {
                     tracing::error!(%error, "serving {what} failed");

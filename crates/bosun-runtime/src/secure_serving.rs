@@ -264,11 +264,25 @@ impl ResolvesServerCert for WatchedCertificate {
     }
 }
 
-/// Serves `router` over TLS on `listener` until the task is aborted.
-pub async fn serve_tls(listener: tokio::net::TcpListener, router: axum::Router, tls: Arc<rustls::ServerConfig>) {
+/// Serves `router` over TLS on `listener` until `shutdown` completes, then stops accepting,
+/// lets the requests in flight finish (their responses close their connections; idle
+/// connections are closed) and returns once every connection has ended.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accepting a connection failed");
@@ -276,8 +290,8 @@ pub async fn serve_tls(listener: tokio::net::TcpListener, router: axum::Router, 
                 continue;
             }
         };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
-        tokio::spawn(async move {
+        let (acceptor, router, mut stopping) = (acceptor.clone(), router.clone(), stopping.clone());
+        connections.spawn(async move {
             let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -285,9 +299,25 @@ pub async fn serve_tls(listener: tokio::net::TcpListener, router: axum::Router, 
             };
             let service = hyper_util::service::TowerToHyperService::new(router);
             let connection = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
+        // Ended connections are reaped as they go, so the set holds the open ones.
+        while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    stop.send_replace(true);
+    while connections.join_next().await.is_some() {}
 }

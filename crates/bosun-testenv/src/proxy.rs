@@ -3,6 +3,8 @@
 //! a process sees when the network to the API server hangs (a partition, a stuck load
 //! balancer), as opposed to a refused connection. Point a client at [`FreezableProxy::url`]
 //! instead of the API server; TLS still verifies, since the proxy listens on 127.0.0.1 too.
+//! It can also be retargeted, as a Service is when its endpoints change: new connections go to
+//! the new upstream, open ones stay with the old.
 
 use std::net::SocketAddr;
 
@@ -14,6 +16,8 @@ use tokio::sync::watch;
 pub struct FreezableProxy {
     address: SocketAddr,
     frozen: watch::Sender<bool>,
+    /// Where new connections go.
+    upstream: watch::Sender<SocketAddr>,
     /// Bumped to close every open connection.
     epoch: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -26,12 +30,13 @@ impl FreezableProxy {
         let address = listener.local_addr()?;
         let (frozen, thawed) = watch::channel(false);
         let (epoch, resets) = watch::channel(0);
+        let (upstream, target) = watch::channel(upstream);
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
                 let mut reset = resets.clone();
                 reset.mark_unchanged();
-                let forward = forward(client, upstream, thawed.clone());
+                let forward = forward(client, *target.borrow(), thawed.clone());
                 connections.spawn(async move {
                     tokio::select! {
                         () = forward => {}
@@ -40,7 +45,7 @@ impl FreezableProxy {
                 });
             }
         });
-        Ok(FreezableProxy { address, frozen, epoch, task })
+        Ok(FreezableProxy { address, frozen, upstream, epoch, task })
     }
 
     /// Where the proxy listens.
@@ -61,6 +66,11 @@ impl FreezableProxy {
     /// Lets bytes pass again, including those held while frozen.
     pub fn thaw(&self) {
         self.frozen.send_replace(false);
+    }
+
+    /// Sends new connections to `upstream`; open ones stay where they are.
+    pub fn retarget(&self, upstream: SocketAddr) {
+        self.upstream.send_replace(upstream);
     }
 
     /// Closes every open connection (what is held while frozen is lost); new ones are

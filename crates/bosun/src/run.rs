@@ -363,6 +363,11 @@ pub struct AdmissionArgs {
     /// replica), as `<namespace>/<name>`. Default: bosun-admission-ca in bosun's namespace.
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = crate::rbac::service_account)]
     admission_ca_secret: Option<(String, String)>,
+    /// How long a replica that is shutting down keeps serving admission, unready, before it
+    /// stops taking connections: the time for the Service's endpoints to drop it, so that a
+    /// rolling restart loses no request. Keep it below --graceful-shutdown-timeout.
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    admission_drain_delay: Duration,
 }
 
 fn admission_service(text: &str) -> Result<(String, String, i32), String> {
@@ -397,6 +402,7 @@ impl AdmissionArgs {
             max_hook_response_bytes: engine.max_hook_response_bytes,
             target_label_selector: engine.config().target_label_selector,
             rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
+            drain_delay: self.admission_drain_delay,
         }))
     }
 }

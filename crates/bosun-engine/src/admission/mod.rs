@@ -128,6 +128,10 @@ pub struct AdmissionConfig {
     /// How long each step of a CA rotation waits for the one before to take effect everywhere
     /// (the API server's view of the `caBundle`, every replica's certificate).
     pub rotation_overlap: Duration,
+    /// How long a replica that is shutting down keeps serving, unready, before it stops
+    /// taking connections: the time for the Service's endpoints (and every node's routing) to
+    /// drop it, so that a rolling restart loses no request.
+    pub drain_delay: Duration,
 }
 
 impl AdmissionConfig {
@@ -144,6 +148,8 @@ impl AdmissionConfig {
             max_hook_response_bytes: crate::DEFAULT_MAX_RESPONSE_BYTES,
             target_label_selector: None,
             rotation_overlap: ROTATION_OVERLAP,
+            // The API server calls the address itself: no routing to wait for.
+            drain_delay: Duration::ZERO,
         })
     }
 }
@@ -201,65 +207,92 @@ impl Admission {
     }
 
     /// Serves the admission endpoint on this replica until `shutdown`; ready (for `/readyz`,
-    /// which gates the Service's endpoints) once it listens with its certificate.
+    /// which gates the Service's endpoints) once it listens with its certificate. At
+    /// `shutdown` it turns unready, keeps serving for the drain delay, then stops taking
+    /// connections and returns once the requests in flight are answered.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let health = self.context.health.clone();
         health.add_replica_check(READY_CHECK, || false);
-        let serving = async {
-            let authority = self.authority().await;
-            let names = self.config.endpoint.serving_names();
-            let certificate = match authority.issue(&names) {
-                Ok(certificate) => certificate,
-                Err(error) => return tracing::error!(%error, "cannot issue the admission serving certificate"),
-            };
-            let serving_key = ca::ServingKey::new(certificate);
-            // A new signing CA (a rotation's second step) brings a new certificate.
-            let (namespace, name) = self.config.ca_secret.clone();
-            let reissue = {
-                let (serving_key, names, mut signing) = (serving_key.clone(), names.clone(), authority.certificate_pem.clone());
-                ca::follow(self.context.client.clone(), namespace, name, move |authority, _| {
-                    if authority.certificate_pem == signing {
-                        return;
-                    }
-                    match authority.issue(&names) {
-                        Ok(certificate) => {
-                            serving_key.replace(certificate);
-                            signing = authority.certificate_pem;
-                            tracing::info!("serving a certificate from the rotated admission CA");
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "cannot issue a certificate from the rotated admission CA; serving the old one")
-                        }
-                    }
-                })
-            };
-            let _reissue = AbortOnDrop(tokio::spawn(reissue));
-            let tls = match bosun_runtime::secure_serving::tls_config(&ServingCertificate::Resolved(serving_key)) {
-                Ok(tls) => tls,
-                Err(error) => return tracing::error!(%error, "cannot serve admission"),
-            };
-            let listener = match self.config.listen.bind().await {
-                Ok(listener) => listener,
-                Err(error) => return tracing::error!(listen = ?self.config.listen, %error, "cannot listen for admission reviews"),
-            };
-            let controllers = self.context.caches.cluster_wide().cache(&Self::resource());
-            controllers.wait_synced().await;
-            let hooks = Arc::new(crate::hooks::HookClient::new(
-                self.context.client.clone(),
-                self.context.metrics.clone(),
-                self.config.max_hook_response_bytes,
-            ));
-            let router = server::Routes::new(controllers, hooks, &self.config).router();
-            tracing::info!(address = ?listener.local_addr().ok(), ?names, "serving admission");
+        let mut shutdown = std::pin::pin!(shutdown);
+        let prepared = tokio::select! {
+            prepared = self.prepare() => prepared,
+            () = &mut shutdown => None,
+        };
+        if let Some((listener, router, tls, _reissue)) = prepared {
             health.remove_readiness_check(READY_CHECK);
             health.add_replica_check(READY_CHECK, || true);
-            bosun_runtime::secure_serving::serve_tls(listener, router, tls).await
-        };
-        tokio::select! {
-            () = serving => {}
-            () = shutdown => {}
+            let draining = async {
+                shutdown.await;
+                health.remove_readiness_check(READY_CHECK);
+                health.add_replica_check(READY_CHECK, || false);
+                let delay = self.config.drain_delay;
+                tracing::info!(?delay, "admission draining: serving, unready, until the Service's endpoints drop this replica");
+                tokio::time::sleep(delay).await;
+            };
+            bosun_runtime::secure_serving::serve_tls(listener, router, tls, draining).await;
         }
         health.remove_readiness_check(READY_CHECK);
+    }
+
+    /// What serving needs: the listener, the routes, TLS with a certificate from the CA, and
+    /// the task that reissues it when the CA rotates (stopped when dropped); `None` (logged)
+    /// when it cannot serve.
+    async fn prepare(&self) -> Option<(tokio::net::TcpListener, axum::Router, Arc<rustls::ServerConfig>, AbortOnDrop)> {
+        let authority = self.authority().await;
+        let names = self.config.endpoint.serving_names();
+        let certificate = match authority.issue(&names) {
+            Ok(certificate) => certificate,
+            Err(error) => {
+                tracing::error!(%error, "cannot issue the admission serving certificate");
+                return None;
+            }
+        };
+        let serving_key = ca::ServingKey::new(certificate);
+        // A new signing CA (a rotation's second step) brings a new certificate.
+        let (namespace, name) = self.config.ca_secret.clone();
+        let reissue = {
+            let (serving_key, names, mut signing) = (serving_key.clone(), names.clone(), authority.certificate_pem.clone());
+            ca::follow(self.context.client.clone(), namespace, name, move |authority, _| {
+                if authority.certificate_pem == signing {
+                    return;
+                }
+                match authority.issue(&names) {
+                    Ok(certificate) => {
+                        serving_key.replace(certificate);
+                        signing = authority.certificate_pem;
+                        tracing::info!("serving a certificate from the rotated admission CA");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot issue a certificate from the rotated admission CA; serving the old one")
+                    }
+                }
+            })
+        };
+        let reissue = AbortOnDrop(tokio::spawn(reissue));
+        let tls = match bosun_runtime::secure_serving::tls_config(&ServingCertificate::Resolved(serving_key)) {
+            Ok(tls) => tls,
+            Err(error) => {
+                tracing::error!(%error, "cannot serve admission");
+                return None;
+            }
+        };
+        let listener = match self.config.listen.bind().await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(listen = ?self.config.listen, %error, "cannot listen for admission reviews");
+                return None;
+            }
+        };
+        let controllers = self.context.caches.cluster_wide().cache(&Self::resource());
+        controllers.wait_synced().await;
+        let hooks = Arc::new(crate::hooks::HookClient::new(
+            self.context.client.clone(),
+            self.context.metrics.clone(),
+            self.config.max_hook_response_bytes,
+        ));
+        let router = server::Routes::new(controllers, hooks, &self.config).router();
+        tracing::info!(address = ?listener.local_addr().ok(), ?names, "serving admission");
+        Some((listener, router, tls, reissue))
     }
 
     /// Keeps every AdmissionController wired into the API server until `shutdown` (the
