@@ -39,6 +39,10 @@ pub struct EngineConfig {
     /// Whether hooks may be sent credentials (URL user information, bearer tokens, basic
     /// auth) over plain `http://`.
     pub allow_insecure_hook_credentials: bool,
+    /// Whether hooks may be programs that bosun runs (`exec`), with its own identity.
+    pub exec_hooks: bool,
+    /// The most exec hooks' programs running at once.
+    pub max_exec_processes: usize,
     /// Whether every controller must name the ServiceAccount it acts as
     /// ([`crate::SERVICE_ACCOUNT_ANNOTATION`]); one that does not is not run.
     pub require_service_account: bool,
@@ -59,6 +63,8 @@ impl Default for EngineConfig {
             events_burst: 25,
             max_hook_response_bytes: crate::hooks::DEFAULT_MAX_RESPONSE_BYTES,
             allow_insecure_hook_credentials: false,
+            exec_hooks: false,
+            max_exec_processes: crate::hooks::DEFAULT_MAX_EXEC_PROCESSES,
             require_service_account: false,
             cache_sync_timeout: bosun_runtime::controller::DEFAULT_SYNC_TIMEOUT,
         }
@@ -106,7 +112,8 @@ impl EngineContext {
             shard,
             caches,
             discovery: Discovery::new(client.clone(), config.discovery_interval),
-            hooks: HookClient::new(client.clone(), metrics.clone(), config.max_hook_response_bytes),
+            hooks: HookClient::new(client.clone(), metrics.clone(), config.max_hook_response_bytes)
+                .with_process_limit(config.max_exec_processes),
             metrics,
             health,
             applier,

@@ -332,8 +332,8 @@ pub(crate) struct Hooks {
 impl Hooks {
     /// The endpoints of `kind` `name`'s `[sync, finalize, customize]` hooks: refused if there
     /// are none, if neither a sync nor a finalize hook is declared, or if one is invalid or
-    /// would send credentials over plain HTTP without the engine's consent. A hook without a
-    /// `webhook` counts as none, as in Metacontroller.
+    /// would send credentials over plain HTTP or run a program without the engine's consent. A
+    /// hook without a `webhook` (or `exec`) counts as none, as in Metacontroller.
     pub(crate) fn of(
         ctx: &EngineContext,
         kind: &'static str,
@@ -343,9 +343,10 @@ impl Hooks {
     ) -> Result<Hooks, CreateError> {
         let [sync, finalize, customize] = hooks.ok_or_else(|| CreateError::Invalid("no hooks defined".into()))?;
         let endpoint = |hook_kind, hook: &Option<Hook>| -> Result<Option<HookEndpoint>, CreateError> {
-            let Some(hook) = hook.as_ref().filter(|hook| hook.webhook.is_some()) else { return Ok(None) };
+            let Some(hook) = hook.as_ref().filter(|hook| hook.is_declared()) else { return Ok(None) };
             let endpoint = HookEndpoint::new(hook_kind, hook, (kind, name), configs.unwrap_or_default())?;
             endpoint.check_credentials_transport(ctx.config.allow_insecure_hook_credentials)?;
+            endpoint.check_exec(ctx.config.exec_hooks)?;
             Ok(Some(endpoint))
         };
         let hooks = Hooks {

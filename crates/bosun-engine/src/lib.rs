@@ -49,7 +49,7 @@ mod sync_error;
 
 pub use bosun_runtime::selector;
 pub use children::anywhere::CHILDREN_ANYWHERE_ANNOTATION;
-pub use hooks::{DEFAULT_MAX_RESPONSE_BYTES, DurationError, parse_duration};
+pub use hooks::{DEFAULT_MAX_EXEC_PROCESSES, DEFAULT_MAX_RESPONSE_BYTES, DurationError, parse_duration};
 pub use identity::SERVICE_ACCOUNT_ANNOTATION;
 
 use std::sync::Arc;

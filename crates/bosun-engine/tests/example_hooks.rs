@@ -79,11 +79,14 @@ async fn host_controller_with(
     edit(&mut controller);
     controller.metadata.name = Some(format!("{}-{shard}", controller.metadata.name.unwrap()));
     controller.metadata.labels = Some([("shard".to_owned(), shard.clone())].into());
-    controller.data["spec"]["hooks"]["sync"]["webhook"]["url"] = json!(format!("http://127.0.0.1:{port}/sync"));
+    if let Some(url) = controller.data.pointer_mut("/spec/hooks/sync/webhook/url") {
+        *url = json!(format!("http://127.0.0.1:{port}/sync"));
+    }
     Api::<DynamicObject>::all_with(client.clone(), &resource).create(&PostParams::default(), &controller).await.unwrap();
     let config = EngineConfig {
         target_label_selector: Some(bosun_engine::selector::parse(&format!("shard={shard}")).unwrap()),
         apply_strategy,
+        exec_hooks: true,
         ..EngineConfig::default()
     };
     (tokio::spawn(Engine::new(&bosun_runtime::Context::standalone(client.clone()), config).run(std::future::pending())), shard)
@@ -99,17 +102,33 @@ fn manifest_of<T: serde::de::DeserializeOwned>(example: &str, file: &str) -> T {
 
 #[tokio::test]
 async fn the_greeting_example_runs_with_its_python_hook() {
+    let (_hook, port) = Hook::start(EXAMPLE);
+    greeting_runs("controller.yaml", port, |_| {}).await;
+}
+
+/// The same Greeting with its hook in bash and jq, a program the engine runs (an exec hook),
+/// its path made absolute as the repository's root would make it.
+#[tokio::test]
+async fn the_greeting_example_runs_with_its_bash_exec_hook() {
+    greeting_runs("exec-controller.yaml", 0, |controller| {
+        let script = controller.data.pointer_mut("/spec/hooks/sync/exec/command/1").unwrap();
+        *script = json!(format!("{EXAMPLE}/../../{}", script.as_str().unwrap()));
+    })
+    .await;
+}
+
+/// Hosts the Greeting example's controller from `file` (its webhook on `port`, if it has one;
+/// `edit`ed first) and checks that a Greeting gets its ConfigMap, follows a change of its
+/// message, and reports its status.
+async fn greeting_runs(file: &str, port: u16, edit: impl FnOnce(&mut DynamicObject)) {
     let env = TestEnv::shared_with_nodes();
     let client = env.client();
     bosun_engine::install_crds(&client).await.unwrap();
     let namespace = env.namespace("greeting").await;
-
-    let (_hook, port) = Hook::start(EXAMPLE);
-
     env.install_crd(&manifest::<CustomResourceDefinition>("crd.yaml")).await;
 
     let composite = ApiResource::erase::<bosun_engine::api::CompositeController>(&());
-    let (engine, _) = host_controller(&client, EXAMPLE, "controller.yaml", composite, port).await;
+    let (engine, _) = host_controller_with(&client, EXAMPLE, file, composite, port, ApplyStrategy::DynamicApply, edit).await;
 
     let greetings_resource = ApiResource {
         group: "examples.bosun.dev".into(),

@@ -3,7 +3,7 @@
 //! builds in a fresh namespace; a loopback hook answers with the vector's response; a dry run
 //! of the engine's sync must then send exactly the vector's request and do what its
 //! `expect.json` says (or refuse with its message). The SDKs' tests read the same files, so
-//! the protocol has one definition.
+//! the protocol has one definition. Exec hooks are held to the same vectors.
 //!
 //! `BOSUN_BLESS_VECTORS=1` writes what the engine sent and did into the vectors instead of
 //! comparing: for a new vector (whose request.json need only hold the world), or after a
@@ -110,9 +110,18 @@ async fn serve(response: Value, customize: Option<Value>) -> String {
     address
 }
 
+/// How the vector's hook is reached.
+#[derive(Clone, Copy, PartialEq)]
+enum Hook {
+    /// A loopback HTTP server.
+    Webhook,
+    /// A program the engine runs (an exec hook) that prints the response.
+    Exec,
+}
+
 /// Builds the world of the vector in `dir`, runs the engine's sync as a dry run against the
 /// vector's response, and compares (or, blessing, records) what the engine sent and did.
-async fn check(env: &TestEnv, dir: &Path, bless: bool) -> Result<(), String> {
+async fn check(env: &TestEnv, dir: &Path, bless: bool, hook: Hook) -> Result<(), String> {
     let client = env.client();
     let namespace = env.namespace("vectors").await;
     let request = read(dir, "request.json").expect("a vector has request.json");
@@ -123,6 +132,18 @@ async fn check(env: &TestEnv, dir: &Path, bless: bool) -> Result<(), String> {
     let address = serve(response, customize.clone()).await;
     if customize.is_some() {
         controller["spec"]["hooks"]["customize"]["webhook"]["url"] = json!(format!("http://{address}/customize"));
+    }
+    if hook == Hook::Exec {
+        let exec = json!({
+            "command": ["sh", "-c", "cat >/dev/null; cat \"$RESPONSE\""],
+            "env": [{ "name": "RESPONSE", "value": dir.join("response.json").to_str().unwrap() }],
+        });
+        for name in ["sync", "finalize"] {
+            if let Some(declared) = controller["spec"]["hooks"].get_mut(name).and_then(Value::as_object_mut) {
+                declared.remove("webhook");
+                declared.insert("exec".into(), exec.clone());
+            }
+        }
     }
 
     // The parent (or target); being deleted when the vector is a finalize call.
@@ -176,20 +197,35 @@ async fn check(env: &TestEnv, dir: &Path, bless: bool) -> Result<(), String> {
 
     let result = dry_run(
         env.control_plane().config(),
-        bosun_engine::EngineConfig::default(),
+        bosun_engine::EngineConfig { exec_hooks: true, ..Default::default() },
         DryRunRequest {
             controller: serde_json::from_value(controller).unwrap(),
             object: parent,
-            url: Some(format!("http://{address}/hook")),
+            url: (hook == Hook::Webhook).then(|| format!("http://{address}/hook")),
             send_credentials: false,
         },
     )
     .await
     .map_err(|error| format!("the dry run could not be made: {error}"))?;
     let normalize = |value: &Value| normalized(value, &namespace, &uids, &address);
+    // With an exec hook, the controller in each request declares the program; the rest is as
+    // the vector's.
+    let normalize = |value: &Value| {
+        let mut value = normalize(value);
+        for name in ["sync", "finalize"] {
+            if let Some(declared) = value.pointer_mut(&format!("/controller/spec/hooks/{name}")) {
+                *declared = request["controller"]["spec"]["hooks"][name].clone();
+            }
+        }
+        value
+    };
     let sent = result.main_exchange().map(|exchange| normalize(&exchange.request)).unwrap_or_default();
     let customize_sent = result.exchanges.iter().find(|exchange| exchange.hook == "customize").map(|exchange| normalize(&exchange.request));
-    let did = normalize(&result.expectation());
+    // Messages name the program where they would name the webhook.
+    let program = result.main_exchange().map(|exchange| exchange.url.clone()).filter(|_| hook == Hook::Exec);
+    let expectation = result.expectation().to_string();
+    let expectation = program.map_or(expectation.clone(), |program| expectation.replace(&program, &format!("http://{address}/hook")));
+    let did = normalize(&serde_json::from_str(&expectation).unwrap());
     if bless {
         write(dir, "request.json", &sent);
         write(dir, "expect.json", &did);
@@ -228,7 +264,26 @@ async fn the_engine_speaks_the_protocol_of_every_vector() {
     assert!(dirs.len() >= 10, "the vectors are in {VECTORS}");
     let mut failures = Vec::new();
     for dir in &dirs {
-        if let Err(problem) = check(env, dir, bless).await {
+        if let Err(problem) = check(env, dir, bless, Hook::Webhook).await {
+            failures.push(format!("{}: {problem}", dir.file_name().unwrap().to_string_lossy()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The same vectors, each hook a program that the engine runs (an exec hook): the same
+/// request on its input, the same outcome of its output.
+#[tokio::test]
+async fn an_exec_hook_speaks_the_same_protocol() {
+    let env = TestEnv::shared();
+    bosun_engine::install_crds(&env.client()).await.unwrap();
+    install_thing_crd(env).await;
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(VECTORS).unwrap().map(|entry| entry.unwrap().path()).filter(|path| path.is_dir()).collect();
+    dirs.sort();
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        if let Err(problem) = check(env, dir, false, Hook::Exec).await {
             failures.push(format!("{}: {problem}", dir.file_name().unwrap().to_string_lossy()));
         }
     }

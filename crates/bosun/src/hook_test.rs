@@ -110,6 +110,8 @@ pub fn run(command: HookCommand) -> anyhow::Result<()> {
         let engine = bosun_engine::EngineConfig {
             apply_strategy: args.apply_strategy.clone(),
             allow_insecure_hook_credentials: args.allow_insecure_hook_credentials,
+            // Run where the person testing is, as them: their programs may run.
+            exec_hooks: true,
             ..Default::default()
         };
         let request =
@@ -290,7 +292,11 @@ fn text(controller: &DynamicObject, result: &DryRun, bookkeeping: bool) -> Strin
         out.push_str("No hook was called: the controller does not select this object, or has no hook for its state.\n");
     }
     for exchange in &result.exchanges {
-        let answer = exchange.status.map_or_else(|| "no answer".to_owned(), |status| format!("HTTP {status}"));
+        let answer = match exchange.status {
+            None => "no answer".to_owned(),
+            Some(_) if exchange.url.starts_with("exec:") => "exited 0, answered".to_owned(),
+            Some(status) => format!("HTTP {status}"),
+        };
         out.push_str(&format!("{} hook {}: {answer} in {} ms\n", exchange.hook, exchange.url, exchange.duration.as_millis()));
         let sent = if exchange.credentials.is_empty() { "none".to_owned() } else { exchange.credentials.join(", ") };
         out.push_str(&format!("  credentials sent: {sent}\n"));

@@ -207,6 +207,16 @@ pub struct EngineArgs {
     /// CreateError event. See docs/engine.md, "Per-controller identity".
     #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
     require_service_account: bool,
+    /// Let hooks be programs that bosun runs (`exec` instead of `webhook`: the request on
+    /// standard input, the response on standard output), on its host or in its image. They
+    /// run with bosun's own identity and rights, so they are off unless enabled here; a
+    /// controller with one otherwise fails to start with a CreateError event.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", value_name = "BOOL", action = clap::ArgAction::Set)]
+    exec_hooks: bool,
+    /// The most exec hooks' programs running at once; further calls wait their turn within
+    /// their timeout.
+    #[arg(long, default_value_t = bosun_engine::DEFAULT_MAX_EXEC_PROCESSES as u16, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    max_exec_hook_processes: u16,
 }
 
 impl EngineArgs {
@@ -227,6 +237,8 @@ impl EngineArgs {
             events_burst: self.events_burst,
             max_hook_response_bytes: self.max_hook_response_bytes,
             allow_insecure_hook_credentials: self.allow_insecure_hook_credentials,
+            exec_hooks: self.exec_hooks,
+            max_exec_processes: self.max_exec_hook_processes.into(),
             require_service_account: self.require_service_account,
             cache_sync_timeout: self.cache_sync_timeout,
         }
@@ -399,6 +411,7 @@ impl AdmissionArgs {
             endpoint,
             ca_secret,
             allow_insecure_hook_credentials: engine.allow_insecure_hook_credentials,
+            exec_hooks: engine.exec_hooks,
             max_hook_response_bytes: engine.max_hook_response_bytes,
             target_label_selector: engine.config().target_label_selector,
             rotation_overlap: bosun_engine::admission::ROTATION_OVERLAP,
@@ -415,6 +428,7 @@ pub fn loopback_admission(engine: &EngineArgs) -> anyhow::Result<bosun_engine::a
     let mut config = bosun_engine::admission::AdmissionConfig::loopback(("default".into(), "bosun-admission-ca".into()))
         .context("binding the admission endpoint on 127.0.0.1")?;
     config.allow_insecure_hook_credentials = engine.allow_insecure_hook_credentials;
+    config.exec_hooks = engine.exec_hooks;
     config.max_hook_response_bytes = engine.max_hook_response_bytes;
     config.target_label_selector = engine.config().target_label_selector;
     Ok(config)

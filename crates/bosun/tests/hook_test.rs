@@ -151,6 +151,26 @@ async fn a_new_parent_shows_what_would_be_created_and_nothing_is_written() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The Greeting example with its hook as a bash script (an exec hook): `bosun hook test` runs
+/// the program, without `--exec-hooks` (it runs as the person testing), and shows the same.
+#[tokio::test]
+async fn an_exec_hook_is_run_and_shows_what_would_be_created() {
+    let env = bosun_testenv::TestEnv::shared();
+    bosun_engine::install_crds(&env.client()).await.unwrap();
+    install_greeting_crd(env).await;
+    let namespace = env.namespace("hook-exec").await;
+    let (code, out) = hook_test(env, &["examples/greeting/exec-controller.yaml", "examples/greeting/greeting.yaml", "-n", &namespace]);
+    assert_eq!(code, 0, "{out}");
+    for expected in [
+        "sync hook exec:///".to_owned(),
+        "bash: exited 0, answered in ".to_owned(),
+        format!("ConfigMap {namespace}/hello-greeting: would be created"),
+        "+  message: Hello from bosun".to_owned(),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} missing from:\n{out}");
+    }
+}
+
 /// A Greeting the engine has synced: the dry run of the controller in the cluster finds
 /// nothing to change; of a changed Greeting from a file, the ConfigMap update as a diff. The
 /// live objects stay as they were.

@@ -120,6 +120,8 @@ pub struct AdmissionConfig {
     pub ca_secret: (String, String),
     /// Whether hooks may be sent credentials over plain http.
     pub allow_insecure_hook_credentials: bool,
+    /// Whether hooks may be programs bosun runs (`exec`).
+    pub exec_hooks: bool,
     /// The largest hook answer read.
     pub max_hook_response_bytes: usize,
     /// Only AdmissionControllers whose labels match are served and wired (the engine's
@@ -145,6 +147,7 @@ impl AdmissionConfig {
             endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
             ca_secret,
             allow_insecure_hook_credentials: false,
+            exec_hooks: false,
             max_hook_response_bytes: crate::DEFAULT_MAX_RESPONSE_BYTES,
             target_label_selector: None,
             rotation_overlap: ROTATION_OVERLAP,

@@ -47,6 +47,7 @@ pub(crate) struct Routes {
     hooks: Arc<HookClient>,
     declared: Arc<Mutex<HashMap<String, Arc<Declared>>>>,
     allow_insecure_hook_credentials: bool,
+    exec_hooks: bool,
     target_label_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 
@@ -57,6 +58,7 @@ impl Routes {
             hooks,
             declared: Arc::default(),
             allow_insecure_hook_credentials: config.allow_insecure_hook_credentials,
+            exec_hooks: config.exec_hooks,
             target_label_selector: config.target_label_selector.clone(),
         }
     }
@@ -89,7 +91,7 @@ impl Routes {
         {
             return Ok(declared.clone());
         }
-        let declared = Arc::new(Declared::of(&object, self.allow_insecure_hook_credentials)?);
+        let declared = Arc::new(Declared::of(&object, self.allow_insecure_hook_credentials, self.exec_hooks)?);
         self.declared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.to_owned(), declared.clone());
         Ok(declared)
     }
@@ -97,14 +99,15 @@ impl Routes {
 
 impl Declared {
     /// The hooks `object`, an AdmissionController, declares.
-    fn of(object: &DynamicObject, allow_insecure_hook_credentials: bool) -> Result<Declared, String> {
+    fn of(object: &DynamicObject, allow_insecure_hook_credentials: bool, exec_hooks: bool) -> Result<Declared, String> {
         let controller: AdmissionController = object.clone().try_parse().map_err(|error| error.to_string())?;
         let (name, spec) = (controller.name_any(), &controller.spec);
         let configs = spec.endpoint_configs.as_deref().unwrap_or_default();
         let endpoint = |kind: HookKind, hook: &Option<Hook>| -> Result<Option<HookEndpoint>, String> {
-            let Some(hook) = hook.as_ref().filter(|hook| hook.webhook.is_some()) else { return Ok(None) };
+            let Some(hook) = hook.as_ref().filter(|hook| hook.is_declared()) else { return Ok(None) };
             let mut endpoint = HookEndpoint::new(kind, hook, ("AdmissionController", &name), configs).map_err(|error| error.to_string())?;
             endpoint.check_credentials_transport(allow_insecure_hook_credentials).map_err(|error| error.to_string())?;
+            endpoint.check_exec(exec_hooks).map_err(|error| error.to_string())?;
             // A new protocol: answers are decoded strictly.
             endpoint.mode = crate::api::ResponseUnmarshallMode::Strict;
             // The API server gives up after timeoutSeconds: answer before it does.
@@ -150,7 +153,8 @@ pub async fn trial(
     object: &DynamicObject,
     old: Option<&DynamicObject>,
 ) -> Result<Vec<Verdict>, String> {
-    let declared = Declared::of(controller, false)?;
+    // Run where the person testing is, as them: their programs may run.
+    let declared = Declared::of(controller, false, true)?;
     let hooks = HookClient::new(client, bosun_runtime::Metrics::new(), crate::DEFAULT_MAX_RESPONSE_BYTES);
     let name = controller.name_any();
     let mut current = serde_json::to_value(object).expect("objects serialize");

@@ -16,6 +16,50 @@ pub struct Hook {
     /// The HTTP endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// bosun's extension: a program run for each call instead of a webhook (only where bosun
+    /// runs with `--exec-hooks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecHook>,
+}
+
+impl Hook {
+    /// Whether the hook says what to call: a webhook or a program. One that does not counts
+    /// as none, as in Metacontroller.
+    pub fn is_declared(&self) -> bool {
+        self.webhook.is_some() || self.exec.is_some()
+    }
+}
+
+/// A hook that is a program (bosun's extension): run once per call with the request on its
+/// standard input, its standard output read as the response and its standard error logged,
+/// in a process group of its own that is killed at the timeout, with a clean environment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecHook {
+    /// The program and its arguments. The program is an absolute path on bosun's host or in
+    /// its image, or a name found on bosun's `PATH`.
+    pub command: Vec<String>,
+    /// The only environment variables the program gets, besides a default `PATH`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<ExecEnv>,
+    /// How long the program may run, as a duration (`10s`); default 10s. At the timeout its
+    /// whole process group is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "duration"))]
+    pub timeout: Option<String>,
+    /// `loose` (default for v1 hooks) or `strict` (default for v2 hooks).
+    #[serde(default, rename = "responseUnMarshallMode", skip_serializing_if = "Option::is_none")]
+    pub response_unmarshall_mode: Option<ResponseUnmarshallMode>,
+}
+
+/// An environment variable of an exec hook.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ExecEnv {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    #[serde(default)]
+    pub value: String,
 }
 
 /// The hook protocol version.

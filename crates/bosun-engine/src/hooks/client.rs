@@ -1,4 +1,4 @@
-//! Calling a hook over HTTP: POST the JSON request with a `Content-Length` (the
+//! Calling a hook: run its program (an exec hook, [`super::exec`]), or over HTTP: POST the JSON request with a `Content-Length` (the
 //! standard-library Python servers most hooks run on need it), accept only 200, honour 429 with
 //! `Retry-After`, and turn every other outcome into an error that says what happened. The
 //! connections are [`super::transport`]'s.
@@ -19,6 +19,7 @@ use super::metrics::{HookLabels, HookMetrics};
 use super::auth::{CredentialError, Credentials, Material, Security, TlsError};
 use super::endpoint::{HookEndpoint, HookKind};
 use super::etag::EtagCache;
+use super::exec::{Program, RunError};
 use super::transport::{Body, Transport};
 use super::{DecodeError, HookExchange, HookResponse, decode};
 
@@ -87,6 +88,18 @@ pub(crate) enum HookError {
         /// The limit it exceeded.
         limit: usize,
     },
+    /// An exec hook's program exited unsuccessfully.
+    #[error("{kind} hook {url} {status}; its standard error ends: {stderr:?}")]
+    Exited {
+        /// Which hook.
+        kind: HookKind,
+        /// Its program, as `exec://<path>`.
+        url: Url,
+        /// How it ended: `exited with status 3`.
+        status: String,
+        /// The end of its standard error.
+        stderr: String,
+    },
     /// The response body could not be decoded.
     #[error("{kind} hook {url}: {source}")]
     Decode {
@@ -113,7 +126,12 @@ pub(crate) struct HookClient {
     max_response_bytes: usize,
     /// The exchanges kept for a dry run, when it asked for them.
     recorded: Mutex<Option<Vec<HookExchange>>>,
+    /// Bounds the exec hooks' processes running at once.
+    processes: tokio::sync::Semaphore,
 }
+
+/// The default bound on exec hooks' processes running at once.
+pub const DEFAULT_MAX_EXEC_PROCESSES: usize = 16;
 
 /// Bound on clients kept for distinct TLS material (rotations leave old ones behind).
 const MAX_SECURED_CLIENTS: usize = 64;
@@ -134,7 +152,15 @@ impl HookClient {
             metrics: HookMetrics::new(metrics),
             max_response_bytes,
             recorded: Mutex::default(),
+            processes: tokio::sync::Semaphore::new(DEFAULT_MAX_EXEC_PROCESSES),
         }
+    }
+
+    /// At most `processes` exec hooks' programs run at once; calls beyond wait their turn
+    /// (within their timeout).
+    pub(crate) fn with_process_limit(mut self, processes: usize) -> Self {
+        self.processes = tokio::sync::Semaphore::new(processes.max(1));
+        self
     }
 
     /// The connections and `Authorization` header for `security`.
@@ -237,6 +263,9 @@ impl HookClient {
     /// POSTs `body` to the hook and reads its answer: the body to decode, and the ETag to keep
     /// with it once it decodes.
     async fn fetch(&self, endpoint: &HookEndpoint, body: Vec<u8>, object: &DynamicObject) -> Result<Fetched, HookError> {
+        if let Some(program) = &endpoint.program {
+            return self.run(endpoint, program, body, object).await;
+        }
         let kind = endpoint.kind;
         let url = endpoint.redacted_url.clone();
         let (http, authorization) = match &endpoint.security {
@@ -342,6 +371,46 @@ impl HookClient {
             _ => None,
         };
         Ok(Fetched { body: bytes, etag })
+    }
+}
+
+impl HookClient {
+    /// Runs an exec hook's program with `body` on its input; its output.
+    async fn run(&self, endpoint: &HookEndpoint, program: &Program, body: Vec<u8>, object: &DynamicObject) -> Result<Fetched, HookError> {
+        let (kind, url) = (endpoint.kind, endpoint.redacted_url.clone());
+        let transport = |message: String| HookError::Transport { kind, url: url.clone(), message };
+        let timed_out = || transport(format!("no response within the timeout of {:?}; its process group was killed", endpoint.timeout));
+        let deadline = tokio::time::Instant::now() + endpoint.timeout;
+        // Waiting for a turn counts against the timeout, as a slow server's queue would.
+        let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, self.processes.acquire()).await else { return Err(timed_out()) };
+        let request = self.metrics.started(
+            kind.name(),
+            HookLabels {
+                controller_name: endpoint.controller.1.clone(),
+                controller_type: endpoint.controller.0.to_owned(),
+                url: url.to_string(),
+                method: "EXEC".into(),
+            },
+        );
+        let object_key = || format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&body), "hook request");
+        }
+        let limit = self.max_response_bytes;
+        let output = super::exec::run(program, body, deadline, limit).await;
+        request.finish(output.as_ref().ok().map(|_| 200));
+        let output = match output {
+            Ok(output) => output,
+            Err(RunError::Start(error)) => return Err(transport(format!("cannot start its program: {error}"))),
+            Err(RunError::TimedOut) => return Err(timed_out()),
+            Err(RunError::Failed { status, stderr }) => return Err(HookError::Exited { kind, url, status, stderr }),
+            Err(RunError::TooLarge) => return Err(HookError::TooLarge { kind, url, limit }),
+            Err(RunError::Io(error)) => return Err(transport(format!("reading its output: {error}"))),
+        };
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&output), "hook response");
+        }
+        Ok(Fetched { body: output.into(), etag: None })
     }
 }
 

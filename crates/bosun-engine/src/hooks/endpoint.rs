@@ -9,6 +9,7 @@ use url::Url;
 
 use super::auth::{CredentialError, Security};
 use super::etag::EtagSettings;
+use super::exec::{Program, ProgramError};
 use super::{parse_duration, unmarshall_mode};
 use crate::api::{EndpointConfig, Hook, HookVersion, ResponseUnmarshallMode};
 
@@ -72,6 +73,8 @@ pub(crate) struct HookEndpoint {
     pub security: Option<Security>,
     /// ETag caching, if enabled.
     pub etag: Option<EtagSettings>,
+    /// For an exec hook, the program run instead of a POST (`url` is then `exec://<path>`).
+    pub program: Option<Program>,
 }
 
 impl std::fmt::Debug for HookEndpoint {
@@ -86,9 +89,32 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What is wrong with a hook's declaration in a controller's spec.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EndpointError {
-    /// The hook has no `webhook`.
+    /// The hook has no `webhook` (or `exec`).
     #[error("the {kind} hook has no webhook")]
     NoWebhook {
+        /// Which hook.
+        kind: HookKind,
+    },
+    /// The hook declares both a webhook and a program.
+    #[error("the {kind} hook has both webhook and exec: give one")]
+    WebhookAndExec {
+        /// Which hook.
+        kind: HookKind,
+    },
+    /// The program of an exec hook cannot be run.
+    #[error("the {kind} hook: {source}")]
+    Program {
+        /// Which hook.
+        kind: HookKind,
+        /// Why.
+        source: ProgramError,
+    },
+    /// Exec hooks are off.
+    #[error(
+        "the {kind} hook runs a program (exec), and exec hooks are off: they run with bosun's own identity, so an \
+         operator enables them by starting bosun with --exec-hooks"
+    )]
+    ExecDisabled {
         /// Which hook.
         kind: HookKind,
     },
@@ -152,7 +178,29 @@ impl HookEndpoint {
         controller: (&'static str, &str),
         configs: &[EndpointConfig],
     ) -> Result<HookEndpoint, EndpointError> {
-        let webhook = hook.webhook.as_ref().ok_or(EndpointError::NoWebhook { kind })?;
+        let (webhook, exec) = match (&hook.webhook, &hook.exec) {
+            (Some(_), Some(_)) => return Err(EndpointError::WebhookAndExec { kind }),
+            (None, None) => return Err(EndpointError::NoWebhook { kind }),
+            (webhook, exec) => (webhook.as_ref(), exec.as_ref()),
+        };
+        let version = hook.version.unwrap_or_default();
+        if let Some(exec) = exec {
+            let program = Program::resolve(exec).map_err(|source| EndpointError::Program { kind, source })?;
+            let url = program.url();
+            return Ok(HookEndpoint {
+                security: None,
+                etag: None,
+                kind,
+                redacted_url: url.clone(),
+                url,
+                timeout: timeout(kind, exec.timeout.as_deref())?,
+                version,
+                mode: unmarshall_mode(version, exec.response_unmarshall_mode),
+                controller: (controller.0, controller.1.to_owned()),
+                program: Some(program),
+            });
+        }
+        let webhook = webhook.expect("a webhook when there is no program");
         let url = match (&webhook.url, &webhook.service, &webhook.path) {
             (Some(url), _, _) => url.clone(),
             (None, Some(service), Some(path)) => format!(
@@ -169,17 +217,6 @@ impl HookEndpoint {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EndpointError::Scheme { kind, url: bosun_runtime::redact::url(&url) });
         }
-        // As in Metacontroller, a timeout of zero or less means the default.
-        let timeout = match &webhook.timeout {
-            None => DEFAULT_TIMEOUT,
-            Some(text) if text.strip_prefix('-').is_some_and(|magnitude| parse_duration(magnitude).is_ok()) => DEFAULT_TIMEOUT,
-            Some(text) => match parse_duration(text) {
-                Ok(timeout) if timeout.is_zero() => DEFAULT_TIMEOUT,
-                Ok(timeout) => timeout,
-                Err(source) => return Err(EndpointError::Timeout { kind, source }),
-            },
-        };
-        let version = hook.version.unwrap_or_default();
         let security = Security::resolve(webhook, &url, configs).map_err(|source| EndpointError::Security { kind, source })?;
         Ok(HookEndpoint {
             security,
@@ -187,11 +224,20 @@ impl HookEndpoint {
             kind,
             redacted_url: bosun_runtime::redact::url(&url),
             url,
-            timeout,
+            timeout: timeout(kind, webhook.timeout.as_deref())?,
             version,
             mode: unmarshall_mode(version, webhook.response_unmarshall_mode),
             controller: (controller.0, controller.1.to_owned()),
+            program: None,
         })
+    }
+
+    /// Refuses an exec hook unless `allowed` (the engine's `--exec-hooks`).
+    pub(crate) fn check_exec(&self, allowed: bool) -> Result<(), EndpointError> {
+        match self.program {
+            Some(_) if !allowed => Err(EndpointError::ExecDisabled { kind: self.kind }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether calls carry credentials: a `user:password@` in the URL, a bearer token or a
@@ -221,6 +267,19 @@ impl HookEndpoint {
     }
 }
 
+/// A hook's timeout as declared: as in Metacontroller, none, zero or less means the default.
+fn timeout(kind: HookKind, declared: Option<&str>) -> Result<Duration, EndpointError> {
+    match declared {
+        None => Ok(DEFAULT_TIMEOUT),
+        Some(text) if text.strip_prefix('-').is_some_and(|magnitude| parse_duration(magnitude).is_ok()) => Ok(DEFAULT_TIMEOUT),
+        Some(text) => match parse_duration(text) {
+            Ok(timeout) if timeout.is_zero() => Ok(DEFAULT_TIMEOUT),
+            Ok(timeout) => Ok(timeout),
+            Err(source) => Err(EndpointError::Timeout { kind, source }),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +288,7 @@ mod tests {
     const CONTROLLER: (&str, &str) = ("CompositeController", "things");
 
     fn hook(webhook: Webhook) -> Hook {
-        Hook { version: None, webhook: Some(webhook) }
+        Hook { version: None, webhook: Some(webhook), exec: None }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The hook protocol: how observed objects are laid out for a hook (object maps keyed by
 //! `Kind.apiVersion`, then by a name whose form depends on the hook version), and how a hook's
-//! JSON response is decoded (`loose` or `strict`). Calling hooks over HTTP is [`HookClient`]'s
-//! job, over the connections of `transport`, with TLS and authentication from [`auth`], opt-in
-//! response caching from [`etag`], and bodies logged at trace level with Secret data redacted
-//! ([`redact`]).
+//! JSON response is decoded (`loose` or `strict`). Calling hooks is [`HookClient`]'s job:
+//! programs run by `exec`, webhooks over the connections of `transport`, with TLS and
+//! authentication from [`auth`], opt-in response caching from [`etag`], and bodies logged at
+//! trace level with Secret data redacted ([`redact`]).
 
 pub(crate) mod auth;
 mod client;
@@ -11,6 +11,7 @@ mod duration;
 mod endpoint;
 pub(crate) mod etag;
 mod exchange;
+mod exec;
 mod metrics;
 pub(crate) mod redact;
 mod transport;
@@ -26,7 +27,7 @@ use crate::api::{HookVersion, ResponseUnmarshallMode};
 use crate::invalid_response::InvalidResponse;
 use crate::limits::{MAX_HOOK_EVENTS, MAX_STATUS_BYTES};
 
-pub use client::DEFAULT_MAX_RESPONSE_BYTES;
+pub use client::{DEFAULT_MAX_EXEC_PROCESSES, DEFAULT_MAX_RESPONSE_BYTES};
 pub(crate) use client::{HookClient, HookError};
 pub use duration::{DurationError, parse_duration};
 pub(crate) use endpoint::{EndpointError, HookEndpoint, HookKind};
