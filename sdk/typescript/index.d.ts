@@ -237,6 +237,8 @@ export declare class HookServer {
   mutate(handler: (request: AdmissionRequest) => Awaitable<AdmissionResponse>): this;
   convert(handler: (request: ConversionRequest) => Awaitable<ConversionResponse>): this;
   route<T>(path: string, handler: (request: T) => Awaitable<unknown>, parse?: (input: Uint8Array) => T): this;
+  /** Answers one call as an exec hook: stdin to the hook at `path` (default `/sync`) to stdout; resolves to the exit status (0, or 1 when it fails). */
+  runOnce(path?: string, streams?: { stdin?: AsyncIterable<Uint8Array | string>; stdout?: { write(chunk: string, done: () => void): unknown } }): Promise<number>;
   start(options?: { port?: number; address?: string }): Promise<RunningServer>;
   serve(options?: { port?: number; address?: string }): Promise<void>;
 }

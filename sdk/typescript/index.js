@@ -266,6 +266,30 @@ class HookServer {
     await running.stop();
   }
 
+  /**
+   * Answers one call as an exec hook: the request read from standard input, handled by the
+   * hook at `path`, the response written to standard output. Resolves to the exit status: 0,
+   * or 1 (with why on standard error) when the request is not one or the handler fails.
+   */
+  async runOnce(path = "/sync", { stdin = process.stdin, stdout = process.stdout } = {}) {
+    const route = this.routes.get(path);
+    if (!route) {
+      console.error(`no hook at ${path}; there are ${[...this.routes.keys()].sort().join(", ")}`);
+      return 1;
+    }
+    const chunks = [];
+    for await (const chunk of stdin) chunks.push(Buffer.from(chunk));
+    let answer;
+    try {
+      answer = await route(Buffer.concat(chunks));
+    } catch (error) {
+      console.error(`hook ${path} failed: ${error.name}: ${error.message}`);
+      return 1;
+    }
+    await new Promise((resolve) => stdout.write(JSON.stringify(answer), resolve));
+    return 0;
+  }
+
   handle(request, response) {
     const reply = (code, value) => {
       const data = Buffer.from(JSON.stringify(value));

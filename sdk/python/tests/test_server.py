@@ -101,3 +101,58 @@ class _Stopped:
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RunOnce(unittest.TestCase):
+    """`run_once`: the hook as an exec hook, one call on standard input and output."""
+
+    def hooks(self):
+        hooks = HookServer()
+
+        @hooks.sync
+        def sync(request):
+            if request.parent.get("spec", {}).get("fail"):
+                raise RuntimeError("the handler failed")
+            return CompositeResponse(status={"seen": request.name}, children=[])
+
+        return hooks
+
+    def test_one_call_from_stdin_to_stdout(self):
+        import io
+
+        request = next(vectors(VECTORS / "composite-create")).request
+        out = io.StringIO()
+        status = self.hooks().run_once("/sync", io.BytesIO(json.dumps(request).encode()), out)
+        self.assertEqual(status, 0)
+        self.assertEqual(json.loads(out.getvalue()), {"status": {"seen": request["parent"]["metadata"]["name"]}, "children": []})
+
+    def test_a_failure_is_an_exit_status_and_no_answer(self):
+        import io
+
+        request = next(vectors(VECTORS / "composite-create")).request
+        request["parent"]["spec"] = {"fail": True}
+        out = io.StringIO()
+        self.assertEqual(self.hooks().run_once("/sync", io.BytesIO(json.dumps(request).encode()), out), 1)
+        self.assertEqual(self.hooks().run_once("/sync", io.BytesIO(b"not json"), out), 1)
+        self.assertEqual(self.hooks().run_once("/finalize", io.BytesIO(b"{}"), out), 1)
+        self.assertEqual(out.getvalue(), "")
+
+    def test_as_a_program(self):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        request = next(vectors(VECTORS / "composite-create")).request
+        script = (
+            "import sys\n"
+            "from bosun_hooks import HookServer\n"
+            "hooks = HookServer()\n"
+            "hooks.sync(lambda request: {'status': {'seen': request.name}, 'children': []})\n"
+            "sys.exit(hooks.run_once('/sync'))\n"
+        )
+        source = str(Path(__file__).resolve().parents[1] / "src")
+        done = subprocess.run(
+            [sys.executable, "-c", script], input=json.dumps(request).encode(), capture_output=True, env={"PYTHONPATH": source}, timeout=30
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout)["status"]["seen"], request["parent"]["metadata"]["name"])

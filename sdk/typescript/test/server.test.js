@@ -80,3 +80,25 @@ test("a stop lets the call in flight finish", async () => {
   assert.equal((await call).status, 200);
   await stopping;
 });
+
+// runOnce: the hook as an exec hook, one call on standard input and output.
+test("runOnce answers one call from stdin on stdout, and fails with an exit status", async () => {
+  const { Readable, Writable } = require("node:stream");
+  const hooks = new HookServer().sync((request) => {
+    if (request.parent.spec && request.parent.spec.fail) throw new Error("the handler failed");
+    return { status: { seen: request.name }, children: [] };
+  });
+  const run = async (body, route) => {
+    let written = "";
+    const stdout = new Writable({ write(chunk, _encoding, done) { written += chunk; done(); } });
+    const status = await hooks.runOnce(route, { stdin: Readable.from([Buffer.from(body)]), stdout });
+    return { status, written };
+  };
+  const ok = await run(JSON.stringify(vector.request), "/sync");
+  assert.equal(ok.status, 0);
+  assert.deepEqual(JSON.parse(ok.written), { status: { seen: vector.request.parent.metadata.name }, children: [] });
+  const failing = { ...vector.request, parent: { ...vector.request.parent, spec: { fail: true } } };
+  assert.deepEqual(await run(JSON.stringify(failing), "/sync"), { status: 1, written: "" });
+  assert.deepEqual(await run("not json", "/sync"), { status: 1, written: "" });
+  assert.deepEqual(await run("{}", "/finalize"), { status: 1, written: "" });
+});

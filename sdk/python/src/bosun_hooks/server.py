@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Optional
+from typing import Any, BinaryIO, Callable, Dict, Optional, TextIO
 
 from .admission import parse_admission_request, parse_conversion_request
 from .protocol import ProtocolError, parse_customize_request, parse_request, response_json
@@ -67,6 +67,26 @@ class HookServer:
         """An AdmissionController's convert hook, at `/convert`: gets a ConversionRequest,
         returns a ConversionResponse (or a dict)."""
         return self.route("/convert", parse_conversion_request)(handler)
+
+    def run_once(self, path: str = "/sync", stdin: Optional[BinaryIO] = None, stdout: Optional[TextIO] = None) -> int:
+        """Answers one call as an exec hook (docs/engine.md, "A hook without a server"): the
+        request read from standard input, handled by the hook at `path`, the response written
+        to standard output. Returns the exit status: 0, or 1 (with why on standard error) when
+        the request is not one or the handler fails — bosun then changes nothing."""
+        route = self._routes.get(path)
+        if route is None:
+            print(f"no hook at {path}; there are {', '.join(sorted(self._routes))}", file=sys.stderr)
+            return 1
+        body = (stdin or sys.stdin.buffer).read()
+        try:
+            response = response_json(route(body))
+        except Exception as error:  # the exit status says it; bosun quotes standard error
+            print(f"hook {path} failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            return 1
+        out = stdout or sys.stdout
+        json.dump(response, out)
+        out.flush()
+        return 0
 
     def start(self, port: int = 0, address: str = "127.0.0.1") -> "RunningServer":
         """Serves in a background thread; returns at once (port 0: a free one)."""
