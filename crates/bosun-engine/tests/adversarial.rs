@@ -477,3 +477,45 @@ async fn a_hostile_hook_changes_nothing_outside_its_own_children() {
     })
     .await;
 }
+
+/// A WebAssembly hook that loops forever, sleeps past its timeout, allocates without bound,
+/// traps, floods its output or exits with a failure: each yields a SyncError saying which, within the hook's bounds, the
+/// child is left as it was — and meanwhile another parent of the same controller is synced.
+#[tokio::test]
+async fn a_hostile_webassembly_module_fails_its_syncs_and_nothing_else() {
+    let fixture = Fixture::with_config(ApplyStrategy::DynamicApply, true, |config| config.max_hook_response_bytes = 64 * 1024).await;
+    let (module, sha256) = support::wasm_module("crates/bosun-engine/tests/wasm-adversary");
+    let bounds = json!({ "timeout": "2s", "maxMemoryBytes": 32 * 1024 * 1024, "fuel": 2_000_000_000u64 });
+    let hook = support::wasm_hook(&fixture, "adversary", module, &sha256, bounds).await;
+    fixture.composite_controller(json!({ "generateSelector": true, "hooks": { "sync": hook } })).await;
+    fixture.parent("p", json!({ "data": { "mode": "ok" } })).await;
+    let config_maps = fixture.config_maps();
+    eventually("the child", async || config_maps.get_opt("p-config").await.unwrap()).await;
+
+    let expectations = [
+        ("loop", "the module used all its fuel (2000000000)"),
+        ("sleep", "no response within the timeout of 2s; the module was stopped"),
+        ("grow", "memory allocation of 1048576 bytes failed"),
+        ("trap", "the module trapped on purpose"),
+        ("flood", "the response is too large: more than 65536 bytes"),
+        ("exit", "exited with status 7; its standard error ends: \"exiting with 7\""),
+    ];
+    for (round, (mode, message)) in expectations.into_iter().enumerate() {
+        let patch = json!({ "spec": { "data": { "mode": mode } } });
+        fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        // Another parent, created meanwhile, is synced all the same.
+        let other = format!("other-{round}");
+        fixture.parent(&other, json!({ "data": { "mode": "ok" } })).await;
+        eventually(&format!("{other} synced while p's module misbehaves"), async || {
+            config_maps.get_opt(&format!("{other}-config")).await.unwrap()
+        })
+        .await;
+        eventually(&format!("a SyncError saying {message:?}"), async || {
+            let events = fixture.events("p", None).await;
+            events.into_iter().find(|(_, reason, said)| reason == "SyncError" && said.contains(message)).map(drop)
+        })
+        .await;
+        let child: ConfigMap = config_maps.get("p-config").await.unwrap();
+        assert_eq!(child.data.unwrap()["mode"], "ok", "the child is left as it was after {mode}");
+    }
+}

@@ -4,8 +4,11 @@
 //! `examples/podservice/`, `examples/podset/`, `examples/bluegreen/`), and the
 //! TeamSpace (children outside the parent's namespace, `examples/team-space/`), and the
 //! team-namespaces and Ingress annotator DecoratorControllers (`examples/team-namespaces/`,
-//! `examples/ingress-annotator/`). Each test's engine hosts only its own controller (a `shard`
+//! `examples/ingress-annotator/`); the Greeting's hook also as a bash script (an exec hook) and
+//! compiled from Rust to a WebAssembly module. Each test's engine hosts only its own controller (a `shard`
 //! label and the engine's target selector).
+
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -113,6 +116,24 @@ async fn the_greeting_example_runs_with_its_bash_exec_hook() {
     greeting_runs("exec-controller.yaml", 0, |controller| {
         let script = controller.data.pointer_mut("/spec/hooks/sync/exec/command/1").unwrap();
         *script = json!(format!("{EXAMPLE}/../../{}", script.as_str().unwrap()));
+    })
+    .await;
+}
+
+/// The same Greeting with its hook compiled from Rust to WebAssembly, in a ConfigMap.
+#[tokio::test]
+async fn the_greeting_example_runs_with_its_webassembly_hook() {
+    let env = TestEnv::shared_with_nodes();
+    let (module, _) = support::wasm_module("examples/greeting/wasm");
+    let name = format!("greeting-hook-{}", bosun_testenv::unique_suffix());
+    let config_map = ConfigMap {
+        metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
+        binary_data: Some([("hook.wasm".to_owned(), k8s_openapi::ByteString(module))].into()),
+        ..Default::default()
+    };
+    Api::<ConfigMap>::namespaced(env.client(), "default").create(&PostParams::default(), &config_map).await.unwrap();
+    greeting_runs("wasm-controller.yaml", 0, |controller| {
+        *controller.data.pointer_mut("/spec/hooks/sync/wasm/configMap/name").unwrap() = json!(name);
     })
     .await;
 }

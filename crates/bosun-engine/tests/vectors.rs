@@ -3,16 +3,19 @@
 //! builds in a fresh namespace; a loopback hook answers with the vector's response; a dry run
 //! of the engine's sync must then send exactly the vector's request and do what its
 //! `expect.json` says (or refuse with its message). The SDKs' tests read the same files, so
-//! the protocol has one definition. Exec hooks are held to the same vectors.
+//! the protocol has one definition. Exec and WebAssembly hooks are held to the same vectors.
 //!
 //! `BOSUN_BLESS_VECTORS=1` writes what the engine sent and did into the vectors instead of
 //! comparing: for a new vector (whose request.json need only hold the world), or after a
 //! deliberate protocol change — review the diff.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use bosun_engine::dry_run::{DryRunRequest, dry_run};
 use bosun_testenv::TestEnv;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, ResourceExt};
@@ -117,6 +120,8 @@ enum Hook {
     Webhook,
     /// A program the engine runs (an exec hook) that prints the response.
     Exec,
+    /// A WebAssembly module that prints the response, kept in a ConfigMap.
+    Wasm,
 }
 
 /// Builds the world of the vector in `dir`, runs the engine's sync as a dry run against the
@@ -133,15 +138,38 @@ async fn check(env: &TestEnv, dir: &Path, bless: bool, hook: Hook) -> Result<(),
     if customize.is_some() {
         controller["spec"]["hooks"]["customize"]["webhook"]["url"] = json!(format!("http://{address}/customize"));
     }
-    if hook == Hook::Exec {
-        let exec = json!({
-            "command": ["sh", "-c", "cat >/dev/null; cat \"$RESPONSE\""],
-            "env": [{ "name": "RESPONSE", "value": dir.join("response.json").to_str().unwrap() }],
-        });
+    let runs_here = match hook {
+        Hook::Webhook => None,
+        Hook::Exec => Some((
+            "exec",
+            json!({
+                "command": ["sh", "-c", "cat >/dev/null; cat \"$RESPONSE\""],
+                "env": [{ "name": "RESPONSE", "value": dir.join("response.json").to_str().unwrap() }],
+            }),
+        )),
+        Hook::Wasm => {
+            let (module, sha256) = support::wasm_module("crates/bosun-engine/tests/wasm-adversary");
+            let config_map = ConfigMap {
+                metadata: kube::api::ObjectMeta { name: Some("hook".into()), ..Default::default() },
+                binary_data: Some([("hook.wasm".to_owned(), k8s_openapi::ByteString(module))].into()),
+                ..Default::default()
+            };
+            Api::<ConfigMap>::namespaced(client.clone(), &namespace).create(&PostParams::default(), &config_map).await.unwrap();
+            let response = read(dir, "response.json").unwrap().to_string();
+            Some((
+                "wasm",
+                json!({
+                    "configMap": { "namespace": namespace, "name": "hook", "key": "hook.wasm" }, "sha256": sha256,
+                    "env": [{ "name": "RESPONSE", "value": response }],
+                }),
+            ))
+        }
+    };
+    if let Some((field, declaration)) = &runs_here {
         for name in ["sync", "finalize"] {
             if let Some(declared) = controller["spec"]["hooks"].get_mut(name).and_then(Value::as_object_mut) {
                 declared.remove("webhook");
-                declared.insert("exec".into(), exec.clone());
+                declared.insert((*field).into(), declaration.clone());
             }
         }
     }
@@ -208,8 +236,8 @@ async fn check(env: &TestEnv, dir: &Path, bless: bool, hook: Hook) -> Result<(),
     .await
     .map_err(|error| format!("the dry run could not be made: {error}"))?;
     let normalize = |value: &Value| normalized(value, &namespace, &uids, &address);
-    // With an exec hook, the controller in each request declares the program; the rest is as
-    // the vector's.
+    // With a hook that runs here, the controller in each request declares the program or
+    // module; the rest is as the vector's.
     let normalize = |value: &Value| {
         let mut value = normalize(value);
         for name in ["sync", "finalize"] {
@@ -222,7 +250,7 @@ async fn check(env: &TestEnv, dir: &Path, bless: bool, hook: Hook) -> Result<(),
     let sent = result.main_exchange().map(|exchange| normalize(&exchange.request)).unwrap_or_default();
     let customize_sent = result.exchanges.iter().find(|exchange| exchange.hook == "customize").map(|exchange| normalize(&exchange.request));
     // Messages name the program where they would name the webhook.
-    let program = result.main_exchange().map(|exchange| exchange.url.clone()).filter(|_| hook == Hook::Exec);
+    let program = result.main_exchange().map(|exchange| exchange.url.clone()).filter(|_| hook != Hook::Webhook);
     let expectation = result.expectation().to_string();
     let expectation = program.map_or(expectation.clone(), |program| expectation.replace(&program, &format!("http://{address}/hook")));
     let did = normalize(&serde_json::from_str(&expectation).unwrap());
@@ -275,6 +303,16 @@ async fn the_engine_speaks_the_protocol_of_every_vector() {
 /// request on its input, the same outcome of its output.
 #[tokio::test]
 async fn an_exec_hook_speaks_the_same_protocol() {
+    the_vectors_hold_for(Hook::Exec).await;
+}
+
+/// The same vectors, each hook a WebAssembly module.
+#[tokio::test]
+async fn a_webassembly_hook_speaks_the_same_protocol() {
+    the_vectors_hold_for(Hook::Wasm).await;
+}
+
+async fn the_vectors_hold_for(hook: Hook) {
     let env = TestEnv::shared();
     bosun_engine::install_crds(&env.client()).await.unwrap();
     install_thing_crd(env).await;
@@ -283,7 +321,7 @@ async fn an_exec_hook_speaks_the_same_protocol() {
     dirs.sort();
     let mut failures = Vec::new();
     for dir in &dirs {
-        if let Err(problem) = check(env, dir, false, Hook::Exec).await {
+        if let Err(problem) = check(env, dir, false, hook).await {
             failures.push(format!("{}: {problem}", dir.file_name().unwrap().to_string_lossy()));
         }
     }

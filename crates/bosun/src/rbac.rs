@@ -345,7 +345,8 @@ fn spec_json<K: serde::Serialize>(controller: &K) -> Value {
 }
 
 /// Every `secretRef` and `configMapRef` in a controller's spec (its hooks' webhooks and its
-/// `endpointConfigs`), as (namespace, resource, name).
+/// `endpointConfigs`), and the `configMap` a WebAssembly hook's module is in, as (namespace,
+/// resource, name).
 fn credentials_in(value: &Value) -> Vec<(String, &'static str, String)> {
     let mut found = Vec::new();
     match value {
@@ -353,7 +354,7 @@ fn credentials_in(value: &Value) -> Vec<(String, &'static str, String)> {
             for (key, field) in fields {
                 let resource = match key.as_str() {
                     "secretRef" => Some("secrets"),
-                    "configMapRef" => Some("configmaps"),
+                    "configMapRef" | "configMap" => Some("configmaps"),
                     _ => None,
                 };
                 match (resource, field["namespace"].as_str(), field["name"].as_str()) {
@@ -528,6 +529,7 @@ mod tests {
                 "hooks": {
                     "sync": { "webhook": { "url": "https://hooks/sync", "authorization": { "secretRef": { "name": "token", "namespace": "hooks", "key": "t" } } } },
                     "customize": { "webhook": { "url": "https://hooks/customize" } },
+                    "finalize": { "wasm": { "configMap": { "namespace": "hooks", "name": "cleanup", "key": "hook.wasm" } } },
                 },
                 "endpointConfigs": [{ "host": "hooks", "caBundle": { "configMapRef": { "name": "ca", "namespace": "hooks" } } }],
             },
@@ -550,7 +552,8 @@ mod tests {
         );
         let mut credentials = needs.credentials;
         credentials.sort();
-        assert_eq!(credentials, [("hooks".to_owned(), "configmaps", "ca".to_owned()), ("hooks".to_owned(), "secrets", "token".to_owned())]);
+        let expected = [("hooks", "configmaps", "ca"), ("hooks", "configmaps", "cleanup"), ("hooks", "secrets", "token")];
+        assert_eq!(credentials, expected.map(|(namespace, resource, name)| (namespace.to_owned(), resource, name.to_owned())));
     }
 
     #[test]

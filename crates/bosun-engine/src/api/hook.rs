@@ -20,14 +20,63 @@ pub struct Hook {
     /// runs with `--exec-hooks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecHook>,
+    /// bosun's extension: a WebAssembly module run in bosun's process for each call,
+    /// sandboxed, instead of a webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<WasmHook>,
 }
 
 impl Hook {
-    /// Whether the hook says what to call: a webhook or a program. One that does not counts
-    /// as none, as in Metacontroller.
+    /// Whether the hook says what to call: a webhook, a program or a module. One that does
+    /// not counts as none, as in Metacontroller.
     pub fn is_declared(&self) -> bool {
-        self.webhook.is_some() || self.exec.is_some()
+        self.webhook.is_some() || self.exec.is_some() || self.wasm.is_some()
     }
+}
+
+/// A hook that is a WebAssembly module (bosun's extension): a WASI preview 1 program run in
+/// bosun's process once per call — the request on its standard input, the response read from
+/// its standard output — with no filesystem, network or clock of bosun's, bounded in fuel,
+/// memory and time. Compiled once per content digest.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmHook {
+    /// The module, in a ConfigMap's `binaryData`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<WasmConfigMap>,
+    /// The module at an `https://` (or `http://`) URL; `sha256` is then required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The module's SHA-256 digest, in hex: a module with any other content is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// How long a call may run, as a duration (`10s`); default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "duration"))]
+    pub timeout: Option<String>,
+    /// The most linear memory the module may have, in bytes; default 64 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_bytes: Option<u64>,
+    /// The most fuel (roughly, WebAssembly instructions) a call may use; default 10^10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Environment variables the module sees; nothing else of bosun's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<ExecEnv>,
+    /// `loose` (default for v1 hooks) or `strict` (default for v2 hooks).
+    #[serde(default, rename = "responseUnMarshallMode", skip_serializing_if = "Option::is_none")]
+    pub response_unmarshall_mode: Option<ResponseUnmarshallMode>,
+}
+
+/// Where in a ConfigMap a WebAssembly module is.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct WasmConfigMap {
+    /// The ConfigMap's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The `binaryData` key holding the module.
+    pub key: String,
 }
 
 /// A hook that is a program (bosun's extension): run once per call with the request on its

@@ -293,6 +293,11 @@ impl Credentials {
         Credentials { client, watched: Mutex::default() }
     }
 
+    /// The client credentials are read through.
+    pub(crate) fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// Stops the watches that only `user` read through: it has stopped.
     pub(crate) fn release(&self, user: &str) {
         self.watched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, (_, users)| {

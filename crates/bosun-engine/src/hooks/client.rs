@@ -19,9 +19,9 @@ use super::metrics::{HookLabels, HookMetrics};
 use super::auth::{CredentialError, Credentials, Material, Security, TlsError};
 use super::endpoint::{HookEndpoint, HookKind};
 use super::etag::EtagCache;
-use super::exec::{Program, RunError};
 use super::transport::{Body, Transport};
 use super::{DecodeError, HookExchange, HookResponse, decode};
+use super::{exec, wasm};
 
 /// The default bound on a hook response's body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -88,14 +88,14 @@ pub(crate) enum HookError {
         /// The limit it exceeded.
         limit: usize,
     },
-    /// An exec hook's program exited unsuccessfully.
+    /// An exec hook's program or a WebAssembly hook's module ended unsuccessfully.
     #[error("{kind} hook {url} {status}; its standard error ends: {stderr:?}")]
     Exited {
         /// Which hook.
         kind: HookKind,
-        /// Its program, as `exec://<path>`.
+        /// Its program or module, as `exec://<path>` or `wasm:<source>`.
         url: Url,
-        /// How it ended: `exited with status 3`.
+        /// How it ended: `exited with status 3`, `trapped: …`.
         status: String,
         /// The end of its standard error.
         stderr: String,
@@ -263,8 +263,8 @@ impl HookClient {
     /// POSTs `body` to the hook and reads its answer: the body to decode, and the ETag to keep
     /// with it once it decodes.
     async fn fetch(&self, endpoint: &HookEndpoint, body: Vec<u8>, object: &DynamicObject) -> Result<Fetched, HookError> {
-        if let Some(program) = &endpoint.program {
-            return self.run(endpoint, program, body, object).await;
+        if endpoint.program.is_some() || endpoint.module.is_some() {
+            return self.run_here(endpoint, body, object).await;
         }
         let kind = endpoint.kind;
         let url = endpoint.redacted_url.clone();
@@ -375,42 +375,93 @@ impl HookClient {
 }
 
 impl HookClient {
-    /// Runs an exec hook's program with `body` on its input; its output.
-    async fn run(&self, endpoint: &HookEndpoint, program: &Program, body: Vec<u8>, object: &DynamicObject) -> Result<Fetched, HookError> {
+    /// Calls a hook that runs here — an exec hook's program, a WebAssembly hook's module —
+    /// with `body` on its input; its output.
+    async fn run_here(&self, endpoint: &HookEndpoint, body: Vec<u8>, object: &DynamicObject) -> Result<Fetched, HookError> {
         let (kind, url) = (endpoint.kind, endpoint.redacted_url.clone());
         let transport = |message: String| HookError::Transport { kind, url: url.clone(), message };
-        let timed_out = || transport(format!("no response within the timeout of {:?}; its process group was killed", endpoint.timeout));
+        let timed_out = |what: &str| transport(format!("no response within the timeout of {:?}{what}", endpoint.timeout));
         let deadline = tokio::time::Instant::now() + endpoint.timeout;
-        // Waiting for a turn counts against the timeout, as a slow server's queue would.
-        let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, self.processes.acquire()).await else { return Err(timed_out()) };
+        let limit = self.max_response_bytes;
+        let method = if endpoint.program.is_some() { "EXEC" } else { "WASM" };
         let request = self.metrics.started(
             kind.name(),
             HookLabels {
                 controller_name: endpoint.controller.1.clone(),
                 controller_type: endpoint.controller.0.to_owned(),
                 url: url.to_string(),
-                method: "EXEC".into(),
+                method: method.into(),
             },
         );
         let object_key = || format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&body), "hook request");
         }
-        let limit = self.max_response_bytes;
-        let output = super::exec::run(program, body, deadline, limit).await;
-        request.finish(output.as_ref().ok().map(|_| 200));
-        let output = match output {
-            Ok(output) => output,
-            Err(RunError::Start(error)) => return Err(transport(format!("cannot start its program: {error}"))),
-            Err(RunError::TimedOut) => return Err(timed_out()),
-            Err(RunError::Failed { status, stderr }) => return Err(HookError::Exited { kind, url, status, stderr }),
-            Err(RunError::TooLarge) => return Err(HookError::TooLarge { kind, url, limit }),
-            Err(RunError::Io(error)) => return Err(transport(format!("reading its output: {error}"))),
+        let output = if let Some(program) = &endpoint.program {
+            // Waiting for a turn counts against the timeout, as a slow server's queue would.
+            match tokio::time::timeout_at(deadline, self.processes.acquire()).await {
+                Ok(Ok(_turn)) => match super::exec::run(program, body, deadline, limit).await {
+                    Ok(output) => Ok(output),
+                    Err(exec::RunError::Start(error)) => Err(transport(format!("cannot start its program: {error}"))),
+                    Err(exec::RunError::TimedOut) => Err(timed_out("; its process group was killed")),
+                    Err(exec::RunError::Failed { status, stderr }) => Err(HookError::Exited { kind, url: url.clone(), status, stderr }),
+                    Err(exec::RunError::TooLarge) => Err(HookError::TooLarge { kind, url: url.clone(), limit }),
+                    Err(exec::RunError::Io(error)) => Err(transport(format!("reading its output: {error}"))),
+                },
+                _ => Err(timed_out(" (waiting for a turn among --max-exec-hook-processes)")),
+            }
+        } else if let Some(module) = &endpoint.module {
+            let fetch = async |source: &Url| self.fetch_module(source).await;
+            match super::wasm::Runtime::shared() {
+                Err(error) => Err(transport(format!("cannot start the WebAssembly runtime: {error}"))),
+                Ok(runtime) => match runtime.run(self.credentials.client(), fetch, module, body, deadline, limit).await {
+                    Ok(output) => Ok(output),
+                    Err(wasm::RunError::Load(message)) => Err(transport(message)),
+                    Err(wasm::RunError::TimedOut) => Err(timed_out("; the module was stopped")),
+                    Err(wasm::RunError::OutOfFuel(fuel)) => Err(transport(format!("the module used all its fuel ({fuel})"))),
+                    Err(wasm::RunError::Failed { what, stderr }) => Err(HookError::Exited { kind, url: url.clone(), status: what, stderr }),
+                    Err(wasm::RunError::TooLarge) => Err(HookError::TooLarge { kind, url: url.clone(), limit }),
+                },
+            }
+        } else {
+            unreachable!("a hook that runs here is a program or a module")
         };
+        request.finish(output.as_ref().ok().map(|_| 200));
+        let output = output?;
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(hook = kind.name(), %url, object = %object_key(), body = %super::redact::for_log(&output), "hook response");
         }
         Ok(Fetched { body: output.into(), etag: None })
+    }
+
+    /// A WebAssembly module at `url`, read whole (within bounds).
+    async fn fetch_module(&self, url: &Url) -> Result<Vec<u8>, String> {
+        let shown = bosun_runtime::redact::url(url);
+        let (uri, authorization) = target(url);
+        let mut get = http::Request::get(uri).header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        if let Some(authorization) = authorization {
+            get = get.header(AUTHORIZATION, authorization);
+        }
+        let get = get.body(Body::from(Vec::new())).map_err(|error| error.to_string())?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let response = tokio::time::timeout_at(deadline, self.http.send(get))
+            .await
+            .map_err(|_| format!("fetching {shown}: no answer within 60 s"))?
+            .map_err(|error| format!("fetching {shown}: {}", innermost_message(&error)))?;
+        if response.status() != 200 {
+            return Err(format!("fetching {shown}: HTTP {}", response.status().as_u16()));
+        }
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, body.frame()).await {
+            let frame = frame.map_err(|error| format!("fetching {shown}: {}", innermost_message(&error)))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if bytes.len() + data.len() > wasm::MAX_MODULE_BYTES {
+                return Err(format!("fetching {shown}: the module is larger than {} bytes", wasm::MAX_MODULE_BYTES));
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok(bytes)
     }
 }
 

@@ -10,6 +10,7 @@ use url::Url;
 use super::auth::{CredentialError, Security};
 use super::etag::EtagSettings;
 use super::exec::{Program, ProgramError};
+use super::wasm::{ModuleError, WasmModule};
 use super::{parse_duration, unmarshall_mode};
 use crate::api::{EndpointConfig, Hook, HookVersion, ResponseUnmarshallMode};
 
@@ -75,6 +76,8 @@ pub(crate) struct HookEndpoint {
     pub etag: Option<EtagSettings>,
     /// For an exec hook, the program run instead of a POST (`url` is then `exec://<path>`).
     pub program: Option<Program>,
+    /// For a WebAssembly hook, the module run instead of a POST (`url` is then `wasm:…`).
+    pub module: Option<WasmModule>,
 }
 
 impl std::fmt::Debug for HookEndpoint {
@@ -95,8 +98,8 @@ pub(crate) enum EndpointError {
         /// Which hook.
         kind: HookKind,
     },
-    /// The hook declares both a webhook and a program.
-    #[error("the {kind} hook has both webhook and exec: give one")]
+    /// The hook declares more than one of a webhook, a program and a module.
+    #[error("the {kind} hook declares more than one of webhook, exec and wasm: give one")]
     WebhookAndExec {
         /// Which hook.
         kind: HookKind,
@@ -108,6 +111,14 @@ pub(crate) enum EndpointError {
         kind: HookKind,
         /// Why.
         source: ProgramError,
+    },
+    /// The module of a WebAssembly hook cannot be loaded as declared.
+    #[error("the {kind} hook: {source}")]
+    Module {
+        /// Which hook.
+        kind: HookKind,
+        /// Why.
+        source: ModuleError,
     },
     /// Exec hooks are off.
     #[error(
@@ -178,12 +189,31 @@ impl HookEndpoint {
         controller: (&'static str, &str),
         configs: &[EndpointConfig],
     ) -> Result<HookEndpoint, EndpointError> {
-        let (webhook, exec) = match (&hook.webhook, &hook.exec) {
-            (Some(_), Some(_)) => return Err(EndpointError::WebhookAndExec { kind }),
-            (None, None) => return Err(EndpointError::NoWebhook { kind }),
-            (webhook, exec) => (webhook.as_ref(), exec.as_ref()),
-        };
+        let declared = [hook.webhook.is_some(), hook.exec.is_some(), hook.wasm.is_some()].into_iter().filter(|is| *is).count();
+        match declared {
+            0 => return Err(EndpointError::NoWebhook { kind }),
+            1 => {}
+            _ => return Err(EndpointError::WebhookAndExec { kind }),
+        }
         let version = hook.version.unwrap_or_default();
+        if let Some(wasm) = &hook.wasm {
+            let module = WasmModule::resolve(wasm).map_err(|source| EndpointError::Module { kind, source })?;
+            let url = module.url();
+            return Ok(HookEndpoint {
+                security: None,
+                etag: None,
+                kind,
+                redacted_url: url.clone(),
+                url,
+                timeout: timeout(kind, wasm.timeout.as_deref())?,
+                version,
+                mode: unmarshall_mode(version, wasm.response_unmarshall_mode),
+                controller: (controller.0, controller.1.to_owned()),
+                program: None,
+                module: Some(module),
+            });
+        }
+        let (webhook, exec) = (hook.webhook.as_ref(), hook.exec.as_ref());
         if let Some(exec) = exec {
             let program = Program::resolve(exec).map_err(|source| EndpointError::Program { kind, source })?;
             let url = program.url();
@@ -198,6 +228,7 @@ impl HookEndpoint {
                 mode: unmarshall_mode(version, exec.response_unmarshall_mode),
                 controller: (controller.0, controller.1.to_owned()),
                 program: Some(program),
+                module: None,
             });
         }
         let webhook = webhook.expect("a webhook when there is no program");
@@ -229,6 +260,7 @@ impl HookEndpoint {
             mode: unmarshall_mode(version, webhook.response_unmarshall_mode),
             controller: (controller.0, controller.1.to_owned()),
             program: None,
+            module: None,
         })
     }
 
@@ -288,7 +320,7 @@ mod tests {
     const CONTROLLER: (&str, &str) = ("CompositeController", "things");
 
     fn hook(webhook: Webhook) -> Hook {
-        Hook { version: None, webhook: Some(webhook), exec: None }
+        Hook { version: None, webhook: Some(webhook), exec: None, wasm: None }
     }
 
     #[test]

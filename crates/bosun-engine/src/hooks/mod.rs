@@ -1,7 +1,7 @@
 //! The hook protocol: how observed objects are laid out for a hook (object maps keyed by
 //! `Kind.apiVersion`, then by a name whose form depends on the hook version), and how a hook's
 //! JSON response is decoded (`loose` or `strict`). Calling hooks is [`HookClient`]'s job:
-//! programs run by `exec`, webhooks over the connections of `transport`, with TLS and
+//! programs run by `exec`, WebAssembly modules by `wasm`, webhooks over the connections of `transport`, with TLS and
 //! authentication from [`auth`], opt-in response caching from [`etag`], and bodies logged at
 //! trace level with Secret data redacted ([`redact`]).
 
@@ -15,6 +15,7 @@ mod exec;
 mod metrics;
 pub(crate) mod redact;
 mod transport;
+mod wasm;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -615,3 +615,42 @@ pub fn openssl_certificates(dir: &std::path::Path) {
     openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=bosun"]);
     sign("client.csr", "client.crt", None);
 }
+
+/// The WebAssembly module the crate in `dir` (relative to the repository's root) builds for
+/// `wasm32-wasip1`, built now (into the workspace's `target/wasm`), and its SHA-256 in hex.
+pub fn wasm_module(dir: &str) -> (Vec<u8>, String) {
+    use sha2::Digest as _;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = root.join(dir).join("Cargo.toml");
+    let target = root.join("target/wasm");
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        built.status.success(),
+        "building {dir} for wasm32-wasip1 (rustup target add wasm32-wasip1): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let name = text.lines().find_map(|line| line.strip_prefix("name = ")).unwrap().trim_matches('"');
+    let module = std::fs::read(target.join("wasm32-wasip1/release").join(format!("{name}.wasm"))).unwrap();
+    let digest = format!("{:x}", sha2::Sha256::digest(&module));
+    (module, digest)
+}
+
+/// A ConfigMap `name` in the fixture's namespace holding `module` under `hook.wasm`, and the
+/// `wasm` hook that runs it, pinned to `sha256`.
+pub async fn wasm_hook(fixture: &Fixture, name: &str, module: Vec<u8>, sha256: &str, extra: Value) -> Value {
+    let config_map = ConfigMap {
+        metadata: kube::api::ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        binary_data: Some([("hook.wasm".to_owned(), k8s_openapi::ByteString(module))].into()),
+        ..Default::default()
+    };
+    fixture.config_maps().create(&PostParams::default(), &config_map).await.unwrap();
+    let mut wasm = json!({ "configMap": { "namespace": fixture.namespace, "name": name, "key": "hook.wasm" }, "sha256": sha256 });
+    merge_into(&mut wasm, extra);
+    json!({ "wasm": wasm })
+}
