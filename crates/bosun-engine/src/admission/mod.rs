@@ -211,8 +211,9 @@ impl Admission {
 
     /// Serves the admission endpoint on this replica until `shutdown`; ready (for `/readyz`,
     /// which gates the Service's endpoints) once it listens with its certificate. At
-    /// `shutdown` it turns unready, keeps serving for the drain delay, then stops taking
-    /// connections and returns once the requests in flight are answered.
+    /// `shutdown` it turns unready and keeps serving for the drain delay, each answer closing
+    /// its connection, then stops taking connections and returns once the requests in flight
+    /// are answered.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let health = self.context.health.clone();
         health.add_replica_check(READY_CHECK, || false);
@@ -224,8 +225,22 @@ impl Admission {
         if let Some((listener, router, tls, _reissue)) = prepared {
             health.remove_readiness_check(READY_CHECK);
             health.add_replica_check(READY_CHECK, || true);
+            // While draining, every answer closes its connection, so that clients move to
+            // the other replicas between requests rather than meet a connection closed under
+            // them; only connections left idle all the while are closed at the end.
+            let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let router = {
+                let closing = closing.clone();
+                router.layer(axum::middleware::map_response(move |mut response: axum::response::Response| {
+                    if closing.load(std::sync::atomic::Ordering::Relaxed) {
+                        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                    }
+                    std::future::ready(response)
+                }))
+            };
             let draining = async {
                 shutdown.await;
+                closing.store(true, std::sync::atomic::Ordering::Relaxed);
                 health.remove_readiness_check(READY_CHECK);
                 health.add_replica_check(READY_CHECK, || false);
                 let delay = self.config.drain_delay;

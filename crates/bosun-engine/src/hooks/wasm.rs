@@ -136,6 +136,7 @@ pub(crate) struct Runtime {
     compiled: Mutex<HashMap<String, wasmtime::InstancePre<State>>>,
     /// For modules without a pinned digest: the digest last read from each source, and when.
     read: Mutex<HashMap<Source, (Instant, String)>>,
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -165,7 +166,7 @@ impl Runtime {
                 std::thread::sleep(TICK);
             }
         })?;
-        Ok(Runtime { engine, linker, compiled: Mutex::default(), read: Mutex::default() })
+        Ok(Runtime { engine, linker, compiled: Mutex::default(), read: Mutex::default(), loading: tokio::sync::Mutex::default() })
     }
 
     /// Runs `module` with `request` on its standard input until `deadline`; its standard
@@ -192,16 +193,22 @@ impl Runtime {
         fetch: impl AsyncFnOnce(&url::Url) -> Result<Vec<u8>, String>,
         module: &WasmModule,
     ) -> Result<wasmtime::InstancePre<State>, RunError> {
-        let known = match &module.sha256 {
-            Some(pinned) => Some(pinned.clone()),
-            None => {
-                let read = self.read.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                read.get(&module.source).filter(|(at, _)| at.elapsed() < UNPINNED_FOR).map(|(_, digest)| digest.clone())
-            }
-        };
-        if let Some(prepared) =
+        let cached = || {
+            let known = match &module.sha256 {
+                Some(pinned) => Some(pinned.clone()),
+                None => {
+                    let read = self.read.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    read.get(&module.source).filter(|(at, _)| at.elapsed() < UNPINNED_FOR).map(|(_, digest)| digest.clone())
+                }
+            };
             known.and_then(|digest| self.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&digest).cloned())
-        {
+        };
+        if let Some(prepared) = cached() {
+            return Ok(prepared);
+        }
+        // One load at a time: the calls that wait find what the first loaded.
+        let _loading = self.loading.lock().await;
+        if let Some(prepared) = cached() {
             return Ok(prepared);
         }
         let bytes = match &module.source {
