@@ -294,7 +294,7 @@ fn text(controller: &DynamicObject, result: &DryRun, bookkeeping: bool) -> Strin
     for exchange in &result.exchanges {
         let answer = match exchange.status {
             None => "no answer".to_owned(),
-            Some(_) if exchange.url.starts_with("exec:") => "exited 0, answered".to_owned(),
+            Some(_) if exchange.url.starts_with("exec:") || exchange.url.starts_with("wasm:") => "exited 0, answered".to_owned(),
             Some(status) => format!("HTTP {status}"),
         };
         out.push_str(&format!("{} hook {}: {answer} in {} ms\n", exchange.hook, exchange.url, exchange.duration.as_millis()));

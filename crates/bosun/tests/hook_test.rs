@@ -171,6 +171,47 @@ async fn an_exec_hook_is_run_and_shows_what_would_be_created() {
     }
 }
 
+/// The Greeting example with its hook as a WebAssembly module in a ConfigMap: `bosun hook test`
+/// loads and runs it the same way.
+#[tokio::test]
+async fn a_webassembly_hook_is_run_and_shows_what_would_be_created() {
+    let env = bosun_testenv::TestEnv::shared();
+    bosun_engine::install_crds(&env.client()).await.unwrap();
+    install_greeting_crd(env).await;
+    let namespace = env.namespace("hook-wasm").await;
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+        .arg(format!("{ROOT}/examples/greeting/wasm/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", format!("{ROOT}/target/wasm"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let module = std::fs::read(format!("{ROOT}/target/wasm/wasm32-wasip1/release/greeting-hook.wasm")).unwrap();
+    let config_map = ConfigMap {
+        metadata: kube::api::ObjectMeta { name: Some("greeting-hook".into()), ..Default::default() },
+        binary_data: Some([("hook.wasm".to_owned(), k8s_openapi::ByteString(module))].into()),
+        ..Default::default()
+    };
+    Api::<ConfigMap>::namespaced(env.client(), &namespace).create(&PostParams::default(), &config_map).await.unwrap();
+    let dir = tempfile_dir("hook-wasm");
+    let controller = std::fs::read_to_string(format!("{ROOT}/examples/greeting/wasm-controller.yaml"))
+        .unwrap()
+        .replace("namespace: default, name: greeting-hook", &format!("namespace: {namespace}, name: greeting-hook"));
+    let file = dir.join("controller.yaml");
+    std::fs::write(&file, controller).unwrap();
+
+    let (code, out) = hook_test(env, &[file.to_str().unwrap(), "examples/greeting/greeting.yaml", "-n", &namespace]);
+    assert_eq!(code, 0, "{out}");
+    for expected in [
+        format!("sync hook wasm:configmap/{namespace}/greeting-hook/hook.wasm: "),
+        format!("ConfigMap {namespace}/hello-greeting: would be created"),
+        "+  message: Hello from bosun".to_owned(),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} missing from:\n{out}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A Greeting the engine has synced: the dry run of the controller in the cluster finds
 /// nothing to change; of a changed Greeting from a file, the ConfigMap update as a diff. The
 /// live objects stay as they were.
