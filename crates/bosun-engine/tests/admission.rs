@@ -63,6 +63,52 @@ fn start_install(fixture: &Fixture, config: AdmissionConfig) -> (String, Vec<tok
     (url, vec![tokio::spawn(admission.clone().serve(std::future::pending())), tokio::spawn(admission.wire(std::future::pending()))])
 }
 
+/// Things created one after the other through the API server (and so through the admission
+/// hooks), every one of them expected to be admitted.
+struct Stream {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Stream {
+    fn start(fixture: &Fixture) -> Stream {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (api, things) = (fixture.parents(), fixture.things.clone());
+        let task = tokio::spawn(async move {
+            let (mut created, mut failed, mut again) = (0, Vec::new(), false);
+            while !*stopped.borrow_and_update() {
+                let object = DynamicObject::new(&format!("t-{created}"), &things).data(json!({ "spec": { "replicas": 1 } }));
+                match api.create(&PostParams::default(), &object).await {
+                    // The test's own connection to the API server, not the admission path:
+                    // the request may or may not have reached it, so it is made again.
+                    Err(kube::Error::Service(error)) => {
+                        println!("creating t-{created} again after {error}");
+                        again = true;
+                        continue;
+                    }
+                    Err(kube::Error::Api(status)) if again && status.code == 409 => {}
+                    Err(error) => failed.push(error.to_string()),
+                    Ok(_) => {}
+                }
+                (created, again) = (created + 1, false);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (created, failed)
+        });
+        Stream { stop, task }
+    }
+
+    /// Goes on a second more, stops, and checks that no create failed during `what`.
+    async fn stop_with_none_failed(self, what: &str) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.stop.send(true).unwrap();
+        let (created, failed) = self.task.await.unwrap();
+        println!("{created} creates during {what}, {} failed", failed.len());
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(created > 50, "only {created} creates");
+    }
+}
+
 /// An AdmissionController `name` over the fixture's Things, with `hooks`.
 async fn admission_controller(fixture: &Fixture, name: &str, spec: Value) {
     let mut full = json!({
@@ -312,23 +358,7 @@ async fn the_ca_rotates_during_a_stream_of_creates_and_no_request_fails() {
     let ca = |secret: &Secret| secret.data.as_ref().unwrap()["ca.crt"].0.clone();
     let before = ca(&secrets.get("bosun-admission-ca").await.unwrap());
 
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let stream = {
-        let (api, things) = (fixture.parents(), fixture.things.clone());
-        tokio::spawn(async move {
-            let (mut created, mut failed) = (0, Vec::new());
-            while !*stopped.borrow_and_update() {
-                let object = DynamicObject::new(&format!("t-{created}"), &things).data(json!({ "spec": { "replicas": 1 } }));
-                match api.create(&PostParams::default(), &object).await {
-                    Ok(_) => {}
-                    Err(error) => failed.push(error.to_string()),
-                }
-                created += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (created, failed)
-        })
-    };
+    let stream = Stream::start(&fixture);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rotate = json!({ "metadata": { "annotations": { bosun_engine::admission::ROTATE_ANNOTATION: "now" } } });
     secrets.patch("bosun-admission-ca", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&rotate)).await.unwrap();
@@ -339,12 +369,7 @@ async fn the_ca_rotates_during_a_stream_of_creates_and_no_request_fails() {
         done.then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.send(true).unwrap();
-    let (created, failed) = stream.await.unwrap();
-    println!("{created} creates during the rotation, {} failed", failed.len());
-    assert!(failed.is_empty(), "{failed:?}");
-    assert!(created > 50, "only {created} creates");
+    stream.stop_with_none_failed("the rotation").await;
     let refused = create(&fixture, "big-", json!({ "replicas": 11 })).await.unwrap_err();
     assert!(refused.to_string().contains("replicas must be at most 10"), "still asked after the rotation: {refused}");
 }
@@ -388,22 +413,7 @@ async fn a_rolling_restart_loses_no_request() {
     admission_controller(&fixture, &name, json!({ "hooks": { "validate": server.hook("validate", json!({})) } })).await;
     eventually("the old replica refuses", async || create(&fixture, "big-", json!({ "replicas": 11 })).await.err()).await;
 
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let stream = {
-        let (api, things) = (fixture.parents(), fixture.things.clone());
-        tokio::spawn(async move {
-            let (mut created, mut failed) = (0, Vec::new());
-            while !*stopped.borrow_and_update() {
-                let object = DynamicObject::new(&format!("t-{created}"), &things).data(json!({ "spec": { "replicas": 1 } }));
-                if let Err(error) = api.create(&PostParams::default(), &object).await {
-                    failed.push(error.to_string());
-                }
-                created += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            (created, failed)
-        })
-    };
+    let stream = Stream::start(&fixture);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let new_serving = tokio::spawn(Admission::new(&new_context, new).serve(std::future::pending()));
     eventually("the new replica ready", async || new_context.health.readiness().ok()).await;
@@ -411,12 +421,7 @@ async fn a_rolling_restart_loses_no_request() {
     stop_old.send(()).unwrap();
     eventually("the old replica unready at once", async || old_context.health.readiness().err()).await;
     eventually("the old replica drained and exited", async || old_serving.is_finished().then_some(())).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.send(true).unwrap();
-    let (created, failed) = stream.await.unwrap();
-    println!("{created} creates during the restart, {} failed", failed.len());
-    assert!(failed.is_empty(), "{failed:?}");
-    assert!(created > 50, "only {created} creates");
+    stream.stop_with_none_failed("the restart").await;
     let refused = create(&fixture, "big-", json!({ "replicas": 11 })).await.unwrap_err();
     assert!(refused.to_string().contains("replicas must be at most 10"), "the new replica answers: {refused}");
     assert!(!new_serving.is_finished());

@@ -501,8 +501,7 @@ async fn a_hostile_webassembly_module_fails_its_syncs_and_nothing_else() {
         ("exit", "exited with status 7; its standard error ends: \"exiting with 7\""),
     ];
     for (round, (mode, message)) in expectations.into_iter().enumerate() {
-        let patch = json!({ "spec": { "data": { "mode": mode } } });
-        fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        support::set_mode(&fixture, mode).await;
         // Another parent, created meanwhile, is synced all the same.
         let other = format!("other-{round}");
         fixture.parent(&other, json!({ "data": { "mode": "ok" } })).await;
@@ -510,12 +509,6 @@ async fn a_hostile_webassembly_module_fails_its_syncs_and_nothing_else() {
             config_maps.get_opt(&format!("{other}-config")).await.unwrap()
         })
         .await;
-        eventually(&format!("a SyncError saying {message:?}"), async || {
-            let events = fixture.events("p", None).await;
-            events.into_iter().find(|(_, reason, said)| reason == "SyncError" && said.contains(message)).map(drop)
-        })
-        .await;
-        let child: ConfigMap = config_maps.get("p-config").await.unwrap();
-        assert_eq!(child.data.unwrap()["mode"], "ok", "the child is left as it was after {mode}");
+        support::assert_refused_and_unchanged(&fixture, message).await;
     }
 }

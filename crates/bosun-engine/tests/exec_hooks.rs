@@ -9,8 +9,6 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use bosun_engine::ApplyStrategy;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use support::{Fixture, eventually};
 
@@ -97,15 +95,8 @@ async fn a_failing_hanging_or_flooding_program_changes_nothing() {
         ("flood", "the response is too large: more than 65536 bytes"),
     ];
     for (mode, message) in expectations {
-        let patch = json!({ "spec": { "data": { "mode": mode } } });
-        fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-        eventually(&format!("a SyncError saying {message:?}"), async || {
-            let events = fixture.events("p", None).await;
-            events.into_iter().find(|(_, reason, said)| reason == "SyncError" && said.contains(message)).map(drop)
-        })
-        .await;
-        let child: ConfigMap = config_maps.get("p-config").await.unwrap();
-        assert_eq!(child.data.unwrap()["mode"], "ok", "the child is left as it was after {mode}");
+        support::set_mode(&fixture, mode).await;
+        support::assert_refused_and_unchanged(&fixture, message).await;
     }
     // The hanging program's background child went with its process group.
     let background: i32 = std::fs::read_to_string(state.join("background")).unwrap().trim().parse().unwrap();

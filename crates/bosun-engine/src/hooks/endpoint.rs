@@ -100,7 +100,7 @@ pub(crate) enum EndpointError {
     },
     /// The hook declares more than one of a webhook, a program and a module.
     #[error("the {kind} hook declares more than one of webhook, exec and wasm: give one")]
-    WebhookAndExec {
+    SeveralKinds {
         /// Which hook.
         kind: HookKind,
     },
@@ -193,45 +193,37 @@ impl HookEndpoint {
         match declared {
             0 => return Err(EndpointError::NoWebhook { kind }),
             1 => {}
-            _ => return Err(EndpointError::WebhookAndExec { kind }),
+            _ => return Err(EndpointError::SeveralKinds { kind }),
         }
         let version = hook.version.unwrap_or_default();
-        if let Some(wasm) = &hook.wasm {
-            let module = WasmModule::resolve(wasm).map_err(|source| EndpointError::Module { kind, source })?;
-            let url = module.url();
+        // A program or a module: run here, named by a URL of its own.
+        let here = match (&hook.exec, &hook.wasm) {
+            (Some(exec), _) => {
+                let program = Program::resolve(exec).map_err(|source| EndpointError::Program { kind, source })?;
+                Some((program.url(), exec.timeout.as_deref(), exec.response_unmarshall_mode, Some(program), None))
+            }
+            (_, Some(wasm)) => {
+                let module = WasmModule::resolve(wasm).map_err(|source| EndpointError::Module { kind, source })?;
+                Some((module.url(), wasm.timeout.as_deref(), wasm.response_unmarshall_mode, None, Some(module)))
+            }
+            _ => None,
+        };
+        if let Some((url, declared_timeout, mode, program, module)) = here {
             return Ok(HookEndpoint {
                 security: None,
                 etag: None,
                 kind,
                 redacted_url: url.clone(),
                 url,
-                timeout: timeout(kind, wasm.timeout.as_deref())?,
+                timeout: timeout(kind, declared_timeout)?,
                 version,
-                mode: unmarshall_mode(version, wasm.response_unmarshall_mode),
+                mode: unmarshall_mode(version, mode),
                 controller: (controller.0, controller.1.to_owned()),
-                program: None,
-                module: Some(module),
+                program,
+                module,
             });
         }
-        let (webhook, exec) = (hook.webhook.as_ref(), hook.exec.as_ref());
-        if let Some(exec) = exec {
-            let program = Program::resolve(exec).map_err(|source| EndpointError::Program { kind, source })?;
-            let url = program.url();
-            return Ok(HookEndpoint {
-                security: None,
-                etag: None,
-                kind,
-                redacted_url: url.clone(),
-                url,
-                timeout: timeout(kind, exec.timeout.as_deref())?,
-                version,
-                mode: unmarshall_mode(version, exec.response_unmarshall_mode),
-                controller: (controller.0, controller.1.to_owned()),
-                program: Some(program),
-                module: None,
-            });
-        }
-        let webhook = webhook.expect("a webhook when there is no program");
+        let webhook = hook.webhook.as_ref().expect("a webhook when there is no program or module");
         let url = match (&webhook.url, &webhook.service, &webhook.path) {
             (Some(url), _, _) => url.clone(),
             (None, Some(service), Some(path)) => format!(

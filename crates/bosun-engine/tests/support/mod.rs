@@ -654,3 +654,21 @@ pub async fn wasm_hook(fixture: &Fixture, name: &str, module: Vec<u8>, sha256: &
     merge_into(&mut wasm, extra);
     json!({ "wasm": wasm })
 }
+
+/// Sets the data `mode` of parent `p` (the mode the test hooks act on).
+pub async fn set_mode(fixture: &Fixture, mode: &str) {
+    let patch = json!({ "spec": { "data": { "mode": mode } } });
+    fixture.parents().patch("p", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+/// Waits for a SyncError on parent `p` saying `message`, and checks that its child
+/// `p-config` is as it was in mode `ok`.
+pub async fn assert_refused_and_unchanged(fixture: &Fixture, message: &str) {
+    eventually(&format!("a SyncError saying {message:?}"), async || {
+        let events = fixture.events("p", None).await;
+        events.into_iter().find(|(_, reason, said)| reason == "SyncError" && said.contains(message)).map(drop)
+    })
+    .await;
+    let child = fixture.config_maps().get("p-config").await.unwrap();
+    assert_eq!(child.data.unwrap()["mode"], "ok", "the child is left as it was (after {message:?})");
+}
