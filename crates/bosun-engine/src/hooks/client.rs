@@ -453,8 +453,12 @@ impl HookClient {
         }
         let mut body = response.into_body();
         let mut bytes = Vec::new();
-        while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, body.frame()).await {
-            let frame = frame.map_err(|error| format!("fetching {shown}: {}", innermost_message(&error)))?;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(frame)) => frame.map_err(|error| format!("fetching {shown}: {}", innermost_message(&error)))?,
+                Ok(None) => break,
+                Err(_) => return Err(format!("fetching {shown}: not read whole within 60 s")),
+            };
             let Ok(data) = frame.into_data() else { continue };
             if bytes.len() + data.len() > wasm::MAX_MODULE_BYTES {
                 return Err(format!("fetching {shown}: the module is larger than {} bytes", wasm::MAX_MODULE_BYTES));

@@ -617,8 +617,15 @@ pub fn openssl_certificates(dir: &std::path::Path) {
 }
 
 /// The WebAssembly module the crate in `dir` (relative to the repository's root) builds for
-/// `wasm32-wasip1`, built now (into the workspace's `target/wasm`), and its SHA-256 in hex.
+/// `wasm32-wasip1`, built on first use in this test binary (into the workspace's
+/// `target/wasm`), and its SHA-256 in hex.
 pub fn wasm_module(dir: &str) -> (Vec<u8>, String) {
+    static BUILT: Mutex<BTreeMap<String, (Vec<u8>, String)>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap();
+    built.entry(dir.to_owned()).or_insert_with(|| build_wasm_module(dir)).clone()
+}
+
+fn build_wasm_module(dir: &str) -> (Vec<u8>, String) {
     use sha2::Digest as _;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let manifest = root.join(dir).join("Cargo.toml");
